@@ -1,0 +1,21 @@
+//! The transports of keel's serving: REST (axum) and gRPC (tonic) front ends of the
+//! Open Inference Protocol, and the Prometheus `/metrics` endpoint.
+//!
+//! Handlers here are thin: they decode the transport's form, call one
+//! [`keel_serving::InferenceService`] operation, and encode the answer. Error kinds map to HTTP
+//! statuses in [`rest::status_of`] and to gRPC codes in [`grpc::code_of`], nowhere else.
+//! This is the only crate that knows HTTP or gRPC.
+
+pub mod grpc;
+mod metrics_endpoint;
+pub mod rest;
+mod server;
+
+pub use metrics_endpoint::prometheus;
+pub use server::{BoundServer, ServeConfig};
+
+/// The generated protocol types and service traits (`inference` package).
+pub mod proto {
+    #![allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]
+    tonic::include_proto!("inference");
+}

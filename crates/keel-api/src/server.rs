@@ -1,0 +1,85 @@
+//! Binding both listeners and running them until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use keel_serving::InferenceService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::grpc::GrpcService;
+use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
+
+/// Where and how to listen.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// Largest request body (REST) or message (gRPC) accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Both listeners, bound (so port 0 resolves to a real port before serving starts).
+pub struct BoundServer {
+    http: TcpListener,
+    grpc: TcpListener,
+    config: ServeConfig,
+}
+
+impl BoundServer {
+    /// Binds both addresses; the error names the address that could not be bound.
+    pub async fn bind(config: ServeConfig) -> std::io::Result<BoundServer> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen for {what} on {addr}: {e}; choose another address with --{what}-addr"),
+                )
+            })
+        };
+        let http = bind(config.http_addr, "http").await?;
+        let grpc = bind(config.grpc_addr, "grpc").await?;
+        Ok(BoundServer { http, grpc, config })
+    }
+
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
+        self.grpc.local_addr()
+    }
+
+    /// Serves REST and gRPC until `shutdown` is cancelled, then drains in-flight requests.
+    pub async fn run(self, service: Arc<InferenceService>, shutdown: CancellationToken) -> std::io::Result<()> {
+        let metrics = crate::prometheus();
+        let app = crate::rest::router(service.clone(), metrics, self.config.max_body_bytes);
+        let http_shutdown = shutdown.clone();
+        let http = axum::serve(self.http, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+
+        let grpc_service = GrpcInferenceServiceServer::new(GrpcService::new(service))
+            .max_decoding_message_size(self.config.max_body_bytes)
+            .max_encoding_message_size(usize::MAX);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
+        let grpc_shutdown = shutdown.clone();
+        let grpc = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(grpc_service)
+            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
+
+        let (h, g) = tokio::join!(http, grpc);
+        h?;
+        g.map_err(std::io::Error::other)?;
+        Ok(())
+    }
+}

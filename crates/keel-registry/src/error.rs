@@ -1,0 +1,44 @@
+use keel_store::StoreError;
+
+/// Errors of the registry; each has a stable public [`code`](RegistryError::code).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A name, alias or argument is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The pushed file is not a usable ONNX model.
+    #[error(
+        "refused: the file is not a usable ONNX model: {reason}; export it with skl2onnx, onnxmltools or torch.onnx and push the .onnx file"
+    )]
+    InvalidArtifact { reason: String },
+    /// The artifact store could not be read or written.
+    #[error("artifact store: {0}")]
+    Artifact(String),
+    /// The registry is misconfigured (artifact location).
+    #[error("{0}")]
+    Config(String),
+    /// The metadata store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RegistryError {
+    /// Stable public code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::Invalid(_) => "invalid",
+            RegistryError::InvalidArtifact { .. } => "invalid_artifact",
+            RegistryError::Artifact(_) => "artifact_store",
+            RegistryError::Config(_) => "config",
+            RegistryError::Store(e) => e.code(),
+        }
+    }
+
+    /// True when the thing asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RegistryError::Store(StoreError::NotFound { .. }))
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, RegistryError>;

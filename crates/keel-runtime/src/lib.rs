@@ -1,0 +1,20 @@
+//! Inference runtime for tabular ONNX models.
+//!
+//! keel runs models exported from scikit-learn, XGBoost and LightGBM on ONNX Runtime, loaded
+//! dynamically from the `libonnxruntime` shipped in the `onnxruntime` PyPI wheel (see
+//! `docs/ARCHITECTURE.md` for why). This crate owns: finding that library without
+//! configuration ([`locate`]), the plain tensor types the rest of keel speaks ([`Tensor`],
+//! [`DataType`]), and a loaded [`Model`] with a small pool of sessions so concurrent requests
+//! do not queue on one `&mut Session`.
+//!
+//! It must never depend on HTTP, gRPC, the registry or the store: it takes model bytes and
+//! tensors, and gives tensors back.
+
+mod error;
+pub mod locate;
+mod model;
+mod tensor;
+
+pub use error::{Result, RuntimeError};
+pub use model::{IoKind, IoSpec, Model, ModelOptions, Runtime};
+pub use tensor::{DataType, Tensor, TensorData};

@@ -1,0 +1,96 @@
+//! Public record types returned by and passed to the store.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An immutable, numbered version of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub model: String,
+    /// 1, 2, 3… per model, assigned by the store.
+    pub version: i64,
+    /// `"sha256:<hex>"` of the artifact bytes; unique per model.
+    pub content_hash: String,
+    /// Where the artifact lives in the object store.
+    pub artifact_key: String,
+    pub size_bytes: i64,
+    /// Artifact format, e.g. `"onnx"`.
+    pub format: String,
+    /// When the version was pushed (millisecond precision).
+    pub created_at: DateTime<Utc>,
+    pub author: String,
+    pub description: Option<String>,
+    /// A JSON object of evaluation metrics; `{}` when none were given.
+    pub metrics: serde_json::Value,
+    pub training_data: Option<String>,
+    /// The model's input/output signature; opaque to the store.
+    pub signature: serde_json::Value,
+}
+
+/// A version to push: the store assigns `version` and `created_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewModelVersion {
+    pub model: String,
+    pub content_hash: String,
+    pub artifact_key: String,
+    pub size_bytes: i64,
+    pub format: String,
+    pub author: String,
+    pub description: Option<String>,
+    /// A JSON object; `null` is stored as `{}`.
+    pub metrics: serde_json::Value,
+    pub training_data: Option<String>,
+    pub signature: serde_json::Value,
+}
+
+/// One line of `list_models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub latest_version: i64,
+    pub version_count: i64,
+    /// When the first version was pushed.
+    pub created_at: DateTime<Utc>,
+    /// When the newest version was pushed.
+    pub updated_at: DateTime<Utc>,
+    /// `(alias, version)` pairs sorted by alias.
+    pub aliases: Vec<(String, i64)>,
+}
+
+/// A movable name pointing at one version of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    pub model: String,
+    pub alias: String,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: String,
+}
+
+/// One move of an alias: set (`from_version` is `None` the first time), moved,
+/// or deleted (`to_version` is `None`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasEvent {
+    pub model: String,
+    pub alias: String,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+/// One entry of the append-only change log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// Increasing in insertion order.
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// What happened: `"model.push"`, `"alias.set"`, `"alias.delete"`.
+    pub kind: String,
+    /// What it happened to: `"model/<name>/<version>"` or
+    /// `"model/<name>/alias/<alias>"`.
+    pub subject: String,
+    pub details: serde_json::Value,
+}

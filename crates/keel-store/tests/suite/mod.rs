@@ -1,0 +1,5 @@
+//! The conformance suite: every function here runs once per backend.
+
+pub mod aliases;
+pub mod changes;
+pub mod models;

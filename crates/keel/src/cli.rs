@@ -1,0 +1,158 @@
+//! The command line, as clap structures. This file stays declarative: behaviour lives in
+//! `commands/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Environment variable names (documented in the README).
+pub mod env {
+    pub const HOME: &str = "KEEL_HOME";
+    pub const STORE: &str = "KEEL_STORE_URL";
+    pub const ARTIFACTS: &str = "KEEL_ARTIFACTS";
+    pub const AUTHOR: &str = "KEEL_AUTHOR";
+    pub const LOG: &str = "KEEL_LOG";
+    pub const LOG_FORMAT: &str = "KEEL_LOG_FORMAT";
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "Take machine-learning models to production and keep them honest there"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Workspace folder for the embedded store and artifacts
+    #[arg(long, global = true, env = env::HOME, default_value = "keel-data")]
+    pub home: PathBuf,
+    /// Metadata store: sqlite:///path/keel.db or postgres://user@host/db (default: SQLite in --home)
+    #[arg(long, global = true, env = env::STORE)]
+    pub store: Option<String>,
+    /// Artifact store: a folder, file:///path or s3://bucket/prefix (default: --home/artifacts)
+    #[arg(long, global = true, env = env::ARTIFACTS)]
+    pub artifacts: Option<String>,
+    /// Print machine-readable JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr: text or json
+    #[arg(long, global = true, env = env::LOG_FORMAT, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register, inspect and alias models
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Serve every registered model over the Open Inference Protocol (REST and gRPC)
+    Serve(ServeArgs),
+    /// Run keel's main job end to end on embedded defaults: register the fixture models,
+    /// serve them, and call them over REST and gRPC
+    Demo(DemoArgs),
+    /// Show the change log: who changed what, when
+    Changes(ChangesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Store a new immutable version of a model from an ONNX file
+    Push(PushArgs),
+    /// List models with their newest version and aliases
+    Ls,
+    /// Show a model's versions, or one version (NAME:3, NAME@production)
+    Show { reference: String },
+    /// Point an alias at a version, or delete it
+    Alias(AliasArgs),
+    /// Show how a model's aliases moved over time
+    History {
+        name: String,
+        /// Only this alias
+        #[arg(long)]
+        alias: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Model name (letters, digits, '-', '_', '.')
+    pub name: String,
+    /// The .onnx file
+    pub file: PathBuf,
+    /// Who pushes it (default: $KEEL_AUTHOR, else $USER)
+    #[arg(long, env = env::AUTHOR)]
+    pub author: Option<String>,
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+    /// Metrics as a JSON object ('{"auc":0.97}') or KEY=NUMBER, repeatable
+    #[arg(long = "metric", short = 'm')]
+    pub metrics: Vec<String>,
+    /// Reference to the training data (table, path or query)
+    #[arg(long)]
+    pub training_data: Option<String>,
+    /// Also point these aliases at the new version
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AliasArgs {
+    pub name: String,
+    /// Alias name, with or without '@'
+    pub alias: String,
+    /// Version to point at: a number, 'latest' or another @alias
+    #[arg(required_unless_present = "delete")]
+    pub version: Option<String>,
+    /// Delete the alias instead
+    #[arg(long, conflicts_with = "version")]
+    pub delete: bool,
+    /// Why (kept in the history)
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long, env = env::AUTHOR)]
+    pub author: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// REST address (Open Inference Protocol, /metrics)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// gRPC address (inference.GRPCInferenceService)
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub grpc_addr: SocketAddr,
+    /// Largest request accepted, in bytes
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// ONNX Runtime sessions per model (default: one per core)
+    #[arg(long)]
+    pub sessions: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder holding the fixture models (bc-lr.onnx, bc-rf.onnx...)
+    #[arg(long, default_value = "fixtures/models")]
+    pub fixtures: PathBuf,
+    /// Keep serving on the default addresses after the checks
+    #[arg(long)]
+    pub keep_serving: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChangesArgs {
+    /// How many entries, newest first
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// Only subjects starting with this (e.g. model/bc-lr)
+    #[arg(long)]
+    pub subject: Option<String>,
+}

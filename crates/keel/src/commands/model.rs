@@ -1,0 +1,243 @@
+//! `keel model ...`
+
+use anyhow::{Context as _, bail};
+use keel_registry::{PushRequest, Registry, VersionSelector};
+
+use crate::cli::{AliasArgs, Global, ModelCommand, PushArgs};
+use crate::context::{Context, author};
+use crate::output;
+
+pub async fn run(global: &Global, cmd: ModelCommand) -> anyhow::Result<()> {
+    let ctx = Context::open(global).await?;
+    match cmd {
+        ModelCommand::Push(args) => push(global, &ctx.registry, args).await,
+        ModelCommand::Ls => ls(global, &ctx.registry).await,
+        ModelCommand::Show { reference } => show(global, &ctx.registry, &reference).await,
+        ModelCommand::Alias(args) => alias(global, &ctx.registry, args).await,
+        ModelCommand::History { name, alias } => history(global, &ctx.registry, &name, alias.as_deref()).await,
+    }
+}
+
+/// Parses `--metric` values: JSON objects merged, or KEY=NUMBER pairs.
+pub fn parse_metrics(items: &[String]) -> anyhow::Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for item in items {
+        let item = item.trim();
+        if item.starts_with('{') {
+            let value: serde_json::Value =
+                serde_json::from_str(item).with_context(|| format!("--metric {item}: not a JSON object"))?;
+            match value {
+                serde_json::Value::Object(m) => out.extend(m),
+                _ => bail!("--metric {item}: must be a JSON object"),
+            }
+        } else if let Some((k, v)) = item.split_once('=') {
+            let number: f64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("--metric {item}: '{v}' is not a number; use KEY=NUMBER or a JSON object"))?;
+            out.insert(k.trim().to_string(), serde_json::Value::from(number));
+        } else {
+            bail!("--metric {item}: use KEY=NUMBER (auc=0.97) or a JSON object");
+        }
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+pub async fn push_file(registry: &Registry, args: &PushArgs) -> anyhow::Result<keel_registry::ModelVersion> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let request = PushRequest {
+        name: args.name.clone(),
+        author: author(&args.author),
+        description: args.description.clone(),
+        metrics: parse_metrics(&args.metrics)?,
+        training_data: args.training_data.clone(),
+    };
+    let aliases: Vec<String> = args
+        .aliases
+        .iter()
+        .map(|a| a.trim_start_matches('@').to_string())
+        .collect();
+    for a in &aliases {
+        keel_registry::validate_alias(a)?;
+    }
+    let version = registry
+        .push(request, bytes.into())
+        .await
+        .with_context(|| format!("push of {} refused", args.file.display()))?;
+    for a in &aliases {
+        registry
+            .set_alias(
+                &version.model,
+                a,
+                &VersionSelector::Number(version.version),
+                &author(&args.author),
+                Some("set at push"),
+            )
+            .await?;
+    }
+    Ok(version)
+}
+
+async fn push(global: &Global, registry: &Registry, args: PushArgs) -> anyhow::Result<()> {
+    let version = push_file(registry, &args).await?;
+    if global.json {
+        return output::json(&version);
+    }
+    let sig = Registry::signature(&version)?;
+    println!(
+        "pushed {} version {} ({}, {} bytes)",
+        version.model, version.version, version.content_hash, version.size_bytes
+    );
+    for i in &sig.inputs {
+        println!("  input  {} {} {:?}", i.name, i.datatype, i.shape);
+    }
+    for o in &sig.outputs {
+        println!("  output {} {} {:?}", o.name, o.datatype, o.shape);
+    }
+    for a in &args.aliases {
+        println!("  @{} -> {}", a.trim_start_matches('@'), version.version);
+    }
+    Ok(())
+}
+
+async fn ls(global: &Global, registry: &Registry) -> anyhow::Result<()> {
+    let models = registry.list_models().await?;
+    if global.json {
+        return output::json(&models);
+    }
+    if models.is_empty() {
+        println!("no models yet; push one with `keel model push NAME FILE.onnx`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = models
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.latest_version.to_string(),
+                m.version_count.to_string(),
+                m.aliases
+                    .iter()
+                    .map(|(a, v)| format!("@{a}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                output::time(&m.updated_at),
+            ]
+        })
+        .collect();
+    output::table(&["NAME", "LATEST", "VERSIONS", "ALIASES", "UPDATED (UTC)"], &rows);
+    Ok(())
+}
+
+async fn show(global: &Global, registry: &Registry, reference: &str) -> anyhow::Result<()> {
+    let (name, selector) = VersionSelector::split_reference(reference)?;
+    let explicit = reference.contains('@') || reference.contains(':');
+    if !explicit {
+        let versions = registry.list_versions(&name).await?;
+        let aliases = registry.list_aliases(&name).await?;
+        if global.json {
+            return output::json(&serde_json::json!({ "name": name, "versions": versions, "aliases": aliases }));
+        }
+        let rows: Vec<Vec<String>> = versions
+            .iter()
+            .map(|v| {
+                let here: Vec<String> = aliases
+                    .iter()
+                    .filter(|a| a.version == v.version)
+                    .map(|a| format!("@{}", a.alias))
+                    .collect();
+                vec![
+                    v.version.to_string(),
+                    output::time(&v.created_at),
+                    v.author.clone(),
+                    v.content_hash.chars().take(19).collect(),
+                    here.join(" "),
+                    v.description.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        output::table(
+            &["VERSION", "CREATED (UTC)", "AUTHOR", "HASH", "ALIASES", "DESCRIPTION"],
+            &rows,
+        );
+        return Ok(());
+    }
+    let version = registry.resolve(&name, &selector).await?;
+    if global.json {
+        return output::json(&version);
+    }
+    let sig = Registry::signature(&version)?;
+    println!("{} version {}", version.model, version.version);
+    println!(
+        "  created      {} by {}",
+        output::time(&version.created_at),
+        version.author
+    );
+    println!("  hash         {}", version.content_hash);
+    println!("  size         {} bytes", version.size_bytes);
+    if let Some(d) = &version.description {
+        println!("  description  {d}");
+    }
+    if let Some(t) = &version.training_data {
+        println!("  training     {t}");
+    }
+    println!("  metrics      {}", version.metrics);
+    println!("  producer     {}", sig.producer);
+    println!("  operators    {}", sig.operators.join(", "));
+    for i in &sig.inputs {
+        println!("  input        {} {} {:?}", i.name, i.datatype, i.shape);
+    }
+    for o in &sig.outputs {
+        println!("  output       {} {} {:?}", o.name, o.datatype, o.shape);
+    }
+    Ok(())
+}
+
+async fn alias(global: &Global, registry: &Registry, args: AliasArgs) -> anyhow::Result<()> {
+    let alias = args.alias.trim_start_matches('@');
+    let by = author(&args.author);
+    if args.delete {
+        registry.delete_alias(&args.name, alias, &by).await?;
+        if global.json {
+            return output::json(&serde_json::json!({ "model": args.name, "alias": alias, "deleted": true }));
+        }
+        println!("deleted @{alias} of {}", args.name);
+        return Ok(());
+    }
+    let Some(version) = args.version.as_deref() else {
+        bail!("give the version to point at (a number, 'latest' or @alias), or --delete");
+    };
+    let selector = VersionSelector::parse(version)?;
+    let set = registry
+        .set_alias(&args.name, alias, &selector, &by, args.reason.as_deref())
+        .await?;
+    if global.json {
+        return output::json(&set);
+    }
+    println!("{}@{} -> version {}", set.model, set.alias, set.version);
+    Ok(())
+}
+
+async fn history(global: &Global, registry: &Registry, name: &str, alias: Option<&str>) -> anyhow::Result<()> {
+    let alias = alias.map(|a| a.trim_start_matches('@'));
+    let events = registry.alias_history(name, alias).await?;
+    if global.json {
+        return output::json(&events);
+    }
+    let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                output::time(&e.at),
+                format!("@{}", e.alias),
+                show(e.from_version),
+                show(e.to_version),
+                e.by.clone(),
+                e.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(&["WHEN (UTC)", "ALIAS", "FROM", "TO", "BY", "REASON"], &rows);
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `keel serve`
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use keel_api::{BoundServer, ServeConfig};
+use keel_runtime::{ModelOptions, Runtime};
+use keel_serving::{InferenceService, ModelRepository};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Global, ServeArgs};
+use crate::context::Context;
+
+/// Builds the service over the registry, with the metrics recorder installed first so the
+/// per-model handles register with it.
+pub fn service(ctx: &Context, args: &ServeArgs) -> Arc<InferenceService> {
+    let _ = keel_api::prometheus();
+    let mut options = ModelOptions::default();
+    if let Some(n) = args.sessions {
+        options.sessions = n.max(1);
+    }
+    InferenceService::new(ModelRepository::new(ctx.registry.clone(), options))
+}
+
+pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
+    let ctx = Context::open(global).await?;
+    let runtime = Runtime::global()?;
+    tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
+    let service = service(&ctx, &args);
+    let config = ServeConfig {
+        http_addr: args.http_addr,
+        grpc_addr: args.grpc_addr,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let server = BoundServer::bind(config).await?;
+    let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(server.run(service.clone(), shutdown.clone()));
+    let failures = service.load_all().await;
+    for (name, e) in &failures {
+        eprintln!("warning: model {name} not loaded: {e}");
+    }
+    let loaded = service.repository().loaded();
+    eprintln!(
+        "keel serving {} model(s) on http://{http} (REST, /metrics) and {grpc} (gRPC); Ctrl-C to stop",
+        loaded.len()
+    );
+    for m in &loaded {
+        eprintln!("  {} version {}", m.name, m.version);
+    }
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r.context("cannot listen for Ctrl-C")?; }
+        () = terminate() => {}
+    }
+    eprintln!("shutting down: draining requests in flight");
+    service.set_ready(false);
+    shutdown.cancel();
+    run.await.context("server task failed")??;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
