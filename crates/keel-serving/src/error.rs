@@ -72,7 +72,10 @@ impl ServingError {
                     keel_store::StoreError::NotFound { .. } => ErrorKind::NotFound,
                     keel_store::StoreError::Conflict { .. } => ErrorKind::Conflict,
                     keel_store::StoreError::Invalid(_) => ErrorKind::InvalidArgument,
-                    _ => ErrorKind::Internal,
+                    keel_store::StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+                    keel_store::StoreError::InvalidUrl(_)
+                    | keel_store::StoreError::Migration(_)
+                    | keel_store::StoreError::Database(_) => ErrorKind::Internal,
                 },
                 RegistryError::Artifact(_) | RegistryError::Config(_) => ErrorKind::Internal,
             },

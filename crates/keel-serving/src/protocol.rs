@@ -121,8 +121,13 @@ pub fn decode_json_request(body: &[u8], header_len: Option<usize>) -> Result<Inf
         }
     };
     let json = std::str::from_utf8(json).map_err(|e| {
+        let hint = if header_len.is_none() {
+            ", or set Inference-Header-Content-Length when binary tensors follow the JSON"
+        } else {
+            ""
+        };
         ServingError::BadRequest(format!(
-            "request body is not valid UTF-8 (invalid byte at offset {}); send JSON encoded as UTF-8",
+            "request body is not valid UTF-8 (invalid byte at offset {}); send JSON encoded as UTF-8{hint}",
             e.valid_up_to()
         ))
     })?;
@@ -564,7 +569,7 @@ mod tests {
         let err = decode_json_request(&body[..body.len() - 1], Some(json.len())).expect_err("short");
         assert!(err.to_string().contains("declares 8 binary bytes"), "{err}");
         let err = decode_json_request(&body, None).expect_err("no header");
-        assert!(err.to_string().contains("malformed"), "{err}");
+        assert!(err.to_string().contains("Inference-Header-Content-Length"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,8 @@
+//! End-to-end tests of the serving front ends: a real server on loopback, a real SQLite
+//! store, real ONNX Runtime, real HTTP and gRPC clients.
+
+mod errors;
+mod grpc;
+mod hot_swap;
+mod infer;
+mod support;

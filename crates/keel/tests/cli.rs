@@ -1,0 +1,170 @@
+//! The `keel` binary as a user runs it: exit codes, messages, `--json`, and that refused
+//! commands change nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models")
+}
+
+fn keel(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("KEEL_AUTHOR", "tester")
+        .env_remove("KEEL_STORE_URL")
+        .env_remove("KEEL_ARTIFACTS")
+        .output()
+        .expect("run keel")
+}
+
+fn ok_json(home: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = keel(home, &all);
+    assert!(
+        out.status.success(),
+        "keel {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn push_list_show_alias_history_and_changes() {
+    let home = tempfile::tempdir().expect("tmp");
+    let lr = fixtures().join("bc-lr.onnx");
+    let rf = fixtures().join("bc-rf.onnx");
+    let v1 = ok_json(
+        home.path(),
+        &[
+            "model",
+            "push",
+            "bc",
+            lr.to_str().expect("p"),
+            "-m",
+            "auc=0.99",
+            "--alias",
+            "staging",
+        ],
+    );
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["author"], "tester");
+    assert_eq!(v1["metrics"], serde_json::json!({"auc": 0.99}));
+    let v2 = ok_json(
+        home.path(),
+        &["model", "push", "bc", rf.to_str().expect("p"), "-d", "forest"],
+    );
+    assert_eq!(v2["version"], 2);
+
+    let list = ok_json(home.path(), &["model", "ls"]);
+    assert_eq!(list[0]["name"], "bc");
+    assert_eq!(list[0]["latest_version"], 2);
+    assert_eq!(list[0]["aliases"], serde_json::json!([["staging", 1]]));
+
+    let alias = ok_json(
+        home.path(),
+        &["model", "alias", "bc", "@production", "2", "--reason", "better auc"],
+    );
+    assert_eq!(alias["version"], 2);
+    let shown = ok_json(home.path(), &["model", "show", "bc@production"]);
+    assert_eq!(shown["version"], 2);
+    assert_eq!(shown["description"], "forest");
+    let history = ok_json(home.path(), &["model", "history", "bc", "--alias", "production"]);
+    assert_eq!(history[0]["reason"], "better auc");
+    assert_eq!(history[0]["by"], "tester");
+
+    let changes = ok_json(home.path(), &["changes", "--subject", "model/bc/"]);
+    let kinds: Vec<&str> = changes
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["kind"].as_str().expect("k"))
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "model.push").count(), 2, "{kinds:?}");
+    assert!(kinds.contains(&"alias.set"));
+
+    // Table output for people.
+    let out = keel(home.path(), &["model", "show", "bc"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("VERSION") && text.contains("@production") && text.contains("@staging"),
+        "{text}"
+    );
+}
+
+#[test]
+fn refused_commands_say_why_and_change_nothing() {
+    let home = tempfile::tempdir().expect("tmp");
+    let lr = fixtures().join("bc-lr.onnx");
+    ok_json(home.path(), &["model", "push", "bc", lr.to_str().expect("p")]);
+    let before = ok_json(home.path(), &["model", "ls"]);
+
+    let junk = home.path().join("junk.onnx");
+    std::fs::write(&junk, b"definitely not a model").expect("write");
+    let out = keel(home.path(), &["model", "push", "bc", junk.to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a usable ONNX model"), "{}", stderr(&out));
+
+    let out = keel(home.path(), &["model", "push", "bc", "/no/such/file.onnx"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot read /no/such/file.onnx"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = keel(home.path(), &["model", "push", "bad/name", lr.to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid model name"), "{}", stderr(&out));
+
+    let out = keel(home.path(), &["model", "push", "bc", lr.to_str().expect("p")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already has this content as version 1"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = keel(
+        home.path(),
+        &["model", "push", "bc", lr.to_str().expect("p"), "-m", "auc=high"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("'high' is not a number"), "{}", stderr(&out));
+
+    let out = keel(home.path(), &["model", "alias", "bc", "production", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("5"), "{}", stderr(&out));
+
+    let out = keel(home.path(), &["model", "show", "nothing-here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nothing-here"), "{}", stderr(&out));
+
+    // A usage error is clap's exit code 2 with a hint.
+    let out = keel(home.path(), &["model", "alias", "bc"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    assert_eq!(ok_json(home.path(), &["model", "ls"]), before);
+}
+
+#[test]
+fn an_unreachable_postgres_store_is_a_clear_error() {
+    let home = tempfile::tempdir().expect("tmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["--store", "postgres://nobody@127.0.0.1:1/none", "model", "ls"])
+        .arg("--home")
+        .arg(home.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}
