@@ -27,11 +27,11 @@ pub enum ServingError {
     #[error("{0}")]
     InvalidInput(String),
     #[error(
-        "model '{name}' is not loaded; load it with POST /v2/repository/models/{name}/load or `keel model ls` to see what exists"
+        "model '{name}' is not loaded; load it through the repository API (REST POST /v2/repository/models/{name}/load, gRPC RepositoryModelLoad), or see what exists with `keel model ls`"
     )]
     ModelNotLoaded { name: String },
     #[error(
-        "version {version} of model '{name}' is not loaded (loaded: {loaded}); load it with POST /v2/repository/models/{name}/load and parameters {{\"version\": \"{version}\"}}"
+        "version {version} of model '{name}' is not loaded (loaded: {loaded}); load it through the repository API with the parameter version = \"{version}\""
     )]
     VersionNotLoaded { name: String, version: String, loaded: i64 },
     #[error(

@@ -12,6 +12,7 @@
 
 mod aliases;
 mod changes;
+mod deployments;
 mod error;
 mod location;
 mod models;
@@ -20,5 +21,5 @@ mod rows;
 mod store;
 
 pub use error::{Result, StoreError};
-pub use records::{Alias, AliasEvent, ChangeEvent, ModelSummary, ModelVersion, NewModelVersion};
+pub use records::{Alias, AliasEvent, ChangeEvent, DeploymentRevision, ModelSummary, ModelVersion, NewModelVersion};
 pub use store::{Backend, Store};

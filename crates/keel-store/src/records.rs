@@ -94,3 +94,16 @@ pub struct ChangeEvent {
     pub subject: String,
     pub details: serde_json::Value,
 }
+
+/// One immutable revision of a deployment's definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRevision {
+    pub name: String,
+    /// 1, 2, 3… per deployment.
+    pub revision: i64,
+    /// The definition (variants, policy...); opaque to the store.
+    pub spec: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub reason: Option<String>,
+}

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::error::{Result, StoreError};
-use crate::records::{Alias, AliasEvent, ChangeEvent, ModelVersion};
+use crate::records::{Alias, AliasEvent, ChangeEvent, DeploymentRevision, ModelVersion};
 
 /// Current time in whole milliseconds, the precision the store keeps.
 pub(crate) fn now_ms() -> i64 {
@@ -172,4 +172,29 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DeploymentRow {
+    name: String,
+    revision: i64,
+    spec: String,
+    created_at: i64,
+    created_by: String,
+    reason: Option<String>,
+}
+
+impl TryFrom<DeploymentRow> for DeploymentRevision {
+    type Error = StoreError;
+
+    fn try_from(row: DeploymentRow) -> Result<Self> {
+        Ok(DeploymentRevision {
+            created_at: time_from_ms(row.created_at)?,
+            spec: json_from_text("spec", &row.spec)?,
+            name: row.name,
+            revision: row.revision,
+            created_by: row.created_by,
+            reason: row.reason,
+        })
+    }
 }

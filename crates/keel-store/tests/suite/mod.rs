@@ -2,4 +2,5 @@
 
 pub mod aliases;
 pub mod changes;
+pub mod deployments;
 pub mod models;
