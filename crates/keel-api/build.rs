@@ -1,10 +1,12 @@
-//! Generates the gRPC service from `proto/grpc_service.proto` with protox (pure Rust, so no
+//! Generates the gRPC service from `proto/*.proto` with protox (pure Rust, so no
 //! system `protoc` is needed on a fresh machine).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/grpc_service.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let fds = protox::compile([proto], ["proto"])?;
+    let protos = ["proto/grpc_service.proto", "proto/keel_experiments.proto"];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let fds = protox::compile(protos, ["proto"])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

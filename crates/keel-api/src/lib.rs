@@ -6,16 +6,24 @@
 //! statuses in [`rest::status_of`] and to gRPC codes in [`grpc::code_of`], nowhere else.
 //! This is the only crate that knows HTTP or gRPC.
 
+mod experiments;
 pub mod grpc;
+mod grpc_experiments;
 mod metrics_endpoint;
 pub mod rest;
 mod server;
 
 pub use metrics_endpoint::prometheus;
-pub use server::{BoundServer, ServeConfig};
+pub use server::{BoundServer, ServeConfig, Services};
 
 /// The generated protocol types and service traits (`inference` package).
 pub mod proto {
     #![allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]
     tonic::include_proto!("inference");
+}
+
+/// The generated experimentation API (`keel.experiments.v1` package).
+pub mod experiments_proto {
+    #![allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]
+    tonic::include_proto!("keel.experiments.v1");
 }

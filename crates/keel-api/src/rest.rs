@@ -56,19 +56,29 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": message, "code": code });
     (status, axum::Json(body)).into_response()
 }
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
-/// Builds the REST router.
-pub fn router(service: Arc<InferenceService>, metrics: PrometheusHandle, max_body: usize) -> Router {
+/// Builds the REST router: the inference protocol, `/metrics`, and the experiment routes
+/// when experiments are served.
+pub fn router(
+    service: Arc<InferenceService>,
+    experiments: Option<Arc<keel_experiments::Experiments>>,
+    metrics: PrometheusHandle,
+    max_body: usize,
+) -> Router {
     let state = AppState {
         service,
         metrics,
         max_body,
+    };
+    let extra = match experiments {
+        Some(e) => crate::experiments::router(e, max_body),
+        None => Router::new(),
     };
     Router::new()
         .route("/v2", get(server_metadata))
@@ -84,10 +94,11 @@ pub fn router(service: Arc<InferenceService>, metrics: PrometheusHandle, max_bod
         .route("/v2/repository/models/{name}/load", post(load))
         .route("/v2/repository/models/{name}/unload", post(unload))
         .route("/metrics", get(metrics_text))
+        .with_state(state)
+        .merge(extra)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
-        .with_state(state)
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -214,18 +225,18 @@ fn header_length(headers: &HeaderMap) -> ApiResult<Option<usize>> {
         })
 }
 
-async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ServingError> {
     match axum::body::to_bytes(body, limit).await {
         Ok(b) => Ok(b),
         Err(e) => {
             let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                 || e.to_string().contains("length limit");
             if too_large {
-                Err(ApiError(ServingError::PayloadTooLarge { size: limit + 1, limit }))
+                Err(ServingError::PayloadTooLarge { size: limit + 1, limit })
             } else {
-                Err(ApiError(ServingError::BadRequest(format!(
+                Err(ServingError::BadRequest(format!(
                     "could not read the request body: {e}"
-                ))))
+                )))
             }
         }
     }

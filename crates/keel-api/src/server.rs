@@ -3,11 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use keel_experiments::Experiments;
 use keel_serving::InferenceService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::experiments_proto::experiments_server::ExperimentsServer;
 use crate::grpc::GrpcService;
+use crate::grpc_experiments::GrpcExperiments;
 use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 
 /// Where and how to listen.
@@ -27,6 +30,13 @@ impl Default for ServeConfig {
             max_body_bytes: 16 * 1024 * 1024,
         }
     }
+}
+
+/// What the server exposes.
+#[derive(Clone)]
+pub struct Services {
+    pub inference: Arc<InferenceService>,
+    pub experiments: Option<Arc<Experiments>>,
 }
 
 /// Both listeners, bound (so port 0 resolves to a real port before serving starts).
@@ -61,23 +71,56 @@ impl BoundServer {
     }
 
     /// Serves REST and gRPC until `shutdown` is cancelled, then drains in-flight requests.
-    pub async fn run(self, service: Arc<InferenceService>, shutdown: CancellationToken) -> std::io::Result<()> {
+    /// With experiments, attribution windows are closed every second meanwhile.
+    pub async fn run(self, services: Services, shutdown: CancellationToken) -> std::io::Result<()> {
         let metrics = crate::prometheus();
-        let app = crate::rest::router(service.clone(), metrics, self.config.max_body_bytes);
+        let app = crate::rest::router(
+            services.inference.clone(),
+            services.experiments.clone(),
+            metrics,
+            self.config.max_body_bytes,
+        );
         let http_shutdown = shutdown.clone();
         let http = axum::serve(self.http, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
 
-        let grpc_service = GrpcInferenceServiceServer::new(GrpcService::new(service))
+        let grpc_service = GrpcInferenceServiceServer::new(GrpcService::new(services.inference.clone()))
             .max_decoding_message_size(self.config.max_body_bytes)
             .max_encoding_message_size(usize::MAX);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
         let grpc_shutdown = shutdown.clone();
-        let grpc = tonic::transport::Server::builder()
+        let mut router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(grpc_service)
-            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
+            .add_service(grpc_service);
+        let mut windows = None;
+        if let Some(experiments) = services.experiments.clone() {
+            router = router.add_service(
+                ExperimentsServer::new(GrpcExperiments::new(experiments.clone()))
+                    .max_decoding_message_size(self.config.max_body_bytes),
+            );
+            let stop = shutdown.clone();
+            windows = Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = tick.tick() => {
+                            if let Err(e) = experiments.close_windows().await {
+                                tracing::error!(error = %e, "closing attribution windows failed");
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        let grpc = router.serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
 
         let (h, g) = tokio::join!(http, grpc);
+        if let Some(w) = windows {
+            let _ = w.await;
+        }
+        if let Some(e) = &services.experiments {
+            e.close();
+        }
         h?;
         g.map_err(std::io::Error::other)?;
         Ok(())

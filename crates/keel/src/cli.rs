@@ -60,6 +60,122 @@ pub enum Command {
     Demo(DemoArgs),
     /// Show the change log: who changed what, when
     Changes(ChangesArgs),
+    /// Create, revise and inspect deployments (variants and their traffic policy)
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// Experiment results
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// Drive a running keel server with a simulated world through its public API
+    #[command(subcommand)]
+    Simulate(SimulateCommand),
+    /// Off-policy evaluation: estimate a candidate policy's value on logged data
+    #[command(subcommand)]
+    Ope(OpeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpeCommand {
+    /// On an Open Bandit Dataset CSV (e.g. ../shared/data/obd/random/all/all.csv)
+    Obd {
+        file: PathBuf,
+        /// The candidate policy: JSON inline or a file, e.g. '{"type": "thompson_beta"}'
+        #[arg(long)]
+        candidate: String,
+        /// Share of the log (oldest first) used to warm the candidate up
+        #[arg(long, default_value_t = 0.5)]
+        train_fraction: f64,
+        /// A log of the candidate itself, whose observed mean reward is printed as ground truth
+        #[arg(long)]
+        ground_truth: Option<PathBuf>,
+    },
+    /// On a deployment's own decision log
+    Deployment {
+        name: String,
+        #[arg(long)]
+        candidate: String,
+        #[arg(long, default_value_t = 0.5)]
+        train_fraction: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimulateCommand {
+    /// Personalised promotional e-mails for a restaurant chain: K promotions, customers with
+    /// RFM-style features, conversions that depend on who gets what
+    Email(EmailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmailArgs {
+    /// The keel server to drive
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Deployment name prefix (one deployment per policy: PREFIX-POLICY)
+    #[arg(long, default_value = "email-promos")]
+    pub prefix: String,
+    #[arg(long, default_value_t = 200_000)]
+    pub customers: usize,
+    #[arg(long, default_value_t = 5)]
+    pub promotions: usize,
+    /// Average conversion rate of uniformly random promotions
+    #[arg(long, default_value_t = 0.025)]
+    pub base_rate: f64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Concurrent simulated senders
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Rewards arrive this many decisions after their decision (0: at once)
+    #[arg(long, default_value_t = 0)]
+    pub delay: usize,
+    /// Send feedback in batches of this many events
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Policies to compare, in order
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "uniform,best_single,thompson,contextual"
+    )]
+    pub policies: Vec<String>,
+    /// Share of customers in the holdout control group (gets the first promotion)
+    #[arg(long, default_value_t = 0.0)]
+    pub control_share: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// Create a deployment or record a new revision of it from a JSON definition
+    Apply {
+        name: String,
+        /// The definition (JSON): variants, policy, context, control, reward, canary, guardrails
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Why (kept in the revision history)
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, env = env::AUTHOR)]
+        author: Option<String>,
+    },
+    /// List deployments
+    Ls,
+    /// Show a deployment's current definition
+    Show { name: String },
+    /// Show every revision of a deployment
+    History { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Per-variant results: exposures, conversions, rate with 95% interval, probability to be
+    /// best, lift over control, traffic share over time, sample-ratio check
+    Report {
+        name: String,
+        /// Ask a running server (e.g. http://127.0.0.1:8080) instead of reading the decision log
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +251,10 @@ pub struct ServeArgs {
     /// ONNX Runtime sessions per model (default: one per core)
     #[arg(long)]
     pub sessions: Option<usize>,
+    /// Acknowledge decisions once written to the OS instead of synced to disk (survives a
+    /// killed process, not a power cut)
+    #[arg(long)]
+    pub no_fsync: bool,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +265,9 @@ pub struct DemoArgs {
     /// Keep serving on the default addresses after the checks
     #[arg(long)]
     pub keep_serving: bool,
+    /// Customers in the simulated e-mail campaign (0 skips it)
+    #[arg(long, default_value_t = 20_000)]
+    pub customers: usize,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,8 @@ use crate::cli::Global;
 
 pub struct Context {
     pub registry: Registry,
+    /// The workspace folder (decision logs live under `experiments/`).
+    pub home: std::path::PathBuf,
 }
 
 impl Context {
@@ -30,7 +32,10 @@ impl Context {
             .await
             .with_context(|| "cannot open the metadata store".to_string())?;
         let registry = Registry::open(store, &artifacts)?;
-        Ok(Context { registry })
+        Ok(Context {
+            registry,
+            home: global.home.clone(),
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! store, real ONNX Runtime, real HTTP and gRPC clients.
 
 mod errors;
+mod experiments;
 mod grpc;
 mod hot_swap;
 mod infer;

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use keel_api::{BoundServer, ServeConfig};
+use keel_api::{BoundServer, ServeConfig, Services};
 use keel_registry::{PushRequest, Registry, VersionSelector};
 use keel_runtime::ModelOptions;
 use keel_serving::{InferenceService, ModelRepository};
@@ -64,7 +64,18 @@ impl TestServer {
         .expect("bind");
         let (http, grpc) = (server.http_addr().expect("addr"), server.grpc_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        tokio::spawn(server.run(service.clone(), shutdown.clone()));
+        let experiments = keel_experiments::Experiments::open(
+            registry.store().clone(),
+            dir.path().join("experiments"),
+            keel_experiments::Durability::Fsync,
+        )
+        .await
+        .expect("experiments");
+        let services = Services {
+            inference: service.clone(),
+            experiments: Some(experiments),
+        };
+        tokio::spawn(server.run(services, shutdown.clone()));
         let failures = service.load_all().await;
         assert!(failures.is_empty(), "models failed to load: {failures:?}");
         TestServer {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use keel_api::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use keel_api::proto::{ModelInferRequest, model_infer_request::InferInputTensor};
-use keel_api::{BoundServer, ServeConfig};
+use keel_api::{BoundServer, ServeConfig, Services};
 use keel_registry::{PushRequest, RegistryError, VersionSelector};
 use keel_store::StoreError;
 use serde::Deserialize;
@@ -54,7 +54,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     let runtime = keel_runtime::Runtime::global()?;
     eprintln!("ONNX Runtime: {}", runtime.library().display());
 
-    eprintln!("1/3 registering {} fixture models", expected.models.len());
+    eprintln!("1/4 registering {} fixture models", expected.models.len());
     for name in expected.models.keys() {
         register(&ctx, &args.fixtures, name).await?;
     }
@@ -74,6 +74,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         .parse()?,
         max_body_bytes: 16 * 1024 * 1024,
         sessions: None,
+        no_fsync: false,
     };
     let service = super::serve::service(&ctx, &serve_args);
     let server = BoundServer::bind(ServeConfig {
@@ -84,14 +85,19 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     .await?;
     let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(service.clone(), shutdown.clone()));
+    let experiments = super::serve::open_experiments(&ctx, &serve_args).await?;
+    let services = Services {
+        inference: service.clone(),
+        experiments: Some(experiments.clone()),
+    };
+    let task = tokio::spawn(server.run(services, shutdown.clone()));
     let failures = service.load_all().await;
     if let Some((name, e)) = failures.first() {
         bail!("model {name} did not load: {e}");
     }
-    eprintln!("2/3 serving on http://{http} and grpc://{grpc}");
+    eprintln!("2/4 serving on http://{http} and grpc://{grpc}");
 
-    eprintln!("3/3 checking every model over REST and gRPC against onnxruntime's outputs");
+    eprintln!("3/4 checking every model over REST and gRPC against onnxruntime's outputs");
     let client = reqwest::Client::new();
     let mut grpc_client = GrpcInferenceServiceClient::connect(format!("http://{grpc}"))
         .await
@@ -191,6 +197,43 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
             global.home.display()
         );
         println!("try: curl -s http://{http}/v2/models/bc-lr | jq");
+    }
+    if args.customers > 0 {
+        eprintln!(
+            "\n4/4 the flagship scenario: personalised promotional e-mails for {} customers, 5 promotions, \
+             10% holdout control group; uniform random vs Thompson sampling vs a contextual bandit",
+            args.customers
+        );
+        let cfg = keel_sim::email::EmailConfig {
+            url: format!("http://{http}"),
+            prefix: "email-promos".into(),
+            customers: args.customers,
+            promotions: 5,
+            base_rate: 0.025,
+            seed: 7,
+            concurrency: 16,
+            delay_decisions: 0,
+            batch: 16,
+            policies: vec!["uniform".into(), "thompson".into(), "contextual".into()],
+            control_share: 0.1,
+            share_buckets: 5,
+        };
+        let report = keel_sim::email::run(&cfg, &|line: &str| eprintln!("  {line}")).await?;
+        if global.json {
+            output::json(&report)?;
+        }
+        let contextual = experiments.report("email-promos-contextual")?;
+        if !global.json {
+            println!();
+            super::deployment::print_report(&contextual);
+            println!(
+                "\nthe decision log (one JSON line per decision and reward) is in {}",
+                global
+                    .home
+                    .join("experiments/email-promos-contextual/events.jsonl")
+                    .display()
+            );
+        }
     }
     if args.keep_serving {
         eprintln!("serving until Ctrl-C");

@@ -2,8 +2,11 @@
 
 mod changes;
 mod demo;
+mod deployment;
 mod model;
+mod ope;
 mod serve;
+mod simulate;
 
 use crate::cli::{Cli, Command};
 
@@ -13,5 +16,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Demo(args) => demo::run(&cli.global, args).await,
         Command::Changes(args) => changes::run(&cli.global, args).await,
+        Command::Deployment(cmd) => deployment::run(&cli.global, cmd).await,
+        Command::Experiment(cmd) => deployment::experiment(&cli.global, cmd).await,
+        Command::Simulate(cmd) => simulate::run(&cli.global, cmd).await,
+        Command::Ope(cmd) => ope::run(&cli.global, cmd).await,
     }
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use keel_api::{BoundServer, ServeConfig};
+use keel_api::{BoundServer, ServeConfig, Services};
+use keel_experiments::{Durability, Experiments};
 use keel_runtime::{ModelOptions, Runtime};
 use keel_serving::{InferenceService, ModelRepository};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let runtime = Runtime::global()?;
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
     let service = service(&ctx, &args);
+    let experiments = open_experiments(&ctx, &args).await?;
     let config = ServeConfig {
         http_addr: args.http_addr,
         grpc_addr: args.grpc_addr,
@@ -35,7 +37,11 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let server = BoundServer::bind(config).await?;
     let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
     let shutdown = CancellationToken::new();
-    let run = tokio::spawn(server.run(service.clone(), shutdown.clone()));
+    let services = Services {
+        inference: service.clone(),
+        experiments: Some(experiments.clone()),
+    };
+    let run = tokio::spawn(server.run(services, shutdown.clone()));
     let failures = service.load_all().await;
     for (name, e) in &failures {
         eprintln!("warning: model {name} not loaded: {e}");
@@ -47,6 +53,9 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     );
     for m in &loaded {
         eprintln!("  {} version {}", m.name, m.version);
+    }
+    for name in experiments.names() {
+        eprintln!("  deployment {name}: POST http://{http}/v1/deployments/{name}/decide");
     }
     tokio::select! {
         r = tokio::signal::ctrl_c() => { r.context("cannot listen for Ctrl-C")?; }
@@ -72,4 +81,17 @@ async fn terminate() {
 #[cfg(not(unix))]
 async fn terminate() {
     std::future::pending().await
+}
+
+/// Opens every deployment, recovering each from its decision log under `--home/experiments`.
+pub async fn open_experiments(ctx: &Context, args: &ServeArgs) -> anyhow::Result<std::sync::Arc<Experiments>> {
+    let durability = if args.no_fsync {
+        Durability::Os
+    } else {
+        Durability::Fsync
+    };
+    let experiments = Experiments::open(ctx.registry.store().clone(), ctx.home.join("experiments"), durability)
+        .await
+        .context("cannot open the deployments")?;
+    Ok(experiments)
 }

@@ -1,0 +1,153 @@
+//! REST routes of the experimentation system (`/v1/deployments/...`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use keel_experiments::{ExperimentError, Experiments, RewardIn};
+use serde::Deserialize;
+
+use crate::rest::{error_response, read_body, status_of};
+
+#[derive(Clone)]
+struct ExpState {
+    experiments: Arc<Experiments>,
+    max_body: usize,
+}
+
+struct ExpError(ExperimentError);
+
+impl From<ExperimentError> for ExpError {
+    fn from(e: ExperimentError) -> Self {
+        ExpError(e)
+    }
+}
+
+impl IntoResponse for ExpError {
+    fn into_response(self) -> Response {
+        let status = status_of(self.0.kind());
+        if status.is_server_error() {
+            tracing::error!(code = self.0.code(), error = %self.0, "experiment request failed");
+        }
+        error_response(status, self.0.code(), &self.0.to_string())
+    }
+}
+
+impl From<keel_store::StoreError> for ExpError {
+    fn from(e: keel_store::StoreError) -> Self {
+        ExpError(ExperimentError::Store(e))
+    }
+}
+
+type ExpResult<T> = std::result::Result<T, ExpError>;
+
+pub fn router(experiments: Arc<Experiments>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/deployments", get(list))
+        .route("/v1/deployments/{name}", get(show).put(apply))
+        .route("/v1/deployments/{name}/decide", post(decide))
+        .route("/v1/deployments/{name}/feedback", post(feedback))
+        .route("/v1/deployments/{name}/feedback/batch", post(feedback_batch))
+        .route("/v1/deployments/{name}/report", get(report))
+        .with_state(ExpState { experiments, max_body })
+}
+
+async fn json_body<T: for<'de> Deserialize<'de>>(req: Request, limit: usize) -> ExpResult<T> {
+    let body = read_body(req.into_body(), limit)
+        .await
+        .map_err(|e| ExpError(ExperimentError::Serving(e)))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ExpError(ExperimentError::InvalidRequest(format!("malformed request JSON: {e}"))))
+}
+
+async fn list(State(s): State<ExpState>) -> ExpResult<Response> {
+    let all = s.experiments.store().list_deployments().await?;
+    Ok(axum::Json(all).into_response())
+}
+
+async fn show(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {
+    let current = s.experiments.store().get_deployment(&name).await?;
+    Ok(axum::Json(current).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyRequest {
+    spec: serde_json::Value,
+    author: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn apply(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
+    let body: ApplyRequest = json_body(req, s.max_body).await?;
+    let revision = s
+        .experiments
+        .apply(&name, &body.spec, &body.author, body.reason.as_deref())
+        .await?;
+    Ok((StatusCode::OK, axum::Json(revision)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideRequest {
+    #[serde(default)]
+    unit_id: Option<String>,
+    #[serde(default)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
+    let body: DecideRequest = json_body(req, s.max_body).await?;
+    let out = s
+        .experiments
+        .decide(&name, body.unit_id.as_deref(), body.context.as_ref())
+        .await?;
+    Ok(axum::Json(out).into_response())
+}
+
+async fn feedback(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
+    let body: RewardIn = json_body(req, s.max_body).await?;
+    let mut results = s.experiments.feedback(&name, std::slice::from_ref(&body)).await?;
+    let one = results
+        .pop()
+        .ok_or_else(|| ExpError(ExperimentError::InvalidRequest("no feedback given".into())))?;
+    Ok(axum::Json(one?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    events: Vec<RewardIn>,
+}
+
+async fn feedback_batch(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
+    let body: BatchRequest = json_body(req, s.max_body).await?;
+    let results = s.experiments.feedback(&name, &body.events).await?;
+    let mut counted = 0;
+    let mut failed = 0;
+    let items: Vec<serde_json::Value> = results
+        .into_iter()
+        .zip(&body.events)
+        .map(|(r, e)| match r {
+            Ok(out) => {
+                if out.counted {
+                    counted += 1;
+                }
+                serde_json::json!({"decision_id": out.decision_id, "counted": out.counted})
+            }
+            Err(err) => {
+                failed += 1;
+                serde_json::json!({"decision_id": e.decision_id, "error": err.to_string(), "code": err.code()})
+            }
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({"counted": counted, "failed": failed, "results": items})).into_response())
+}
+
+async fn report(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {
+    Ok(axum::Json(s.experiments.report(&name)?).into_response())
+}

@@ -1,0 +1,130 @@
+//! gRPC front end of the experimentation API (`keel.experiments.v1.Experiments`).
+
+use std::sync::Arc;
+
+use keel_experiments::{ExperimentError, Experiments, RewardIn};
+use tonic::{Request, Response, Status};
+
+use crate::experiments_proto::experiments_server::Experiments as ExperimentsApi;
+use crate::experiments_proto::{self as pb, feature_value::Value};
+use crate::grpc::code_of;
+
+fn status(e: ExperimentError) -> Status {
+    Status::new(code_of(e.kind()), e.to_string())
+}
+
+pub struct GrpcExperiments {
+    experiments: Arc<Experiments>,
+}
+
+impl GrpcExperiments {
+    pub fn new(experiments: Arc<Experiments>) -> GrpcExperiments {
+        GrpcExperiments { experiments }
+    }
+}
+
+#[tonic::async_trait]
+impl ExperimentsApi for GrpcExperiments {
+    async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
+        let r = req.into_inner();
+        let context: serde_json::Map<String, serde_json::Value> = r
+            .context
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let value = match v.value? {
+                    Value::Number(n) => serde_json::Value::from(n),
+                    Value::Category(c) => serde_json::Value::from(c),
+                };
+                Some((k, value))
+            })
+            .collect();
+        let unit = (!r.unit_id.is_empty()).then_some(r.unit_id.as_str());
+        let ctx = (!context.is_empty()).then_some(&context);
+        let out = self
+            .experiments
+            .decide(&r.deployment, unit, ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DecideResponse {
+            decision_id: out.decision_id,
+            variant: out.variant,
+            propensity: out.propensity,
+            policy_version: out.policy_version,
+            revision: out.revision,
+            control: out.control,
+        }))
+    }
+
+    async fn feedback(&self, req: Request<pb::FeedbackRequest>) -> Result<Response<pb::FeedbackResponse>, Status> {
+        let r = req.into_inner();
+        let item = RewardIn {
+            decision_id: r.decision_id,
+            reward: r.reward,
+        };
+        let mut results = self
+            .experiments
+            .feedback(&r.deployment, &[item])
+            .await
+            .map_err(status)?;
+        let out = results
+            .pop()
+            .ok_or_else(|| Status::invalid_argument("no feedback given"))?
+            .map_err(status)?;
+        Ok(Response::new(pb::FeedbackResponse {
+            decision_id: out.decision_id,
+            counted: out.counted,
+        }))
+    }
+
+    async fn feedback_batch(
+        &self,
+        req: Request<pb::FeedbackBatchRequest>,
+    ) -> Result<Response<pb::FeedbackBatchResponse>, Status> {
+        let r = req.into_inner();
+        let items: Vec<RewardIn> = r
+            .events
+            .into_iter()
+            .map(|e| RewardIn {
+                decision_id: e.decision_id,
+                reward: e.reward,
+            })
+            .collect();
+        let results = self.experiments.feedback(&r.deployment, &items).await.map_err(status)?;
+        let (mut counted, mut failed) = (0u64, 0u64);
+        let results = results
+            .into_iter()
+            .zip(items)
+            .map(|(res, item)| match res {
+                Ok(out) => {
+                    counted += u64::from(out.counted);
+                    pb::FeedbackResult {
+                        decision_id: out.decision_id,
+                        counted: out.counted,
+                        ..Default::default()
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    pb::FeedbackResult {
+                        decision_id: item.decision_id,
+                        counted: false,
+                        error: e.to_string(),
+                        code: e.code().to_string(),
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::FeedbackBatchResponse {
+            results,
+            counted,
+            failed,
+        }))
+    }
+
+    async fn report(&self, req: Request<pb::ReportRequest>) -> Result<Response<pb::ReportResponse>, Status> {
+        let r = req.into_inner();
+        let report = self.experiments.report(&r.deployment).map_err(status)?;
+        let report_json = serde_json::to_string(&report).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ReportResponse { report_json }))
+    }
+}

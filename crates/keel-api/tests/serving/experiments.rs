@@ -1,0 +1,257 @@
+//! The experimentation API over REST and gRPC on a real server.
+
+use keel_api::experiments_proto::experiments_client::ExperimentsClient;
+use keel_api::experiments_proto::{
+    DecideRequest, FeatureValue, FeedbackBatchRequest, FeedbackRequest, ReportRequest, feature_value,
+};
+use serde_json::json;
+
+use crate::support::TestServer;
+
+fn spec() -> serde_json::Value {
+    json!({
+        "variants": [{"name": "promo_a"}, {"name": "promo_b"}],
+        "policy": {"type": "lin_ucb", "alpha": 0.5, "floor": 0.1},
+        "context": [{"type": "numeric", "name": "spend"}, {"type": "categorical", "name": "device", "levels": ["ios", "web"]}],
+        "control": {"variant": "promo_a", "share": 0.2},
+        "reward": {"kind": "binary", "min": 0, "max": 1, "default": 0, "window_seconds": 600},
+        "seed": 1
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_decide_feedback_report_over_rest() {
+    let server = TestServer::start(&[]).await;
+    let put = server
+        .client
+        .put(server.url("/v1/deployments/promo"))
+        .json(&json!({"spec": spec(), "author": "ana", "reason": "launch"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 200);
+    let rev: serde_json::Value = put.json().await.expect("json");
+    assert_eq!(rev["revision"], 1);
+
+    let ctx = json!({"spend": 42.0, "device": "ios"});
+    let (status, d) = server
+        .post_json(
+            "/v1/deployments/promo/decide",
+            &json!({"unit_id": "c1", "context": ctx}),
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert!(d["decision_id"].as_str().expect("id").len() == 36);
+    assert!(["promo_a", "promo_b"].contains(&d["variant"].as_str().expect("variant")));
+    let p = d["propensity"].as_f64().expect("p");
+    assert!(p > 0.0 && p <= 1.0);
+    let (status, f) = server
+        .post_json(
+            "/v1/deployments/promo/feedback",
+            &json!({"decision_id": d["decision_id"], "reward": 1.0}),
+        )
+        .await;
+    assert_eq!((status, f["counted"].clone()), (200, json!(true)));
+    let (status, f) = server
+        .post_json(
+            "/v1/deployments/promo/feedback",
+            &json!({"decision_id": d["decision_id"], "reward": 1.0}),
+        )
+        .await;
+    assert_eq!((status, f["counted"].clone()), (200, json!(false)), "idempotent");
+
+    // Bad input: clear 4xx, nothing changes.
+    let cases = vec![
+        (
+            "/v1/deployments/nope/decide",
+            json!({"context": ctx}),
+            404,
+            "deployment 'nope' does not exist",
+        ),
+        (
+            "/v1/deployments/promo/decide",
+            json!({"context": {"spend": 1.0}}),
+            400,
+            "missing feature 'device'",
+        ),
+        (
+            "/v1/deployments/promo/decide",
+            json!({"context": {"spend": "a lot", "device": "ios"}}),
+            400,
+            "must be a finite number",
+        ),
+        (
+            "/v1/deployments/promo/decide",
+            json!({"context": ctx, "colour": 1}),
+            400,
+            "unknown field",
+        ),
+        (
+            "/v1/deployments/promo/feedback",
+            json!({"decision_id": d["decision_id"], "reward": 0.0}),
+            409,
+            "already has reward 1",
+        ),
+        (
+            "/v1/deployments/promo/feedback",
+            json!({"decision_id": "x", "reward": 1.0}),
+            400,
+            "is not a decision id",
+        ),
+        (
+            "/v1/deployments/promo/feedback",
+            json!({"decision_id": d["decision_id"], "reward": 7.0}),
+            400,
+            "outside the declared range",
+        ),
+    ];
+    for (path, body, status, needle) in cases {
+        let (got, response) = server.post_json(path, &body).await;
+        assert_eq!(got, status, "{path} {body}: {response}");
+        assert!(
+            response["error"].as_str().expect("error").contains(needle),
+            "{response}"
+        );
+    }
+    let (status, response) = server
+        .post_raw("/v1/deployments/promo/feedback", b"{not json".to_vec())
+        .await;
+    assert_eq!(status, 400, "{response}");
+    let bad_spec = server
+        .client
+        .put(server.url("/v1/deployments/promo"))
+        .json(&json!({"spec": {"variants": [], "policy": {"type": "ucb1"}}, "author": "ana"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(bad_spec.status().as_u16(), 400);
+
+    // Batch feedback answers per item.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (_, d) = server
+            .post_json(
+                "/v1/deployments/promo/decide",
+                &json!({"unit_id": format!("u{i}"), "context": ctx}),
+            )
+            .await;
+        ids.push(d["decision_id"].as_str().expect("id").to_string());
+    }
+    let mut events: Vec<serde_json::Value> = ids.iter().map(|id| json!({"decision_id": id, "reward": 0.0})).collect();
+    events.push(json!({"decision_id": "bogus", "reward": 1.0}));
+    let (status, batch) = server
+        .post_json("/v1/deployments/promo/feedback/batch", &json!({"events": events}))
+        .await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(
+        (batch["counted"].clone(), batch["failed"].clone()),
+        (json!(20), json!(1))
+    );
+    assert_eq!(batch["results"][20]["code"], "invalid_request");
+
+    let (status, report) = server.get("/v1/deployments/promo/report").await;
+    assert_eq!(status, 200);
+    assert_eq!(report["policy"], "lin_ucb");
+    assert_eq!(report["policy_version"], 21);
+    let exposures: u64 = report["variants"]
+        .as_array()
+        .expect("v")
+        .iter()
+        .map(|v| v["exposures"].as_u64().expect("n"))
+        .sum();
+    let control = report["control_group"]["exposures"].as_u64().expect("control");
+    assert_eq!(exposures + control, 21);
+    let (status, list) = server.get("/v1/deployments").await;
+    assert_eq!((status, list[0]["name"].clone()), (200, json!("promo")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_and_feedback_over_grpc() {
+    let server = TestServer::start(&[]).await;
+    server
+        .client
+        .put(server.url("/v1/deployments/promo"))
+        .json(&json!({"spec": spec(), "author": "ana"}))
+        .send()
+        .await
+        .expect("put");
+    let mut client = ExperimentsClient::connect(format!("http://{}", server.grpc))
+        .await
+        .expect("connect");
+    let context = [
+        (
+            "spend".to_string(),
+            FeatureValue {
+                value: Some(feature_value::Value::Number(10.0)),
+            },
+        ),
+        (
+            "device".to_string(),
+            FeatureValue {
+                value: Some(feature_value::Value::Category("web".into())),
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let d = client
+        .decide(DecideRequest {
+            deployment: "promo".into(),
+            unit_id: "c9".into(),
+            context,
+        })
+        .await
+        .expect("decide")
+        .into_inner();
+    assert!(!d.decision_id.is_empty() && d.propensity > 0.0);
+    let f = client
+        .feedback(FeedbackRequest {
+            deployment: "promo".into(),
+            decision_id: d.decision_id.clone(),
+            reward: 1.0,
+        })
+        .await
+        .expect("feedback")
+        .into_inner();
+    assert!(f.counted);
+    let batch = client
+        .feedback_batch(FeedbackBatchRequest {
+            deployment: "promo".into(),
+            events: vec![FeedbackRequest {
+                deployment: String::new(),
+                decision_id: d.decision_id.clone(),
+                reward: 1.0,
+            }],
+        })
+        .await
+        .expect("batch")
+        .into_inner();
+    assert_eq!((batch.counted, batch.failed), (0, 0), "duplicate counts once");
+    let err = client
+        .decide(DecideRequest {
+            deployment: "promo".into(),
+            unit_id: String::new(),
+            context: Default::default(),
+        })
+        .await
+        .expect_err("context missing");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = client
+        .feedback(FeedbackRequest {
+            deployment: "nope".into(),
+            decision_id: d.decision_id,
+            reward: 1.0,
+        })
+        .await
+        .expect_err("unknown deployment");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let report = client
+        .report(ReportRequest {
+            deployment: "promo".into(),
+        })
+        .await
+        .expect("report")
+        .into_inner();
+    let report: serde_json::Value = serde_json::from_str(&report.report_json).expect("json");
+    assert_eq!(report["policy_version"], 1);
+}

@@ -1,0 +1,236 @@
+//! The configuration of a policy (the file and API model) and its validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BanditError, Result};
+
+/// Largest number of actions a policy accepts.
+pub const MAX_ACTIONS: usize = 1024;
+/// Largest number of context features a contextual policy accepts.
+pub const MAX_FEATURES: usize = 512;
+/// Largest number of matrix entries (`actions * (features + 1)^2`) of a contextual policy's state.
+pub const MAX_MATRIX_ENTRIES: usize = 1 << 24;
+
+fn one() -> f64 {
+    1.0
+}
+
+fn prior_var() -> f64 {
+    1.0
+}
+
+/// A decision policy and its parameters, as written in a deployment spec.
+///
+/// `floor` is the exploration floor of the policies that have one: the final distribution is
+/// `(1 - floor) * p + floor / K`, so every action keeps a probability of at least `floor / K`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyConfig {
+    /// A/B/n test: action `a` has probability `weights[a] / sum(weights)`.
+    FixedWeights {
+        /// One non-negative weight per action; at least one positive.
+        weights: Vec<f64>,
+    },
+    /// Greedy on the mean reward with probability `1 - epsilon`, uniform with probability `epsilon`
+    /// (so `epsilon` is its floor). Untried actions count as best, lowest index first.
+    EpsilonGreedy {
+        /// Exploration share in `[0, 1]`.
+        epsilon: f64,
+    },
+    /// UCB1 (Auer et al. 2002): deterministic argmax of `mean + sqrt(2 ln N / n)`, ties broken by the
+    /// lowest index, untried actions first; then the floor.
+    Ucb1 {
+        /// Exploration floor in `[0, 1)`.
+        #[serde(default)]
+        floor: f64,
+    },
+    /// Thompson sampling with a Beta-Bernoulli model; rewards in `[0, 1]` (fractional allowed:
+    /// `alpha += r`, `beta += 1 - r`). Samples from the Monte Carlo probability of being best.
+    ThompsonBeta {
+        /// Prior successes (> 0).
+        #[serde(default = "one")]
+        prior_alpha: f64,
+        /// Prior failures (> 0).
+        #[serde(default = "one")]
+        prior_beta: f64,
+        /// Exploration floor in `[0, 1)`.
+        #[serde(default)]
+        floor: f64,
+    },
+    /// Thompson sampling for continuous rewards (e.g. revenue) with a Normal prior on each mean and a
+    /// plug-in noise variance (see the crate doc). Samples from the Monte Carlo probability of being best.
+    ThompsonGaussian {
+        /// Prior mean of every action's mean reward.
+        #[serde(default)]
+        prior_mean: f64,
+        /// Prior variance of every action's mean reward (> 0), also the noise variance before data.
+        #[serde(default = "prior_var")]
+        prior_variance: f64,
+        /// Exploration floor in `[0, 1)`.
+        #[serde(default)]
+        floor: f64,
+    },
+    /// Disjoint LinUCB (Li et al. 2010): one ridge regression (lambda = 1, intercept added) per
+    /// action, argmax of `theta·x + alpha * sqrt(x' A^-1 x)`, ties to the lowest index; then the floor.
+    LinUcb {
+        /// Width of the confidence bonus (>= 0).
+        alpha: f64,
+        /// Exploration floor in `[0, 1)`.
+        #[serde(default)]
+        floor: f64,
+    },
+    /// Linear Thompson sampling (Agrawal & Goyal 2013) per action, `theta ~ N(theta_hat, v^2 A^-1)`,
+    /// by probability matching over a Monte Carlo estimate (see the crate doc).
+    LinearThompson {
+        /// Posterior scale (>= 0).
+        v: f64,
+        /// Exploration floor in `[0, 1)`.
+        #[serde(default)]
+        floor: f64,
+    },
+    /// SquareCB (Foster & Rakhlin 2020) over per-action online ridge regression:
+    /// `p_a = 1 / (K + gamma * (yhat_best - yhat_a))` for `a != best`, the rest to the best; then the floor.
+    SquareCb {
+        /// Learning rate (>= 0; larger is greedier).
+        gamma: f64,
+        /// Exploration floor in `[0, 1)`.
+        #[serde(default)]
+        floor: f64,
+    },
+}
+
+impl PolicyConfig {
+    /// Checks the configuration for `actions` actions and `features` context features, reporting
+    /// every problem at once. Non-contextual policies ignore `features`.
+    pub fn validate(&self, actions: usize, features: usize) -> Result<()> {
+        let mut problems = Vec::new();
+        if actions == 0 {
+            problems.push("a policy needs at least one action".to_string());
+        }
+        if actions > MAX_ACTIONS {
+            problems.push(format!("{actions} actions is more than the maximum of {MAX_ACTIONS}"));
+        }
+        if self.is_contextual() {
+            if features > MAX_FEATURES {
+                problems.push(format!(
+                    "{features} features is more than the maximum of {MAX_FEATURES}"
+                ));
+            } else if actions.saturating_mul((features + 1) * (features + 1)) > MAX_MATRIX_ENTRIES {
+                problems.push(format!(
+                    "{actions} actions with {features} features need more than {MAX_MATRIX_ENTRIES} matrix entries; use fewer actions or features"
+                ));
+            }
+        }
+        let mut check = |name: &str, value: f64, ok: bool, want: &str| {
+            if !ok || !value.is_finite() {
+                problems.push(format!("{name} is {value}; it must be {want}"));
+            }
+        };
+        match self {
+            PolicyConfig::FixedWeights { weights } => {
+                if weights.len() != actions {
+                    problems.push(format!(
+                        "weights has {} entries for {actions} actions; give one per action",
+                        weights.len()
+                    ));
+                }
+                for (i, w) in weights.iter().enumerate() {
+                    if !w.is_finite() || *w < 0.0 {
+                        problems.push(format!("weights[{i}] is {w}; weights must be finite and >= 0"));
+                    }
+                }
+                if weights.iter().all(|w| w.is_finite()) && weights.iter().sum::<f64>() <= 0.0 {
+                    problems.push("weights sum to zero; give at least one positive weight".to_string());
+                }
+            }
+            PolicyConfig::EpsilonGreedy { epsilon } => {
+                check("epsilon", *epsilon, (0.0..=1.0).contains(epsilon), "in [0, 1]");
+            }
+            PolicyConfig::Ucb1 { floor } => check("floor", *floor, valid_floor(*floor), "in [0, 1)"),
+            PolicyConfig::ThompsonBeta {
+                prior_alpha,
+                prior_beta,
+                floor,
+            } => {
+                check("prior_alpha", *prior_alpha, *prior_alpha > 0.0, "finite and > 0");
+                check("prior_beta", *prior_beta, *prior_beta > 0.0, "finite and > 0");
+                check("floor", *floor, valid_floor(*floor), "in [0, 1)");
+            }
+            PolicyConfig::ThompsonGaussian {
+                prior_mean,
+                prior_variance,
+                floor,
+            } => {
+                check("prior_mean", *prior_mean, true, "finite");
+                check(
+                    "prior_variance",
+                    *prior_variance,
+                    *prior_variance > 0.0,
+                    "finite and > 0",
+                );
+                check("floor", *floor, valid_floor(*floor), "in [0, 1)");
+            }
+            PolicyConfig::LinUcb { alpha, floor } => {
+                check("alpha", *alpha, *alpha >= 0.0, "finite and >= 0");
+                check("floor", *floor, valid_floor(*floor), "in [0, 1)");
+            }
+            PolicyConfig::LinearThompson { v, floor } => {
+                check("v", *v, *v >= 0.0, "finite and >= 0");
+                check("floor", *floor, valid_floor(*floor), "in [0, 1)");
+            }
+            PolicyConfig::SquareCb { gamma, floor } => {
+                check("gamma", *gamma, *gamma >= 0.0, "finite and >= 0");
+                check("floor", *floor, valid_floor(*floor), "in [0, 1)");
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(BanditError::InvalidConfig(problems))
+        }
+    }
+
+    /// Whether the policy uses the context (and so requires one on every call).
+    pub fn is_contextual(&self) -> bool {
+        match self {
+            PolicyConfig::LinUcb { .. } | PolicyConfig::LinearThompson { .. } | PolicyConfig::SquareCb { .. } => true,
+            PolicyConfig::FixedWeights { .. }
+            | PolicyConfig::EpsilonGreedy { .. }
+            | PolicyConfig::Ucb1 { .. }
+            | PolicyConfig::ThompsonBeta { .. }
+            | PolicyConfig::ThompsonGaussian { .. } => false,
+        }
+    }
+
+    /// The snake_case name of the policy, as in its `type` tag.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PolicyConfig::FixedWeights { .. } => "fixed_weights",
+            PolicyConfig::EpsilonGreedy { .. } => "epsilon_greedy",
+            PolicyConfig::Ucb1 { .. } => "ucb1",
+            PolicyConfig::ThompsonBeta { .. } => "thompson_beta",
+            PolicyConfig::ThompsonGaussian { .. } => "thompson_gaussian",
+            PolicyConfig::LinUcb { .. } => "lin_ucb",
+            PolicyConfig::LinearThompson { .. } => "linear_thompson",
+            PolicyConfig::SquareCb { .. } => "square_cb",
+        }
+    }
+
+    /// The exploration floor (`epsilon` for epsilon-greedy, 0 for fixed weights).
+    pub fn floor(&self) -> f64 {
+        match self {
+            PolicyConfig::FixedWeights { .. } => 0.0,
+            PolicyConfig::EpsilonGreedy { epsilon } => *epsilon,
+            PolicyConfig::Ucb1 { floor }
+            | PolicyConfig::ThompsonBeta { floor, .. }
+            | PolicyConfig::ThompsonGaussian { floor, .. }
+            | PolicyConfig::LinUcb { floor, .. }
+            | PolicyConfig::LinearThompson { floor, .. }
+            | PolicyConfig::SquareCb { floor, .. } => *floor,
+        }
+    }
+}
+
+fn valid_floor(floor: f64) -> bool {
+    (0.0..1.0).contains(&floor)
+}

@@ -1,0 +1,78 @@
+//! The decision policies of keel's experiments: fixed A/B/n weights, multi-armed bandits
+//! (epsilon-greedy, UCB1, Beta and Gaussian Thompson sampling) and contextual bandits (disjoint
+//! LinUCB, linear Thompson sampling, SquareCB). This crate owns the math only: a [`PolicyConfig`]
+//! (the spec model and its validation), a serde-able [`PolicyState`] that decides and learns, and
+//! the sticky assignment hash. Every decision comes with the exact probability of every action
+//! ([`Decision::probabilities`]), which keel logs for off-policy evaluation, and every policy with a
+//! `floor` mixes in `floor / K` per action so no action's propensity falls below it. It must never
+//! depend on I/O, async runtimes, HTTP, the store or any other keel crate: callers own persistence,
+//! locking and transport, and pass in the random number generator.
+//!
+//! Math notes.
+//! - Thompson sampling has no closed-form action probabilities, so the policies sample from an
+//!   estimate and log that estimate, which is then exactly the sampling distribution ("probability
+//!   matching"). Non-contextual TS uses the probability of being best over [`THOMPSON_DRAWS`]
+//!   posterior draws, cached in the state on a schedule described at [`PolicyState`]; linear TS
+//!   uses [`LINEAR_THOMPSON_DRAWS`] draws per context. Both use a fixed internal seed mixed with the
+//!   policy version, so [`PolicyState::probabilities`] is a deterministic function of the state and
+//!   context and can be recomputed for OPE. For linear TS the score `x'theta_a` of a posterior draw
+//!   is univariate normal, `N(x'theta_hat_a, v^2 x'A_a^-1 x)`, so it is drawn directly: no
+//!   Cholesky factor and no d^3 work per decision.
+//! - Gaussian TS (continuous rewards such as revenue) puts a Normal prior
+//!   `N(prior_mean, prior_variance)` on each mean and handles the unknown noise variance by a
+//!   plug-in: the larger of the action's own sample variance and the variance pooled over all
+//!   actions (with `prior_variance` as one pseudo-observation). The pooled floor keeps an action
+//!   whose few rewards were all 0 (revenue is mostly 0) from looking certain and being starved,
+//!   which a per-action plug-in or Normal-Gamma model does on sparse rewards.
+//! - The contextual policies keep, per action, `A^-1` (ridge lambda = 1, intercept prepended) and
+//!   `theta = A^-1 b`, updated by Sherman-Morrison in O(d^2). Matrices are flat `Vec<f64>` and the
+//!   loops are hand-written: d is small (tens), a linear-algebra crate would bring its own matrix
+//!   types into the serialized state, and flat vectors serialize as plain numbers.
+//! - [`sticky_unit`] hashes with XXH3-64 (a published, versioned spec), never with std's hasher,
+//!   whose output may change between Rust releases.
+
+mod config;
+mod error;
+mod linear;
+mod state;
+
+pub use config::{MAX_ACTIONS, MAX_FEATURES, MAX_MATRIX_ENTRIES, PolicyConfig};
+pub use error::{BanditError, Result};
+pub use state::{
+    ArmSummary, Decision, LINEAR_THOMPSON_DRAWS, MAX_ABS_FEATURE, MAX_ABS_REWARD, PolicyState, THOMPSON_DRAWS,
+    THOMPSON_MAX_STALE_UPDATES,
+};
+
+/// A stable uniform number in `[0, 1)` for the pair (`experiment`, `unit`), for sticky assignment.
+///
+/// Spec (never change it: assignments must survive upgrades): `h = XXH3_64bits(bytes)` with seed 0
+/// (xxHash 0.8 specification) of `bytes = u64_le(len(experiment)) ‖ experiment ‖ unit` (UTF-8; the
+/// length prefix keeps `("ab", "c")` apart from `("a", "bc")`), and the result is
+/// `(h >> 11) * 2^-53`.
+pub fn sticky_unit(experiment: &str, unit: &str) -> f64 {
+    let mut bytes = Vec::with_capacity(8 + experiment.len() + unit.len());
+    bytes.extend_from_slice(&(experiment.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(experiment.as_bytes());
+    bytes.extend_from_slice(unit.as_bytes());
+    let h = xxhash_rust::xxh3::xxh3_64(&bytes);
+    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Inverse CDF: the first action whose cumulative probability exceeds `u` (a uniform in `[0, 1)`).
+///
+/// Actions of probability 0 are never picked; if rounding leaves `u` beyond the total, or `u` is
+/// NaN, the last action of positive probability is returned. Returns 0 for an empty slice.
+pub fn pick(probabilities: &[f64], u: f64) -> usize {
+    let mut cumulative = 0.0;
+    let mut last_positive = 0;
+    for (i, p) in probabilities.iter().enumerate() {
+        if *p > 0.0 {
+            cumulative += p;
+            last_positive = i;
+            if u < cumulative {
+                return i;
+            }
+        }
+    }
+    last_positive
+}

@@ -1,0 +1,205 @@
+//! The experiment report: per variant exposures, rewards, rates with intervals, probability
+//! to be best, lift over control; the control group; traffic share over time; checks.
+
+use keel_bandit::PolicyConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Inner;
+use crate::spec::RewardKind;
+use crate::stats::{Sums, lift, mean_interval, prob_best, srm, wilson};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VariantReport {
+    pub name: String,
+    pub shadow: bool,
+    pub paused: bool,
+    /// Decisions driven by the policy (the control group excluded).
+    pub exposures: u64,
+    /// Share of policy-driven decisions.
+    pub share: f64,
+    pub rewards: u64,
+    pub conversions: u64,
+    /// Mean reward (the conversion rate for binary rewards).
+    pub rate: f64,
+    pub rate_ci: (f64, f64),
+    pub prob_best: f64,
+    /// Relative lift of the mean reward over the holdout group (or, without one, over the
+    /// guardrail baseline variant), with its 95% interval.
+    pub lift_vs_control: Option<(f64, f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupReport {
+    pub exposures: u64,
+    pub rewards: u64,
+    pub rate: f64,
+    pub rate_ci: (f64, f64),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SrmCheck {
+    pub chi_square: f64,
+    pub p_value: f64,
+    /// True when the split differs from the configured weights beyond chance (p < 0.001).
+    pub mismatch: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub deployment: String,
+    pub revision: i64,
+    pub policy: String,
+    pub policy_version: u64,
+    pub reward_kind: RewardKind,
+    pub variants: Vec<VariantReport>,
+    /// The holdout group (always the control variant) versus the policy-driven traffic.
+    pub control_group: Option<GroupReport>,
+    pub treated_group: GroupReport,
+    /// Relative lift of the policy-driven traffic over the holdout group.
+    pub lift_over_control_group: Option<(f64, f64, f64)>,
+    pub srm: Option<SrmCheck>,
+    pub canary_share: Option<f64>,
+    /// Exposures per variant per time bucket: (bucket start, ms since epoch; counts).
+    pub traffic: Vec<(i64, Vec<u64>)>,
+    /// Decisions inside their attribution window that have no reward yet.
+    pub waiting_for_reward: usize,
+}
+
+fn interval(s: &Sums, kind: RewardKind) -> (f64, f64) {
+    match kind {
+        RewardKind::Binary => wilson(s.reward_sum, s.rewards as f64),
+        RewardKind::Continuous => mean_interval(s),
+    }
+}
+
+fn group(s: &Sums, kind: RewardKind) -> GroupReport {
+    GroupReport {
+        exposures: s.exposures,
+        rewards: s.rewards,
+        rate: s.mean(),
+        rate_ci: interval(s, kind),
+    }
+}
+
+pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
+    let spec = &inner.spec;
+    let kind = spec.reward.kind;
+    let c = &inner.counters;
+    let total_policy: u64 = c.policy.iter().map(|s| s.exposures).sum();
+    let control_variant = spec
+        .control
+        .as_ref()
+        .and_then(|ctl| spec.variant_index(&ctl.variant))
+        .or_else(|| {
+            spec.guardrails
+                .as_ref()
+                .and_then(|g| g.baseline.as_ref())
+                .and_then(|b| spec.variant_index(b))
+        });
+    // Variant rows describe the policy-driven traffic; the holdout group is reported apart.
+    let totals: Vec<Sums> = c.policy.clone();
+    let arms = spec.arms();
+    let best = prob_best(
+        &arms.iter().map(|a| &totals[*a]).collect::<Vec<_>>(),
+        kind == RewardKind::Binary,
+        4000,
+    );
+    let sum = |v: &[Sums]| v.iter().fold(Sums::default(), |acc, s| merge(&acc, s));
+    let treated = sum(&c.policy);
+    let control = sum(&c.control);
+    let variants = spec
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let s = &c.policy[i];
+            VariantReport {
+                name: v.name.clone(),
+                shadow: v.shadow,
+                paused: inner.paused[i],
+                exposures: s.exposures,
+                share: if total_policy == 0 {
+                    0.0
+                } else {
+                    s.exposures as f64 / total_policy as f64
+                },
+                rewards: totals[i].rewards,
+                conversions: totals[i].conversions,
+                rate: totals[i].mean(),
+                rate_ci: interval(&totals[i], kind),
+                prob_best: arms.iter().position(|a| *a == i).map_or(0.0, |k| best[k]),
+                lift_vs_control: if spec.control.is_some() {
+                    lift(&totals[i], &control)
+                } else {
+                    match control_variant {
+                        Some(cv) if cv != i => lift(&totals[i], &totals[cv]),
+                        _ => None,
+                    }
+                },
+            }
+        })
+        .collect();
+    let srm_check = match (&spec.policy, &spec.canary) {
+        (PolicyConfig::FixedWeights { weights }, None) => {
+            let total_w: f64 = weights.iter().sum();
+            let shares: Vec<f64> = arms
+                .iter()
+                .zip(weights)
+                .map(|(a, w)| if inner.paused[*a] { 0.0 } else { w / total_w })
+                .collect();
+            let observed: Vec<u64> = arms.iter().map(|a| c.policy[*a].exposures).collect();
+            srm(&observed, &shares).map(|(chi_square, p_value)| SrmCheck {
+                chi_square,
+                p_value,
+                mismatch: p_value < 1e-3,
+            })
+        }
+        _ => None,
+    };
+    Report {
+        deployment: name.to_string(),
+        revision: inner.revision,
+        policy: policy_name(&spec.policy).to_string(),
+        policy_version: inner.policy.updates(),
+        reward_kind: kind,
+        variants,
+        control_group: spec.control.as_ref().map(|_| group(&control, kind)),
+        treated_group: group(&treated, kind),
+        lift_over_control_group: spec.control.as_ref().and_then(|_| lift(&treated, &control)),
+        srm: srm_check,
+        canary_share: spec.canary.as_ref().map(|cs| {
+            let cv = spec.variant_index(&cs.variant).unwrap_or(0);
+            if inner.paused[cv] {
+                0.0
+            } else {
+                cs.steps[inner.canary_step.min(cs.steps.len() - 1)]
+            }
+        }),
+        traffic: c.buckets.iter().map(|(k, v)| (*k, v.clone())).collect(),
+        waiting_for_reward: waiting,
+    }
+}
+
+fn merge(a: &Sums, b: &Sums) -> Sums {
+    Sums {
+        exposures: a.exposures + b.exposures,
+        rewards: a.rewards + b.rewards,
+        defaults: a.defaults + b.defaults,
+        conversions: a.conversions + b.conversions,
+        reward_sum: a.reward_sum + b.reward_sum,
+        reward_sq_sum: a.reward_sq_sum + b.reward_sq_sum,
+    }
+}
+
+pub fn policy_name(p: &PolicyConfig) -> &'static str {
+    match p {
+        PolicyConfig::FixedWeights { .. } => "fixed_weights",
+        PolicyConfig::EpsilonGreedy { .. } => "epsilon_greedy",
+        PolicyConfig::Ucb1 { .. } => "ucb1",
+        PolicyConfig::ThompsonBeta { .. } => "thompson_beta",
+        PolicyConfig::ThompsonGaussian { .. } => "thompson_gaussian",
+        PolicyConfig::LinUcb { .. } => "lin_ucb",
+        PolicyConfig::LinearThompson { .. } => "linear_thompson",
+        PolicyConfig::SquareCb { .. } => "square_cb",
+    }
+}

@@ -1,0 +1,434 @@
+//! The definition of a deployment: variants, traffic policy, context features, control group,
+//! reward, canary and guardrails. Validation reports every problem at once.
+
+use keel_bandit::PolicyConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::{ExperimentError, Result};
+
+/// A deployment as a team writes it (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub variants: Vec<VariantSpec>,
+    pub policy: PolicyConfig,
+    /// Features of the context, for contextual policies (and logged for every policy).
+    #[serde(default)]
+    pub context: Vec<FeatureSpec>,
+    /// A holdout group that always gets one variant, to prove lift against it.
+    #[serde(default)]
+    pub control: Option<ControlSpec>,
+    #[serde(default)]
+    pub reward: RewardSpec,
+    #[serde(default)]
+    pub canary: Option<CanarySpec>,
+    #[serde(default)]
+    pub guardrails: Option<GuardrailSpec>,
+    /// Seed of the decision randomness (decisions are reproducible under a seed).
+    #[serde(default)]
+    pub seed: u64,
+    /// Width of the time buckets of the traffic-share report.
+    #[serde(default = "default_bucket_seconds")]
+    pub report_bucket_seconds: u64,
+}
+
+fn default_bucket_seconds() -> u64 {
+    60
+}
+
+/// One variant: a plain action (`promo_a`) or a model version (`bc-lr@production`, `bc-lr:3`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    pub name: String,
+    /// A model reference; the decision then carries the model's prediction.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// A shadow variant gets a copy of every request; its answer is logged, never returned.
+    #[serde(default)]
+    pub shadow: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case", tag = "type")]
+pub enum FeatureSpec {
+    Numeric { name: String },
+    Categorical { name: String, levels: Vec<String> },
+}
+
+impl FeatureSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            FeatureSpec::Numeric { name } | FeatureSpec::Categorical { name, .. } => name,
+        }
+    }
+
+    /// Width of the encoded feature (one-hot for categorical; unknown levels encode as zeros).
+    pub fn width(&self) -> usize {
+        match self {
+            FeatureSpec::Numeric { .. } => 1,
+            FeatureSpec::Categorical { levels, .. } => levels.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSpec {
+    /// The variant the control group always gets.
+    pub variant: String,
+    /// Share of units in the control group, in [0, 1).
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKind {
+    /// 0/1 conversions (fractions allowed).
+    Binary,
+    /// Real-valued rewards such as revenue.
+    Continuous,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSpec {
+    pub kind: RewardKind,
+    pub min: f64,
+    pub max: f64,
+    /// Reward applied when the window closes without feedback (`null`: none, the decision
+    /// simply stops waiting).
+    pub default: Option<f64>,
+    /// How long after a decision its reward is accepted.
+    pub window_seconds: u64,
+}
+
+impl Default for RewardSpec {
+    fn default() -> Self {
+        RewardSpec {
+            kind: RewardKind::Binary,
+            min: 0.0,
+            max: 1.0,
+            default: Some(0.0),
+            window_seconds: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// A canary: one variant's share ramps through `steps` while its guardrails hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanarySpec {
+    pub variant: String,
+    /// Shares of traffic, increasing, each in (0, 1].
+    pub steps: Vec<f64>,
+    /// Rewarded decisions the canary needs at a step before it moves to the next one.
+    pub min_rewards_per_step: u64,
+}
+
+/// Pause (or, for a canary, roll back) a variant whose mean reward is significantly worse
+/// than the control's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailSpec {
+    /// Rewarded decisions each side needs before the test is made.
+    #[serde(default = "default_min_rewards")]
+    pub min_rewards: u64,
+    /// One-sided significance level.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// The variant compared against (default: the control variant, else the first variant).
+    #[serde(default)]
+    pub baseline: Option<String>,
+}
+
+fn default_min_rewards() -> u64 {
+    500
+}
+
+fn default_alpha() -> f64 {
+    0.01
+}
+
+impl DeploymentSpec {
+    /// Parses and validates a JSON definition.
+    pub fn from_json(value: &serde_json::Value) -> Result<DeploymentSpec> {
+        let spec: DeploymentSpec =
+            serde_json::from_value(value.clone()).map_err(|e| ExperimentError::InvalidSpec(vec![e.to_string()]))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Variants the policy chooses among (shadows excluded), in order.
+    pub fn arms(&self) -> Vec<usize> {
+        (0..self.variants.len()).filter(|i| !self.variants[*i].shadow).collect()
+    }
+
+    /// Encoded context width.
+    pub fn feature_width(&self) -> usize {
+        self.context.iter().map(FeatureSpec::width).sum()
+    }
+
+    pub fn variant_index(&self, name: &str) -> Option<usize> {
+        self.variants.iter().position(|v| v.name == name)
+    }
+
+    /// Checks everything and reports every problem found.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.variants.is_empty() {
+            problems.push("there must be at least one variant".to_string());
+        }
+        for (i, v) in self.variants.iter().enumerate() {
+            if v.name.trim().is_empty() {
+                problems.push(format!("variant {} has an empty name", i + 1));
+            }
+            if self.variants[..i].iter().any(|o| o.name == v.name) {
+                problems.push(format!("variant '{}' appears twice", v.name));
+            }
+            if v.shadow && v.model.is_none() {
+                problems.push(format!(
+                    "shadow variant '{}' needs a model (a shadow of an action has nothing to run)",
+                    v.name
+                ));
+            }
+        }
+        let arms = self.arms().len();
+        if arms == 0 && !self.variants.is_empty() {
+            problems.push("every variant is a shadow; at least one must serve".to_string());
+        }
+        if arms > 0
+            && let Err(e) = self.policy.validate(arms, self.feature_width())
+        {
+            problems.push(format!("policy: {e}"));
+        }
+        if self.policy.is_contextual() && self.context.is_empty() {
+            problems.push("a contextual policy needs context features (\"context\": [...])".to_string());
+        }
+        for (i, f) in self.context.iter().enumerate() {
+            if f.name().trim().is_empty() {
+                problems.push(format!("context feature {} has an empty name", i + 1));
+            }
+            if self.context[..i].iter().any(|o| o.name() == f.name()) {
+                problems.push(format!("context feature '{}' appears twice", f.name()));
+            }
+            if let FeatureSpec::Categorical { name, levels } = f
+                && levels.is_empty()
+            {
+                problems.push(format!("categorical feature '{name}' needs at least one level"));
+            }
+        }
+        let r = &self.reward;
+        if !(r.min.is_finite() && r.max.is_finite() && r.min < r.max) {
+            problems.push(format!(
+                "reward range [{}, {}] must be finite with min < max",
+                r.min, r.max
+            ));
+        }
+        if r.kind == RewardKind::Binary && (r.min < 0.0 || r.max > 1.0) {
+            problems.push("a binary reward must lie within [0, 1]".to_string());
+        }
+        if let Some(d) = r.default
+            && !(d >= r.min && d <= r.max)
+        {
+            problems.push(format!("reward.default {d} is outside [{}, {}]", r.min, r.max));
+        }
+        if r.window_seconds == 0 {
+            problems.push("reward.window_seconds must be at least 1".to_string());
+        }
+        if let Some(c) = &self.control {
+            match self.variant_index(&c.variant) {
+                None => problems.push(format!("control variant '{}' is not a variant", c.variant)),
+                Some(i) if self.variants[i].shadow => {
+                    problems.push(format!("control variant '{}' is a shadow", c.variant));
+                }
+                Some(_) => {}
+            }
+            if !(0.0..1.0).contains(&c.share) {
+                problems.push(format!("control.share {} must be in [0, 1)", c.share));
+            }
+        }
+        if let Some(c) = &self.canary {
+            if !matches!(self.policy, PolicyConfig::FixedWeights { .. }) {
+                problems.push("a canary needs the fixed_weights policy (its weights are ramped)".to_string());
+            }
+            if arms != 2 {
+                problems.push(format!(
+                    "a canary needs exactly two serving variants (baseline and canary), found {arms}"
+                ));
+            }
+            match self.variant_index(&c.variant) {
+                None => problems.push(format!("canary variant '{}' is not a variant", c.variant)),
+                Some(i) if self.variants[i].shadow => {
+                    problems.push("the canary variant cannot be a shadow".to_string())
+                }
+                Some(_) => {}
+            }
+            if c.steps.is_empty() {
+                problems.push("canary.steps must list at least one share".to_string());
+            }
+            if c.steps.iter().any(|s| !(*s > 0.0 && *s <= 1.0)) {
+                problems.push("canary.steps must each be in (0, 1]".to_string());
+            }
+            if c.steps.windows(2).any(|w| w[1] <= w[0]) {
+                problems.push("canary.steps must increase".to_string());
+            }
+        }
+        if let Some(g) = &self.guardrails {
+            if !(g.alpha > 0.0 && g.alpha < 0.5) {
+                problems.push(format!("guardrails.alpha {} must be in (0, 0.5)", g.alpha));
+            }
+            if let Some(b) = &g.baseline
+                && self.variant_index(b).is_none()
+            {
+                problems.push(format!("guardrails.baseline '{b}' is not a variant"));
+            }
+        }
+        if self.report_bucket_seconds == 0 {
+            problems.push("report_bucket_seconds must be at least 1".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ExperimentError::InvalidSpec(problems))
+        }
+    }
+
+    /// Encodes a JSON object of feature values into the policy's context vector.
+    pub fn encode_context(&self, context: Option<&serde_json::Map<String, serde_json::Value>>) -> Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(self.feature_width());
+        if self.context.is_empty() {
+            return Ok(out);
+        }
+        let Some(context) = context else {
+            return Err(ExperimentError::InvalidRequest(format!(
+                "this deployment needs a context with the features {}",
+                self.feature_names()
+            )));
+        };
+        for f in &self.context {
+            let value = context.get(f.name()).ok_or_else(|| {
+                ExperimentError::InvalidRequest(format!(
+                    "context is missing feature '{}'; this deployment needs {}",
+                    f.name(),
+                    self.feature_names()
+                ))
+            })?;
+            match f {
+                FeatureSpec::Numeric { name } => {
+                    let v = value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
+                        ExperimentError::InvalidRequest(format!(
+                            "context feature '{name}' must be a finite number, got {value}"
+                        ))
+                    })?;
+                    out.push(v);
+                }
+                FeatureSpec::Categorical { name, levels } => {
+                    let v = value.as_str().ok_or_else(|| {
+                        ExperimentError::InvalidRequest(format!(
+                            "context feature '{name}' must be a string (one of {levels:?}), got {value}"
+                        ))
+                    })?;
+                    out.extend(levels.iter().map(|l| if l == v { 1.0 } else { 0.0 }));
+                }
+            }
+        }
+        if let Some(extra) = context
+            .keys()
+            .find(|k| !self.context.iter().any(|f| f.name() == k.as_str()))
+        {
+            return Err(ExperimentError::InvalidRequest(format!(
+                "context has unknown feature '{extra}'; this deployment knows {}",
+                self.feature_names()
+            )));
+        }
+        Ok(out)
+    }
+
+    fn feature_names(&self) -> String {
+        self.context
+            .iter()
+            .map(|f| format!("'{}'", f.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> Result<DeploymentSpec> {
+        DeploymentSpec::from_json(&v)
+    }
+
+    #[test]
+    fn a_valid_contextual_spec() {
+        let s = spec(serde_json::json!({
+            "variants": [{"name": "a"}, {"name": "b"}],
+            "policy": {"type": "lin_ucb", "alpha": 1.0},
+            "context": [{"type": "numeric", "name": "recency"}, {"type": "categorical", "name": "device", "levels": ["ios", "web"]}],
+            "control": {"variant": "a", "share": 0.1}
+        }))
+        .expect("valid");
+        assert_eq!(s.feature_width(), 3);
+        let ctx = serde_json::json!({"recency": 2.5, "device": "web"});
+        assert_eq!(s.encode_context(ctx.as_object()).expect("ok"), vec![2.5, 0.0, 1.0]);
+        let bad = serde_json::json!({"recency": "x", "device": "web"});
+        assert!(
+            s.encode_context(bad.as_object())
+                .expect_err("type")
+                .to_string()
+                .contains("finite number")
+        );
+        let missing = serde_json::json!({"recency": 1});
+        assert!(
+            s.encode_context(missing.as_object())
+                .expect_err("missing")
+                .to_string()
+                .contains("missing feature 'device'")
+        );
+        let extra = serde_json::json!({"recency": 1, "device": "ios", "age": 3});
+        assert!(
+            s.encode_context(extra.as_object())
+                .expect_err("extra")
+                .to_string()
+                .contains("unknown feature 'age'")
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = spec(serde_json::json!({
+            "variants": [{"name": "a"}, {"name": "a"}, {"name": "s", "shadow": true}],
+            "policy": {"type": "fixed_weights", "weights": [1, 1]},
+            "control": {"variant": "zz", "share": 1.5},
+            "reward": {"kind": "binary", "min": 0, "max": 2, "default": 5, "window_seconds": 0}
+        }))
+        .expect_err("invalid");
+        let ExperimentError::InvalidSpec(problems) = err else {
+            panic!("wrong error")
+        };
+        let text = problems.join("\n");
+        for needle in [
+            "appears twice",
+            "needs a model",
+            "control variant 'zz'",
+            "control.share",
+            "within [0, 1]",
+            "reward.default",
+            "window_seconds",
+        ] {
+            assert!(text.contains(needle), "missing '{needle}' in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = spec(serde_json::json!({"variants": [{"name": "a"}], "policy": {"type": "ucb1"}, "colour": "red"}))
+            .expect_err("unknown field");
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

@@ -1,0 +1,302 @@
+//! The off-policy estimators: DM, IPW, SNIPW, DR and SNDR, as obp 0.5.7 defines them
+//! (`obp/ope/estimators.py`).
+//!
+//! Notation: round `i` logged action `a_i` at position `k_i` with reward `r_i` and
+//! propensity `p_i`; `pi_e` is the evaluation policy's action distribution and `q_hat` the
+//! estimated reward, both indexed `(i, a, k)`. The importance weight is
+//! `w_i = pi_e(a_i | i, k_i) / p_i`, clipped to `min(w_i, lambda)` by IPW and DR when a
+//! finite `lambda` is set (obp's `lambda_`, default infinity: no clipping).
+//!
+//! Each estimator computes one term per round (obp's `_estimate_round_rewards`); the
+//! estimate is their mean:
+//!
+//! - DM: `sum_a pi_e(a|i,k_i) q_hat(i,a,k_i) / sum_a pi_e(a|i,k_i)`
+//! - IPW: `w_i r_i`
+//! - SNIPW: `w_i r_i / mean(w)` (never clipped)
+//! - DR: `DM_i + w_i (r_i - q_hat(i,a_i,k_i))`
+//! - SNDR: `DM_i + w_i (r_i - q_hat(i,a_i,k_i)) / mean(w)` (never clipped)
+//!
+//! The normal 95% interval is `mean ± 1.96 · sd(terms) / sqrt(n)`; the bootstrap interval
+//! resamples the same terms, as obp's `estimate_interval` does.
+
+use crate::action_dist::ActionDist;
+use crate::error::{OpeError, Result};
+use crate::interval::{Bootstrap, Z_95, bootstrap_interval, mean_and_std_err};
+use crate::log::LoggedBandit;
+
+/// The estimators this crate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EstimatorKind {
+    /// Direct Method: the reward model's value of the evaluation policy.
+    Dm,
+    /// Inverse Probability Weighting.
+    Ipw,
+    /// Self-Normalized Inverse Probability Weighting.
+    Snipw,
+    /// Doubly Robust.
+    Dr,
+    /// Self-Normalized Doubly Robust.
+    Sndr,
+}
+
+impl EstimatorKind {
+    /// Every estimator, in the order [`evaluate`](crate::evaluate) reports them.
+    pub const ALL: [EstimatorKind; 5] = [
+        EstimatorKind::Dm,
+        EstimatorKind::Ipw,
+        EstimatorKind::Snipw,
+        EstimatorKind::Dr,
+        EstimatorKind::Sndr,
+    ];
+
+    /// obp's `estimator_name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EstimatorKind::Dm => "dm",
+            EstimatorKind::Ipw => "ipw",
+            EstimatorKind::Snipw => "snipw",
+            EstimatorKind::Dr => "dr",
+            EstimatorKind::Sndr => "sndr",
+        }
+    }
+
+    /// Whether the estimator needs an estimated reward `q_hat`.
+    pub fn needs_q_hat(self) -> bool {
+        match self {
+            EstimatorKind::Dm | EstimatorKind::Dr | EstimatorKind::Sndr => true,
+            EstimatorKind::Ipw | EstimatorKind::Snipw => false,
+        }
+    }
+}
+
+/// How an [`Estimate`]'s interval was computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum IntervalMethod {
+    /// `value ± 1.96 · std_err` from the per-round terms.
+    Normal,
+    /// Percentile bootstrap of the per-round terms.
+    Bootstrap(Bootstrap),
+}
+
+/// An estimated policy value with its uncertainty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// obp's estimator name (`dm`, `ipw`, `snipw`, `dr`, `sndr`).
+    pub name: &'static str,
+    /// Estimated policy value: the mean of the per-round terms (obp's `estimate_policy_value`).
+    pub value: f64,
+    /// Standard error: sample sd of the terms over `sqrt(n)`, or the bootstrap sd.
+    pub std_err: f64,
+    /// Lower end of the interval (95% for the normal one).
+    pub ci_low: f64,
+    /// Upper end of the interval.
+    pub ci_high: f64,
+    /// Number of rounds.
+    pub n: usize,
+    /// How the interval was computed.
+    pub interval: IntervalMethod,
+}
+
+/// An estimator with its settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimator {
+    /// Which estimator.
+    pub kind: EstimatorKind,
+    /// Largest importance weight kept by IPW and DR (obp's `lambda_`); infinity: no clipping.
+    pub lambda: f64,
+}
+
+impl Estimator {
+    /// The estimator without clipping, as obp's defaults.
+    pub fn new(kind: EstimatorKind) -> Self {
+        Estimator {
+            kind,
+            lambda: f64::INFINITY,
+        }
+    }
+
+    /// Clips importance weights at `lambda` (IPW and DR only, as in obp).
+    pub fn with_clipping(self, lambda: f64) -> Self {
+        Estimator { lambda, ..self }
+    }
+
+    /// Per-round terms whose mean is the estimate (obp's `_estimate_round_rewards`), after
+    /// validating the log and the shapes.
+    pub fn round_rewards(
+        &self,
+        log: &LoggedBandit,
+        action_dist: &ActionDist,
+        q_hat: Option<&ActionDist>,
+    ) -> Result<Vec<f64>> {
+        if self.lambda.is_nan() || self.lambda < 0.0 {
+            return Err(OpeError::InvalidParameter {
+                name: "lambda",
+                reason: format!(
+                    "{} must be a non-negative number (infinity disables clipping)",
+                    self.lambda
+                ),
+            });
+        }
+        log.validate()?;
+        action_dist.check_fits("action_dist", log)?;
+        action_dist.check_probabilities()?;
+        let q_hat = match (self.kind.needs_q_hat(), q_hat) {
+            (true, None) => {
+                return Err(OpeError::MissingRewardModel {
+                    estimator: self.kind.name(),
+                });
+            }
+            (true, Some(q)) => {
+                q.check_fits("q_hat", log)?;
+                if q.len_list() != action_dist.len_list() {
+                    return Err(OpeError::ShapeMismatch {
+                        what: "q_hat",
+                        expected: format!("{:?} like action_dist", action_dist.shape()),
+                        got: format!("{:?}", q.shape()),
+                    });
+                }
+                Some(q)
+            }
+            (false, _) => None,
+        };
+        let name = self.kind.name();
+        let terms = match (self.kind, q_hat) {
+            (EstimatorKind::Ipw, _) => {
+                let w = weights(log, action_dist, self.lambda);
+                w.iter().zip(&log.rewards).map(|(w, r)| r * w).collect()
+            }
+            (EstimatorKind::Snipw, _) => {
+                let w = weights(log, action_dist, f64::INFINITY);
+                let norm = normalizer(&w, name)?;
+                w.iter().zip(&log.rewards).map(|(w, r)| r * w / norm).collect()
+            }
+            (EstimatorKind::Dm, Some(q)) => dm_terms(log, action_dist, q),
+            (EstimatorKind::Dr, Some(q)) => {
+                let w = weights(log, action_dist, self.lambda);
+                correction(log, action_dist, q, &w, 1.0)
+            }
+            (EstimatorKind::Sndr, Some(q)) => {
+                let w = weights(log, action_dist, f64::INFINITY);
+                let norm = normalizer(&w, name)?;
+                correction(log, action_dist, q, &w, norm)
+            }
+            (EstimatorKind::Dm | EstimatorKind::Dr | EstimatorKind::Sndr, None) => {
+                return Err(OpeError::MissingRewardModel { estimator: name });
+            }
+        };
+        Ok(terms)
+    }
+
+    /// The estimate with a normal-approximation 95% interval.
+    pub fn estimate(
+        &self,
+        log: &LoggedBandit,
+        action_dist: &ActionDist,
+        q_hat: Option<&ActionDist>,
+    ) -> Result<Estimate> {
+        let terms = self.round_rewards(log, action_dist, q_hat)?;
+        let (value, std_err) = mean_and_std_err(&terms);
+        Ok(Estimate {
+            name: self.kind.name(),
+            value,
+            std_err,
+            ci_low: value - Z_95 * std_err,
+            ci_high: value + Z_95 * std_err,
+            n: terms.len(),
+            interval: IntervalMethod::Normal,
+        })
+    }
+
+    /// The estimate with a seeded percentile-bootstrap interval (obp's `estimate_interval`);
+    /// `value` stays the point estimate, `std_err` is the bootstrap sd.
+    pub fn estimate_bootstrap(
+        &self,
+        log: &LoggedBandit,
+        action_dist: &ActionDist,
+        q_hat: Option<&ActionDist>,
+        bootstrap: &Bootstrap,
+    ) -> Result<Estimate> {
+        let terms = self.round_rewards(log, action_dist, q_hat)?;
+        let (value, _) = mean_and_std_err(&terms);
+        let b = bootstrap_interval(&terms, bootstrap)?;
+        Ok(Estimate {
+            name: self.kind.name(),
+            value,
+            std_err: b.std_err,
+            ci_low: b.ci_low,
+            ci_high: b.ci_high,
+            n: terms.len(),
+            interval: IntervalMethod::Bootstrap(*bootstrap),
+        })
+    }
+}
+
+/// Direct Method estimate, normal 95% interval.
+pub fn dm(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist) -> Result<Estimate> {
+    Estimator::new(EstimatorKind::Dm).estimate(log, action_dist, Some(q_hat))
+}
+
+/// Inverse Probability Weighting estimate (no clipping), normal 95% interval.
+pub fn ipw(log: &LoggedBandit, action_dist: &ActionDist) -> Result<Estimate> {
+    Estimator::new(EstimatorKind::Ipw).estimate(log, action_dist, None)
+}
+
+/// Self-Normalized Inverse Probability Weighting estimate, normal 95% interval.
+pub fn snipw(log: &LoggedBandit, action_dist: &ActionDist) -> Result<Estimate> {
+    Estimator::new(EstimatorKind::Snipw).estimate(log, action_dist, None)
+}
+
+/// Doubly Robust estimate (no clipping), normal 95% interval.
+pub fn dr(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist) -> Result<Estimate> {
+    Estimator::new(EstimatorKind::Dr).estimate(log, action_dist, Some(q_hat))
+}
+
+/// Self-Normalized Doubly Robust estimate, normal 95% interval.
+pub fn sndr(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist) -> Result<Estimate> {
+    Estimator::new(EstimatorKind::Sndr).estimate(log, action_dist, Some(q_hat))
+}
+
+/// Importance weights `min(pi_e(a_i | i, k_i) / p_i, lambda)`.
+fn weights(log: &LoggedBandit, action_dist: &ActionDist, lambda: f64) -> Vec<f64> {
+    (0..log.n_rounds())
+        .map(|i| (action_dist.get(i, log.actions[i], log.position(i)) / log.propensities[i]).min(lambda))
+        .collect()
+}
+
+/// Mean importance weight, refused when zero.
+fn normalizer(w: &[f64], estimator: &'static str) -> Result<f64> {
+    let mean = w.iter().sum::<f64>() / w.len() as f64;
+    if mean > 0.0 {
+        Ok(mean)
+    } else {
+        Err(OpeError::ZeroWeights { estimator })
+    }
+}
+
+/// `np.average(q_hat[i, :, k_i], weights=action_dist[i, :, k_i])`.
+fn dm_term(i: usize, k: usize, action_dist: &ActionDist, q: &ActionDist) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for a in 0..action_dist.n_actions() {
+        let p = action_dist.get(i, a, k);
+        num += q.get(i, a, k) * p;
+        den += p;
+    }
+    num / den
+}
+
+fn dm_terms(log: &LoggedBandit, action_dist: &ActionDist, q: &ActionDist) -> Vec<f64> {
+    (0..log.n_rounds())
+        .map(|i| dm_term(i, log.position(i), action_dist, q))
+        .collect()
+}
+
+/// DR-style terms `DM_i + w_i (r_i - q_hat(i, a_i, k_i)) / norm`.
+fn correction(log: &LoggedBandit, action_dist: &ActionDist, q: &ActionDist, w: &[f64], norm: f64) -> Vec<f64> {
+    (0..log.n_rounds())
+        .map(|i| {
+            let k = log.position(i);
+            let factual = q.get(i, log.actions[i], k);
+            dm_term(i, k, action_dist, q) + w[i] * (log.rewards[i] - factual) / norm
+        })
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! `keel deployment ...` and `keel experiment report`.
+
+use anyhow::Context as _;
+use keel_experiments::{DeploymentSpec, Experiment, Report};
+
+use crate::cli::{DeploymentCommand, ExperimentCommand, Global};
+use crate::context::{Context, author};
+use crate::output;
+
+pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> {
+    let ctx = Context::open(global).await?;
+    let store = ctx.registry.store();
+    match cmd {
+        DeploymentCommand::Apply {
+            name,
+            file,
+            reason,
+            author: by,
+        } => {
+            keel_experiments::validate_name(&name)?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let spec: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+            DeploymentSpec::from_json(&spec)?;
+            let revision = store
+                .put_deployment(&name, &spec, &author(&by), reason.as_deref())
+                .await?;
+            if global.json {
+                return output::json(&revision);
+            }
+            println!(
+                "deployment {} revision {} recorded; a running `keel serve` picks it up on restart, \
+                 or apply it through PUT /v1/deployments/{} to switch live",
+                revision.name, revision.revision, revision.name
+            );
+        }
+        DeploymentCommand::Ls => {
+            let all = store.list_deployments().await?;
+            if global.json {
+                return output::json(&all);
+            }
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|d| {
+                    let variants = d.spec["variants"]
+                        .as_array()
+                        .map(|v| {
+                            v.iter()
+                                .filter_map(|x| x["name"].as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    vec![
+                        d.name.clone(),
+                        d.revision.to_string(),
+                        d.spec["policy"]["type"].as_str().unwrap_or("?").to_string(),
+                        variants,
+                        output::time(&d.created_at),
+                        d.created_by.clone(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["NAME", "REVISION", "POLICY", "VARIANTS", "UPDATED (UTC)", "BY"],
+                &rows,
+            );
+        }
+        DeploymentCommand::Show { name } => {
+            let d = store.get_deployment(&name).await?;
+            if global.json {
+                return output::json(&d);
+            }
+            println!(
+                "{} revision {} ({} by {})",
+                d.name,
+                d.revision,
+                output::time(&d.created_at),
+                d.created_by
+            );
+            println!("{}", serde_json::to_string_pretty(&d.spec)?);
+        }
+        DeploymentCommand::History { name } => {
+            let h = store.deployment_history(&name).await?;
+            if global.json {
+                return output::json(&h);
+            }
+            let rows: Vec<Vec<String>> = h
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.revision.to_string(),
+                        output::time(&d.created_at),
+                        d.created_by.clone(),
+                        d.spec["policy"]["type"].as_str().unwrap_or("?").to_string(),
+                        d.reason.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::table(&["REVISION", "WHEN (UTC)", "BY", "POLICY", "REASON"], &rows);
+        }
+    }
+    Ok(())
+}
+
+pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Result<()> {
+    match cmd {
+        ExperimentCommand::Report { name, url } => {
+            let report: Report = match url {
+                Some(url) => {
+                    let url = format!("{}/v1/deployments/{name}/report", url.trim_end_matches('/'));
+                    let response = reqwest::get(&url)
+                        .await
+                        .with_context(|| format!("cannot reach {url}"))?;
+                    if !response.status().is_success() {
+                        let body: serde_json::Value = response.json().await.unwrap_or_default();
+                        anyhow::bail!("{}", body["error"].as_str().unwrap_or("the server refused the report"));
+                    }
+                    let value: serde_json::Value = response.json().await?;
+                    if global.json {
+                        return output::json(&value);
+                    }
+                    serde_json::from_value(value).context("unexpected report format")?
+                }
+                None => {
+                    let ctx = Context::open(global).await?;
+                    let d = ctx.registry.store().get_deployment(&name).await?;
+                    let spec = DeploymentSpec::from_json(&d.spec)?;
+                    let dir = ctx.home.join("experiments");
+                    let report =
+                        tokio::task::spawn_blocking(move || Experiment::offline_report(&name, &spec, d.revision, &dir))
+                            .await??;
+                    if global.json {
+                        return output::json(&report);
+                    }
+                    report
+                }
+            };
+            print_report(&report);
+        }
+    }
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+pub fn print_report(r: &Report) {
+    println!(
+        "deployment {} revision {}  policy {} (version {})  waiting for reward: {}",
+        r.deployment, r.revision, r.policy, r.policy_version, r.waiting_for_reward
+    );
+    let rows: Vec<Vec<String>> = r
+        .variants
+        .iter()
+        .map(|v| {
+            vec![
+                format!(
+                    "{}{}{}",
+                    v.name,
+                    if v.shadow { " (shadow)" } else { "" },
+                    if v.paused { " (PAUSED)" } else { "" }
+                ),
+                v.exposures.to_string(),
+                pct(v.share),
+                v.rewards.to_string(),
+                v.conversions.to_string(),
+                format!("{:.4}", v.rate),
+                format!("[{:.4}, {:.4}]", v.rate_ci.0, v.rate_ci.1),
+                pct(v.prob_best),
+                v.lift_vs_control.map_or("-".into(), |(l, lo, hi)| {
+                    format!("{} [{}, {}]", pct(l), pct(lo), pct(hi))
+                }),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "VARIANT",
+            "EXPOSURES",
+            "SHARE",
+            "REWARDS",
+            "CONVERSIONS",
+            "RATE",
+            "95% CI",
+            "P(BEST)",
+            "LIFT VS CONTROL",
+        ],
+        &rows,
+    );
+    if let Some(c) = &r.control_group {
+        println!(
+            "\ncontrol group: {} exposures, rate {:.4} [{:.4}, {:.4}]; treated: {} exposures, rate {:.4} [{:.4}, {:.4}]",
+            c.exposures,
+            c.rate,
+            c.rate_ci.0,
+            c.rate_ci.1,
+            r.treated_group.exposures,
+            r.treated_group.rate,
+            r.treated_group.rate_ci.0,
+            r.treated_group.rate_ci.1
+        );
+        if let Some((l, lo, hi)) = r.lift_over_control_group {
+            println!(
+                "lift of the treated traffic over the control group: {} [{}, {}]",
+                pct(l),
+                pct(lo),
+                pct(hi)
+            );
+        }
+    }
+    if let Some(s) = &r.srm {
+        println!(
+            "sample ratio check: chi2 {:.2}, p = {:.4}{}",
+            s.chi_square,
+            s.p_value,
+            if s.mismatch {
+                "  MISMATCH: the split differs from the weights; check assignment and logging"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(share) = r.canary_share {
+        println!("canary share now {}", pct(share));
+    }
+    if r.traffic.len() > 1 {
+        println!("\ntraffic share over time:");
+        let names: Vec<&str> = r.variants.iter().map(|v| v.name.as_str()).collect();
+        let rows: Vec<Vec<String>> = r
+            .traffic
+            .iter()
+            .map(|(t, counts)| {
+                let total: u64 = counts.iter().sum();
+                let mut row = vec![
+                    chrono::DateTime::from_timestamp_millis(*t)
+                        .map_or(t.to_string(), |d| d.format("%H:%M:%S").to_string()),
+                ];
+                row.extend(counts.iter().map(|c| {
+                    if total == 0 {
+                        "-".into()
+                    } else {
+                        pct(*c as f64 / total as f64)
+                    }
+                }));
+                row
+            })
+            .collect();
+        let mut headers = vec!["BUCKET (UTC)"];
+        headers.extend(names);
+        output::table(&headers, &rows);
+    }
+}

@@ -1,0 +1,204 @@
+//! Kill the server with SIGKILL in the middle of decide/feedback traffic, restart it, and
+//! check that every acknowledged decision and reward survived.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn start(home: &Path, http: u16, grpc: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("--home")
+        .arg(home)
+        .args([
+            "serve",
+            "--http-addr",
+            &format!("127.0.0.1:{http}"),
+            "--grpc-addr",
+            &format!("127.0.0.1:{grpc}"),
+        ])
+        .env("KEEL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start keel serve")
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/v2/health/ready")).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server not ready within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_decision_or_reward() {
+    let home = tempfile::tempdir().expect("tmp");
+    let spec = json!({
+        "variants": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+        "policy": {"type": "thompson_beta"},
+        "reward": {"kind": "binary", "min": 0, "max": 1, "default": 0, "window_seconds": 3600},
+        "seed": 5
+    });
+    let spec_path = home.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).expect("write spec");
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["deployment", "apply", "promo", "-f"])
+        .arg(&spec_path)
+        .env("KEEL_AUTHOR", "tester")
+        .output()
+        .expect("apply");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (http, grpc) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+    let mut server = start(home.path(), http, grpc);
+    wait_ready(&client, &base).await;
+
+    // Eight clients: decide, then reward every other decision; remember what was acknowledged.
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (client, base) = (client.clone(), base.clone());
+        workers.push(tokio::spawn(async move {
+            let mut decided = Vec::new();
+            let mut rewarded = Vec::new();
+            for i in 0.. {
+                let Ok(r) = client
+                    .post(format!("{base}/v1/deployments/promo/decide"))
+                    .json(&json!({"unit_id": format!("w{w}-{i}")}))
+                    .send()
+                    .await
+                else {
+                    break;
+                };
+                let Ok(d) = r.json::<serde_json::Value>().await else {
+                    break;
+                };
+                let id = d["decision_id"].as_str().expect("decision id").to_string();
+                decided.push(id.clone());
+                if i % 2 == 0 {
+                    let reward = if i % 4 == 0 { 1.0 } else { 0.0 };
+                    let Ok(r) = client
+                        .post(format!("{base}/v1/deployments/promo/feedback"))
+                        .json(&json!({"decision_id": id, "reward": reward}))
+                        .send()
+                        .await
+                    else {
+                        break;
+                    };
+                    if r.status().is_success() {
+                        rewarded.push((id, reward));
+                    } else {
+                        break;
+                    }
+                }
+            }
+            (decided, rewarded)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reap");
+    let mut decided = Vec::new();
+    let mut rewarded = Vec::new();
+    for w in workers {
+        let (d, r) = w.await.expect("worker");
+        decided.extend(d);
+        rewarded.extend(r);
+    }
+    assert!(
+        rewarded.len() > 50,
+        "too little traffic before the kill: {}",
+        rewarded.len()
+    );
+
+    let mut server = start(home.path(), http, grpc);
+    wait_ready(&client, &base).await;
+    let report: serde_json::Value = client
+        .get(format!("{base}/v1/deployments/promo/report"))
+        .send()
+        .await
+        .expect("report")
+        .json()
+        .await
+        .expect("json");
+    let rewards: u64 = report["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| v["rewards"].as_u64().expect("n"))
+        .sum();
+    let exposures: u64 = report["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| v["exposures"].as_u64().expect("n"))
+        .sum();
+    assert!(
+        rewards >= rewarded.len() as u64,
+        "rewards {rewards} < acknowledged {}",
+        rewarded.len()
+    );
+    assert!(
+        exposures >= decided.len() as u64,
+        "decisions {exposures} < acknowledged {}",
+        decided.len()
+    );
+    // Each acknowledged reward is known: sending it again is a counted=false duplicate.
+    let batch: Vec<serde_json::Value> = rewarded
+        .iter()
+        .map(|(id, r)| json!({"decision_id": id, "reward": r}))
+        .collect();
+    let again: serde_json::Value = client
+        .post(format!("{base}/v1/deployments/promo/feedback/batch"))
+        .json(&json!({"events": batch}))
+        .send()
+        .await
+        .expect("batch")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["failed"], 0, "{again}");
+    assert_eq!(
+        again["counted"], 0,
+        "every acknowledged reward was already recorded: {again}"
+    );
+    // Each acknowledged decision is known: an unrewarded one still takes its reward.
+    let unrewarded: Vec<&String> = decided
+        .iter()
+        .filter(|d| !rewarded.iter().any(|(r, _)| r == *d))
+        .take(20)
+        .collect();
+    for id in unrewarded {
+        let r = client
+            .post(format!("{base}/v1/deployments/promo/feedback"))
+            .json(&json!({"decision_id": id, "reward": 0.0}))
+            .send()
+            .await
+            .expect("feedback");
+        assert!(
+            r.status().is_success(),
+            "decision {id} was acknowledged but is unknown after restart"
+        );
+    }
+    server.kill().expect("stop");
+    server.wait().expect("reap");
+}
