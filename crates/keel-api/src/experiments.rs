@@ -98,13 +98,27 @@ struct DecideRequest {
     unit_id: Option<String>,
     #[serde(default)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// For deployments whose variants are models: the model inputs, as in an infer request.
+    #[serde(default)]
+    inputs: Option<serde_json::Value>,
 }
 
 async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
     let body: DecideRequest = json_body(req, s.max_body).await?;
+    let inputs = match body.inputs {
+        None => None,
+        Some(inputs) => {
+            let bytes = serde_json::to_vec(&serde_json::json!({ "inputs": inputs }))
+                .map_err(|e| ExpError(ExperimentError::InvalidRequest(e.to_string())))?;
+            Some(
+                keel_serving::protocol::decode_json_request(&bytes, None)
+                    .map_err(|e| ExpError(ExperimentError::Serving(e)))?,
+            )
+        }
+    };
     let out = s
         .experiments
-        .decide(&name, body.unit_id.as_deref(), body.context.as_ref())
+        .decide_with_inputs(&name, body.unit_id.as_deref(), body.context.as_ref(), inputs)
         .await?;
     Ok(axum::Json(out).into_response())
 }

@@ -67,6 +67,16 @@ pub enum Event {
     Pause { seq: u64, ts: i64, v: usize, why: String },
     /// A canary moved to a step (index into `canary.steps`).
     CanaryStep { seq: u64, ts: i64, step: usize },
+    /// A model variant's answer to a decision's inputs: the chosen variant's (returned to the
+    /// caller) or a shadow's (logged only).
+    Output {
+        seq: u64,
+        ts: i64,
+        id: Uuid,
+        v: usize,
+        shadow: bool,
+        pred: serde_json::Value,
+    },
 }
 
 impl Event {
@@ -76,7 +86,8 @@ impl Event {
             | Event::Decision { seq, .. }
             | Event::Reward { seq, .. }
             | Event::Pause { seq, .. }
-            | Event::CanaryStep { seq, .. } => *seq,
+            | Event::CanaryStep { seq, .. }
+            | Event::Output { seq, .. } => *seq,
         }
     }
 }
@@ -247,6 +258,7 @@ impl Inner {
                 }
             }
             Event::CanaryStep { step, .. } => self.canary_step = *step,
+            Event::Output { .. } => {}
         }
         Ok(())
     }
@@ -711,6 +723,31 @@ impl Experiment {
             self.wal.wait_durable(seq).await?;
         }
         Ok(closed)
+    }
+
+    /// Logs a model variant's answer to a decision (no durability wait: it changes no state).
+    pub fn log_output(&self, id: &str, variant: usize, shadow: bool, pred: serde_json::Value) -> Result<()> {
+        let id = Uuid::parse_str(id).map_err(|_| ExperimentError::InvalidRequest(format!("bad decision id {id}")))?;
+        {
+            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
+            let seq = inner.next_seq();
+            let event = Event::Output {
+                seq,
+                ts: now_ms(),
+                id,
+                v: variant,
+                shadow,
+                pred,
+            };
+            inner.push(&self.wal, &event)?;
+        }
+        self.wal.notify();
+        Ok(())
+    }
+
+    /// The variant index of a name.
+    pub fn variant_index(&self, name: &str) -> Result<Option<usize>> {
+        self.with_inner(|i| i.spec.variant_index(name))
     }
 
     /// Decisions inside their attribution window that have no reward yet.

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use keel_registry::VersionSelector;
+use keel_serving::metrics::Protocol;
+use keel_serving::{InferRequest, InferenceService, LoadedModel};
 use keel_store::{DeploymentRevision, Store};
 
 use crate::engine::{DecisionOut, Experiment, FeedbackOut, RewardIn, now_ms};
@@ -32,22 +35,44 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// The models of a deployment's variants, resolved and loaded when it starts.
+#[derive(Default, Clone)]
+struct VariantModels {
+    /// Per variant: the loaded model version, for model variants.
+    models: Vec<Option<Arc<LoadedModel>>>,
+    shadows: Vec<usize>,
+}
+
 /// The set of running deployments.
 pub struct Experiments {
     store: Store,
     dir: PathBuf,
     durability: Durability,
+    inference: Option<Arc<InferenceService>>,
     running: RwLock<BTreeMap<String, Arc<Experiment>>>,
+    models: RwLock<BTreeMap<String, VariantModels>>,
 }
 
 impl Experiments {
     /// Opens every deployment in the store, recovering each from its log.
     pub async fn open(store: Store, dir: PathBuf, durability: Durability) -> Result<Arc<Experiments>> {
+        Experiments::open_with_models(store, dir, durability, None).await
+    }
+
+    /// Opens every deployment; variants that are model versions run on `inference`.
+    pub async fn open_with_models(
+        store: Store,
+        dir: PathBuf,
+        durability: Durability,
+        inference: Option<Arc<InferenceService>>,
+    ) -> Result<Arc<Experiments>> {
         let me = Arc::new(Experiments {
             store,
             dir,
             durability,
+            inference,
             running: RwLock::new(BTreeMap::new()),
+            models: RwLock::new(BTreeMap::new()),
         });
         for revision in me.store.list_deployments().await? {
             me.start(&revision).await?;
@@ -57,6 +82,7 @@ impl Experiments {
 
     async fn start(&self, revision: &DeploymentRevision) -> Result<Arc<Experiment>> {
         let spec = DeploymentSpec::from_json(&revision.spec)?;
+        let models = self.resolve_models(&spec).await?;
         let (name, rev, dir, durability) = (
             revision.name.clone(),
             revision.revision,
@@ -75,7 +101,48 @@ impl Experiments {
             .write()
             .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
             .insert(revision.name.clone(), experiment.clone());
+        self.models
+            .write()
+            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .insert(revision.name.clone(), models);
         Ok(experiment)
+    }
+
+    /// Loads the model version behind every model variant (`name@alias`, `name:3`, `name`).
+    async fn resolve_models(&self, spec: &DeploymentSpec) -> Result<VariantModels> {
+        let mut out = VariantModels::default();
+        for (i, v) in spec.variants.iter().enumerate() {
+            let Some(reference) = &v.model else {
+                out.models.push(None);
+                continue;
+            };
+            let Some(inference) = &self.inference else {
+                return Err(ExperimentError::InvalidSpec(vec![format!(
+                    "variant '{}' is a model, but this process serves no models",
+                    v.name
+                )]));
+            };
+            let (name, selector) = VersionSelector::split_reference(reference)
+                .map_err(|e| ExperimentError::InvalidSpec(vec![format!("variant '{}': {e}", v.name)]))?;
+            let selector = match selector {
+                VersionSelector::Latest => None,
+                other => Some(other),
+            };
+            let loaded = match selector {
+                Some(sel) => inference.repository().load_pinned(&name, &sel).await?,
+                None => {
+                    inference
+                        .repository()
+                        .load_pinned(&name, &VersionSelector::Latest)
+                        .await?
+                }
+            };
+            if v.shadow {
+                out.shadows.push(i);
+            }
+            out.models.push(Some(loaded));
+        }
+        Ok(out)
     }
 
     /// Creates or revises a deployment: validated first; nothing is written if it is invalid.
@@ -87,7 +154,9 @@ impl Experiments {
         reason: Option<&str>,
     ) -> Result<DeploymentRevision> {
         validate_name(name)?;
-        DeploymentSpec::from_json(spec)?;
+        let parsed = DeploymentSpec::from_json(spec)?;
+        // Model references must resolve and load before anything is recorded.
+        self.resolve_models(&parsed).await?;
         let revision = self.store.put_deployment(name, spec, by, reason).await?;
         self.start(&revision).await?;
         Ok(revision)
@@ -119,9 +188,80 @@ impl Experiments {
         unit: Option<&str>,
         context: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<DecisionOut> {
+        self.decide_with_inputs(name, unit, context, None).await
+    }
+
+    /// Decides; for model variants, runs the chosen variant on `inputs` and returns its
+    /// prediction, and sends a copy to every shadow variant (logged, never returned).
+    pub async fn decide_with_inputs(
+        &self,
+        name: &str,
+        unit: Option<&str>,
+        context: Option<&serde_json::Map<String, serde_json::Value>>,
+        inputs: Option<InferRequest>,
+    ) -> Result<DecisionOut> {
         let experiment = self.get(name)?;
-        let (out, notices) = experiment.decide(unit, context).await?;
+        let models = self
+            .models
+            .read()
+            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let has_models = models.models.iter().any(Option::is_some);
+        if has_models {
+            let Some(request) = &inputs else {
+                return Err(ExperimentError::InvalidRequest(
+                    "this deployment's variants are models: send 'inputs' as in an Open Inference Protocol infer request"
+                        .into(),
+                ));
+            };
+            // Check the inputs against every serving model before deciding, so a bad request
+            // leaves no decision behind.
+            for m in models
+                .models
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !models.shadows.contains(i))
+                .filter_map(|(_, m)| m.as_ref())
+            {
+                keel_serving::validate(m, request)?;
+            }
+        }
+        let (mut out, notices) = experiment.decide(unit, context).await?;
         self.record(name, notices).await;
+        if let (Some(request), Some(inference)) = (inputs, &self.inference) {
+            let chosen = experiment.variant_index(&out.variant)?;
+            if let Some(model) = chosen.and_then(|i| models.models.get(i).cloned().flatten()) {
+                let response = inference.infer_on(Protocol::Rest, model, request.clone()).await?;
+                let pred = outputs_json(&response);
+                if let Some(v) = chosen {
+                    experiment.log_output(&out.decision_id, v, false, pred.clone())?;
+                }
+                out.prediction = Some(pred);
+            }
+            for &s in &models.shadows {
+                let Some(model) = models.models.get(s).cloned().flatten() else {
+                    continue;
+                };
+                let (inference, experiment, request, id) = (
+                    inference.clone(),
+                    experiment.clone(),
+                    request.clone(),
+                    out.decision_id.clone(),
+                );
+                tokio::spawn(async move {
+                    match inference.infer_on(Protocol::Rest, model, request).await {
+                        Ok(response) => {
+                            if let Err(e) = experiment.log_output(&id, s, true, outputs_json(&response)) {
+                                tracing::warn!(error = %e, "shadow answer not logged");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "shadow variant failed; the caller is unaffected"),
+                    }
+                });
+            }
+        }
         Ok(out)
     }
 
@@ -177,4 +317,31 @@ impl Experiments {
             }
         }
     }
+}
+
+/// A response's outputs as `{name: data}` JSON.
+fn outputs_json(response: &keel_serving::InferResponse) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for o in &response.outputs {
+        let data = match &o.tensor.data {
+            keel_serving::TensorData::Fp32(v) => serde_json::json!(v),
+            keel_serving::TensorData::Fp64(v) => serde_json::json!(v),
+            keel_serving::TensorData::Int64(v) => serde_json::json!(v),
+            keel_serving::TensorData::Int32(v) => serde_json::json!(v),
+            keel_serving::TensorData::Bool(v) => serde_json::json!(v),
+            keel_serving::TensorData::Bytes(v) => {
+                serde_json::json!(
+                    v.iter()
+                        .map(|b| String::from_utf8_lossy(b).to_string())
+                        .collect::<Vec<_>>()
+                )
+            }
+            other => serde_json::json!(format!("{} values of {}", other.len(), other.datatype())),
+        };
+        map.insert(
+            o.name.clone(),
+            serde_json::json!({"shape": o.tensor.shape, "data": data}),
+        );
+    }
+    serde_json::Value::Object(map)
 }

@@ -241,3 +241,101 @@ async fn invalid_definitions_change_nothing() {
         .await;
     assert!(d.is_ok(), "a deployment without context features ignores none: {d:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worse_variant_is_paused_and_the_change_is_logged() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let exps = open(dir.path()).await;
+    let spec = json!({
+        "variants": [{"name": "control"}, {"name": "bad"}, {"name": "fine"}],
+        "policy": {"type": "fixed_weights", "weights": [1, 1, 1]},
+        "guardrails": {"min_rewards": 200, "alpha": 0.01, "baseline": "control"},
+        "seed": 2
+    });
+    exps.apply("g", &spec, "ana", None).await.expect("apply");
+    for i in 0..3000 {
+        let d = exps.decide("g", Some(&format!("u{i}")), None).await.expect("decide");
+        // control and fine convert at 30%, bad at 5%.
+        let r = match d.variant.as_str() {
+            "bad" => f64::from(u8::from(i % 20 == 0)),
+            _ => f64::from(u8::from(i % 10 < 3)),
+        };
+        exps.feedback("g", &[reward(&d.decision_id, r)]).await.expect("fb")[0]
+            .as_ref()
+            .expect("ok");
+    }
+    let report = exps.report("g").expect("report");
+    assert!(report.variants[1].paused, "{:?}", report.variants[1]);
+    assert!(!report.variants[0].paused && !report.variants[2].paused);
+    // After the pause no decision goes to the paused variant, and propensities renormalise.
+    for i in 0..200 {
+        let d = exps.decide("g", Some(&format!("late{i}")), None).await.expect("decide");
+        assert_ne!(d.variant, "bad");
+        assert!((d.propensity - 0.5).abs() < 1e-12, "{d:?}");
+    }
+    let changes = exps
+        .store()
+        .list_changes(10, Some("deployment/g/"))
+        .await
+        .expect("changes");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.kind == "experiment.pause" && c.actor == "keel-guardrail"),
+        "{changes:?}"
+    );
+    // The pause survives a restart (it is in the log).
+    exps.close();
+    drop(exps);
+    let exps = open(dir.path()).await;
+    assert!(exps.report("g").expect("report").variants[1].paused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_ramps_while_healthy_and_rolls_back_when_not() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let exps = open(dir.path()).await;
+    let canary = |name: &str| {
+        json!({
+            "variants": [{"name": "stable"}, {"name": name}],
+            "policy": {"type": "fixed_weights", "weights": [1, 1]},
+            "canary": {"variant": name, "steps": [0.1, 0.5, 1.0], "min_rewards_per_step": 100},
+            "guardrails": {"min_rewards": 150, "alpha": 0.01},
+            "seed": 4
+        })
+    };
+    exps.apply("healthy", &canary("v2"), "ana", None).await.expect("apply");
+    exps.apply("broken", &canary("v2"), "ana", None).await.expect("apply");
+    assert_eq!(exps.report("healthy").expect("r").canary_share, Some(0.1));
+    for (name, bad) in [("healthy", false), ("broken", true)] {
+        for i in 0..6000 {
+            let d = exps.decide(name, None, None).await.expect("decide");
+            let r = if d.variant == "v2" && bad {
+                f64::from(u8::from(i % 50 == 0))
+            } else {
+                f64::from(u8::from(i % 5 == 0))
+            };
+            exps.feedback(name, &[reward(&d.decision_id, r)]).await.expect("fb")[0]
+                .as_ref()
+                .expect("ok");
+        }
+    }
+    let healthy = exps.report("healthy").expect("report");
+    assert_eq!(
+        healthy.canary_share,
+        Some(1.0),
+        "the healthy canary reached full traffic"
+    );
+    let broken = exps.report("broken").expect("report");
+    assert_eq!(broken.canary_share, Some(0.0), "the broken canary was rolled back");
+    assert!(broken.variants[1].paused);
+    let last = exps.decide("broken", None, None).await.expect("decide");
+    assert_eq!((last.variant.as_str(), last.propensity), ("stable", 1.0));
+    let changes = exps
+        .store()
+        .list_changes(50, Some("deployment/"))
+        .await
+        .expect("changes");
+    assert!(changes.iter().any(|c| c.kind == "canary.rollback"), "{changes:?}");
+    assert!(changes.iter().filter(|c| c.kind == "canary.step").count() >= 2);
+}

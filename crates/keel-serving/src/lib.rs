@@ -19,5 +19,5 @@ pub use keel_runtime::{DataType, Tensor, TensorData};
 pub use protocol::{InferRequest, InferResponse, InputTensor, OutputTensor, RequestedOutput};
 pub use repository::{LoadedModel, ModelRepository};
 pub use service::{
-    EXTENSIONS, InferenceService, ModelMetadata, RepositoryEntry, SERVER_NAME, ServerMetadata, TensorMetadata,
+    EXTENSIONS, InferenceService, ModelMetadata, RepositoryEntry, SERVER_NAME, ServerMetadata, TensorMetadata, validate,
 };

@@ -27,12 +27,16 @@ pub struct LoadedModel {
 }
 
 type ModelMap = BTreeMap<String, Arc<LoadedModel>>;
+type PinnedMap = BTreeMap<(String, i64), Arc<LoadedModel>>;
 
 /// Models being served, by name.
 pub struct ModelRepository {
     registry: Registry,
     options: ModelOptions,
     models: ArcSwap<ModelMap>,
+    /// Versions loaded for deployments (A/B, shadow, canary between versions), beside the
+    /// version each name serves by default.
+    pinned: ArcSwap<PinnedMap>,
     /// Serialises loads and unloads so two changes never race to publish.
     changes: tokio::sync::Mutex<()>,
 }
@@ -43,6 +47,7 @@ impl ModelRepository {
             registry,
             options,
             models: ArcSwap::from_pointee(BTreeMap::new()),
+            pinned: ArcSwap::from_pointee(BTreeMap::new()),
             changes: tokio::sync::Mutex::new(()),
         }
     }
@@ -95,6 +100,55 @@ impl ModelRepository {
         next.insert(name.to_string(), loaded.clone());
         self.models.store(Arc::new(next));
         tracing::info!(model = name, version = loaded.version, "model loaded");
+        Ok(loaded)
+    }
+
+    async fn build(&self, name: &str, record: ModelVersion) -> Result<Arc<LoadedModel>> {
+        let bytes = self.registry.fetch(&record).await?;
+        let signature = Registry::signature(&record)?;
+        let options = self.options.clone();
+        let model =
+            tokio::task::spawn_blocking(move || Runtime::global().and_then(|rt| rt.load_model(&bytes, &options)))
+                .await
+                .map_err(|e| ServingError::Internal(format!("model loading task failed: {e}")))??;
+        Ok(Arc::new(LoadedModel {
+            name: name.to_string(),
+            version: record.version,
+            version_str: record.version.to_string(),
+            metrics: crate::metrics::ModelMetrics::new(name, record.version),
+            record,
+            signature,
+            model,
+            loaded_at: std::time::SystemTime::now(),
+        }))
+    }
+
+    /// A specific version, loaded beside the default one if needed (for deployments whose
+    /// variants are versions of the same model).
+    pub async fn load_pinned(&self, name: &str, selector: &VersionSelector) -> Result<Arc<LoadedModel>> {
+        let record = self.registry.resolve(name, selector).await?;
+        if let Some(current) = self.get(name)
+            && current.version == record.version
+        {
+            return Ok(current);
+        }
+        let key = (name.to_string(), record.version);
+        if let Some(found) = self.pinned.load().get(&key) {
+            return Ok(found.clone());
+        }
+        let _guard = self.changes.lock().await;
+        if let Some(found) = self.pinned.load().get(&key) {
+            return Ok(found.clone());
+        }
+        let loaded = self.build(name, record).await?;
+        let mut next = PinnedMap::clone(&self.pinned.load());
+        next.insert(key, loaded.clone());
+        self.pinned.store(Arc::new(next));
+        tracing::info!(
+            model = name,
+            version = loaded.version,
+            "model version pinned for a deployment"
+        );
         Ok(loaded)
     }
 

@@ -192,6 +192,32 @@ impl InferenceService {
                 return Err(e);
             }
         };
+        self.infer_loaded(protocol, model, request, started).await
+    }
+
+    /// Runs a request on a given loaded model (a deployment's variant), with metrics.
+    pub async fn infer_on(
+        &self,
+        protocol: Protocol,
+        model: Arc<LoadedModel>,
+        request: InferRequest,
+    ) -> Result<InferResponse> {
+        let gauge = match protocol {
+            Protocol::Rest => &self.in_flight_rest,
+            Protocol::Grpc => &self.in_flight_grpc,
+        };
+        gauge.increment(1.0);
+        let _in_flight = InFlight(gauge);
+        self.infer_loaded(protocol, model, request, Instant::now()).await
+    }
+
+    async fn infer_loaded(
+        &self,
+        protocol: Protocol,
+        model: Arc<LoadedModel>,
+        request: InferRequest,
+        started: Instant,
+    ) -> Result<InferResponse> {
         let rows = request
             .inputs
             .first()

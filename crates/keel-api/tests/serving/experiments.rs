@@ -255,3 +255,95 @@ async fn decide_and_feedback_over_grpc() {
     let report: serde_json::Value = serde_json::from_str(&report.report_json).expect("json");
     assert_eq!(report["policy_version"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_variants_return_predictions_and_shadows_are_logged_only() {
+    let server = TestServer::start(&["bc-lr", "bc-rf"]).await;
+    // A second version of bc-lr (the forest) to A/B two versions of one model.
+    crate::support::push(&server.registry, "bc-lr", &crate::support::fixture("bc-rf")).await;
+    let spec = json!({
+        "variants": [
+            {"name": "lr-v1", "model": "bc-lr:1"},
+            {"name": "lr-v2", "model": "bc-lr:2"},
+            {"name": "forest-shadow", "model": "bc-rf", "shadow": true}
+        ],
+        "policy": {"type": "fixed_weights", "weights": [1, 1]},
+        "reward": {"kind": "binary", "min": 0, "max": 1, "default": 0, "window_seconds": 600}
+    });
+    let put = server
+        .client
+        .put(server.url("/v1/deployments/models"))
+        .json(&json!({"spec": spec, "author": "ana"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 200, "{}", put.text().await.unwrap_or_default());
+    let inputs = crate::support::bc_request(1)["inputs"].clone();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (status, d) = server
+            .post_json(
+                "/v1/deployments/models/decide",
+                &json!({"unit_id": format!("u{i}"), "inputs": inputs}),
+            )
+            .await;
+        assert_eq!(status, 200, "{d}");
+        let variant = d["variant"].as_str().expect("variant").to_string();
+        assert_ne!(variant, "forest-shadow", "a shadow is never returned");
+        let probs = d["prediction"]["probabilities"]["data"].as_array().expect("prediction");
+        assert_eq!(probs.len(), 2);
+        seen.insert(variant);
+        ids.push(d["decision_id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(seen.len(), 2, "both versions served: {seen:?}");
+    // Model deployments need inputs, and bad inputs leave no decision behind.
+    let (status, e) = server
+        .post_json("/v1/deployments/models/decide", &json!({"unit_id": "x"}))
+        .await;
+    assert_eq!(status, 400);
+    assert!(e["error"].as_str().expect("e").contains("send 'inputs'"), "{e}");
+    let bad = json!([{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]);
+    let (status, _) = server
+        .post_json("/v1/deployments/models/decide", &json!({"inputs": bad}))
+        .await;
+    assert_eq!(status, 400);
+    let (_, report) = server.get("/v1/deployments/models/report").await;
+    let exposures: u64 = report["variants"]
+        .as_array()
+        .expect("v")
+        .iter()
+        .map(|v| v["exposures"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(exposures, 20, "refused requests made no decision");
+    // Shadow answers land in the decision log, once per decision.
+    let log = server.home().join("experiments/models/events.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let shadows = text
+            .lines()
+            .filter(|l| l.contains("\"t\":\"output\"") && l.contains("\"shadow\":true"))
+            .count();
+        if shadows == 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{shadows} shadow answers logged, want 20"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A deployment naming a model that does not exist is refused and not recorded.
+    let bad_spec = json!({"variants": [{"name": "x", "model": "missing-model"}], "policy": {"type": "fixed_weights", "weights": [1]}});
+    let r = server
+        .client
+        .put(server.url("/v1/deployments/broken"))
+        .json(&json!({"spec": bad_spec, "author": "ana"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 404);
+    let (status, body) = server.get("/v1/deployments/broken").await;
+    assert_eq!(status, 404, "{body}");
+}

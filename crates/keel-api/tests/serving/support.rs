@@ -64,10 +64,11 @@ impl TestServer {
         .expect("bind");
         let (http, grpc) = (server.http_addr().expect("addr"), server.grpc_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        let experiments = keel_experiments::Experiments::open(
+        let experiments = keel_experiments::Experiments::open_with_models(
             registry.store().clone(),
             dir.path().join("experiments"),
             keel_experiments::Durability::Fsync,
+            Some(service.clone()),
         )
         .await
         .expect("experiments");
@@ -87,6 +88,10 @@ impl TestServer {
             shutdown,
             _dir: dir,
         }
+    }
+
+    pub fn home(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -85,7 +85,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     .await?;
     let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
     let shutdown = CancellationToken::new();
-    let experiments = super::serve::open_experiments(&ctx, &serve_args).await?;
+    let experiments = super::serve::open_experiments(&ctx, &serve_args, Some(service.clone())).await?;
     let services = Services {
         inference: service.clone(),
         experiments: Some(experiments.clone()),

@@ -217,7 +217,7 @@ pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> anyhow::Result<Logg
                     rounds.push((arm, r, p, x));
                 }
             }
-            Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } => {}
+            Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
         }
     }
     if rounds.is_empty() {

@@ -28,7 +28,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let runtime = Runtime::global()?;
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
     let service = service(&ctx, &args);
-    let experiments = open_experiments(&ctx, &args).await?;
+    let experiments = open_experiments(&ctx, &args, Some(service.clone())).await?;
     let config = ServeConfig {
         http_addr: args.http_addr,
         grpc_addr: args.grpc_addr,
@@ -83,15 +83,24 @@ async fn terminate() {
     std::future::pending().await
 }
 
-/// Opens every deployment, recovering each from its decision log under `--home/experiments`.
-pub async fn open_experiments(ctx: &Context, args: &ServeArgs) -> anyhow::Result<std::sync::Arc<Experiments>> {
+/// Opens every deployment, recovering each from its decision log under `--home/experiments`;
+/// model variants run on `inference`.
+pub async fn open_experiments(
+    ctx: &Context,
+    args: &ServeArgs,
+    inference: Option<std::sync::Arc<InferenceService>>,
+) -> anyhow::Result<std::sync::Arc<Experiments>> {
     let durability = if args.no_fsync {
         Durability::Os
     } else {
         Durability::Fsync
     };
-    let experiments = Experiments::open(ctx.registry.store().clone(), ctx.home.join("experiments"), durability)
-        .await
-        .context("cannot open the deployments")?;
-    Ok(experiments)
+    Experiments::open_with_models(
+        ctx.registry.store().clone(),
+        ctx.home.join("experiments"),
+        durability,
+        inference,
+    )
+    .await
+    .context("cannot open the deployments")
 }
