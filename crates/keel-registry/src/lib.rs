@@ -58,10 +58,23 @@ impl Registry {
     /// (created if missing), a `file://` URL or an `s3://bucket/prefix` URL (credentials and
     /// endpoint from the usual `AWS_*` environment variables).
     pub fn open(store: Store, artifacts: &str) -> Result<Registry> {
+        Registry::open_with(store, artifacts, &[])
+    }
+
+    /// Like [`open`](Registry::open), with S3 settings given explicitly (e.g.
+    /// `("aws_endpoint", "http://127.0.0.1:9000")`, `("aws_allow_http", "true")`) on top of the
+    /// `AWS_*` environment.
+    pub fn open_with(store: Store, artifacts: &str, s3_config: &[(&str, &str)]) -> Result<Registry> {
         let objects: Arc<dyn ObjectStore> = if let Some(rest) = artifacts.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (key, value) in s3_config {
+                let key: object_store::aws::AmazonS3ConfigKey = key
+                    .parse()
+                    .map_err(|e| RegistryError::Config(format!("unknown S3 setting '{key}': {e}")))?;
+                builder = builder.with_config(key, *value);
+            }
+            let s3 = builder
                 .build()
                 .map_err(|e| RegistryError::Config(format!("cannot use {artifacts}: {e}")))?;
             if prefix.is_empty() {
