@@ -31,13 +31,15 @@ pub enum Located {
 /// Finds the ONNX Runtime shared library, trying each place in turn.
 pub fn find_library() -> Located {
     let mut searched = Vec::new();
+    // An explicit choice is authoritative: a wrong path is reported, not silently replaced.
     for var in [ENV_ORT_LIB, ENV_ORT_DYLIB_PATH] {
-        if let Some(value) = std::env::var_os(var) {
+        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
             let path = PathBuf::from(value);
             if path.is_file() {
                 return Located::Found(path);
             }
             searched.push(format!("${var}={} (not a file)", path.display()));
+            return Located::NotFound(searched);
         }
     }
     let mut venvs: Vec<PathBuf> = Vec::new();
