@@ -168,3 +168,56 @@ fn an_unreachable_postgres_store_is_a_clear_error() {
     let err = stderr(&out);
     assert!(err.contains("127.0.0.1:1"), "{err}");
 }
+
+#[test]
+fn off_policy_evaluation_on_an_open_bandit_dataset_file() {
+    let home = tempfile::tempdir().expect("tmp");
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keel-ope/tests/fixtures/obd_random_all_head.csv");
+    let out = keel(
+        home.path(),
+        &[
+            "--json",
+            "ope",
+            "obd",
+            csv.to_str().expect("p"),
+            "--candidate",
+            r#"{"type": "thompson_beta"}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let names: Vec<&str> = result["estimates"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["estimator"].as_str().expect("n"))
+        .collect();
+    assert_eq!(names, vec!["dm", "ipw", "snipw", "dr", "sndr"]);
+    for e in result["estimates"].as_array().expect("list") {
+        let (v, lo, hi) = (
+            e["value"].as_f64().expect("v"),
+            e["ci_low"].as_f64().expect("lo"),
+            e["ci_high"].as_f64().expect("hi"),
+        );
+        assert!(v.is_finite() && lo <= v && v <= hi, "{e}");
+    }
+    // A candidate that is not a policy: a clear error.
+    let out = keel(
+        home.path(),
+        &[
+            "ope",
+            "obd",
+            csv.to_str().expect("p"),
+            "--candidate",
+            r#"{"type": "magic"}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("policy definition"), "{}", stderr(&out));
+    let out = keel(
+        home.path(),
+        &["ope", "obd", "/no/such.csv", "--candidate", r#"{"type": "ucb1"}"#],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/no/such.csv"), "{}", stderr(&out));
+}
