@@ -74,6 +74,20 @@ impl BoundServer {
     /// With experiments, attribution windows are closed every second meanwhile.
     pub async fn run(self, services: Services, shutdown: CancellationToken) -> std::io::Result<()> {
         let metrics = crate::prometheus();
+        // The exporter keeps histogram samples until they are folded into buckets: do it every
+        // few seconds so memory stays flat whether or not anyone scrapes /metrics.
+        let upkeep = {
+            let (metrics, stop) = (metrics.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = tick.tick() => metrics.run_upkeep(),
+                    }
+                }
+            })
+        };
         let app = crate::rest::router(
             services.inference.clone(),
             services.experiments.clone(),
@@ -115,6 +129,7 @@ impl BoundServer {
         let grpc = router.serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
 
         let (h, g) = tokio::join!(http, grpc);
+        let _ = upkeep.await;
         if let Some(w) = windows {
             let _ = w.await;
         }

@@ -251,6 +251,10 @@ pub struct ServeArgs {
     /// ONNX Runtime sessions per model (default: one per core)
     #[arg(long)]
     pub sessions: Option<usize>,
+    /// Threads serving requests (default: one per core); leave a core free when a load
+    /// generator or another busy process shares the machine
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Acknowledge decisions once written to the OS instead of synced to disk (survives a
     /// killed process, not a power cut)
     #[arg(long)]

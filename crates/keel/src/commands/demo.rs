@@ -74,6 +74,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         .parse()?,
         max_body_bytes: 16 * 1024 * 1024,
         sessions: None,
+        workers: None,
         no_fsync: false,
     };
     let service = super::serve::service(&ctx, &serve_args);
