@@ -72,6 +72,31 @@ pub enum Command {
     /// Off-policy evaluation: estimate a candidate policy's value on logged data
     #[command(subcommand)]
     Ope(OpeCommand),
+    /// Data: drift and quality of a current data set against a reference
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Per-column drift of CURRENT against REFERENCE (Parquet files) with Evidently's default
+    /// test per column type and size, plus data-quality counts
+    Drift(DriftArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    pub reference: PathBuf,
+    pub current: PathBuf,
+    /// auto (Evidently's defaults), psi, ks, wasserstein, jensenshannon
+    #[arg(long, default_value = "auto")]
+    pub method: String,
+    /// Drift threshold overriding the method's default
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Only these columns (comma separated)
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

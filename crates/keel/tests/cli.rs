@@ -221,3 +221,46 @@ fn off_policy_evaluation_on_an_open_bandit_dataset_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("/no/such.csv"), "{}", stderr(&out));
 }
+
+#[test]
+fn data_drift_between_two_parquet_files() {
+    let home = tempfile::tempdir().expect("tmp");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keel-monitor/tests/fixtures");
+    let (reference, current) = (fixtures.join("ref_2000.parquet"), fixtures.join("cur_2000.parquet"));
+    let report = ok_json(
+        home.path(),
+        &[
+            "data",
+            "drift",
+            reference.to_str().expect("p"),
+            current.to_str().expect("p"),
+        ],
+    );
+    let drifted: Vec<&str> = report["drifted_columns"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c.as_str().expect("s"))
+        .collect();
+    assert!(drifted.contains(&"cat_2"), "{drifted:?}");
+    assert_eq!(report["reference_rows"], 2000);
+    let out = keel(
+        home.path(),
+        &["data", "drift", reference.to_str().expect("p"), "/no/such.parquet"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/no/such.parquet"), "{}", stderr(&out));
+    let out = keel(
+        home.path(),
+        &[
+            "data",
+            "drift",
+            reference.to_str().expect("p"),
+            current.to_str().expect("p"),
+            "--method",
+            "magic",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--method magic"), "{}", stderr(&out));
+}

@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod changes;
+mod data;
 mod demo;
 mod deployment;
 mod model;
@@ -20,5 +21,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Experiment(cmd) => deployment::experiment(&cli.global, cmd).await,
         Command::Simulate(cmd) => simulate::run(&cli.global, cmd).await,
         Command::Ope(cmd) => ope::run(&cli.global, cmd).await,
+        Command::Data(cmd) => data::run(&cli.global, cmd).await,
     }
 }

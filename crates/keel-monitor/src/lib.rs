@@ -1,0 +1,202 @@
+//! keel-monitor owns drift detection and data-quality summaries: it compares a reference and a current
+//! Parquet table column by column (reading only the columns it needs, one at a time), applies
+//! Evidently 0.7's default per-column tests (or PSI/KS/... on request) with the same numbers, and returns
+//! a serialisable [`DriftReport`] with missing values, out-of-range values and new categories.
+//!
+//! It is a domain crate: it must never depend on HTTP, gRPC or serving crates; the CLI and the API call
+//! [`drift_files`] (a CPU-bound call: run it on a compute pool or `spawn_blocking`, not on the reactor).
+
+mod column;
+mod error;
+mod read;
+mod report;
+mod stats;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+pub use error::{MonitorError, Result};
+pub use report::{ColumnDrift, ColumnKind, ColumnQuality, DriftReport, StatDetails, TestKind};
+
+/// Which test to apply to every column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Method {
+    /// Evidently's default choice per column (see the crate README).
+    #[default]
+    Auto,
+    /// Population stability index (sturges bins for numeric columns with > 20 distinct reference values).
+    Psi,
+    /// Kolmogorov-Smirnov (numeric columns; categorical columns keep the default test).
+    Ks,
+    /// Normed Wasserstein distance (numeric columns; categorical columns keep the default test).
+    Wasserstein,
+    /// Jensen-Shannon distance.
+    JensenShannon,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Method::Auto),
+            "psi" => Ok(Method::Psi),
+            "ks" => Ok(Method::Ks),
+            "wasserstein" => Ok(Method::Wasserstein),
+            "jensenshannon" | "js" => Ok(Method::JensenShannon),
+            other => Err(format!(
+                "unknown drift method {other}; use auto, psi, ks, wasserstein or jensenshannon"
+            )),
+        }
+    }
+}
+
+/// Options of a drift computation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftOptions {
+    pub method: Method,
+    /// Overrides the test's default threshold (distance: drift at >=; p-value: drift at <).
+    pub threshold: Option<f64>,
+    /// Columns to compare; `None` compares all columns (which must then be the same in both files).
+    pub columns: Option<Vec<String>>,
+    /// The dataset drifts when at least this share of columns drifts (Evidently: 0.5).
+    pub drift_share: f64,
+    /// Worker threads for columns; `None` uses rayon's global pool.
+    pub threads: Option<usize>,
+}
+
+impl Default for DriftOptions {
+    fn default() -> Self {
+        DriftOptions {
+            method: Method::Auto,
+            threshold: None,
+            columns: None,
+            drift_share: 0.5,
+            threads: None,
+        }
+    }
+}
+
+/// Compares `current` against `reference` (two Parquet files) and returns the drift report.
+pub fn drift_files(reference: &Path, current: &Path, options: &DriftOptions) -> Result<DriftReport> {
+    let started = Instant::now();
+    let reference = read::file_info(reference)?;
+    let current = read::file_info(current)?;
+    for info in [&reference, &current] {
+        if info.rows == 0 {
+            return Err(MonitorError::EmptyFile {
+                path: info.path.clone(),
+            });
+        }
+    }
+    let names = select_columns(&reference, &current, options.columns.as_deref())?;
+    let mut plan = Vec::with_capacity(names.len());
+    for name in names {
+        plan.push((name.clone(), column_kind(&reference, &current, &name)?));
+    }
+
+    let run = || -> Result<Vec<ColumnDrift>> {
+        plan.par_iter()
+            .with_max_len(1)
+            .map(|(name, kind)| column::drift_column(&reference, &current, name, *kind, options))
+            .collect()
+    };
+    let columns = match options.threads {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .map_err(|e| MonitorError::Parquet {
+                path: reference.path.clone(),
+                message: e.to_string(),
+            })?
+            .install(run)?,
+        None => run()?,
+    };
+
+    let drifted_columns: Vec<String> = columns.iter().filter(|c| c.drifted).map(|c| c.name.clone()).collect();
+    let share_drifted = if columns.is_empty() {
+        0.0
+    } else {
+        drifted_columns.len() as f64 / columns.len() as f64
+    };
+    Ok(DriftReport {
+        dataset_drift: !columns.is_empty() && share_drifted >= options.drift_share,
+        share_drifted,
+        drift_share: options.drift_share,
+        drifted_columns,
+        columns,
+        reference_rows: reference.rows,
+        current_rows: current.rows,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn select_columns(
+    reference: &read::FileInfo,
+    current: &read::FileInfo,
+    wanted: Option<&[String]>,
+) -> Result<Vec<String>> {
+    let ref_names: Vec<String> = reference.schema.fields().iter().map(|f| f.name().clone()).collect();
+    let cur_names: BTreeSet<String> = current.schema.fields().iter().map(|f| f.name().clone()).collect();
+    match wanted {
+        Some(wanted) => {
+            let only_ref: Vec<String> = wanted
+                .iter()
+                .filter(|w| ref_names.contains(w) && !cur_names.contains(*w))
+                .cloned()
+                .collect();
+            let only_cur: Vec<String> = wanted
+                .iter()
+                .filter(|w| !ref_names.contains(w) && cur_names.contains(*w))
+                .cloned()
+                .collect();
+            if !only_ref.is_empty() || !only_cur.is_empty() {
+                return Err(MonitorError::ColumnMismatch {
+                    only_in_reference: only_ref,
+                    only_in_current: only_cur,
+                });
+            }
+            if let Some(missing) = wanted.iter().find(|w| !ref_names.contains(w)) {
+                return Err(MonitorError::UnknownColumn(missing.clone()));
+            }
+            Ok(wanted.to_vec())
+        }
+        None => {
+            let ref_set: BTreeSet<&String> = ref_names.iter().collect();
+            let only_ref: Vec<String> = ref_names.iter().filter(|n| !cur_names.contains(*n)).cloned().collect();
+            let only_cur: Vec<String> = cur_names.iter().filter(|n| !ref_set.contains(n)).cloned().collect();
+            if !only_ref.is_empty() || !only_cur.is_empty() {
+                return Err(MonitorError::ColumnMismatch {
+                    only_in_reference: only_ref,
+                    only_in_current: only_cur,
+                });
+            }
+            Ok(ref_names)
+        }
+    }
+}
+
+fn column_kind(reference: &read::FileInfo, current: &read::FileInfo, name: &str) -> Result<ColumnKind> {
+    let kind = |info: &read::FileInfo| -> Result<ColumnKind> {
+        let field = info
+            .schema
+            .field_with_name(name)
+            .map_err(|_| MonitorError::UnknownColumn(name.to_string()))?;
+        read::kind_of(field.data_type()).ok_or_else(|| MonitorError::UnsupportedType {
+            column: name.to_string(),
+            data_type: field.data_type().to_string(),
+        })
+    };
+    let (r, c) = (kind(reference)?, kind(current)?);
+    if r != c {
+        return Err(MonitorError::TypeMismatch {
+            column: name.to_string(),
+            reference: format!("{r:?}").to_lowercase(),
+            current: format!("{c:?}").to_lowercase(),
+        });
+    }
+    Ok(r)
+}
