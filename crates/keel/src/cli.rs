@@ -79,6 +79,42 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
+    #[cfg(feature = "lake")]
+    /// Stream a CSV, Parquet or JSON-lines file into a lake table (Delta Lake) as one new version
+    Ingest {
+        table: String,
+        file: PathBuf,
+        /// csv, parquet or jsonl (default: from the file extension)
+        #[arg(long)]
+        format: Option<String>,
+        /// Explicit schema, e.g. "id:int64,name:string,score:float64" (default: inferred)
+        #[arg(long)]
+        schema: Option<String>,
+        /// Replace the table's rows instead of appending (old versions stay readable)
+        #[arg(long)]
+        overwrite: bool,
+        /// Partition column (fixed when the table is created)
+        #[arg(long)]
+        partition_by: Option<String>,
+    },
+    #[cfg(feature = "lake")]
+    /// Run SQL over every lake table; "<table>@v<N>" (quoted) names an older version
+    Sql { query: String },
+    #[cfg(feature = "lake")]
+    /// A table's versions: version, time, operation, rows added
+    Versions { table: String },
+    #[cfg(feature = "lake")]
+    /// Print a table's rows, optionally at a version or an RFC 3339 time
+    Show {
+        table: String,
+        #[arg(long, conflicts_with = "at")]
+        version: Option<u64>,
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print at most this many rows
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Per-column drift of CURRENT against REFERENCE (Parquet files) with Evidently's default
     /// test per column type and size, plus data-quality counts
     Drift(DriftArgs),

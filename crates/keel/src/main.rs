@@ -35,7 +35,11 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env(cli::env::LOG).unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
+    let filter = EnvFilter::try_from_env(cli::env::LOG).unwrap_or_else(|_| {
+        EnvFilter::new(
+            "warn,keel=info,keel_api=info,keel_serving=info,keel_experiments=info,keel_registry=info,keel_lake=info",
+        )
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

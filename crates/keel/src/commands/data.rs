@@ -1,12 +1,108 @@
 //! `keel data ...`
 
 use anyhow::Context as _;
+#[cfg(feature = "lake")]
+use keel_lake::{IngestOptions, Lake, VersionOrTimestamp, WriteMode};
 
 use crate::cli::{DataCommand, Global};
 use crate::output;
 
 pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
+    #[cfg(feature = "lake")]
+    let lake = || -> anyhow::Result<Lake> { Ok(Lake::open(&global.home.join("lake"))?) };
     match cmd {
+        #[cfg(feature = "lake")]
+        DataCommand::Ingest {
+            table,
+            file,
+            format,
+            schema,
+            overwrite,
+            partition_by,
+        } => {
+            let options = IngestOptions {
+                format: format.as_deref().map(str::parse).transpose()?,
+                schema,
+                mode: if overwrite {
+                    WriteMode::Overwrite
+                } else {
+                    WriteMode::Append
+                },
+                partition_by,
+                ..IngestOptions::default()
+            };
+            let r = lake()?
+                .ingest(&table, &file, &options)
+                .await
+                .with_context(|| format!("ingest into {table} failed"))?;
+            if global.json {
+                return output::json(&serde_json::json!({
+                    "table": r.table, "rows": r.rows, "bytes": r.bytes, "version": r.version, "seconds": r.seconds,
+                }));
+            }
+            println!(
+                "{}: {} rows, {} bytes -> version {} in {:.2} s ({:.0} rows/s)",
+                r.table,
+                r.rows,
+                r.bytes,
+                r.version,
+                r.seconds,
+                r.rows as f64 / r.seconds.max(1e-9)
+            );
+        }
+        #[cfg(feature = "lake")]
+        DataCommand::Sql { query } => println!("{}", keel_lake::pretty(&lake()?.sql(&query).await?)?),
+        #[cfg(feature = "lake")]
+        DataCommand::Versions { table } => {
+            let history = lake()?.history(&table).await?;
+            if global.json {
+                let rows: Vec<serde_json::Value> = history
+                    .iter()
+                    .map(|v| {
+                        serde_json::json!({
+                            "version": v.version, "timestamp": v.timestamp.map(|t| t.to_rfc3339()),
+                            "operation": v.operation, "rows_added": v.rows_added,
+                        })
+                    })
+                    .collect();
+                return output::json(&rows);
+            }
+            let rows: Vec<Vec<String>> = history
+                .into_iter()
+                .map(|v| {
+                    vec![
+                        v.version.to_string(),
+                        v.timestamp.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                        v.operation.unwrap_or_default(),
+                        v.rows_added.map_or("-".into(), |n| n.to_string()),
+                    ]
+                })
+                .collect();
+            output::table(&["VERSION", "TIMESTAMP", "OPERATION", "ROWS ADDED"], &rows);
+        }
+        #[cfg(feature = "lake")]
+        DataCommand::Show {
+            table,
+            version,
+            at,
+            limit,
+        } => {
+            let point = version
+                .map(VersionOrTimestamp::Version)
+                .or(at.map(VersionOrTimestamp::Timestamp));
+            let batches = lake()?.scan(&table, point).await?;
+            let mut shown = Vec::new();
+            let mut left = limit;
+            for b in batches {
+                if left == 0 {
+                    break;
+                }
+                let n = b.num_rows().min(left);
+                shown.push(b.slice(0, n));
+                left -= n;
+            }
+            println!("{}", keel_lake::pretty(&shown)?);
+        }
         DataCommand::Drift(args) => {
             let method: keel_monitor::Method = args
                 .method

@@ -1,0 +1,525 @@
+//! Lake tables in Delta Lake format.
+//!
+//! keel-lake owns keel's tabular data: it ingests CSV, Parquet and JSON lines files into
+//! [Delta Lake](https://delta.io) tables under one root directory (`root/<table>`), keeps every
+//! write as a new table version (history and time travel by version or timestamp), and answers
+//! SQL over all tables through DataFusion. The on-disk format is plain Delta, so other Delta
+//! clients (Spark, the `deltalake` Python package, ...) read keel tables unchanged.
+//!
+//! Crash safety comes from the Delta commit protocol: data files are written first and become
+//! visible only when the commit file `_delta_log/<version>.json` is created atomically. A killed or
+//! failed ingest therefore leaves the table at its last good version (orphaned data files are not
+//! referenced and can be removed by a vacuum).
+//!
+//! This crate is a domain crate: it must never depend on HTTP, gRPC or the serving crates
+//! (`keel-api`, `keel-serving`); the CLI and API call into it, never the other way round. Arrow,
+//! Parquet and DataFusion are used only through `deltalake`'s re-exports so that one Arrow
+//! version is built.
+
+mod error;
+mod source;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, TimeZone, Utc};
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::Schema;
+use deltalake::datafusion::catalog::streaming::StreamingTable;
+use deltalake::datafusion::datasource::provider_as_source;
+use deltalake::datafusion::logical_expr::LogicalPlanBuilder;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::schema::cast::normalize_for_delta;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use url::Url;
+
+pub use deltalake::arrow;
+pub use deltalake::datafusion;
+pub use deltalake::parquet;
+pub use error::{LakeError, Result};
+pub use source::{Format, parse_schema};
+
+/// Default rows per batch when streaming an input file.
+pub const DEFAULT_BATCH_SIZE: usize = 65_536;
+/// Directory of the Delta transaction log inside a table.
+const DELTA_LOG: &str = "_delta_log";
+
+/// Append to or replace a table's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Add the file's rows to the table (creating it if needed).
+    #[default]
+    Append,
+    /// Replace the table's rows with the file's rows (same schema; the old version stays readable).
+    Overwrite,
+}
+
+/// How to read and write one ingested file.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Input format; `None` infers it from the file extension.
+    pub format: Option<Format>,
+    /// Explicit schema `name:type,...` (CSV and JSON lines); `None` infers it from the first rows.
+    pub schema: Option<String>,
+    /// Append or overwrite.
+    pub mode: WriteMode,
+    /// Partition column, used when the table is created (must match on later writes).
+    pub partition_by: Option<String>,
+    /// Rows per streamed batch.
+    pub batch_size: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            format: None,
+            schema: None,
+            mode: WriteMode::Append,
+            partition_by: None,
+            batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestReport {
+    /// Table written.
+    pub table: String,
+    /// Rows read from the file and written.
+    pub rows: u64,
+    /// Size of the input file in bytes.
+    pub bytes: u64,
+    /// The table version this ingest created.
+    pub version: u64,
+    /// Wall time of the ingest.
+    pub seconds: f64,
+}
+
+/// One entry of a table's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionInfo {
+    /// Table version.
+    pub version: u64,
+    /// Commit time.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Delta operation (`WRITE`, `CREATE TABLE`, ...).
+    pub operation: Option<String>,
+    /// Rows added by this version, when the writer recorded it.
+    pub rows_added: Option<u64>,
+}
+
+/// A point in a table's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionOrTimestamp {
+    /// An exact version.
+    Version(u64),
+    /// The latest version committed at or before this time.
+    Timestamp(DateTime<Utc>),
+}
+
+impl std::fmt::Display for VersionOrTimestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionOrTimestamp::Version(v) => write!(f, "{v}"),
+            VersionOrTimestamp::Timestamp(t) => write!(f, "at {}", t.to_rfc3339()),
+        }
+    }
+}
+
+/// Checks a table name against `[a-z0-9_][a-z0-9_.-]{0,127}` (so it can never hold a path).
+pub fn validate_table_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let first_ok = bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    let rest_ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+    if first_ok && rest_ok && bytes.len() <= 128 {
+        Ok(())
+    } else {
+        Err(LakeError::InvalidTableName { name: name.to_string() })
+    }
+}
+
+/// A directory of Delta tables.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+impl Lake {
+    /// Opens (creating if needed) the lake rooted at the local directory `root`.
+    ///
+    /// Object-store roots (`s3://...`) are refused: this build links only the local filesystem
+    /// store (enabling deltalake's `s3` feature would add the AWS SDK to the build).
+    pub fn open(root: &Path) -> Result<Lake> {
+        let text = root.to_string_lossy();
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(LakeError::UnsupportedRoot {
+                root: text.to_string(),
+                reason: format!(
+                    "{scheme}:// roots need deltalake's object-store features, not built in: use a local directory"
+                ),
+            });
+        }
+        std::fs::create_dir_all(root).map_err(|source| LakeError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let root = root.canonicalize().map_err(|source| LakeError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        Ok(Lake { root })
+    }
+
+    /// The lake's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Names of the tables in the lake, sorted.
+    pub fn tables(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.root).map_err(|source| LakeError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        let mut names = BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| LakeError::Io {
+                path: self.root.clone(),
+                source,
+            })?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if validate_table_name(&name).is_ok() && entry.path().join(DELTA_LOG).is_dir() {
+                names.insert(name);
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn table_url(&self, table: &str) -> Result<Url> {
+        validate_table_name(table)?;
+        let path = self.root.join(table);
+        Url::from_directory_path(&path).map_err(|()| LakeError::UnsupportedRoot {
+            root: path.display().to_string(),
+            reason: "not an absolute path".into(),
+        })
+    }
+
+    fn exists(&self, table: &str) -> bool {
+        self.root.join(table).join(DELTA_LOG).is_dir()
+    }
+
+    /// Loads an existing table at its latest version, or at `at`.
+    async fn load(&self, table: &str, at: Option<VersionOrTimestamp>) -> Result<DeltaTable> {
+        let url = self.table_url(table)?;
+        if !self.exists(table) {
+            return Err(LakeError::TableNotFound {
+                table: table.to_string(),
+            });
+        }
+        let mut delta = DeltaTableBuilder::from_url(url)?.build()?;
+        let not_found = |at: VersionOrTimestamp| LakeError::VersionNotFound {
+            table: table.to_string(),
+            at: at.to_string(),
+        };
+        match at {
+            None => delta.load().await?,
+            Some(at @ VersionOrTimestamp::Version(v)) => {
+                if v > delta.get_latest_version().await? {
+                    return Err(not_found(at));
+                }
+                delta.load_version(v).await.map_err(|e| match e {
+                    DeltaTableError::InvalidVersion(_) => not_found(at),
+                    other => LakeError::Delta(other),
+                })?
+            }
+            Some(at @ VersionOrTimestamp::Timestamp(t)) => {
+                delta.load_with_datetime(t).await.map_err(|e| match e {
+                    DeltaTableError::InvalidVersion(_) | DeltaTableError::InvalidDateTimeString { .. } => not_found(at),
+                    other => LakeError::Delta(other),
+                })?;
+                // deltalake answers version 0 for a time before the table existed: refuse that.
+                if delta.version() == Some(0) {
+                    let commits: Vec<_> = delta.history(None).try_collect().await?;
+                    let created = commits.iter().filter_map(|c| c.timestamp).min();
+                    if created.is_some_and(|ms| ms > t.timestamp_millis()) {
+                        return Err(not_found(at));
+                    }
+                }
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Streams `file` into `table` as one new version. Creates the table on first ingest.
+    ///
+    /// On any error (unreadable row, schema conflict, ...) nothing is committed and the table stays
+    /// at its previous version.
+    pub async fn ingest(&self, table: &str, file: &Path, options: &IngestOptions) -> Result<IngestReport> {
+        let started = Instant::now();
+        let url = self.table_url(table)?;
+        let format = match options.format {
+            Some(f) => f,
+            None => Format::from_path(file).ok_or_else(|| {
+                LakeError::InvalidOptions(format!(
+                    "cannot tell the format of {} from its extension: pass a format (csv, parquet, jsonl)",
+                    file.display()
+                ))
+            })?,
+        };
+        let bytes = std::fs::metadata(file)
+            .map_err(|e| LakeError::Input {
+                file: file.to_path_buf(),
+                message: e.to_string(),
+            })?
+            .len();
+        let schema = options.schema.as_deref().map(parse_schema).transpose()?;
+        let batch_size = options.batch_size.max(1);
+        let path = file.to_path_buf();
+        // Appending to an existing table: parse the file with the table's column types, so a bad
+        // value is reported at its line instead of silently changing the inferred type.
+        let existing = if self.exists(table) {
+            Some(self.load(table, None).await?)
+        } else {
+            None
+        };
+        let hint = match &existing {
+            Some(delta) => Some(delta.snapshot()?.snapshot().arrow_schema()),
+            None => None,
+        };
+        let input =
+            tokio::task::spawn_blocking(move || source::InputFile::open(&path, format, schema, hint, batch_size))
+                .await
+                .map_err(|e| LakeError::Input {
+                    file: file.to_path_buf(),
+                    message: e.to_string(),
+                })??;
+        let input = Arc::new(input);
+
+        if let Some(col) = &options.partition_by
+            && input.schema_ref().field_with_name(col).is_err()
+        {
+            return Err(LakeError::InvalidOptions(format!(
+                "partition column {col:?} is not in {}: columns are {}",
+                file.display(),
+                source::schema_string(input.schema_ref())
+            )));
+        }
+
+        let delta = if let Some(delta) = existing {
+            check_schema(
+                table,
+                file,
+                input.schema_ref(),
+                &delta.snapshot()?.snapshot().arrow_schema(),
+            )?;
+            delta
+        } else {
+            std::fs::create_dir_all(self.root.join(table)).map_err(|source| LakeError::Io {
+                path: self.root.join(table),
+                source,
+            })?;
+            DeltaTableBuilder::from_url(url)?.build()?
+        };
+
+        let provider = StreamingTable::try_new(input.schema_ref().clone(), vec![input.clone()])?;
+        let plan = LogicalPlanBuilder::scan(table, provider_as_source(Arc::new(provider)), None)?.build()?;
+        let mut write = delta
+            .write(Vec::new())
+            .with_input_plan(plan)
+            .with_table_name(table)
+            .with_save_mode(match options.mode {
+                WriteMode::Append => SaveMode::Append,
+                WriteMode::Overwrite => SaveMode::Overwrite,
+            })
+            .with_write_batch_size(batch_size);
+        if let Some(col) = &options.partition_by {
+            write = write.with_partition_columns([col.clone()]);
+        }
+        let written = match write.await {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(match input.failure() {
+                    Some(message) => LakeError::Input {
+                        file: file.to_path_buf(),
+                        message,
+                    },
+                    None => LakeError::Delta(e),
+                });
+            }
+        };
+        let version = written.version().unwrap_or(0);
+        tracing::info!(table, rows = input.rows(), version, "ingested {}", file.display());
+        Ok(IngestReport {
+            table: table.to_string(),
+            rows: input.rows(),
+            bytes,
+            version,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The table's versions, newest first.
+    pub async fn history(&self, table: &str) -> Result<Vec<VersionInfo>> {
+        let delta = self.load(table, None).await?;
+        let latest = delta.version().unwrap_or(0);
+        let commits: Vec<_> = delta.history(None).try_collect().await?;
+        let mut out = Vec::with_capacity(commits.len());
+        for (i, commit) in commits.into_iter().enumerate() {
+            let version = commit
+                .read_version
+                .map(|v| v + 1)
+                .unwrap_or(latest.saturating_sub(i as u64));
+            let rows_added = commit
+                .info
+                .get("operationMetrics")
+                .and_then(|m| m.get("num_added_rows"))
+                .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+            out.push(VersionInfo {
+                version,
+                timestamp: commit.timestamp.and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+                operation: commit.operation,
+                rows_added,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads a whole table at its latest version or at `at`.
+    pub async fn scan(&self, table: &str, at: Option<VersionOrTimestamp>) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx, table, table, at).await?;
+        Ok(ctx.sql(&format!("SELECT * FROM \"{table}\"")).await?.collect().await?)
+    }
+
+    async fn register(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        table: &str,
+        at: Option<VersionOrTimestamp>,
+    ) -> Result<()> {
+        let delta = self.load(table, at).await?;
+        delta.update_datafusion_session(&ctx.state())?;
+        let provider = delta.table_provider().await?;
+        ctx.register_table(name, provider)?;
+        Ok(())
+    }
+
+    /// Runs a SQL query over every table of the lake (latest versions).
+    ///
+    /// A table at an older version is named `"<table>@v<version>"` (double quotes needed), for
+    /// example `SELECT count(*) FROM "events@v3"`.
+    pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new();
+        for table in self.tables()? {
+            self.register(&ctx, &table, &table, None).await?;
+            for version in versions_referenced(query, &table) {
+                let name = format!("{table}@v{version}");
+                self.register(&ctx, &name, &table, Some(VersionOrTimestamp::Version(version)))
+                    .await?;
+            }
+        }
+        Ok(ctx.sql(query).await?.collect().await?)
+    }
+}
+
+/// Versions `N` named as `<table>@vN` in a query.
+fn versions_referenced(query: &str, table: &str) -> BTreeSet<u64> {
+    let needle = format!("{table}@v");
+    let mut out = BTreeSet::new();
+    for (pos, _) in query.match_indices(&needle) {
+        let before_ok = query[..pos]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        let digits: String = query[pos + needle.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if before_ok && let Ok(v) = digits.parse() {
+            out.insert(v);
+        }
+    }
+    out
+}
+
+/// Refuses a file whose columns differ from the table's, naming both schemas.
+fn check_schema(table: &str, file: &Path, file_schema: &Schema, table_schema: &Schema) -> Result<()> {
+    let incoming = normalize_for_delta(&Arc::new(file_schema.clone()));
+    let mut problems = Vec::new();
+    for field in incoming.fields() {
+        match table_schema.field_with_name(field.name()) {
+            Ok(existing) if existing.data_type() == field.data_type() => {}
+            Ok(existing) => problems.push(format!(
+                "column {:?} is {} in the file but {} in the table",
+                field.name(),
+                field.data_type(),
+                existing.data_type()
+            )),
+            Err(_) => problems.push(format!("column {:?} is not in the table", field.name())),
+        }
+    }
+    for field in table_schema.fields() {
+        if incoming.field_with_name(field.name()).is_err() {
+            problems.push(format!("table column {:?} is missing from the file", field.name()));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(LakeError::SchemaConflict {
+        table: table.to_string(),
+        file: file.to_path_buf(),
+        detail: problems.join("; "),
+        file_schema: source::schema_string(file_schema),
+        table_schema: source::schema_string(table_schema),
+    })
+}
+
+/// Renders batches as a text table for the CLI.
+pub fn pretty(batches: &[RecordBatch]) -> Result<String> {
+    Ok(deltalake::arrow::util::pretty::pretty_format_batches(batches)?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names() {
+        for ok in ["events", "a", "_x", "0a", "a.b-c_d"] {
+            assert!(validate_table_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "a/b", "A", ".x", "-x", "a b", "a\\b", &"a".repeat(129)] {
+            assert!(validate_table_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn version_references() {
+        let q = r#"SELECT * FROM "events@v3" JOIN "events@v12" ON 1=1 JOIN "xevents@v5" ON 1=1"#;
+        assert_eq!(
+            versions_referenced(q, "events").into_iter().collect::<Vec<_>>(),
+            vec![3, 12]
+        );
+    }
+
+    #[test]
+    fn schema_strings() {
+        let s = parse_schema("a:int, b:string,c:double").unwrap();
+        assert_eq!(s.fields().len(), 3);
+        assert!(parse_schema("a:blob").is_err());
+        assert!(parse_schema("a").is_err());
+    }
+}
