@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 scripts/python-env runtime >/dev/null
-cargo build -q --release -p keel
+cargo build -q --release -p keel --no-default-features   # serving and experiments only: no Delta Lake
 bin="$root/target/release/keel"
 out="$root/bench/results/experiments-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"

@@ -86,7 +86,7 @@ cp "$KIT/run_mlserver.sh" "$OUT/run_mlserver.patched.sh"
 KEEL=$CARGO_TARGET_DIR/release/keel
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   log "building keel release into $CARGO_TARGET_DIR (minutes on 2 cores)"
-  (cd "$ROOT" && cargo build --release -p keel) > "$OUT/keel_build.log" 2>&1 \
+  (cd "$ROOT" && cargo build --release -p keel --no-default-features) > "$OUT/keel_build.log" 2>&1 \
     || { tail -30 "$OUT/keel_build.log" >&2
          echo "keel build failed (a workspace mid-edit by someone else?); SKIP_BUILD=1 reuses $CARGO_TARGET_DIR/release/keel" >&2
          exit 1; }
