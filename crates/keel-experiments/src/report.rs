@@ -159,7 +159,7 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
     Report {
         deployment: name.to_string(),
         revision: inner.revision,
-        policy: policy_name(&spec.policy).to_string(),
+        policy: spec.policy.name().to_string(),
         policy_version: inner.policy.updates(),
         reward_kind: kind,
         variants,
@@ -188,18 +188,5 @@ fn merge(a: &Sums, b: &Sums) -> Sums {
         conversions: a.conversions + b.conversions,
         reward_sum: a.reward_sum + b.reward_sum,
         reward_sq_sum: a.reward_sq_sum + b.reward_sq_sum,
-    }
-}
-
-pub fn policy_name(p: &PolicyConfig) -> &'static str {
-    match p {
-        PolicyConfig::FixedWeights { .. } => "fixed_weights",
-        PolicyConfig::EpsilonGreedy { .. } => "epsilon_greedy",
-        PolicyConfig::Ucb1 { .. } => "ucb1",
-        PolicyConfig::ThompsonBeta { .. } => "thompson_beta",
-        PolicyConfig::ThompsonGaussian { .. } => "thompson_gaussian",
-        PolicyConfig::LinUcb { .. } => "lin_ucb",
-        PolicyConfig::LinearThompson { .. } => "linear_thompson",
-        PolicyConfig::SquareCb { .. } => "square_cb",
     }
 }
