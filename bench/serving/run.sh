@@ -121,7 +121,9 @@ port_free "$KEEL_HTTP_PORT" && port_free "$KEEL_GRPC_PORT" || { echo "keel ports
 quiet_gate keel
 log "keel: serving bc-lr and bc-rf on 127.0.0.1:$KEEL_HTTP_PORT"
 T0=$(date +%s.%N)
-setsid "$KEEL" --home "$KH" serve --http-addr "127.0.0.1:$KEEL_HTTP_PORT" --grpc-addr "127.0.0.1:$KEEL_GRPC_PORT" \
+# KEEL_SERVE_ARGS: extra `keel serve` flags, e.g. "--workers 1" to leave a core to wrk.
+# shellcheck disable=SC2086
+setsid "$KEEL" --home "$KH" serve --http-addr "127.0.0.1:$KEEL_HTTP_PORT" --grpc-addr "127.0.0.1:$KEEL_GRPC_PORT" ${KEEL_SERVE_ARGS:-} \
   > "$KR/server.log" 2>&1 &
 KEEL_PGID=$!
 python3 "$KIT/proc_sampler.py" "$KEEL_PGID" "$KR/rss.tsv" "$SAMPLER_MAX" 0.25 &
