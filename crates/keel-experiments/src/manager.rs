@@ -83,6 +83,15 @@ impl Experiments {
     async fn start(&self, revision: &DeploymentRevision) -> Result<Arc<Experiment>> {
         let spec = DeploymentSpec::from_json(&revision.spec)?;
         let models = self.resolve_models(&spec).await?;
+        self.start_resolved(revision, spec, models).await
+    }
+
+    async fn start_resolved(
+        &self,
+        revision: &DeploymentRevision,
+        spec: DeploymentSpec,
+        models: VariantModels,
+    ) -> Result<Arc<Experiment>> {
         let (name, rev, dir, durability) = (
             revision.name.clone(),
             revision.revision,
@@ -124,19 +133,7 @@ impl Experiments {
             };
             let (name, selector) = VersionSelector::split_reference(reference)
                 .map_err(|e| ExperimentError::InvalidSpec(vec![format!("variant '{}': {e}", v.name)]))?;
-            let selector = match selector {
-                VersionSelector::Latest => None,
-                other => Some(other),
-            };
-            let loaded = match selector {
-                Some(sel) => inference.repository().load_pinned(&name, &sel).await?,
-                None => {
-                    inference
-                        .repository()
-                        .load_pinned(&name, &VersionSelector::Latest)
-                        .await?
-                }
-            };
+            let loaded = inference.repository().load_pinned(&name, &selector).await?;
             if v.shadow {
                 out.shadows.push(i);
             }
@@ -156,9 +153,9 @@ impl Experiments {
         validate_name(name)?;
         let parsed = DeploymentSpec::from_json(spec)?;
         // Model references must resolve and load before anything is recorded.
-        self.resolve_models(&parsed).await?;
+        let models = self.resolve_models(&parsed).await?;
         let revision = self.store.put_deployment(name, spec, by, reason).await?;
-        self.start(&revision).await?;
+        self.start_resolved(&revision, parsed, models).await?;
         Ok(revision)
     }
 

@@ -79,23 +79,7 @@ impl ModelRepository {
         {
             return Ok(current);
         }
-        let bytes = self.registry.fetch(&record).await?;
-        let signature = Registry::signature(&record)?;
-        let options = self.options.clone();
-        let model =
-            tokio::task::spawn_blocking(move || Runtime::global().and_then(|rt| rt.load_model(&bytes, &options)))
-                .await
-                .map_err(|e| ServingError::Internal(format!("model loading task failed: {e}")))??;
-        let loaded = Arc::new(LoadedModel {
-            name: name.to_string(),
-            version: record.version,
-            version_str: record.version.to_string(),
-            metrics: crate::metrics::ModelMetrics::new(name, record.version),
-            record,
-            signature,
-            model,
-            loaded_at: std::time::SystemTime::now(),
-        });
+        let loaded = self.build(name, record).await?;
         let mut next = ModelMap::clone(&self.models.load());
         next.insert(name.to_string(), loaded.clone());
         self.models.store(Arc::new(next));
