@@ -6,6 +6,8 @@
 //! statuses in [`rest::status_of`] and to gRPC codes in [`grpc::code_of`], nowhere else.
 //! This is the only crate that knows HTTP or gRPC.
 
+#[cfg(feature = "lake")]
+pub mod data;
 mod experiments;
 pub mod grpc;
 mod grpc_experiments;

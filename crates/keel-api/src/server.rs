@@ -37,6 +37,8 @@ impl Default for ServeConfig {
 pub struct Services {
     pub inference: Arc<InferenceService>,
     pub experiments: Option<Arc<Experiments>>,
+    /// More REST routes merged into the app (the `/v1/data` routes when the binary has the lake).
+    pub extra_rest: Option<axum::Router>,
 }
 
 /// Both listeners, bound (so port 0 resolves to a real port before serving starts).
@@ -94,6 +96,10 @@ impl BoundServer {
             metrics,
             self.config.max_body_bytes,
         );
+        let app = match services.extra_rest.clone() {
+            Some(extra) => app.merge(extra),
+            None => app,
+        };
         let http_shutdown = shutdown.clone();
         let http = axum::serve(self.http, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
 

@@ -18,7 +18,7 @@ pub mod wal;
 
 pub use engine::{DecisionOut, Event, Experiment, FeedbackOut, RewardIn};
 pub use error::{ExperimentError, Result};
-pub use manager::{Experiments, validate_name};
+pub use manager::{Experiments, record_lineage, validate_name};
 pub use report::Report;
 pub use spec::DeploymentSpec;
 pub use wal::Durability;

@@ -155,6 +155,13 @@ impl Experiments {
         // Model references must resolve and load before anything is recorded.
         let models = self.resolve_models(&parsed).await?;
         let revision = self.store.put_deployment(name, spec, by, reason).await?;
+        let served: Vec<(String, i64)> = models
+            .models
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.version))
+            .collect();
+        record_lineage(&self.store, name, &served, by).await;
         self.start_resolved(&revision, parsed, models).await?;
         Ok(revision)
     }
@@ -341,4 +348,21 @@ fn outputs_json(response: &keel_serving::InferResponse) -> serde_json::Value {
         );
     }
     serde_json::Value::Object(map)
+}
+
+/// Records the lineage of a deployment revision: each served model version feeds the
+/// deployment, and the deployment writes its decision log. Best effort: the revision is already
+/// recorded, so a failure here is logged rather than undoing it.
+pub async fn record_lineage(store: &Store, deployment: &str, models: &[(String, i64)], by: &str) {
+    let target = format!("deployment/{deployment}");
+    let mut edges: Vec<(String, String, &str)> = models
+        .iter()
+        .map(|(m, v)| (format!("model/{m}/{v}"), target.clone(), "serves"))
+        .collect();
+    edges.push((target.clone(), format!("decisions/{deployment}"), "logs"));
+    for (source, target, relation) in edges {
+        if let Err(e) = store.add_lineage(&source, &target, relation, by).await {
+            tracing::warn!(%source, %target, error = %e, "cannot record lineage");
+        }
+    }
 }

@@ -29,6 +29,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::Schema;
 use deltalake::datafusion::catalog::streaming::StreamingTable;
 use deltalake::datafusion::datasource::provider_as_source;
+use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::logical_expr::LogicalPlanBuilder;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::schema::cast::normalize_for_delta;
@@ -71,6 +72,8 @@ pub struct IngestOptions {
     pub partition_by: Option<String>,
     /// Rows per streamed batch.
     pub batch_size: usize,
+    /// A counter the ingest adds every row read to, for progress displays.
+    pub rows_read: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for IngestOptions {
@@ -81,6 +84,7 @@ impl Default for IngestOptions {
             mode: WriteMode::Append,
             partition_by: None,
             batch_size: DEFAULT_BATCH_SIZE,
+            rows_read: None,
         }
     }
 }
@@ -304,6 +308,10 @@ impl Lake {
                     file: file.to_path_buf(),
                     message: e.to_string(),
                 })??;
+        let mut input = input;
+        if let Some(counter) = &options.rows_read {
+            input.count_into(counter.clone());
+        }
         let input = Arc::new(input);
 
         if let Some(col) = &options.partition_by
@@ -421,16 +429,66 @@ impl Lake {
     /// A table at an older version is named `"<table>@v<version>"` (double quotes needed), for
     /// example `SELECT count(*) FROM "events@v3"`.
     pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>> {
+        self.sql_on(query, &self.tables()?).await
+    }
+
+    /// The lake tables a query names (`"events@v3"` counts as `events`), sorted, so a caller can
+    /// check access before running it. Parsing only: nothing is read.
+    pub fn referenced_tables(&self, query: &str) -> Result<Vec<String>> {
         let ctx = SessionContext::new();
-        for table in self.tables()? {
-            self.register(&ctx, &table, &table, None).await?;
-            for version in versions_referenced(query, &table) {
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(query, &dialect)?;
+        let mut names = BTreeSet::new();
+        for reference in state.resolve_table_references(&statement)? {
+            let name = reference.table();
+            let base = match name.rsplit_once("@v") {
+                Some((base, v)) if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) => base,
+                _ => name,
+            };
+            names.insert(base.to_owned());
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Runs a read-only SQL query that may use only `tables` (and their older versions): any other
+    /// table is unknown to the query. DDL and DML statements are refused.
+    pub async fn sql_on(&self, query: &str, tables: &[String]) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new();
+        for table in tables {
+            if !self.exists(table) {
+                continue;
+            }
+            self.register(&ctx, table, table, None).await?;
+            for version in versions_referenced(query, table) {
                 let name = format!("{table}@v{version}");
-                self.register(&ctx, &name, &table, Some(VersionOrTimestamp::Version(version)))
+                self.register(&ctx, &name, table, Some(VersionOrTimestamp::Version(version)))
                     .await?;
             }
         }
-        Ok(ctx.sql(query).await?.collect().await?)
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        Ok(ctx.sql_with_options(query, options).await?.collect().await?)
+    }
+
+    /// The first `rows` rows of a table at `version` (for PII detection and previews).
+    pub async fn head(&self, table: &str, at: Option<VersionOrTimestamp>, rows: usize) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx, table, table, at).await?;
+        Ok(ctx.table(table).await?.limit(0, Some(rows))?.collect().await?)
+    }
+
+    /// The `name:type` columns of a table at its latest version.
+    pub async fn columns(&self, table: &str) -> Result<Vec<(String, String)>> {
+        let delta = self.load(table, None).await?;
+        let schema = delta.snapshot()?.snapshot().arrow_schema();
+        Ok(schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect())
     }
 }
 

@@ -247,6 +247,11 @@ impl InputFile {
         })
     }
 
+    /// Counts rows read into `counter` (shared with a progress display) instead of a private one.
+    pub fn count_into(&mut self, counter: Arc<AtomicU64>) {
+        self.rows = counter;
+    }
+
     /// The schema of the rows this file yields.
     pub fn schema_ref(&self) -> &SchemaRef {
         &self.schema

@@ -1,5 +1,7 @@
 //! Metadata persistence for keel: model versions, aliases with their history,
-//! and the append-only change log, behind one [`Store`] that runs on embedded
+//! deployments, the data catalog (tables, columns, PII flags, schema history,
+//! lineage), access (principals, teams, grants, tokens, audit log) and the
+//! append-only change log, behind one [`Store`] that runs on embedded
 //! SQLite (the default) or PostgreSQL (chosen by a `postgres://` url), with
 //! versioned migrations applied on open.
 //!
@@ -10,7 +12,9 @@
 //! elsewhere and only their keys and hashes are recorded here. Validation of
 //! names and payloads beyond "not empty" belongs to the registry above it.
 
+mod access;
 mod aliases;
+mod catalog;
 mod changes;
 mod deployments;
 mod error;
@@ -20,6 +24,11 @@ mod records;
 mod rows;
 mod store;
 
+pub use access::{NewAuditEvent, PERMISSIONS, TEAM_ROLES};
+pub use catalog::{ColumnEdit, ObservedColumn};
 pub use error::{Result, StoreError};
-pub use records::{Alias, AliasEvent, ChangeEvent, DeploymentRevision, ModelSummary, ModelVersion, NewModelVersion};
+pub use records::{
+    Alias, AliasEvent, AuditEvent, CatalogColumn, ChangeEvent, DeploymentRevision, Grant, LineageEdge, ModelSummary,
+    ModelVersion, NewModelVersion, Principal, SchemaVersion, TableEntry, Team, TeamMember,
+};
 pub use store::{Backend, Store};

@@ -107,3 +107,103 @@ pub struct DeploymentRevision {
     pub created_by: String,
     pub reason: Option<String>,
 }
+
+/// Someone who acts on the workspace (a person or a service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Principal {
+    pub name: String,
+    /// Workspace admins may do anything, including on tables they hold no grant on.
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// A member of a team and their role there (`member` or `admin`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamMember {
+    pub principal: String,
+    pub role: String,
+}
+
+/// A team: owns tables and receives grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Team {
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub members: Vec<TeamMember>,
+}
+
+/// A team's permission (`read`, `write` or `admin`) on a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub table: String,
+    pub team: String,
+    pub permission: String,
+    pub granted_at: DateTime<Utc>,
+    pub granted_by: String,
+}
+
+/// One audit record: an attempted read or write of a table, or an access change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub resource: String,
+    /// False when the attempt was denied.
+    pub allowed: bool,
+    /// `cli` or `api`.
+    pub via: String,
+    pub details: serde_json::Value,
+}
+
+/// One column of a catalogued table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogColumn {
+    pub name: String,
+    pub data_type: String,
+    pub description: Option<String>,
+    /// Holds personal data.
+    pub pii: bool,
+    /// `email`, `phone`, ... when known.
+    pub pii_kind: Option<String>,
+    /// `detected` or `manual`.
+    pub pii_source: Option<String>,
+}
+
+/// A lake table's catalog entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableEntry {
+    pub name: String,
+    pub owner_team: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_at: DateTime<Utc>,
+    pub tags: Vec<String>,
+    pub columns: Vec<CatalogColumn>,
+}
+
+/// The schema a table had from `version` on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaVersion {
+    pub table: String,
+    pub version: i64,
+    /// `[{"name":..., "type":...}, ...]`
+    pub schema: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A lineage edge between two named nodes (`table/x@v3`, `model/m/2`, `deployment/d`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineageEdge {
+    pub source: String,
+    pub target: String,
+    /// `trained_on`, `serves`, `derived_from`, ...
+    pub relation: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}

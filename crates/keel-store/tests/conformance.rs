@@ -58,6 +58,9 @@ store_conformance_suite!(
     changes::prefix_is_matched_literally,
     deployments::deployment_revisions_and_history,
     deployments::missing_deployments_are_not_found,
+    catalog::first_principal_is_admin_and_teams_have_members,
+    catalog::tables_columns_pii_schema_history_and_grants,
+    catalog::tokens_lineage_and_audit,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,6 +12,7 @@ pub mod env {
     pub const STORE: &str = "KEEL_STORE_URL";
     pub const ARTIFACTS: &str = "KEEL_ARTIFACTS";
     pub const AUTHOR: &str = "KEEL_AUTHOR";
+    pub const USER: &str = "KEEL_USER";
     pub const LOG: &str = "KEEL_LOG";
     pub const LOG_FORMAT: &str = "KEEL_LOG_FORMAT";
 }
@@ -43,6 +44,9 @@ pub struct Global {
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
+    /// Who is acting, for access checks and the audit log (default: $KEEL_AUTHOR, else $USER)
+    #[arg(long, global = true, env = env::USER)]
+    pub user: Option<String>,
     /// Log format on stderr: text or json
     #[arg(long, global = true, env = env::LOG_FORMAT, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -72,52 +76,194 @@ pub enum Command {
     /// Off-policy evaluation: estimate a candidate policy's value on logged data
     #[command(subcommand)]
     Ope(OpeCommand),
-    /// Data: drift and quality of a current data set against a reference
+    /// Data: lake tables, catalog, lineage, drift and quality
     #[command(subcommand)]
     Data(DataCommand),
+    /// Access: teams, grants, API tokens and the audit log
+    #[command(subcommand)]
+    Access(AccessCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     #[cfg(feature = "lake")]
     /// Stream a CSV, Parquet or JSON-lines file into a lake table (Delta Lake) as one new version
-    Ingest {
-        table: String,
-        file: PathBuf,
-        /// csv, parquet or jsonl (default: from the file extension)
-        #[arg(long)]
-        format: Option<String>,
-        /// Explicit schema, e.g. "id:int64,name:string,score:float64" (default: inferred)
-        #[arg(long)]
-        schema: Option<String>,
-        /// Replace the table's rows instead of appending (old versions stay readable)
-        #[arg(long)]
-        overwrite: bool,
-        /// Partition column (fixed when the table is created)
-        #[arg(long)]
-        partition_by: Option<String>,
-    },
+    Ingest(IngestArgs),
     #[cfg(feature = "lake")]
-    /// Run SQL over every lake table; "<table>@v<N>" (quoted) names an older version
+    /// Run read-only SQL over the lake tables you may read; "<table>@v<N>" (quoted) names an
+    /// older version
     Sql { query: String },
     #[cfg(feature = "lake")]
     /// A table's versions: version, time, operation, rows added
     Versions { table: String },
     #[cfg(feature = "lake")]
-    /// Print a table's rows, optionally at a version or an RFC 3339 time
-    Show {
+    /// Print a table's first rows, optionally at a version or an RFC 3339 time
+    Head {
         table: String,
         #[arg(long, conflicts_with = "at")]
         version: Option<u64>,
         #[arg(long)]
         at: Option<chrono::DateTime<chrono::Utc>>,
         /// Print at most this many rows
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    #[cfg(feature = "lake")]
+    /// List the tables you may read, with owner, tags and PII columns
+    Ls {
+        /// Only tables with this tag
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    #[cfg(feature = "lake")]
+    /// A table's catalog card: owner, description, tags, columns (with PII flags), schema
+    /// history, versions, lineage and grants
+    Show { table: String },
+    #[cfg(feature = "lake")]
+    /// Find tables by name, description, tag or column
+    Search { text: String },
+    #[cfg(feature = "lake")]
+    /// Set a table's description, tags, or a column's description and PII flag
+    Describe(DescribeArgs),
+    #[cfg(feature = "lake")]
+    /// Upstream and downstream lineage of a table, model version or deployment
+    /// (table/NAME, model/NAME/VERSION, deployment/NAME, decisions/DEPLOYMENT)
+    Lineage { node: String },
     /// Per-column drift of CURRENT against REFERENCE (Parquet files) with Evidently's default
     /// test per column type and size, plus data-quality counts
     Drift(DriftArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The CSV, Parquet or JSON-lines file
+    pub file: PathBuf,
+    /// Table to write (created on first ingest)
+    #[arg(long, short = 't')]
+    pub table: String,
+    /// csv, parquet or jsonl (default: from the file extension)
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Explicit schema, e.g. "id:int64,name:string,score:float64" (default: inferred)
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Replace the table's rows instead of appending (old versions stay readable)
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Partition column (fixed when the table is created)
+    #[arg(long)]
+    pub partition_by: Option<String>,
+    /// Team that owns a new table (default: your only team)
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Description of a new table
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+    /// Lineage: what this data was built from (table/NAME[@vN], decisions/DEPLOYMENT,
+    /// model/NAME/VERSION, or any name), repeatable
+    #[arg(long = "derived-from")]
+    pub derived_from: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    pub table: String,
+    /// The table's description ("" clears it)
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+    /// Add tags, repeatable
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Remove tags, repeatable
+    #[arg(long = "untag")]
+    pub untags: Vec<String>,
+    /// The column the next options apply to
+    #[arg(long)]
+    pub column: Option<String>,
+    /// The column's description ("" clears it)
+    #[arg(long, requires = "column")]
+    pub column_description: Option<String>,
+    /// Flag the column as personal data of this kind (email, phone, name, ...)
+    #[arg(long, requires = "column", conflicts_with = "not_pii")]
+    pub pii: Option<String>,
+    /// Clear the column's PII flag (a manual decision detection never overrides)
+    #[arg(long, requires = "column")]
+    pub not_pii: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Who you are acting as, your teams and whether you are a workspace admin
+    Whoami,
+    /// Teams: create, list, add and remove members
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Give a team read, write or admin on a table (sharing a table is a grant)
+    Grant {
+        table: String,
+        team: String,
+        /// read, write or admin
+        permission: String,
+    },
+    /// Take a team's grant on a table back
+    Revoke { table: String, team: String },
+    /// List grants, on one table or all
+    Grants { table: Option<String> },
+    /// Make a principal a workspace admin (or take it away with --revoke)
+    Admin {
+        principal: String,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// API tokens for the REST data routes (Authorization: Bearer ...)
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The audit log: every read and write of a table, allowed or denied (admins see all,
+    /// others their own)
+    Audit {
+        /// Only this table
+        #[arg(long)]
+        table: Option<String>,
+        /// Only this principal
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team (workspace admins); you become its admin
+    Create {
+        name: String,
+        #[arg(long, short = 'd')]
+        description: Option<String>,
+    },
+    /// List teams and members
+    Ls,
+    /// Add a member, or change their role
+    Add {
+        team: String,
+        principal: String,
+        /// member or admin
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+    /// Remove a member
+    Remove { team: String, principal: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token (for yourself, or as an admin for someone else); printed once
+    Create {
+        principal: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke every token of a principal
+    Revoke { principal: String },
 }
 
 #[derive(Debug, Args)]

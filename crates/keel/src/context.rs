@@ -39,6 +39,23 @@ impl Context {
     }
 }
 
+impl Context {
+    /// The catalog's rules over this workspace's store.
+    pub fn catalog(&self) -> keel_catalog::Catalog {
+        keel_catalog::Catalog::new(self.registry.store().clone())
+    }
+}
+
+/// The principal acting on the command line: `--user`/$KEEL_USER, else $KEEL_AUTHOR, else $USER.
+pub fn principal(global: &Global) -> String {
+    global
+        .user
+        .clone()
+        .or_else(|| std::env::var(crate::cli::env::AUTHOR).ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| author(&None))
+}
+
 /// Who is acting: the flag, else $KEEL_AUTHOR (via clap), else $USER, else "unknown".
 pub fn author(flag: &Option<String>) -> String {
     flag.clone()

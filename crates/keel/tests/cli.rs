@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use serde_json::json;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models")
 }
@@ -263,4 +265,217 @@ fn data_drift_between_two_parquet_files() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--method magic"), "{}", stderr(&out));
+}
+
+fn keel_as(home: &Path, user: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--user", user];
+    all.extend_from_slice(args);
+    keel(home, &all)
+}
+
+#[test]
+fn catalog_grants_pii_lineage_and_audit() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let csv = h.join("customers.csv");
+    std::fs::write(
+        &csv,
+        "id,email,phone,spend\n1,ann@example.com,+33 6 12 34 56 78,10.5\n2,bob@mail.org,(555) 123-4567,3.25\n",
+    )
+    .expect("csv");
+    let csv = csv.to_str().expect("p");
+    // The first principal (tester, via KEEL_AUTHOR) is the workspace admin.
+    let who = ok_json(h, &["access", "whoami"]);
+    assert_eq!(
+        (who["name"].as_str(), who["is_admin"].as_bool()),
+        (Some("tester"), Some(true))
+    );
+    ok_json(h, &["access", "team", "create", "growth"]);
+    let r = ok_json(
+        h,
+        &[
+            "data",
+            "ingest",
+            csv,
+            "--table",
+            "customers",
+            "--owner",
+            "growth",
+            "-d",
+            "registered customers",
+        ],
+    );
+    assert_eq!((r["rows"].as_u64(), r["version"].as_u64()), (Some(2), Some(0)));
+    let pii: Vec<&str> = r["pii_detected"]
+        .as_array()
+        .expect("pii")
+        .iter()
+        .map(|d| d["column"].as_str().expect("c"))
+        .collect();
+    assert_eq!(pii, vec!["email", "phone"]);
+
+    // ana is in no team: she cannot see the table, and a missing table reads the same.
+    let listed = ok_json(h, &["--user", "ana", "data", "ls"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0));
+    let denied = keel_as(h, "ana", &["data", "head", "customers"]);
+    let missing = keel_as(h, "ana", &["data", "head", "no_such_table"]);
+    assert_eq!((denied.status.code(), missing.status.code()), (Some(1), Some(1)));
+    assert_eq!(
+        stderr(&denied).replace("customers", "T"),
+        stderr(&missing).replace("no_such_table", "T"),
+        "a denial must not tell whether the table exists"
+    );
+    assert!(stderr(&denied).contains("no read grant"), "{}", stderr(&denied));
+    let sql = keel_as(h, "ana", &["data", "sql", "SELECT count(*) FROM customers"]);
+    assert_eq!(sql.status.code(), Some(1));
+    assert!(
+        stderr(&sql).contains("may not query table \"customers\""),
+        "{}",
+        stderr(&sql)
+    );
+    let write = keel_as(h, "ana", &["data", "ingest", csv, "--table", "customers"]);
+    assert_eq!(write.status.code(), Some(1));
+
+    // Sharing is a grant to a team.
+    ok_json(h, &["access", "team", "create", "analytics"]);
+    ok_json(h, &["access", "team", "add", "analytics", "ana"]);
+    ok_json(h, &["access", "grant", "customers", "analytics", "read"]);
+    let rows = ok_json(
+        h,
+        &["--user", "ana", "data", "sql", "SELECT count(*) AS n FROM customers"],
+    );
+    assert_eq!(rows[0]["n"], 2);
+    // Read is not write: the table stays at version 0.
+    let write = keel_as(h, "ana", &["data", "ingest", csv, "--table", "customers"]);
+    assert!(stderr(&write).contains("no write grant"), "{}", stderr(&write));
+    let versions = ok_json(h, &["data", "versions", "customers"]);
+    assert_eq!(versions.as_array().map(Vec::len), Some(1));
+
+    // Catalog edits, and a manual PII decision.
+    ok_json(
+        h,
+        &[
+            "data",
+            "describe",
+            "customers",
+            "--tag",
+            "Marketing",
+            "--column",
+            "phone",
+            "--not-pii",
+        ],
+    );
+    let found = ok_json(h, &["--user", "ana", "data", "search", "marketing"]);
+    assert_eq!(found[0]["table"], "customers");
+    let card = ok_json(h, &["data", "show", "customers"]);
+    let cols = card["catalog"]["columns"].as_array().expect("columns");
+    let flag = |name: &str| {
+        cols.iter()
+            .find(|c| c["name"] == name)
+            .map(|c| (c["pii"].clone(), c["pii_source"].clone()))
+    };
+    assert_eq!(flag("email"), Some((json!(true), json!("detected"))));
+    assert_eq!(flag("phone"), Some((json!(false), json!("manual"))));
+    assert_eq!(card["catalog"]["tags"], json!(["marketing"]));
+    assert_eq!(card["grants"][0]["team"], "analytics");
+
+    // Lineage: a derived table, and a model trained on the table.
+    ok_json(
+        h,
+        &[
+            "data",
+            "ingest",
+            csv,
+            "--table",
+            "customers_copy",
+            "--owner",
+            "growth",
+            "--derived-from",
+            "table/customers@v0",
+        ],
+    );
+    let lr = fixtures().join("bc-lr.onnx");
+    ok_json(
+        h,
+        &[
+            "model",
+            "push",
+            "churn",
+            lr.to_str().expect("p"),
+            "--training-data",
+            "customers",
+        ],
+    );
+    let lineage = ok_json(h, &["data", "lineage", "table/customers"]);
+    let targets: Vec<&str> = lineage["downstream"]
+        .as_array()
+        .expect("down")
+        .iter()
+        .map(|e| e["target"].as_str().expect("t"))
+        .collect();
+    assert_eq!(targets, vec!["table/customers_copy@v0", "model/churn/1"]);
+
+    // The audit log has the denials and the reads; ana sees only her own records.
+    let audit = ok_json(h, &["access", "audit", "--table", "customers"]);
+    let denied_reads = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|e| e["actor"] == "ana" && e["allowed"] == false)
+        .count();
+    assert!(denied_reads >= 3, "{audit:#}");
+    let own = ok_json(h, &["--user", "ana", "access", "audit"]);
+    assert!(own.as_array().expect("own").iter().all(|e| e["actor"] == "ana"));
+    // Non-admins cannot create teams or grant on tables they do not administer.
+    let out = keel_as(h, "ana", &["access", "team", "create", "rogue"]);
+    assert!(
+        stderr(&out).contains("only workspace admins create teams"),
+        "{}",
+        stderr(&out)
+    );
+    let out = keel_as(h, "ana", &["access", "grant", "customers", "analytics", "admin"]);
+    assert!(stderr(&out).contains("no admin grant"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_ingests_leave_the_table_at_its_last_good_version() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let good = h.join("good.csv");
+    std::fs::write(&good, "id,score\n1,0.5\n2,0.25\n").expect("csv");
+    ok_json(h, &["data", "ingest", good.to_str().expect("p"), "--table", "scores"]);
+    let bad_row = h.join("bad.csv");
+    std::fs::write(&bad_row, "id,score\n3,0.5\n4,not-a-number\n").expect("csv");
+    let out = keel(
+        h,
+        &["data", "ingest", bad_row.to_str().expect("p"), "--table", "scores"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line"),
+        "the error names the line: {}",
+        stderr(&out)
+    );
+    let conflict = h.join("conflict.csv");
+    std::fs::write(&conflict, "id,label\n3,x\n").expect("csv");
+    let out = keel(
+        h,
+        &["data", "ingest", conflict.to_str().expect("p"), "--table", "scores"],
+    );
+    assert!(stderr(&out).contains("label"), "{}", stderr(&out));
+    let out = keel(h, &["data", "ingest", good.to_str().expect("p"), "--table", "../etc"]);
+    assert!(stderr(&out).contains("invalid table name"), "{}", stderr(&out));
+    let out = keel(h, &["data", "ingest", "/no/such.csv", "--table", "scores"]);
+    assert!(stderr(&out).contains("/no/such.csv"), "{}", stderr(&out));
+    let versions = ok_json(h, &["data", "versions", "scores"]);
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions:#}");
+    let rows = ok_json(h, &["data", "sql", "SELECT count(*) AS n FROM scores"]);
+    assert_eq!(rows[0]["n"], 2);
+    // SQL over the lake is read-only.
+    let out = keel(h, &["data", "sql", "DROP TABLE scores"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        ok_json(h, &["data", "sql", "SELECT count(*) AS n FROM scores"])[0]["n"],
+        2
+    );
 }

@@ -34,9 +34,13 @@ fn start(home: &Path, http: u16, grpc: u16) -> Child {
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
+    wait_for(client, base, "/v2/health/ready").await;
+}
+
+async fn wait_for(client: &reqwest::Client, base: &str, path: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("{base}/v2/health/ready")).send().await
+        if let Ok(r) = client.get(format!("{base}{path}")).send().await
             && r.status().is_success()
         {
             return;
@@ -201,4 +205,143 @@ async fn kill_9_loses_no_acknowledged_decision_or_reward() {
     }
     server.kill().expect("stop");
     server.wait().expect("reap");
+}
+
+/// The `/v1/data` REST routes: a bearer token is required, a table without a grant is a 403
+/// that reads the same as a missing one, and a grant opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_routes_need_a_token_and_a_grant() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let cli = |user: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("--home")
+            .arg(h)
+            .args(["--json", "--user", user])
+            .args(args)
+            .env("KEEL_LOG", "warn")
+            .output()
+            .expect("keel");
+        assert!(
+            out.status.success(),
+            "keel {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let csv = h.join("orders.csv");
+    std::fs::write(&csv, "id,amount\n1,5.0\n2,7.5\n3,1.25\n").expect("csv");
+    cli("admin", &["access", "team", "create", "sales"]);
+    cli(
+        "admin",
+        &[
+            "data",
+            "ingest",
+            csv.to_str().expect("p"),
+            "--table",
+            "orders",
+            "--owner",
+            "sales",
+        ],
+    );
+    cli("admin", &["access", "team", "create", "finance"]);
+    cli("admin", &["access", "team", "add", "finance", "fin"]);
+    let token = cli("fin", &["access", "token", "create"])["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    let (http, grpc) = (free_port(), free_port());
+    let mut server = start(h, http, grpc);
+    let base = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+    // No model is served: live, not ready.
+    wait_for(&client, &base, "/v2/health/live").await;
+
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let r = get("/v1/data/tables", None).await.expect("send");
+    assert_eq!(r.status(), 401);
+    let r = get("/v1/data/tables", Some("keel_not_a_token")).await.expect("send");
+    assert_eq!(r.status(), 401);
+    let r: serde_json::Value = get("/v1/data/tables", Some(&token))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["tables"], json!([]), "fin may list nothing yet");
+    let denied = get("/v1/data/tables/orders/rows", Some(&token)).await.expect("send");
+    let missing = get("/v1/data/tables/nope/rows", Some(&token)).await.expect("send");
+    assert_eq!((denied.status().as_u16(), missing.status().as_u16()), (403, 403));
+    let (d, m): (serde_json::Value, serde_json::Value) =
+        (denied.json().await.expect("json"), missing.json().await.expect("json"));
+    assert_eq!(d["code"], "forbidden");
+    assert_eq!(
+        d["error"].as_str().expect("e").replace("orders", "T"),
+        m["error"].as_str().expect("e").replace("nope", "T")
+    );
+    let sql = client
+        .post(format!("{base}/v1/data/sql"))
+        .bearer_auth(&token)
+        .json(&json!({"sql": "SELECT sum(amount) AS total FROM orders"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(sql.status(), 403);
+
+    cli("admin", &["access", "grant", "orders", "finance", "read"]);
+    let r: serde_json::Value = get("/v1/data/tables/orders/rows?limit=2", Some(&token))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["rows"].as_array().map(Vec::len), Some(2));
+    let sql: serde_json::Value = client
+        .post(format!("{base}/v1/data/sql"))
+        .bearer_auth(&token)
+        .json(&json!({"sql": "SELECT sum(amount) AS total FROM orders"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(sql["rows"][0]["total"], 13.75);
+    let bad = client
+        .post(format!("{base}/v1/data/sql"))
+        .bearer_auth(&token)
+        .body("not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bad.status(), 400);
+    let card: serde_json::Value = get("/v1/data/tables/orders", Some(&token))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(card["catalog"]["owner_team"], "sales");
+    server.kill().expect("kill");
+    let _ = server.wait();
+
+    let audit = cli("admin", &["access", "audit", "--actor", "fin"]);
+    let via_api: Vec<(&str, bool)> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|e| e["via"] == "api")
+        .map(|e| (e["resource"].as_str().expect("r"), e["allowed"].as_bool().expect("b")))
+        .collect();
+    assert!(
+        via_api.contains(&("table/orders", false)) && via_api.contains(&("table/orders", true)),
+        "{via_api:?}"
+    );
 }

@@ -75,6 +75,7 @@ impl TestServer {
         let services = Services {
             inference: service.clone(),
             experiments: Some(experiments),
+            extra_rest: None,
         };
         tokio::spawn(server.run(services, shutdown.clone()));
         let failures = service.load_all().await;

@@ -1,6 +1,7 @@
 //! The conformance suite: every function here runs once per backend.
 
 pub mod aliases;
+pub mod catalog;
 pub mod changes;
 pub mod deployments;
 pub mod models;

@@ -2,58 +2,27 @@
 
 use anyhow::Context as _;
 #[cfg(feature = "lake")]
-use keel_lake::{IngestOptions, Lake, VersionOrTimestamp, WriteMode};
+use keel_catalog::Permission;
+#[cfg(feature = "lake")]
+use keel_lake::{Lake, VersionOrTimestamp};
 
 use crate::cli::{DataCommand, Global};
 use crate::output;
+
+#[cfg(feature = "lake")]
+mod catalogued;
 
 pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
     #[cfg(feature = "lake")]
     let lake = || -> anyhow::Result<Lake> { Ok(Lake::open(&global.home.join("lake"))?) };
     match cmd {
         #[cfg(feature = "lake")]
-        DataCommand::Ingest {
-            table,
-            file,
-            format,
-            schema,
-            overwrite,
-            partition_by,
-        } => {
-            let options = IngestOptions {
-                format: format.as_deref().map(str::parse).transpose()?,
-                schema,
-                mode: if overwrite {
-                    WriteMode::Overwrite
-                } else {
-                    WriteMode::Append
-                },
-                partition_by,
-                ..IngestOptions::default()
-            };
-            let r = lake()?
-                .ingest(&table, &file, &options)
-                .await
-                .with_context(|| format!("ingest into {table} failed"))?;
-            if global.json {
-                return output::json(&serde_json::json!({
-                    "table": r.table, "rows": r.rows, "bytes": r.bytes, "version": r.version, "seconds": r.seconds,
-                }));
-            }
-            println!(
-                "{}: {} rows, {} bytes -> version {} in {:.2} s ({:.0} rows/s)",
-                r.table,
-                r.rows,
-                r.bytes,
-                r.version,
-                r.seconds,
-                r.rows as f64 / r.seconds.max(1e-9)
-            );
-        }
+        DataCommand::Ingest(args) => return catalogued::ingest(global, &lake()?, args).await,
         #[cfg(feature = "lake")]
-        DataCommand::Sql { query } => println!("{}", keel_lake::pretty(&lake()?.sql(&query).await?)?),
+        DataCommand::Sql { query } => return catalogued::sql(global, &lake()?, &query).await,
         #[cfg(feature = "lake")]
         DataCommand::Versions { table } => {
+            let (_, _, _) = catalogued::open_for(global, &table, Permission::Read, "read_history").await?;
             let history = lake()?.history(&table).await?;
             if global.json {
                 let rows: Vec<serde_json::Value> = history
@@ -81,7 +50,7 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
             output::table(&["VERSION", "TIMESTAMP", "OPERATION", "ROWS ADDED"], &rows);
         }
         #[cfg(feature = "lake")]
-        DataCommand::Show {
+        DataCommand::Head {
             table,
             version,
             at,
@@ -90,19 +59,24 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
             let point = version
                 .map(VersionOrTimestamp::Version)
                 .or(at.map(VersionOrTimestamp::Timestamp));
-            let batches = lake()?.scan(&table, point).await?;
-            let mut shown = Vec::new();
-            let mut left = limit;
-            for b in batches {
-                if left == 0 {
-                    break;
-                }
-                let n = b.num_rows().min(left);
-                shown.push(b.slice(0, n));
-                left -= n;
+            let details = serde_json::json!({ "version": version, "at": at, "limit": limit });
+            catalogued::open_for_with(global, &table, Permission::Read, "read", details).await?;
+            let batches = lake()?.head(&table, point, limit).await?;
+            if global.json {
+                return output::json(&catalogued::rows_as_json(&batches)?);
             }
-            println!("{}", keel_lake::pretty(&shown)?);
+            println!("{}", keel_lake::pretty(&batches)?);
         }
+        #[cfg(feature = "lake")]
+        DataCommand::Ls { tag } => return catalogued::ls(global, &lake()?, tag.as_deref()).await,
+        #[cfg(feature = "lake")]
+        DataCommand::Show { table } => return catalogued::show(global, &lake()?, &table).await,
+        #[cfg(feature = "lake")]
+        DataCommand::Search { text } => return catalogued::search(global, &lake()?, &text).await,
+        #[cfg(feature = "lake")]
+        DataCommand::Describe(args) => return catalogued::describe(global, args).await,
+        #[cfg(feature = "lake")]
+        DataCommand::Lineage { node } => return catalogued::lineage(global, &node).await,
         DataCommand::Drift(args) => {
             let method: keel_monitor::Method = args
                 .method

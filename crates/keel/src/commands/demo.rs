@@ -90,6 +90,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     let services = Services {
         inference: service.clone(),
         experiments: Some(experiments.clone()),
+        extra_rest: None,
     };
     let task = tokio::spawn(server.run(services, shutdown.clone()));
     let failures = service.load_all().await;

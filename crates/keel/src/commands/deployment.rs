@@ -21,10 +21,23 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let spec: serde_json::Value =
                 serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
-            DeploymentSpec::from_json(&spec)?;
+            let parsed = DeploymentSpec::from_json(&spec)?;
+            let mut served = Vec::new();
+            for v in &parsed.variants {
+                if let Some(reference) = &v.model {
+                    let (model, selector) = keel_registry::VersionSelector::split_reference(reference)?;
+                    let version = ctx
+                        .registry
+                        .resolve(&model, &selector)
+                        .await
+                        .with_context(|| format!("variant {}: model {reference}", v.name))?;
+                    served.push((version.model, version.version));
+                }
+            }
             let revision = store
                 .put_deployment(&name, &spec, &author(&by), reason.as_deref())
                 .await?;
+            keel_experiments::record_lineage(store, &name, &served, &author(&by)).await;
             if global.json {
                 return output::json(&revision);
             }

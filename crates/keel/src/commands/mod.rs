@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod access;
 mod changes;
 mod data;
 mod demo;
@@ -22,5 +23,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(cmd) => simulate::run(&cli.global, cmd).await,
         Command::Ope(cmd) => ope::run(&cli.global, cmd).await,
         Command::Data(cmd) => data::run(&cli.global, cmd).await,
+        Command::Access(cmd) => access::run(&cli.global, cmd).await,
     }
 }

@@ -40,6 +40,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let services = Services {
         inference: service.clone(),
         experiments: Some(experiments.clone()),
+        extra_rest: data_routes(&ctx, &args)?,
     };
     let run = tokio::spawn(server.run(services, shutdown.clone()));
     let failures = service.load_all().await;
@@ -103,4 +104,16 @@ pub async fn open_experiments(
     )
     .await
     .context("cannot open the deployments")
+}
+
+/// The `/v1/data` routes over the workspace's lake, when the binary has it.
+#[cfg(feature = "lake")]
+fn data_routes(ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<axum::Router>> {
+    let lake = keel_lake::Lake::open(&ctx.home.join("lake"))?;
+    Ok(Some(keel_api::data::router(ctx.catalog(), lake, args.max_body_bytes)))
+}
+
+#[cfg(not(feature = "lake"))]
+fn data_routes(_: &Context, _: &ServeArgs) -> anyhow::Result<Option<axum::Router>> {
+    Ok(None)
 }

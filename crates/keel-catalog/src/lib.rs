@@ -1,0 +1,430 @@
+//! The data catalog's rules.
+//!
+//! keel-catalog decides who may read, write or administer a lake table, records every decision
+//! in the audit log, keeps the catalog in step with what writers observe (columns, schema
+//! versions, PII detected in the values), and issues API tokens. Facts live in keel-store; data
+//! lives in keel-lake; this crate knows neither HTTP nor Delta Lake, so the CLI and the API ask
+//! the same questions and get the same answers.
+//!
+//! The model:
+//! - A **principal** acts (a person, or a service with an API token). The first principal of a
+//!   workspace becomes its admin; admins may do anything.
+//! - **Teams** own tables. Members of the owner team hold `admin` on the table.
+//! - A **grant** gives another team `read`, `write` or `admin` on one table: sharing is a grant.
+//! - A denial reads the same whether or not the table exists, and lists of tables show only
+//!   what the actor may read.
+
+mod error;
+pub mod pii;
+
+use keel_store::{NewAuditEvent, ObservedColumn, Store, TableEntry};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub use error::{CatalogError, Result};
+
+/// The team a workspace admin's tables go to when the admin belongs to no team.
+pub const DEFAULT_TEAM: &str = "default";
+
+/// What may be done with a table, weakest first: each level includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Permission {
+    type Err = CatalogError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "read" => Ok(Permission::Read),
+            "write" => Ok(Permission::Write),
+            "admin" => Ok(Permission::Admin),
+            other => Err(CatalogError::Invalid(format!(
+                "unknown permission {other:?}: use read, write or admin"
+            ))),
+        }
+    }
+}
+
+/// Which entry point acted, for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Cli,
+    Api,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Cli => "cli",
+            Via::Api => "api",
+        }
+    }
+}
+
+/// A principal with what they belong to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Actor {
+    pub name: String,
+    pub is_admin: bool,
+    /// `(team, role)` pairs.
+    pub teams: Vec<(String, String)>,
+}
+
+impl Actor {
+    fn in_team(&self, team: &str) -> bool {
+        self.teams.iter().any(|(t, _)| t == team)
+    }
+
+    fn team_admin(&self, team: &str) -> bool {
+        self.teams.iter().any(|(t, r)| t == team && r == "admin")
+    }
+}
+
+/// A table as one actor sees it in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listed {
+    pub name: String,
+    /// `None` for a lake table not yet in the catalog (listed to admins only).
+    pub entry: Option<TableEntry>,
+    pub permission: Permission,
+}
+
+/// The sha256 hex of an API token, the only form in which tokens are stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The catalog's rules over one metadata store.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Store,
+}
+
+impl Catalog {
+    pub fn new(store: Store) -> Catalog {
+        Catalog { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The principal `name` with their teams (created on first sight; see
+    /// [`Store::ensure_principal`] for the first-admin rule).
+    pub async fn actor(&self, name: &str) -> Result<Actor> {
+        let principal = self.store.ensure_principal(name).await?;
+        let teams = self.store.teams_of(name).await?;
+        Ok(Actor {
+            name: principal.name,
+            is_admin: principal.is_admin,
+            teams,
+        })
+    }
+
+    /// The actor an API token belongs to.
+    pub async fn actor_for_token(&self, token: &str) -> Result<Actor> {
+        match self.store.token_principal(&token_hash(token)).await? {
+            Some(name) => self.actor(&name).await,
+            None => Err(CatalogError::Unauthenticated(
+                "the bearer token is unknown or revoked; create one with `keel access token create`".into(),
+            )),
+        }
+    }
+
+    /// Issues a new API token for `principal` (admins for anyone, others for themselves) and
+    /// returns its secret, which is shown once and never stored.
+    pub async fn issue_token(&self, by: &Actor, principal: &str, label: Option<&str>) -> Result<String> {
+        if !by.is_admin && by.name != principal {
+            return Err(self.forbidden(
+                by,
+                format!("create a token for {principal}"),
+                "only admins create tokens for others",
+            ));
+        }
+        let secret = format!(
+            "keel_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.store
+            .create_token(principal, &token_hash(&secret), label, &by.name)
+            .await?;
+        Ok(secret)
+    }
+
+    /// The strongest permission `actor` holds on `table`, or `None`.
+    pub async fn permission(&self, actor: &Actor, table: &str) -> Result<Option<Permission>> {
+        if actor.is_admin {
+            return Ok(Some(Permission::Admin));
+        }
+        let Some(entry) = self.store.table_entry(table).await? else {
+            return Ok(None);
+        };
+        if actor.in_team(&entry.owner_team) {
+            return Ok(Some(Permission::Admin));
+        }
+        let grants = self.store.grants_on(table).await?;
+        Ok(grants
+            .iter()
+            .filter(|g| actor.in_team(&g.team))
+            .filter_map(|g| g.permission.parse::<Permission>().ok())
+            .max())
+    }
+
+    /// Checks that `actor` holds `needed` on `table` and records the attempt in the audit log
+    /// either way. Returns the catalog entry (`None` for an uncatalogued table an admin reached).
+    pub async fn authorize(
+        &self,
+        actor: &Actor,
+        table: &str,
+        needed: Permission,
+        action: &str,
+        via: Via,
+        details: serde_json::Value,
+    ) -> Result<Option<TableEntry>> {
+        let held = self.permission(actor, table).await?;
+        let allowed = held.is_some_and(|p| p >= needed);
+        self.store
+            .audit(NewAuditEvent {
+                actor: &actor.name,
+                action,
+                resource: &format!("table/{table}"),
+                allowed,
+                via: via.as_str(),
+                details,
+            })
+            .await?;
+        if !allowed {
+            return Err(CatalogError::Denied {
+                actor: actor.name.clone(),
+                action: action.to_owned(),
+                table: table.to_owned(),
+                needed: needed.as_str().to_owned(),
+            });
+        }
+        Ok(self.store.table_entry(table).await?)
+    }
+
+    /// The tables `actor` may read. `lake_tables` are the tables present in the lake: admins
+    /// also see those not yet catalogued; a catalogued table missing from the lake is skipped.
+    pub async fn visible_tables(&self, actor: &Actor, lake_tables: &[String]) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        let entries = self.store.list_table_entries().await?;
+        for name in lake_tables {
+            let entry = entries.iter().find(|e| &e.name == name).cloned();
+            if entry.is_none() && !actor.is_admin {
+                continue;
+            }
+            if let Some(permission) = self.permission(actor, name).await? {
+                out.push(Listed {
+                    name: name.clone(),
+                    entry,
+                    permission,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Who will own a table `actor` is about to create: `owner` if given (the actor must be in it,
+    /// or an admin), else the actor's only team, else for an admin in no team [`DEFAULT_TEAM`]
+    /// (created on first use).
+    pub async fn owner_for_new_table(&self, actor: &Actor, table: &str, owner: Option<&str>) -> Result<String> {
+        if let Some(owner) = owner {
+            if self.store.team(owner).await?.is_none() {
+                return Err(CatalogError::Invalid(format!(
+                    "team {owner:?} does not exist; create it with `keel access team create {owner}`"
+                )));
+            }
+            if !actor.is_admin && !actor.in_team(owner) {
+                return Err(self.forbidden(
+                    actor,
+                    format!("create table {table:?} for team {owner:?}"),
+                    "only its members or an admin may",
+                ));
+            }
+            return Ok(owner.to_owned());
+        }
+        match actor.teams.as_slice() {
+            [(only, _)] => Ok(only.clone()),
+            [] if actor.is_admin => {
+                if self.store.team(DEFAULT_TEAM).await?.is_none() {
+                    self.store
+                        .create_team(
+                            DEFAULT_TEAM,
+                            Some("tables of workspace admins in no other team"),
+                            &actor.name,
+                        )
+                        .await?;
+                }
+                Ok(DEFAULT_TEAM.to_owned())
+            }
+            [] => Err(self.forbidden(
+                actor,
+                format!("create table {table:?}"),
+                "you belong to no team; ask an admin to add you to one (keel access team add)",
+            )),
+            many => Err(CatalogError::Invalid(format!(
+                "you belong to {} teams ({}): pass --owner TEAM to say which owns table {table:?}",
+                many.len(),
+                many.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Records a committed write: catalogues a new table under `owner`, updates its columns and
+    /// schema history with what the writer saw and what PII detection found, and audits it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_write(
+        &self,
+        actor: &Actor,
+        table: &str,
+        owner: &str,
+        version: i64,
+        columns: &[(String, String)],
+        detected: &[pii::Detected],
+        via: Via,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        self.store.register_table(table, owner, None, &actor.name).await?;
+        let observed: Vec<ObservedColumn> = columns
+            .iter()
+            .map(|(name, ty)| ObservedColumn {
+                name: name.clone(),
+                data_type: ty.clone(),
+                detected_pii: detected.iter().find(|d| &d.column == name).map(|d| d.kind.to_owned()),
+            })
+            .collect();
+        self.store
+            .record_table_write(table, version, &observed, &actor.name)
+            .await?;
+        self.store
+            .audit(NewAuditEvent {
+                actor: &actor.name,
+                action: "write",
+                resource: &format!("table/{table}"),
+                allowed: true,
+                via: via.as_str(),
+                details,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Grants `team` a permission on `table` (the actor needs `admin` on it).
+    pub async fn grant(&self, actor: &Actor, table: &str, team: &str, permission: Permission, via: Via) -> Result<()> {
+        let details = json!({ "team": team, "permission": permission });
+        self.authorize(actor, table, Permission::Admin, "grant", via, details)
+            .await?;
+        if self.store.table_entry(table).await?.is_none() {
+            return Err(CatalogError::Invalid(format!(
+                "table {table:?} is not in the catalog yet: write to it once (keel data ingest) before sharing it"
+            )));
+        }
+        self.store.grant(table, team, permission.as_str(), &actor.name).await?;
+        Ok(())
+    }
+
+    /// Takes back `team`'s grant on `table` (the actor needs `admin` on it).
+    pub async fn revoke(&self, actor: &Actor, table: &str, team: &str, via: Via) -> Result<()> {
+        self.authorize(actor, table, Permission::Admin, "revoke", via, json!({ "team": team }))
+            .await?;
+        self.store.revoke(table, team, &actor.name).await?;
+        Ok(())
+    }
+
+    /// Creates a team (admins only); the creator becomes its admin.
+    pub async fn create_team(&self, actor: &Actor, team: &str, description: Option<&str>) -> Result<()> {
+        if !actor.is_admin {
+            return Err(self.forbidden(
+                actor,
+                format!("create team {team:?}"),
+                "only workspace admins create teams",
+            ));
+        }
+        validate_name("team", team)?;
+        self.store.create_team(team, description, &actor.name).await?;
+        Ok(())
+    }
+
+    /// Adds or re-roles a member (workspace admins and the team's admins).
+    pub async fn add_member(&self, actor: &Actor, team: &str, principal: &str, role: &str) -> Result<()> {
+        if !actor.is_admin && !actor.team_admin(team) {
+            return Err(self.forbidden(
+                actor,
+                format!("manage team {team:?}"),
+                "only its admins or a workspace admin may",
+            ));
+        }
+        validate_name("principal", principal)?;
+        self.store.add_member(team, principal, role, &actor.name).await?;
+        Ok(())
+    }
+
+    /// Removes a member (workspace admins and the team's admins).
+    pub async fn remove_member(&self, actor: &Actor, team: &str, principal: &str) -> Result<()> {
+        if !actor.is_admin && !actor.team_admin(team) {
+            return Err(self.forbidden(
+                actor,
+                format!("manage team {team:?}"),
+                "only its admins or a workspace admin may",
+            ));
+        }
+        self.store.remove_member(team, principal, &actor.name).await?;
+        Ok(())
+    }
+
+    /// Makes someone a workspace admin or takes it away (admins only).
+    pub async fn set_admin(&self, actor: &Actor, principal: &str, is_admin: bool) -> Result<()> {
+        if !actor.is_admin {
+            return Err(self.forbidden(actor, "change workspace admins".into(), "only workspace admins may"));
+        }
+        self.store.set_admin(principal, is_admin, &actor.name).await?;
+        Ok(())
+    }
+
+    fn forbidden(&self, actor: &Actor, what: String, why: &str) -> CatalogError {
+        CatalogError::Forbidden {
+            actor: actor.name.clone(),
+            what,
+            why: why.to_owned(),
+        }
+    }
+}
+
+/// Team and principal names: 1-64 characters of `[A-Za-z0-9_.@-]`.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CatalogError::Invalid(format!(
+            "invalid {what} name {name:?}: use 1-64 characters of letters, digits, _ . @ -"
+        )))
+    }
+}
