@@ -226,9 +226,13 @@ async fn sql(State(state): State<DataState>, headers: HeaderMap, body: Body) -> 
 fn json_rows(batches: &[keel_lake::arrow::array::RecordBatch]) -> DataResult<Response> {
     let mut writer = keel_lake::arrow::json::ArrayWriter::new(Vec::new());
     for b in batches {
-        writer.write(b).map_err(|e| DataError::Lake(Box::new(LakeError::Arrow(e))))?;
+        writer
+            .write(b)
+            .map_err(|e| DataError::Lake(Box::new(LakeError::Arrow(e))))?;
     }
-    writer.finish().map_err(|e| DataError::Lake(Box::new(LakeError::Arrow(e))))?;
+    writer
+        .finish()
+        .map_err(|e| DataError::Lake(Box::new(LakeError::Arrow(e))))?;
     let mut bytes = writer.into_inner();
     if bytes.is_empty() {
         bytes = b"[]".to_vec();

@@ -1,0 +1,34 @@
+//! Keeping a deployment honest while it serves.
+//!
+//! - [`slo`]: a service-level objective (latency and availability) tracked over sliding windows,
+//!   with the error-budget burn rate of the Google SRE book (bad fraction over allowed fraction).
+//! - [`output`]: output guardrails that catch a wildly wrong answer before it goes out (NaN,
+//!   outside declared bounds, a score distribution that collapsed to one value).
+//! - [`alert`]: alert rules over those signals (and drift or performance figures fed in by the
+//!   caller), with pending/firing/resolved states, and notifications to webhooks as JSON or in
+//!   Slack's format. A slow or failing webhook is timed out and counted; it never blocks the
+//!   caller.
+//!
+//! The crate knows nothing of deployments, models or HTTP serving: keel-experiments feeds it
+//! observations and acts on its verdicts (fallback, rollback).
+
+pub mod alert;
+pub mod output;
+pub mod slo;
+
+pub use alert::{AlertEvent, AlertRule, AlertState, Condition, Notifier, Signals, WebhookFormat};
+pub use output::{OutputGuard, OutputGuardSpec, Violation};
+pub use slo::{SloSpec, SloStatus, SloTracker};
+
+/// Errors of this crate: only invalid specifications (everything at run time is counted).
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("invalid {what}: {why}")]
+    Invalid { what: &'static str, why: String },
+}
+
+pub type Result<T> = std::result::Result<T, GuardError>;
+
+fn invalid(what: &'static str, why: impl Into<String>) -> GuardError {
+    GuardError::Invalid { what, why: why.into() }
+}
