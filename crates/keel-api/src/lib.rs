@@ -9,6 +9,7 @@
 mod experiments;
 pub mod grpc;
 mod grpc_experiments;
+mod labels;
 mod metrics_endpoint;
 pub mod rest;
 mod server;
