@@ -334,11 +334,20 @@ pub fn encode_response(r: InferResponse, raw: bool) -> proto::ModelInferResponse
             contents,
         });
     }
+    let mut parameters = std::collections::HashMap::new();
+    if let Some(id) = r.prediction_id {
+        parameters.insert(
+            "prediction_id".to_string(),
+            proto::InferParameter {
+                parameter_choice: Some(ParameterChoice::StringParam(id)),
+            },
+        );
+    }
     proto::ModelInferResponse {
         model_name: r.model_name,
         model_version: r.model_version,
         id: r.id.unwrap_or_default(),
-        parameters: Default::default(),
+        parameters,
         outputs,
         raw_output_contents,
     }

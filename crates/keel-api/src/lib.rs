@@ -11,6 +11,7 @@ pub mod data;
 mod experiments;
 pub mod grpc;
 mod grpc_experiments;
+mod labels;
 mod metrics_endpoint;
 pub mod rest;
 mod server;

@@ -37,6 +37,16 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
+/// The HTTP status for a prediction-log error (labels).
+pub fn log_status_of(e: &keel_predlog::PredlogError) -> StatusCode {
+    use keel_predlog::PredlogError as E;
+    match e {
+        E::Invalid(_) => StatusCode::BAD_REQUEST,
+        E::NoPredictions { .. } => StatusCode::NOT_FOUND,
+        E::Disabled | E::Sink(_) | E::Lake { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// An error as the protocol's JSON error body: `{"error": "...", "code": "..."}`.
 struct ApiError(ServingError);
 
@@ -71,6 +81,7 @@ pub fn router(
     metrics: PrometheusHandle,
     max_body: usize,
 ) -> Router {
+    let labels = crate::labels::router(service.prediction_log().cloned(), max_body);
     let state = AppState {
         service,
         metrics,
@@ -96,6 +107,7 @@ pub fn router(
         .route("/metrics", get(metrics_text))
         .with_state(state)
         .merge(extra)
+        .merge(labels)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))

@@ -142,6 +142,10 @@ impl BoundServer {
         if let Some(e) = &services.experiments {
             e.close();
         }
+        // Last: requests and deployments are done, so everything they logged is queued.
+        if let Some(log) = services.inference.prediction_log() {
+            log.shutdown().await;
+        }
         h?;
         g.map_err(std::io::Error::other)?;
         Ok(())

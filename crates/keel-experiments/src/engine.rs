@@ -114,6 +114,9 @@ pub struct DecisionOut {
     pub control: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction: Option<serde_json::Value>,
+    /// The id the prediction was logged under (prediction logging on): labels refer to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_id: Option<String>,
 }
 
 /// What `feedback` answers for one event.
@@ -568,6 +571,7 @@ impl Experiment {
                 revision: inner.revision,
                 control: hold,
                 prediction: None,
+                prediction_id: None,
             };
             (out, seq, std::mem::take(&mut inner.notices))
         };

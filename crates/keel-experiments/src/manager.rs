@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use keel_predlog::{DecisionRecord, Entry, FeedbackRecord, PredictionLog, Routing};
 
 use keel_registry::VersionSelector;
 use keel_serving::metrics::Protocol;
@@ -51,6 +53,8 @@ pub struct Experiments {
     inference: Option<Arc<InferenceService>>,
     running: RwLock<BTreeMap<String, Arc<Experiment>>>,
     models: RwLock<BTreeMap<String, VariantModels>>,
+    /// Decisions and rewards also go to the lake (tables `decisions`, `feedback`) when set.
+    log: OnceLock<Arc<PredictionLog>>,
 }
 
 impl Experiments {
@@ -73,6 +77,7 @@ impl Experiments {
             inference,
             running: RwLock::new(BTreeMap::new()),
             models: RwLock::new(BTreeMap::new()),
+            log: OnceLock::new(),
         });
         for revision in me.store.list_deployments().await? {
             me.start(&revision).await?;
@@ -186,6 +191,11 @@ impl Experiments {
         &self.store
     }
 
+    /// Sends decisions and rewards to the prediction log from now on (set once, before serving).
+    pub fn set_prediction_log(&self, log: Arc<PredictionLog>) {
+        let _ = self.log.set(log);
+    }
+
     pub async fn decide(
         &self,
         name: &str,
@@ -234,15 +244,37 @@ impl Experiments {
         }
         let (mut out, notices) = experiment.decide(unit, context).await?;
         self.record(name, notices).await;
+        if let Some(log) = self.log.get() {
+            log.log(Entry::Decision(DecisionRecord {
+                ts_us: keel_predlog::now_us(),
+                decision_id: out.decision_id.clone(),
+                deployment: name.to_string(),
+                variant: out.variant.clone(),
+                unit: unit.map(str::to_string),
+                propensity: out.propensity,
+                policy_version: out.policy_version as i64,
+                revision: out.revision,
+                control: out.control,
+            }));
+        }
         if let (Some(request), Some(inference)) = (inputs, &self.inference) {
             let chosen = experiment.variant_index(&out.variant)?;
             if let Some(model) = chosen.and_then(|i| models.models.get(i).cloned().flatten()) {
-                let response = inference.infer_on(Protocol::Rest, model, request.clone()).await?;
+                let routing = Routing {
+                    deployment: name.to_string(),
+                    variant: out.variant.clone(),
+                    decision_id: out.decision_id.clone(),
+                    shadow: false,
+                };
+                let response = inference
+                    .infer_on(Protocol::Rest, model, request.clone(), Some(routing))
+                    .await?;
                 let pred = outputs_json(&response);
                 if let Some(v) = chosen {
                     experiment.log_output(&out.decision_id, v, false, pred.clone())?;
                 }
                 out.prediction = Some(pred);
+                out.prediction_id = response.prediction_id;
             }
             for &s in &models.shadows {
                 let Some(model) = models.models.get(s).cloned().flatten() else {
@@ -254,8 +286,14 @@ impl Experiments {
                     request.clone(),
                     out.decision_id.clone(),
                 );
+                let routing = Routing {
+                    deployment: name.to_string(),
+                    variant: experiment.with_inner(|i| i.spec.variants[s].name.clone())?,
+                    decision_id: id.clone(),
+                    shadow: true,
+                };
                 tokio::spawn(async move {
-                    match inference.infer_on(Protocol::Rest, model, request).await {
+                    match inference.infer_on(Protocol::Rest, model, request, Some(routing)).await {
                         Ok(response) => {
                             if let Err(e) = experiment.log_output(&id, s, true, outputs_json(&response)) {
                                 tracing::warn!(error = %e, "shadow answer not logged");
@@ -273,6 +311,19 @@ impl Experiments {
         let experiment = self.get(name)?;
         let (results, notices) = experiment.feedback(items).await?;
         self.record(name, notices).await;
+        if let Some(log) = self.log.get() {
+            let ts_us = keel_predlog::now_us();
+            for (r, item) in results.iter().zip(items) {
+                if matches!(r, Ok(out) if out.counted) {
+                    log.log(Entry::Feedback(FeedbackRecord {
+                        ts_us,
+                        decision_id: item.decision_id.clone(),
+                        deployment: name.to_string(),
+                        reward: item.reward,
+                    }));
+                }
+            }
+        }
         Ok(results)
     }
 

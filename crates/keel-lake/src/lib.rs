@@ -33,6 +33,7 @@ use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::logical_expr::LogicalPlanBuilder;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::schema::cast::normalize_for_delta;
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
@@ -375,6 +376,57 @@ impl Lake {
             version,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Appends Arrow batches to `table` as one new version, creating the table (partitioned by
+    /// `partition_by`) on the first write.
+    ///
+    /// Columns the table does not have yet are added (Delta schema merge; older rows read them
+    /// as null), so writers whose rows gain columns keep appending. A column whose type differs
+    /// from the table's is refused with [`LakeError::Delta`] and nothing is committed. Returns
+    /// the version created.
+    pub async fn append(&self, table: &str, batches: Vec<RecordBatch>, partition_by: &[&str]) -> Result<u64> {
+        let url = self.table_url(table)?;
+        let delta = if self.exists(table) {
+            self.load(table, None).await?
+        } else {
+            std::fs::create_dir_all(self.root.join(table)).map_err(|source| LakeError::Io {
+                path: self.root.join(table),
+                source,
+            })?;
+            DeltaTableBuilder::from_url(url)?.build()?
+        };
+        let mut write = delta
+            .write(batches)
+            .with_table_name(table)
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(SchemaMode::Merge);
+        if !partition_by.is_empty() {
+            write = write.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
+        }
+        let written = write.await?;
+        Ok(written.version().unwrap_or(0))
+    }
+
+    /// Deletes the rows matching a SQL `predicate` (for example `date < '2024-01-01'`) as one
+    /// new version, then removes the data files no version from now on needs (vacuum with no
+    /// retention window: older versions that referenced them can no longer be read).
+    /// Returns the rows deleted (when known) and the files removed.
+    pub async fn delete_where(&self, table: &str, predicate: &str) -> Result<(Option<u64>, usize)> {
+        let delta = self.load(table, None).await?;
+        let (delta, metrics) = delta.delete().with_predicate(predicate.to_string()).await?;
+        let (_, vacuumed) = delta
+            .vacuum()
+            .with_retention_period(chrono::Duration::zero())
+            .with_enforce_retention_duration(false)
+            .await?;
+        Ok((metrics.num_deleted_rows.map(|n| n as u64), vacuumed.files_deleted.len()))
+    }
+
+    /// The Arrow schema of a table at its latest version.
+    pub async fn schema(&self, table: &str) -> Result<Arc<Schema>> {
+        let delta = self.load(table, None).await?;
+        Ok(delta.snapshot()?.snapshot().arrow_schema())
     }
 
     /// The table's versions, newest first.

@@ -69,6 +69,9 @@ pub struct InferResponse {
     pub model_name: String,
     pub model_version: String,
     pub id: Option<String>,
+    /// The id this answer was logged under (prediction logging on): labels refer to it.
+    /// Sent as the response parameter `prediction_id`.
+    pub prediction_id: Option<String>,
     pub outputs: Vec<OutputTensor>,
 }
 
@@ -423,7 +426,14 @@ struct JsonResponse<'a> {
     model_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<JsonResponseParameters<'a>>,
     outputs: Vec<JsonOutputTensor<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonResponseParameters<'a> {
+    prediction_id: &'a str,
 }
 
 #[derive(Serialize)]
@@ -493,6 +503,10 @@ pub fn encode_json_response(response: &InferResponse) -> Result<EncodedResponse>
         model_name: &response.model_name,
         model_version: &response.model_version,
         id: response.id.as_deref(),
+        parameters: response
+            .prediction_id
+            .as_deref()
+            .map(|prediction_id| JsonResponseParameters { prediction_id }),
         outputs,
     };
     let mut body = serde_json::to_vec(&json).map_err(|e| ServingError::Internal(format!("encoding response: {e}")))?;
@@ -578,6 +592,7 @@ mod tests {
             model_name: "m".into(),
             model_version: "1".into(),
             id: None,
+            prediction_id: None,
             outputs: vec![
                 OutputTensor {
                     name: "label".into(),

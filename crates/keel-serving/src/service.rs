@@ -1,9 +1,10 @@
 //! The serving operations, called by both the REST and the gRPC front ends.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use keel_predlog::{Entry, PredictionLog, PredictionRecord, Routing};
 use keel_registry::{Registry, VersionSelector};
 use keel_runtime::{IoSpec, Tensor};
 use metrics::{Gauge, gauge};
@@ -61,6 +62,8 @@ pub struct InferenceService {
     ready: AtomicBool,
     in_flight_rest: Gauge,
     in_flight_grpc: Gauge,
+    /// Where every answered request is logged, when prediction logging is on.
+    log: OnceLock<Arc<PredictionLog>>,
 }
 
 /// Decrements the in-flight gauge when a request ends, whatever way it ends.
@@ -79,6 +82,7 @@ impl InferenceService {
             ready: AtomicBool::new(false),
             in_flight_rest: gauge!(IN_FLIGHT, "protocol" => "rest"),
             in_flight_grpc: gauge!(IN_FLIGHT, "protocol" => "grpc"),
+            log: OnceLock::new(),
         })
     }
 
@@ -88,6 +92,16 @@ impl InferenceService {
 
     pub fn registry(&self) -> &Registry {
         self.repository.registry()
+    }
+
+    /// Logs every answered request to `log` from now on (set once, before serving).
+    pub fn set_prediction_log(&self, log: Arc<PredictionLog>) {
+        let _ = self.log.set(log);
+    }
+
+    /// The prediction log, when logging is on.
+    pub fn prediction_log(&self) -> Option<&Arc<PredictionLog>> {
+        self.log.get()
     }
 
     /// Loads the serving version of every model in the registry, then marks the server ready.
@@ -192,15 +206,17 @@ impl InferenceService {
                 return Err(e);
             }
         };
-        self.infer_loaded(protocol, model, request, started).await
+        self.infer_loaded(protocol, model, request, started, None).await
     }
 
-    /// Runs a request on a given loaded model (a deployment's variant), with metrics.
+    /// Runs a request on a given loaded model (a deployment's variant), with metrics; the
+    /// prediction is logged with its routing (deployment, variant, decision).
     pub async fn infer_on(
         &self,
         protocol: Protocol,
         model: Arc<LoadedModel>,
         request: InferRequest,
+        routing: Option<Routing>,
     ) -> Result<InferResponse> {
         let gauge = match protocol {
             Protocol::Rest => &self.in_flight_rest,
@@ -208,7 +224,8 @@ impl InferenceService {
         };
         gauge.increment(1.0);
         let _in_flight = InFlight(gauge);
-        self.infer_loaded(protocol, model, request, Instant::now()).await
+        self.infer_loaded(protocol, model, request, Instant::now(), routing)
+            .await
     }
 
     async fn infer_loaded(
@@ -217,6 +234,7 @@ impl InferenceService {
         model: Arc<LoadedModel>,
         request: InferRequest,
         started: Instant,
+        routing: Option<Routing>,
     ) -> Result<InferResponse> {
         let rows = request
             .inputs
@@ -225,9 +243,14 @@ impl InferenceService {
             .copied()
             .unwrap_or(1)
             .max(0) as u64;
-        match run(model.clone(), request).await {
-            Ok(response) => {
-                model.metrics.record_ok(protocol, started.elapsed().as_secs_f64(), rows);
+        let (result, request) = run(model.clone(), request).await;
+        match result {
+            Ok(mut response) => {
+                let elapsed = started.elapsed();
+                model.metrics.record_ok(protocol, elapsed.as_secs_f64(), rows);
+                if let Some(log) = self.log.get() {
+                    log_prediction(log, &model, request, &mut response, elapsed, routing);
+                }
                 Ok(response)
             }
             Err(e) => {
@@ -287,16 +310,51 @@ impl InferenceService {
     }
 }
 
-/// Validates the request against the model and runs it, inline when small.
-async fn run(model: Arc<LoadedModel>, request: InferRequest) -> Result<InferResponse> {
-    validate(&model, &request)?;
+/// Hands an answered request to the prediction log (never waits) and gives the response its
+/// prediction id. The request's inputs are moved into the record: the request is done.
+fn log_prediction(
+    log: &PredictionLog,
+    model: &LoadedModel,
+    request: Option<InferRequest>,
+    response: &mut InferResponse,
+    elapsed: std::time::Duration,
+    routing: Option<Routing>,
+) {
+    let Some(request) = request else { return };
+    let prediction_id = uuid::Uuid::now_v7().to_string();
+    response.prediction_id = Some(prediction_id.clone());
+    let record = PredictionRecord {
+        ts_us: keel_predlog::now_us(),
+        prediction_id,
+        request_id: request.id,
+        model: model.name.clone(),
+        version: model.version,
+        routing,
+        latency_us: elapsed.as_micros() as i64,
+        inputs: request.inputs.into_iter().map(|i| (i.name, i.tensor)).collect(),
+        outputs: response
+            .outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.tensor.clone()))
+            .collect(),
+    };
+    log.log(Entry::Prediction(Box::new(record)));
+}
+
+/// Validates the request against the model and runs it, inline when small. Gives the request
+/// back (for the prediction log) unless the blocking task that had it failed.
+async fn run(model: Arc<LoadedModel>, request: InferRequest) -> (Result<InferResponse>, Option<InferRequest>) {
+    if let Err(e) = validate(&model, &request) {
+        return (Err(e), Some(request));
+    }
     let elements: usize = request.inputs.iter().map(|i| i.tensor.data.len()).sum();
     if elements <= INLINE_ELEMENTS {
-        execute(&model, &request)
+        (execute(&model, &request), Some(request))
     } else {
-        tokio::task::spawn_blocking(move || execute(&model, &request))
-            .await
-            .map_err(|e| ServingError::Internal(format!("inference task failed: {e}")))?
+        match tokio::task::spawn_blocking(move || (execute(&model, &request), request)).await {
+            Ok((result, request)) => (result, Some(request)),
+            Err(e) => (Err(ServingError::Internal(format!("inference task failed: {e}"))), None),
+        }
     }
 }
 
@@ -323,6 +381,7 @@ fn execute(model: &LoadedModel, request: &InferRequest) -> Result<InferResponse>
         model_name: model.name.clone(),
         model_version: model.version_str.clone(),
         id: request.id.clone(),
+        prediction_id: None,
         outputs,
     })
 }

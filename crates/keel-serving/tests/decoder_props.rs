@@ -36,6 +36,7 @@ proptest! {
             model_name: "m".into(),
             model_version: "1".into(),
             id: None,
+            prediction_id: None,
             outputs: vec![OutputTensor {
                 name: "x".into(),
                 tensor: Tensor { shape: vec![1, n], data: TensorData::Fp32(values.clone()) },

@@ -82,6 +82,32 @@ pub enum Command {
     /// Access: teams, grants, API tokens and the audit log
     #[command(subcommand)]
     Access(AccessCommand),
+    #[cfg(feature = "lake")]
+    /// Monitoring: labels for logged predictions, and model performance once they arrive
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
+}
+
+#[cfg(feature = "lake")]
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// Store labels (ground truth) for logged predictions from a JSON array or JSON-lines file
+    /// of {"prediction_id": ..., "row"?: 0, "label": 0|1, "ts"?: RFC 3339}
+    Label { file: PathBuf },
+    /// AUC, log loss, calibration and positive rate per model version and time bucket, from
+    /// logged predictions joined with labels and experiment feedback
+    Performance {
+        model: String,
+        /// Only predictions at or after this RFC 3339 time
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// hour or day
+        #[arg(long, default_value = "day", value_parser = ["hour", "day"])]
+        bucket: String,
+        /// The output column holding the positive class probability (default: found from the table)
+        #[arg(long)]
+        score: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -466,6 +492,25 @@ pub struct ServeArgs {
     /// killed process, not a power cut)
     #[arg(long)]
     pub no_fsync: bool,
+    /// Log every prediction, decision and reward to lake tables under --home/lake (the default
+    /// when keel is built with the lake feature)
+    #[arg(long, overrides_with = "no_log_predictions")]
+    pub log_predictions: bool,
+    /// Do not log predictions
+    #[arg(long)]
+    pub no_log_predictions: bool,
+    /// Log entries queued before new ones are dropped (and counted)
+    #[arg(long, default_value_t = 16_384)]
+    pub log_queue: usize,
+    /// Write a log batch once it holds this many rows...
+    #[arg(long, default_value_t = 8192)]
+    pub log_batch_rows: usize,
+    /// ...or once its oldest row waited this many milliseconds
+    #[arg(long, default_value_t = 1000)]
+    pub log_flush_ms: u64,
+    /// Delete logged rows older than this many days (checked at start and hourly); default: keep all
+    #[arg(long)]
+    pub log_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Args)]

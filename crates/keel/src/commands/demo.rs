@@ -76,6 +76,13 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         sessions: None,
         workers: None,
         no_fsync: false,
+        // the demo shows serving and experiments; prediction logs are `keel serve`'s
+        log_predictions: false,
+        no_log_predictions: true,
+        log_queue: 16_384,
+        log_batch_rows: 8192,
+        log_flush_ms: 1000,
+        log_retention_days: None,
     };
     let service = super::serve::service(&ctx, &serve_args);
     let server = BoundServer::bind(ServeConfig {

@@ -6,6 +6,8 @@ mod data;
 mod demo;
 mod deployment;
 mod model;
+#[cfg(feature = "lake")]
+mod monitor;
 mod ope;
 mod serve;
 mod simulate;
@@ -24,5 +26,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ope(cmd) => ope::run(&cli.global, cmd).await,
         Command::Data(cmd) => data::run(&cli.global, cmd).await,
         Command::Access(cmd) => access::run(&cli.global, cmd).await,
+        #[cfg(feature = "lake")]
+        Command::Monitor(cmd) => monitor::run(&cli.global, cmd).await,
     }
 }

@@ -29,6 +29,14 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
     let service = service(&ctx, &args);
     let experiments = open_experiments(&ctx, &args, Some(service.clone())).await?;
+    if let Some(log) = prediction_log(&ctx, &args)? {
+        service.set_prediction_log(log.clone());
+        experiments.set_prediction_log(log);
+        eprintln!(
+            "logging predictions to {} (--no-log-predictions to turn off)",
+            ctx.home.join("lake").display()
+        );
+    }
     let config = ServeConfig {
         http_addr: args.http_addr,
         grpc_addr: args.grpc_addr,
@@ -67,6 +75,35 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     run.await.context("server task failed")??;
     Ok(())
+}
+
+/// The prediction log, unless turned off (or not built in).
+#[cfg(feature = "lake")]
+fn prediction_log(ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
+    if args.no_log_predictions {
+        return Ok(None);
+    }
+    let root = ctx.home.join("lake");
+    let lake = keel_lake::Lake::open(&root)
+        .with_context(|| format!("cannot open the lake for prediction logs at {}", root.display()))?;
+    let sink = Arc::new(keel_predlog::lake_sink::LakeSink::new(lake, args.log_retention_days));
+    let config = keel_predlog::LogConfig {
+        queue: args.log_queue.max(1),
+        batch_rows: args.log_batch_rows.max(1),
+        flush: std::time::Duration::from_millis(args.log_flush_ms.max(1)),
+        ..keel_predlog::LogConfig::default()
+    };
+    Ok(Some(keel_predlog::PredictionLog::start(sink, config)?))
+}
+
+#[cfg(not(feature = "lake"))]
+fn prediction_log(_ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
+    if args.log_predictions {
+        anyhow::bail!(
+            "this keel was built without the lake feature, so it cannot log predictions: drop --log-predictions or build with the default features"
+        );
+    }
+    Ok(None)
 }
 
 #[cfg(unix)]

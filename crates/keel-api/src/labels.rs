@@ -1,0 +1,74 @@
+//! `POST /v1/labels`: ground truth for logged predictions.
+//!
+//! A label names the `prediction_id` a prediction returned (and the row, default 0). Labels
+//! are validated all at once (a bad item refuses the whole request with 400, nothing stored)
+//! and written to the lake's `labels` table before the answer. A well-formed label whose
+//! prediction is unknown is stored too (its prediction may still be in the log's queue, or
+//! arrive from another server): the performance report counts and names such unmatched labels.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use keel_predlog::{LabelIn, PredictionLog, PredlogError};
+use serde::Deserialize;
+
+use crate::rest::{error_response, log_status_of, read_body};
+
+#[derive(Clone)]
+struct LabelState {
+    log: Option<Arc<PredictionLog>>,
+    max_body: usize,
+}
+
+pub fn router(log: Option<Arc<PredictionLog>>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/labels", post(labels))
+        .with_state(LabelState { log, max_body })
+}
+
+/// Either a bare array or `{"labels": [...]}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelsBody {
+    Bare(Vec<LabelIn>),
+    Wrapped { labels: Vec<LabelIn> },
+}
+
+struct LogError(PredlogError);
+
+impl IntoResponse for LogError {
+    fn into_response(self) -> Response {
+        let status = log_status_of(&self.0);
+        if status.is_server_error() {
+            tracing::error!(code = self.0.code(), error = %self.0, "label request failed");
+        }
+        error_response(status, self.0.code(), &self.0.to_string())
+    }
+}
+
+async fn labels(State(s): State<LabelState>, req: Request) -> Result<Response, LogError> {
+    let Some(log) = s.log else {
+        return Err(LogError(PredlogError::Disabled));
+    };
+    let body = read_body(req.into_body(), s.max_body)
+        .await
+        .map_err(|e| LogError(PredlogError::Invalid(e.to_string())))?;
+    let items = match serde_json::from_slice::<LabelsBody>(&body) {
+        Ok(LabelsBody::Bare(v) | LabelsBody::Wrapped { labels: v }) => v,
+        Err(e) => {
+            return Err(LogError(PredlogError::Invalid(format!(
+                "malformed labels JSON ({e}): send [{{\"prediction_id\": \"...\", \"row\": 0, \"label\": 1}}]"
+            ))));
+        }
+    };
+    let records = keel_predlog::validate_labels(&items, keel_predlog::now_us()).map_err(LogError)?;
+    let stored = log.write_labels(&records).await.map_err(LogError)?;
+    Ok(axum::Json(serde_json::json!({
+        "stored": stored,
+        "matching": "labels are joined to predictions by keel monitor performance, which counts unmatched ones",
+    }))
+    .into_response())
+}

@@ -1,0 +1,604 @@
+//! The lake sink: entries become Arrow record batches appended to Delta tables, partitioned by
+//! date (UTC).
+//!
+//! Prediction tables have fixed columns (`ts`, `date`, `prediction_id`, `row`, `request_id`,
+//! `model`, `version`, `deployment`, `variant`, `decision_id`, `shadow`, `latency_us`), then one
+//! column per input feature and per output value, flattened from the tensors: a `[N, 4]` input
+//! `x` gives `x_0` .. `x_3`, a `[N]` or `[N, 1]` input gives `x`; outputs get an `out_` prefix
+//! (`out_label`, `out_probabilities_0`, ...). Numbers of every type are stored as float64 (so
+//! a model version that changes an integer type to a float keeps its column), BYTES as strings,
+//! BOOL as booleans. What does not flatten (more than [`MAX_WIDTH`] values per row, or a
+//! column already used by another type) goes to the JSON column `extra`.
+//!
+//! A new model version with other inputs or outputs adds its columns to the table (older rows
+//! read them as null; columns it lacks are null in its rows).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use keel_lake::Lake;
+use keel_lake::arrow::array::{
+    ArrayBuilder, ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use keel_lake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use keel_runtime::{Tensor, TensorData};
+
+use crate::record::{DecisionRecord, Entry, FeedbackRecord, LABELS_TABLE, LabelRecord, PredictionRecord};
+use crate::writer::Sink;
+use crate::{PredlogError, Result};
+
+/// Rows wider than this (values per row of one tensor) go to the `extra` JSON column.
+pub const MAX_WIDTH: usize = 256;
+/// The partition column of every log table.
+pub const PARTITION: &str = "date";
+
+const FIXED: &[&str] = &[
+    "ts",
+    "date",
+    "prediction_id",
+    "row",
+    "request_id",
+    "model",
+    "version",
+    "deployment",
+    "variant",
+    "decision_id",
+    "shadow",
+    "latency_us",
+    "extra",
+];
+
+/// Writes log entries into a lake, and applies retention.
+pub struct LakeSink {
+    lake: Lake,
+    retention_days: Option<u32>,
+}
+
+impl LakeSink {
+    pub fn new(lake: Lake, retention_days: Option<u32>) -> LakeSink {
+        LakeSink { lake, retention_days }
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for LakeSink {
+    async fn write(&self, table: &str, entries: &[Entry]) -> Result<()> {
+        let batch = to_batch(entries)?;
+        self.lake.append(table, vec![batch], &[PARTITION]).await?;
+        Ok(())
+    }
+
+    async fn write_labels(&self, labels: &[LabelRecord]) -> Result<()> {
+        let batch = labels_batch(labels)?;
+        self.lake.append(LABELS_TABLE, vec![batch], &[PARTITION]).await?;
+        Ok(())
+    }
+
+    async fn maintain(&self) -> Result<()> {
+        if let Some(days) = self.retention_days {
+            crate::retention::apply(&self.lake, days, chrono::Utc::now()).await?;
+        }
+        Ok(())
+    }
+}
+
+fn date_of(ts_us: i64) -> i32 {
+    let days = ts_us.div_euclid(86_400_000_000);
+    i32::try_from(days).unwrap_or(0)
+}
+
+/// Days since 1970-01-01 of a calendar date (the Arrow Date32 encoding).
+pub fn date32(date: NaiveDate) -> i32 {
+    date.num_days_from_ce() - 719_163
+}
+
+fn ts_field() -> Field {
+    Field::new(
+        "ts",
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )
+}
+
+fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| PredlogError::Sink(format!("building a log batch: {e}")))
+}
+
+fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch> {
+    let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut date = Date32Builder::new();
+    let mut id = StringBuilder::new();
+    let mut row = Int64Builder::new();
+    let mut label = Float64Builder::new();
+    for l in labels {
+        ts.append_value(l.ts_us);
+        date.append_value(date_of(l.ts_us));
+        id.append_value(&l.prediction_id);
+        row.append_value(l.row);
+        label.append_value(l.label);
+    }
+    batch(
+        vec![
+            ts_field(),
+            Field::new("date", DataType::Date32, false),
+            Field::new("prediction_id", DataType::Utf8, false),
+            Field::new("row", DataType::Int64, false),
+            Field::new("label", DataType::Float64, false),
+        ],
+        vec![
+            Arc::new(ts.finish()),
+            Arc::new(date.finish()),
+            Arc::new(id.finish()),
+            Arc::new(row.finish()),
+            Arc::new(label.finish()),
+        ],
+    )
+}
+
+/// One batch for entries of one table (all predictions, all decisions or all feedback).
+pub fn to_batch(entries: &[Entry]) -> Result<RecordBatch> {
+    match entries.first() {
+        Some(Entry::Decision(_)) => decisions_batch(entries.iter().filter_map(|e| match e {
+            Entry::Decision(d) => Some(d),
+            _ => None,
+        })),
+        Some(Entry::Feedback(_)) => feedback_batch(entries.iter().filter_map(|e| match e {
+            Entry::Feedback(f) => Some(f),
+            _ => None,
+        })),
+        Some(Entry::Prediction(_)) | None => predictions_batch(entries.iter().filter_map(|e| match e {
+            Entry::Prediction(p) => Some(&**p),
+            _ => None,
+        })),
+    }
+}
+
+fn decisions_batch<'a>(items: impl Iterator<Item = &'a DecisionRecord>) -> Result<RecordBatch> {
+    let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut date = Date32Builder::new();
+    let (mut id, mut dep, mut var, mut unit) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let mut p = Float64Builder::new();
+    let (mut pv, mut rev) = (Int64Builder::new(), Int64Builder::new());
+    let mut control = BooleanBuilder::new();
+    for d in items {
+        ts.append_value(d.ts_us);
+        date.append_value(date_of(d.ts_us));
+        id.append_value(&d.decision_id);
+        dep.append_value(&d.deployment);
+        var.append_value(&d.variant);
+        unit.append_option(d.unit.as_deref());
+        p.append_value(d.propensity);
+        pv.append_value(d.policy_version);
+        rev.append_value(d.revision);
+        control.append_value(d.control);
+    }
+    batch(
+        vec![
+            ts_field(),
+            Field::new("date", DataType::Date32, false),
+            Field::new("decision_id", DataType::Utf8, false),
+            Field::new("deployment", DataType::Utf8, false),
+            Field::new("variant", DataType::Utf8, false),
+            Field::new("unit", DataType::Utf8, true),
+            Field::new("propensity", DataType::Float64, false),
+            Field::new("policy_version", DataType::Int64, false),
+            Field::new("revision", DataType::Int64, false),
+            Field::new("control", DataType::Boolean, false),
+        ],
+        vec![
+            Arc::new(ts.finish()),
+            Arc::new(date.finish()),
+            Arc::new(id.finish()),
+            Arc::new(dep.finish()),
+            Arc::new(var.finish()),
+            Arc::new(unit.finish()),
+            Arc::new(p.finish()),
+            Arc::new(pv.finish()),
+            Arc::new(rev.finish()),
+            Arc::new(control.finish()),
+        ],
+    )
+}
+
+fn feedback_batch<'a>(items: impl Iterator<Item = &'a FeedbackRecord>) -> Result<RecordBatch> {
+    let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut date = Date32Builder::new();
+    let (mut id, mut dep) = (StringBuilder::new(), StringBuilder::new());
+    let mut r = Float64Builder::new();
+    for f in items {
+        ts.append_value(f.ts_us);
+        date.append_value(date_of(f.ts_us));
+        id.append_value(&f.decision_id);
+        dep.append_value(&f.deployment);
+        r.append_value(f.reward);
+    }
+    batch(
+        vec![
+            ts_field(),
+            Field::new("date", DataType::Date32, false),
+            Field::new("decision_id", DataType::Utf8, false),
+            Field::new("deployment", DataType::Utf8, false),
+            Field::new("reward", DataType::Float64, false),
+        ],
+        vec![
+            Arc::new(ts.finish()),
+            Arc::new(date.finish()),
+            Arc::new(id.finish()),
+            Arc::new(dep.finish()),
+            Arc::new(r.finish()),
+        ],
+    )
+}
+
+/// A flattened feature or output column, filled row by row (nulls where a row has no value).
+enum Col {
+    Num(Float64Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+}
+
+impl Col {
+    fn len(&self) -> usize {
+        match self {
+            Col::Num(b) => b.len(),
+            Col::Bool(b) => b.len(),
+            Col::Str(b) => b.len(),
+        }
+    }
+
+    fn pad_to(&mut self, n: usize) {
+        let missing = n.saturating_sub(self.len());
+        match self {
+            Col::Num(b) => b.append_nulls(missing),
+            Col::Bool(b) => b.append_nulls(missing),
+            Col::Str(b) => b.append_nulls(missing),
+        }
+    }
+
+    fn kind(data: &TensorData) -> u8 {
+        match data {
+            TensorData::Bool(_) => 1,
+            TensorData::Bytes(_) => 2,
+            _ => 0,
+        }
+    }
+
+    fn new(kind: u8) -> Col {
+        match kind {
+            1 => Col::Bool(BooleanBuilder::new()),
+            2 => Col::Str(StringBuilder::new()),
+            _ => Col::Num(Float64Builder::new()),
+        }
+    }
+
+    fn same_kind(&self, kind: u8) -> bool {
+        matches!((self, kind), (Col::Num(_), 0) | (Col::Bool(_), 1) | (Col::Str(_), 2))
+    }
+
+    /// Appends element `i` of `data` (the caller checked the kind).
+    fn push(&mut self, data: &TensorData, i: usize) {
+        match self {
+            Col::Num(b) => b.append_option(number(data, i)),
+            Col::Bool(b) => b.append_option(match data {
+                TensorData::Bool(v) => v.get(i).copied(),
+                _ => None,
+            }),
+            Col::Str(b) => b.append_option(match data {
+                TensorData::Bytes(v) => v.get(i).map(|s| String::from_utf8_lossy(s)),
+                _ => None,
+            }),
+        }
+    }
+
+    fn finish(self) -> (DataType, ArrayRef) {
+        match self {
+            Col::Num(mut b) => (DataType::Float64, Arc::new(b.finish())),
+            Col::Bool(mut b) => (DataType::Boolean, Arc::new(b.finish())),
+            Col::Str(mut b) => (DataType::Utf8, Arc::new(b.finish())),
+        }
+    }
+}
+
+fn number(data: &TensorData, i: usize) -> Option<f64> {
+    Some(match data {
+        TensorData::Uint8(v) => f64::from(*v.get(i)?),
+        TensorData::Uint16(v) => f64::from(*v.get(i)?),
+        TensorData::Uint32(v) => f64::from(*v.get(i)?),
+        TensorData::Uint64(v) => *v.get(i)? as f64,
+        TensorData::Int8(v) => f64::from(*v.get(i)?),
+        TensorData::Int16(v) => f64::from(*v.get(i)?),
+        TensorData::Int32(v) => f64::from(*v.get(i)?),
+        TensorData::Int64(v) => *v.get(i)? as f64,
+        TensorData::Fp16(v) => f64::from(f16_to_f32(*v.get(i)?)),
+        TensorData::Fp32(v) => f64::from(*v.get(i)?),
+        TensorData::Fp64(v) => *v.get(i)?,
+        TensorData::Bool(_) | TensorData::Bytes(_) => return None,
+    })
+}
+
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = u32::from(bits >> 15) << 31;
+    let exp = u32::from((bits >> 10) & 0x1f);
+    let frac = u32::from(bits & 0x3ff);
+    let out = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // subnormal: value = f * 2^-24
+            let v = f as f32 * (1.0 / 16_777_216.0);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(out)
+}
+
+fn json_value(data: &TensorData, i: usize) -> serde_json::Value {
+    match data {
+        TensorData::Bool(v) => v.get(i).map_or(serde_json::Value::Null, |b| (*b).into()),
+        TensorData::Bytes(v) => v
+            .get(i)
+            .map_or(serde_json::Value::Null, |b| String::from_utf8_lossy(b).into()),
+        other => number(other, i)
+            .and_then(serde_json::Number::from_f64)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+    }
+}
+
+/// Column name from a tensor name: characters other than `[A-Za-z0-9_]` become `_`.
+fn clean(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect()
+}
+
+struct Flattener {
+    names: Vec<String>,
+    cols: Vec<Col>,
+    index: HashMap<String, usize>,
+}
+
+impl Flattener {
+    /// The column for `name` and `kind`, created if new; `None` if the name is taken by
+    /// another kind.
+    fn column(&mut self, name: String, kind: u8, rows_so_far: usize) -> Option<&mut Col> {
+        let at = match self.index.get(&name) {
+            Some(&i) => i,
+            None => {
+                let i = self.cols.len();
+                let mut col = Col::new(kind);
+                col.pad_to(rows_so_far);
+                self.cols.push(col);
+                self.index.insert(name.clone(), i);
+                self.names.push(name);
+                i
+            }
+        };
+        let col = &mut self.cols[at];
+        col.same_kind(kind).then_some(col)
+    }
+}
+
+fn predictions_batch<'a>(items: impl Iterator<Item = &'a PredictionRecord>) -> Result<RecordBatch> {
+    let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut date = Date32Builder::new();
+    let (mut pid, mut row, mut rid, mut model, mut version) = (
+        StringBuilder::new(),
+        Int64Builder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        Int64Builder::new(),
+    );
+    let (mut dep, mut var, mut did, mut shadow, mut latency, mut extra) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        BooleanBuilder::new(),
+        Int64Builder::new(),
+        StringBuilder::new(),
+    );
+    let mut flat = Flattener {
+        names: Vec::new(),
+        cols: Vec::new(),
+        index: HashMap::new(),
+    };
+    let mut n = 0usize;
+    for p in items {
+        let rows = p.rows();
+        // Column names of this record's tensors, resolved once per record.
+        let mut plan: Vec<(&Tensor, Vec<String>, usize, &str)> = Vec::new();
+        for (is_output, (name, tensor)) in p
+            .inputs
+            .iter()
+            .map(|t| (false, t))
+            .chain(p.outputs.iter().map(|t| (true, t)))
+        {
+            let width = tensor.data.len().checked_div(rows).unwrap_or(0);
+            let mut base = clean(name);
+            if is_output {
+                base = format!("out_{base}");
+            } else if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
+                base = format!("in_{base}");
+            }
+            let names = if width == 1 {
+                vec![base]
+            } else if width <= MAX_WIDTH && width * rows == tensor.data.len() {
+                (0..width).map(|j| format!("{base}_{j}")).collect()
+            } else {
+                Vec::new()
+            };
+            plan.push((tensor, names, width, name));
+        }
+        let routing = p.routing.as_ref();
+        for r in 0..rows {
+            ts.append_value(p.ts_us);
+            date.append_value(date_of(p.ts_us));
+            pid.append_value(&p.prediction_id);
+            row.append_value(r as i64);
+            rid.append_option(p.request_id.as_deref());
+            model.append_value(&p.model);
+            version.append_value(p.version);
+            dep.append_option(routing.map(|x| x.deployment.as_str()));
+            var.append_option(routing.map(|x| x.variant.as_str()));
+            did.append_option(routing.map(|x| x.decision_id.as_str()));
+            shadow.append_value(routing.is_some_and(|x| x.shadow));
+            latency.append_value(p.latency_us);
+            let mut leftovers = serde_json::Map::new();
+            for (tensor, names, width, original) in &plan {
+                let kind = Col::kind(&tensor.data);
+                if names.is_empty() {
+                    let values: Vec<serde_json::Value> = (r * width..(r + 1) * width)
+                        .map(|i| json_value(&tensor.data, i))
+                        .collect();
+                    leftovers.insert((*original).to_string(), values.into());
+                    continue;
+                }
+                for (j, col_name) in names.iter().enumerate() {
+                    let i = r * width + j;
+                    match flat.column(col_name.clone(), kind, n) {
+                        Some(col) => col.push(&tensor.data, i),
+                        None => {
+                            leftovers.insert(col_name.clone(), json_value(&tensor.data, i));
+                        }
+                    }
+                }
+            }
+            if leftovers.is_empty() {
+                extra.append_null();
+            } else {
+                extra.append_value(serde_json::Value::Object(leftovers).to_string());
+            }
+            n += 1;
+            for col in &mut flat.cols {
+                col.pad_to(n);
+            }
+        }
+    }
+    let mut fields = vec![
+        ts_field(),
+        Field::new("date", DataType::Date32, false),
+        Field::new("prediction_id", DataType::Utf8, false),
+        Field::new("row", DataType::Int64, false),
+        Field::new("request_id", DataType::Utf8, true),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::Int64, false),
+        Field::new("deployment", DataType::Utf8, true),
+        Field::new("variant", DataType::Utf8, true),
+        Field::new("decision_id", DataType::Utf8, true),
+        Field::new("shadow", DataType::Boolean, false),
+        Field::new("latency_us", DataType::Int64, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(ts.finish()),
+        Arc::new(date.finish()),
+        Arc::new(pid.finish()),
+        Arc::new(row.finish()),
+        Arc::new(rid.finish()),
+        Arc::new(model.finish()),
+        Arc::new(version.finish()),
+        Arc::new(dep.finish()),
+        Arc::new(var.finish()),
+        Arc::new(did.finish()),
+        Arc::new(shadow.finish()),
+        Arc::new(latency.finish()),
+    ];
+    for (name, col) in flat.names.into_iter().zip(flat.cols) {
+        let (dt, array) = col.finish();
+        fields.push(Field::new(name, dt, true));
+        columns.push(array);
+    }
+    fields.push(Field::new("extra", DataType::Utf8, true));
+    columns.push(Arc::new(extra.finish()));
+    batch(fields, columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Routing;
+
+    fn tensor(shape: Vec<i64>, data: TensorData) -> Tensor {
+        Tensor { shape, data }
+    }
+
+    #[test]
+    fn predictions_flatten_into_columns() {
+        let p = PredictionRecord {
+            ts_us: 86_400_000_000 + 5,
+            prediction_id: "p1".into(),
+            request_id: Some("r".into()),
+            model: "m".into(),
+            version: 2,
+            routing: Some(Routing {
+                deployment: "d".into(),
+                variant: "a".into(),
+                decision_id: "x".into(),
+                shadow: false,
+            }),
+            latency_us: 40,
+            inputs: vec![
+                (
+                    "float_input".into(),
+                    tensor(vec![2, 2], TensorData::Fp32(vec![1.0, 2.0, 3.0, 4.0])),
+                ),
+                ("row".into(), tensor(vec![2], TensorData::Int64(vec![7, 8]))),
+            ],
+            outputs: vec![
+                ("label".into(), tensor(vec![2], TensorData::Int64(vec![0, 1]))),
+                (
+                    "p".into(),
+                    tensor(vec![2, 2], TensorData::Fp32(vec![0.75, 0.25, 0.5, 0.5])),
+                ),
+            ],
+        };
+        let b = to_batch(&[Entry::Prediction(Box::new(p))]).expect("batch");
+        assert_eq!(b.num_rows(), 2);
+        let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+        for want in [
+            "float_input_0",
+            "float_input_1",
+            "in_row",
+            "out_label",
+            "out_p_0",
+            "out_p_1",
+            "extra",
+        ] {
+            assert!(names.contains(&want.to_string()), "{want} in {names:?}");
+        }
+        let col = b
+            .column_by_name("out_p_1")
+            .expect("col")
+            .as_any()
+            .downcast_ref::<keel_lake::arrow::array::Float64Array>()
+            .expect("f64");
+        assert_eq!(col.value(0), 0.25);
+        assert_eq!(col.value(1), 0.5);
+        let dates = b
+            .column_by_name("date")
+            .expect("date")
+            .as_any()
+            .downcast_ref::<keel_lake::arrow::array::Date32Array>()
+            .expect("date32");
+        assert_eq!(dates.value(0), 1);
+    }
+
+    #[test]
+    fn half_floats() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+    }
+}
