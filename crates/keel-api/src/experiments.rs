@@ -52,6 +52,7 @@ pub fn router(experiments: Arc<Experiments>, max_body: usize) -> Router {
         .route("/v1/deployments/{name}/feedback", post(feedback))
         .route("/v1/deployments/{name}/feedback/batch", post(feedback_batch))
         .route("/v1/deployments/{name}/report", get(report))
+        .route("/v1/deployments/{name}/health", get(health))
         .with_state(ExpState { experiments, max_body })
 }
 
@@ -160,6 +161,10 @@ async fn feedback_batch(State(s): State<ExpState>, Path(name): Path<String>, req
         })
         .collect();
     Ok(axum::Json(serde_json::json!({"counted": counted, "failed": failed, "results": items})).into_response())
+}
+
+async fn health(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {
+    Ok(axum::Json(s.experiments.health(&name)?).into_response())
 }
 
 async fn report(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {

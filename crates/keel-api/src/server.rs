@@ -127,6 +127,8 @@ impl BoundServer {
                             if let Err(e) = experiments.close_windows().await {
                                 tracing::error!(error = %e, "closing attribution windows failed");
                             }
+                            // SLOs, guardrail trips and alert rules (notifications, rollbacks).
+                            experiments.watch_tick().await;
                         }
                     }
                 }

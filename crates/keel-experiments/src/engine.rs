@@ -117,6 +117,10 @@ pub struct DecisionOut {
     /// The id the prediction was logged under (prediction logging on): labels refer to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction_id: Option<String>,
+    /// Set when an output guardrail held the chosen variant's answer back and `variant` is the
+    /// fallback: `{"from": variant held back, "violation": {...}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<serde_json::Value>,
 }
 
 /// What `feedback` answers for one event.
@@ -572,6 +576,7 @@ impl Experiment {
                 control: hold,
                 prediction: None,
                 prediction_id: None,
+                fallback: None,
             };
             (out, seq, std::mem::take(&mut inner.notices))
         };

@@ -15,6 +15,7 @@ pub mod report;
 pub mod spec;
 pub mod stats;
 pub mod wal;
+mod watch;
 
 pub use engine::{DecisionOut, Event, Experiment, FeedbackOut, RewardIn};
 pub use error::{ExperimentError, Result};
@@ -22,3 +23,4 @@ pub use manager::{Experiments, record_lineage, validate_name};
 pub use report::Report;
 pub use spec::DeploymentSpec;
 pub use wal::Durability;
+pub use watch::{AlertStatus, Health, OutputGuardrailSpec};

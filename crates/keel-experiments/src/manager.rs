@@ -16,7 +16,9 @@ use crate::engine::{DecisionOut, Experiment, FeedbackOut, RewardIn, now_ms};
 use crate::report::{Report, build};
 use crate::spec::DeploymentSpec;
 use crate::wal::Durability;
+use crate::watch::{Health, Watch};
 use crate::{ExperimentError, Result};
+use keel_guard::AlertEvent;
 
 /// Names of deployments: they become folder names and URL segments.
 pub fn validate_name(name: &str) -> Result<()> {
@@ -55,6 +57,10 @@ pub struct Experiments {
     models: RwLock<BTreeMap<String, VariantModels>>,
     /// Decisions and rewards also go to the lake (tables `decisions`, `feedback`) when set.
     log: OnceLock<Arc<PredictionLog>>,
+    /// Per running deployment: its SLO, output guardrails and alert rules.
+    watches: RwLock<BTreeMap<String, Arc<Watch>>>,
+    /// Sends alert notifications.
+    http: reqwest::Client,
 }
 
 impl Experiments {
@@ -78,6 +84,8 @@ impl Experiments {
             running: RwLock::new(BTreeMap::new()),
             models: RwLock::new(BTreeMap::new()),
             log: OnceLock::new(),
+            watches: RwLock::new(BTreeMap::new()),
+            http: reqwest::Client::new(),
         });
         for revision in me.store.list_deployments().await? {
             me.start(&revision).await?;
@@ -107,6 +115,10 @@ impl Experiments {
         if let Some(p) = &previous {
             p.close();
         }
+        self.watches
+            .write()
+            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .insert(name.clone(), Arc::new(Watch::new(&spec)));
         let experiment = tokio::task::spawn_blocking(move || Experiment::open(&name, spec, rev, &dir, durability))
             .await
             .map_err(|e| ExperimentError::Log(format!("opening the deployment failed: {e}")))??;
@@ -206,8 +218,32 @@ impl Experiments {
     }
 
     /// Decides; for model variants, runs the chosen variant on `inputs` and returns its
-    /// prediction, and sends a copy to every shadow variant (logged, never returned).
+    /// prediction, and sends a copy to every shadow variant (logged, never returned). A model
+    /// answer an output guardrail holds back is replaced by the fallback variant's. Every call
+    /// counts toward the deployment's SLO (server-side failures and slow answers are bad).
     pub async fn decide_with_inputs(
+        &self,
+        name: &str,
+        unit: Option<&str>,
+        context: Option<&serde_json::Map<String, serde_json::Value>>,
+        inputs: Option<InferRequest>,
+    ) -> Result<DecisionOut> {
+        let started = std::time::Instant::now();
+        let result = self.decide_once(name, unit, context, inputs).await;
+        if let Ok(watch) = self.watch(name) {
+            let server_side = matches!(
+                &result,
+                Err(e) if matches!(
+                    e.kind(),
+                    keel_serving::ErrorKind::Internal | keel_serving::ErrorKind::Unavailable
+                )
+            );
+            watch.record(now_ms(), started.elapsed().as_secs_f64() * 1000.0, server_side);
+        }
+        result
+    }
+
+    async fn decide_once(
         &self,
         name: &str,
         unit: Option<&str>,
@@ -275,6 +311,10 @@ impl Experiments {
                 }
                 out.prediction = Some(pred);
                 out.prediction_id = response.prediction_id;
+                if let Some(v) = chosen {
+                    self.guard_output(name, &experiment, &models, v, &request, &mut out)
+                        .await?;
+                }
             }
             for &s in &models.shadows {
                 let Some(model) = models.models.get(s).cloned().flatten() else {
@@ -305,6 +345,154 @@ impl Experiments {
             }
         }
         Ok(out)
+    }
+
+    /// Checks the chosen variant's answer against the output guardrails; when it is held back,
+    /// the fallback variant answers instead (its model runs on the same inputs, or it answers
+    /// as a plain action) and the decision says so.
+    async fn guard_output(
+        &self,
+        name: &str,
+        experiment: &Arc<Experiment>,
+        models: &VariantModels,
+        chosen: usize,
+        request: &InferRequest,
+        out: &mut DecisionOut,
+    ) -> Result<()> {
+        let watch = self.watch(name)?;
+        let Some(spec) = watch.guard_spec().cloned() else {
+            return Ok(());
+        };
+        let fallback = experiment.variant_index(&spec.fallback)?;
+        if fallback == Some(chosen) {
+            return Ok(());
+        }
+        let Some(prediction) = &out.prediction else {
+            return Ok(());
+        };
+        let (values, rows) = crate::watch::scores(prediction, spec.output.as_deref()).unwrap_or_default();
+        let Some(violation) = watch.check(name, chosen, &out.variant, &values, &rows) else {
+            return Ok(());
+        };
+        tracing::warn!(
+            deployment = name, variant = %out.variant, fallback = %spec.fallback, ?violation,
+            "output guardrail held an answer back"
+        );
+        let held_back = out.variant.clone();
+        out.variant = spec.fallback.clone();
+        out.prediction = None;
+        out.prediction_id = None;
+        out.fallback = Some(serde_json::json!({ "from": held_back, "violation": violation }));
+        if let (Some(f), Some(inference)) = (fallback, &self.inference)
+            && let Some(model) = models.models.get(f).cloned().flatten()
+        {
+            let routing = Routing {
+                deployment: name.to_string(),
+                variant: spec.fallback.clone(),
+                decision_id: out.decision_id.clone(),
+                shadow: false,
+            };
+            let response = inference
+                .infer_on(Protocol::Rest, model, request.clone(), Some(routing))
+                .await?;
+            let pred = outputs_json(&response);
+            experiment.log_output(&out.decision_id, f, false, pred.clone())?;
+            out.prediction = Some(pred);
+            out.prediction_id = response.prediction_id;
+        }
+        Ok(())
+    }
+
+    fn watch(&self, name: &str) -> Result<Arc<Watch>> {
+        self.watches
+            .read()
+            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ExperimentError::UnknownDeployment(name.escape_default().to_string()))
+    }
+
+    /// SLO status, guardrail trips and alert states of a running deployment.
+    pub fn health(&self, name: &str) -> Result<Health> {
+        let experiment = self.get(name)?;
+        let revision = experiment.with_inner(|i| i.revision)?;
+        Ok(self.watch(name)?.health(name, revision, now_ms()))
+    }
+
+    /// Evaluates every deployment's alert rules: notifies webhooks (in the background), records
+    /// firings and resolutions in the change log, and rolls a deployment back to its previous
+    /// revision when a firing rule says so. Run every second by the server.
+    pub async fn watch_tick(&self) -> Vec<AlertEvent> {
+        let mut all = Vec::new();
+        for name in self.names() {
+            let Ok(watch) = self.watch(&name) else { continue };
+            let Ok(experiment) = self.get(&name) else { continue };
+            let notify: Vec<keel_guard::AlertRule> =
+                experiment.with_inner(|i| i.spec.alerts.clone()).unwrap_or_default();
+            for event in watch.evaluate(&name, now_ms()) {
+                if let Some(rule) = notify.iter().find(|r| r.name == event.rule) {
+                    keel_guard::alert::notify_all(&self.http, &event, &rule.notify);
+                }
+                let kind = if event.status == "firing" {
+                    "alert.firing"
+                } else {
+                    "alert.resolved"
+                };
+                let details = serde_json::to_value(&event).unwrap_or_default();
+                if let Err(e) = self
+                    .store
+                    .record_change(
+                        "keel-alert",
+                        kind,
+                        &format!("deployment/{name}/alert/{}", event.rule),
+                        &details,
+                    )
+                    .await
+                {
+                    tracing::error!(deployment = %name, error = %e, "could not record an alert");
+                }
+                tracing::warn!(deployment = %name, rule = %event.rule, status = event.status, message = %event.message, "alert");
+                if event.rollback
+                    && let Err(e) = self.roll_back(&name, &event).await
+                {
+                    tracing::error!(deployment = %name, error = %e, "automatic rollback failed");
+                }
+                all.push(event);
+            }
+        }
+        all
+    }
+
+    /// Re-applies the revision before the current one, attributed to the alert rule.
+    async fn roll_back(&self, name: &str, event: &AlertEvent) -> Result<()> {
+        let history = self.store.deployment_history(name).await?;
+        let current = self.get(name)?.with_inner(|i| i.revision)?;
+        let Some(previous) = history.iter().rev().find(|r| r.revision < current) else {
+            tracing::warn!(
+                deployment = name,
+                "alert asked for a rollback, but there is no earlier revision"
+            );
+            return Ok(());
+        };
+        let by = format!("keel-alert/{}", event.rule);
+        let reason = format!(
+            "automatic rollback to revision {} by alert '{}': {}",
+            previous.revision, event.rule, event.message
+        );
+        let revision = self.apply(name, &previous.spec, &by, Some(&reason)).await?;
+        let details = serde_json::json!({
+            "from_revision": current, "to_revision": previous.revision, "new_revision": revision.revision,
+            "rule": event.rule, "message": event.message,
+        });
+        self.store
+            .record_change(
+                &by,
+                "deployment.rollback",
+                &format!("deployment/{name}/{}", revision.revision),
+                &details,
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn feedback(&self, name: &str, items: &[RewardIn]) -> Result<Vec<Result<FeedbackOut>>> {

@@ -32,6 +32,15 @@ pub struct DeploymentSpec {
     /// Width of the time buckets of the traffic-share report.
     #[serde(default = "default_bucket_seconds")]
     pub report_bucket_seconds: u64,
+    /// Latency and availability objective of the decide endpoint.
+    #[serde(default)]
+    pub slo: Option<keel_guard::SloSpec>,
+    /// Checks on model variants' answers, with the variant that answers instead.
+    #[serde(default)]
+    pub output_guardrails: Option<crate::watch::OutputGuardrailSpec>,
+    /// Alert rules over the SLO, guardrails and monitoring figures; a rule may roll back.
+    #[serde(default)]
+    pub alerts: Vec<keel_guard::AlertRule>,
 }
 
 fn default_bucket_seconds() -> u64 {
@@ -248,6 +257,49 @@ impl DeploymentSpec {
             }
             if !(0.0..1.0).contains(&c.share) {
                 problems.push(format!("control.share {} must be in [0, 1)", c.share));
+            }
+        }
+        if let Some(slo) = &self.slo
+            && let Err(e) = slo.validate()
+        {
+            problems.push(e.to_string());
+        }
+        if let Some(g) = &self.output_guardrails {
+            if let Err(e) = g.guard_spec().validate() {
+                problems.push(e.to_string());
+            }
+            match self.variant_index(&g.fallback) {
+                None => problems.push(format!("output_guardrails.fallback '{}' is not a variant", g.fallback)),
+                Some(i) if self.variants[i].shadow => {
+                    problems.push(format!("output_guardrails.fallback '{}' is a shadow", g.fallback));
+                }
+                Some(_) => {}
+            }
+            if g.min.is_none() && g.max.is_none() && g.collapse_std_below.is_none() {
+                problems.push(
+                    "output_guardrails needs min, max or collapse_std_below (NaN is always checked, but say what else)"
+                        .to_string(),
+                );
+            }
+        }
+        for (i, rule) in self.alerts.iter().enumerate() {
+            if let Err(e) = rule.validate() {
+                problems.push(e.to_string());
+            }
+            if self.alerts[..i].iter().any(|r| r.name == rule.name) {
+                problems.push(format!("alert '{}' appears twice", rule.name));
+            }
+            if matches!(rule.condition, keel_guard::Condition::SloBurnRate { .. }) && self.slo.is_none() {
+                problems.push(format!(
+                    "alert '{}' watches the SLO burn rate, but there is no \"slo\"",
+                    rule.name
+                ));
+            }
+            if matches!(rule.condition, keel_guard::Condition::Guardrail { .. }) && self.output_guardrails.is_none() {
+                problems.push(format!(
+                    "alert '{}' watches guardrails, but there are no \"output_guardrails\"",
+                    rule.name
+                ));
             }
         }
         if let Some(c) = &self.canary {

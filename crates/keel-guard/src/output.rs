@@ -93,12 +93,14 @@ impl OutputGuard {
         }
     }
 
-    /// Checks the scores of one answer; a good answer's scores join the recent window.
-    pub fn check(&mut self, scores: &[f64]) -> Option<Violation> {
-        if scores.iter().any(|s| !s.is_finite()) {
+    /// Checks one answer: every value in `values` must be finite and within bounds; `rows` (one
+    /// score per row, e.g. the positive class probability) join the recent window watched for a
+    /// collapse when the answer is otherwise good.
+    pub fn check(&mut self, values: &[f64], rows: &[f64]) -> Option<Violation> {
+        if values.iter().chain(rows).any(|s| !s.is_finite()) {
             return Some(Violation::NotFinite);
         }
-        for &s in scores {
+        for &s in values {
             if self.spec.min.is_some_and(|lo| s < lo) || self.spec.max.is_some_and(|hi| s > hi) {
                 return Some(Violation::OutOfBounds {
                     value: s,
@@ -108,7 +110,7 @@ impl OutputGuard {
             }
         }
         let threshold = self.spec.collapse_std_below?;
-        for &s in scores {
+        for &s in rows {
             if self.recent.len() == self.spec.collapse_window
                 && let Some(old) = self.recent.pop_front()
             {
@@ -148,22 +150,25 @@ mod tests {
     #[test]
     fn nan_and_bounds() {
         let mut g = OutputGuard::new(spec());
-        assert_eq!(g.check(&[f64::NAN]), Some(Violation::NotFinite));
-        assert_eq!(g.check(&[0.2, f64::INFINITY]), Some(Violation::NotFinite));
-        assert_eq!(g.check(&[1.5]).map(|v| v.kind()), Some("out_of_bounds"));
-        assert_eq!(g.check(&[-0.1]).map(|v| v.kind()), Some("out_of_bounds"));
-        assert_eq!(g.check(&[0.3, 0.7]), None);
+        assert_eq!(g.check(&[f64::NAN], &[f64::NAN]), Some(Violation::NotFinite));
+        assert_eq!(
+            g.check(&[0.2, f64::INFINITY], &[0.2, f64::INFINITY]),
+            Some(Violation::NotFinite)
+        );
+        assert_eq!(g.check(&[1.5], &[1.5]).map(|v| v.kind()), Some("out_of_bounds"));
+        assert_eq!(g.check(&[-0.1], &[-0.1]).map(|v| v.kind()), Some("out_of_bounds"));
+        assert_eq!(g.check(&[0.3, 0.7], &[0.3, 0.7]), None);
     }
 
     #[test]
     fn a_collapsed_distribution_is_caught_and_a_varied_one_is_not() {
         let mut g = OutputGuard::new(spec());
         for i in 0..50 {
-            assert_eq!(g.check(&[(i % 10) as f64 / 10.0]), None);
+            assert_eq!(g.check(&[(i % 10) as f64 / 10.0], &[(i % 10) as f64 / 10.0]), None);
         }
         let mut caught = None;
         for _ in 0..10 {
-            caught = g.check(&[0.42]);
+            caught = g.check(&[0.42], &[0.42]);
         }
         match caught {
             Some(Violation::Collapsed { std, window }) => assert!(std < 1e-6 && window == 10),
@@ -175,7 +180,7 @@ mod tests {
             ..spec()
         });
         for _ in 0..100 {
-            assert_eq!(g.check(&[0.5]), None);
+            assert_eq!(g.check(&[0.5], &[0.5]), None);
         }
     }
 

@@ -347,3 +347,133 @@ async fn model_variants_return_predictions_and_shadows_are_logged_only() {
     let (status, body) = server.get("/v1/deployments/broken").await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// Output guardrails hold a wildly wrong answer back and the fallback variant answers; the
+/// alert rule watching them fires once, notifies a real webhook, and rolls the deployment back
+/// to its previous revision, which the change log attributes to the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guardrail_fallback_alert_webhook_and_automatic_rollback() {
+    use std::sync::{Arc, Mutex};
+
+    let server = TestServer::start(&["bc-lr"]).await;
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let hook = {
+        let received = received.clone();
+        axum::routing::post(move |body: axum::Json<serde_json::Value>| {
+            let received = received.clone();
+            async move {
+                received.lock().expect("lock").push(body.0);
+                axum::http::StatusCode::OK
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook_url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/hook", hook)).await });
+
+    let plain = json!({
+        "variants": [{"name": "lr", "model": "bc-lr"}, {"name": "safe"}],
+        "policy": {"type": "fixed_weights", "weights": [1, 0]},
+    });
+    let mut guarded = plain.clone();
+    // No probability may exceed 0.5: every answer of the classifier breaks it.
+    guarded["output_guardrails"] = json!({"output": "probabilities", "min": 0, "max": 0.5, "fallback": "safe"});
+    guarded["slo"] = json!({"latency_ms": 2000, "objective": 0.99, "window_seconds": 60});
+    guarded["alerts"] = json!([{
+        "name": "wrong-outputs",
+        "condition": {"type": "guardrail", "at_least": 1},
+        "notify": [{"url": hook_url, "format": "json", "timeout_seconds": 2}],
+        "rollback": true
+    }]);
+    for spec in [&plain, &guarded] {
+        let put = server
+            .client
+            .put(server.url("/v1/deployments/guarded"))
+            .json(&json!({"spec": spec, "author": "ana"}))
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(put.status().as_u16(), 200, "{}", put.text().await.unwrap_or_default());
+    }
+    // An invalid guardrail (unknown fallback) is refused with the reason.
+    let mut bad = guarded.clone();
+    bad["output_guardrails"]["fallback"] = json!("nope");
+    let put = server
+        .client
+        .put(server.url("/v1/deployments/guarded"))
+        .json(&json!({"spec": bad, "author": "ana"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 400);
+    assert!(
+        put.text()
+            .await
+            .unwrap_or_default()
+            .contains("fallback 'nope' is not a variant")
+    );
+
+    let inputs = crate::support::bc_request(1)["inputs"].clone();
+    let (status, d) = server
+        .post_json(
+            "/v1/deployments/guarded/decide",
+            &json!({"unit_id": "u1", "inputs": inputs}),
+        )
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["variant"], "safe", "the fallback answered: {d}");
+    assert_eq!(d["fallback"]["from"], "lr");
+    assert_eq!(d["fallback"]["violation"]["kind"], "out_of_bounds");
+    assert!(
+        d.get("prediction").is_none(),
+        "a plain-action fallback carries no prediction: {d}"
+    );
+    let (_, health) = server.get("/v1/deployments/guarded/health").await;
+    assert_eq!(health["guardrail_trips"]["lr/out_of_bounds"], 1, "{health}");
+    assert_eq!(health["slo"]["requests"], 1, "{health}");
+
+    // Within a few evaluation ticks the alert fires: webhook, rollback to revision 1's spec.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, current) = server.get("/v1/deployments/guarded").await;
+        let got = received.lock().expect("lock").clone();
+        if current["revision"] == 3 && !got.is_empty() {
+            assert_eq!(current["spec"], plain, "rolled back to revision 1's definition");
+            assert_eq!(
+                (got[0]["rule"].as_str(), got[0]["status"].as_str()),
+                (Some("wrong-outputs"), Some("firing"))
+            );
+            assert_eq!(got[0]["rollback"], true);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rollback: {current} / {got:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let changes = server
+        .registry
+        .store()
+        .list_changes(20, Some("deployment/guarded"))
+        .await
+        .expect("changes");
+    let rollback = changes
+        .iter()
+        .find(|c| c.kind == "deployment.rollback")
+        .expect("rollback recorded");
+    assert_eq!(rollback.actor, "keel-alert/wrong-outputs");
+    assert_eq!(
+        (
+            rollback.details["from_revision"].as_i64(),
+            rollback.details["to_revision"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert!(changes.iter().any(|c| c.kind == "alert.firing"));
+    // After the rollback the model answers again.
+    let (_, d) = server
+        .post_json(
+            "/v1/deployments/guarded/decide",
+            &json!({"unit_id": "u2", "inputs": inputs}),
+        )
+        .await;
+    assert_eq!(d["variant"], "lr", "{d}");
+}

@@ -1,0 +1,230 @@
+//! A running deployment's watch: its SLO, the output guardrails of its model variants, and
+//! its alert rules (which may roll it back). One per running revision; a new revision starts a
+//! fresh watch.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use keel_guard::alert::Alerts;
+use keel_guard::{AlertEvent, OutputGuard, OutputGuardSpec, Signals, SloStatus, SloTracker, Violation};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::DeploymentSpec;
+
+/// `output_guardrails` of a deployment spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputGuardrailSpec {
+    /// The output tensor checked (default: the first floating-point output). Every value must
+    /// lie within the bounds; the last value of each row is the score watched for a collapse
+    /// (the positive class of a binary classifier).
+    #[serde(default)]
+    pub output: Option<String>,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub collapse_std_below: Option<f64>,
+    #[serde(default = "default_collapse_window")]
+    pub collapse_window: usize,
+    /// The variant that answers instead when a guardrail holds an answer back.
+    pub fallback: String,
+}
+
+fn default_collapse_window() -> usize {
+    200
+}
+
+impl OutputGuardrailSpec {
+    pub fn guard_spec(&self) -> OutputGuardSpec {
+        OutputGuardSpec {
+            min: self.min,
+            max: self.max,
+            collapse_std_below: self.collapse_std_below,
+            collapse_window: self.collapse_window,
+        }
+    }
+}
+
+/// Where a deployment stands: for `GET /v1/deployments/{name}/health` and the CLI.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub deployment: String,
+    pub revision: i64,
+    pub slo: Option<SloStatus>,
+    /// Answers held back by output guardrails since the revision started, per variant and kind.
+    pub guardrail_trips: BTreeMap<String, u64>,
+    pub alerts: Vec<AlertStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertStatus {
+    pub rule: String,
+    pub state: keel_guard::AlertState,
+    pub rollback: bool,
+}
+
+pub(crate) struct Watch {
+    slo: Option<Mutex<SloTracker>>,
+    guards: Mutex<BTreeMap<usize, OutputGuard>>,
+    guard_spec: Option<OutputGuardrailSpec>,
+    alerts: Mutex<Alerts>,
+    /// Trips since the last alert evaluation.
+    trips_pending: AtomicU64,
+    trips_total: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Watch {
+    pub(crate) fn new(spec: &DeploymentSpec) -> Watch {
+        Watch {
+            slo: spec.slo.clone().map(|s| Mutex::new(SloTracker::new(s))),
+            guards: Mutex::new(BTreeMap::new()),
+            guard_spec: spec.output_guardrails.clone(),
+            alerts: Mutex::new(Alerts::new(spec.alerts.clone())),
+            trips_pending: AtomicU64::new(0),
+            trips_total: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub(crate) fn guard_spec(&self) -> Option<&OutputGuardrailSpec> {
+        self.guard_spec.as_ref()
+    }
+
+    /// Records one answered (or failed) decision for the SLO.
+    pub(crate) fn record(&self, now_ms: i64, latency_ms: f64, error: bool) {
+        if let Some(slo) = &self.slo
+            && let Ok(mut t) = slo.lock()
+        {
+            t.record(now_ms, latency_ms, error);
+        }
+    }
+
+    /// Checks a variant's answer; `Some` means it must not go out.
+    pub(crate) fn check(
+        &self,
+        deployment: &str,
+        variant: usize,
+        name: &str,
+        values: &[f64],
+        rows: &[f64],
+    ) -> Option<Violation> {
+        let spec = self.guard_spec.as_ref()?;
+        let violation = {
+            let mut guards = self.guards.lock().ok()?;
+            guards
+                .entry(variant)
+                .or_insert_with(|| OutputGuard::new(spec.guard_spec()))
+                .check(values, rows)
+        }?;
+        self.trips_pending.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut total) = self.trips_total.lock() {
+            *total.entry(format!("{name}/{}", violation.kind())).or_default() += 1;
+        }
+        metrics::counter!(
+            "keel_guardrail_trips_total",
+            "deployment" => deployment.to_owned(), "variant" => name.to_owned(), "kind" => violation.kind()
+        )
+        .increment(1);
+        Some(violation)
+    }
+
+    /// Evaluates the alert rules at `now_ms`; returns firings and resolutions.
+    pub(crate) fn evaluate(&self, deployment: &str, now_ms: i64) -> Vec<AlertEvent> {
+        let slo = self.slo_status(now_ms);
+        if let Some(s) = &slo {
+            metrics::gauge!("keel_slo_burn_rate", "deployment" => deployment.to_owned()).set(s.burn_rate);
+            metrics::gauge!("keel_slo_availability", "deployment" => deployment.to_owned()).set(s.availability);
+        }
+        let signals = Signals {
+            burn_rate: slo.filter(|s| s.requests > 0).map(|s| s.burn_rate),
+            guardrail_trips: self.trips_pending.swap(0, Ordering::Relaxed),
+            drift: BTreeMap::new(),
+            auc: None,
+        };
+        let Ok(mut alerts) = self.alerts.lock() else {
+            return Vec::new();
+        };
+        let events = alerts.evaluate(deployment, &signals, now_ms);
+        for (rule, state) in alerts.states() {
+            let firing = matches!(state, keel_guard::AlertState::Firing { .. });
+            metrics::gauge!("keel_alert_firing", "deployment" => deployment.to_owned(), "rule" => rule.name.clone())
+                .set(if firing { 1.0 } else { 0.0 });
+        }
+        events
+    }
+
+    fn slo_status(&self, now_ms: i64) -> Option<SloStatus> {
+        self.slo.as_ref()?.lock().ok().map(|mut t| t.status(now_ms))
+    }
+
+    pub(crate) fn health(&self, deployment: &str, revision: i64, now_ms: i64) -> Health {
+        Health {
+            deployment: deployment.to_owned(),
+            revision,
+            slo: self.slo_status(now_ms),
+            guardrail_trips: self.trips_total.lock().map(|t| t.clone()).unwrap_or_default(),
+            alerts: self
+                .alerts
+                .lock()
+                .map(|a| {
+                    a.states()
+                        .into_iter()
+                        .map(|(r, s)| AlertStatus {
+                            rule: r.name.clone(),
+                            state: s,
+                            rollback: r.rollback,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The scores of a response's checked output: every value (for bounds and NaN) and, per row,
+/// the last value (for the collapse check). `None` when the output is missing or not numeric.
+pub(crate) fn scores(prediction: &serde_json::Value, output: Option<&str>) -> Option<(Vec<f64>, Vec<f64>)> {
+    let map = prediction.as_object()?;
+    let (_, tensor) = match output {
+        Some(name) => map.get_key_value(name)?,
+        None => map.iter().find(|(_, t)| {
+            t["data"]
+                .as_array()
+                .is_some_and(|d| d.first().is_some_and(|x| x.is_f64() || x.is_null()))
+        })?,
+    };
+    let data = tensor["data"].as_array()?;
+    // serde_json writes NaN and infinities as null: treat null as not finite.
+    let values: Vec<f64> = data.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
+    let width = tensor["shape"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(serde_json::Value::as_u64)
+        .filter(|w| *w > 0 && tensor["shape"].as_array().is_some_and(|s| s.len() > 1))
+        .unwrap_or(1) as usize;
+    let per_row: Vec<f64> = values.chunks(width).filter_map(|row| row.last().copied()).collect();
+    Some((values, per_row))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn scores_take_the_first_float_output_and_the_last_column_per_row() {
+        let pred = json!({
+            "label": {"shape": [2], "data": [1, 0]},
+            "probabilities": {"shape": [2, 2], "data": [0.25, 0.75, 0.9, 0.1]},
+        });
+        let (all, rows) = scores(&pred, None).expect("scores");
+        assert_eq!(all, vec![0.25, 0.75, 0.9, 0.1]);
+        assert_eq!(rows, vec![0.75, 0.1]);
+        assert!(scores(&pred, Some("nope")).is_none());
+        let nan = json!({"variable": {"shape": [1, 1], "data": [null]}});
+        assert!(scores(&nan, None).expect("scores").0[0].is_nan());
+    }
+}
