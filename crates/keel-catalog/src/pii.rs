@@ -33,14 +33,14 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         p("credit_card", r"^(?:\d[ -]?){13,19}$", Some(luhn)),
         p("iban", r"^[A-Z]{2}\d{2}[A-Z0-9 ]{11,30}$", None),
         p(
-            "phone",
-            r"^\+?\(?\d{1,4}\)?(?:[ .\-]?\(?\d{1,4}\)?){2,5}$",
-            Some(phone_digits),
-        ),
-        p(
             "ip_address",
             r"^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$",
             None,
+        ),
+        p(
+            "phone",
+            r"^\+?\(?\d{1,4}\)?(?:[ .\-]?\(?\d{1,4}\)?){2,5}$",
+            Some(phone_digits),
         ),
     ]
 });
