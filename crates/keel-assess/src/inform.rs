@@ -5,6 +5,8 @@
 //! - Categorical feature: AUC of an out-of-fold target encoding: each row gets its category's
 //!   positive rate computed on the *other* folds, smoothed towards the prior with weight
 //!   [`SMOOTHING`]. An identifier column (one row per value) thus scores about 0.5 instead of 1.
+//!   Out-of-fold encodings are biased low when a class is rare (a row's own positives are left out
+//!   of its category's rate), so AUC below 0.5 counts as no signal (strength 0.5).
 //! - Mutual information in nats between the binned feature and the target, minus the Miller-Madow
 //!   bias `(bins - 1) / 2N`: numerics in up to 20 equal-frequency bins (one bin per value when they
 //!   have at most 20) plus a missing bin; categoricals as their 50 most frequent values, "other"
@@ -152,7 +154,8 @@ pub struct FeatureInfo {
     pub kind: ColumnKind,
     /// P(score of a positive > score of a negative); below 0.5 when lower values mean positive.
     pub auc: f64,
-    /// max(auc, 1 - auc): 0.5 is useless, 1 predicts the target perfectly.
+    /// Numerics: max(auc, 1 - auc); categoricals: max(auc, 0.5) (the encoding has a direction).
+    /// 0.5 is useless, 1 predicts the target perfectly.
     pub strength: f64,
     /// `rank` (numeric values) or `out_of_fold_target_encoding` (categories).
     pub auc_method: &'static str,
@@ -188,7 +191,12 @@ pub(crate) fn feature(name: &str, values: &Values, ctx: &TargetCtx<'_>) -> Optio
         }
         Values::Time(_) | Values::Unsupported { .. } => return None,
     };
-    let strength = auc.max(1.0 - auc);
+    // An out-of-fold encoding has a fixed direction (a higher encoded rate means positive); below
+    // 0.5 it shows the encoding's known pessimistic bias on rare classes, not a signal.
+    let strength = match kind {
+        ColumnKind::Categorical => auc.max(0.5),
+        _ => auc.max(1.0 - auc),
+    };
     Some(FeatureInfo {
         name: name.to_string(),
         kind,

@@ -6,10 +6,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
@@ -133,7 +136,19 @@ impl Source {
     }
 
     /// Decodes one top-level column file by file, batch by batch.
-    pub fn for_each(&self, column: &str, mut each: impl FnMut(Piece<'_>) -> Result<()>) -> Result<()> {
+    pub fn for_each(&self, column: &str, each: impl FnMut(Piece<'_>) -> Result<()>) -> Result<()> {
+        self.for_each_as(column, false, each)
+    }
+
+    /// Like [`Source::for_each`]; with `as_dictionary`, a string column is decoded as a dictionary
+    /// array (keys plus distinct values): dictionary-encoded Parquet pages then skip building one
+    /// string per row.
+    fn for_each_as(
+        &self,
+        column: &str,
+        as_dictionary: bool,
+        mut each: impl FnMut(Piece<'_>) -> Result<()>,
+    ) -> Result<()> {
         for f in &self.files {
             let path = f.path.as_path();
             let file_rows = usize::try_from(f.meta.metadata().file_metadata().num_rows()).unwrap_or(0);
@@ -145,7 +160,12 @@ impl Source {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone());
+            let meta = if as_dictionary {
+                dictionary_metadata(&f.meta, index).map_err(|e| parquet_err(path, e))?
+            } else {
+                f.meta.clone()
+            };
+            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
             let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
             let reader = builder
                 .with_projection(mask)
@@ -207,7 +227,7 @@ impl Source {
             out.counts.push(0);
             c
         };
-        self.for_each(column, |piece| {
+        self.for_each_as(column, true, |piece| {
             match piece {
                 Piece::Nulls(n) => {
                     out.codes.resize(out.codes.len() + n, MISSING_CODE);
@@ -332,6 +352,33 @@ impl Source {
         })?;
         Ok(missing)
     }
+}
+
+/// The file's reader metadata with column `index` read as `Dictionary(Int32, Utf8)` when it is a
+/// plain string column (other types unchanged).
+fn dictionary_metadata(meta: &ArrowReaderMetadata, index: usize) -> parquet::errors::Result<ArrowReaderMetadata> {
+    let schema = meta.schema();
+    if !matches!(schema.field(index).data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+        return Ok(meta.clone());
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if i == index {
+                Field::new(
+                    f.name(),
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone())),
+                    f.is_nullable(),
+                )
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(schema))
 }
 
 fn push_code(out: &mut Categories, code: u32) {

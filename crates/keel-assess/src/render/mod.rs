@@ -84,7 +84,7 @@ pub(crate) fn feature_rows(a: &Assessment, max: usize) -> Vec<Vec<String>> {
         .take(max)
         .map(|f| {
             vec![
-                f.name.clone(),
+                display_name(&f.name),
                 kind(f.kind).to_string(),
                 format!("{:.3}", f.auc),
                 format!("{:.3}", f.strength),
@@ -138,7 +138,7 @@ fn column_row(c: &ColumnProfile) -> Vec<String> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut row = vec![
-        c.name.clone(),
+        display_name(&c.name),
         kind(c.kind).to_string(),
         missing,
         c.distinct.to_string(),
@@ -343,11 +343,24 @@ impl Profile {
     }
 }
 
+/// The first four cells (no note), the figure cut to 110 characters: the terminal stays readable.
 fn trim4(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
     rows.into_iter()
         .map(|mut r| {
             r.truncate(4);
+            if let Some(figure) = r.get_mut(2) {
+                *figure = truncate(figure, 110);
+            }
             r
         })
         .collect()
+}
+
+/// A column name for people: an empty name (a CSV's unnamed index column) shows as `(unnamed)`.
+pub(crate) fn display_name(name: &str) -> String {
+    if name.is_empty() {
+        "(unnamed)".into()
+    } else {
+        name.to_string()
+    }
 }
