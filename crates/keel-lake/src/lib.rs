@@ -455,6 +455,26 @@ impl Lake {
         Ok(out)
     }
 
+    /// The Parquet data files of a table at its latest version or at `at` (the files a reader of
+    /// that version scans; partition column values live in the paths, not in the files).
+    pub async fn files(&self, table: &str, at: Option<VersionOrTimestamp>) -> Result<Vec<PathBuf>> {
+        let delta = self.load(table, at).await?;
+        let mut out = Vec::new();
+        for uri in delta.get_file_uris()? {
+            // The local store answers plain absolute paths; file:// URLs are accepted too.
+            let path = match Url::parse(&uri) {
+                Ok(u) if u.scheme() == "file" => u.to_file_path().ok(),
+                _ => Some(PathBuf::from(&uri)).filter(|p| p.is_absolute()),
+            };
+            let path = path.ok_or_else(|| LakeError::UnsupportedRoot {
+                root: uri.clone(),
+                reason: "a data file that is not on the local filesystem".into(),
+            })?;
+            out.push(path);
+        }
+        Ok(out)
+    }
+
     /// Reads a whole table at its latest version or at `at`.
     pub async fn scan(&self, table: &str, at: Option<VersionOrTimestamp>) -> Result<Vec<RecordBatch>> {
         let ctx = SessionContext::new();

@@ -109,6 +109,18 @@ async fn explicit_schema_append_then_overwrite() {
         rows(&lake.scan("t", Some(VersionOrTimestamp::Version(1))).await.unwrap()),
         4
     );
+    // The data files of a version: two appends at version 1, one file after the overwrite.
+    let v1 = lake.files("t", Some(VersionOrTimestamp::Version(1))).await.unwrap();
+    assert_eq!(v1.len(), 2, "{v1:?}");
+    assert!(
+        v1.iter()
+            .all(|p| p.is_file() && p.extension().is_some_and(|e| e == "parquet"))
+    );
+    assert_eq!(lake.files("t", None).await.unwrap().len(), 1);
+    assert!(matches!(
+        lake.files("nope", None).await,
+        Err(LakeError::TableNotFound { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,6 +158,55 @@ pub enum DataCommand {
     /// Per-column drift of CURRENT against REFERENCE (Parquet files) with Evidently's default
     /// test per column type and size, plus data-quality counts
     Drift(DriftArgs),
+    /// Feasibility assessment for predicting a binary TARGET: do we have the right data (rows,
+    /// balance, missing values, duplicates, leakage, informativeness, a cross-validated baseline)
+    /// and does it arrive fast enough (freshness, arrivals, gaps); ends with a verdict and reasons
+    Assess(AssessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AssessArgs {
+    /// A lake table name, or a .parquet file
+    pub table: String,
+    /// The binary target column (two values, e.g. 0/1; the larger is positive)
+    #[arg(long)]
+    pub target: String,
+    /// The event-time column (timestamp, date or RFC 3339 strings): freshness, arrivals, gaps
+    #[arg(long)]
+    pub time: Option<String>,
+    /// The entity column (customer, user...): counted and left out of the features
+    #[arg(long)]
+    pub entity: Option<String>,
+    /// Table version (default: the latest)
+    #[arg(long)]
+    pub version: Option<u64>,
+    /// Also write the report as Markdown to this file
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Also write the report as a standalone HTML page (inline SVG charts) to this file
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Skip the cross-validated baseline model
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Labelled rows the baseline uses at most (a deterministic sample)
+    #[arg(long, default_value_t = 200_000)]
+    pub max_rows: usize,
+    /// Freshness: the newest row may be at most this many hours old
+    #[arg(long, default_value_t = 48.0)]
+    pub max_lag_hours: f64,
+    /// "Now" for freshness, RFC 3339 (default: the clock)
+    #[arg(long)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// A feature whose single-feature AUC reaches this is suspected leakage
+    #[arg(long, default_value_t = 0.98)]
+    pub leakage_auc: f64,
+    /// Fewer labelled rows fail the assessment
+    #[arg(long, default_value_t = 1000)]
+    pub min_rows: u64,
+    /// Fewer rows of either class fail the assessment
+    #[arg(long, default_value_t = 100)]
+    pub min_positives: u64,
 }
 
 #[derive(Debug, Args)]

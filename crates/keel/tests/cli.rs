@@ -479,3 +479,100 @@ fn bad_ingests_leave_the_table_at_its_last_good_version() {
         2
     );
 }
+
+#[test]
+fn data_assess_an_ingested_table() {
+    let home = tempfile::tempdir().expect("tmp");
+    // 2,000 rows, one a minute from 2024-01-01: y depends on x; `leak` copies y; `color` is noise.
+    let mut csv = String::from("ts,x,color,leak,y\n");
+    let mut state = 42u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for i in 0..2000 {
+        let x = next() * 4.0 - 2.0;
+        let y = u8::from(next() < 1.0 / (1.0 + (-(2.0 * x - 1.0f64)).exp()));
+        let color = ["red", "green", "blue"][(next() * 3.0) as usize % 3];
+        let ts = chrono::DateTime::from_timestamp(1_704_067_200 + i * 60, 250_000_000).expect("time");
+        csv.push_str(&format!(
+            "{},{x:.6},{color},{y},{y}\n",
+            ts.format("%Y-%m-%d %H:%M:%S%.6f+00:00")
+        ));
+    }
+    let file = home.path().join("events.csv");
+    std::fs::write(&file, csv).expect("write");
+    ok_json(
+        home.path(),
+        &["data", "ingest", file.to_str().expect("p"), "--table", "events"],
+    );
+
+    let html = home.path().join("report.html");
+    let md = home.path().join("report.md");
+    let report = ok_json(
+        home.path(),
+        &[
+            "data",
+            "assess",
+            "events",
+            "--target",
+            "y",
+            "--time",
+            "ts",
+            "--now",
+            "2024-01-03T00:00:00Z",
+            "--html",
+            html.to_str().expect("p"),
+            "--markdown",
+            md.to_str().expect("p"),
+        ],
+    );
+    assert_eq!(report["rows"], 2000);
+    assert_eq!(report["target"]["column"], "y");
+    assert_eq!(report["verdict"], "NotReady");
+    assert_eq!(report["features"][0]["name"], "leak");
+    assert_eq!(report["features"][0]["leakage"], true);
+    let reasons = report["reasons"].to_string();
+    assert!(reasons.contains("leakage") && reasons.contains("leak"), "{reasons}");
+    assert_eq!(report["arrival"]["first"], "2024-01-01T00:00:00.250Z");
+    assert!(report["arrival"]["freshness_seconds"].as_f64().expect("f") > 0.0);
+    assert!(report["baseline"]["auc_mean"].as_f64().expect("auc") > 0.7);
+    assert!(std::fs::read_to_string(&html).expect("html").contains("<svg"));
+    assert!(
+        std::fs::read_to_string(&md)
+            .expect("md")
+            .contains("## Verdict: NOT READY")
+    );
+
+    // The terminal report, and clear errors.
+    let out = keel(
+        home.path(),
+        &["data", "assess", "events", "--target", "y", "--no-baseline"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VERDICT: NOT READY"));
+    let out = keel(home.path(), &["data", "assess", "events", "--target", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("target column \"nope\" is not in the table"),
+        "{}",
+        stderr(&out)
+    );
+    let out = keel(
+        home.path(),
+        &["data", "assess", "events", "--target", "y", "--time", "x"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not a time"), "{}", stderr(&out));
+    let out = keel(
+        home.path(),
+        &["data", "assess", file.to_str().expect("p"), "--target", "y"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("keel data ingest"), "{}", stderr(&out));
+    let out = keel(home.path(), &["data", "assess", "nosuch", "--target", "y"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}

@@ -6,7 +6,7 @@ use keel_catalog::Permission;
 #[cfg(feature = "lake")]
 use keel_lake::{Lake, VersionOrTimestamp};
 
-use crate::cli::{DataCommand, Global};
+use crate::cli::{AssessArgs, DataCommand, Global};
 use crate::output;
 
 #[cfg(feature = "lake")]
@@ -119,6 +119,93 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
                 report.seconds
             );
         }
+        DataCommand::Assess(args) => assess(global, args).await?,
     }
     Ok(())
+}
+
+/// `keel data assess`: resolves TABLE to Parquet files, assesses them, prints and writes the report.
+async fn assess(global: &Global, args: AssessArgs) -> anyhow::Result<()> {
+    let path = std::path::Path::new(&args.table);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let files = if matches!(ext.as_str(), "parquet" | "pq") || path.is_file() {
+        if !matches!(ext.as_str(), "parquet" | "pq") {
+            anyhow::bail!(
+                "{} is not a Parquet file: ingest it into a lake table first (keel data ingest {} --table NAME) \
+                 and assess the table",
+                args.table,
+                args.table
+            );
+        }
+        if args.version.is_some() {
+            anyhow::bail!("--version applies to lake tables, not to a Parquet file");
+        }
+        vec![path.to_path_buf()]
+    } else {
+        #[cfg(feature = "lake")]
+        catalogued::open_for_with(
+            global,
+            &args.table,
+            Permission::Read,
+            "assess",
+            serde_json::json!({ "target": args.target, "version": args.version }),
+        )
+        .await?;
+        table_files(global, &args.table, args.version).await?
+    };
+    let mut options = keel_assess::AssessOptions::new(&args.target);
+    options.time = args.time.clone();
+    options.entity = args.entity.clone();
+    if let Some(now) = args.now {
+        options.now = now;
+    }
+    options.baseline = !args.no_baseline;
+    options.max_rows = args.max_rows;
+    options.title = Some(match args.version {
+        Some(v) => format!("{} (version {v})", args.table),
+        None => args.table.clone(),
+    });
+    options.thresholds.max_freshness_seconds = args.max_lag_hours * 3600.0;
+    options.thresholds.leakage_auc = args.leakage_auc;
+    options.thresholds.min_rows = args.min_rows;
+    options.thresholds.min_positives = args.min_positives;
+    let spinner = if global.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner().with_message(format!("assessing {}", args.table))
+    };
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let result = tokio::task::spawn_blocking(move || keel_assess::assess(&files, &options)).await;
+    spinner.finish_and_clear();
+    let report = result
+        .context("the assessment task failed")?
+        .with_context(|| format!("cannot assess {}", args.table))?;
+    if let Some(file) = &args.markdown {
+        std::fs::write(file, report.to_markdown()).with_context(|| format!("cannot write {}", file.display()))?;
+        eprintln!("wrote {}", file.display());
+    }
+    if let Some(file) = &args.html {
+        std::fs::write(file, report.to_html()).with_context(|| format!("cannot write {}", file.display()))?;
+        eprintln!("wrote {}", file.display());
+    }
+    if global.json {
+        return output::json(&report);
+    }
+    print!("{}", report.to_terminal());
+    Ok(())
+}
+
+#[cfg(feature = "lake")]
+async fn table_files(global: &Global, table: &str, version: Option<u64>) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let lake = Lake::open(&global.home.join("lake"))?;
+    Ok(lake.files(table, version.map(VersionOrTimestamp::Version)).await?)
+}
+
+#[cfg(not(feature = "lake"))]
+async fn table_files(_: &Global, table: &str, _: Option<u64>) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    anyhow::bail!("{table} is not a .parquet file, and this keel was built without lake tables (feature `lake`)")
 }
