@@ -34,7 +34,9 @@ pub const MAX_WIDTH: usize = 256;
 /// The partition column of every log table.
 pub const PARTITION: &str = "date";
 
-const FIXED: &[&str] = &[
+/// The metadata columns of a predictions table; every other column is an input (or, with the
+/// `out_` prefix, an output).
+pub const FIXED: &[&str] = &[
     "ts",
     "date",
     "prediction_id",

@@ -91,6 +91,9 @@ pub enum Command {
 #[cfg(feature = "lake")]
 #[derive(Debug, Subcommand)]
 pub enum MonitorCommand {
+    /// Drift of a deployment's logged inputs (and predictions) against a reference lake table
+    /// (its training table or a sample of it), with Evidently's default test per column
+    Drift(MonitorDriftArgs),
     /// Store labels (ground truth) for logged predictions from a JSON array or JSON-lines file
     /// of {"prediction_id": ..., "row"?: 0, "label": 0|1, "ts"?: RFC 3339}
     Label { file: PathBuf },
@@ -339,6 +342,28 @@ pub enum TokenCommand {
     },
     /// Revoke every token of a principal
     Revoke { principal: String },
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorDriftArgs {
+    pub deployment: String,
+    /// Reference lake table; its columns must be inputs the deployment's models log
+    #[arg(long)]
+    pub reference: String,
+    /// The current window: predictions logged in the last this-many seconds
+    #[arg(long, default_value_t = 3600)]
+    pub window_seconds: u64,
+    /// Only these columns (comma separated)
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Reference columns to leave out (the target, ids...), comma separated
+    #[arg(long, value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// auto (Evidently's defaults), psi, ks, wasserstein, jensenshannon
+    #[arg(long, default_value = "auto")]
+    pub method: String,
+    #[arg(long)]
+    pub threshold: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -345,3 +345,142 @@ async fn data_routes_need_a_token_and_a_grant() {
         "{via_api:?}"
     );
 }
+
+/// `keel monitor drift`: a deployment serving a model logs its inputs to the lake; its last
+/// window is compared with a reference table, and a reference with columns the model does not
+/// have is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_drift_compares_logged_inputs_with_a_reference_table() {
+    let home = tempfile::tempdir().expect("tmp");
+    let h = home.path();
+    let keel = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("--home")
+            .arg(h)
+            .args(args)
+            .env("KEEL_LOG", "warn")
+            .output()
+            .expect("keel")
+    };
+    let ok = |args: &[&str]| {
+        let out = keel(args);
+        assert!(
+            out.status.success(),
+            "keel {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
+    ok(&[
+        "model",
+        "push",
+        "bc-lr",
+        fixtures.join("bc-lr.onnx").to_str().expect("p"),
+    ]);
+    let spec = h.join("spec.json");
+    std::fs::write(
+        &spec,
+        json!({"variants": [{"name": "lr", "model": "bc-lr"}], "policy": {"type": "fixed_weights", "weights": [1]}})
+            .to_string(),
+    )
+    .expect("spec");
+    ok(&["deployment", "apply", "scoring", "-f", spec.to_str().expect("p")]);
+    // The reference: 300 rows around the fixture row; the current traffic: the same row with
+    // feature 0 shifted far away.
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("expected.json")).expect("expected"))
+            .expect("json");
+    let row: Vec<f64> = expected["models"]["bc-lr"]["rows"][0]
+        .as_array()
+        .expect("row")
+        .iter()
+        .map(|v| v.as_f64().expect("f"))
+        .collect();
+    let mut csv = (0..30).map(|j| format!("input_{j}")).collect::<Vec<_>>().join(",") + ",label\n";
+    for i in 0..300 {
+        let jitter = 1.0 + (i % 17) as f64 / 100.0;
+        csv += &row
+            .iter()
+            .map(|x| format!("{}", x * jitter))
+            .collect::<Vec<_>>()
+            .join(",");
+        csv += &format!(",{}\n", i % 2);
+    }
+    let reference = h.join("train.csv");
+    std::fs::write(&reference, csv).expect("csv");
+    ok(&["data", "ingest", reference.to_str().expect("p"), "--table", "bc_train"]);
+
+    let (http, grpc) = (free_port(), free_port());
+    let mut server = start(h, http, grpc);
+    let base = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    for i in 0..120 {
+        // Every feature jitters as in the reference; feature 0 also moves far away.
+        let jitter = 1.0 + (i % 17) as f64 / 100.0;
+        let mut shifted: Vec<f64> = row.iter().map(|x| x * jitter).collect();
+        shifted[0] = row[0] * 3.0 + i as f64 / 10.0;
+        let body = json!({"unit_id": format!("u{i}"), "inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": shifted}]});
+        let r = client
+            .post(format!("{base}/v1/deployments/scoring/decide"))
+            .json(&body)
+            .send()
+            .await
+            .expect("decide");
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    }
+    // A graceful stop flushes the prediction log.
+    let _ = Command::new("kill").args(["-INT", &server.id().to_string()]).status();
+    let _ = server.wait();
+
+    let out = keel(&["monitor", "drift", "scoring", "--reference", "bc_train"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reference columns the model does not have: [\"label\"]"),
+        "{err}"
+    );
+    let out = ok(&[
+        "--json",
+        "monitor",
+        "drift",
+        "scoring",
+        "--reference",
+        "bc_train",
+        "--ignore",
+        "label",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let features = &report["features"];
+    assert_eq!(features["current_rows"], 120);
+    assert_eq!(features["reference_rows"], 300);
+    let drifted: Vec<&str> = features["drifted_columns"]
+        .as_array()
+        .expect("drifted")
+        .iter()
+        .map(|c| c.as_str().expect("s"))
+        .collect();
+    assert!(drifted.contains(&"input_0"), "{features:#}");
+    assert!(
+        !drifted.contains(&"input_5"),
+        "unchanged features do not drift: {drifted:?}"
+    );
+    // An empty window is a clear error.
+    let out = keel(&[
+        "monitor",
+        "drift",
+        "scoring",
+        "--reference",
+        "bc_train",
+        "--ignore",
+        "label",
+        "--window-seconds",
+        "0",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the window is empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

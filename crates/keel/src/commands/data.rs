@@ -92,32 +92,7 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
             let report = tokio::task::spawn_blocking(move || keel_monitor::drift_files(&reference, &current, &options))
                 .await
                 .context("the drift task failed")??;
-            if global.json {
-                return output::json(&report);
-            }
-            let rows: Vec<Vec<String>> = report
-                .columns
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.name.clone(),
-                        format!("{:?}", c.kind),
-                        format!("{:?}", c.method),
-                        format!("{:.6}", c.score),
-                        format!("{}", c.threshold),
-                        if c.drifted { "DRIFT".into() } else { String::new() },
-                    ]
-                })
-                .collect();
-            output::table(&["COLUMN", "KIND", "METHOD", "SCORE", "THRESHOLD", "DRIFTED"], &rows);
-            println!(
-                "\ndataset drift: {} ({:.0}% of columns drifted; {} reference rows, {} current rows; {:.2} s)",
-                if report.dataset_drift { "YES" } else { "no" },
-                report.share_drifted * 100.0,
-                report.reference_rows,
-                report.current_rows,
-                report.seconds
-            );
+            print_drift(global, &report)?;
         }
         DataCommand::Assess(args) => assess(global, args).await?,
     }
@@ -208,4 +183,35 @@ async fn table_files(global: &Global, table: &str, version: Option<u64>) -> anyh
 #[cfg(not(feature = "lake"))]
 async fn table_files(_: &Global, table: &str, _: Option<u64>) -> anyhow::Result<Vec<std::path::PathBuf>> {
     anyhow::bail!("{table} is not a .parquet file, and this keel was built without lake tables (feature `lake`)")
+}
+
+/// Prints a drift report as a table (or JSON with `--json`).
+pub(crate) fn print_drift(global: &Global, report: &keel_monitor::DriftReport) -> anyhow::Result<()> {
+    if global.json {
+        return output::json(report);
+    }
+    let rows: Vec<Vec<String>> = report
+        .columns
+        .iter()
+        .map(|c| {
+            vec![
+                c.name.clone(),
+                format!("{:?}", c.kind),
+                format!("{:?}", c.method),
+                format!("{:.6}", c.score),
+                format!("{}", c.threshold),
+                if c.drifted { "DRIFT".into() } else { String::new() },
+            ]
+        })
+        .collect();
+    output::table(&["COLUMN", "KIND", "METHOD", "SCORE", "THRESHOLD", "DRIFTED"], &rows);
+    println!(
+        "\ndataset drift: {} ({:.0}% of columns drifted; {} reference rows, {} current rows; {:.2} s)",
+        if report.dataset_drift { "YES" } else { "no" },
+        report.share_drifted * 100.0,
+        report.reference_rows,
+        report.current_rows,
+        report.seconds
+    );
+    Ok(())
 }

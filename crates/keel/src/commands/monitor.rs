@@ -10,7 +10,45 @@ use crate::output;
 
 pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
     let lake = Lake::open(&global.home.join("lake"))?;
+    // Log tables are lake tables like any other: the same grants apply (uncatalogued ones are
+    // for workspace admins), and every use is audited.
+    let check = |table: String, needed: keel_catalog::Permission, action: &'static str| async move {
+        let ctx = crate::context::Context::open(global).await?;
+        let catalog = ctx.catalog();
+        let actor = catalog.actor(&crate::context::principal(global)).await?;
+        catalog
+            .authorize(
+                &actor,
+                &table,
+                needed,
+                action,
+                keel_catalog::Via::Cli,
+                serde_json::json!({}),
+            )
+            .await?;
+        anyhow::Ok(())
+    };
+    match &cmd {
+        MonitorCommand::Label { .. } => {
+            check(
+                keel_predlog::record::LABELS_TABLE.to_string(),
+                keel_catalog::Permission::Write,
+                "write",
+            )
+            .await?;
+        }
+        MonitorCommand::Performance { model, .. } => {
+            check(
+                keel_predlog::predictions_table(model),
+                keel_catalog::Permission::Read,
+                "performance",
+            )
+            .await?;
+        }
+        MonitorCommand::Drift(_) => {}
+    }
     match cmd {
+        MonitorCommand::Drift(args) => return drift(global, &lake, args).await,
         MonitorCommand::Label { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let items: Vec<LabelIn> = if text.trim_start().starts_with('[') {
@@ -111,4 +149,227 @@ fn print_report(r: &PerformanceReport) {
             r.unmatched_examples.join(", ")
         );
     }
+}
+
+/// `keel monitor drift DEPLOYMENT --reference TABLE`: the deployment's logged inputs over the
+/// last window against the reference table, and its logged outputs over the last window against
+/// the window before.
+pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftArgs) -> anyhow::Result<()> {
+    use keel_catalog::{Permission, Via};
+    use keel_predlog::lake_sink::FIXED;
+
+    keel_experiments::validate_name(&args.deployment)?;
+    let ctx = crate::context::Context::open(global).await?;
+    let catalog = ctx.catalog();
+    let actor = catalog.actor(&crate::context::principal(global)).await?;
+    let details = serde_json::json!({ "deployment": args.deployment, "window_seconds": args.window_seconds });
+    catalog
+        .authorize(
+            &actor,
+            &args.reference,
+            Permission::Read,
+            "drift_reference",
+            Via::Cli,
+            details.clone(),
+        )
+        .await?;
+    let deployment = ctx
+        .registry
+        .store()
+        .get_deployment(&args.deployment)
+        .await
+        .with_context(|| format!("no deployment {:?}: see `keel deployment ls`", args.deployment))?;
+    let spec = keel_experiments::DeploymentSpec::from_json(&deployment.spec)?;
+    let mut tables = Vec::new();
+    for v in &spec.variants {
+        if let Some(reference) = &v.model {
+            let (model, _) = keel_registry::VersionSelector::split_reference(reference)?;
+            let table = keel_predlog::predictions_table(&model);
+            if lake.tables()?.contains(&table) && !tables.contains(&table) {
+                catalog
+                    .authorize(
+                        &actor,
+                        &table,
+                        Permission::Read,
+                        "drift_current",
+                        Via::Cli,
+                        details.clone(),
+                    )
+                    .await?;
+                tables.push(table);
+            }
+        }
+    }
+    if tables.is_empty() {
+        anyhow::bail!(
+            "deployment {} has no logged predictions: its variants must be models served by `keel serve` with prediction logging on",
+            args.deployment
+        );
+    }
+    let logged: Vec<(String, String)> = lake.columns(&tables[0]).await?;
+    let is_input = |c: &str| !FIXED.contains(&c) && !c.starts_with("out_");
+    let inputs: Vec<&str> = logged.iter().map(|(c, _)| c.as_str()).filter(|c| is_input(c)).collect();
+    let outputs: Vec<&str> = logged
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .filter(|c| c.starts_with("out_") && *c != "out_json")
+        .collect();
+    let reference_columns: Vec<String> = lake
+        .columns(&args.reference)
+        .await?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    let wanted: Vec<String> = if args.columns.is_empty() {
+        reference_columns
+            .iter()
+            .filter(|c| !args.ignore.contains(c))
+            .cloned()
+            .collect()
+    } else {
+        args.columns.clone()
+    };
+    let missing: Vec<&String> = wanted.iter().filter(|c| !inputs.contains(&c.as_str())).collect();
+    let absent: Vec<&String> = wanted.iter().filter(|c| !reference_columns.contains(c)).collect();
+    if !missing.is_empty() || !absent.is_empty() || wanted.is_empty() {
+        anyhow::bail!(
+            "the reference and the logged inputs do not line up: {}{}the model logs inputs [{}]; \
+             reference {} has [{}]; choose columns with --columns or leave some out with --ignore",
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!("reference columns the model does not have: {missing:?}; ")
+            },
+            if absent.is_empty() {
+                String::new()
+            } else {
+                format!("columns not in the reference: {absent:?}; ")
+            },
+            inputs.join(", "),
+            args.reference,
+            reference_columns.join(", ")
+        );
+    }
+    let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let select = |cols: &[String]| {
+        cols.iter()
+            .map(|c| format!("CAST({} AS DOUBLE) AS {}", quote(c), quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let now_us = keel_predlog::now_us();
+    let window_us = (args.window_seconds as i64).saturating_mul(1_000_000);
+    let window = |from: i64, to: i64, cols: &[String]| {
+        tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "SELECT {} FROM {} WHERE deployment = '{}' AND ts >= to_timestamp_micros({from}) AND ts < to_timestamp_micros({to})",
+                    select(cols),
+                    quote(t),
+                    args.deployment
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ")
+    };
+    let current_sql = window(now_us - window_us, now_us + 1, &wanted);
+    let reference_sql = format!("SELECT {} FROM {}", select(&wanted), quote(&args.reference));
+    let all_tables: Vec<String> = tables.iter().cloned().chain([args.reference.clone()]).collect();
+    let current = lake.sql_on(&current_sql, &all_tables).await?;
+    if current.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
+        anyhow::bail!(
+            "no predictions logged for deployment {} in the last {} s: the window is empty, nothing to compare",
+            args.deployment,
+            args.window_seconds
+        );
+    }
+    let reference = lake.sql_on(&reference_sql, &all_tables).await?;
+    let method: keel_monitor::Method = args
+        .method
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--method {}: {e}", args.method))?;
+    let options = keel_monitor::DriftOptions {
+        method,
+        threshold: args.threshold,
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let features = drift_batches(dir.path(), "features", &reference, &current, &options).await?;
+    // Outputs: the window before against the current one.
+    let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
+    let predictions = if outputs.is_empty() {
+        None
+    } else {
+        let before = lake
+            .sql_on(
+                &window(now_us - 2 * window_us, now_us - window_us, &outputs),
+                &all_tables,
+            )
+            .await?;
+        let after = lake
+            .sql_on(&window(now_us - window_us, now_us + 1, &outputs), &all_tables)
+            .await?;
+        if before.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
+            None
+        } else {
+            Some(drift_batches(dir.path(), "outputs", &before, &after, &options).await?)
+        }
+    };
+    if global.json {
+        return output::json(&serde_json::json!({
+            "deployment": args.deployment, "reference": args.reference, "tables": tables,
+            "window_seconds": args.window_seconds, "features": features, "predictions": predictions,
+        }));
+    }
+    println!(
+        "inputs of {} (last {} s) against {}:",
+        args.deployment, args.window_seconds, args.reference
+    );
+    super::data::print_drift(global, &features)?;
+    match &predictions {
+        Some(p) => {
+            println!(
+                "\npredictions: last {} s against the {} s before:",
+                args.window_seconds, args.window_seconds
+            );
+            super::data::print_drift(global, p)?;
+        }
+        None => println!("\npredictions: no earlier window logged yet to compare with"),
+    }
+    Ok(())
+}
+
+/// Writes both sides to Parquet in `dir` and runs the drift tests on a blocking thread.
+async fn drift_batches(
+    dir: &std::path::Path,
+    name: &str,
+    reference: &[keel_lake::arrow::array::RecordBatch],
+    current: &[keel_lake::arrow::array::RecordBatch],
+    options: &keel_monitor::DriftOptions,
+) -> anyhow::Result<keel_monitor::DriftReport> {
+    let write = |path: &std::path::Path, batches: &[keel_lake::arrow::array::RecordBatch]| -> anyhow::Result<()> {
+        let Some(first) = batches.first() else {
+            anyhow::bail!("nothing to write to {}", path.display());
+        };
+        let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut writer = keel_lake::parquet::arrow::ArrowWriter::try_new(file, first.schema(), None)?;
+        for b in batches {
+            writer.write(b)?;
+        }
+        writer.close()?;
+        Ok(())
+    };
+    let (r, c) = (
+        dir.join(format!("{name}_ref.parquet")),
+        dir.join(format!("{name}_cur.parquet")),
+    );
+    write(&r, reference)?;
+    write(&c, current)?;
+    let options = options.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || keel_monitor::drift_files(&r, &c, &options))
+            .await
+            .context("the drift task failed")??,
+    )
 }
