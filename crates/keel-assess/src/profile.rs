@@ -169,8 +169,8 @@ pub(crate) fn summarise(field: &Field, values: &Values, rows: u64) -> (ColumnPro
         Values::Numeric(v) => {
             let mut finite = Vec::with_capacity(v.len());
             let mut infinite = 0u64;
+            hash ^= content_hash(v.iter().map(|x| numeric_bits(*x)));
             for x in v {
-                hash = stats::mix64(hash ^ numeric_bits(*x));
                 if x.is_finite() {
                     finite.push(*x);
                 } else if x.is_infinite() {
@@ -204,9 +204,7 @@ pub(crate) fn summarise(field: &Field, values: &Values, rows: u64) -> (ColumnPro
             }
         }
         Values::Categorical(c) => {
-            for code in &c.codes {
-                hash = stats::mix64(hash ^ u64::from(*code));
-            }
+            hash ^= content_hash(c.codes.iter().map(|c| u64::from(*c)));
             // Codes follow first appearance, so equal codes sequences mean equal columns only
             // together with equal value lists.
             for value in &c.values {
@@ -228,8 +226,8 @@ pub(crate) fn summarise(field: &Field, values: &Values, rows: u64) -> (ColumnPro
         }
         Values::Time(t) => {
             let mut present: Vec<i64> = Vec::with_capacity(t.len());
+            hash ^= content_hash(t.iter().map(|x| *x as u64));
             for x in t {
-                hash = stats::mix64(hash ^ (*x as u64));
                 if *x != MISSING_TIME {
                     present.push(*x);
                 }
@@ -259,6 +257,18 @@ pub(crate) fn summarise(field: &Field, values: &Values, rows: u64) -> (ColumnPro
     p.missing_share = if rows == 0 { 0.0 } else { p.missing as f64 / rows as f64 };
     let hash = (!matches!(values, Values::Unsupported { .. })).then_some(hash);
     (p, hash)
+}
+
+/// An order-sensitive hash of a sequence: the wrapping sum of `mix64(value + position * golden)`.
+/// The terms are independent (no chain from row to row), so the loop pipelines.
+fn content_hash(values: impl Iterator<Item = u64>) -> u64 {
+    let mut h = 0u64;
+    let mut position = 0u64;
+    for v in values {
+        h = h.wrapping_add(stats::mix64(v ^ position));
+        position = position.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    }
+    h
 }
 
 /// Canonical bits of a numeric value (every NaN the same).

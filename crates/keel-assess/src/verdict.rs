@@ -229,7 +229,9 @@ pub(crate) fn checks(a: &Assessment, options: &AssessOptions) -> Vec<Check> {
                     pct(b.log_loss_gain)
                 ),
                 format!("AUC >= {} and log loss below the prior's", t.min_auc),
-                if ok {
+                if minority < t.min_positives {
+                    "too few examples of the rare class: the cross-validated score is unreliable (and biased low when folds take a class's rare examples away from training)"
+                } else if ok {
                     ""
                 } else {
                     "a simple model finds little signal: expect a weak model unless better features exist"
