@@ -386,6 +386,28 @@ impl Lake {
     /// from the table's is refused with [`LakeError::Delta`] and nothing is committed. Returns
     /// the version created.
     pub async fn append(&self, table: &str, batches: Vec<RecordBatch>, partition_by: &[&str]) -> Result<u64> {
+        self.write_batches(table, batches, partition_by, WriteMode::Append)
+            .await
+    }
+
+    /// Replaces the rows of an existing `table` with `batches` as one new version (older
+    /// versions stay readable); the schema must match.
+    pub async fn overwrite(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
+        if !self.exists(table) {
+            return Err(LakeError::TableNotFound {
+                table: table.to_string(),
+            });
+        }
+        self.write_batches(table, batches, &[], WriteMode::Overwrite).await
+    }
+
+    async fn write_batches(
+        &self,
+        table: &str,
+        batches: Vec<RecordBatch>,
+        partition_by: &[&str],
+        mode: WriteMode,
+    ) -> Result<u64> {
         let url = self.table_url(table)?;
         let delta = if self.exists(table) {
             self.load(table, None).await?
@@ -396,11 +418,13 @@ impl Lake {
             })?;
             DeltaTableBuilder::from_url(url)?.build()?
         };
-        let mut write = delta
-            .write(batches)
-            .with_table_name(table)
-            .with_save_mode(SaveMode::Append)
-            .with_schema_mode(SchemaMode::Merge);
+        let mut write = delta.write(batches).with_table_name(table);
+        write = match mode {
+            WriteMode::Append => write
+                .with_save_mode(SaveMode::Append)
+                .with_schema_mode(SchemaMode::Merge),
+            WriteMode::Overwrite => write.with_save_mode(SaveMode::Overwrite),
+        };
         if !partition_by.is_empty() {
             write = write.with_partition_columns(partition_by.iter().map(|c| c.to_string()));
         }

@@ -54,7 +54,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     let runtime = keel_runtime::Runtime::global()?;
     eprintln!("ONNX Runtime: {}", runtime.library().display());
 
-    eprintln!("1/4 registering {} fixture models", expected.models.len());
+    eprintln!("1/5 registering {} fixture models", expected.models.len());
     for name in expected.models.keys() {
         register(&ctx, &args.fixtures, name).await?;
     }
@@ -76,9 +76,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         sessions: None,
         workers: None,
         no_fsync: false,
-        // the demo shows serving and experiments; prediction logs are `keel serve`'s
-        log_predictions: false,
-        no_log_predictions: true,
+        // decisions and rewards of the campaign flow into lake tables (step 5)
+        log_predictions: true,
+        no_log_predictions: !cfg!(feature = "lake"),
         log_queue: 16_384,
         log_batch_rows: 8192,
         log_flush_ms: 1000,
@@ -94,6 +94,11 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
     let shutdown = CancellationToken::new();
     let experiments = super::serve::open_experiments(&ctx, &serve_args, Some(service.clone())).await?;
+    let log = super::serve::prediction_log(&ctx, &serve_args)?;
+    if let Some(log) = &log {
+        service.set_prediction_log(log.clone());
+        experiments.set_prediction_log(log.clone());
+    }
     let services = Services {
         inference: service.clone(),
         experiments: Some(experiments.clone()),
@@ -104,9 +109,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     if let Some((name, e)) = failures.first() {
         bail!("model {name} did not load: {e}");
     }
-    eprintln!("2/4 serving on http://{http} and grpc://{grpc}");
+    eprintln!("2/5 serving on http://{http} and grpc://{grpc}");
 
-    eprintln!("3/4 checking every model over REST and gRPC against onnxruntime's outputs");
+    eprintln!("3/5 checking every model over REST and gRPC against onnxruntime's outputs");
     let client = reqwest::Client::new();
     let mut grpc_client = GrpcInferenceServiceClient::connect(format!("http://{grpc}"))
         .await
@@ -209,7 +214,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     }
     if args.customers > 0 {
         eprintln!(
-            "\n4/4 the flagship scenario: personalised promotional e-mails for {} customers, 5 promotions, \
+            "\n4/5 the flagship scenario: personalised promotional e-mails for {} customers, 5 promotions, \
              10% holdout control group; uniform random vs Thompson sampling vs a contextual bandit",
             args.customers
         );
@@ -251,6 +256,13 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     service.set_ready(false);
     shutdown.cancel();
     task.await??;
+    if let Some(log) = &log {
+        log.shutdown().await;
+        #[cfg(feature = "lake")]
+        if args.customers > 0 {
+            campaign_data(global, &ctx).await?;
+        }
+    }
     if !all_ok {
         bail!("some outputs differ from onnxruntime's by more than {TOLERANCE}");
     }
@@ -352,4 +364,116 @@ fn max_diff_grpc(
         worst = worst.max(compare(name, &got, &want.data)?);
     }
     Ok(worst)
+}
+
+/// Step 5: the campaign's decisions and rewards, logged to the lake while it ran, become
+/// catalogued tables with lineage, an outcomes table the data team can train on, the lift
+/// against the control group by SQL, and a feasibility assessment of that table.
+#[cfg(feature = "lake")]
+async fn campaign_data(global: &Global, ctx: &Context) -> anyhow::Result<()> {
+    use keel_catalog::Via;
+
+    const DEPLOYMENT: &str = "email-promos-contextual";
+    eprintln!("\n5/5 the campaign's data: decisions and rewards in the lake, catalogued, assessed");
+    let lake = keel_lake::Lake::open(&global.home.join("lake"))?;
+    let catalog = ctx.catalog();
+    let actor = catalog.actor(&crate::context::principal(global)).await?;
+    let store = catalog.store();
+    let catalogue = |table: &'static str, description: &'static str| {
+        let (lake, catalog, actor) = (&lake, &catalog, &actor);
+        async move {
+            let owner = match catalog.store().table_entry(table).await? {
+                Some(e) => e.owner_team,
+                None => catalog.owner_for_new_table(actor, table, None).await?,
+            };
+            let version = lake.history(table).await?.first().map_or(0, |v| v.version) as i64;
+            let columns = lake.columns(table).await?;
+            catalog
+                .record_write(
+                    actor,
+                    table,
+                    &owner,
+                    version,
+                    &columns,
+                    &[],
+                    Via::Cli,
+                    serde_json::json!({"by": "keel demo"}),
+                )
+                .await?;
+            catalog
+                .store()
+                .set_table_description(table, Some(description), &actor.name)
+                .await?;
+            anyhow::Ok(version)
+        }
+    };
+    let tables = lake.tables()?;
+    if !(tables.contains(&"decisions".to_string()) && tables.contains(&"feedback".to_string())) {
+        eprintln!("  (no decision tables were logged; skipping)");
+        return Ok(());
+    }
+    catalogue("decisions", "every decision of every deployment (logged by keel serve)").await?;
+    catalogue("feedback", "every counted reward (logged by keel serve)").await?;
+    for d in store.list_deployments().await? {
+        store
+            .add_lineage(
+                &format!("decisions/{}", d.name),
+                "table/decisions",
+                "logged_to",
+                &actor.name,
+            )
+            .await?;
+    }
+    // The outcomes table: one row per decision of the contextual deployment with its reward.
+    let outcomes_sql = format!(
+        "SELECT d.ts, d.variant, d.control, d.propensity, CAST(coalesce(f.reward, 0) AS DOUBLE) AS converted \
+         FROM decisions d LEFT JOIN feedback f ON d.decision_id = f.decision_id \
+         WHERE d.deployment = '{DEPLOYMENT}'"
+    );
+    let both = ["decisions".to_string(), "feedback".to_string()];
+    let batches = lake.sql_on(&outcomes_sql, &both).await?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let outcomes = "email_outcomes";
+    if tables.iter().any(|t| t == outcomes) {
+        // A rerun rebuilds the table from all logged decisions (the old version stays readable).
+        lake.overwrite(outcomes, batches).await?;
+    } else {
+        lake.append(outcomes, batches, &[]).await?;
+    }
+    let version = catalogue(outcomes, "e-mail campaign: promotion chosen, control group, conversion").await?;
+    for source in ["table/decisions", "table/feedback"] {
+        store
+            .add_lineage(
+                source,
+                &format!("table/{outcomes}@v{version}"),
+                "derived_from",
+                &actor.name,
+            )
+            .await?;
+    }
+    println!(
+        "\ncampaign outcomes: {rows} decisions -> lake table {outcomes} (version {version}), catalogued with lineage"
+    );
+    let lift = lake
+        .sql_on(
+            "SELECT control, count(*) AS customers, avg(converted) AS conversion FROM email_outcomes \
+             GROUP BY control ORDER BY control",
+            &[outcomes.to_string()],
+        )
+        .await?;
+    println!("{}", keel_lake::pretty(&lift)?);
+    let files = lake.files(outcomes, None).await?;
+    let mut options = keel_assess::AssessOptions::new("converted");
+    options.time = Some("ts".into());
+    options.title = Some(outcomes.into());
+    let assessment = tokio::task::spawn_blocking(move || keel_assess::assess(&files, &options)).await??;
+    println!(
+        "feasibility of {outcomes} as training data (keel data assess {outcomes} --target converted --time ts): {:?}",
+        assessment.verdict
+    );
+    for reason in assessment.reasons.iter().take(4) {
+        println!("  - {reason}");
+    }
+    println!("explore: keel data ls; keel data show {outcomes}; keel data lineage table/{outcomes}");
+    Ok(())
 }

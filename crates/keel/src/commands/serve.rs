@@ -79,7 +79,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
 
 /// The prediction log, unless turned off (or not built in).
 #[cfg(feature = "lake")]
-fn prediction_log(ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
+pub fn prediction_log(ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
     if args.no_log_predictions {
         return Ok(None);
     }
@@ -97,7 +97,7 @@ fn prediction_log(ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<
 }
 
 #[cfg(not(feature = "lake"))]
-fn prediction_log(_ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
+pub fn prediction_log(_ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
     if args.log_predictions {
         anyhow::bail!(
             "this keel was built without the lake feature, so it cannot log predictions: drop --log-predictions or build with the default features"
