@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The cost of prediction logging: keel serving bc-lr (fixtures/models/bc-lr.onnx, one row of 30
+# features) with logging on vs off, same binary, same load (wrk -t2 -c64), alternating rounds.
+# usage: bench/predlog/run.sh     (see bench/README.md, "predlog/")
+# Environment (all optional):
+#   DURATION=20    seconds per measured phase       ROUNDS=2   off/on pairs
+#   SKIP_BUILD=1   reuse target/bench-lake/keel     KEEL_SERVE_ARGS   extra serve flags
+#   KEEL_ORT_LIB   libonnxruntime (default: /work/main/.venv's)
+# Output: bench/results/predlog-<UTC>/ (wrk outputs, metrics, summary.txt) and the summary on stdout.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+DURATION=${DURATION:-20}
+ROUNDS=${ROUNDS:-2}
+TS=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$ROOT/bench/results/predlog-$TS
+mkdir -p "$OUT"
+KEEL=$ROOT/target/bench-lake/keel
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  (cd "$ROOT" && cargo build --profile bench-lake -p keel) > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+fi
+if [[ -z ${KEEL_ORT_LIB:-} ]]; then
+  KEEL_ORT_LIB=$(ls /work/main/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -1)
+fi
+export KEEL_ORT_LIB KEEL_AUTHOR=bench KEEL_LOG=warn
+BODY=$OUT/request.json
+python3 - "$ROOT/fixtures/models/expected.json" > "$BODY" <<'PY'
+import json, sys
+row = json.load(open(sys.argv[1]))["models"]["bc-lr"]["rows"][0]
+print(json.dumps({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row}]}))
+PY
+PORT=18180
+summary=$OUT/summary.txt
+echo "date_utc=$TS keel=$(git -C "$ROOT" rev-parse --short HEAD) duration_s=$DURATION rounds=$ROUNDS nproc=$(nproc)" | tee "$summary"
+run_one() {  # mode round
+  local mode=$1 round=$2 home flags=()
+  home=$(mktemp -d /tmp/keel-predlog-bench.XXXXXX)
+  "$KEEL" --home "$home" model push bc-lr "$ROOT/fixtures/models/bc-lr.onnx" --alias production > /dev/null
+  [[ $mode == off ]] && flags=(--no-log-predictions)
+  # shellcheck disable=SC2086
+  setsid "$KEEL" --home "$home" serve --http-addr "127.0.0.1:$PORT" --grpc-addr "127.0.0.1:$((PORT + 1))" \
+    "${flags[@]}" ${KEEL_SERVE_ARGS:-} > "$OUT/server_${mode}_$round.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/v2/health/ready" > /dev/null && break; sleep 0.1; done
+  local url="http://127.0.0.1:$PORT/v2/models/bc-lr/infer"
+  BODY=$BODY wrk -t1 -c8 -d5s -s "$ROOT/bench/serving/v2_infer_strict.lua" "$url" > /dev/null 2>&1 || true
+  BODY=$BODY wrk -t2 -c64 -d"${DURATION}s" --timeout 5s --latency -s "$ROOT/bench/serving/v2_infer_strict.lua" "$url" \
+    > "$OUT/wrk_${mode}_$round.txt" 2>&1 || echo "wrk reported an invalid run ($mode $round)" | tee -a "$summary"
+  sleep 2  # let the writer flush its last batch before reading the counters
+  curl -s "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics_${mode}_$round.txt" || true
+  kill -TERM -- "-$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+  local rps p99 written dropped
+  rps=$(awk '/^Requests\/sec/{print $2}' "$OUT/wrk_${mode}_$round.txt")
+  p99=$(awk '$1=="99%"{print $2}' "$OUT/wrk_${mode}_$round.txt")
+  written=$(awk '/^keel_predlog_rows_written_total/{s+=$2} END{print s+0}' "$OUT/metrics_${mode}_$round.txt")
+  dropped=$(awk '/^keel_predlog_dropped_total/{s+=$2} END{print s+0}' "$OUT/metrics_${mode}_$round.txt")
+  echo "round=$round logging=$mode req_per_s=$rps p99=$p99 rows_written=$written rows_dropped=$dropped" | tee -a "$summary"
+  rm -rf "$home"
+}
+for round in $(seq 1 "$ROUNDS"); do
+  run_one off "$round"
+  run_one on "$round"
+done
+python3 - "$summary" <<'PY' | tee -a "$summary"
+import re, sys
+rows = [dict(kv.split("=") for kv in l.split()) for l in open(sys.argv[1]) if l.startswith("round=")]
+mean = lambda m: sum(float(r["req_per_s"]) for r in rows if r["logging"] == m) / max(1, sum(r["logging"] == m for r in rows))
+off, on = mean("off"), mean("on")
+print(f"mean req/s: off {off:.0f}, on {on:.0f}; logging costs {100 * (1 - on / off):.1f}% of throughput (target < 10%)")
+PY

@@ -1,0 +1,95 @@
+"""Interoperability: prediction logs written by ``keel serve`` are read by the ``deltalake``
+Python package, and the unchanged ``tritonclient.http`` client accepts responses that carry the
+``prediction_id`` parameter (and exposes it).
+
+Starts its own ``keel serve`` (logging on, the default) in a temporary KEEL_HOME, sends requests
+with tritonclient, stops the server with SIGTERM (which flushes the log), then reads
+``$KEEL_HOME/lake/predictions_bc-lr`` with ``deltalake.DeltaTable``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from deltalake import DeltaTable
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = REPO_ROOT / "fixtures" / "models"
+ROW = json.loads((FIXTURES / "expected.json").read_text())["models"]["bc-lr"]["rows"][0]
+
+
+def _keel_bin() -> Path:
+    env = os.environ.get("KEEL_BIN")
+    path = Path(env) if env else REPO_ROOT / "target" / "debug" / "keel"
+    if not path.is_file():
+        pytest.fail(f"keel binary not found at {path}: run `cargo build -p keel`", pytrace=False)
+    return path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_logged_predictions_read_by_deltalake(tmp_path: Path) -> None:
+    binary, home = _keel_bin(), tmp_path / "home"
+    env = {**os.environ, "KEEL_HOME": str(home), "KEEL_AUTHOR": "pytest"}
+    push = subprocess.run(
+        [str(binary), "model", "push", "bc-lr", str(FIXTURES / "bc-lr.onnx"), "--alias", "production"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert push.returncode == 0, push.stderr
+    http, grpc = _port(), _port()
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--http-addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc}",
+         "--log-flush-ms", "100"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.time() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.1)
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{http}")
+        ids = []
+        for i in range(5):
+            x = np.array([ROW], dtype=np.float32)
+            inp = httpclient.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x, binary_data=(i % 2 == 0))
+            result = client.infer("bc-lr", [inp], request_id=f"r{i}")
+            assert result.as_numpy("label").shape == (1,)
+            ids.append(result.get_response()["parameters"]["prediction_id"])
+        assert len(set(ids)) == 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, (tmp_path / "server.log").read_text()
+        log.close()
+
+    dt = DeltaTable(str(home / "lake" / "predictions_bc-lr"))
+    assert dt.metadata().partition_columns == ["date"]
+    rows = dt.to_pyarrow_table().to_pylist()
+    assert sorted(r["prediction_id"] for r in rows) == sorted(ids)
+    assert sorted(r["request_id"] for r in rows) == [f"r{i}" for i in range(5)]
+    for r in rows:
+        assert r["model"] == "bc-lr" and r["version"] == 1 and r["row"] == 0
+        assert r["input_0"] == pytest.approx(ROW[0], rel=1e-6)
+        assert 0.0 <= r["out_probabilities_1"] <= 1.0
+        assert r["out_label"] in (0.0, 1.0)
