@@ -376,7 +376,7 @@ struct Flattener {
 impl Flattener {
     /// The column for `name` and `kind`, created if new; `None` if the name is taken by
     /// another kind.
-    fn column(&mut self, name: String, kind: u8, rows_so_far: usize) -> Option<&mut Col> {
+    fn column(&mut self, name: String, kind: u8, rows_so_far: usize) -> Option<usize> {
         let at = match self.index.get(&name) {
             Some(&i) => i,
             None => {
@@ -389,8 +389,50 @@ impl Flattener {
                 i
             }
         };
-        let col = &mut self.cols[at];
-        col.same_kind(kind).then_some(col)
+        self.cols[at].same_kind(kind).then_some(at)
+    }
+}
+
+/// Where one tensor of a record goes.
+struct Slot<'a> {
+    is_output: bool,
+    name: &'a str,
+    kind: u8,
+    /// Values per row.
+    width: usize,
+    /// Per value of a row: its column, or (the column name being taken by another kind) the
+    /// key it gets in `extra`. Empty: the whole row of this tensor goes to `extra`.
+    cols: Vec<std::result::Result<usize, String>>,
+}
+
+impl<'a> Slot<'a> {
+    fn new(flat: &mut Flattener, is_output: bool, name: &'a str, tensor: &Tensor, rows: usize, n: usize) -> Slot<'a> {
+        let width = tensor.data.len().checked_div(rows).unwrap_or(0);
+        let kind = Col::kind(&tensor.data);
+        let mut base = clean(name);
+        if is_output {
+            base = format!("out_{base}");
+        } else if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
+            base = format!("in_{base}");
+        }
+        let names = if width == 1 {
+            vec![base]
+        } else if width <= MAX_WIDTH && width * rows == tensor.data.len() {
+            (0..width).map(|j| format!("{base}_{j}")).collect()
+        } else {
+            Vec::new()
+        };
+        let cols = names
+            .into_iter()
+            .map(|col_name| flat.column(col_name.clone(), kind, n).ok_or(col_name))
+            .collect();
+        Slot {
+            is_output,
+            name,
+            kind,
+            width,
+            cols,
+        }
     }
 }
 
@@ -418,31 +460,28 @@ fn predictions_batch<'a>(items: impl Iterator<Item = &'a PredictionRecord>) -> R
         index: HashMap::new(),
     };
     let mut n = 0usize;
+    // Where each tensor's values go, worked out once and reused while consecutive records
+    // have the same tensors (names, widths, kinds): no per-row or per-value name building.
+    let mut plan: Vec<Slot<'a>> = Vec::new();
     for p in items {
         let rows = p.rows();
-        // Column names of this record's tensors, resolved once per record.
-        let mut plan: Vec<(&Tensor, Vec<String>, usize, &str)> = Vec::new();
-        for (is_output, (name, tensor)) in p
+        let tensors = p
             .inputs
             .iter()
-            .map(|t| (false, t))
-            .chain(p.outputs.iter().map(|t| (true, t)))
-        {
-            let width = tensor.data.len().checked_div(rows).unwrap_or(0);
-            let mut base = clean(name);
-            if is_output {
-                base = format!("out_{base}");
-            } else if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
-                base = format!("in_{base}");
-            }
-            let names = if width == 1 {
-                vec![base]
-            } else if width <= MAX_WIDTH && width * rows == tensor.data.len() {
-                (0..width).map(|j| format!("{base}_{j}")).collect()
-            } else {
-                Vec::new()
-            };
-            plan.push((tensor, names, width, name));
+            .map(|(name, t)| (false, name.as_str(), t))
+            .chain(p.outputs.iter().map(|(name, t)| (true, name.as_str(), t)));
+        let same = plan.len() == p.inputs.len() + p.outputs.len()
+            && plan.iter().zip(tensors.clone()).all(|(slot, (is_output, name, t))| {
+                slot.is_output == is_output
+                    && slot.name == name
+                    && slot.kind == Col::kind(&t.data)
+                    && slot.width == t.data.len().checked_div(rows).unwrap_or(0)
+            });
+        if !same {
+            plan = tensors
+                .clone()
+                .map(|(is_output, name, t)| Slot::new(&mut flat, is_output, name, t, rows, n))
+                .collect();
         }
         let routing = p.routing.as_ref();
         for r in 0..rows {
@@ -459,21 +498,21 @@ fn predictions_batch<'a>(items: impl Iterator<Item = &'a PredictionRecord>) -> R
             shadow.append_value(routing.is_some_and(|x| x.shadow));
             latency.append_value(p.latency_us);
             let mut leftovers = serde_json::Map::new();
-            for (tensor, names, width, original) in &plan {
-                let kind = Col::kind(&tensor.data);
-                if names.is_empty() {
+            for (slot, (_, _, tensor)) in plan.iter().zip(tensors.clone()) {
+                let width = slot.width;
+                if slot.cols.is_empty() {
                     let values: Vec<serde_json::Value> = (r * width..(r + 1) * width)
                         .map(|i| json_value(&tensor.data, i))
                         .collect();
-                    leftovers.insert((*original).to_string(), values.into());
+                    leftovers.insert(slot.name.to_string(), values.into());
                     continue;
                 }
-                for (j, col_name) in names.iter().enumerate() {
+                for (j, col) in slot.cols.iter().enumerate() {
                     let i = r * width + j;
-                    match flat.column(col_name.clone(), kind, n) {
-                        Some(col) => col.push(&tensor.data, i),
-                        None => {
-                            leftovers.insert(col_name.clone(), json_value(&tensor.data, i));
+                    match col {
+                        Ok(c) => flat.cols[*c].push(&tensor.data, i),
+                        Err(taken) => {
+                            leftovers.insert(taken.clone(), json_value(&tensor.data, i));
                         }
                     }
                 }

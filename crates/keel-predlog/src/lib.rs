@@ -26,8 +26,8 @@ pub mod retention;
 
 pub use error::{PredlogError, Result};
 pub use record::{
-    DecisionRecord, Entry, FeedbackRecord, LabelIn, LabelRecord, PredictionRecord, Routing, now_us, predictions_table,
-    validate_labels,
+    DecisionRecord, Entry, FeedbackRecord, LabelIn, LabelRecord, PredictionRecord, Routing, new_prediction_id, now_us,
+    predictions_table, validate_labels,
 };
 pub use writer::{
     BATCH_DURATION, DROPPED_TOTAL, LABELS_TOTAL, LOGGED_TOTAL, LogConfig, LogStats, PredictionLog, QUEUE_DEPTH,

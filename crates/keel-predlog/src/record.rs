@@ -207,6 +207,30 @@ impl Entry {
     }
 }
 
+/// A new prediction id: a UUIDv7 (time-ordered: milliseconds since the epoch first) whose
+/// random part is a per-process random seed mixed with a counter, so making one costs no
+/// system call (serving makes one per request) and ids never repeat within a process.
+pub fn new_prediction_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: OnceLock<u128> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u128());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & (u64::MAX >> 2);
+    // 80 random bits: 16 from the seed, then 64 whose top 2 the UUID variant overwrites, so
+    // the seed's top 2 are cleared and the counter stays below 2^62 (xor: a bijection).
+    let low = (seed as u64 & (u64::MAX >> 2)) ^ n;
+    let mut random = [0u8; 10];
+    random[..2].copy_from_slice(&((seed >> 64) as u16).to_be_bytes());
+    random[2..].copy_from_slice(&low.to_be_bytes());
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    uuid::Builder::from_unix_timestamp_millis(ms, &random)
+        .into_uuid()
+        .to_string()
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()
@@ -217,6 +241,14 @@ pub fn now_us() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prediction_ids_are_distinct_v7_uuids() {
+        let ids: std::collections::BTreeSet<String> = (0..10_000).map(|_| new_prediction_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        let first = uuid::Uuid::parse_str(ids.iter().next().expect("one")).expect("uuid");
+        assert_eq!(first.get_version_num(), 7);
+    }
 
     #[test]
     fn table_names_are_valid_and_lowercase() {

@@ -37,6 +37,9 @@ pub const QUEUE_DEPTH: &str = "keel_predlog_queue_depth";
 /// Labels stored.
 pub const LABELS_TOTAL: &str = "keel_predlog_labels_total";
 
+/// How often the writer looks at the queue (at most; `flush` when shorter).
+const POLL: Duration = Duration::from_millis(20);
+
 /// Writer settings.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -262,41 +265,50 @@ struct Writer {
 }
 
 impl Writer {
+    /// The writer polls the queue every few milliseconds and drains it, instead of waiting on
+    /// it: a sender then never has a waiting receiver to wake, so `log` stays a lock-free push
+    /// with no system call, and the writer wakes tens of times a second, not once per entry.
     async fn run(mut self) {
         let batch_rows = self.config.batch_rows.max(1);
+        let poll = self.config.flush.min(POLL);
         let mut pending: Vec<Entry> = Vec::new();
         let mut rows = 0usize;
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let mut next_maintenance = tokio::time::Instant::now();
+        let mut oldest: Option<Instant> = None;
+        let mut next_maintenance = Instant::now();
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wake = deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.config.flush);
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => break,
-                entry = self.rx.recv() => {
-                    let Some(entry) = entry else { break };
-                    rows += entry.rows();
-                    pending.push(entry);
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.config.flush);
-                    self.metrics.queue_depth.set(self.rx.len() as f64);
-                    if rows >= batch_rows {
-                        self.flush(std::mem::take(&mut pending)).await;
-                        (rows, deadline) = (0, None);
-                    }
-                }
-                () = tokio::time::sleep_until(wake) => {
-                    self.metrics.queue_depth.set(self.rx.len() as f64);
-                    if !pending.is_empty() {
-                        self.flush(std::mem::take(&mut pending)).await;
-                        (rows, deadline) = (0, None);
-                    }
-                    if tokio::time::Instant::now() >= next_maintenance {
-                        if let Err(e) = self.sink.maintain().await {
-                            tracing::error!(error = %e, "log maintenance (retention) failed; retried next time");
+                _ = tick.tick() => {}
+            }
+            loop {
+                while rows < batch_rows {
+                    match self.rx.try_recv() {
+                        Ok(entry) => {
+                            rows += entry.rows();
+                            pending.push(entry);
+                            oldest.get_or_insert_with(Instant::now);
                         }
-                        next_maintenance = tokio::time::Instant::now() + self.config.maintain_every;
+                        Err(_) => break,
                     }
                 }
+                let due = oldest.is_some_and(|t| t.elapsed() >= self.config.flush);
+                if rows >= batch_rows || (due && !pending.is_empty()) {
+                    self.flush(std::mem::take(&mut pending)).await;
+                    (rows, oldest) = (0, None);
+                    // a full batch: more may be waiting
+                    continue;
+                }
+                break;
+            }
+            self.metrics.queue_depth.set(self.rx.len() as f64);
+            if Instant::now() >= next_maintenance {
+                if let Err(e) = self.sink.maintain().await {
+                    tracing::error!(error = %e, "log maintenance (retention) failed; retried next time");
+                }
+                next_maintenance = Instant::now() + self.config.maintain_every;
             }
         }
         // Shutdown: take what is queued and write it.

@@ -321,7 +321,7 @@ fn log_prediction(
     routing: Option<Routing>,
 ) {
     let Some(request) = request else { return };
-    let prediction_id = uuid::Uuid::now_v7().to_string();
+    let prediction_id = keel_predlog::new_prediction_id();
     response.prediction_id = Some(prediction_id.clone());
     let record = PredictionRecord {
         ts_us: keel_predlog::now_us(),
