@@ -224,22 +224,10 @@ async fn sql(State(state): State<DataState>, headers: HeaderMap, body: Body) -> 
 }
 
 fn json_rows(batches: &[keel_lake::arrow::array::RecordBatch]) -> DataResult<Response> {
-    let mut writer = keel_lake::arrow::json::ArrayWriter::new(Vec::new());
-    for b in batches {
-        writer
-            .write(b)
-            .map_err(|e| DataError::Lake(Box::new(LakeError::Arrow(e))))?;
-    }
-    writer
-        .finish()
-        .map_err(|e| DataError::Lake(Box::new(LakeError::Arrow(e))))?;
-    let mut bytes = writer.into_inner();
-    if bytes.is_empty() {
-        bytes = b"[]".to_vec();
-    }
-    let mut body = Vec::with_capacity(bytes.len() + 10);
+    let rows = keel_lake::json_rows(batches)?;
+    let mut body = Vec::with_capacity(rows.len() + 10);
     body.extend_from_slice(b"{\"rows\":");
-    body.extend_from_slice(&bytes);
+    body.extend_from_slice(&rows);
     body.push(b'}');
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

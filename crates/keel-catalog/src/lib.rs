@@ -17,7 +17,7 @@
 mod error;
 pub mod pii;
 
-use keel_store::{NewAuditEvent, ObservedColumn, Store, TableEntry};
+use keel_store::{Grant, NewAuditEvent, ObservedColumn, Store, TableEntry};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -178,18 +178,9 @@ impl Catalog {
         if actor.is_admin {
             return Ok(Some(Permission::Admin));
         }
-        let Some(entry) = self.store.table_entry(table).await? else {
-            return Ok(None);
-        };
-        if actor.in_team(&entry.owner_team) {
-            return Ok(Some(Permission::Admin));
-        }
+        let entry = self.store.table_entry(table).await?;
         let grants = self.store.grants_on(table).await?;
-        Ok(grants
-            .iter()
-            .filter(|g| actor.in_team(&g.team))
-            .filter_map(|g| g.permission.parse::<Permission>().ok())
-            .max())
+        Ok(held(actor, entry.as_ref(), &grants))
     }
 
     /// Checks that `actor` holds `needed` on `table` and records the attempt in the audit log
@@ -203,8 +194,12 @@ impl Catalog {
         via: Via,
         details: serde_json::Value,
     ) -> Result<Option<TableEntry>> {
-        let held = self.permission(actor, table).await?;
-        let allowed = held.is_some_and(|p| p >= needed);
+        let entry = self.store.table_entry(table).await?;
+        let grants = match &entry {
+            Some(_) if !actor.is_admin => self.store.grants_on(table).await?,
+            _ => Vec::new(),
+        };
+        let allowed = held(actor, entry.as_ref(), &grants).is_some_and(|p| p >= needed);
         self.store
             .audit(NewAuditEvent {
                 actor: &actor.name,
@@ -223,20 +218,22 @@ impl Catalog {
                 needed: needed.as_str().to_owned(),
             });
         }
-        Ok(self.store.table_entry(table).await?)
+        Ok(entry)
     }
 
     /// The tables `actor` may read. `lake_tables` are the tables present in the lake: admins
     /// also see those not yet catalogued; a catalogued table missing from the lake is skipped.
     pub async fn visible_tables(&self, actor: &Actor, lake_tables: &[String]) -> Result<Vec<Listed>> {
-        let mut out = Vec::new();
         let entries = self.store.list_table_entries().await?;
+        let grants = self.store.list_grants().await?;
+        let mut out = Vec::new();
         for name in lake_tables {
             let entry = entries.iter().find(|e| &e.name == name).cloned();
             if entry.is_none() && !actor.is_admin {
                 continue;
             }
-            if let Some(permission) = self.permission(actor, name).await? {
+            let on_table: Vec<Grant> = grants.iter().filter(|g| &g.table == name).cloned().collect();
+            if let Some(permission) = held(actor, entry.as_ref(), &on_table) {
                 out.push(Listed {
                     name: name.clone(),
                     entry,
@@ -411,6 +408,22 @@ impl Catalog {
             why: why.to_owned(),
         }
     }
+}
+
+/// What `actor` holds on a table with catalog `entry` (`None`: not catalogued) and `grants`.
+fn held(actor: &Actor, entry: Option<&TableEntry>, grants: &[Grant]) -> Option<Permission> {
+    if actor.is_admin {
+        return Some(Permission::Admin);
+    }
+    let entry = entry?;
+    if actor.in_team(&entry.owner_team) {
+        return Some(Permission::Admin);
+    }
+    grants
+        .iter()
+        .filter(|g| actor.in_team(&g.team))
+        .filter_map(|g| g.permission.parse::<Permission>().ok())
+        .max()
 }
 
 /// Team and principal names: 1-64 characters of `[A-Za-z0-9_.@-]`.

@@ -426,13 +426,9 @@ impl Experiments {
         let mut all = Vec::new();
         for name in self.names() {
             let Ok(watch) = self.watch(&name) else { continue };
-            let Ok(experiment) = self.get(&name) else { continue };
-            let notify: Vec<keel_guard::AlertRule> =
-                experiment.with_inner(|i| i.spec.alerts.clone()).unwrap_or_default();
-            for event in watch.evaluate(&name, now_ms()) {
-                if let Some(rule) = notify.iter().find(|r| r.name == event.rule) {
-                    keel_guard::alert::notify_all(&self.http, &event, &rule.notify);
-                }
+            // The watch holds the rules: no need to take the deployment's decision lock.
+            for (event, notify) in watch.evaluate(&name, now_ms()) {
+                keel_guard::alert::notify_all(&self.http, &event, &notify);
                 let kind = if event.status == "firing" {
                     "alert.firing"
                 } else {

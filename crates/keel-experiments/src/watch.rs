@@ -130,8 +130,9 @@ impl Watch {
         Some(violation)
     }
 
-    /// Evaluates the alert rules at `now_ms`; returns firings and resolutions.
-    pub(crate) fn evaluate(&self, deployment: &str, now_ms: i64) -> Vec<AlertEvent> {
+    /// Evaluates the alert rules at `now_ms`; returns firings and resolutions, each with the
+    /// webhooks of its rule.
+    pub(crate) fn evaluate(&self, deployment: &str, now_ms: i64) -> Vec<(AlertEvent, Vec<keel_guard::Notifier>)> {
         let slo = self.slo_status(now_ms);
         if let Some(s) = &slo {
             metrics::gauge!("keel_slo_burn_rate", "deployment" => deployment.to_owned()).set(s.burn_rate);
@@ -147,12 +148,23 @@ impl Watch {
             return Vec::new();
         };
         let events = alerts.evaluate(deployment, &signals, now_ms);
-        for (rule, state) in alerts.states() {
+        let states = alerts.states();
+        for (rule, state) in &states {
             let firing = matches!(state, keel_guard::AlertState::Firing { .. });
             metrics::gauge!("keel_alert_firing", "deployment" => deployment.to_owned(), "rule" => rule.name.clone())
                 .set(if firing { 1.0 } else { 0.0 });
         }
         events
+            .into_iter()
+            .map(|e| {
+                let notify = states
+                    .iter()
+                    .find(|(r, _)| r.name == e.rule)
+                    .map(|(r, _)| r.notify.clone())
+                    .unwrap_or_default();
+                (e, notify)
+            })
+            .collect()
     }
 
     fn slo_status(&self, now_ms: i64) -> Option<SloStatus> {

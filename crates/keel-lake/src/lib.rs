@@ -641,6 +641,18 @@ fn check_schema(table: &str, file: &Path, file_schema: &Schema, table_schema: &S
     })
 }
 
+/// Renders batches as a JSON array of row objects (`[]` when there are none), for `--json` and
+/// the REST routes.
+pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let mut writer = deltalake::arrow::json::ArrayWriter::new(Vec::new());
+    for b in batches {
+        writer.write(b)?;
+    }
+    writer.finish()?;
+    let bytes = writer.into_inner();
+    Ok(if bytes.is_empty() { b"[]".to_vec() } else { bytes })
+}
+
 /// Renders batches as a text table for the CLI.
 pub fn pretty(batches: &[RecordBatch]) -> Result<String> {
     Ok(deltalake::arrow::util::pretty::pretty_format_batches(batches)?.to_string())

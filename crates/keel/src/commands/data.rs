@@ -22,7 +22,7 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
         DataCommand::Sql { query } => return catalogued::sql(global, &lake()?, &query).await,
         #[cfg(feature = "lake")]
         DataCommand::Versions { table } => {
-            let (_, _, _) = catalogued::open_for(global, &table, Permission::Read, "read_history").await?;
+            catalogued::open_for(global, &table, Permission::Read, "read_history").await?;
             let history = lake()?.history(&table).await?;
             if global.json {
                 let rows: Vec<serde_json::Value> = history

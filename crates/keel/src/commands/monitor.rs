@@ -180,12 +180,13 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
         .await
         .with_context(|| format!("no deployment {:?}: see `keel deployment ls`", args.deployment))?;
     let spec = keel_experiments::DeploymentSpec::from_json(&deployment.spec)?;
+    let in_lake = lake.tables()?;
     let mut tables = Vec::new();
     for v in &spec.variants {
         if let Some(reference) = &v.model {
             let (model, _) = keel_registry::VersionSelector::split_reference(reference)?;
             let table = keel_predlog::predictions_table(&model);
-            if lake.tables()?.contains(&table) && !tables.contains(&table) {
+            if in_lake.contains(&table) && !tables.contains(&table) {
                 catalog
                     .authorize(
                         &actor,

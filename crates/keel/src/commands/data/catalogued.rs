@@ -220,16 +220,7 @@ pub async fn sql(global: &Global, lake: &Lake, query: &str) -> anyhow::Result<()
 
 /// Record batches as a JSON array of row objects.
 pub fn rows_as_json(batches: &[keel_lake::arrow::array::RecordBatch]) -> anyhow::Result<serde_json::Value> {
-    let mut writer = keel_lake::arrow::json::ArrayWriter::new(Vec::new());
-    for b in batches {
-        writer.write(b)?;
-    }
-    writer.finish()?;
-    let bytes = writer.into_inner();
-    if bytes.is_empty() {
-        return Ok(json!([]));
-    }
-    Ok(serde_json::from_slice(&bytes)?)
+    Ok(serde_json::from_slice(&keel_lake::json_rows(batches)?)?)
 }
 
 pub async fn ls(global: &Global, lake: &Lake, tag: Option<&str>) -> anyhow::Result<()> {
