@@ -15,9 +15,11 @@ mod labels;
 mod metrics_endpoint;
 pub mod rest;
 mod server;
+pub mod trace;
 
 pub use metrics_endpoint::prometheus;
 pub use server::{BoundServer, ServeConfig, Services};
+pub use trace::TRACE_TARGET;
 
 /// The generated protocol types and service traits (`inference` package).
 pub mod proto {

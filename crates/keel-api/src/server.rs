@@ -100,6 +100,7 @@ impl BoundServer {
             Some(extra) => app.merge(extra),
             None => app,
         };
+        let app = app.layer(axum::middleware::from_fn(crate::trace::http));
         let http_shutdown = shutdown.clone();
         let http = axum::serve(self.http, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
 
@@ -110,6 +111,7 @@ impl BoundServer {
         let grpc_shutdown = shutdown.clone();
         let mut router = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .trace_fn(crate::trace::grpc)
             .add_service(grpc_service);
         let mut windows = None;
         if let Some(experiments) = services.experiments.clone() {

@@ -15,6 +15,10 @@ mod repository;
 mod service;
 
 pub use error::{ErrorKind, Result, ServingError};
+
+/// The tracing target of request-path spans: only an OpenTelemetry layer listens to it, so
+/// they cost nothing unless traces are exported.
+pub const TRACE_TARGET: &str = "keel_trace";
 pub use keel_runtime::{DataType, Tensor, TensorData};
 pub use protocol::{InferRequest, InferResponse, InputTensor, OutputTensor, RequestedOutput};
 pub use repository::{LoadedModel, ModelRepository};

@@ -9,6 +9,7 @@ use keel_registry::{Registry, VersionSelector};
 use keel_runtime::{IoSpec, Tensor};
 use metrics::{Gauge, gauge};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::metrics::{IN_FLIGHT, Protocol, record_error};
 use crate::protocol::{InferRequest, InferResponse, OutputTensor, bool_param};
@@ -243,7 +244,21 @@ impl InferenceService {
             .copied()
             .unwrap_or(1)
             .max(0) as u64;
-        let (result, request) = run(model.clone(), request).await;
+        let span = tracing::info_span!(
+            target: crate::TRACE_TARGET,
+            "infer",
+            model = %model.name,
+            version = model.version,
+            rows,
+            protocol = protocol.as_str(),
+            deployment = tracing::field::Empty,
+            variant = tracing::field::Empty,
+        );
+        if let Some(r) = &routing {
+            span.record("deployment", r.deployment.as_str());
+            span.record("variant", r.variant.as_str());
+        }
+        let (result, request) = run(model.clone(), request).instrument(span).await;
         match result {
             Ok(mut response) => {
                 let elapsed = started.elapsed();
@@ -351,7 +366,8 @@ async fn run(model: Arc<LoadedModel>, request: InferRequest) -> (Result<InferRes
     if elements <= INLINE_ELEMENTS {
         (execute(&model, &request), Some(request))
     } else {
-        match tokio::task::spawn_blocking(move || (execute(&model, &request), request)).await {
+        let span = tracing::Span::current();
+        match tokio::task::spawn_blocking(move || span.in_scope(|| (execute(&model, &request), request))).await {
             Ok((result, request)) => (result, Some(request)),
             Err(e) => (Err(ServingError::Internal(format!("inference task failed: {e}"))), None),
         }
@@ -359,6 +375,7 @@ async fn run(model: Arc<LoadedModel>, request: InferRequest) -> (Result<InferRes
 }
 
 fn execute(model: &LoadedModel, request: &InferRequest) -> Result<InferResponse> {
+    let _span = tracing::info_span!(target: crate::TRACE_TARGET, "onnx.run").entered();
     let inputs: Vec<(&str, &Tensor)> = request.inputs.iter().map(|i| (i.name.as_str(), &i.tensor)).collect();
     let requested: Vec<&str> = request.outputs.iter().map(|o| o.name.as_str()).collect();
     let produced = model

@@ -15,6 +15,8 @@ pub mod env {
     pub const USER: &str = "KEEL_USER";
     pub const LOG: &str = "KEEL_LOG";
     pub const LOG_FORMAT: &str = "KEEL_LOG_FORMAT";
+    /// The OpenTelemetry standard variable.
+    pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 }
 
 #[derive(Debug, Parser)]
@@ -50,6 +52,9 @@ pub struct Global {
     /// Log format on stderr: text or json
     #[arg(long, global = true, env = env::LOG_FORMAT, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317)
+    #[arg(long, global = true, env = env::OTLP_ENDPOINT)]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,12 +5,12 @@ mod cli;
 mod commands;
 mod context;
 mod output;
+mod telemetry;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    init_logging(&cli.global.log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let cli::Command::Serve(args) = &cli.command
         && let Some(n) = args.workers
@@ -24,28 +24,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(async {
+        let telemetry = telemetry::init(&cli.global.log_format, cli.global.otlp_endpoint.as_deref())?;
+        let result = commands::run(cli).await;
+        telemetry.shutdown().await;
+        result
+    });
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env(cli::env::LOG).unwrap_or_else(|_| {
-        EnvFilter::new(
-            "warn,keel=info,keel_api=info,keel_serving=info,keel_experiments=info,keel_registry=info,keel_lake=info",
-        )
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

@@ -1,0 +1,99 @@
+//! Logs and traces: structured logs on stderr (text or JSON), and OpenTelemetry traces of the
+//! request path exported over OTLP/gRPC when an endpoint is configured.
+//!
+//! Request-path spans use the target [`keel_api::TRACE_TARGET`]: only the OTLP layer listens to
+//! it, so without an endpoint those spans are disabled at their call sites and cost nothing,
+//! and the log output never carries them.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::cli;
+
+const DEFAULT_FILTER: &str =
+    "warn,keel=info,keel_api=info,keel_serving=info,keel_experiments=info,keel_registry=info,keel_lake=info";
+
+/// Flushes the traces still buffered when dropped (call [`Telemetry::shutdown`] inside the
+/// runtime to wait for it).
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered; waits at most the exporter's timeout.
+    pub async fn shutdown(mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = provider.shutdown() {
+                    eprintln!("warning: traces not all exported at shutdown: {e}");
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Sets up logging, and tracing over OTLP when `otlp_endpoint` is set. Must run inside the
+/// Tokio runtime (the OTLP exporter's connection lives there).
+pub fn init(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
+    let filter = EnvFilter::try_from_env(cli::env::LOG).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // The log layer never shows request-path spans (they are for traces).
+    let filter = filter.add_directive(
+        format!("{}=off", keel_api::TRACE_TARGET)
+            .parse()
+            .map_err(|e| anyhow::anyhow!("log filter: {e}"))?,
+    );
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if format == "json" {
+        fmt.json().with_filter(filter).boxed()
+    } else {
+        fmt.with_filter(filter).boxed()
+    };
+    let Some(endpoint) = otlp_endpoint.filter(|e| !e.trim().is_empty()) else {
+        tracing_subscriber::registry().with(fmt).init();
+        return Ok(Telemetry { provider: None });
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        anyhow::bail!(
+            "--otlp-endpoint {endpoint:?} must be an http:// or https:// URL of an OTLP/gRPC collector, e.g. http://127.0.0.1:4317"
+        );
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot set up the OTLP exporter for {endpoint}: {e}"))?;
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "keel".into());
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .with_attribute(opentelemetry::KeyValue::new(
+                    "service.version",
+                    env!("CARGO_PKG_VERSION"),
+                ))
+                .build(),
+        )
+        .build();
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    let tracer = provider.tracer("keel");
+    // Traces take the request-path spans and keel's own spans at info and above.
+    let trace_filter = EnvFilter::new(format!(
+        "warn,{}=info,keel=info,keel_api=info,keel_serving=info,keel_experiments=info",
+        keel_api::TRACE_TARGET
+    ));
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(trace_filter);
+    tracing_subscriber::registry().with(fmt).with(otel).init();
+    tracing::info!(endpoint, "exporting traces over OTLP/gRPC");
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
+}
