@@ -5,6 +5,7 @@
 //! and written to the lake's `labels` table before the answer. A well-formed label whose
 //! prediction is unknown is stored too (its prediction may still be in the log's queue, or
 //! arrive from another server): the performance report counts and names such unmatched labels.
+//! Labels of predictions a deployment's live monitor remembers also feed its live AUC.
 
 use std::sync::Arc;
 
@@ -20,13 +21,20 @@ use crate::rest::{error_response, log_status_of, read_body};
 #[derive(Clone)]
 struct LabelState {
     log: Option<Arc<PredictionLog>>,
+    experiments: Option<Arc<keel_experiments::Experiments>>,
     max_body: usize,
 }
 
-pub fn router(log: Option<Arc<PredictionLog>>, max_body: usize) -> Router {
-    Router::new()
-        .route("/v1/labels", post(labels))
-        .with_state(LabelState { log, max_body })
+pub fn router(
+    log: Option<Arc<PredictionLog>>,
+    experiments: Option<Arc<keel_experiments::Experiments>>,
+    max_body: usize,
+) -> Router {
+    Router::new().route("/v1/labels", post(labels)).with_state(LabelState {
+        log,
+        experiments,
+        max_body,
+    })
 }
 
 /// Either a bare array or `{"labels": [...]}`.
@@ -66,8 +74,10 @@ async fn labels(State(s): State<LabelState>, req: Request) -> Result<Response, L
     };
     let records = keel_predlog::validate_labels(&items, keel_predlog::now_us()).map_err(LogError)?;
     let stored = log.write_labels(&records).await.map_err(LogError)?;
+    let live = s.experiments.as_ref().map_or(0, |e| e.observe_labels(&records));
     Ok(axum::Json(serde_json::json!({
         "stored": stored,
+        "live_monitor_matched": live,
         "matching": "labels are joined to predictions by keel monitor performance, which counts unmatched ones",
     }))
     .into_response())

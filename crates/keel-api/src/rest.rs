@@ -81,7 +81,7 @@ pub fn router(
     metrics: PrometheusHandle,
     max_body: usize,
 ) -> Router {
-    let labels = crate::labels::router(service.prediction_log().cloned(), max_body);
+    let labels = crate::labels::router(service.prediction_log().cloned(), experiments.clone(), max_body);
     let state = AppState {
         service,
         metrics,

@@ -11,6 +11,7 @@
 mod engine;
 mod error;
 mod manager;
+mod monitor;
 pub mod report;
 pub mod spec;
 pub mod stats;
@@ -20,6 +21,7 @@ mod watch;
 pub use engine::{DecisionOut, Event, Experiment, FeedbackOut, RewardIn};
 pub use error::{ExperimentError, Result};
 pub use manager::{Experiments, record_lineage, validate_name};
+pub use monitor::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
 pub use report::Report;
 pub use spec::DeploymentSpec;
 pub use wal::Durability;

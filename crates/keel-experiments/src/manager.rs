@@ -13,12 +13,14 @@ use keel_serving::{InferRequest, InferenceService, LoadedModel};
 use keel_store::{DeploymentRevision, Store};
 
 use crate::engine::{DecisionOut, Experiment, FeedbackOut, RewardIn, now_ms};
+use crate::monitor::ReferenceSource;
 use crate::report::{Report, build};
 use crate::spec::DeploymentSpec;
 use crate::wal::Durability;
 use crate::watch::{Health, Watch};
 use crate::{ExperimentError, Result};
 use keel_guard::AlertEvent;
+use tracing::Instrument as _;
 
 /// Names of deployments: they become folder names and URL segments.
 pub fn validate_name(name: &str) -> Result<()> {
@@ -61,6 +63,8 @@ pub struct Experiments {
     watches: RwLock<BTreeMap<String, Arc<Watch>>>,
     /// Sends alert notifications.
     http: reqwest::Client,
+    /// Loads monitors' reference tables (set by a server that has a lake).
+    references: OnceLock<Arc<dyn ReferenceSource>>,
 }
 
 impl Experiments {
@@ -86,6 +90,7 @@ impl Experiments {
             log: OnceLock::new(),
             watches: RwLock::new(BTreeMap::new()),
             http: reqwest::Client::new(),
+            references: OnceLock::new(),
         });
         for revision in me.store.list_deployments().await? {
             me.start(&revision).await?;
@@ -208,6 +213,12 @@ impl Experiments {
         let _ = self.log.set(log);
     }
 
+    /// Loads the reference tables of deployments' monitors from now on (set once, by a server
+    /// that has a lake); until then monitors wait.
+    pub fn set_reference_source(&self, source: Arc<dyn ReferenceSource>) {
+        let _ = self.references.set(source);
+    }
+
     pub async fn decide(
         &self,
         name: &str,
@@ -229,7 +240,21 @@ impl Experiments {
         inputs: Option<InferRequest>,
     ) -> Result<DecisionOut> {
         let started = std::time::Instant::now();
-        let result = self.decide_once(name, unit, context, inputs).await;
+        let span = tracing::info_span!(
+            target: keel_serving::TRACE_TARGET,
+            "decide",
+            deployment = name,
+            variant = tracing::field::Empty,
+            decision_id = tracing::field::Empty,
+        );
+        let result = self
+            .decide_once(name, unit, context, inputs)
+            .instrument(span.clone())
+            .await;
+        if let Ok(out) = &result {
+            span.record("variant", out.variant.as_str());
+            span.record("decision_id", out.decision_id.as_str());
+        }
         if let Ok(watch) = self.watch(name) {
             let server_side = matches!(
                 &result,
@@ -275,7 +300,14 @@ impl Experiments {
                 .filter(|(i, _)| !models.shadows.contains(i))
                 .filter_map(|(_, m)| m.as_ref())
             {
-                keel_serving::validate(m, request)?;
+                if let Err(e) = keel_serving::validate(m, request) {
+                    if let Ok(watch) = self.watch(name)
+                        && let Some(monitor) = &watch.monitor
+                    {
+                        monitor.schema_violation();
+                    }
+                    return Err(e.into());
+                }
             }
         }
         let (mut out, notices) = experiment.decide(unit, context).await?;
@@ -315,6 +347,7 @@ impl Experiments {
                     self.guard_output(name, &experiment, &models, v, &request, &mut out)
                         .await?;
                 }
+                self.observe(name, &request, &out);
             }
             for &s in &models.shadows {
                 let Some(model) = models.models.get(s).cloned().flatten() else {
@@ -403,6 +436,95 @@ impl Experiments {
         Ok(())
     }
 
+    /// Hands a served request and its answer to the deployment's live monitor.
+    fn observe(&self, name: &str, request: &InferRequest, out: &DecisionOut) {
+        let Ok(watch) = self.watch(name) else { return };
+        let Some(monitor) = &watch.monitor else { return };
+        let output = watch.guard_spec().and_then(|g| g.output.clone());
+        let scores = out
+            .prediction
+            .as_ref()
+            .and_then(|p| crate::watch::scores(p, output.as_deref()))
+            .map(|(_, rows)| rows)
+            .unwrap_or_default();
+        monitor.observe(now_ms(), request, &scores, out.prediction_id.as_deref());
+    }
+
+    /// Pairs labels with the scores live monitors remember, for their AUC; returns how many
+    /// labels matched a monitored prediction.
+    pub fn observe_labels(&self, labels: &[keel_predlog::LabelRecord]) -> usize {
+        let watches: Vec<Arc<Watch>> = self
+            .watches
+            .read()
+            .map(|w| w.values().filter(|w| w.monitor.is_some()).cloned().collect())
+            .unwrap_or_default();
+        if watches.is_empty() {
+            return 0;
+        }
+        let now = now_ms();
+        let mut matched = 0;
+        for label in labels {
+            if let Some(m) = watches
+                .iter()
+                .filter_map(|w| w.monitor.as_ref())
+                .find(|m| m.knows(&label.prediction_id))
+            {
+                matched += m.observe_labels(std::slice::from_ref(label), now);
+            }
+        }
+        metrics::counter!("keel_labels_total", "matched" => "live_monitor").increment(matched as u64);
+        matched
+    }
+
+    /// Loads monitors' references when due and runs due drift evaluations, in the background.
+    fn tick_monitors(&self, name: &str, watch: &Arc<Watch>) {
+        let Some(monitor) = &watch.monitor else { return };
+        let now = now_ms();
+        if let Some(source) = self.references.get()
+            && monitor.begin_load(now)
+        {
+            let model = self.models.read().ok().and_then(|m| {
+                let v = m.get(name)?;
+                v.models
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !v.shadows.contains(i))
+                    .find_map(|(_, m)| m.clone())
+            });
+            let (source, watch, name) = (source.clone(), watch.clone(), name.to_owned());
+            tokio::spawn(async move {
+                let Some(monitor) = &watch.monitor else { return };
+                let spec = monitor.spec().clone();
+                let loaded = match model {
+                    None => Err("no serving variant of this deployment is a loaded model".to_string()),
+                    Some(model) => match source.load(&spec.reference).await {
+                        Err(e) => Err(format!("cannot load reference table {}: {e}", spec.reference)),
+                        Ok(batches) => {
+                            let seed = now as u64;
+                            tokio::task::spawn_blocking(move || {
+                                crate::monitor::prepare_reference(&spec, &model, &batches, seed)
+                            })
+                            .await
+                            .unwrap_or_else(|e| Err(format!("loading the reference failed: {e}")))
+                        }
+                    },
+                };
+                monitor.finish_load(&name, loaded, now_ms());
+            });
+        }
+        if let Some(evaluation) = monitor.prepare(now) {
+            let (watch, name) = (watch.clone(), name.to_owned());
+            tokio::spawn(async move {
+                let report = tokio::task::spawn_blocking(move || evaluation.run().map_err(|e| e.to_string()))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the drift task failed: {e}")));
+                if let Some(monitor) = &watch.monitor {
+                    monitor.finish_evaluation(&name, report);
+                }
+            });
+        }
+    }
+
     fn watch(&self, name: &str) -> Result<Arc<Watch>> {
         self.watches
             .read()
@@ -426,6 +548,7 @@ impl Experiments {
         let mut all = Vec::new();
         for name in self.names() {
             let Ok(watch) = self.watch(&name) else { continue };
+            self.tick_monitors(&name, &watch);
             // The watch holds the rules: no need to take the deployment's decision lock.
             for (event, notify) in watch.evaluate(&name, now_ms()) {
                 keel_guard::alert::notify_all(&self.http, &event, &notify);

@@ -41,6 +41,10 @@ pub struct DeploymentSpec {
     /// Alert rules over the SLO, guardrails and monitoring figures; a rule may roll back.
     #[serde(default)]
     pub alerts: Vec<keel_guard::AlertRule>,
+    /// Live monitoring against a reference table: data quality, sliding-window drift of the
+    /// inputs and the score, and the AUC of labelled predictions.
+    #[serde(default)]
+    pub monitor: Option<crate::monitor::MonitorSpec>,
 }
 
 fn default_bucket_seconds() -> u64 {
@@ -300,6 +304,24 @@ impl DeploymentSpec {
                     "alert '{}' watches guardrails, but there are no \"output_guardrails\"",
                     rule.name
                 ));
+            }
+            if matches!(
+                rule.condition,
+                keel_guard::Condition::Drift { .. } | keel_guard::Condition::AucBelow { .. }
+            ) && self.monitor.is_none()
+            {
+                problems.push(format!(
+                    "alert '{}' watches drift or AUC, but there is no \"monitor\" (with a reference table)",
+                    rule.name
+                ));
+            }
+        }
+        if let Some(m) = &self.monitor {
+            problems.extend(m.problems());
+            if !self.variants.iter().any(|v| v.model.is_some() && !v.shadow) {
+                problems.push(
+                    "monitor watches a model's inputs and scores: at least one serving variant must be a model".into(),
+                );
             }
         }
         if let Some(c) = &self.canary {

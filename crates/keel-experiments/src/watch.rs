@@ -10,6 +10,7 @@ use keel_guard::alert::Alerts;
 use keel_guard::{AlertEvent, OutputGuard, OutputGuardSpec, Signals, SloStatus, SloTracker, Violation};
 use serde::{Deserialize, Serialize};
 
+use crate::monitor::Monitor;
 use crate::spec::DeploymentSpec;
 
 /// `output_guardrails` of a deployment spec.
@@ -57,6 +58,9 @@ pub struct Health {
     /// Answers held back by output guardrails since the revision started, per variant and kind.
     pub guardrail_trips: BTreeMap<String, u64>,
     pub alerts: Vec<AlertStatus>,
+    /// Live monitoring: data quality, the last drift window, the AUC of labelled predictions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<crate::monitor::MonitorStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +78,7 @@ pub(crate) struct Watch {
     /// Trips since the last alert evaluation.
     trips_pending: AtomicU64,
     trips_total: Mutex<BTreeMap<String, u64>>,
+    pub(crate) monitor: Option<Monitor>,
 }
 
 impl Watch {
@@ -85,6 +90,7 @@ impl Watch {
             alerts: Mutex::new(Alerts::new(spec.alerts.clone())),
             trips_pending: AtomicU64::new(0),
             trips_total: Mutex::new(BTreeMap::new()),
+            monitor: spec.monitor.clone().map(|m| Monitor::new(m, spec.seed)),
         }
     }
 
@@ -138,11 +144,23 @@ impl Watch {
             metrics::gauge!("keel_slo_burn_rate", "deployment" => deployment.to_owned()).set(s.burn_rate);
             metrics::gauge!("keel_slo_availability", "deployment" => deployment.to_owned()).set(s.availability);
         }
+        let (drift, auc) = match &self.monitor {
+            Some(m) => {
+                m.publish(deployment);
+                let (auc, labelled) = m.auc(now_ms);
+                if let Some(a) = auc {
+                    metrics::gauge!("keel_live_auc", "deployment" => deployment.to_owned()).set(a);
+                }
+                metrics::gauge!("keel_live_labelled", "deployment" => deployment.to_owned()).set(labelled as f64);
+                (m.signals(), auc)
+            }
+            None => (BTreeMap::new(), None),
+        };
         let signals = Signals {
             burn_rate: slo.filter(|s| s.requests > 0).map(|s| s.burn_rate),
             guardrail_trips: self.trips_pending.swap(0, Ordering::Relaxed),
-            drift: BTreeMap::new(),
-            auc: None,
+            drift,
+            auc,
         };
         let Ok(mut alerts) = self.alerts.lock() else {
             return Vec::new();
@@ -191,6 +209,7 @@ impl Watch {
                         .collect()
                 })
                 .unwrap_or_default(),
+            monitor: self.monitor.as_ref().map(|m| m.status(now_ms)),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Drift and quality of one column: read both sides, pick the test, score it.
 
 use crate::error::{MonitorError, Result};
-use crate::read::{self, FileInfo};
+use crate::read::{self, CategoryCounts, FileInfo, NumericValues};
 use crate::report::{ColumnDrift, ColumnKind, ColumnQuality, StatDetails, TestKind};
 use crate::{DriftOptions, Method, stats};
 
@@ -21,12 +21,47 @@ pub(crate) fn drift_column(
     kind: ColumnKind,
     options: &DriftOptions,
 ) -> Result<ColumnDrift> {
-    let scored = match kind {
-        ColumnKind::Numeric => numeric(reference, current, name, options.method)?,
-        ColumnKind::Categorical => categorical(reference, current, name, options.method)?,
-    };
+    match kind {
+        ColumnKind::Numeric => drift_numeric(
+            name,
+            read::read_numeric(reference, name)?,
+            read::read_numeric(current, name)?,
+            options,
+        ),
+        ColumnKind::Categorical => drift_categorical(
+            name,
+            read::read_categorical(reference, name)?,
+            read::read_categorical(current, name)?,
+            options,
+        ),
+    }
+}
+
+/// Drift of a numeric column from its values on both sides.
+pub(crate) fn drift_numeric(
+    name: &str,
+    reference: NumericValues,
+    current: NumericValues,
+    options: &DriftOptions,
+) -> Result<ColumnDrift> {
+    let scored = numeric(reference, current, name, options.method)?;
+    Ok(finish(name, ColumnKind::Numeric, scored, options))
+}
+
+/// Drift of a categorical column from its value counts on both sides.
+pub(crate) fn drift_categorical(
+    name: &str,
+    reference: CategoryCounts,
+    current: CategoryCounts,
+    options: &DriftOptions,
+) -> Result<ColumnDrift> {
+    let scored = categorical(reference, current, name, options.method)?;
+    Ok(finish(name, ColumnKind::Categorical, scored, options))
+}
+
+fn finish(name: &str, kind: ColumnKind, scored: Scored, options: &DriftOptions) -> ColumnDrift {
     let threshold = options.threshold.unwrap_or(scored.test.default_threshold());
-    Ok(ColumnDrift {
+    ColumnDrift {
         name: name.to_string(),
         kind,
         method: scored.test,
@@ -37,7 +72,7 @@ pub(crate) fn drift_column(
         current_values: scored.n_cur as u64,
         details: scored.details,
         quality: scored.quality,
-    })
+    }
 }
 
 struct Scored {
@@ -56,9 +91,7 @@ fn empty(name: &str, side: &'static str) -> MonitorError {
     }
 }
 
-fn numeric(reference: &FileInfo, current: &FileInfo, name: &str, method: Method) -> Result<Scored> {
-    let mut r = read::read_numeric(reference, name)?;
-    let mut c = read::read_numeric(current, name)?;
+fn numeric(mut r: NumericValues, mut c: NumericValues, name: &str, method: Method) -> Result<Scored> {
     if r.values.is_empty() {
         return Err(empty(name, "reference"));
     }
@@ -146,9 +179,7 @@ fn numeric(reference: &FileInfo, current: &FileInfo, name: &str, method: Method)
     })
 }
 
-fn categorical(reference: &FileInfo, current: &FileInfo, name: &str, method: Method) -> Result<Scored> {
-    let r = read::read_categorical(reference, name)?;
-    let c = read::read_categorical(current, name)?;
+fn categorical(r: CategoryCounts, c: CategoryCounts, name: &str, method: Method) -> Result<Scored> {
     let (n_ref, n_cur) = (r.total() as usize, c.total() as usize);
     if n_ref == 0 {
         return Err(empty(name, "reference"));
@@ -162,7 +193,7 @@ fn categorical(reference: &FileInfo, current: &FileInfo, name: &str, method: Met
         .chain(c.counts.keys().filter(|k| !r.counts.contains_key(*k)))
         .collect();
     keys.sort();
-    let count = |side: &read::CategoryCounts| -> Vec<f64> {
+    let count = |side: &CategoryCounts| -> Vec<f64> {
         keys.iter()
             .map(|k| side.counts.get(*k).copied().unwrap_or(0) as f64)
             .collect()

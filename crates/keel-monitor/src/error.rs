@@ -45,6 +45,12 @@ pub enum MonitorError {
     /// After dropping missing values a column has no values left in one file.
     #[error("column {column} has no non-missing values in the {side} data; drop it or fix the data")]
     EmptyColumn { column: String, side: &'static str },
+    /// A reference table holds no rows.
+    #[error("the reference has no rows: a monitor needs at least one reference row")]
+    EmptyReference,
+    /// A column of in-memory data could not be converted.
+    #[error("column {column} cannot be read: {message}")]
+    Arrow { column: String, message: String },
 }
 
 impl MonitorError {
@@ -59,6 +65,8 @@ impl MonitorError {
             MonitorError::UnsupportedType { .. } => "monitor.unsupported_type",
             MonitorError::TypeMismatch { .. } => "monitor.type_mismatch",
             MonitorError::EmptyColumn { .. } => "monitor.empty_column",
+            MonitorError::EmptyReference => "monitor.empty_reference",
+            MonitorError::Arrow { .. } => "monitor.bad_column",
         }
     }
 }

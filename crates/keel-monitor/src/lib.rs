@@ -8,6 +8,7 @@
 
 mod column;
 mod error;
+pub mod live;
 mod read;
 mod report;
 mod stats;
@@ -18,6 +19,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+pub use arrow;
 pub use error::{MonitorError, Result};
 pub use report::{ColumnDrift, ColumnKind, ColumnQuality, DriftReport, StatDetails, TestKind};
 
@@ -116,22 +118,34 @@ pub fn drift_files(reference: &Path, current: &Path, options: &DriftOptions) -> 
         None => run()?,
     };
 
+    let mut report = summarize(columns, options, reference.rows, current.rows);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The report over scored columns: which drifted, and whether the dataset did.
+pub(crate) fn summarize(
+    columns: Vec<ColumnDrift>,
+    options: &DriftOptions,
+    reference_rows: u64,
+    current_rows: u64,
+) -> DriftReport {
     let drifted_columns: Vec<String> = columns.iter().filter(|c| c.drifted).map(|c| c.name.clone()).collect();
     let share_drifted = if columns.is_empty() {
         0.0
     } else {
         drifted_columns.len() as f64 / columns.len() as f64
     };
-    Ok(DriftReport {
+    DriftReport {
         dataset_drift: !columns.is_empty() && share_drifted >= options.drift_share,
         share_drifted,
         drift_share: options.drift_share,
         drifted_columns,
         columns,
-        reference_rows: reference.rows,
-        current_rows: current.rows,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        reference_rows,
+        current_rows,
+        seconds: 0.0,
+    }
 }
 
 fn select_columns(

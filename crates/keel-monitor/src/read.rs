@@ -25,8 +25,8 @@ pub(crate) struct FileInfo {
 }
 
 /// Finite values of a numeric column plus its missing counts.
-#[derive(Debug, Default)]
-pub(crate) struct NumericValues {
+#[derive(Debug, Clone, Default)]
+pub struct NumericValues {
     pub values: Vec<f64>,
     /// null or NaN
     pub missing: u64,
@@ -35,8 +35,8 @@ pub(crate) struct NumericValues {
 }
 
 /// Value counts of a categorical column plus its missing count.
-#[derive(Debug, Default)]
-pub(crate) struct CategoryCounts {
+#[derive(Debug, Clone, Default)]
+pub struct CategoryCounts {
     pub counts: HashMap<String, u64>,
     pub missing: u64,
 }
@@ -126,29 +126,35 @@ pub(crate) fn read_numeric(info: &FileInfo, column: &str) -> Result<NumericValue
         ..Default::default()
     };
     for_each_batch(info, column, |array| {
-        let floats = cast(array, &DataType::Float64).map_err(|e| parquet_err(&info.path, e))?;
-        let floats = floats.as_primitive::<Float64Type>();
-        let values = floats.values();
-        match floats.nulls() {
-            None => push_finite(&mut out, values.iter().copied()),
-            Some(nulls) => {
-                out.missing += nulls.null_count() as u64;
-                push_finite(
-                    &mut out,
-                    values
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| nulls.is_valid(*i))
-                        .map(|(_, v)| *v),
-                );
-            }
-        }
-        Ok(())
+        push_numeric_array(&mut out, array).map_err(|e| parquet_err(&info.path, e))
     })?;
     Ok(out)
 }
 
-fn push_finite(out: &mut NumericValues, values: impl Iterator<Item = f64>) {
+/// Adds the values of a numeric array: nulls and NaN counted as missing, infinities counted
+/// and dropped.
+pub(crate) fn push_numeric_array(out: &mut NumericValues, array: &dyn Array) -> std::result::Result<(), String> {
+    let floats = cast(array, &DataType::Float64).map_err(|e| e.to_string())?;
+    let floats = floats.as_primitive::<Float64Type>();
+    let values = floats.values();
+    match floats.nulls() {
+        None => push_finite(out, values.iter().copied()),
+        Some(nulls) => {
+            out.missing += nulls.null_count() as u64;
+            push_finite(
+                out,
+                values
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| nulls.is_valid(*i))
+                    .map(|(_, v)| *v),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn push_finite(out: &mut NumericValues, values: impl Iterator<Item = f64>) {
     for v in values {
         if v.is_finite() {
             out.values.push(v);
@@ -164,18 +170,24 @@ fn push_finite(out: &mut NumericValues, values: impl Iterator<Item = f64>) {
 pub(crate) fn read_categorical(info: &FileInfo, column: &str) -> Result<CategoryCounts> {
     let mut out = CategoryCounts::default();
     for_each_batch(info, column, |array| {
-        let strings = cast(array, &DataType::Utf8).map_err(|e| parquet_err(&info.path, e))?;
-        let strings = strings.as_string::<i32>();
-        out.missing += strings.null_count() as u64;
-        for value in strings.iter().flatten() {
-            match out.counts.get_mut(value) {
-                Some(count) => *count += 1,
-                None => {
-                    out.counts.insert(value.to_string(), 1);
-                }
-            }
-        }
-        Ok(())
+        push_categorical_array(&mut out, array).map_err(|e| parquet_err(&info.path, e))
     })?;
     Ok(out)
+}
+
+/// Adds the values of a categorical array (strings, dictionaries of strings, booleans); nulls
+/// counted as missing.
+pub(crate) fn push_categorical_array(out: &mut CategoryCounts, array: &dyn Array) -> std::result::Result<(), String> {
+    let strings = cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+    let strings = strings.as_string::<i32>();
+    out.missing += strings.null_count() as u64;
+    for value in strings.iter().flatten() {
+        match out.counts.get_mut(value) {
+            Some(count) => *count += 1,
+            None => {
+                out.counts.insert(value.to_string(), 1);
+            }
+        }
+    }
+    Ok(())
 }

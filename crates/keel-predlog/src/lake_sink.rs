@@ -292,7 +292,7 @@ impl Col {
     /// Appends element `i` of `data` (the caller checked the kind).
     fn push(&mut self, data: &TensorData, i: usize) {
         match self {
-            Col::Num(b) => b.append_option(number(data, i)),
+            Col::Num(b) => b.append_option(data.value_f64(i)),
             Col::Bool(b) => b.append_option(match data {
                 TensorData::Bool(v) => v.get(i).copied(),
                 _ => None,
@@ -313,50 +313,38 @@ impl Col {
     }
 }
 
-fn number(data: &TensorData, i: usize) -> Option<f64> {
-    Some(match data {
-        TensorData::Uint8(v) => f64::from(*v.get(i)?),
-        TensorData::Uint16(v) => f64::from(*v.get(i)?),
-        TensorData::Uint32(v) => f64::from(*v.get(i)?),
-        TensorData::Uint64(v) => *v.get(i)? as f64,
-        TensorData::Int8(v) => f64::from(*v.get(i)?),
-        TensorData::Int16(v) => f64::from(*v.get(i)?),
-        TensorData::Int32(v) => f64::from(*v.get(i)?),
-        TensorData::Int64(v) => *v.get(i)? as f64,
-        TensorData::Fp16(v) => f64::from(f16_to_f32(*v.get(i)?)),
-        TensorData::Fp32(v) => f64::from(*v.get(i)?),
-        TensorData::Fp64(v) => *v.get(i)?,
-        TensorData::Bool(_) | TensorData::Bytes(_) => return None,
-    })
-}
-
-fn f16_to_f32(bits: u16) -> f32 {
-    let sign = u32::from(bits >> 15) << 31;
-    let exp = u32::from((bits >> 10) & 0x1f);
-    let frac = u32::from(bits & 0x3ff);
-    let out = match (exp, frac) {
-        (0, 0) => sign,
-        (0, f) => {
-            // subnormal: value = f * 2^-24
-            let v = f as f32 * (1.0 / 16_777_216.0);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
-        (e, f) => sign | ((e + 112) << 23) | (f << 13),
-    };
-    f32::from_bits(out)
-}
-
 fn json_value(data: &TensorData, i: usize) -> serde_json::Value {
     match data {
         TensorData::Bool(v) => v.get(i).map_or(serde_json::Value::Null, |b| (*b).into()),
         TensorData::Bytes(v) => v
             .get(i)
             .map_or(serde_json::Value::Null, |b| String::from_utf8_lossy(b).into()),
-        other => number(other, i)
+        other => other
+            .value_f64(i)
             .and_then(serde_json::Number::from_f64)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
+    }
+}
+
+/// The log columns an input tensor of `width` values per row flattens into (`name` alone for
+/// one value per row, else `name_0 .. name_{width-1}`), as the prediction log names them:
+/// what a monitor's reference table must call its columns.
+pub fn input_columns(name: &str, width: usize) -> Vec<String> {
+    let mut base = clean(name);
+    if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
+        base = format!("in_{base}");
+    }
+    if width > MAX_WIDTH {
+        return Vec::new();
+    }
+    flat_names(&base, width)
+}
+
+fn flat_names(base: &str, width: usize) -> Vec<String> {
+    if width == 1 {
+        vec![base.to_owned()]
+    } else {
+        (0..width).map(|j| format!("{base}_{j}")).collect()
     }
 }
 
@@ -415,10 +403,8 @@ impl<'a> Slot<'a> {
         } else if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
             base = format!("in_{base}");
         }
-        let names = if width == 1 {
-            vec![base]
-        } else if width <= MAX_WIDTH && width * rows == tensor.data.len() {
-            (0..width).map(|j| format!("{base}_{j}")).collect()
+        let names = if width == 1 || (width <= MAX_WIDTH && width * rows == tensor.data.len()) {
+            flat_names(&base, width)
         } else {
             Vec::new()
         };
@@ -576,6 +562,14 @@ mod tests {
     }
 
     #[test]
+    fn input_columns_are_named_as_the_log_names_them() {
+        assert_eq!(input_columns("input", 1), vec!["input".to_string()]);
+        assert_eq!(input_columns("x-y", 2), vec!["x_y_0".to_string(), "x_y_1".to_string()]);
+        assert_eq!(input_columns("ts", 1), vec!["in_ts".to_string()]);
+        assert!(input_columns("wide", MAX_WIDTH + 1).is_empty());
+    }
+
+    #[test]
     fn predictions_flatten_into_columns() {
         let p = PredictionRecord {
             ts_us: 86_400_000_000 + 5,
@@ -634,12 +628,5 @@ mod tests {
             .downcast_ref::<keel_lake::arrow::array::Date32Array>()
             .expect("date32");
         assert_eq!(dates.value(0), 1);
-    }
-
-    #[test]
-    fn half_floats() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
     }
 }

@@ -99,7 +99,44 @@ pub enum TensorData {
     Bytes(Vec<Vec<u8>>),
 }
 
+/// IEEE half-precision bits to f32.
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let sign = u32::from(bits >> 15) << 31;
+    let exp = u32::from((bits >> 10) & 0x1f);
+    let frac = u32::from(bits & 0x3ff);
+    let out = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // subnormal: value = f * 2^-24
+            let v = f as f32 * (1.0 / 16_777_216.0);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 112) << 23) | (f << 13),
+    };
+    f32::from_bits(out)
+}
+
 impl TensorData {
+    /// Element `i` as a number (`None` for BOOL and BYTES, or past the end).
+    pub fn value_f64(&self, i: usize) -> Option<f64> {
+        Some(match self {
+            TensorData::Uint8(v) => f64::from(*v.get(i)?),
+            TensorData::Uint16(v) => f64::from(*v.get(i)?),
+            TensorData::Uint32(v) => f64::from(*v.get(i)?),
+            TensorData::Uint64(v) => *v.get(i)? as f64,
+            TensorData::Int8(v) => f64::from(*v.get(i)?),
+            TensorData::Int16(v) => f64::from(*v.get(i)?),
+            TensorData::Int32(v) => f64::from(*v.get(i)?),
+            TensorData::Int64(v) => *v.get(i)? as f64,
+            TensorData::Fp16(v) => f64::from(f16_to_f32(*v.get(i)?)),
+            TensorData::Fp32(v) => f64::from(*v.get(i)?),
+            TensorData::Fp64(v) => *v.get(i)?,
+            TensorData::Bool(_) | TensorData::Bytes(_) => return None,
+        })
+    }
+
     pub fn datatype(&self) -> DataType {
         match self {
             TensorData::Bool(_) => DataType::Bool,
@@ -260,6 +297,17 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_as_numbers_and_half_floats() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(TensorData::Fp16(vec![0x3c00]).value_f64(0), Some(1.0));
+        assert_eq!(TensorData::Int64(vec![-3, 4]).value_f64(1), Some(4.0));
+        assert_eq!(TensorData::Fp32(vec![0.5]).value_f64(1), None);
+        assert_eq!(TensorData::Bytes(vec![b"a".to_vec()]).value_f64(0), None);
+    }
 
     #[test]
     fn datatype_names_round_trip() {

@@ -34,6 +34,9 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
                     served.push((version.model, version.version));
                 }
             }
+            if let Some(monitor) = &parsed.monitor {
+                check_reference(global, &ctx, &name, &monitor.reference).await?;
+            }
             let revision = store
                 .put_deployment(&name, &spec, &author(&by), reason.as_deref())
                 .await?;
@@ -264,4 +267,31 @@ pub fn print_report(r: &Report) {
         headers.extend(names);
         output::table(&headers, &rows);
     }
+}
+
+/// A monitored deployment's reference table must exist in the lake, and whoever applies the
+/// deployment must be allowed to read it (the server then reads it on their behalf).
+#[cfg(feature = "lake")]
+async fn check_reference(global: &Global, ctx: &Context, deployment: &str, table: &str) -> anyhow::Result<()> {
+    use keel_catalog::{Permission, Via};
+    let catalog = ctx.catalog();
+    let actor = catalog.actor(&crate::context::principal(global)).await?;
+    let details = serde_json::json!({ "deployment": deployment });
+    catalog
+        .authorize(&actor, table, Permission::Read, "monitor_reference", Via::Cli, details)
+        .await?;
+    let lake = keel_lake::Lake::open(&ctx.home.join("lake"))?;
+    if !lake.tables()?.iter().any(|t| t == table) {
+        anyhow::bail!(
+            "monitor.reference {table:?} is not a table of the lake: ingest the training data first (`keel data ingest FILE --table {table}`)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "lake"))]
+async fn check_reference(_: &Global, _: &Context, _: &str, _: &str) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this keel was built without the lake feature, so deployments cannot be monitored against a reference table"
+    )
 }

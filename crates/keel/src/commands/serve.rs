@@ -29,6 +29,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
     let service = service(&ctx, &args);
     let experiments = open_experiments(&ctx, &args, Some(service.clone())).await?;
+    set_reference_source(&ctx, &experiments)?;
     if let Some(log) = prediction_log(&ctx, &args)? {
         service.set_prediction_log(log.clone());
         experiments.set_prediction_log(log);
@@ -141,6 +142,34 @@ pub async fn open_experiments(
     )
     .await
     .context("cannot open the deployments")
+}
+
+/// Deployments' live monitors read their reference tables from the workspace's lake.
+#[cfg(feature = "lake")]
+pub fn set_reference_source(ctx: &Context, experiments: &Experiments) -> anyhow::Result<()> {
+    let lake = keel_lake::Lake::open(&ctx.home.join("lake"))?;
+    experiments.set_reference_source(std::sync::Arc::new(LakeReferences(lake)));
+    Ok(())
+}
+
+#[cfg(not(feature = "lake"))]
+pub fn set_reference_source(_: &Context, _: &Experiments) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Reads a whole reference table (the monitor samples it).
+#[cfg(feature = "lake")]
+struct LakeReferences(keel_lake::Lake);
+
+#[cfg(feature = "lake")]
+impl keel_experiments::ReferenceSource for LakeReferences {
+    fn load(
+        &self,
+        table: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<keel_experiments::Batches, String>> + Send>> {
+        let (lake, table) = (self.0.clone(), table.to_owned());
+        Box::pin(async move { lake.scan(&table, None).await.map_err(|e| e.to_string()) })
+    }
 }
 
 /// The `/v1/data` routes over the workspace's lake, when the binary has it.

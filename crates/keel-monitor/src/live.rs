@@ -1,0 +1,694 @@
+//! Live monitoring of a serving deployment: a reference profile held in memory, data-quality
+//! counters updated on every row, and drift over a sliding window of recent rows.
+//!
+//! The window is `window_ms` long and slides by `step_ms`: rows land in one bucket per step,
+//! each bucket keeps a uniform sample (reservoir) of at most `max_rows / buckets` rows, and an
+//! evaluation compares the union of the buckets still inside the window with the reference,
+//! using the same per-column tests as [`crate::drift_files`]. Memory is bounded by `max_rows`
+//! whatever the traffic. The model's score is watched too: the first window that holds
+//! `min_rows` scores becomes the baseline later windows are compared with.
+//!
+//! Updating (`observe_row`) is cheap and allocation-free for numeric columns; evaluating
+//! ([`Evaluation::run`]) is CPU work for a blocking thread, done outside any lock.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::error::{MonitorError, Result};
+use crate::read::{self, CategoryCounts, NumericValues};
+use crate::report::{ColumnDrift, ColumnKind, DriftReport};
+use crate::{DriftOptions, column, stats};
+
+/// Relative slack of the reference range (float32 keeps about 7 significant digits).
+const F32_SLACK: f64 = 1e-6;
+
+/// The column name under which the model's score is reported.
+pub const PREDICTION: &str = "prediction";
+
+/// One column of the reference, ready to compare with.
+#[derive(Debug, Clone)]
+enum RefColumn {
+    Numeric {
+        values: Arc<NumericValues>,
+        min: f64,
+        max: f64,
+    },
+    Categorical {
+        counts: Arc<CategoryCounts>,
+    },
+}
+
+/// The reference a deployment is compared with: a uniform sample of its training table.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    names: Vec<String>,
+    columns: Vec<RefColumn>,
+    rows: u64,
+    /// Rows of the table before sampling.
+    table_rows: u64,
+}
+
+impl Reference {
+    /// Builds the reference from record batches (every column of the batches), keeping a
+    /// uniform sample of at most `max_rows` rows (`seed` makes the sample reproducible).
+    pub fn from_batches(batches: &[RecordBatch], max_rows: usize, seed: u64) -> Result<Reference> {
+        let Some(first) = batches.first() else {
+            return Err(MonitorError::EmptyReference);
+        };
+        let schema = first.schema();
+        let table_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if table_rows == 0 {
+            return Err(MonitorError::EmptyReference);
+        }
+        // Sorted global row indices of the sample.
+        let keep: Option<Vec<usize>> = (table_rows > max_rows.max(1)).then(|| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut idx = rand::seq::index::sample(&mut rng, table_rows, max_rows.max(1)).into_vec();
+            idx.sort_unstable();
+            idx
+        });
+        let mut names = Vec::new();
+        let mut columns = Vec::new();
+        for (c, field) in schema.fields().iter().enumerate() {
+            let kind = read::kind_of(field.data_type()).ok_or_else(|| MonitorError::UnsupportedType {
+                column: field.name().clone(),
+                data_type: field.data_type().to_string(),
+            })?;
+            let mut numeric = NumericValues::default();
+            let mut categorical = CategoryCounts::default();
+            let mut offset = 0usize;
+            let mut next = 0usize;
+            for batch in batches {
+                let array = batch.column(c);
+                let n = array.len();
+                let part: arrow::array::ArrayRef = match &keep {
+                    None => array.clone(),
+                    Some(keep) => {
+                        let start = next;
+                        while next < keep.len() && keep[next] < offset + n {
+                            next += 1;
+                        }
+                        let local: arrow::array::UInt32Array =
+                            keep[start..next].iter().map(|i| (i - offset) as u32).collect();
+                        arrow::compute::take(array.as_ref(), &local, None).map_err(|e| MonitorError::Arrow {
+                            column: field.name().clone(),
+                            message: e.to_string(),
+                        })?
+                    }
+                };
+                offset += n;
+                match kind {
+                    ColumnKind::Numeric => read::push_numeric_array(&mut numeric, part.as_ref()),
+                    ColumnKind::Categorical => read::push_categorical_array(&mut categorical, part.as_ref()),
+                }
+                .map_err(|message| MonitorError::Arrow {
+                    column: field.name().clone(),
+                    message,
+                })?;
+            }
+            let column = match kind {
+                ColumnKind::Numeric => {
+                    if numeric.values.is_empty() {
+                        return Err(MonitorError::EmptyColumn {
+                            column: field.name().clone(),
+                            side: "reference",
+                        });
+                    }
+                    stats::sort_values(&mut numeric.values);
+                    let (min, max) = (numeric.values[0], numeric.values[numeric.values.len() - 1]);
+                    RefColumn::Numeric {
+                        values: Arc::new(numeric),
+                        min,
+                        max,
+                    }
+                }
+                ColumnKind::Categorical => RefColumn::Categorical {
+                    counts: Arc::new(categorical),
+                },
+            };
+            names.push(field.name().clone());
+            columns.push(column);
+        }
+        Ok(Reference {
+            names,
+            rows: keep.as_ref().map_or(table_rows, Vec::len) as u64,
+            table_rows: table_rows as u64,
+            columns,
+        })
+    }
+
+    /// Column names, in the order [`LiveMonitor::observe_row`] expects values.
+    pub fn columns(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Rows kept (the sample).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Rows of the table the sample was drawn from.
+    pub fn table_rows(&self) -> u64 {
+        self.table_rows
+    }
+}
+
+/// One value of a served row, in reference column order.
+#[derive(Debug, Clone, Copy)]
+pub enum Observed<'a> {
+    /// The request did not carry the column, or carried null/NaN.
+    Missing,
+    Number(f64),
+    Text(&'a str),
+}
+
+/// Window, step and sample sizes of a live monitor.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub window_ms: i64,
+    pub step_ms: i64,
+    /// Rows a window keeps at most (a uniform sample of the rows seen).
+    pub max_rows: usize,
+    /// Fewer rows than this in the window: no drift figure (too little to say anything).
+    pub min_rows: usize,
+    pub drift: DriftOptions,
+    pub seed: u64,
+}
+
+/// Data-quality counts of one column since the monitor started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QualityCounts {
+    /// Null or NaN, or the request did not carry the column.
+    pub missing: u64,
+    /// A number outside the reference's [min, max] (infinities included).
+    pub out_of_range: u64,
+    /// A category the reference never saw.
+    pub new_category: u64,
+    /// A value of the wrong kind (text where the reference has numbers).
+    pub wrong_type: u64,
+}
+
+impl QualityCounts {
+    /// `(kind, count)` pairs, for metrics.
+    pub fn kinds(&self) -> [(&'static str, u64); 4] {
+        [
+            ("missing", self.missing),
+            ("out_of_range", self.out_of_range),
+            ("new_category", self.new_category),
+            ("wrong_type", self.wrong_type),
+        ]
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Buf {
+    Num(Vec<f64>),
+    Cat(Vec<Option<String>>),
+}
+
+#[derive(Debug)]
+struct Bucket {
+    start_ms: i64,
+    seen: u64,
+    rows: Vec<Buf>,
+    kept: usize,
+    scores: Vec<f64>,
+    scores_seen: u64,
+}
+
+/// The live monitor of one deployment revision.
+#[derive(Debug)]
+pub struct LiveMonitor {
+    reference: Arc<Reference>,
+    options: LiveOptions,
+    buckets: VecDeque<Bucket>,
+    quality: Vec<QualityCounts>,
+    rows_seen: u64,
+    rng: ChaCha8Rng,
+    baseline_scores: Option<Arc<Vec<f64>>>,
+    next_eval_ms: Option<i64>,
+}
+
+/// What one evaluation found.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveReport {
+    /// When the evaluation ran (ms since the epoch).
+    pub at_ms: i64,
+    pub window_seconds: f64,
+    /// Rows seen in the window, and rows of the sample compared.
+    pub window_rows_seen: u64,
+    pub window_rows_compared: u64,
+    pub features: DriftReport,
+    /// The score's drift against the baseline window, once there is one.
+    pub prediction: Option<ColumnDrift>,
+}
+
+impl LiveReport {
+    /// Per column (and [`PREDICTION`]), a drift figure that grows with drift: the distance for
+    /// distance tests, `1 - p` for p-value tests (so "above 0.95" reads "p below 0.05").
+    pub fn signals(&self) -> Vec<(String, f64)> {
+        self.features
+            .columns
+            .iter()
+            .chain(self.prediction.as_ref())
+            .map(|c| {
+                let v = if c.method.is_p_value() { 1.0 - c.score } else { c.score };
+                (c.name.clone(), v)
+            })
+            .collect()
+    }
+}
+
+/// Samples taken out of the window, to compare outside the monitor's lock.
+#[derive(Debug)]
+pub struct Evaluation {
+    at_ms: i64,
+    window_ms: i64,
+    reference: Arc<Reference>,
+    current: Vec<Buf>,
+    rows_seen: u64,
+    rows_kept: u64,
+    scores: Option<(Arc<Vec<f64>>, Vec<f64>)>,
+    options: DriftOptions,
+}
+
+impl LiveMonitor {
+    pub fn new(reference: Arc<Reference>, options: LiveOptions) -> LiveMonitor {
+        let n = reference.names.len();
+        LiveMonitor {
+            rng: ChaCha8Rng::seed_from_u64(options.seed),
+            reference,
+            options,
+            buckets: VecDeque::new(),
+            quality: vec![QualityCounts::default(); n],
+            rows_seen: 0,
+            baseline_scores: None,
+            next_eval_ms: None,
+        }
+    }
+
+    pub fn reference(&self) -> &Arc<Reference> {
+        &self.reference
+    }
+
+    fn buckets_per_window(&self) -> usize {
+        (self.options.window_ms / self.options.step_ms.max(1)).max(1) as usize
+    }
+
+    fn bucket_cap(&self) -> usize {
+        (self.options.max_rows / self.buckets_per_window()).max(1)
+    }
+
+    fn bucket_at(&mut self, now_ms: i64) -> usize {
+        let step = self.options.step_ms.max(1);
+        let start = now_ms - now_ms.rem_euclid(step);
+        if self.buckets.back().is_none_or(|b| b.start_ms < start) {
+            let rows = self
+                .reference
+                .columns
+                .iter()
+                .map(|c| match c {
+                    RefColumn::Numeric { .. } => Buf::Num(Vec::new()),
+                    RefColumn::Categorical { .. } => Buf::Cat(Vec::new()),
+                })
+                .collect();
+            self.buckets.push_back(Bucket {
+                start_ms: start,
+                seen: 0,
+                rows,
+                kept: 0,
+                scores: Vec::new(),
+                scores_seen: 0,
+            });
+        }
+        if self.next_eval_ms.is_none() {
+            self.next_eval_ms = Some(start + step);
+        }
+        self.buckets.len() - 1
+    }
+
+    /// Counts one served row's data quality and offers it to the window's sample. `values`
+    /// come in the reference's column order; `score` is the model's score for the row.
+    pub fn observe_row<'a>(&mut self, now_ms: i64, values: impl IntoIterator<Item = Observed<'a>>, score: Option<f64>) {
+        self.rows_seen += 1;
+        let cap = self.bucket_cap();
+        let b = self.bucket_at(now_ms);
+        // Reservoir sampling: the row takes slot `slot` (or none) of the bucket's sample.
+        let slot = {
+            let bucket = &mut self.buckets[b];
+            bucket.seen += 1;
+            if bucket.kept < cap {
+                bucket.kept += 1;
+                Some((bucket.kept - 1, true))
+            } else {
+                let j = self.rng.random_range(0..bucket.seen) as usize;
+                (j < cap).then_some((j, false))
+            }
+        };
+        let bucket = &mut self.buckets[b];
+        for (c, value) in values.into_iter().enumerate().take(self.quality.len()) {
+            let q = &mut self.quality[c];
+            let (num, text): (f64, Option<&str>) = match (&self.reference.columns[c], value) {
+                (_, Observed::Missing) => {
+                    q.missing += 1;
+                    (f64::NAN, None)
+                }
+                (RefColumn::Numeric { min, max, .. }, Observed::Number(v)) => {
+                    // The bounds are widened by float32 rounding: a model fed FP32 sees the
+                    // reference's own extremes a hair off.
+                    let slack = |b: f64| b.abs() * F32_SLACK;
+                    if v.is_nan() {
+                        q.missing += 1;
+                    } else if v < *min - slack(*min) || v > *max + slack(*max) {
+                        q.out_of_range += 1;
+                    }
+                    (v, None)
+                }
+                (RefColumn::Numeric { .. }, Observed::Text(_)) => {
+                    q.wrong_type += 1;
+                    (f64::NAN, None)
+                }
+                (RefColumn::Categorical { counts }, Observed::Text(t)) => {
+                    if !counts.counts.contains_key(t) {
+                        q.new_category += 1;
+                    }
+                    (f64::NAN, Some(t))
+                }
+                (RefColumn::Categorical { .. }, Observed::Number(_)) => {
+                    q.wrong_type += 1;
+                    (f64::NAN, None)
+                }
+            };
+            if let Some((at, push)) = slot {
+                match &mut bucket.rows[c] {
+                    Buf::Num(v) if push => v.push(num),
+                    Buf::Num(v) => v[at] = num,
+                    Buf::Cat(v) if push => v.push(text.map(str::to_owned)),
+                    Buf::Cat(v) => v[at] = text.map(str::to_owned),
+                }
+            }
+        }
+        // A row that carried fewer values than the reference has columns: pad its slot.
+        if let Some((_, true)) = slot {
+            let kept = bucket.kept;
+            for buf in &mut bucket.rows {
+                match buf {
+                    Buf::Num(v) if v.len() < kept => v.push(f64::NAN),
+                    Buf::Cat(v) if v.len() < kept => v.push(None),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(s) = score.filter(|s| s.is_finite()) {
+            bucket.scores_seen += 1;
+            if bucket.scores.len() < cap {
+                bucket.scores.push(s);
+            } else {
+                let j = self.rng.random_range(0..bucket.scores_seen) as usize;
+                if j < cap {
+                    bucket.scores[j] = s;
+                }
+            }
+        }
+    }
+
+    /// Data-quality counts per reference column since the monitor started.
+    pub fn quality(&self) -> Vec<(String, QualityCounts)> {
+        self.reference
+            .names
+            .iter()
+            .cloned()
+            .zip(self.quality.iter().copied())
+            .collect()
+    }
+
+    pub fn rows_seen(&self) -> u64 {
+        self.rows_seen
+    }
+
+    /// Whether an evaluation is due at `now_ms` (one per step, once rows have arrived).
+    pub fn due(&self, now_ms: i64) -> bool {
+        self.next_eval_ms.is_some_and(|t| now_ms >= t)
+    }
+
+    /// Drops buckets that left the window and takes the samples to compare. `None` when the
+    /// window holds fewer than `min_rows` rows (nothing is evaluated then).
+    pub fn prepare(&mut self, now_ms: i64) -> Option<Evaluation> {
+        let step = self.options.step_ms.max(1);
+        self.next_eval_ms = Some(now_ms - now_ms.rem_euclid(step) + step);
+        let oldest = now_ms - self.options.window_ms;
+        while self.buckets.front().is_some_and(|b| b.start_ms + step <= oldest) {
+            self.buckets.pop_front();
+        }
+        let rows_seen: u64 = self.buckets.iter().map(|b| b.seen).sum();
+        let rows_kept: usize = self.buckets.iter().map(|b| b.kept).sum();
+        if (rows_seen as usize) < self.options.min_rows.max(1) || rows_kept == 0 {
+            return None;
+        }
+        let mut current: Vec<Buf> = self
+            .reference
+            .columns
+            .iter()
+            .map(|c| match c {
+                RefColumn::Numeric { .. } => Buf::Num(Vec::with_capacity(rows_kept)),
+                RefColumn::Categorical { .. } => Buf::Cat(Vec::with_capacity(rows_kept)),
+            })
+            .collect();
+        for bucket in &self.buckets {
+            for (into, from) in current.iter_mut().zip(&bucket.rows) {
+                match (into, from) {
+                    (Buf::Num(a), Buf::Num(b)) => a.extend_from_slice(b),
+                    (Buf::Cat(a), Buf::Cat(b)) => a.extend(b.iter().cloned()),
+                    _ => {}
+                }
+            }
+        }
+        let scores: Vec<f64> = self.buckets.iter().flat_map(|b| b.scores.iter().copied()).collect();
+        let scores = if scores.len() < self.options.min_rows.max(1) {
+            None
+        } else if let Some(base) = &self.baseline_scores {
+            Some((base.clone(), scores))
+        } else {
+            // The first full window of scores is the baseline later windows compare with.
+            self.baseline_scores = Some(Arc::new(scores));
+            None
+        };
+        Some(Evaluation {
+            at_ms: now_ms,
+            window_ms: self.options.window_ms,
+            reference: self.reference.clone(),
+            current,
+            rows_seen,
+            rows_kept: rows_kept as u64,
+            scores,
+            options: self.options.drift.clone(),
+        })
+    }
+}
+
+impl Evaluation {
+    /// Runs the drift tests (CPU work: call it on a blocking thread).
+    pub fn run(self) -> Result<LiveReport> {
+        let started = std::time::Instant::now();
+        let mut columns = Vec::with_capacity(self.current.len());
+        for ((name, reference), current) in self
+            .reference
+            .names
+            .iter()
+            .zip(&self.reference.columns)
+            .zip(self.current)
+        {
+            let drift = match (reference, current) {
+                (RefColumn::Numeric { values, .. }, Buf::Num(cur)) => {
+                    let current = numeric_sample(cur);
+                    if current.values.is_empty() {
+                        continue;
+                    }
+                    column::drift_numeric(name, (**values).clone(), current, &self.options)?
+                }
+                (RefColumn::Categorical { counts }, Buf::Cat(cur)) => {
+                    let mut current = CategoryCounts::default();
+                    for v in cur {
+                        match v {
+                            Some(v) => *current.counts.entry(v).or_default() += 1,
+                            None => current.missing += 1,
+                        }
+                    }
+                    if current.total() == 0 {
+                        continue;
+                    }
+                    column::drift_categorical(name, (**counts).clone(), current, &self.options)?
+                }
+                _ => continue,
+            };
+            columns.push(drift);
+        }
+        let prediction = match self.scores {
+            Some((base, cur)) => Some(column::drift_numeric(
+                PREDICTION,
+                numeric_sample((*base).clone()),
+                numeric_sample(cur),
+                &self.options,
+            )?),
+            None => None,
+        };
+        let mut features = crate::summarize(columns, &self.options, self.reference.rows, self.rows_kept);
+        features.seconds = started.elapsed().as_secs_f64();
+        Ok(LiveReport {
+            at_ms: self.at_ms,
+            window_seconds: self.window_ms as f64 / 1000.0,
+            window_rows_seen: self.rows_seen,
+            window_rows_compared: self.rows_kept,
+            features,
+            prediction,
+        })
+    }
+}
+
+fn numeric_sample(values: Vec<f64>) -> NumericValues {
+    let mut out = NumericValues::default();
+    read::push_finite(&mut out, values.into_iter());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn reference(n: usize) -> Arc<Reference> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float64, true),
+            Field::new("city", DataType::Utf8, true),
+        ]));
+        let x: Float64Array = (0..n).map(|i| Some((i % 100) as f64)).collect();
+        let city: StringArray = (0..n)
+            .map(|i| Some(if i % 2 == 0 { "paris" } else { "lyon" }))
+            .collect();
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(x), Arc::new(city)]).expect("batch");
+        Arc::new(Reference::from_batches(&[batch.clone(), batch], 5_000, 7).expect("reference"))
+    }
+
+    fn options() -> LiveOptions {
+        LiveOptions {
+            window_ms: 60_000,
+            step_ms: 10_000,
+            max_rows: 6_000,
+            min_rows: 100,
+            drift: DriftOptions::default(),
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn reference_keeps_a_uniform_sample_and_its_range() {
+        let r = reference(4_000);
+        assert_eq!(r.table_rows(), 8_000);
+        assert_eq!(r.rows(), 5_000);
+        assert_eq!(r.columns(), ["x".to_string(), "city".to_string()]);
+        let RefColumn::Numeric { min, max, values } = &r.columns[0] else {
+            panic!("x is numeric")
+        };
+        assert_eq!((*min, *max), (0.0, 99.0));
+        assert_eq!(values.values.len(), 5_000);
+        assert!(Reference::from_batches(&[], 10, 1).is_err());
+    }
+
+    #[test]
+    fn quality_counts_missing_out_of_range_new_categories_and_wrong_types() {
+        let mut m = LiveMonitor::new(reference(1_000), options());
+        m.observe_row(0, [Observed::Number(5.0), Observed::Text("paris")], Some(0.5));
+        m.observe_row(0, [Observed::Number(500.0), Observed::Text("tokyo")], Some(0.5));
+        // The reference's maximum as float32 rounds it: still in range.
+        m.observe_row(
+            0,
+            [Observed::Number(f64::from(99.0f32) + 1e-5), Observed::Text("lyon")],
+            None,
+        );
+        m.observe_row(0, [Observed::Missing, Observed::Number(3.0)], None);
+        m.observe_row(0, [Observed::Text("oops"), Observed::Missing], None);
+        m.observe_row(0, [Observed::Number(f64::NAN)], None);
+        let q = m.quality();
+        assert_eq!(
+            q[0].1,
+            QualityCounts {
+                missing: 2,
+                out_of_range: 1,
+                new_category: 0,
+                wrong_type: 1
+            }
+        );
+        assert_eq!(
+            q[1].1,
+            QualityCounts {
+                missing: 1,
+                out_of_range: 0,
+                new_category: 1,
+                wrong_type: 1
+            }
+        );
+        assert_eq!(m.rows_seen(), 6);
+    }
+
+    #[test]
+    fn a_shifted_window_drifts_and_a_same_one_does_not() {
+        let mut m = LiveMonitor::new(reference(10_000), options());
+        // Too few rows: nothing to evaluate.
+        m.observe_row(1_000, [Observed::Number(1.0), Observed::Text("paris")], Some(0.1));
+        assert!(m.due(10_000));
+        assert!(m.prepare(10_000).is_none());
+        for i in 0..3_000 {
+            let city = if i % 2 == 0 { "paris" } else { "lyon" };
+            m.observe_row(
+                12_000,
+                [Observed::Number((i % 100) as f64), Observed::Text(city)],
+                Some(0.2),
+            );
+        }
+        let report = m.prepare(20_000).expect("enough rows").run().expect("drift");
+        assert_eq!(report.features.columns.len(), 2);
+        assert!(report.features.drifted_columns.is_empty(), "{:?}", report.features);
+        assert!(
+            report.prediction.is_none(),
+            "the first full window is the score baseline"
+        );
+        // Later rows: x shifted by 60, the city mix changes, the score moves.
+        for _ in 0..3_000 {
+            m.observe_row(75_000, [Observed::Number(90.0), Observed::Text("tokyo")], Some(0.9));
+        }
+        let report = m.prepare(80_000).expect("enough rows").run().expect("drift");
+        assert_eq!(
+            report.features.drifted_columns,
+            vec!["x".to_string(), "city".to_string()]
+        );
+        let prediction = report.prediction.as_ref().expect("score drift against the baseline");
+        assert!(prediction.drifted);
+        let signals: HashMap<String, f64> = report.signals().into_iter().collect();
+        assert!(signals["x"] > 0.1 && signals["city"] > 0.1 && signals[PREDICTION] > 0.1);
+        // The window only holds the buckets of the last 60 s: the 12 s bucket is gone.
+        assert_eq!(report.window_rows_seen, 3_000);
+    }
+
+    #[test]
+    fn the_window_sample_is_bounded() {
+        let mut m = LiveMonitor::new(reference(1_000), options());
+        for i in 0..50_000 {
+            m.observe_row(i / 10, [Observed::Number(1.0), Observed::Text("paris")], Some(0.5));
+        }
+        let kept: usize = m.buckets.iter().map(|b| b.kept).sum();
+        assert!(kept <= 6_000, "kept {kept}");
+        let e = m.prepare(5_000).expect("rows");
+        assert_eq!(e.rows_seen, 50_000);
+        assert_eq!(e.rows_kept as usize, kept);
+    }
+}
