@@ -161,6 +161,16 @@ pub(crate) struct Replayed {
     path: PathBuf,
 }
 
+/// What closing attribution windows did.
+#[derive(Debug, Default)]
+pub struct ClosedWindows {
+    pub closed: usize,
+    /// Default rewards applied: (decision id, reward).
+    pub defaults: Vec<(String, f64)>,
+    /// Guardrail pauses or canary moves the default rewards caused.
+    pub notices: Vec<(String, serde_json::Value)>,
+}
+
 /// A running deployment.
 pub struct Experiment {
     pub name: String,
@@ -691,9 +701,11 @@ impl Experiment {
     }
 
     /// Closes the windows that ended before `now`: applies the default reward to decisions
-    /// that got none, forgets the others. Returns how many closed.
-    pub async fn close_windows(&self, now: i64) -> Result<usize> {
-        let (closed, seq, _notices) = {
+    /// that got none, forgets the others. Returns how many closed, the default rewards applied
+    /// (decision id, reward) and the notices of guardrails they moved.
+    pub async fn close_windows(&self, now: i64) -> Result<ClosedWindows> {
+        let mut defaults = Vec::new();
+        let (closed, seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
             let mut closed = 0;
             let mut last = 0;
@@ -719,6 +731,7 @@ impl Experiment {
                         inner.push(&self.wal, &event)?;
                         inner.check_guardrails(&self.wal, variant, now)?;
                         last = inner.seq;
+                        defaults.push((id.to_string(), default));
                     }
                     _ => {
                         inner.waiting.remove(&id);
@@ -731,7 +744,11 @@ impl Experiment {
             self.wal.notify();
             self.wal.wait_durable(seq).await?;
         }
-        Ok(closed)
+        Ok(ClosedWindows {
+            closed,
+            defaults,
+            notices,
+        })
     }
 
     /// Logs a model variant's answer to a decision (no durability wait: it changes no state).

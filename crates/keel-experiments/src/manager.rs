@@ -641,11 +641,26 @@ impl Experiments {
     }
 
     /// Closes attribution windows that ended; run every second by the server.
+    /// Closes every deployment's expired attribution windows: default rewards go to the
+    /// feedback log like any other reward, and the guardrail moves they cause to the change log.
     pub async fn close_windows(&self) -> Result<usize> {
         let mut closed = 0;
         for name in self.names() {
             if let Ok(e) = self.get(&name) {
-                closed += e.close_windows(now_ms()).await?;
+                let done = e.close_windows(now_ms()).await?;
+                closed += done.closed;
+                if let Some(log) = self.log.get() {
+                    let ts_us = keel_predlog::now_us();
+                    for (decision_id, reward) in done.defaults {
+                        log.log(Entry::Feedback(FeedbackRecord {
+                            ts_us,
+                            decision_id,
+                            deployment: name.clone(),
+                            reward,
+                        }));
+                    }
+                }
+                self.record(&name, done.notices).await;
             }
         }
         Ok(closed)

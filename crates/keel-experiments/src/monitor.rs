@@ -494,7 +494,7 @@ pub(crate) fn prepare_reference(
             [_, w] if *w > 0 => *w as usize,
             _ => continue,
         };
-        for (at, column) in keel_predlog::lake_sink::input_columns(&io.name, width)
+        for (at, column) in keel_predlog::columns::input_columns(&io.name, width)
             .into_iter()
             .enumerate()
         {

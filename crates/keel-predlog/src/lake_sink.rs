@@ -25,32 +25,14 @@ use keel_lake::arrow::array::{
 use keel_lake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use keel_runtime::{Tensor, TensorData};
 
+pub use crate::columns::{FIXED, MAX_WIDTH, input_columns};
+use crate::columns::{clean, flat_names};
 use crate::record::{DecisionRecord, Entry, FeedbackRecord, LABELS_TABLE, LabelRecord, PredictionRecord};
 use crate::writer::Sink;
 use crate::{PredlogError, Result};
 
-/// Rows wider than this (values per row of one tensor) go to the `extra` JSON column.
-pub const MAX_WIDTH: usize = 256;
 /// The partition column of every log table.
 pub const PARTITION: &str = "date";
-
-/// The metadata columns of a predictions table; every other column is an input (or, with the
-/// `out_` prefix, an output).
-pub const FIXED: &[&str] = &[
-    "ts",
-    "date",
-    "prediction_id",
-    "row",
-    "request_id",
-    "model",
-    "version",
-    "deployment",
-    "variant",
-    "decision_id",
-    "shadow",
-    "latency_us",
-    "extra",
-];
 
 /// Writes log entries into a lake, and applies retention.
 pub struct LakeSink {
@@ -324,35 +306,6 @@ fn json_value(data: &TensorData, i: usize) -> serde_json::Value {
             .and_then(serde_json::Number::from_f64)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
     }
-}
-
-/// The log columns an input tensor of `width` values per row flattens into (`name` alone for
-/// one value per row, else `name_0 .. name_{width-1}`), as the prediction log names them:
-/// what a monitor's reference table must call its columns.
-pub fn input_columns(name: &str, width: usize) -> Vec<String> {
-    let mut base = clean(name);
-    if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
-        base = format!("in_{base}");
-    }
-    if width > MAX_WIDTH {
-        return Vec::new();
-    }
-    flat_names(&base, width)
-}
-
-fn flat_names(base: &str, width: usize) -> Vec<String> {
-    if width == 1 {
-        vec![base.to_owned()]
-    } else {
-        (0..width).map(|j| format!("{base}_{j}")).collect()
-    }
-}
-
-/// Column name from a tensor name: characters other than `[A-Za-z0-9_]` become `_`.
-fn clean(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
-        .collect()
 }
 
 struct Flattener {

@@ -12,6 +12,7 @@
 //! links); the Delta sink, retention and the report need it. It must never depend on HTTP,
 //! gRPC or the serving crates: serving calls into it, never the other way round.
 
+pub mod columns;
 mod error;
 pub mod record;
 pub mod stats;

@@ -244,3 +244,62 @@ async fn a_failing_log_sink_is_counted_and_serving_answers() {
     assert!(full > 0.0, "a writer stuck retrying must fill a queue of 2");
     server.stop();
 }
+
+/// Rewards that arrive as feedback and default rewards applied when a window closes both land
+/// in the `feedback` table: the table holds every reward the policy learned from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_rewards_are_logged_as_feedback() {
+    let home = tempfile::tempdir().expect("tmp");
+    let spec = home.path().join("promo.json");
+    std::fs::write(
+        &spec,
+        json!({
+            "variants": [{"name": "a"}, {"name": "b"}],
+            "policy": {"type": "fixed_weights", "weights": [1, 1]},
+            "reward": {"kind": "binary", "min": 0, "max": 1, "default": 0, "window_seconds": 1},
+        })
+        .to_string(),
+    )
+    .expect("spec");
+    let out = keel(
+        home.path(),
+        &["deployment", "apply", "promo", "-f", spec.to_str().expect("p")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = Server::start(home.path(), &["--log-flush-ms", "100"]).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (status, body) = server
+            .post("/v1/deployments/promo/decide", &json!({"unit_id": format!("u{i}")}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["decision_id"].as_str().expect("id").to_string());
+    }
+    let (status, body) = server
+        .post(
+            "/v1/deployments/promo/feedback",
+            &json!({"decision_id": ids[0], "reward": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The other two windows close (swept every second) with the default reward.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    server.stop();
+    let out = keel(
+        home.path(),
+        &[
+            "--json",
+            "data",
+            "sql",
+            "SELECT count(*) AS n, sum(reward) AS total FROM feedback WHERE deployment = 'promo'",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let row = rows.as_array().and_then(|r| r.first()).cloned().unwrap_or(rows.clone());
+    assert_eq!(
+        (row["n"].as_i64(), row["total"].as_f64()),
+        (Some(3), Some(1.0)),
+        "{rows}"
+    );
+}
