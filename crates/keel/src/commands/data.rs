@@ -177,7 +177,10 @@ async fn assess(global: &Global, args: AssessArgs) -> anyhow::Result<()> {
 #[cfg(feature = "lake")]
 async fn table_files(global: &Global, table: &str, version: Option<u64>) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let lake = Lake::open(&global.home.join("lake"))?;
-    Ok(lake.files(table, version.map(VersionOrTimestamp::Version)).await?)
+    Ok(lake
+        .files(table, version.map(VersionOrTimestamp::Version))
+        .await?
+        .to_vec())
 }
 
 #[cfg(not(feature = "lake"))]

@@ -407,7 +407,7 @@ async fn campaign_data(global: &Global, ctx: &Context) -> anyhow::Result<()> {
             anyhow::Ok(version)
         }
     };
-    let tables = lake.tables()?;
+    let tables = lake.tables().await?;
     if !(tables.contains(&"decisions".to_string()) && tables.contains(&"feedback".to_string())) {
         eprintln!("  (no decision tables were logged; skipping)");
         return Ok(());

@@ -67,7 +67,7 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
             let records = keel_predlog::validate_labels(&items, keel_predlog::now_us())?;
             let sink = keel_predlog::lake_sink::LakeSink::new(lake.clone(), None);
             sink.write_labels(&records).await?;
-            let tables = lake.tables()?;
+            let tables = lake.tables().await?;
             let (unmatched, examples) = keel_predlog::performance::unmatched(&lake, &tables).await?;
             if global.json {
                 return output::json(&serde_json::json!({
@@ -180,7 +180,7 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
         .await
         .with_context(|| format!("no deployment {:?}: see `keel deployment ls`", args.deployment))?;
     let spec = keel_experiments::DeploymentSpec::from_json(&deployment.spec)?;
-    let in_lake = lake.tables()?;
+    let in_lake = lake.tables().await?;
     let mut tables = Vec::new();
     for v in &spec.variants {
         if let Some(reference) = &v.model {
