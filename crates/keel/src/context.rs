@@ -11,6 +11,7 @@ pub struct Context {
     /// The workspace folder (decision logs live under `experiments/`).
     pub home: std::path::PathBuf,
     /// `--lake`/$KEEL_LAKE: where the lake tables are when not in `--home/lake`.
+    #[cfg_attr(not(feature = "lake"), allow(dead_code))]
     pub lake: Option<String>,
 }
 

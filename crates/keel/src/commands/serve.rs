@@ -84,7 +84,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
 #[cfg(feature = "lake")]
 pub type ServerLake = keel_lake::Lake;
 #[cfg(not(feature = "lake"))]
-pub type ServerLake = ();
+pub struct ServerLake;
 
 /// Opens the server's lake.
 #[cfg(feature = "lake")]
@@ -101,7 +101,7 @@ pub async fn open_lake(ctx: &Context) -> anyhow::Result<ServerLake> {
 
 #[cfg(not(feature = "lake"))]
 pub async fn open_lake(_: &Context) -> anyhow::Result<ServerLake> {
-    Ok(())
+    Ok(ServerLake)
 }
 
 /// The prediction log, unless turned off (or not built in).
