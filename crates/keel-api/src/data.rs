@@ -78,6 +78,8 @@ impl IntoResponse for DataError {
                     | LakeError::Delta(_)
                     | LakeError::Arrow(_)
                     | LakeError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                    // The lake's bucket is unreachable or refuses keel: not the caller's fault.
+                    LakeError::Storage { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 };
                 (status, e.code(), e.to_string())
             }
@@ -122,7 +124,10 @@ async fn caller(state: &DataState, headers: &HeaderMap) -> DataResult<Actor> {
 
 async fn list_tables(State(state): State<DataState>, headers: HeaderMap) -> DataResult<Response> {
     let actor = caller(&state, &headers).await?;
-    let listed = state.catalog.visible_tables(&actor, &state.lake.tables()?).await?;
+    let listed = state
+        .catalog
+        .visible_tables(&actor, &state.lake.tables().await?)
+        .await?;
     Ok(axum::Json(json!({ "tables": listed })).into_response())
 }
 

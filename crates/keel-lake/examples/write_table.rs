@@ -2,7 +2,8 @@
 //! Python `deltalake` interop test (`tests/python/test_deltalake_interop.py`).
 //!
 //! Usage: `cargo run -q -p keel-lake --example write_table -- PATH`. The lake root is PATH's
-//! parent and the table is PATH's last component.
+//! parent and the table is PATH's last component. PATH may be an `s3://bucket/prefix/table`
+//! URL (endpoint and credentials from the `AWS_*` environment variables).
 //!
 //! Version 0: 3 rows (region eu, us). Version 1: 2 more rows (region eu, apac).
 
@@ -13,13 +14,23 @@ use keel_lake::{IngestOptions, Lake};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let path = PathBuf::from(std::env::args().nth(1).context("usage: write_table PATH")?);
-    let root = path.parent().context("PATH needs a parent directory")?;
-    let table = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("PATH needs a table name")?;
-    let lake = Lake::open(root)?;
+    let arg = std::env::args().nth(1).context("usage: write_table PATH")?;
+    let (lake, table) = if arg.starts_with("s3://") {
+        let (root, table) = arg
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .context("PATH needs a table name")?;
+        (Lake::open_location(root).await?, table.to_string())
+    } else {
+        let path = PathBuf::from(&arg);
+        let root = path.parent().context("PATH needs a parent directory")?;
+        let table = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("PATH needs a table name")?;
+        (Lake::open(root)?, table.to_string())
+    };
+    let table = table.as_str();
     let scratch = tempfile::tempdir()?;
     let opts = IngestOptions {
         partition_by: Some("region".into()),

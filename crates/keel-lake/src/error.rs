@@ -15,7 +15,7 @@ pub enum LakeError {
     /// The table name does not match `[a-z0-9_][a-z0-9_.-]{0,127}`.
     #[error("invalid table name {name:?}: use 1-128 characters of [a-z0-9_.-], starting with [a-z0-9_]")]
     InvalidTableName { name: String },
-    /// The lake root is not usable (for example an `s3://` root in a build without S3 support).
+    /// The lake root is not usable (an unsupported URL scheme, a store without conditional writes...).
     #[error("unsupported lake root {root:?}: {reason}")]
     UnsupportedRoot { root: String, reason: String },
     /// The table does not exist.
@@ -48,6 +48,10 @@ pub enum LakeError {
     /// An Arrow error outside of file parsing (for example pretty printing).
     #[error("arrow error: {0}")]
     Arrow(#[from] ArrowError),
+    /// The bucket of a lake in object storage cannot be used (missing bucket, unreachable
+    /// endpoint, refused credentials...); the message says what to fix.
+    #[error("cannot use the lake at {location}: {message}")]
+    Storage { location: String, message: String },
     /// A filesystem error on the lake root.
     #[error("io error on {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -67,6 +71,7 @@ impl LakeError {
             LakeError::Sql(_) => "sql_error",
             LakeError::Delta(_) => "delta_error",
             LakeError::Arrow(_) => "arrow_error",
+            LakeError::Storage { .. } => "storage_error",
             LakeError::Io { .. } => "io_error",
         }
     }

@@ -1,22 +1,25 @@
 //! Lake tables in Delta Lake format.
 //!
 //! keel-lake owns keel's tabular data: it ingests CSV, Parquet and JSON lines files into
-//! [Delta Lake](https://delta.io) tables under one root directory (`root/<table>`), keeps every
+//! [Delta Lake](https://delta.io) tables under one root (`root/<table>`: a local directory, or
+//! an `s3://bucket/prefix` in S3 or an S3-compatible store, see [`Lake::open_location`]), keeps every
 //! write as a new table version (history and time travel by version or timestamp), and answers
 //! SQL over all tables through DataFusion. The on-disk format is plain Delta, so other Delta
 //! clients (Spark, the `deltalake` Python package, ...) read keel tables unchanged.
 //!
 //! Crash safety comes from the Delta commit protocol: data files are written first and become
-//! visible only when the commit file `_delta_log/<version>.json` is created atomically. A killed or
+//! visible only when the commit file `_delta_log/<version>.json` is created atomically (in a
+//! bucket: a conditional `PUT` with `If-None-Match: *`, see the `s3` module). A killed or
 //! failed ingest therefore leaves the table at its last good version (orphaned data files are not
 //! referenced and can be removed by a vacuum).
 //!
-//! This crate is a domain crate: it must never depend on HTTP, gRPC or the serving crates
-//! (`keel-api`, `keel-serving`); the CLI and API call into it, never the other way round. Arrow,
+//! This crate is a domain crate: it must never depend on the serving stack (HTTP or gRPC servers,
+//! `keel-api`, `keel-serving`); the CLI and API call into it, never the other way round. Arrow,
 //! Parquet and DataFusion are used only through `deltalake`'s re-exports so that one Arrow
 //! version is built.
 
 mod error;
+mod s3;
 mod source;
 
 use std::collections::BTreeSet;
@@ -152,25 +155,65 @@ pub fn validate_table_name(name: &str) -> Result<()> {
     }
 }
 
-/// A directory of Delta tables.
+/// Where a lake keeps its tables: a local folder or an S3-compatible bucket.
+#[derive(Debug, Clone)]
+enum Root {
+    /// A local directory (canonical path).
+    Local(PathBuf),
+    /// `s3://bucket/prefix`.
+    S3(Arc<s3::S3Root>),
+}
+
+/// A set of Delta tables under one root: a local directory or an `s3://bucket/prefix`.
 #[derive(Debug, Clone)]
 pub struct Lake {
-    root: PathBuf,
+    root: Root,
+}
+
+/// The Parquet data files of one table version as local files, for readers that take file
+/// paths. For a local lake these are the table's own files; for a lake in a bucket they are
+/// copies in a temporary folder that is removed when this value is dropped.
+#[derive(Debug)]
+pub struct TableFiles {
+    paths: Vec<PathBuf>,
+    copies: Option<tempfile::TempDir>,
+}
+
+impl TableFiles {
+    /// Local files as they are (nothing is copied or removed).
+    pub fn from_paths(paths: Vec<PathBuf>) -> TableFiles {
+        TableFiles { paths, copies: None }
+    }
+
+    /// The local paths.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Whether the files are temporary copies of objects in a bucket.
+    pub fn is_copy(&self) -> bool {
+        self.copies.is_some()
+    }
+}
+
+impl std::ops::Deref for TableFiles {
+    type Target = [PathBuf];
+
+    fn deref(&self) -> &[PathBuf] {
+        &self.paths
+    }
 }
 
 impl Lake {
     /// Opens (creating if needed) the lake rooted at the local directory `root`.
     ///
-    /// Object-store roots (`s3://...`) are refused: this build links only the local filesystem
-    /// store (enabling deltalake's `s3` feature would add the AWS SDK to the build).
+    /// URLs are refused here: open a lake in a bucket (`s3://...`) with [`Lake::open_location`].
     pub fn open(root: &Path) -> Result<Lake> {
         let text = root.to_string_lossy();
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(LakeError::UnsupportedRoot {
                 root: text.to_string(),
-                reason: format!(
-                    "{scheme}:// roots need deltalake's object-store features, not built in: use a local directory"
-                ),
+                reason: format!("{scheme}:// is not a local folder: open it with Lake::open_location"),
             });
         }
         std::fs::create_dir_all(root).map_err(|source| LakeError::Io {
@@ -181,24 +224,81 @@ impl Lake {
             path: root.to_path_buf(),
             source,
         })?;
-        Ok(Lake { root })
+        Ok(Lake {
+            root: Root::Local(root),
+        })
     }
 
-    /// The lake's root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Opens the lake at `location`: an `s3://bucket/prefix` URL (S3 or an S3-compatible store;
+    /// endpoint and credentials from the usual `AWS_*` environment variables), a `file://` URL
+    /// or a local folder path (created if needed).
+    ///
+    /// A bucket is checked on open (one listing), so a wrong bucket, endpoint or credentials
+    /// fails here with [`LakeError::Storage`] saying what to fix.
+    pub async fn open_location(location: &str) -> Result<Lake> {
+        Lake::open_location_with(location, &[]).await
+    }
+
+    /// Like [`open_location`](Lake::open_location), with S3 settings given explicitly (e.g.
+    /// `("aws_endpoint", "http://127.0.0.1:9000")`, `("aws_allow_http", "true")`) on top of the
+    /// `AWS_*` environment. Ignored for local lakes.
+    pub async fn open_location_with(location: &str, s3_config: &[(&str, &str)]) -> Result<Lake> {
+        if location.starts_with("s3://") {
+            let root = s3::S3Root::open(location, s3_config).await?;
+            return Ok(Lake {
+                root: Root::S3(Arc::new(root)),
+            });
+        }
+        if let Some(rest) = location.strip_prefix("file://") {
+            let url = Url::parse(location).map_err(|e| LakeError::UnsupportedRoot {
+                root: location.to_string(),
+                reason: e.to_string(),
+            })?;
+            let path = url.to_file_path().map_err(|()| LakeError::UnsupportedRoot {
+                root: location.to_string(),
+                reason: format!("{rest} is not an absolute local path"),
+            })?;
+            return Lake::open(&path);
+        }
+        if let Some((scheme, _)) = location.split_once("://") {
+            return Err(LakeError::UnsupportedRoot {
+                root: location.to_string(),
+                reason: format!("{scheme}:// is not supported: use a local folder or s3://bucket/prefix"),
+            });
+        }
+        Lake::open(Path::new(location))
+    }
+
+    /// The lake's root directory, for a local lake.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.root {
+            Root::Local(path) => Some(path),
+            Root::S3(_) => None,
+        }
+    }
+
+    /// Where the lake is, for messages: its folder, or its `s3://bucket/prefix/` URL.
+    pub fn location(&self) -> String {
+        match &self.root {
+            Root::Local(path) => path.display().to_string(),
+            Root::S3(s3) => s3.url().to_string(),
+        }
     }
 
     /// Names of the tables in the lake, sorted.
-    pub fn tables(&self) -> Result<Vec<String>> {
-        let entries = std::fs::read_dir(&self.root).map_err(|source| LakeError::Io {
-            path: self.root.clone(),
+    pub async fn tables(&self) -> Result<Vec<String>> {
+        let root = match &self.root {
+            Root::Local(root) => root,
+            Root::S3(s3) => return s3.tables().await,
+        };
+        let entries = std::fs::read_dir(root).map_err(|source| LakeError::Io {
+            path: root.clone(),
             source,
         })?;
         let mut names = BTreeSet::new();
         for entry in entries {
             let entry = entry.map_err(|source| LakeError::Io {
-                path: self.root.clone(),
+                path: root.clone(),
                 source,
             })?;
             let Ok(name) = entry.file_name().into_string() else {
@@ -213,26 +313,69 @@ impl Lake {
 
     fn table_url(&self, table: &str) -> Result<Url> {
         validate_table_name(table)?;
-        let path = self.root.join(table);
-        Url::from_directory_path(&path).map_err(|()| LakeError::UnsupportedRoot {
-            root: path.display().to_string(),
-            reason: "not an absolute path".into(),
+        match &self.root {
+            Root::Local(root) => {
+                let path = root.join(table);
+                Url::from_directory_path(&path).map_err(|()| LakeError::UnsupportedRoot {
+                    root: path.display().to_string(),
+                    reason: "not an absolute path".into(),
+                })
+            }
+            Root::S3(s3) => s3
+                .url()
+                .join(&format!("{table}/"))
+                .map_err(|e| LakeError::UnsupportedRoot {
+                    root: s3.url().to_string(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    /// A delta-rs table handle for `table` (not loaded), on the lake's storage.
+    fn builder(&self, table: &str) -> Result<DeltaTable> {
+        let url = self.table_url(table)?;
+        Ok(match &self.root {
+            Root::Local(_) => DeltaTableBuilder::from_url(url)?.build()?,
+            Root::S3(s3) => DeltaTableBuilder::from_url(url.clone())?
+                .with_storage_backend(s3.store(), url)
+                .build()?,
         })
     }
 
-    fn exists(&self, table: &str) -> bool {
-        self.root.join(table).join(DELTA_LOG).is_dir()
+    async fn exists(&self, table: &str) -> Result<bool> {
+        match &self.root {
+            Root::Local(root) => Ok(root.join(table).join(DELTA_LOG).is_dir()),
+            Root::S3(s3) => s3.exists(table).await,
+        }
+    }
+
+    /// Before a write: makes a new table's folder (local lakes), or checks once that the bucket
+    /// makes commits atomic (lakes in a bucket).
+    async fn prepare_write(&self, table: &str, new: bool) -> Result<()> {
+        match &self.root {
+            Root::Local(root) if new => std::fs::create_dir_all(root.join(table)).map_err(|source| LakeError::Io {
+                path: root.join(table),
+                source,
+            }),
+            Root::Local(_) => Ok(()),
+            Root::S3(s3) => s3.check_commits().await,
+        }
+    }
+
+    /// The underlying delta-rs table at its latest version, for what keel-lake does not wrap
+    /// (its log store, operations...).
+    pub async fn delta_table(&self, table: &str) -> Result<DeltaTable> {
+        self.load(table, None).await
     }
 
     /// Loads an existing table at its latest version, or at `at`.
     async fn load(&self, table: &str, at: Option<VersionOrTimestamp>) -> Result<DeltaTable> {
-        let url = self.table_url(table)?;
-        if !self.exists(table) {
+        let mut delta = self.builder(table)?;
+        if !self.exists(table).await? {
             return Err(LakeError::TableNotFound {
                 table: table.to_string(),
             });
         }
-        let mut delta = DeltaTableBuilder::from_url(url)?.build()?;
         let not_found = |at: VersionOrTimestamp| LakeError::VersionNotFound {
             table: table.to_string(),
             at: at.to_string(),
@@ -272,7 +415,7 @@ impl Lake {
     /// at its previous version.
     pub async fn ingest(&self, table: &str, file: &Path, options: &IngestOptions) -> Result<IngestReport> {
         let started = Instant::now();
-        let url = self.table_url(table)?;
+        validate_table_name(table)?;
         let format = match options.format {
             Some(f) => f,
             None => Format::from_path(file).ok_or_else(|| {
@@ -293,7 +436,7 @@ impl Lake {
         let path = file.to_path_buf();
         // Appending to an existing table: parse the file with the table's column types, so a bad
         // value is reported at its line instead of silently changing the inferred type.
-        let existing = if self.exists(table) {
+        let existing = if self.exists(table).await? {
             Some(self.load(table, None).await?)
         } else {
             None
@@ -332,13 +475,11 @@ impl Lake {
                 input.schema_ref(),
                 &delta.snapshot()?.snapshot().arrow_schema(),
             )?;
+            self.prepare_write(table, false).await?;
             delta
         } else {
-            std::fs::create_dir_all(self.root.join(table)).map_err(|source| LakeError::Io {
-                path: self.root.join(table),
-                source,
-            })?;
-            DeltaTableBuilder::from_url(url)?.build()?
+            self.prepare_write(table, true).await?;
+            self.builder(table)?
         };
 
         let provider = StreamingTable::try_new(input.schema_ref().clone(), vec![input.clone()])?;
@@ -393,7 +534,7 @@ impl Lake {
     /// Replaces the rows of an existing `table` with `batches` as one new version (older
     /// versions stay readable); the schema must match.
     pub async fn overwrite(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
-        if !self.exists(table) {
+        if !self.exists(table).await? {
             return Err(LakeError::TableNotFound {
                 table: table.to_string(),
             });
@@ -408,15 +549,12 @@ impl Lake {
         partition_by: &[&str],
         mode: WriteMode,
     ) -> Result<u64> {
-        let url = self.table_url(table)?;
-        let delta = if self.exists(table) {
+        let delta = if self.exists(table).await? {
+            self.prepare_write(table, false).await?;
             self.load(table, None).await?
         } else {
-            std::fs::create_dir_all(self.root.join(table)).map_err(|source| LakeError::Io {
-                path: self.root.join(table),
-                source,
-            })?;
-            DeltaTableBuilder::from_url(url)?.build()?
+            self.prepare_write(table, true).await?;
+            self.builder(table)?
         };
         let mut write = delta.write(batches).with_table_name(table);
         write = match mode {
@@ -438,6 +576,7 @@ impl Lake {
     /// Returns the rows deleted (when known) and the files removed.
     pub async fn delete_where(&self, table: &str, predicate: &str) -> Result<(Option<u64>, usize)> {
         let delta = self.load(table, None).await?;
+        self.prepare_write(table, false).await?;
         let (delta, metrics) = delta.delete().with_predicate(predicate.to_string()).await?;
         let (_, vacuumed) = delta
             .vacuum()
@@ -480,9 +619,32 @@ impl Lake {
     }
 
     /// The Parquet data files of a table at its latest version or at `at` (the files a reader of
-    /// that version scans; partition column values live in the paths, not in the files).
-    pub async fn files(&self, table: &str, at: Option<VersionOrTimestamp>) -> Result<Vec<PathBuf>> {
+    /// that version scans; partition column values live in the paths, not in the files), as
+    /// local files: the table's own for a local lake, downloaded copies in a temporary folder
+    /// (kept while the returned value lives) for a lake in a bucket.
+    pub async fn files(&self, table: &str, at: Option<VersionOrTimestamp>) -> Result<TableFiles> {
         let delta = self.load(table, at).await?;
+        if let Root::S3(s3) = &self.root {
+            let files: Vec<_> = delta
+                .snapshot()?
+                .log_data()
+                .into_iter()
+                .map(|f| (f.object_store_path(), f.path().into_owned()))
+                .collect();
+            let dir = tempfile::Builder::new()
+                .prefix("keel-lake-")
+                .tempdir()
+                .map_err(|source| LakeError::Io {
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            let store = delta.log_store().object_store(None);
+            let paths = s3::download(s3.url().as_str(), store, files, dir.path()).await?;
+            return Ok(TableFiles {
+                paths,
+                copies: Some(dir),
+            });
+        }
         let mut out = Vec::new();
         for uri in delta.get_file_uris()? {
             // The local store answers plain absolute paths; file:// URLs are accepted too.
@@ -496,7 +658,10 @@ impl Lake {
             })?;
             out.push(path);
         }
-        Ok(out)
+        Ok(TableFiles {
+            paths: out,
+            copies: None,
+        })
     }
 
     /// Reads a whole table at its latest version or at `at`.
@@ -525,7 +690,7 @@ impl Lake {
     /// A table at an older version is named `"<table>@v<version>"` (double quotes needed), for
     /// example `SELECT count(*) FROM "events@v3"`.
     pub async fn sql(&self, query: &str) -> Result<Vec<RecordBatch>> {
-        self.sql_on(query, &self.tables()?).await
+        self.sql_on(query, &self.tables().await?).await
     }
 
     /// The lake tables a query names (`"events@v3"` counts as `events`), sorted, so a caller can
@@ -552,7 +717,7 @@ impl Lake {
     pub async fn sql_on(&self, query: &str, tables: &[String]) -> Result<Vec<RecordBatch>> {
         let ctx = SessionContext::new();
         for table in tables {
-            if !self.exists(table) {
+            if !self.exists(table).await? {
                 continue;
             }
             self.register(&ctx, table, table, None).await?;

@@ -73,7 +73,7 @@ async fn ingest_csv_json_and_parquet() {
     assert_eq!((report.rows, report.version), (3, 2));
 
     assert_eq!(rows(&lake.scan("people", None).await.unwrap()), 8);
-    assert_eq!(lake.tables().unwrap(), vec!["people".to_string()]);
+    assert_eq!(lake.tables().await.unwrap(), vec!["people".to_string()]);
     let history = lake.history("people").await.unwrap();
     assert_eq!(history.iter().map(|h| h.version).collect::<Vec<_>>(), vec![2, 1, 0]);
     assert_eq!(history[0].rows_added, Some(3));
@@ -132,7 +132,7 @@ async fn partitioned_table() {
         ..IngestOptions::default()
     };
     lake.ingest("sales", &f, &opts).await.unwrap();
-    let table_dir = lake.root().join("sales");
+    let table_dir = lake.local_root().unwrap().join("sales");
     assert!(table_dir.join("region=eu").is_dir() && table_dir.join("region=us").is_dir());
     let out = lake.sql("SELECT sum(n) FROM sales WHERE region = 'eu'").await.unwrap();
     assert_eq!(one_i64(&out), 4);

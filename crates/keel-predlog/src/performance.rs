@@ -206,7 +206,7 @@ fn strs(b: &RecordBatch, i: usize) -> Result<Vec<String>> {
 /// Performance of `model`'s logged predictions against the labels and feedback received.
 pub async fn performance(lake: &Lake, model: &str, options: &PerformanceOptions) -> Result<PerformanceReport> {
     let table = predictions_table(model);
-    let tables = lake.tables()?;
+    let tables = lake.tables().await?;
     if !tables.contains(&table) {
         return Err(PredlogError::NoPredictions {
             model: model.to_string(),

@@ -21,7 +21,7 @@ pub async fn apply(lake: &Lake, days: u32, now: DateTime<Utc>) -> Result<Vec<Rem
     let cutoff = (now - chrono::Duration::days(i64::from(days))).date_naive();
     let predicate = format!("date < '{}'", cutoff.format("%Y-%m-%d"));
     let mut out = Vec::new();
-    for table in lake.tables()? {
+    for table in lake.tables().await? {
         let is_log = table.starts_with(PREDICTIONS_PREFIX)
             || table == DECISIONS_TABLE
             || table == FEEDBACK_TABLE

@@ -11,6 +11,7 @@ pub mod env {
     pub const HOME: &str = "KEEL_HOME";
     pub const STORE: &str = "KEEL_STORE_URL";
     pub const ARTIFACTS: &str = "KEEL_ARTIFACTS";
+    pub const LAKE: &str = "KEEL_LAKE";
     pub const AUTHOR: &str = "KEEL_AUTHOR";
     pub const USER: &str = "KEEL_USER";
     pub const LOG: &str = "KEEL_LOG";
@@ -43,6 +44,11 @@ pub struct Global {
     /// Artifact store: a folder, file:///path or s3://bucket/prefix (default: --home/artifacts)
     #[arg(long, global = true, env = env::ARTIFACTS)]
     pub artifacts: Option<String>,
+    /// Lake tables: a folder, file:///path or s3://bucket/prefix (default: --home/lake). S3
+    /// settings come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
+    /// (and AWS_ALLOW_HTTP=true for an http:// endpoint)
+    #[arg(long, global = true, env = env::LAKE)]
+    pub lake: Option<String>,
     /// Print machine-readable JSON instead of tables
     #[arg(long, global = true)]
     pub json: bool,
@@ -163,7 +169,7 @@ pub enum DataCommand {
     /// Upstream and downstream lineage of a table, model version or deployment
     /// (table/NAME, model/NAME/VERSION, deployment/NAME, decisions/DEPLOYMENT)
     Lineage { node: String },
-    /// Per-column drift of CURRENT against REFERENCE (Parquet files) with Evidently's default
+    /// Per-column drift of CURRENT against REFERENCE (Parquet files or lake tables) with Evidently's default
     /// test per column type and size, plus data-quality counts
     Drift(DriftArgs),
     /// Feasibility assessment for predicting a binary TARGET: do we have the right data (rows,
@@ -373,8 +379,10 @@ pub struct MonitorDriftArgs {
 
 #[derive(Debug, Args)]
 pub struct DriftArgs {
-    pub reference: PathBuf,
-    pub current: PathBuf,
+    /// The reference data: a .parquet file, or a lake table (TABLE or TABLE@vN for a version)
+    pub reference: String,
+    /// The current data: a .parquet file, or a lake table (TABLE or TABLE@vN)
+    pub current: String,
     /// auto (Evidently's defaults), psi, ks, wasserstein, jensenshannon
     #[arg(long, default_value = "auto")]
     pub method: String,

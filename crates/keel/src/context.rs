@@ -10,6 +10,9 @@ pub struct Context {
     pub registry: Registry,
     /// The workspace folder (decision logs live under `experiments/`).
     pub home: std::path::PathBuf,
+    /// `--lake`/$KEEL_LAKE: where the lake tables are when not in `--home/lake`.
+    #[cfg_attr(not(feature = "lake"), allow(dead_code))]
+    pub lake: Option<String>,
 }
 
 impl Context {
@@ -35,8 +38,47 @@ impl Context {
         Ok(Context {
             registry,
             home: global.home.clone(),
+            lake: lake_option(global),
         })
     }
+
+    /// Opens the lake (`--lake`, else `--home/lake`).
+    #[cfg(feature = "lake")]
+    pub async fn open_lake(&self) -> anyhow::Result<keel_lake::Lake> {
+        open_lake_at(&self.home, self.lake.as_deref()).await
+    }
+}
+
+/// Where the lake tables are: `--lake`/$KEEL_LAKE (a folder, file:// or s3:// URL), else the
+/// `lake` folder of the workspace.
+pub fn lake_location(global: &Global) -> String {
+    match lake_option(global) {
+        Some(location) => location,
+        None => global.home.join("lake").display().to_string(),
+    }
+}
+
+fn lake_option(global: &Global) -> Option<String> {
+    global
+        .lake
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// Opens the lake the global options point at.
+#[cfg(feature = "lake")]
+pub async fn open_lake(global: &Global) -> anyhow::Result<keel_lake::Lake> {
+    open_lake_at(&global.home, lake_option(global).as_deref()).await
+}
+
+#[cfg(feature = "lake")]
+async fn open_lake_at(home: &std::path::Path, lake: Option<&str>) -> anyhow::Result<keel_lake::Lake> {
+    Ok(match lake {
+        Some(location) => keel_lake::Lake::open_location(location).await?,
+        None => keel_lake::Lake::open(&home.join("lake"))?,
+    })
 }
 
 impl Context {

@@ -18,6 +18,7 @@ fn keel(home: &Path, args: &[&str]) -> Output {
         .env("KEEL_AUTHOR", "tester")
         .env_remove("KEEL_STORE_URL")
         .env_remove("KEEL_ARTIFACTS")
+        .env_remove("KEEL_LAKE")
         .output()
         .expect("run keel")
 }
@@ -573,6 +574,41 @@ fn data_assess_an_ingested_table() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("keel data ingest"), "{}", stderr(&out));
     let out = keel(home.path(), &["data", "assess", "nosuch", "--target", "y"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_lake_can_be_another_folder() {
+    let home = tempfile::tempdir().expect("tmp");
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let lake = elsewhere.path().join("shared-lake");
+    let csv = home.path().join("t.csv");
+    std::fs::write(&csv, "id,v\n1,2.5\n2,3.5\n").expect("csv");
+    let lake_arg = lake.to_str().expect("p");
+    let r = ok_json(
+        home.path(),
+        &[
+            "--lake",
+            lake_arg,
+            "data",
+            "ingest",
+            csv.to_str().expect("p"),
+            "--table",
+            "t",
+        ],
+    );
+    assert_eq!(r["version"], 0);
+    assert!(lake.join("t").join("_delta_log").is_dir());
+    assert!(!home.path().join("lake").join("t").exists());
+    // A file:// URL names the same folder; without --lake the workspace's lake has no table t.
+    let url = format!("file://{lake_arg}");
+    let rows = ok_json(
+        home.path(),
+        &["--lake", &url, "data", "sql", "SELECT count(*) AS n FROM t"],
+    );
+    assert_eq!(rows[0]["n"], 2);
+    let out = keel(home.path(), &["data", "head", "t"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
 }

@@ -19,6 +19,7 @@ fn keel(home: &Path, args: &[&str]) -> Output {
         .env("KEEL_AUTHOR", "tester")
         .env_remove("KEEL_STORE_URL")
         .env_remove("KEEL_ARTIFACTS")
+        .env_remove("KEEL_LAKE")
         .output()
         .expect("run keel")
 }

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 #[cfg(feature = "lake")]
 use keel_catalog::Permission;
 #[cfg(feature = "lake")]
-use keel_lake::{Lake, VersionOrTimestamp};
+use keel_lake::VersionOrTimestamp;
 
 use crate::cli::{AssessArgs, DataCommand, Global};
 use crate::output;
@@ -14,16 +14,16 @@ mod catalogued;
 
 pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
     #[cfg(feature = "lake")]
-    let lake = || -> anyhow::Result<Lake> { Ok(Lake::open(&global.home.join("lake"))?) };
+    let lake = || crate::context::open_lake(global);
     match cmd {
         #[cfg(feature = "lake")]
-        DataCommand::Ingest(args) => return catalogued::ingest(global, &lake()?, args).await,
+        DataCommand::Ingest(args) => return catalogued::ingest(global, &lake().await?, args).await,
         #[cfg(feature = "lake")]
-        DataCommand::Sql { query } => return catalogued::sql(global, &lake()?, &query).await,
+        DataCommand::Sql { query } => return catalogued::sql(global, &lake().await?, &query).await,
         #[cfg(feature = "lake")]
         DataCommand::Versions { table } => {
             catalogued::open_for(global, &table, Permission::Read, "read_history").await?;
-            let history = lake()?.history(&table).await?;
+            let history = lake().await?.history(&table).await?;
             if global.json {
                 let rows: Vec<serde_json::Value> = history
                     .iter()
@@ -61,18 +61,18 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
                 .or(at.map(VersionOrTimestamp::Timestamp));
             let details = serde_json::json!({ "version": version, "at": at, "limit": limit });
             catalogued::open_for_with(global, &table, Permission::Read, "read", details).await?;
-            let batches = lake()?.head(&table, point, limit).await?;
+            let batches = lake().await?.head(&table, point, limit).await?;
             if global.json {
                 return output::json(&catalogued::rows_as_json(&batches)?);
             }
             println!("{}", keel_lake::pretty(&batches)?);
         }
         #[cfg(feature = "lake")]
-        DataCommand::Ls { tag } => return catalogued::ls(global, &lake()?, tag.as_deref()).await,
+        DataCommand::Ls { tag } => return catalogued::ls(global, &lake().await?, tag.as_deref()).await,
         #[cfg(feature = "lake")]
-        DataCommand::Show { table } => return catalogued::show(global, &lake()?, &table).await,
+        DataCommand::Show { table } => return catalogued::show(global, &lake().await?, &table).await,
         #[cfg(feature = "lake")]
-        DataCommand::Search { text } => return catalogued::search(global, &lake()?, &text).await,
+        DataCommand::Search { text } => return catalogued::search(global, &lake().await?, &text).await,
         #[cfg(feature = "lake")]
         DataCommand::Describe(args) => return catalogued::describe(global, args).await,
         #[cfg(feature = "lake")]
@@ -88,7 +88,9 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
                 columns: (!args.columns.is_empty()).then_some(args.columns),
                 ..Default::default()
             };
-            let (reference, current) = (args.reference.clone(), args.current.clone());
+            let scratch = tempfile::tempdir().context("cannot create a temporary folder")?;
+            let reference = drift_input(global, &args.reference, scratch.path(), "reference").await?;
+            let current = drift_input(global, &args.current, scratch.path(), "current").await?;
             let report = tokio::task::spawn_blocking(move || keel_monitor::drift_files(&reference, &current, &options))
                 .await
                 .context("the drift task failed")??;
@@ -119,7 +121,7 @@ async fn assess(global: &Global, args: AssessArgs) -> anyhow::Result<()> {
         if args.version.is_some() {
             anyhow::bail!("--version applies to lake tables, not to a Parquet file");
         }
-        vec![path.to_path_buf()]
+        local_files(vec![path.to_path_buf()])
     } else {
         #[cfg(feature = "lake")]
         catalogued::open_for_with(
@@ -174,15 +176,87 @@ async fn assess(global: &Global, args: AssessArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Local Parquet files to read: lake table files (copies, kept while the value lives, for a
+/// lake in a bucket) or files given on the command line.
 #[cfg(feature = "lake")]
-async fn table_files(global: &Global, table: &str, version: Option<u64>) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let lake = Lake::open(&global.home.join("lake"))?;
+type Files = keel_lake::TableFiles;
+#[cfg(not(feature = "lake"))]
+type Files = Vec<std::path::PathBuf>;
+
+#[cfg(feature = "lake")]
+fn local_files(paths: Vec<std::path::PathBuf>) -> Files {
+    keel_lake::TableFiles::from_paths(paths)
+}
+
+#[cfg(not(feature = "lake"))]
+fn local_files(paths: Vec<std::path::PathBuf>) -> Files {
+    paths
+}
+
+/// The data files of a lake table version, as local files.
+#[cfg(feature = "lake")]
+async fn table_files(global: &Global, table: &str, version: Option<u64>) -> anyhow::Result<Files> {
+    let lake = crate::context::open_lake(global).await?;
     Ok(lake.files(table, version.map(VersionOrTimestamp::Version)).await?)
 }
 
 #[cfg(not(feature = "lake"))]
-async fn table_files(_: &Global, table: &str, _: Option<u64>) -> anyhow::Result<Vec<std::path::PathBuf>> {
+async fn table_files(_: &Global, table: &str, _: Option<u64>) -> anyhow::Result<Files> {
     anyhow::bail!("{table} is not a .parquet file, and this keel was built without lake tables (feature `lake`)")
+}
+
+/// One side of `keel data drift`: a Parquet file as it is, or a lake table (`TABLE` or
+/// `TABLE@vN`) read (after an access check) into one Parquet file in `scratch`.
+async fn drift_input(
+    global: &Global,
+    arg: &str,
+    scratch: &std::path::Path,
+    side: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    let path = std::path::Path::new(arg);
+    let (table, version) = match arg.rsplit_once("@v") {
+        Some((t, v)) if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) => (t, v.parse::<u64>().ok()),
+        _ => (arg, None),
+    };
+    let looks_like_file = path.is_file()
+        || arg.contains(std::path::MAIN_SEPARATOR)
+        || path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"));
+    #[cfg(feature = "lake")]
+    if !looks_like_file && keel_lake::validate_table_name(table).is_ok() {
+        let details = serde_json::json!({ "side": side, "version": version });
+        catalogued::open_for_with(global, table, Permission::Read, "drift", details).await?;
+        let lake = crate::context::open_lake(global).await?;
+        let batches = lake.scan(table, version.map(VersionOrTimestamp::Version)).await?;
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            anyhow::bail!("the {side} table {arg} has no rows: nothing to compare");
+        }
+        let file = scratch.join(format!("{side}.parquet"));
+        write_parquet(&file, &batches)?;
+        return Ok(file);
+    }
+    #[cfg(not(feature = "lake"))]
+    let _ = (global, scratch, side, table, version, looks_like_file);
+    Ok(path.to_path_buf())
+}
+
+/// Writes record batches to one Parquet file.
+#[cfg(feature = "lake")]
+pub(crate) fn write_parquet(
+    path: &std::path::Path,
+    batches: &[keel_lake::arrow::array::RecordBatch],
+) -> anyhow::Result<()> {
+    let Some(first) = batches.first() else {
+        anyhow::bail!("nothing to write to {}", path.display());
+    };
+    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut writer = keel_lake::parquet::arrow::ArrowWriter::try_new(file, first.schema(), None)?;
+    for b in batches {
+        writer.write(b)?;
+    }
+    writer.close()?;
+    Ok(())
 }
 
 /// Prints a drift report as a table (or JSON with `--json`).

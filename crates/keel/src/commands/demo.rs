@@ -94,7 +94,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
     let shutdown = CancellationToken::new();
     let experiments = super::serve::open_experiments(&ctx, &serve_args, Some(service.clone())).await?;
-    let log = super::serve::prediction_log(&ctx, &serve_args)?;
+    let lake = super::serve::open_lake(&ctx).await?;
+    let log = super::serve::prediction_log(&lake, &serve_args)?;
     if let Some(log) = &log {
         service.set_prediction_log(log.clone());
         experiments.set_prediction_log(log.clone());
@@ -375,7 +376,7 @@ async fn campaign_data(global: &Global, ctx: &Context) -> anyhow::Result<()> {
 
     const DEPLOYMENT: &str = "email-promos-contextual";
     eprintln!("\n5/5 the campaign's data: decisions and rewards in the lake, catalogued, assessed");
-    let lake = keel_lake::Lake::open(&global.home.join("lake"))?;
+    let lake = ctx.open_lake().await?;
     let catalog = ctx.catalog();
     let actor = catalog.actor(&crate::context::principal(global)).await?;
     let store = catalog.store();
@@ -407,7 +408,7 @@ async fn campaign_data(global: &Global, ctx: &Context) -> anyhow::Result<()> {
             anyhow::Ok(version)
         }
     };
-    let tables = lake.tables()?;
+    let tables = lake.tables().await?;
     if !(tables.contains(&"decisions".to_string()) && tables.contains(&"feedback".to_string())) {
         eprintln!("  (no decision tables were logged; skipping)");
         return Ok(());

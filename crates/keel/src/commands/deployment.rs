@@ -280,8 +280,8 @@ async fn check_reference(global: &Global, ctx: &Context, deployment: &str, table
     catalog
         .authorize(&actor, table, Permission::Read, "monitor_reference", Via::Cli, details)
         .await?;
-    let lake = keel_lake::Lake::open(&ctx.home.join("lake"))?;
-    if !lake.tables()?.iter().any(|t| t == table) {
+    let lake = ctx.open_lake().await?;
+    if !lake.tables().await?.iter().any(|t| t == table) {
         anyhow::bail!(
             "monitor.reference {table:?} is not a table of the lake: ingest the training data first (`keel data ingest FILE --table {table}`)"
         );

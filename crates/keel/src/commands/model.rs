@@ -287,7 +287,8 @@ async fn training_table(global: &Global, registry: &Registry, reference: &str) -
     #[cfg(feature = "lake")]
     let version = match version {
         Some(v) => Some(v),
-        None => keel_lake::Lake::open(&global.home.join("lake"))?
+        None => crate::context::open_lake(global)
+            .await?
             .history(table)
             .await?
             .first()

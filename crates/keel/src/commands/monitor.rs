@@ -9,7 +9,7 @@ use crate::cli::{Global, MonitorCommand};
 use crate::output;
 
 pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
-    let lake = Lake::open(&global.home.join("lake"))?;
+    let lake = crate::context::open_lake(global).await?;
     // Log tables are lake tables like any other: the same grants apply (uncatalogued ones are
     // for workspace admins), and every use is audited.
     let check = |table: String, needed: keel_catalog::Permission, action: &'static str| async move {
@@ -67,7 +67,7 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
             let records = keel_predlog::validate_labels(&items, keel_predlog::now_us())?;
             let sink = keel_predlog::lake_sink::LakeSink::new(lake.clone(), None);
             sink.write_labels(&records).await?;
-            let tables = lake.tables()?;
+            let tables = lake.tables().await?;
             let (unmatched, examples) = keel_predlog::performance::unmatched(&lake, &tables).await?;
             if global.json {
                 return output::json(&serde_json::json!({
@@ -180,7 +180,7 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
         .await
         .with_context(|| format!("no deployment {:?}: see `keel deployment ls`", args.deployment))?;
     let spec = keel_experiments::DeploymentSpec::from_json(&deployment.spec)?;
-    let in_lake = lake.tables()?;
+    let in_lake = lake.tables().await?;
     let mut tables = Vec::new();
     for v in &spec.variants {
         if let Some(reference) = &v.model {
@@ -349,18 +349,7 @@ async fn drift_batches(
     current: &[keel_lake::arrow::array::RecordBatch],
     options: &keel_monitor::DriftOptions,
 ) -> anyhow::Result<keel_monitor::DriftReport> {
-    let write = |path: &std::path::Path, batches: &[keel_lake::arrow::array::RecordBatch]| -> anyhow::Result<()> {
-        let Some(first) = batches.first() else {
-            anyhow::bail!("nothing to write to {}", path.display());
-        };
-        let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut writer = keel_lake::parquet::arrow::ArrowWriter::try_new(file, first.schema(), None)?;
-        for b in batches {
-            writer.write(b)?;
-        }
-        writer.close()?;
-        Ok(())
-    };
+    let write = super::data::write_parquet;
     let (r, c) = (
         dir.join(format!("{name}_ref.parquet")),
         dir.join(format!("{name}_cur.parquet")),

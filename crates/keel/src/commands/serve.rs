@@ -29,13 +29,15 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
     let service = service(&ctx, &args);
     let experiments = open_experiments(&ctx, &args, Some(service.clone())).await?;
-    set_reference_source(&ctx, &experiments)?;
-    if let Some(log) = prediction_log(&ctx, &args)? {
+    // One lake for the prediction logs, the /v1/data routes and monitors' references.
+    let lake = open_lake(&ctx).await?;
+    set_reference_source(&lake, &experiments);
+    if let Some(log) = prediction_log(&lake, &args)? {
         service.set_prediction_log(log.clone());
         experiments.set_prediction_log(log);
         eprintln!(
             "logging predictions to {} (--no-log-predictions to turn off)",
-            ctx.home.join("lake").display()
+            crate::context::lake_location(global)
         );
     }
     let config = ServeConfig {
@@ -49,7 +51,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let services = Services {
         inference: service.clone(),
         experiments: Some(experiments.clone()),
-        extra_rest: data_routes(&ctx, &args)?,
+        extra_rest: data_routes(&ctx, &lake, &args)?,
     };
     let run = tokio::spawn(server.run(services, shutdown.clone()));
     let failures = service.load_all().await;
@@ -78,16 +80,41 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The lake the server logs predictions to and serves `/v1/data` from (`--lake`, else
+/// `--home/lake`); nothing in a build without lake tables.
+#[cfg(feature = "lake")]
+pub type ServerLake = keel_lake::Lake;
+#[cfg(not(feature = "lake"))]
+pub struct ServerLake;
+
+/// Opens the server's lake.
+#[cfg(feature = "lake")]
+pub async fn open_lake(ctx: &Context) -> anyhow::Result<ServerLake> {
+    ctx.open_lake().await.with_context(|| {
+        format!(
+            "cannot open the lake for prediction logs and data routes at {}",
+            ctx.lake
+                .clone()
+                .unwrap_or_else(|| ctx.home.join("lake").display().to_string())
+        )
+    })
+}
+
+#[cfg(not(feature = "lake"))]
+pub async fn open_lake(_: &Context) -> anyhow::Result<ServerLake> {
+    Ok(ServerLake)
+}
+
 /// The prediction log, unless turned off (or not built in).
 #[cfg(feature = "lake")]
-pub fn prediction_log(ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
+pub fn prediction_log(lake: &ServerLake, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
     if args.no_log_predictions {
         return Ok(None);
     }
-    let root = ctx.home.join("lake");
-    let lake = keel_lake::Lake::open(&root)
-        .with_context(|| format!("cannot open the lake for prediction logs at {}", root.display()))?;
-    let sink = Arc::new(keel_predlog::lake_sink::LakeSink::new(lake, args.log_retention_days));
+    let sink = Arc::new(keel_predlog::lake_sink::LakeSink::new(
+        lake.clone(),
+        args.log_retention_days,
+    ));
     let config = keel_predlog::LogConfig {
         queue: args.log_queue.max(1),
         batch_rows: args.log_batch_rows.max(1),
@@ -98,7 +125,7 @@ pub fn prediction_log(ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<
 }
 
 #[cfg(not(feature = "lake"))]
-pub fn prediction_log(_ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
+pub fn prediction_log(_: &ServerLake, args: &ServeArgs) -> anyhow::Result<Option<Arc<keel_predlog::PredictionLog>>> {
     if args.log_predictions {
         anyhow::bail!(
             "this keel was built without the lake feature, so it cannot log predictions: drop --log-predictions or build with the default features"
@@ -144,18 +171,14 @@ pub async fn open_experiments(
     .context("cannot open the deployments")
 }
 
-/// Deployments' live monitors read their reference tables from the workspace's lake.
+/// Deployments' live monitors read their reference tables from the server's lake.
 #[cfg(feature = "lake")]
-pub fn set_reference_source(ctx: &Context, experiments: &Experiments) -> anyhow::Result<()> {
-    let lake = keel_lake::Lake::open(&ctx.home.join("lake"))?;
-    experiments.set_reference_source(std::sync::Arc::new(LakeReferences(lake)));
-    Ok(())
+pub fn set_reference_source(lake: &ServerLake, experiments: &Experiments) {
+    experiments.set_reference_source(std::sync::Arc::new(LakeReferences(lake.clone())));
 }
 
 #[cfg(not(feature = "lake"))]
-pub fn set_reference_source(_: &Context, _: &Experiments) -> anyhow::Result<()> {
-    Ok(())
-}
+pub fn set_reference_source(_: &ServerLake, _: &Experiments) {}
 
 /// Reads a whole reference table (the monitor samples it).
 #[cfg(feature = "lake")]
@@ -172,14 +195,17 @@ impl keel_experiments::ReferenceSource for LakeReferences {
     }
 }
 
-/// The `/v1/data` routes over the workspace's lake, when the binary has it.
+/// The `/v1/data` routes over the server's lake, when the binary has it.
 #[cfg(feature = "lake")]
-fn data_routes(ctx: &Context, args: &ServeArgs) -> anyhow::Result<Option<axum::Router>> {
-    let lake = keel_lake::Lake::open(&ctx.home.join("lake"))?;
-    Ok(Some(keel_api::data::router(ctx.catalog(), lake, args.max_body_bytes)))
+fn data_routes(ctx: &Context, lake: &ServerLake, args: &ServeArgs) -> anyhow::Result<Option<axum::Router>> {
+    Ok(Some(keel_api::data::router(
+        ctx.catalog(),
+        lake.clone(),
+        args.max_body_bytes,
+    )))
 }
 
 #[cfg(not(feature = "lake"))]
-fn data_routes(_: &Context, _: &ServeArgs) -> anyhow::Result<Option<axum::Router>> {
+fn data_routes(_: &Context, _: &ServerLake, _: &ServeArgs) -> anyhow::Result<Option<axum::Router>> {
     Ok(None)
 }

@@ -77,7 +77,7 @@ pub async fn ingest(global: &Global, lake: &Lake, args: IngestArgs) -> anyhow::R
                 .await?;
             entry.owner_team
         }
-        None if lake.tables()?.contains(&table) => {
+        None if lake.tables().await?.contains(&table) => {
             // In the lake but not catalogued (written before the catalog, or a crash between the
             // commit and the catalog update): admins adopt it.
             catalog
@@ -227,7 +227,7 @@ pub async fn ls(global: &Global, lake: &Lake, tag: Option<&str>) -> anyhow::Resu
     let ctx = Context::open(global).await?;
     let catalog = ctx.catalog();
     let actor = catalog.actor(&principal(global)).await?;
-    let mut listed = catalog.visible_tables(&actor, &lake.tables()?).await?;
+    let mut listed = catalog.visible_tables(&actor, &lake.tables().await?).await?;
     if let Some(tag) = tag {
         listed.retain(|l| l.entry.as_ref().is_some_and(|e| e.tags.iter().any(|t| t == tag)));
     }
@@ -392,7 +392,7 @@ pub async fn search(global: &Global, lake: &Lake, text: &str) -> anyhow::Result<
     let needle = text.to_lowercase();
     let has = |s: &str| s.to_lowercase().contains(&needle);
     let mut hits = Vec::new();
-    for listed in catalog.visible_tables(&actor, &lake.tables()?).await? {
+    for listed in catalog.visible_tables(&actor, &lake.tables().await?).await? {
         let mut why = Vec::new();
         if has(&listed.name) {
             why.push("name".to_string());
