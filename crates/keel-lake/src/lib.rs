@@ -570,6 +570,16 @@ impl Lake {
         Ok(written.version().unwrap_or(0))
     }
 
+    /// An appender for a stream of appends to one table (see [`Appender`]).
+    pub fn appender(&self, table: &str, partition_by: &[&str]) -> Appender {
+        Appender {
+            lake: self.clone(),
+            table: table.to_owned(),
+            partition_by: partition_by.iter().map(|c| (*c).to_owned()).collect(),
+            open: None,
+        }
+    }
+
     /// Deletes the rows matching a SQL `predicate` (for example `date < '2024-01-01'`) as one
     /// new version, then removes the data files no version from now on needs (vacuum with no
     /// retention window: older versions that referenced them can no longer be read).
@@ -821,6 +831,92 @@ pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<u8>> {
 /// Renders batches as a text table for the CLI.
 pub fn pretty(batches: &[RecordBatch]) -> Result<String> {
     Ok(deltalake::arrow::util::pretty::pretty_format_batches(batches)?.to_string())
+}
+
+/// Appends to one table again and again, as a log writer does: the table stays open between
+/// appends (no log replay per append), and batches with exactly the table's columns go
+/// through delta-rs's `RecordBatchWriter` (Parquet files plus one commit, no query plan), with
+/// dictionary encoding only for text columns. A batch with other columns takes
+/// [`Lake::append`] (which evolves the schema), and the table is reopened after it. Appends do
+/// not conflict with other writers' commits: a stale snapshot commits at the next free version.
+pub struct Appender {
+    lake: Lake,
+    table: String,
+    partition_by: Vec<String>,
+    open: Option<DeltaTable>,
+}
+
+impl Appender {
+    /// Appends `batches` as one new version; returns the version.
+    pub async fn append(&mut self, batches: Vec<RecordBatch>) -> Result<u64> {
+        let Some(first) = batches.first() else {
+            return Err(LakeError::InvalidOptions("nothing to append".into()));
+        };
+        let schema = first.schema();
+        if self.open.is_none() {
+            if !self.lake.exists(&self.table).await? {
+                return self.general(batches).await;
+            }
+            self.open = Some(self.lake.load(&self.table, None).await?);
+        }
+        let Some(delta) = self.open.as_mut() else {
+            return self.general(batches).await;
+        };
+        let table_columns: BTreeSet<String> = delta.snapshot()?.schema().fields().map(|f| f.name().clone()).collect();
+        let batch_columns: BTreeSet<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        if table_columns != batch_columns || batches.iter().any(|b| b.schema() != schema) {
+            return self.general(batches).await;
+        }
+        self.lake.prepare_write(&self.table, false).await?;
+        let mut writer = deltalake::writer::RecordBatchWriter::for_table(delta)?
+            .with_writer_properties(log_writer_properties(&schema));
+        for batch in &batches {
+            if let Err(e) = deltalake::writer::DeltaWriter::write(&mut writer, batch.clone()).await {
+                // Nothing is committed yet: the general path decides (and explains).
+                tracing::debug!(table = %self.table, error = %e, "fast append refused; using the general path");
+                return self.general(batches).await;
+            }
+        }
+        match deltalake::writer::DeltaWriter::flush_and_commit(&mut writer, delta).await {
+            Ok(version) => Ok(version),
+            Err(e) => {
+                self.open = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Forgets the open table (after another writer rewrote it, for instance).
+    pub fn reopen(&mut self) {
+        self.open = None;
+    }
+
+    async fn general(&mut self, batches: Vec<RecordBatch>) -> Result<u64> {
+        self.open = None;
+        let partition_by: Vec<&str> = self.partition_by.iter().map(String::as_str).collect();
+        self.lake.append(&self.table, batches, &partition_by).await
+    }
+}
+
+/// Parquet settings for log files: Snappy, dictionaries only for text (float features rarely
+/// repeat, and a dictionary tried and abandoned per column costs more than it saves).
+fn log_writer_properties(schema: &Schema) -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::arrow::datatypes::DataType;
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::WriterProperties;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false);
+    for field in schema.fields() {
+        if matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
+        }
+    }
+    props.build()
 }
 
 #[cfg(test)]

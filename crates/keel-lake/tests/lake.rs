@@ -274,3 +274,55 @@ async fn malformed_csv_with_explicit_schema_on_new_table() {
     assert!(msg.contains("bad.csv") && msg.contains("line 3"), "{msg}");
     assert!(matches!(lake.history("t").await, Err(LakeError::TableNotFound { .. })));
 }
+
+/// An appender keeps the table open between appends: each append is one version, partitioned
+/// like the table; a batch with a new column takes the general path (the schema evolves) and
+/// the appender goes on from there; another writer's commits in between are not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appender_appends_versions_and_evolves_the_schema() {
+    let (_dir, lake) = lake();
+    let batch = |day: &str, ids: Vec<i64>, extra: bool| {
+        let mut fields = vec![
+            Field::new("day", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, true),
+            Field::new("score", DataType::Float64, true),
+        ];
+        let n = ids.len();
+        let mut columns: Vec<keel_lake::arrow::array::ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![day; n])),
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(Float64Array::from(
+                ids.iter().map(|i| *i as f64 / 2.0).collect::<Vec<_>>(),
+            )),
+        ];
+        if extra {
+            fields.push(Field::new("note", DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from(vec!["new"; n])));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    };
+    let mut appender = lake.appender("log", &["day"]);
+    assert_eq!(appender.append(vec![batch("d1", vec![1, 2], false)]).await.unwrap(), 0);
+    assert_eq!(appender.append(vec![batch("d1", vec![3], false)]).await.unwrap(), 1);
+    assert_eq!(appender.append(vec![batch("d2", vec![4, 5], false)]).await.unwrap(), 2);
+    // Another writer commits meanwhile: the appender's next version comes after it.
+    lake.append("log", vec![batch("d2", vec![6], false)], &["day"])
+        .await
+        .unwrap();
+    assert_eq!(appender.append(vec![batch("d3", vec![7], false)]).await.unwrap(), 4);
+    // A new column: the schema evolves, old rows read it as null.
+    assert_eq!(appender.append(vec![batch("d3", vec![8], true)]).await.unwrap(), 5);
+    assert_eq!(appender.append(vec![batch("d3", vec![9], true)]).await.unwrap(), 6);
+    let out = lake
+        .sql("SELECT count(*) AS n, count(note) AS notes, count(DISTINCT day) AS days, sum(id) AS ids FROM log")
+        .await
+        .unwrap();
+    let text = keel_lake::pretty(&out).unwrap();
+    assert!(text.contains("| 9 | 2     | 3    | 45  |"), "{text}");
+    let files = lake.files("log", None).await.unwrap();
+    assert!(
+        files.paths().iter().all(|p| p.to_string_lossy().contains("day=")),
+        "partitioned"
+    );
+    assert!(appender.append(vec![]).await.is_err());
+}

@@ -38,11 +38,17 @@ pub const PARTITION: &str = "date";
 pub struct LakeSink {
     lake: Lake,
     retention_days: Option<u32>,
+    /// One open appender per table (the writer thread is the only caller).
+    appenders: tokio::sync::Mutex<HashMap<String, keel_lake::Appender>>,
 }
 
 impl LakeSink {
     pub fn new(lake: Lake, retention_days: Option<u32>) -> LakeSink {
-        LakeSink { lake, retention_days }
+        LakeSink {
+            lake,
+            retention_days,
+            appenders: tokio::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn lake(&self) -> &Lake {
@@ -54,20 +60,35 @@ impl LakeSink {
 impl Sink for LakeSink {
     async fn write(&self, table: &str, entries: &[Entry]) -> Result<()> {
         let batch = to_batch(entries)?;
-        self.lake.append(table, vec![batch], &[PARTITION]).await?;
-        Ok(())
+        self.append(table, batch).await
     }
 
     async fn write_labels(&self, labels: &[LabelRecord]) -> Result<()> {
         let batch = labels_batch(labels)?;
-        self.lake.append(LABELS_TABLE, vec![batch], &[PARTITION]).await?;
-        Ok(())
+        self.append(LABELS_TABLE, batch).await
     }
 
     async fn maintain(&self) -> Result<()> {
         if let Some(days) = self.retention_days {
             crate::retention::apply(&self.lake, days, chrono::Utc::now()).await?;
+            // Retention rewrote the tables: appenders start from their new versions.
+            self.appenders
+                .lock()
+                .await
+                .values_mut()
+                .for_each(keel_lake::Appender::reopen);
         }
+        Ok(())
+    }
+}
+
+impl LakeSink {
+    async fn append(&self, table: &str, batch: RecordBatch) -> Result<()> {
+        let mut appenders = self.appenders.lock().await;
+        let appender = appenders
+            .entry(table.to_owned())
+            .or_insert_with(|| self.lake.appender(table, &[PARTITION]));
+        appender.append(vec![batch]).await?;
         Ok(())
     }
 }
