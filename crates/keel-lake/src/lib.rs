@@ -570,6 +570,44 @@ impl Lake {
         Ok(written.version().unwrap_or(0))
     }
 
+    /// Compacts a table's small files into files of about `target_bytes` (default 128 MiB) as
+    /// one new version (the rows do not change; older versions stay readable), then removes
+    /// the data files that no version of the last `keep_hours` needs (`None`: removes nothing).
+    pub async fn compact(
+        &self,
+        table: &str,
+        target_bytes: Option<u64>,
+        keep_hours: Option<u64>,
+    ) -> Result<CompactReport> {
+        let delta = self.load(table, None).await?;
+        self.prepare_write(table, false).await?;
+        let before = delta.version();
+        let mut optimize = delta.optimize();
+        if let Some(target) = target_bytes.and_then(std::num::NonZeroU64::new) {
+            optimize = optimize.with_target_size(target);
+        }
+        let (delta, metrics) = optimize.await?;
+        let mut report = CompactReport {
+            version: delta.version().unwrap_or(0),
+            changed: delta.version() != before,
+            files_removed: metrics.num_files_removed,
+            files_added: metrics.num_files_added,
+            partitions: metrics.partitions_optimized,
+            files_vacuumed: 0,
+        };
+        if let Some(hours) = keep_hours {
+            let (_, vacuumed) = delta
+                .vacuum()
+                .with_retention_period(chrono::Duration::hours(
+                    i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000),
+                ))
+                .with_enforce_retention_duration(false)
+                .await?;
+            report.files_vacuumed = vacuumed.files_deleted.len();
+        }
+        Ok(report)
+    }
+
     /// An appender for a stream of appends to one table (see [`Appender`]).
     pub fn appender(&self, table: &str, partition_by: &[&str]) -> Appender {
         Appender {
@@ -831,6 +869,20 @@ pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<u8>> {
 /// Renders batches as a text table for the CLI.
 pub fn pretty(batches: &[RecordBatch]) -> Result<String> {
     Ok(deltalake::arrow::util::pretty::pretty_format_batches(batches)?.to_string())
+}
+
+/// What [`Lake::compact`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CompactReport {
+    /// The table's version afterwards.
+    pub version: u64,
+    /// Whether a new version was written (nothing to compact: no).
+    pub changed: bool,
+    pub files_removed: u64,
+    pub files_added: u64,
+    pub partitions: u64,
+    /// Data files deleted from storage by the vacuum that followed.
+    pub files_vacuumed: usize,
 }
 
 /// Appends to one table again and again, as a log writer does: the table stays open between

@@ -324,5 +324,29 @@ async fn appender_appends_versions_and_evolves_the_schema() {
         files.paths().iter().all(|p| p.to_string_lossy().contains("day=")),
         "partitioned"
     );
+    assert_eq!(files.paths().len(), 7, "one file per partition per append");
     assert!(appender.append(vec![]).await.is_err());
+
+    // Compaction: one file per partition, the same rows, a new version; then nothing to do.
+    let report = lake.compact("log", None, None).await.unwrap();
+    assert!(report.changed && report.version == 7, "{report:?}");
+    assert_eq!(
+        (report.files_removed, report.files_added, report.files_vacuumed),
+        (7, 3, 0)
+    );
+    assert_eq!(lake.files("log", None).await.unwrap().paths().len(), 3);
+    let again = lake.sql("SELECT count(*) AS n, sum(id) AS ids FROM log").await.unwrap();
+    let text = keel_lake::pretty(&again).unwrap();
+    assert!(text.contains("| 9 | 45  |"), "{text}");
+    let before = lake.scan("log", Some(VersionOrTimestamp::Version(6))).await.unwrap();
+    assert_eq!(rows(&before), 9, "older versions stay readable");
+    let report = lake.compact("log", None, Some(0)).await.unwrap();
+    assert!(!report.changed, "{report:?}");
+    assert_eq!(
+        report.files_vacuumed, 7,
+        "the small files are deleted once nothing keeps them"
+    );
+    // The appender goes on after compaction (the vacuum logged its start and end: 8 and 9).
+    appender.reopen();
+    assert_eq!(appender.append(vec![batch("d3", vec![10], true)]).await.unwrap(), 10);
 }

@@ -31,6 +31,9 @@ use crate::record::{DecisionRecord, Entry, FeedbackRecord, LABELS_TABLE, LabelRe
 use crate::writer::Sink;
 use crate::{PredlogError, Result};
 
+/// Versions of a log table kept readable (for time travel) after compaction.
+const COMPACT_KEEP_HOURS: u64 = 168;
+
 /// The partition column of every log table.
 pub const PARTITION: &str = "date";
 
@@ -71,12 +74,23 @@ impl Sink for LakeSink {
     async fn maintain(&self) -> Result<()> {
         if let Some(days) = self.retention_days {
             crate::retention::apply(&self.lake, days, chrono::Utc::now()).await?;
-            // Retention rewrote the tables: appenders start from their new versions.
-            self.appenders
-                .lock()
-                .await
-                .values_mut()
-                .for_each(keel_lake::Appender::reopen);
+        }
+        // One file per table per flush adds up: compact what this writer wrote, keeping a
+        // week of versions readable.
+        let mut appenders = self.appenders.lock().await;
+        for (table, appender) in appenders.iter_mut() {
+            match self.lake.compact(table, None, Some(COMPACT_KEEP_HOURS)).await {
+                Ok(r) if r.changed => tracing::info!(
+                    table,
+                    files_removed = r.files_removed,
+                    files_added = r.files_added,
+                    "log table compacted"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(table, error = %e, "log table not compacted"),
+            }
+            // Retention and compaction wrote new versions: start from them.
+            appender.reopen();
         }
         Ok(())
     }

@@ -137,6 +137,18 @@ pub enum DataCommand {
     /// A table's versions: version, time, operation, rows added
     Versions { table: String },
     #[cfg(feature = "lake")]
+    /// Compact a table's small files into large ones (a new version with the same rows)
+    Compact {
+        table: String,
+        /// Size of the files written, in MiB
+        #[arg(long, default_value_t = 128)]
+        target_mb: u64,
+        /// Then delete data files no version of the last N hours needs (older versions stop
+        /// being readable); without it nothing is deleted
+        #[arg(long)]
+        keep_hours: Option<u64>,
+    },
+    #[cfg(feature = "lake")]
     /// Print a table's first rows, optionally at a version or an RFC 3339 time
     Head {
         table: String,

@@ -50,6 +50,35 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
             output::table(&["VERSION", "TIMESTAMP", "OPERATION", "ROWS ADDED"], &rows);
         }
         #[cfg(feature = "lake")]
+        DataCommand::Compact {
+            table,
+            target_mb,
+            keep_hours,
+        } => {
+            if target_mb == 0 {
+                anyhow::bail!("--target-mb must be at least 1");
+            }
+            catalogued::open_for(global, &table, Permission::Write, "compact").await?;
+            let report = lake()
+                .await?
+                .compact(&table, Some(target_mb.saturating_mul(1 << 20)), keep_hours)
+                .await?;
+            if global.json {
+                return output::json(&report);
+            }
+            if report.changed {
+                println!(
+                    "{table}: version {}: {} files compacted into {} in {} partition(s); {} data file(s) deleted",
+                    report.version, report.files_removed, report.files_added, report.partitions, report.files_vacuumed
+                );
+            } else {
+                println!(
+                    "{table}: nothing to compact (version {}); {} data file(s) deleted",
+                    report.version, report.files_vacuumed
+                );
+            }
+        }
+        #[cfg(feature = "lake")]
         DataCommand::Head {
             table,
             version,
