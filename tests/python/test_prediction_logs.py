@@ -1,6 +1,6 @@
 """Interoperability: prediction logs written by ``keel serve`` are read by the ``deltalake``
 Python package, and the unchanged ``tritonclient.http`` client accepts responses that carry the
-``prediction_id`` parameter (and exposes it).
+``prediction_id`` parameter (and exposes it), over HTTP and gRPC.
 
 Starts its own ``keel serve`` (logging on, the default) in a temporary KEEL_HOME, sends requests
 with tritonclient, stops the server with SIGTERM (which flushes the log), then reads
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from deltalake import DeltaTable
 
@@ -77,7 +78,16 @@ def test_logged_predictions_read_by_deltalake(tmp_path: Path) -> None:
             result = client.infer("bc-lr", [inp], request_id=f"r{i}")
             assert result.as_numpy("label").shape == (1,)
             ids.append(result.get_response()["parameters"]["prediction_id"])
-        assert len(set(ids)) == 5
+        # The same over gRPC: the id is a response parameter there too.
+        gclient = grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc}")
+        for i in range(5, 8):
+            x = np.array([ROW], dtype=np.float32)
+            inp = grpcclient.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            result = gclient.infer("bc-lr", [inp], request_id=f"r{i}")
+            assert result.as_numpy("label").shape == (1,)
+            ids.append(result.get_response().parameters["prediction_id"].string_param)
+        assert len(set(ids)) == 8 and all(ids)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, (tmp_path / "server.log").read_text()
@@ -87,7 +97,7 @@ def test_logged_predictions_read_by_deltalake(tmp_path: Path) -> None:
     assert dt.metadata().partition_columns == ["date"]
     rows = dt.to_pyarrow_table().to_pylist()
     assert sorted(r["prediction_id"] for r in rows) == sorted(ids)
-    assert sorted(r["request_id"] for r in rows) == [f"r{i}" for i in range(5)]
+    assert sorted(r["request_id"] for r in rows) == [f"r{i}" for i in range(8)]
     for r in rows:
         assert r["model"] == "bc-lr" and r["version"] == 1 and r["row"] == 0
         assert r["input_0"] == pytest.approx(ROW[0], rel=1e-6)
