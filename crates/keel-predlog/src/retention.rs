@@ -7,11 +7,19 @@ use crate::Result;
 use crate::record::{DECISIONS_TABLE, FEEDBACK_TABLE, LABELS_TABLE, PREDICTIONS_PREFIX};
 
 /// What retention removed from one table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Removed {
     pub table: String,
     pub rows: Option<u64>,
     pub files: usize,
+}
+
+/// Whether a lake table is one of the prediction log's (retention applies to these).
+pub fn is_log_table(table: &str) -> bool {
+    table.starts_with(PREDICTIONS_PREFIX)
+        || table == DECISIONS_TABLE
+        || table == FEEDBACK_TABLE
+        || table == LABELS_TABLE
 }
 
 /// Deletes rows whose `date` is more than `days` days before `now` (UTC) from every log table
@@ -22,11 +30,7 @@ pub async fn apply(lake: &Lake, days: u32, now: DateTime<Utc>) -> Result<Vec<Rem
     let predicate = format!("date < '{}'", cutoff.format("%Y-%m-%d"));
     let mut out = Vec::new();
     for table in lake.tables().await? {
-        let is_log = table.starts_with(PREDICTIONS_PREFIX)
-            || table == DECISIONS_TABLE
-            || table == FEEDBACK_TABLE
-            || table == LABELS_TABLE;
-        if !is_log {
+        if !is_log_table(&table) {
             continue;
         }
         let (rows, files) = lake.delete_where(&table, &predicate).await?;

@@ -122,6 +122,12 @@ pub enum MonitorCommand {
         #[arg(long)]
         score: Option<String>,
     },
+    /// Apply retention to the prediction logs now (as `keel serve --log-retention-days` does
+    /// hourly): delete rows older than N days from every log table, then their files
+    Retention {
+        #[arg(long)]
+        days: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -303,4 +303,15 @@ async fn default_rewards_are_logged_as_feedback() {
         (Some(3), Some(1.0)),
         "{rows}"
     );
+    // Retention from the CLI: today's rows are younger than 30 days, nothing goes.
+    let out = keel(home.path(), &["--json", "monitor", "retention", "--days", "30"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let removed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let feedback = removed
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|r| r["table"] == "feedback")
+        .unwrap_or_else(|| panic!("feedback is a log table: {removed}"));
+    assert_eq!(feedback["rows"].as_u64().unwrap_or(0), 0, "{removed}");
 }

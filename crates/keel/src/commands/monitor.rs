@@ -45,10 +45,34 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
             )
             .await?;
         }
+        MonitorCommand::Retention { .. } => {
+            for table in lake.tables().await? {
+                if keel_predlog::retention::is_log_table(&table) {
+                    check(table, keel_catalog::Permission::Write, "retention").await?;
+                }
+            }
+        }
         MonitorCommand::Drift(_) => {}
     }
     match cmd {
         MonitorCommand::Drift(args) => return drift(global, &lake, args).await,
+        MonitorCommand::Retention { days } => {
+            let removed = keel_predlog::retention::apply(&lake, days, chrono::Utc::now()).await?;
+            if global.json {
+                return output::json(&removed);
+            }
+            if removed.is_empty() {
+                println!("no prediction log tables in the lake");
+            }
+            for r in &removed {
+                println!(
+                    "{}: {} row(s) older than {days} day(s) deleted, {} file(s) removed",
+                    r.table,
+                    r.rows.map_or("?".to_string(), |n| n.to_string()),
+                    r.files
+                );
+            }
+        }
         MonitorCommand::Label { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let items: Vec<LabelIn> = if text.trim_start().starts_with('[') {
