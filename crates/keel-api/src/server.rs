@@ -100,7 +100,13 @@ impl BoundServer {
             Some(extra) => app.merge(extra),
             None => app,
         };
-        let app = app.layer(axum::middleware::from_fn(crate::trace::http));
+        // Server spans only when something exports them: the middleware is not free.
+        let traced = tracing::enabled!(target: crate::trace::TRACE_TARGET, tracing::Level::INFO);
+        let app = if traced {
+            app.layer(axum::middleware::from_fn(crate::trace::http))
+        } else {
+            app
+        };
         let http_shutdown = shutdown.clone();
         let http = axum::serve(self.http, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
 
@@ -109,10 +115,11 @@ impl BoundServer {
             .max_encoding_message_size(usize::MAX);
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
         let grpc_shutdown = shutdown.clone();
-        let mut router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .trace_fn(crate::trace::grpc)
-            .add_service(grpc_service);
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if traced {
+            builder = builder.trace_fn(crate::trace::grpc);
+        }
+        let mut router = builder.add_service(grpc_service);
         let mut windows = None;
         if let Some(experiments) = services.experiments.clone() {
             router = router.add_service(
