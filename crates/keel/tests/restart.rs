@@ -33,6 +33,16 @@ fn start(home: &Path, http: u16, grpc: u16) -> Child {
         .expect("start keel serve")
 }
 
+/// A server that is stopped when the test ends, even when an assertion fails first.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn wait_ready(client: &reqwest::Client, base: &str) {
     wait_for(client, base, "/v2/health/ready").await;
 }
@@ -579,7 +589,7 @@ async fn live_monitor_counts_quality_detects_drift_and_rolls_back() {
     ok(&["deployment", "apply", "wrong-columns", "-f", path.to_str().expect("p")]);
 
     let (http, grpc) = (free_port(), free_port());
-    let mut server = start(h, http, grpc);
+    let _server = Stopped(start(h, http, grpc));
     let base = format!("http://127.0.0.1:{http}");
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;
@@ -724,8 +734,6 @@ async fn live_monitor_counts_quality_detects_drift_and_rolls_back() {
             && !l.ends_with(" 0")),
         "out-of-range values counted: {metrics2}"
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 /// An OTLP/gRPC collector on loopback, built from the OpenTelemetry protocol's own
@@ -791,24 +799,26 @@ async fn requests_are_traced_over_otlp_continuing_the_callers_trace() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be an http:// or https:// URL"));
 
     let (http, grpc) = (free_port(), free_port());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .arg("--home")
-        .arg(h)
-        .args([
-            "serve",
-            "--http-addr",
-            &format!("127.0.0.1:{http}"),
-            "--grpc-addr",
-            &format!("127.0.0.1:{grpc}"),
-        ])
-        .env("KEEL_LOG", "warn")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("OTEL_SERVICE_NAME", "keel-under-test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start keel serve");
+    let _server = Stopped(
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("--home")
+            .arg(h)
+            .args([
+                "serve",
+                "--http-addr",
+                &format!("127.0.0.1:{http}"),
+                "--grpc-addr",
+                &format!("127.0.0.1:{grpc}"),
+            ])
+            .env("KEEL_LOG", "warn")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("OTEL_SERVICE_NAME", "keel-under-test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start keel serve"),
+    );
     let base = format!("http://127.0.0.1:{http}");
     let client = reqwest::Client::new();
     wait_ready(&client, &base).await;
@@ -874,6 +884,4 @@ async fn requests_are_traced_over_otlp_continuing_the_callers_trace() {
         attribute(server_span, "http.response.status_code"),
         Some(Value::IntValue(200))
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
