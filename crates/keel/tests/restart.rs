@@ -33,6 +33,28 @@ fn start(home: &Path, http: u16, grpc: u16) -> Child {
         .expect("start keel serve")
 }
 
+/// `keel --home HOME ARGS...`, quietly.
+fn keel_in(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("KEEL_LOG", "warn")
+        .output()
+        .expect("keel")
+}
+
+/// As [`keel_in`], which must succeed.
+fn keel_ok(home: &Path, args: &[&str]) -> std::process::Output {
+    let out = keel_in(home, args);
+    assert!(
+        out.status.success(),
+        "keel {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A server that is stopped when the test ends, even when an assertion fails first.
 struct Stopped(Child);
 
@@ -363,24 +385,8 @@ async fn data_routes_need_a_token_and_a_grant() {
 async fn monitor_drift_compares_logged_inputs_with_a_reference_table() {
     let home = tempfile::tempdir().expect("tmp");
     let h = home.path();
-    let keel = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_keel"))
-            .arg("--home")
-            .arg(h)
-            .args(args)
-            .env("KEEL_LOG", "warn")
-            .output()
-            .expect("keel")
-    };
-    let ok = |args: &[&str]| {
-        let out = keel(args);
-        assert!(
-            out.status.success(),
-            "keel {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
+    let keel = |args: &[&str]| keel_in(h, args);
+    let ok = |args: &[&str]| keel_ok(h, args);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
     ok(&[
         "model",
@@ -504,24 +510,8 @@ async fn monitor_drift_compares_logged_inputs_with_a_reference_table() {
 async fn live_monitor_counts_quality_detects_drift_and_rolls_back() {
     let home = tempfile::tempdir().expect("tmp");
     let h = home.path();
-    let keel = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_keel"))
-            .arg("--home")
-            .arg(h)
-            .args(args)
-            .env("KEEL_LOG", "warn")
-            .output()
-            .expect("keel")
-    };
-    let ok = |args: &[&str]| {
-        let out = keel(args);
-        assert!(
-            out.status.success(),
-            "keel {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
+    let keel = |args: &[&str]| keel_in(h, args);
+    let ok = |args: &[&str]| keel_ok(h, args);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
     ok(&[
         "model",
