@@ -1,13 +1,12 @@
 """Interoperability: the ``deltalake`` Python package (delta-rs' Python binding, not our code)
-reads a table written by keel-lake unchanged.
+reads a table written by ``keel data ingest`` unchanged.
 
-``crates/keel-lake/examples/write_table.rs`` writes a partitioned table with two versions:
-version 0 = 3 rows (region eu, us) from CSV, version 1 = 2 rows (region eu, apac) from JSON lines.
-The example is built and run with ``cargo run -q -p keel-lake --example write_table -- PATH``
-(honours ``CARGO_TARGET_DIR``). Nothing is skipped on a local folder: a missing tool or package
-fails the test.
+The fixture runs the real ``keel`` binary (``KEEL_BIN``, default ``target/debug/keel``) twice on
+one table partitioned by ``region``: version 0 = 3 rows (region eu, us) from CSV, version 1 = 2
+rows (region eu, apac) from JSON lines. Nothing is skipped on a local folder: a missing binary
+or package fails the test.
 
-The same table is also written to an S3 bucket (``s3://keel-interop/lake/sales`` on moto's S3
+The same table is also written to an S3 bucket (``keel --lake s3://keel-interop/lake``, moto's S3
 server on loopback) and read back by ``deltalake`` with the standard S3 storage options; those
 tests are skipped, saying why, only when moto is not installed.
 """
@@ -30,22 +29,47 @@ import pytest
 from deltalake import DeltaTable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_TIMEOUT_S = 1800
+
+V0_CSV = "id,region,amount,label\n1,eu,10.5,a\n2,us,20.25,b\n3,eu,30.0,c\n"
+V1_JSONL = (
+    '{"id":4,"region":"eu","amount":1.5,"label":"d"}\n'
+    '{"id":5,"region":"apac","amount":2.5,"label":"e"}\n'
+)
+
+
+def _keel_bin() -> Path:
+    env = os.environ.get("KEEL_BIN")
+    path = Path(env) if env else REPO_ROOT / "target" / "debug" / "keel"
+    if not path.is_file():
+        pytest.fail(f"keel binary not found at {path}: run `cargo build -p keel`", pytrace=False)
+    return path
+
+
+def _write_sales(scratch: Path, lake_args: list[str], env: dict[str, str]) -> None:
+    """``keel data ingest`` twice into the table ``sales``: versions 0 and 1, 5 rows."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "v0.csv").write_text(V0_CSV)
+    (scratch / "v1.jsonl").write_text(V1_JSONL)
+    base = [str(_keel_bin()), "--home", str(scratch / "home"), *lake_args, "--json", "data", "ingest"]
+    env = {**env, "KEEL_AUTHOR": "pytest"}
+    versions, rows = [], 0
+    for name in ("v0.csv", "v1.jsonl"):
+        done = subprocess.run(
+            [*base, str(scratch / name), "--table", "sales", "--partition-by", "region"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )
+        assert done.returncode == 0, f"keel data ingest {name} failed:\n{done.stdout}\n{done.stderr}"
+        report = json.loads(done.stdout)
+        versions.append(report["version"])
+        rows += report["rows"]
+    assert (versions, rows) == ([0, 1], 5)
 
 
 @pytest.fixture(scope="module")
 def table_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("lake") / "sales"
-    done = subprocess.run(
-        ["cargo", "run", "-q", "-p", "keel-lake", "--example", "write_table", "--", str(path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-    )
-    assert done.returncode == 0, f"write_table failed:\n{done.stdout}\n{done.stderr}"
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"versions": [0, 1], "rows": 5}
-    return path
+    scratch = tmp_path_factory.mktemp("lake")
+    _write_sales(scratch, [], dict(os.environ))
+    return scratch / "home" / "lake" / "sales"
 
 
 def test_latest_version_schema_and_rows(table_path: Path) -> None:
@@ -131,19 +155,10 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def s3_table(moto_endpoint: str) -> tuple[str, dict[str, str]]:
+def s3_table(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
     uri = "s3://keel-interop/lake/sales"
     env = {**os.environ, **S3_KEYS, "AWS_ENDPOINT_URL": moto_endpoint}
-    done = subprocess.run(
-        ["cargo", "run", "-q", "-p", "keel-lake", "--example", "write_table", "--", uri],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-        env=env,
-    )
-    assert done.returncode == 0, f"write_table failed:\n{done.stdout}\n{done.stderr}"
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"versions": [0, 1], "rows": 5}
+    _write_sales(tmp_path_factory.mktemp("s3lake"), ["--lake", "s3://keel-interop/lake"], env)
     # What any S3 client of deltalake passes: endpoint, keys, region, plain http on loopback.
     # Reading needs no locking provider or unsafe-rename option (those are for writers).
     options = {**S3_KEYS, "AWS_ENDPOINT_URL": moto_endpoint}

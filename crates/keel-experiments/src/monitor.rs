@@ -161,6 +161,9 @@ struct Source {
 struct Ready {
     live: LiveMonitor,
     sources: Vec<Source>,
+    /// Per source, for the request being observed: its input's index and row width (kept
+    /// between requests so observing allocates nothing).
+    located: Vec<Option<(usize, usize)>>,
 }
 
 enum State {
@@ -229,7 +232,12 @@ impl Monitor {
     }
 
     /// Installs the loaded reference, or records why it could not be used (retried later).
-    pub(crate) fn finish_load(&self, deployment: &str, loaded: std::result::Result<Ready0, String>, now_ms: i64) {
+    pub(crate) fn finish_load(
+        &self,
+        deployment: &str,
+        loaded: std::result::Result<PreparedReference, String>,
+        now_ms: i64,
+    ) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -241,6 +249,7 @@ impl Monitor {
                 );
                 *state = State::Ready(Box::new(Ready {
                     live: LiveMonitor::new(r.reference, self.spec.options(self.seed)),
+                    located: Vec::with_capacity(r.sources.len()),
                     sources: r.sources,
                 }));
             }
@@ -264,24 +273,22 @@ impl Monitor {
         if let Ok(mut state) = self.state.lock()
             && let State::Ready(ready) = &mut *state
         {
-            let Ready { live, sources } = &mut **ready;
+            let Ready { live, sources, located } = &mut **ready;
             let rows = request
                 .inputs
                 .first()
                 .and_then(|t| t.tensor.shape.first())
                 .map_or(1, |r| (*r).max(0) as usize);
-            let located: Vec<Option<(&keel_runtime::TensorData, usize)>> = sources
-                .iter()
-                .map(|s| {
-                    let t = request.inputs.iter().find(|t| t.name == s.tensor)?;
-                    let width = t.tensor.data.len().checked_div(rows)?;
-                    (s.at < width).then_some((&t.tensor.data, width))
-                })
-                .collect();
+            located.clear();
+            located.extend(sources.iter().map(|s| {
+                let at = request.inputs.iter().position(|t| t.name == s.tensor)?;
+                let width = request.inputs[at].tensor.data.len().checked_div(rows)?;
+                (s.at < width).then_some((at, width))
+            }));
             for row in 0..rows {
                 let values = located.iter().zip(sources.iter()).map(|(l, s)| match l {
                     None => Observed::Missing,
-                    Some((data, width)) => observed(data, row * width + s.at),
+                    Some((at, width)) => observed(&request.inputs[*at].tensor.data, row * width + s.at),
                 });
                 live.observe_row(now_ms, values, scores.get(row).copied());
             }
@@ -472,8 +479,9 @@ fn observed(data: &keel_runtime::TensorData, i: usize) -> Observed<'_> {
     }
 }
 
-/// A reference ready to install, with where each of its columns comes from.
-pub(crate) struct Ready0 {
+/// A reference sampled and lined up with the model's inputs, ready to install: where each of
+/// its columns comes from in a request.
+pub(crate) struct PreparedReference {
     reference: Arc<Reference>,
     sources: Vec<Source>,
 }
@@ -485,7 +493,7 @@ pub(crate) fn prepare_reference(
     model: &LoadedModel,
     batches: &Batches,
     seed: u64,
-) -> std::result::Result<Ready0, String> {
+) -> std::result::Result<PreparedReference, String> {
     // Every column the model's inputs flatten into, as in the prediction log.
     let mut inputs: Vec<(String, Source)> = Vec::new();
     for io in model.model.inputs() {
@@ -580,7 +588,7 @@ pub(crate) fn prepare_reference(
         .iter()
         .filter_map(|c| inputs.iter().find(|(i, _)| i == c).map(|(_, s)| s.clone()))
         .collect();
-    Ok(Ready0 {
+    Ok(PreparedReference {
         reference: Arc::new(reference),
         sources,
     })

@@ -342,7 +342,10 @@ impl Lake {
         })
     }
 
-    async fn exists(&self, table: &str) -> Result<bool> {
+    /// Whether `table` is a table of this lake (it has a Delta log). A name that cannot be a
+    /// table is an error, not `false`.
+    pub async fn exists(&self, table: &str) -> Result<bool> {
+        validate_table_name(table)?;
         match &self.root {
             Root::Local(root) => Ok(root.join(table).join(DELTA_LOG).is_dir()),
             Root::S3(s3) => s3.exists(table).await,

@@ -23,11 +23,11 @@ use keel_lake::arrow::array::{
     TimestampMicrosecondBuilder,
 };
 use keel_lake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use keel_runtime::{Tensor, TensorData};
 
 pub use crate::columns::{FIXED, MAX_WIDTH, input_columns};
 use crate::columns::{clean, flat_names};
-use crate::record::{DecisionRecord, Entry, FeedbackRecord, LABELS_TABLE, LabelRecord, PredictionRecord};
+use crate::encoded::{Kind, PredictionView, TensorView, Values};
+use crate::record::{DecisionRecord, Entry, FeedbackRecord, LABELS_TABLE, LabelRecord};
 use crate::writer::Sink;
 use crate::{PredlogError, Result};
 
@@ -172,10 +172,9 @@ pub fn to_batch(entries: &[Entry]) -> Result<RecordBatch> {
             Entry::Feedback(f) => Some(f),
             _ => None,
         })),
-        Some(Entry::Prediction(_)) | None => predictions_batch(entries.iter().filter_map(|e| match e {
-            Entry::Prediction(p) => Some(&**p),
-            _ => None,
-        })),
+        Some(Entry::Prediction(_) | Entry::Encoded(_)) | None => {
+            predictions_batch(entries.iter().filter_map(Entry::prediction))
+        }
     }
 }
 
@@ -286,38 +285,27 @@ impl Col {
         }
     }
 
-    fn kind(data: &TensorData) -> u8 {
-        match data {
-            TensorData::Bool(_) => 1,
-            TensorData::Bytes(_) => 2,
-            _ => 0,
-        }
-    }
-
-    fn new(kind: u8) -> Col {
+    fn new(kind: Kind) -> Col {
         match kind {
-            1 => Col::Bool(BooleanBuilder::new()),
-            2 => Col::Str(StringBuilder::new()),
-            _ => Col::Num(Float64Builder::new()),
+            Kind::Bool => Col::Bool(BooleanBuilder::new()),
+            Kind::Text => Col::Str(StringBuilder::new()),
+            Kind::Number => Col::Num(Float64Builder::new()),
         }
     }
 
-    fn same_kind(&self, kind: u8) -> bool {
-        matches!((self, kind), (Col::Num(_), 0) | (Col::Bool(_), 1) | (Col::Str(_), 2))
+    fn same_kind(&self, kind: Kind) -> bool {
+        matches!(
+            (self, kind),
+            (Col::Num(_), Kind::Number) | (Col::Bool(_), Kind::Bool) | (Col::Str(_), Kind::Text)
+        )
     }
 
-    /// Appends element `i` of `data` (the caller checked the kind).
-    fn push(&mut self, data: &TensorData, i: usize) {
+    /// Appends value `i` (the caller checked the kind).
+    fn push(&mut self, values: &Values<'_>, i: usize) {
         match self {
-            Col::Num(b) => b.append_option(data.value_f64(i)),
-            Col::Bool(b) => b.append_option(match data {
-                TensorData::Bool(v) => v.get(i).copied(),
-                _ => None,
-            }),
-            Col::Str(b) => b.append_option(match data {
-                TensorData::Bytes(v) => v.get(i).map(|s| String::from_utf8_lossy(s)),
-                _ => None,
-            }),
+            Col::Num(b) => b.append_option(values.f64_at(i)),
+            Col::Bool(b) => b.append_option(values.bool_at(i)),
+            Col::Str(b) => b.append_option(values.bytes_at(i).map(String::from_utf8_lossy)),
         }
     }
 
@@ -330,14 +318,14 @@ impl Col {
     }
 }
 
-fn json_value(data: &TensorData, i: usize) -> serde_json::Value {
-    match data {
-        TensorData::Bool(v) => v.get(i).map_or(serde_json::Value::Null, |b| (*b).into()),
-        TensorData::Bytes(v) => v
-            .get(i)
+fn json_value(values: &Values<'_>, i: usize) -> serde_json::Value {
+    match values.kind() {
+        Kind::Bool => values.bool_at(i).map_or(serde_json::Value::Null, Into::into),
+        Kind::Text => values
+            .bytes_at(i)
             .map_or(serde_json::Value::Null, |b| String::from_utf8_lossy(b).into()),
-        other => other
-            .value_f64(i)
+        Kind::Number => values
+            .f64_at(i)
             .and_then(serde_json::Number::from_f64)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
     }
@@ -352,7 +340,7 @@ struct Flattener {
 impl Flattener {
     /// The column for `name` and `kind`, created if new; `None` if the name is taken by
     /// another kind.
-    fn column(&mut self, name: String, kind: u8, rows_so_far: usize) -> Option<usize> {
+    fn column(&mut self, name: String, kind: Kind, rows_so_far: usize) -> Option<usize> {
         let at = match self.index.get(&name) {
             Some(&i) => i,
             None => {
@@ -373,7 +361,7 @@ impl Flattener {
 struct Slot<'a> {
     is_output: bool,
     name: &'a str,
-    kind: u8,
+    kind: Kind,
     /// Values per row.
     width: usize,
     /// Per value of a row: its column, or (the column name being taken by another kind) the
@@ -382,16 +370,18 @@ struct Slot<'a> {
 }
 
 impl<'a> Slot<'a> {
-    fn new(flat: &mut Flattener, is_output: bool, name: &'a str, tensor: &Tensor, rows: usize, n: usize) -> Slot<'a> {
-        let width = tensor.data.len().checked_div(rows).unwrap_or(0);
-        let kind = Col::kind(&tensor.data);
+    fn new(flat: &mut Flattener, tensor: &TensorView<'a>, rows: usize, n: usize) -> Slot<'a> {
+        let (is_output, name) = (tensor.is_output, tensor.name);
+        let len = tensor.values.len();
+        let width = len.checked_div(rows).unwrap_or(0);
+        let kind = tensor.values.kind();
         let mut base = clean(name);
         if is_output {
             base = format!("out_{base}");
         } else if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
             base = format!("in_{base}");
         }
-        let names = if width == 1 || (width <= MAX_WIDTH && width * rows == tensor.data.len()) {
+        let names = if width == 1 || (width <= MAX_WIDTH && width * rows == len) {
             flat_names(&base, width)
         } else {
             Vec::new()
@@ -410,7 +400,7 @@ impl<'a> Slot<'a> {
     }
 }
 
-fn predictions_batch<'a>(items: impl Iterator<Item = &'a PredictionRecord>) -> Result<RecordBatch> {
+fn predictions_batch<'a>(items: impl Iterator<Item = Result<PredictionView<'a>>>) -> Result<RecordBatch> {
     let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut date = Date32Builder::new();
     let (mut pid, mut row, mut rid, mut model, mut version) = (
@@ -438,45 +428,38 @@ fn predictions_batch<'a>(items: impl Iterator<Item = &'a PredictionRecord>) -> R
     // have the same tensors (names, widths, kinds): no per-row or per-value name building.
     let mut plan: Vec<Slot<'a>> = Vec::new();
     for p in items {
+        let p = p?;
         let rows = p.rows();
-        let tensors = p
-            .inputs
-            .iter()
-            .map(|(name, t)| (false, name.as_str(), t))
-            .chain(p.outputs.iter().map(|(name, t)| (true, name.as_str(), t)));
-        let same = plan.len() == p.inputs.len() + p.outputs.len()
-            && plan.iter().zip(tensors.clone()).all(|(slot, (is_output, name, t))| {
-                slot.is_output == is_output
-                    && slot.name == name
-                    && slot.kind == Col::kind(&t.data)
-                    && slot.width == t.data.len().checked_div(rows).unwrap_or(0)
+        let same = plan.len() == p.tensors.len()
+            && plan.iter().zip(&p.tensors).all(|(slot, t)| {
+                slot.is_output == t.is_output
+                    && slot.name == t.name
+                    && slot.kind == t.values.kind()
+                    && slot.width == t.values.len().checked_div(rows).unwrap_or(0)
             });
         if !same {
-            plan = tensors
-                .clone()
-                .map(|(is_output, name, t)| Slot::new(&mut flat, is_output, name, t, rows, n))
-                .collect();
+            plan = p.tensors.iter().map(|t| Slot::new(&mut flat, t, rows, n)).collect();
         }
         let routing = p.routing.as_ref();
         for r in 0..rows {
             ts.append_value(p.ts_us);
             date.append_value(date_of(p.ts_us));
-            pid.append_value(&p.prediction_id);
+            pid.append_value(p.prediction_id);
             row.append_value(r as i64);
-            rid.append_option(p.request_id.as_deref());
-            model.append_value(&p.model);
+            rid.append_option(p.request_id);
+            model.append_value(p.model);
             version.append_value(p.version);
-            dep.append_option(routing.map(|x| x.deployment.as_str()));
-            var.append_option(routing.map(|x| x.variant.as_str()));
-            did.append_option(routing.map(|x| x.decision_id.as_str()));
+            dep.append_option(routing.map(|x| x.deployment));
+            var.append_option(routing.map(|x| x.variant));
+            did.append_option(routing.map(|x| x.decision_id));
             shadow.append_value(routing.is_some_and(|x| x.shadow));
             latency.append_value(p.latency_us);
             let mut leftovers = serde_json::Map::new();
-            for (slot, (_, _, tensor)) in plan.iter().zip(tensors.clone()) {
+            for (slot, tensor) in plan.iter().zip(&p.tensors) {
                 let width = slot.width;
                 if slot.cols.is_empty() {
                     let values: Vec<serde_json::Value> = (r * width..(r + 1) * width)
-                        .map(|i| json_value(&tensor.data, i))
+                        .map(|i| json_value(&tensor.values, i))
                         .collect();
                     leftovers.insert(slot.name.to_string(), values.into());
                     continue;
@@ -484,9 +467,9 @@ fn predictions_batch<'a>(items: impl Iterator<Item = &'a PredictionRecord>) -> R
                 for (j, col) in slot.cols.iter().enumerate() {
                     let i = r * width + j;
                     match col {
-                        Ok(c) => flat.cols[*c].push(&tensor.data, i),
+                        Ok(c) => flat.cols[*c].push(&tensor.values, i),
                         Err(taken) => {
-                            leftovers.insert(taken.clone(), json_value(&tensor.data, i));
+                            leftovers.insert(taken.clone(), json_value(&tensor.values, i));
                         }
                     }
                 }
@@ -543,7 +526,9 @@ fn predictions_batch<'a>(items: impl Iterator<Item = &'a PredictionRecord>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Routing;
+    use crate::encoded::EncodedPrediction;
+    use crate::record::{PredictionRecord, Routing};
+    use keel_runtime::{Tensor, TensorData};
 
     fn tensor(shape: Vec<i64>, data: TensorData) -> Tensor {
         Tensor { shape, data }
@@ -587,7 +572,10 @@ mod tests {
                 ),
             ],
         };
+        // Serving logs the encoded form: it must give the very same batch as the record.
+        let encoded = to_batch(&[Entry::Encoded(EncodedPrediction::from_record(&p))]).expect("encoded batch");
         let b = to_batch(&[Entry::Prediction(Box::new(p))]).expect("batch");
+        assert_eq!(encoded, b);
         assert_eq!(b.num_rows(), 2);
         let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
         for want in [

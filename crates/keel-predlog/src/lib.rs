@@ -13,6 +13,7 @@
 //! gRPC or the serving crates: serving calls into it, never the other way round.
 
 pub mod columns;
+pub mod encoded;
 mod error;
 pub mod record;
 pub mod stats;
@@ -25,6 +26,7 @@ pub mod performance;
 #[cfg(feature = "lake")]
 pub mod retention;
 
+pub use encoded::{EncodedPrediction, PredictionParts};
 pub use error::{PredlogError, Result};
 pub use record::{
     DecisionRecord, Entry, FeedbackRecord, LabelIn, LabelRecord, PredictionRecord, Routing, new_prediction_id, now_us,

@@ -17,15 +17,18 @@ pub const LABELS_TABLE: &str = "labels";
 pub fn predictions_table(model: &str) -> String {
     let mut out = String::with_capacity(PREDICTIONS_PREFIX.len() + model.len());
     out.push_str(PREDICTIONS_PREFIX);
-    out.extend(model.chars().map(|c| {
-        let c = c.to_ascii_lowercase();
-        if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-') {
-            c
-        } else {
-            '_'
-        }
-    }));
+    out.extend(model.chars().map(table_char));
     out
+}
+
+/// A model name's character as its prediction table's name has it.
+fn table_char(c: char) -> char {
+    let c = c.to_ascii_lowercase();
+    if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-') {
+        c
+    } else {
+        '_'
+    }
 }
 
 /// Where a prediction came from when it went through an experiment deployment.
@@ -184,6 +187,8 @@ pub fn validate_labels(items: &[LabelIn], now_us: i64) -> crate::Result<Vec<Labe
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
     Prediction(Box<PredictionRecord>),
+    /// A prediction as serving logs it: one flat buffer (see [`crate::encoded`]).
+    Encoded(crate::encoded::EncodedPrediction),
     Decision(DecisionRecord),
     Feedback(FeedbackRecord),
 }
@@ -193,6 +198,7 @@ impl Entry {
     pub fn rows(&self) -> usize {
         match self {
             Entry::Prediction(p) => p.rows(),
+            Entry::Encoded(p) => p.rows(),
             Entry::Decision(_) | Entry::Feedback(_) => 1,
         }
     }
@@ -201,8 +207,31 @@ impl Entry {
     pub fn table(&self) -> String {
         match self {
             Entry::Prediction(p) => predictions_table(&p.model),
+            Entry::Encoded(p) => predictions_table(p.model()),
             Entry::Decision(_) => DECISIONS_TABLE.to_string(),
             Entry::Feedback(_) => FEEDBACK_TABLE.to_string(),
+        }
+    }
+
+    /// Whether this entry goes to `table` (no allocation: the writer asks this per entry).
+    pub fn is_for(&self, table: &str) -> bool {
+        let model = match self {
+            Entry::Prediction(p) => p.model.as_str(),
+            Entry::Encoded(p) => p.model(),
+            Entry::Decision(_) => return table == DECISIONS_TABLE,
+            Entry::Feedback(_) => return table == FEEDBACK_TABLE,
+        };
+        table
+            .strip_prefix(PREDICTIONS_PREFIX)
+            .is_some_and(|rest| rest.chars().eq(model.chars().map(table_char)))
+    }
+
+    /// The prediction of a prediction entry, read in place.
+    pub fn prediction(&self) -> Option<crate::Result<crate::encoded::PredictionView<'_>>> {
+        match self {
+            Entry::Prediction(p) => Some(Ok(p.view())),
+            Entry::Encoded(p) => Some(p.view()),
+            Entry::Decision(_) | Entry::Feedback(_) => None,
         }
     }
 }
@@ -254,6 +283,35 @@ mod tests {
     fn table_names_are_valid_and_lowercase() {
         assert_eq!(predictions_table("bc-lr"), "predictions_bc-lr");
         assert_eq!(predictions_table("My Model"), "predictions_my_model");
+    }
+
+    #[test]
+    fn entries_know_their_table_without_building_its_name() {
+        let p = |model: &str| {
+            Entry::Prediction(Box::new(PredictionRecord {
+                ts_us: 0,
+                prediction_id: "p".into(),
+                request_id: None,
+                model: model.into(),
+                version: 1,
+                routing: None,
+                latency_us: 0,
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            }))
+        };
+        for model in ["bc-lr", "My Model", "x.y_z"] {
+            let e = p(model);
+            assert!(e.is_for(&e.table()), "{model}");
+            assert!(!e.is_for("predictions_other"), "{model}");
+            assert!(!e.is_for(DECISIONS_TABLE), "{model}");
+        }
+        let Entry::Prediction(r) = p("My Model") else {
+            unreachable!()
+        };
+        let e = Entry::Encoded(crate::encoded::EncodedPrediction::from_record(&r));
+        assert_eq!(e.table(), "predictions_my_model");
+        assert!(e.is_for("predictions_my_model") && !e.is_for("predictions_my_model2"));
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! The writer runs on its own thread so that encoding Parquet and committing to the lake never
 //! occupy a serving worker. Shutdown drains the channel and flushes what it holds.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -201,7 +200,7 @@ impl PredictionLog {
     pub fn log(&self, entry: Entry) -> bool {
         let (kind, rows) = (
             match &entry {
-                Entry::Prediction(_) => &self.metrics.logged_prediction,
+                Entry::Prediction(_) | Entry::Encoded(_) => &self.metrics.logged_prediction,
                 Entry::Decision(_) => &self.metrics.logged_decision,
                 Entry::Feedback(_) => &self.metrics.logged_feedback,
             },
@@ -324,9 +323,14 @@ impl Writer {
 
     /// Writes each table's share of a batch, retrying failures with a bounded backoff.
     async fn flush(&self, entries: Vec<Entry>) {
-        let mut by_table: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+        // A few tables per batch: a linear search that builds each table name once per flush,
+        // not once per entry.
+        let mut by_table: Vec<(String, Vec<Entry>)> = Vec::new();
         for e in entries {
-            by_table.entry(e.table()).or_default().push(e);
+            match by_table.iter_mut().find(|(table, _)| e.is_for(table)) {
+                Some((_, list)) => list.push(e),
+                None => by_table.push((e.table(), vec![e])),
+            }
         }
         for (table, entries) in by_table {
             let rows: u64 = entries.iter().map(|e| e.rows() as u64).sum();

@@ -17,4 +17,4 @@ mod tensor;
 
 pub use error::{Result, RuntimeError};
 pub use model::{IoKind, IoSpec, Model, ModelOptions, Runtime};
-pub use tensor::{DataType, Tensor, TensorData};
+pub use tensor::{DataType, Tensor, TensorData, f16_to_f32};

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use keel_predlog::{Entry, PredictionLog, PredictionRecord, Routing};
+use keel_predlog::{EncodedPrediction, Entry, PredictionLog, PredictionParts, Routing};
 use keel_registry::{Registry, VersionSelector};
 use keel_runtime::{IoSpec, Tensor};
 use metrics::{Gauge, gauge};
@@ -337,23 +337,23 @@ fn log_prediction(
 ) {
     let Some(request) = request else { return };
     let prediction_id = keel_predlog::new_prediction_id();
-    response.prediction_id = Some(prediction_id.clone());
-    let record = PredictionRecord {
-        ts_us: keel_predlog::now_us(),
-        prediction_id,
-        request_id: request.id,
-        model: model.name.clone(),
-        version: model.version,
-        routing,
-        latency_us: elapsed.as_micros() as i64,
-        inputs: request.inputs.into_iter().map(|i| (i.name, i.tensor)).collect(),
-        outputs: response
-            .outputs
-            .iter()
-            .map(|o| (o.name.clone(), o.tensor.clone()))
-            .collect(),
-    };
-    log.log(Entry::Prediction(Box::new(record)));
+    // One flat buffer read from the request's and the response's tensors in place: the request
+    // is then freed here, on its own thread, and nothing is cloned (see keel_predlog::encoded).
+    let encoded = EncodedPrediction::encode(
+        &PredictionParts {
+            ts_us: keel_predlog::now_us(),
+            prediction_id: &prediction_id,
+            request_id: request.id.as_deref(),
+            model: &model.name,
+            version: model.version,
+            routing: routing.as_ref(),
+            latency_us: elapsed.as_micros() as i64,
+        },
+        request.inputs.iter().map(|i| (i.name.as_str(), &i.tensor)),
+        response.outputs.iter().map(|o| (o.name.as_str(), &o.tensor)),
+    );
+    response.prediction_id = Some(prediction_id);
+    log.log(Entry::Encoded(encoded));
 }
 
 /// Validates the request against the model and runs it, inline when small. Gives the request

@@ -281,7 +281,7 @@ async fn check_reference(global: &Global, ctx: &Context, deployment: &str, table
         .authorize(&actor, table, Permission::Read, "monitor_reference", Via::Cli, details)
         .await?;
     let lake = ctx.open_lake().await?;
-    if !lake.tables().await?.iter().any(|t| t == table) {
+    if !lake.exists(table).await? {
         anyhow::bail!(
             "monitor.reference {table:?} is not a table of the lake: ingest the training data first (`keel data ingest FILE --table {table}`)"
         );

@@ -77,7 +77,7 @@ pub async fn ingest(global: &Global, lake: &Lake, args: IngestArgs) -> anyhow::R
                 .await?;
             entry.owner_team
         }
-        None if lake.tables().await?.contains(&table) => {
+        None if lake.exists(&table).await? => {
             // In the lake but not catalogued (written before the catalog, or a crash between the
             // commit and the catalog update): admins adopt it.
             catalog

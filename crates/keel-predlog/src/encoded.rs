@@ -1,0 +1,642 @@
+//! A prediction as one flat byte buffer: how serving hands a record to the writer.
+//!
+//! Serving logs every request, so what it does per request counts. Building a
+//! [`PredictionRecord`] costs a dozen small allocations (ids, names, shapes, a copy of each
+//! output), and the writer thread then frees them, which on two cores showed up as allocator
+//! work on both sides (a free from another thread is the allocator's slow path).
+//! [`EncodedPrediction::encode`] instead reads the request's and the response's tensors in
+//! place and writes everything into one buffer sized exactly up front: one allocation on the
+//! request thread, one free on the writer's. The writer reads it back in place
+//! ([`EncodedPrediction::view`]) straight into its Arrow builders.
+//!
+//! Layout (little-endian): the model name first (so the writer finds the table without
+//! decoding), then the fixed fields, the routing, and each tensor as name, type code, shape and
+//! values (numbers and booleans as fixed-width values, BYTES as length-prefixed strings).
+//! Strings are a `u32` length and UTF-8 bytes; an absent optional string is length `u32::MAX`.
+//! The format never leaves the process, so it has no version.
+
+use keel_runtime::{Tensor, TensorData, f16_to_f32};
+
+use crate::record::{PredictionRecord, Routing};
+use crate::{PredlogError, Result};
+
+/// The fields of a prediction other than its tensors, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictionParts<'a> {
+    pub ts_us: i64,
+    pub prediction_id: &'a str,
+    pub request_id: Option<&'a str>,
+    pub model: &'a str,
+    pub version: i64,
+    pub routing: Option<&'a Routing>,
+    pub latency_us: i64,
+}
+
+/// One prediction, encoded (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedPrediction {
+    buf: Vec<u8>,
+    rows: usize,
+}
+
+/// Where a prediction came from, borrowed from a record or an encoded buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoutingView<'a> {
+    pub deployment: &'a str,
+    pub variant: &'a str,
+    pub decision_id: &'a str,
+    pub shadow: bool,
+}
+
+/// A prediction read in place: from a [`PredictionRecord`] or an [`EncodedPrediction`].
+#[derive(Debug, Clone)]
+pub struct PredictionView<'a> {
+    pub ts_us: i64,
+    pub prediction_id: &'a str,
+    pub request_id: Option<&'a str>,
+    pub model: &'a str,
+    pub version: i64,
+    pub routing: Option<RoutingView<'a>>,
+    pub latency_us: i64,
+    /// Inputs first, then outputs.
+    pub tensors: Vec<TensorView<'a>>,
+}
+
+/// One tensor of a prediction, read in place.
+#[derive(Debug, Clone)]
+pub struct TensorView<'a> {
+    pub is_output: bool,
+    pub name: &'a str,
+    /// The first dimension of its shape (the batch), if it has one.
+    pub first_dim: Option<i64>,
+    pub values: Values<'a>,
+}
+
+/// A tensor's values: an owned tensor's, or the raw little-endian values of an encoded one.
+#[derive(Debug, Clone)]
+pub enum Values<'a> {
+    Tensor(&'a TensorData),
+    /// Fixed-width values of type `code` (see [`code_of`]), `width` bytes each.
+    Raw {
+        code: u8,
+        width: usize,
+        bytes: &'a [u8],
+    },
+    Strings(Vec<&'a [u8]>),
+}
+
+const BOOL: u8 = 0;
+const U8: u8 = 1;
+const U16: u8 = 2;
+const U32: u8 = 3;
+const U64: u8 = 4;
+const I8: u8 = 5;
+const I16: u8 = 6;
+const I32: u8 = 7;
+const I64: u8 = 8;
+const F16: u8 = 9;
+const F32: u8 = 10;
+const F64: u8 = 11;
+const BYTES: u8 = 12;
+
+/// The type code of a tensor's values and the width of one value (0 for BYTES).
+fn code_of(data: &TensorData) -> (u8, usize) {
+    match data {
+        TensorData::Bool(_) => (BOOL, 1),
+        TensorData::Uint8(_) => (U8, 1),
+        TensorData::Uint16(_) => (U16, 2),
+        TensorData::Uint32(_) => (U32, 4),
+        TensorData::Uint64(_) => (U64, 8),
+        TensorData::Int8(_) => (I8, 1),
+        TensorData::Int16(_) => (I16, 2),
+        TensorData::Int32(_) => (I32, 4),
+        TensorData::Int64(_) => (I64, 8),
+        TensorData::Fp16(_) => (F16, 2),
+        TensorData::Fp32(_) => (F32, 4),
+        TensorData::Fp64(_) => (F64, 8),
+        TensorData::Bytes(_) => (BYTES, 0),
+    }
+}
+
+fn width_of(code: u8) -> Option<usize> {
+    Some(match code {
+        BOOL | U8 | I8 => 1,
+        U16 | I16 | F16 => 2,
+        U32 | I32 | F32 => 4,
+        U64 | I64 | F64 => 8,
+        BYTES => 0,
+        _ => return None,
+    })
+}
+
+fn str_len(s: &str) -> usize {
+    4 + s.len()
+}
+
+fn tensor_len(name: &str, t: &Tensor) -> usize {
+    let (_, width) = code_of(&t.data);
+    let values = match &t.data {
+        TensorData::Bytes(v) => v.iter().map(|b| 4 + b.len()).sum(),
+        other => other.len() * width,
+    };
+    str_len(name) + 2 + 8 * t.shape.len() + 4 + values
+}
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(buf, s),
+        None => buf.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+}
+
+fn put_tensor(buf: &mut Vec<u8>, name: &str, t: &Tensor) {
+    put_str(buf, name);
+    let (code, _) = code_of(&t.data);
+    buf.push(code);
+    buf.push(t.shape.len().min(255) as u8);
+    for d in t.shape.iter().take(255) {
+        buf.extend_from_slice(&d.to_le_bytes());
+    }
+    buf.extend_from_slice(&(t.data.len() as u32).to_le_bytes());
+    macro_rules! le {
+        ($v:expr) => {
+            for x in $v {
+                buf.extend_from_slice(&x.to_le_bytes());
+            }
+        };
+    }
+    match &t.data {
+        TensorData::Bool(v) => buf.extend(v.iter().map(|b| u8::from(*b))),
+        TensorData::Uint8(v) => buf.extend_from_slice(v),
+        TensorData::Uint16(v) | TensorData::Fp16(v) => le!(v),
+        TensorData::Uint32(v) => le!(v),
+        TensorData::Uint64(v) => le!(v),
+        TensorData::Int8(v) => le!(v),
+        TensorData::Int16(v) => le!(v),
+        TensorData::Int32(v) => le!(v),
+        TensorData::Int64(v) => le!(v),
+        TensorData::Fp32(v) => le!(v),
+        TensorData::Fp64(v) => le!(v),
+        TensorData::Bytes(v) => {
+            for b in v {
+                buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                buf.extend_from_slice(b);
+            }
+        }
+    }
+}
+
+/// Rows of a request: the first dimension of its first input (1 for scalars), at least 1.
+fn rows_of(first_dim: Option<i64>) -> usize {
+    first_dim.map_or(1, |d| d.max(0) as usize).max(1)
+}
+
+impl EncodedPrediction {
+    /// Encodes a prediction from borrowed parts and tensors (one allocation, nothing cloned).
+    pub fn encode<'t, I, O>(parts: &PredictionParts<'_>, inputs: I, outputs: O) -> EncodedPrediction
+    where
+        I: Iterator<Item = (&'t str, &'t Tensor)> + Clone,
+        O: Iterator<Item = (&'t str, &'t Tensor)> + Clone,
+    {
+        let routing_len = parts.routing.map_or(0, |r| {
+            str_len(&r.deployment) + str_len(&r.variant) + str_len(&r.decision_id) + 1
+        });
+        let len = str_len(parts.model)
+            + 24
+            + str_len(parts.prediction_id)
+            + parts.request_id.map_or(4, str_len)
+            + 1
+            + routing_len
+            + 4
+            + inputs.clone().map(|(n, t)| tensor_len(n, t)).sum::<usize>()
+            + outputs.clone().map(|(n, t)| tensor_len(n, t)).sum::<usize>();
+        let mut buf = Vec::with_capacity(len);
+        put_str(&mut buf, parts.model);
+        buf.extend_from_slice(&parts.ts_us.to_le_bytes());
+        buf.extend_from_slice(&parts.version.to_le_bytes());
+        buf.extend_from_slice(&parts.latency_us.to_le_bytes());
+        put_str(&mut buf, parts.prediction_id);
+        put_opt_str(&mut buf, parts.request_id);
+        match parts.routing {
+            Some(r) => {
+                buf.push(1);
+                put_str(&mut buf, &r.deployment);
+                put_str(&mut buf, &r.variant);
+                put_str(&mut buf, &r.decision_id);
+                buf.push(u8::from(r.shadow));
+            }
+            None => buf.push(0),
+        }
+        let (n_in, n_out) = (inputs.clone().count(), outputs.clone().count());
+        buf.extend_from_slice(&(n_in.min(u16::MAX as usize) as u16).to_le_bytes());
+        buf.extend_from_slice(&(n_out.min(u16::MAX as usize) as u16).to_le_bytes());
+        let mut first_dim = None;
+        for (i, (name, t)) in inputs.take(u16::MAX as usize).enumerate() {
+            if i == 0 {
+                first_dim = t.shape.first().copied();
+            }
+            put_tensor(&mut buf, name, t);
+        }
+        for (name, t) in outputs.take(u16::MAX as usize) {
+            put_tensor(&mut buf, name, t);
+        }
+        debug_assert_eq!(buf.len(), len, "the size computed up front is the size written");
+        EncodedPrediction {
+            buf,
+            rows: rows_of(first_dim),
+        }
+    }
+
+    /// Encodes an owned record (for callers that have one).
+    pub fn from_record(p: &PredictionRecord) -> EncodedPrediction {
+        let parts = PredictionParts {
+            ts_us: p.ts_us,
+            prediction_id: &p.prediction_id,
+            request_id: p.request_id.as_deref(),
+            model: &p.model,
+            version: p.version,
+            routing: p.routing.as_ref(),
+            latency_us: p.latency_us,
+        };
+        EncodedPrediction::encode(
+            &parts,
+            p.inputs.iter().map(|(n, t)| (n.as_str(), t)),
+            p.outputs.iter().map(|(n, t)| (n.as_str(), t)),
+        )
+    }
+
+    /// Table rows this prediction becomes.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The model's name (read without decoding the rest).
+    pub fn model(&self) -> &str {
+        Reader { buf: &self.buf, at: 0 }.str().unwrap_or("")
+    }
+
+    /// Reads the prediction back in place.
+    pub fn view(&self) -> Result<PredictionView<'_>> {
+        let corrupt = || PredlogError::Sink("an encoded prediction is truncated or corrupt (a keel bug)".into());
+        let mut r = Reader { buf: &self.buf, at: 0 };
+        let model = r.str().ok_or_else(corrupt)?;
+        let ts_us = r.i64().ok_or_else(corrupt)?;
+        let version = r.i64().ok_or_else(corrupt)?;
+        let latency_us = r.i64().ok_or_else(corrupt)?;
+        let prediction_id = r.str().ok_or_else(corrupt)?;
+        let request_id = r.opt_str().ok_or_else(corrupt)?;
+        let routing = match r.u8().ok_or_else(corrupt)? {
+            0 => None,
+            _ => Some(RoutingView {
+                deployment: r.str().ok_or_else(corrupt)?,
+                variant: r.str().ok_or_else(corrupt)?,
+                decision_id: r.str().ok_or_else(corrupt)?,
+                shadow: r.u8().ok_or_else(corrupt)? != 0,
+            }),
+        };
+        let n_in = r.u16().ok_or_else(corrupt)? as usize;
+        let n_out = r.u16().ok_or_else(corrupt)? as usize;
+        let mut tensors = Vec::with_capacity(n_in + n_out);
+        for i in 0..n_in + n_out {
+            tensors.push(r.tensor(i >= n_in).ok_or_else(corrupt)?);
+        }
+        if r.at != self.buf.len() {
+            return Err(corrupt());
+        }
+        Ok(PredictionView {
+            ts_us,
+            prediction_id,
+            request_id,
+            model,
+            version,
+            routing,
+            latency_us,
+            tensors,
+        })
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let out = self.buf.get(self.at..end)?;
+        self.at = end;
+        Some(out)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+
+    fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        let n = self.u32()?;
+        if n == u32::MAX {
+            return Some(None);
+        }
+        Some(Some(std::str::from_utf8(self.take(n as usize)?).ok()?))
+    }
+
+    fn tensor(&mut self, is_output: bool) -> Option<TensorView<'a>> {
+        let name = self.str()?;
+        let code = self.u8()?;
+        let ndim = self.u8()? as usize;
+        let mut first_dim = None;
+        for d in 0..ndim {
+            let v = self.i64()?;
+            if d == 0 {
+                first_dim = Some(v);
+            }
+        }
+        let n = self.u32()? as usize;
+        let width = width_of(code)?;
+        let values = if code == BYTES {
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                let len = self.u32()? as usize;
+                items.push(self.take(len)?);
+            }
+            Values::Strings(items)
+        } else {
+            Values::Raw {
+                code,
+                width,
+                bytes: self.take(n.checked_mul(width)?)?,
+            }
+        };
+        Some(TensorView {
+            is_output,
+            name,
+            first_dim,
+            values,
+        })
+    }
+}
+
+impl PredictionRecord {
+    /// The record read in place (no copy).
+    pub fn view(&self) -> PredictionView<'_> {
+        fn tensor(is_output: bool, (name, t): &(String, Tensor)) -> TensorView<'_> {
+            TensorView {
+                is_output,
+                name: name.as_str(),
+                first_dim: t.shape.first().copied(),
+                values: Values::Tensor(&t.data),
+            }
+        }
+        PredictionView {
+            ts_us: self.ts_us,
+            prediction_id: &self.prediction_id,
+            request_id: self.request_id.as_deref(),
+            model: &self.model,
+            version: self.version,
+            routing: self.routing.as_ref().map(|r| RoutingView {
+                deployment: &r.deployment,
+                variant: &r.variant,
+                decision_id: &r.decision_id,
+                shadow: r.shadow,
+            }),
+            latency_us: self.latency_us,
+            tensors: self
+                .inputs
+                .iter()
+                .map(|t| tensor(false, t))
+                .chain(self.outputs.iter().map(|t| tensor(true, t)))
+                .collect(),
+        }
+    }
+}
+
+impl PredictionView<'_> {
+    /// Rows of the request: the first dimension of its first input (1 for scalars).
+    pub fn rows(&self) -> usize {
+        rows_of(self.tensors.iter().find(|t| !t.is_output).and_then(|t| t.first_dim))
+    }
+}
+
+/// The kind of column a tensor's values flatten into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Number,
+    Bool,
+    Text,
+}
+
+impl Values<'_> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Tensor(d) => d.len(),
+            Values::Raw { width, bytes, .. } => bytes.len() / (*width).max(1),
+            Values::Strings(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Values::Tensor(TensorData::Bool(_)) | Values::Raw { code: BOOL, .. } => Kind::Bool,
+            Values::Tensor(TensorData::Bytes(_)) | Values::Strings(_) => Kind::Text,
+            _ => Kind::Number,
+        }
+    }
+
+    /// Value `i` as a number (numeric types only).
+    pub fn f64_at(&self, i: usize) -> Option<f64> {
+        match self {
+            Values::Tensor(d) => d.value_f64(i),
+            Values::Raw { code, width, bytes } => {
+                let b = bytes.get(i * width..(i + 1) * width)?;
+                Some(match *code {
+                    U8 => f64::from(b[0]),
+                    I8 => f64::from(b[0] as i8),
+                    U16 => f64::from(u16::from_le_bytes(b.try_into().ok()?)),
+                    I16 => f64::from(i16::from_le_bytes(b.try_into().ok()?)),
+                    F16 => f64::from(f16_to_f32(u16::from_le_bytes(b.try_into().ok()?))),
+                    U32 => f64::from(u32::from_le_bytes(b.try_into().ok()?)),
+                    I32 => f64::from(i32::from_le_bytes(b.try_into().ok()?)),
+                    F32 => f64::from(f32::from_le_bytes(b.try_into().ok()?)),
+                    U64 => u64::from_le_bytes(b.try_into().ok()?) as f64,
+                    I64 => i64::from_le_bytes(b.try_into().ok()?) as f64,
+                    F64 => f64::from_le_bytes(b.try_into().ok()?),
+                    _ => return None,
+                })
+            }
+            Values::Strings(_) => None,
+        }
+    }
+
+    /// Value `i` as a boolean (BOOL only).
+    pub fn bool_at(&self, i: usize) -> Option<bool> {
+        match self {
+            Values::Tensor(TensorData::Bool(v)) => v.get(i).copied(),
+            Values::Raw { code: BOOL, bytes, .. } => bytes.get(i).map(|b| *b != 0),
+            _ => None,
+        }
+    }
+
+    /// Value `i` as bytes (BYTES only).
+    pub fn bytes_at(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            Values::Tensor(TensorData::Bytes(v)) => v.get(i).map(Vec::as_slice),
+            Values::Strings(v) => v.get(i).copied(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: Vec<i64>, data: TensorData) -> Tensor {
+        Tensor { shape, data }
+    }
+
+    fn record() -> PredictionRecord {
+        PredictionRecord {
+            ts_us: 1_714_521_600_000_001,
+            prediction_id: "0199-abc".into(),
+            request_id: None,
+            model: "bc-lr".into(),
+            version: 3,
+            routing: Some(Routing {
+                deployment: "promo".into(),
+                variant: "a".into(),
+                decision_id: "d-1".into(),
+                shadow: true,
+            }),
+            latency_us: 17,
+            inputs: vec![
+                (
+                    "x".into(),
+                    t(vec![2, 3], TensorData::Fp32(vec![1.5, -2.0, 3.25, 0.0, f32::MAX, -0.5])),
+                ),
+                ("n".into(), t(vec![2], TensorData::Int64(vec![i64::MIN, 42]))),
+                ("h".into(), t(vec![2], TensorData::Fp16(vec![0x3c00, 0xc000]))),
+                ("u".into(), t(vec![2], TensorData::Uint16(vec![0, 65535]))),
+                ("i8".into(), t(vec![2], TensorData::Int8(vec![-128, 127]))),
+                ("f".into(), t(vec![2], TensorData::Bool(vec![true, false]))),
+                (
+                    "s".into(),
+                    t(vec![2], TensorData::Bytes(vec![b"caf\xc3\xa9".to_vec(), Vec::new()])),
+                ),
+            ],
+            outputs: vec![
+                ("label".into(), t(vec![2], TensorData::Int64(vec![0, 1]))),
+                ("p".into(), t(vec![2, 2], TensorData::Fp64(vec![0.75, 0.25, 0.5, 0.5]))),
+            ],
+        }
+    }
+
+    /// Every field and every value reads back as the record's own view reads it.
+    #[test]
+    fn encoded_reads_back_as_the_record() {
+        let rec = record();
+        let enc = EncodedPrediction::from_record(&rec);
+        assert_eq!(enc.model(), "bc-lr");
+        assert_eq!(enc.rows(), 2);
+        let (a, b) = (rec.view(), enc.view().expect("decodes"));
+        assert_eq!(
+            (
+                a.ts_us,
+                a.prediction_id,
+                a.request_id,
+                a.model,
+                a.version,
+                a.routing,
+                a.latency_us
+            ),
+            (
+                b.ts_us,
+                b.prediction_id,
+                b.request_id,
+                b.model,
+                b.version,
+                b.routing,
+                b.latency_us
+            )
+        );
+        assert_eq!(a.rows(), b.rows());
+        assert_eq!(a.tensors.len(), b.tensors.len());
+        for (x, y) in a.tensors.iter().zip(&b.tensors) {
+            assert_eq!((x.is_output, x.name, x.first_dim), (y.is_output, y.name, y.first_dim));
+            assert_eq!(x.values.len(), y.values.len(), "{}", x.name);
+            assert_eq!(x.values.kind(), y.values.kind(), "{}", x.name);
+            for i in 0..x.values.len() + 1 {
+                assert_eq!(
+                    x.values.f64_at(i).map(f64::to_bits),
+                    y.values.f64_at(i).map(f64::to_bits),
+                    "{}[{i}]",
+                    x.name
+                );
+                assert_eq!(x.values.bool_at(i), y.values.bool_at(i), "{}[{i}]", x.name);
+                assert_eq!(x.values.bytes_at(i), y.values.bytes_at(i), "{}[{i}]", x.name);
+            }
+        }
+    }
+
+    #[test]
+    fn absent_request_id_and_routing_and_scalars() {
+        let mut rec = record();
+        rec.request_id = Some(String::new());
+        rec.routing = None;
+        rec.inputs = vec![("s".into(), t(Vec::new(), TensorData::Fp64(vec![2.0])))];
+        let enc = EncodedPrediction::from_record(&rec);
+        let v = enc.view().expect("decodes");
+        assert_eq!(v.request_id, Some(""));
+        assert_eq!(v.routing, None);
+        assert_eq!((v.rows(), enc.rows()), (1, 1));
+        assert_eq!(v.tensors[0].values.f64_at(0), Some(2.0));
+    }
+
+    #[test]
+    fn a_truncated_buffer_is_an_error_not_a_panic() {
+        let enc = EncodedPrediction::from_record(&record());
+        for cut in 0..enc.buf.len() {
+            let short = EncodedPrediction {
+                buf: enc.buf[..cut].to_vec(),
+                rows: 2,
+            };
+            assert!(short.view().is_err(), "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The `keel` binary end to end: the command line, `keel serve`, prediction logs, a lake in an
+//! S3 bucket, and restarts. One test binary for all of them, because every integration-test
+//! binary links DataFusion and delta-rs again; [`support`] holds the scaffolding they share.
+
+mod support;
+
+mod cli;
+mod lake_s3;
+mod predlog;
+mod restart;
