@@ -28,6 +28,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from keel_bin import keel_bin  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 V0_CSV = "id,region,amount,label\n1,eu,10.5,a\n2,us,20.25,b\n3,eu,30.0,c\n"
@@ -37,12 +39,6 @@ V1_JSONL = (
 )
 
 
-def _keel_bin() -> Path:
-    env = os.environ.get("KEEL_BIN")
-    path = Path(env) if env else REPO_ROOT / "target" / "debug" / "keel"
-    if not path.is_file():
-        pytest.fail(f"keel binary not found at {path}: run `cargo build -p keel`", pytrace=False)
-    return path
 
 
 def _write_sales(scratch: Path, lake_args: list[str], env: dict[str, str]) -> None:
@@ -50,7 +46,7 @@ def _write_sales(scratch: Path, lake_args: list[str], env: dict[str, str]) -> No
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / "v0.csv").write_text(V0_CSV)
     (scratch / "v1.jsonl").write_text(V1_JSONL)
-    base = [str(_keel_bin()), "--home", str(scratch / "home"), *lake_args, "--json", "data", "ingest"]
+    base = [str(keel_bin()), "--home", str(scratch / "home"), *lake_args, "--json", "data", "ingest"]
     env = {**env, "KEEL_AUTHOR": "pytest"}
     versions, rows = [], 0
     for name in ("v0.csv", "v1.jsonl"):

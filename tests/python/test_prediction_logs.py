@@ -24,17 +24,13 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from deltalake import DeltaTable
 
+from keel_bin import keel_bin  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "fixtures" / "models"
 ROW = json.loads((FIXTURES / "expected.json").read_text())["models"]["bc-lr"]["rows"][0]
 
 
-def _keel_bin() -> Path:
-    env = os.environ.get("KEEL_BIN")
-    path = Path(env) if env else REPO_ROOT / "target" / "debug" / "keel"
-    if not path.is_file():
-        pytest.fail(f"keel binary not found at {path}: run `cargo build -p keel`", pytrace=False)
-    return path
 
 
 def _port() -> int:
@@ -44,7 +40,7 @@ def _port() -> int:
 
 
 def test_logged_predictions_read_by_deltalake(tmp_path: Path) -> None:
-    binary, home = _keel_bin(), tmp_path / "home"
+    binary, home = keel_bin(), tmp_path / "home"
     env = {**os.environ, "KEEL_HOME": str(home), "KEEL_AUTHOR": "pytest"}
     push = subprocess.run(
         [str(binary), "model", "push", "bc-lr", str(FIXTURES / "bc-lr.onnx"), "--alias", "production"],

@@ -15,7 +15,7 @@
 //! Strings are a `u32` length and UTF-8 bytes; an absent optional string is length `u32::MAX`.
 //! The format never leaves the process, so it has no version.
 
-use keel_runtime::{Tensor, TensorData, f16_to_f32};
+use keel_runtime::{DataType, Tensor, TensorData, f16_to_f32};
 
 use crate::record::{PredictionRecord, Routing};
 use crate::{PredlogError, Result};
@@ -76,57 +76,22 @@ pub struct TensorView<'a> {
 #[derive(Debug, Clone)]
 pub enum Values<'a> {
     Tensor(&'a TensorData),
-    /// Fixed-width values of type `code` (see [`code_of`]), `width` bytes each.
+    /// Fixed-width values of `dtype`, `width` bytes each.
     Raw {
-        code: u8,
+        dtype: DataType,
         width: usize,
         bytes: &'a [u8],
     },
     Strings(Vec<&'a [u8]>),
 }
 
-const BOOL: u8 = 0;
-const U8: u8 = 1;
-const U16: u8 = 2;
-const U32: u8 = 3;
-const U64: u8 = 4;
-const I8: u8 = 5;
-const I16: u8 = 6;
-const I32: u8 = 7;
-const I64: u8 = 8;
-const F16: u8 = 9;
-const F32: u8 = 10;
-const F64: u8 = 11;
-const BYTES: u8 = 12;
-
-/// The type code of a tensor's values and the width of one value (0 for BYTES).
-fn code_of(data: &TensorData) -> (u8, usize) {
-    match data {
-        TensorData::Bool(_) => (BOOL, 1),
-        TensorData::Uint8(_) => (U8, 1),
-        TensorData::Uint16(_) => (U16, 2),
-        TensorData::Uint32(_) => (U32, 4),
-        TensorData::Uint64(_) => (U64, 8),
-        TensorData::Int8(_) => (I8, 1),
-        TensorData::Int16(_) => (I16, 2),
-        TensorData::Int32(_) => (I32, 4),
-        TensorData::Int64(_) => (I64, 8),
-        TensorData::Fp16(_) => (F16, 2),
-        TensorData::Fp32(_) => (F32, 4),
-        TensorData::Fp64(_) => (F64, 8),
-        TensorData::Bytes(_) => (BYTES, 0),
-    }
+/// The type code written for a tensor's values: its datatype's place in [`DataType::ALL`].
+fn code_of(dtype: DataType) -> u8 {
+    DataType::ALL.iter().position(|d| *d == dtype).unwrap_or(0) as u8
 }
 
-fn width_of(code: u8) -> Option<usize> {
-    Some(match code {
-        BOOL | U8 | I8 => 1,
-        U16 | I16 | F16 => 2,
-        U32 | I32 | F32 => 4,
-        U64 | I64 | F64 => 8,
-        BYTES => 0,
-        _ => return None,
-    })
+fn dtype_of(code: u8) -> Option<DataType> {
+    DataType::ALL.get(code as usize).copied()
 }
 
 fn str_len(s: &str) -> usize {
@@ -134,10 +99,9 @@ fn str_len(s: &str) -> usize {
 }
 
 fn tensor_len(name: &str, t: &Tensor) -> usize {
-    let (_, width) = code_of(&t.data);
     let values = match &t.data {
         TensorData::Bytes(v) => v.iter().map(|b| 4 + b.len()).sum(),
-        other => other.len() * width,
+        other => other.len() * other.datatype().element_size().unwrap_or(0),
     };
     str_len(name) + 2 + 8 * t.shape.len() + 4 + values
 }
@@ -156,8 +120,7 @@ fn put_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
 
 fn put_tensor(buf: &mut Vec<u8>, name: &str, t: &Tensor) {
     put_str(buf, name);
-    let (code, _) = code_of(&t.data);
-    buf.push(code);
+    buf.push(code_of(t.data.datatype()));
     buf.push(t.shape.len().min(255) as u8);
     for d in t.shape.iter().take(255) {
         buf.extend_from_slice(&d.to_le_bytes());
@@ -384,8 +347,8 @@ impl<'a> Reader<'a> {
             }
         }
         let n = self.u32()? as usize;
-        let width = width_of(code)?;
-        let values = if code == BYTES {
+        let dtype = dtype_of(code)?;
+        let values = if dtype == DataType::Bytes {
             let mut items = Vec::with_capacity(n);
             for _ in 0..n {
                 let len = self.u32()? as usize;
@@ -393,8 +356,9 @@ impl<'a> Reader<'a> {
             }
             Values::Strings(items)
         } else {
+            let width = dtype.element_size()?;
             Values::Raw {
-                code,
+                dtype,
                 width,
                 bytes: self.take(n.checked_mul(width)?)?,
             }
@@ -473,7 +437,10 @@ impl Values<'_> {
 
     pub fn kind(&self) -> Kind {
         match self {
-            Values::Tensor(TensorData::Bool(_)) | Values::Raw { code: BOOL, .. } => Kind::Bool,
+            Values::Tensor(TensorData::Bool(_))
+            | Values::Raw {
+                dtype: DataType::Bool, ..
+            } => Kind::Bool,
             Values::Tensor(TensorData::Bytes(_)) | Values::Strings(_) => Kind::Text,
             _ => Kind::Number,
         }
@@ -483,21 +450,21 @@ impl Values<'_> {
     pub fn f64_at(&self, i: usize) -> Option<f64> {
         match self {
             Values::Tensor(d) => d.value_f64(i),
-            Values::Raw { code, width, bytes } => {
+            Values::Raw { dtype, width, bytes } => {
                 let b = bytes.get(i * width..(i + 1) * width)?;
-                Some(match *code {
-                    U8 => f64::from(b[0]),
-                    I8 => f64::from(b[0] as i8),
-                    U16 => f64::from(u16::from_le_bytes(b.try_into().ok()?)),
-                    I16 => f64::from(i16::from_le_bytes(b.try_into().ok()?)),
-                    F16 => f64::from(f16_to_f32(u16::from_le_bytes(b.try_into().ok()?))),
-                    U32 => f64::from(u32::from_le_bytes(b.try_into().ok()?)),
-                    I32 => f64::from(i32::from_le_bytes(b.try_into().ok()?)),
-                    F32 => f64::from(f32::from_le_bytes(b.try_into().ok()?)),
-                    U64 => u64::from_le_bytes(b.try_into().ok()?) as f64,
-                    I64 => i64::from_le_bytes(b.try_into().ok()?) as f64,
-                    F64 => f64::from_le_bytes(b.try_into().ok()?),
-                    _ => return None,
+                Some(match dtype {
+                    DataType::Uint8 => f64::from(b[0]),
+                    DataType::Int8 => f64::from(b[0] as i8),
+                    DataType::Uint16 => f64::from(u16::from_le_bytes(b.try_into().ok()?)),
+                    DataType::Int16 => f64::from(i16::from_le_bytes(b.try_into().ok()?)),
+                    DataType::Fp16 => f64::from(f16_to_f32(u16::from_le_bytes(b.try_into().ok()?))),
+                    DataType::Uint32 => f64::from(u32::from_le_bytes(b.try_into().ok()?)),
+                    DataType::Int32 => f64::from(i32::from_le_bytes(b.try_into().ok()?)),
+                    DataType::Fp32 => f64::from(f32::from_le_bytes(b.try_into().ok()?)),
+                    DataType::Uint64 => u64::from_le_bytes(b.try_into().ok()?) as f64,
+                    DataType::Int64 => i64::from_le_bytes(b.try_into().ok()?) as f64,
+                    DataType::Fp64 => f64::from_le_bytes(b.try_into().ok()?),
+                    DataType::Bool | DataType::Bytes => return None,
                 })
             }
             Values::Strings(_) => None,
@@ -508,7 +475,11 @@ impl Values<'_> {
     pub fn bool_at(&self, i: usize) -> Option<bool> {
         match self {
             Values::Tensor(TensorData::Bool(v)) => v.get(i).copied(),
-            Values::Raw { code: BOOL, bytes, .. } => bytes.get(i).map(|b| *b != 0),
+            Values::Raw {
+                dtype: DataType::Bool,
+                bytes,
+                ..
+            } => bytes.get(i).map(|b| *b != 0),
             _ => None,
         }
     }

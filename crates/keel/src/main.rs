@@ -9,9 +9,6 @@ mod telemetry;
 
 use clap::Parser;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
