@@ -32,6 +32,9 @@ PY
 PORT=18180
 summary=$OUT/summary.txt
 echo "date_utc=$TS keel=$(git -C "$ROOT" rev-parse --short HEAD) duration_s=$DURATION rounds=$ROUNDS nproc=$(nproc)" | tee "$summary"
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }           # utime + stime, in ticks
+tlb_shootdowns() { awk '$1 == "TLB:" {for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i} END {print s + 0}' /proc/interrupts; }
 run_one() {  # mode round
   local mode=$1 round=$2 home flags=()
   home=$(mktemp -d /tmp/keel-predlog-bench.XXXXXX)
@@ -44,18 +47,26 @@ run_one() {  # mode round
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/v2/health/ready" > /dev/null && break; sleep 0.1; done
   local url="http://127.0.0.1:$PORT/v2/models/bc-lr/infer"
   BODY=$BODY wrk -t1 -c8 -d5s -s "$ROOT/bench/serving/v2_infer_strict.lua" "$url" > /dev/null 2>&1 || true
+  local cpu0 tlb0
+  cpu0=$(cpu_ticks "$pid"); tlb0=$(tlb_shootdowns)
   BODY=$BODY wrk -t2 -c64 -d"${DURATION}s" --timeout 5s --latency -s "$ROOT/bench/serving/v2_infer_strict.lua" "$url" \
     > "$OUT/wrk_${mode}_$round.txt" 2>&1 || echo "wrk reported an invalid run ($mode $round)" | tee -a "$summary"
+  local cpu1 tlb1
+  cpu1=$(cpu_ticks "$pid"); tlb1=$(tlb_shootdowns)
   sleep 2  # let the writer flush its last batch before reading the counters
   curl -s "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics_${mode}_$round.txt" || true
   kill -TERM -- "-$pid" 2> /dev/null || true
   wait "$pid" 2> /dev/null || true
-  local rps p99 written dropped
+  local rps p99 written dropped requests cpu_us tlb
   rps=$(awk '/^Requests\/sec/{print $2}' "$OUT/wrk_${mode}_$round.txt")
+  requests=$(awk '/requests in/{print $1}' "$OUT/wrk_${mode}_$round.txt")
+  # keel's own CPU (user + system, all threads, the writer included) per request served
+  cpu_us=$(python3 -c "print(round(($cpu1 - $cpu0) / $CLK_TCK * 1e6 / max(1, ${requests:-0}), 1))")
+  tlb=$((tlb1 - tlb0))
   p99=$(awk '$1=="99%"{print $2}' "$OUT/wrk_${mode}_$round.txt")
   written=$(awk '/^keel_predlog_rows_written_total/{s+=$2} END{print s+0}' "$OUT/metrics_${mode}_$round.txt")
   dropped=$(awk '/^keel_predlog_dropped_total/{s+=$2} END{print s+0}' "$OUT/metrics_${mode}_$round.txt")
-  echo "round=$round logging=$mode req_per_s=$rps p99=$p99 rows_written=$written rows_dropped=$dropped" | tee -a "$summary"
+  echo "round=$round logging=$mode req_per_s=$rps p99=$p99 cpu_us_per_req=$cpu_us tlb_shootdowns=$tlb rows_written=$written rows_dropped=$dropped" | tee -a "$summary"
   rm -rf "$home"
 }
 for round in $(seq 1 "$ROUNDS"); do
@@ -65,7 +76,9 @@ done
 python3 - "$summary" <<'PY' | tee -a "$summary"
 import re, sys
 rows = [dict(kv.split("=") for kv in l.split()) for l in open(sys.argv[1]) if l.startswith("round=")]
-mean = lambda m: sum(float(r["req_per_s"]) for r in rows if r["logging"] == m) / max(1, sum(r["logging"] == m for r in rows))
-off, on = mean("off"), mean("on")
+mean = lambda m, k: sum(float(r[k]) for r in rows if r["logging"] == m) / max(1, sum(r["logging"] == m for r in rows))
+off, on = mean("off", "req_per_s"), mean("on", "req_per_s")
 print(f"mean req/s: off {off:.0f}, on {on:.0f}; logging costs {100 * (1 - on / off):.1f}% of throughput (target < 10%)")
+coff, con = mean("off", "cpu_us_per_req"), mean("on", "cpu_us_per_req")
+print(f"mean keel CPU per request: off {coff:.1f} us, on {con:.1f} us (+{con - coff:.1f} us, {100 * (con / coff - 1):.1f}%)")
 PY

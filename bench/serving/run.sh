@@ -8,6 +8,11 @@
 #   BENCH_CACHE=/tmp/keel-bench-cache    where the kit's venv is kept, keyed by its lock file
 #   CARGO_TARGET_DIR=/work/target-bench  keel release build; SKIP_BUILD=1 reuses the binary
 #   KEEL_ORT_LIB=...     libonnxruntime for keel (default: /work/main/.venv's, else the kit venv's)
+#   KEEL_SERVE_ARGS="--workers 1"   extra `keel serve` flags. One serving thread by default: wrk
+#                        shares this 2-core machine, and with one thread per core (keel's own
+#                        default) a preempted thread waits out a scheduler slice (bench/README.md:
+#                        p99 at c=8 2.0-2.7 ms with 2 threads vs 0.31 ms with 1; c=64 +20% req/s).
+#                        KEEL_SERVE_ARGS="" runs keel's defaults.
 #   KEEL_HTTP_PORT=18080 KEEL_GRPC_PORT=18081   (MLServer uses the kit's fixed 8080-8082)
 #   QUIET_THRESH=0.35 QUIET_MAXWAIT=240  quiet gate before each server (kit's wait_quiet.sh)
 #   MLSERVER_BOTH=1      also run one MLServer serving both models (memory under load, c=64)
@@ -25,6 +30,7 @@ CACHE=${BENCH_CACHE:-/tmp/keel-bench-cache}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
 KEEL_HTTP_PORT=${KEEL_HTTP_PORT:-18080}
 KEEL_GRPC_PORT=${KEEL_GRPC_PORT:-18081}
+KEEL_SERVE_ARGS=${KEEL_SERVE_ARGS---workers 1}
 export THRESH=${QUIET_THRESH:-0.35} MAXWAIT=${QUIET_MAXWAIT:-240}
 MLSERVER_BOTH=${MLSERVER_BOTH:-1}
 TS=$(date -u +%Y%m%dT%H%M%SZ)
@@ -103,7 +109,7 @@ export KEEL_ORT_LIB KEEL_AUTHOR=bench
   echo "mem_total=$(free -m | awk '/^Mem:/{print $2}') MB"
   # the work tree as the run starts (the binary is built from it unless SKIP_BUILD=1: see its time)
   echo "keel_git=$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo '+uncommitted')"
-  echo "skip_build=${SKIP_BUILD:-0}"
+  echo "skip_build=${SKIP_BUILD:-0}"; echo "keel_serve_args=$KEEL_SERVE_ARGS"
   echo "keel_binary=$KEEL ($(stat -c %y "$KEEL"))"; echo "keel_ort_lib=$KEEL_ORT_LIB"
   echo "mlserver=$("$VENV/bin/pip" show mlserver 2>/dev/null | sed -n 's/^Version: //p')"
   echo "kit_onnxruntime=$("$VENV/bin/python" -c 'import onnxruntime;print(onnxruntime.__version__)')"
@@ -121,9 +127,8 @@ port_free "$KEEL_HTTP_PORT" && port_free "$KEEL_GRPC_PORT" || { echo "keel ports
 quiet_gate keel
 log "keel: serving bc-lr and bc-rf on 127.0.0.1:$KEEL_HTTP_PORT"
 T0=$(date +%s.%N)
-# KEEL_SERVE_ARGS: extra `keel serve` flags, e.g. "--workers 1" to leave a core to wrk.
 # shellcheck disable=SC2086
-setsid "$KEEL" --home "$KH" serve --http-addr "127.0.0.1:$KEEL_HTTP_PORT" --grpc-addr "127.0.0.1:$KEEL_GRPC_PORT" ${KEEL_SERVE_ARGS:-} \
+setsid "$KEEL" --home "$KH" serve --http-addr "127.0.0.1:$KEEL_HTTP_PORT" --grpc-addr "127.0.0.1:$KEEL_GRPC_PORT" $KEEL_SERVE_ARGS \
   > "$KR/server.log" 2>&1 &
 KEEL_PGID=$!
 python3 "$KIT/proc_sampler.py" "$KEEL_PGID" "$KR/rss.tsv" "$SAMPLER_MAX" 0.25 &

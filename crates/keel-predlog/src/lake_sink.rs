@@ -173,7 +173,8 @@ pub fn to_batch(entries: &[Entry]) -> Result<RecordBatch> {
             _ => None,
         })),
         Some(Entry::Prediction(_) | Entry::Encoded(_)) | None => {
-            predictions_batch(entries.iter().filter_map(Entry::prediction))
+            let rows = entries.iter().map(Entry::rows).sum();
+            predictions_batch(entries.iter().filter_map(Entry::prediction), rows)
         }
     }
 }
@@ -285,11 +286,12 @@ impl Col {
         }
     }
 
-    fn new(kind: Kind) -> Col {
+    /// A column sized for `rows` rows (text: 16 bytes a value to start).
+    fn new(kind: Kind, rows: usize) -> Col {
         match kind {
-            Kind::Bool => Col::Bool(BooleanBuilder::new()),
-            Kind::Text => Col::Str(StringBuilder::new()),
-            Kind::Number => Col::Num(Float64Builder::new()),
+            Kind::Bool => Col::Bool(BooleanBuilder::with_capacity(rows)),
+            Kind::Text => Col::Str(StringBuilder::with_capacity(rows, rows * 16)),
+            Kind::Number => Col::Num(Float64Builder::with_capacity(rows)),
         }
     }
 
@@ -332,6 +334,8 @@ fn json_value(values: &Values<'_>, i: usize) -> serde_json::Value {
 }
 
 struct Flattener {
+    /// Rows in the batch being built: new columns are sized for it.
+    rows: usize,
     names: Vec<String>,
     cols: Vec<Col>,
     index: HashMap<String, usize>,
@@ -345,7 +349,7 @@ impl Flattener {
             Some(&i) => i,
             None => {
                 let i = self.cols.len();
-                let mut col = Col::new(kind);
+                let mut col = Col::new(kind, self.rows);
                 col.pad_to(rows_so_far);
                 self.cols.push(col);
                 self.index.insert(name.clone(), i);
@@ -400,25 +404,29 @@ impl<'a> Slot<'a> {
     }
 }
 
-fn predictions_batch<'a>(items: impl Iterator<Item = Result<PredictionView<'a>>>) -> Result<RecordBatch> {
-    let mut ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let mut date = Date32Builder::new();
+/// `rows`: the rows the items hold, so that every builder is allocated once, at its size (a
+/// batch is tens of thousands of rows: growing 50 columns by doubling copies each several times).
+fn predictions_batch<'a>(items: impl Iterator<Item = Result<PredictionView<'a>>>, rows: usize) -> Result<RecordBatch> {
+    let text = |bytes_per_value: usize| StringBuilder::with_capacity(rows, rows * bytes_per_value);
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+    let mut date = Date32Builder::with_capacity(rows);
     let (mut pid, mut row, mut rid, mut model, mut version) = (
+        text(36),
+        Int64Builder::with_capacity(rows),
         StringBuilder::new(),
-        Int64Builder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-        Int64Builder::new(),
+        text(16),
+        Int64Builder::with_capacity(rows),
     );
     let (mut dep, mut var, mut did, mut shadow, mut latency, mut extra) = (
         StringBuilder::new(),
         StringBuilder::new(),
         StringBuilder::new(),
-        BooleanBuilder::new(),
-        Int64Builder::new(),
+        BooleanBuilder::with_capacity(rows),
+        Int64Builder::with_capacity(rows),
         StringBuilder::new(),
     );
     let mut flat = Flattener {
+        rows,
         names: Vec::new(),
         cols: Vec::new(),
         index: HashMap::new(),

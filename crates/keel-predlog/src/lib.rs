@@ -33,6 +33,6 @@ pub use record::{
     predictions_table, validate_labels,
 };
 pub use writer::{
-    BATCH_DURATION, DROPPED_TOTAL, LABELS_TOTAL, LOGGED_TOTAL, LogConfig, LogStats, PredictionLog, QUEUE_DEPTH,
-    ROWS_WRITTEN_TOTAL, Sink, WRITE_FAILURES_TOTAL,
+    BATCH_DURATION, DEFAULT_BATCH_ROWS, DEFAULT_QUEUE, DROPPED_TOTAL, LABELS_TOTAL, LOGGED_TOTAL, LogConfig, LogStats,
+    PredictionLog, QUEUE_DEPTH, ROWS_WRITTEN_TOTAL, Sink, WRITE_FAILURES_TOTAL,
 };

@@ -605,10 +605,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_log_predictions: bool,
     /// Log entries queued before new ones are dropped (and counted)
-    #[arg(long, default_value_t = 16_384)]
+    #[arg(long, default_value_t = keel_predlog::DEFAULT_QUEUE)]
     pub log_queue: usize,
     /// Write a log batch once it holds this many rows...
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = keel_predlog::DEFAULT_BATCH_ROWS)]
     pub log_batch_rows: usize,
     /// ...or once its oldest row waited this many milliseconds
     #[arg(long, default_value_t = 1000)]

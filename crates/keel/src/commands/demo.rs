@@ -79,8 +79,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         // decisions and rewards of the campaign flow into lake tables (step 5)
         log_predictions: true,
         no_log_predictions: !cfg!(feature = "lake"),
-        log_queue: 16_384,
-        log_batch_rows: 8192,
+        log_queue: keel_predlog::DEFAULT_QUEUE,
+        log_batch_rows: keel_predlog::DEFAULT_BATCH_ROWS,
         log_flush_ms: 1000,
         log_retention_days: None,
     };
