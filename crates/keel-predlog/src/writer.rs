@@ -39,11 +39,13 @@ pub const LABELS_TOTAL: &str = "keel_predlog_labels_total";
 /// Entries the queue holds by default.
 pub const DEFAULT_QUEUE: usize = 16_384;
 /// Rows per batch by default. Large on purpose: each batch is one Delta commit, whose fixed cost
-/// (tens of milliseconds of writer CPU: the commit, the snapshot update, the periodic checkpoint)
-/// dominated logging's cost at 8,192 rows (about 5 commits a second at 45k req/s: logging took
-/// 21% of serving's throughput; at 65,536 rows, which `flush` reaches first below ~65k req/s,
-/// 10%). Memory stays bounded: the queue plus one batch (about 400 bytes a row for 30 features).
+/// on the writer's thread (the commit, the snapshot update, the periodic checkpoint) is paid per
+/// batch, so below ~65k req/s [`DEFAULT_FLUSH_MS`] ends a batch first: one commit a second
+/// (bench/README.md, predlog/, measures the difference). Memory stays bounded: the queue plus
+/// one batch (about 400 bytes a row for 30 features).
 pub const DEFAULT_BATCH_ROWS: usize = 65_536;
+/// How long a batch's oldest entry waits at most before the batch is written, by default.
+pub const DEFAULT_FLUSH_MS: u64 = 1000;
 
 /// How often the writer looks at the queue (at most; `flush` when shorter).
 const POLL: Duration = Duration::from_millis(20);
@@ -70,7 +72,7 @@ impl Default for LogConfig {
         LogConfig {
             queue: DEFAULT_QUEUE,
             batch_rows: DEFAULT_BATCH_ROWS,
-            flush: Duration::from_secs(1),
+            flush: Duration::from_millis(DEFAULT_FLUSH_MS),
             retries: 3,
             backoff: Duration::from_millis(200),
             maintain_every: Duration::from_secs(3600),

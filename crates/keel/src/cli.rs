@@ -611,7 +611,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = keel_predlog::DEFAULT_BATCH_ROWS)]
     pub log_batch_rows: usize,
     /// ...or once its oldest row waited this many milliseconds
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = keel_predlog::DEFAULT_FLUSH_MS)]
     pub log_flush_ms: u64,
     /// Delete logged rows older than this many days (checked at start and hourly); default: keep all
     #[arg(long)]

@@ -81,7 +81,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         no_log_predictions: !cfg!(feature = "lake"),
         log_queue: keel_predlog::DEFAULT_QUEUE,
         log_batch_rows: keel_predlog::DEFAULT_BATCH_ROWS,
-        log_flush_ms: 1000,
+        log_flush_ms: keel_predlog::DEFAULT_FLUSH_MS,
         log_retention_days: None,
     };
     let service = super::serve::service(&ctx, &serve_args);
