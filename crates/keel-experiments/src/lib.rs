@@ -13,6 +13,7 @@ mod error;
 mod manager;
 mod monitor;
 pub mod report;
+pub mod score;
 pub mod spec;
 pub mod stats;
 pub mod wal;

@@ -15,6 +15,7 @@ use keel_store::{DeploymentRevision, Store};
 use crate::engine::{DecisionOut, Experiment, FeedbackOut, RewardIn, now_ms};
 use crate::monitor::ReferenceSource;
 use crate::report::{Report, build};
+use crate::score::Scores;
 use crate::spec::DeploymentSpec;
 use crate::wal::Durability;
 use crate::watch::{Health, Watch};
@@ -341,13 +342,20 @@ impl Experiments {
                 if let Some(v) = chosen {
                     experiment.log_output(&out.decision_id, v, false, pred.clone())?;
                 }
+                let watch = self.watch(name)?;
+                let output = watch.guard_spec().and_then(|g| g.output.as_deref());
+                let mut scores = response_scores(&response, output);
                 out.prediction = Some(pred);
                 out.prediction_id = response.prediction_id;
                 if let Some(v) = chosen {
-                    self.guard_output(name, &experiment, &models, v, &request, &mut out)
+                    scores = self
+                        .guard_output(name, &watch, &experiment, &models, v, &request, &mut out, scores)
                         .await?;
                 }
-                self.observe(name, &request, &out);
+                if let Some(monitor) = &watch.monitor {
+                    let rows = scores.map(|s| s.rows).unwrap_or_default();
+                    monitor.observe(now_ms(), &request, &out.variant, &rows, out.prediction_id.as_deref());
+                }
             }
             for &s in &models.shadows {
                 let Some(model) = models.models.get(s).cloned().flatten() else {
@@ -380,32 +388,32 @@ impl Experiments {
         Ok(out)
     }
 
-    /// Checks the chosen variant's answer against the output guardrails; when it is held back,
-    /// the fallback variant answers instead (its model runs on the same inputs, or it answers
-    /// as a plain action) and the decision says so.
+    /// Checks the chosen variant's answer (its `scores`) against the output guardrails; when
+    /// it is held back, the fallback variant answers instead (its model runs on the same
+    /// inputs, or it answers as a plain action) and the decision says so. Returns the scores of
+    /// the answer that goes out.
+    #[allow(clippy::too_many_arguments)]
     async fn guard_output(
         &self,
         name: &str,
+        watch: &Watch,
         experiment: &Arc<Experiment>,
         models: &VariantModels,
         chosen: usize,
         request: &InferRequest,
         out: &mut DecisionOut,
-    ) -> Result<()> {
-        let watch = self.watch(name)?;
+        scores: Option<Scores>,
+    ) -> Result<Option<Scores>> {
         let Some(spec) = watch.guard_spec().cloned() else {
-            return Ok(());
+            return Ok(scores);
         };
         let fallback = experiment.variant_index(&spec.fallback)?;
-        if fallback == Some(chosen) {
-            return Ok(());
+        if fallback == Some(chosen) || out.prediction.is_none() {
+            return Ok(scores);
         }
-        let Some(prediction) = &out.prediction else {
-            return Ok(());
-        };
-        let (values, rows) = crate::watch::scores(prediction, spec.output.as_deref()).unwrap_or_default();
+        let Scores { values, rows, .. } = scores.clone().unwrap_or_default();
         let Some(violation) = watch.check(name, chosen, &out.variant, &values, &rows) else {
-            return Ok(());
+            return Ok(scores);
         };
         tracing::warn!(
             deployment = name, variant = %out.variant, fallback = %spec.fallback, ?violation,
@@ -431,23 +439,10 @@ impl Experiments {
             let pred = outputs_json(&response);
             experiment.log_output(&out.decision_id, f, false, pred.clone())?;
             out.prediction = Some(pred);
-            out.prediction_id = response.prediction_id;
+            out.prediction_id = response.prediction_id.clone();
+            return Ok(response_scores(&response, spec.output.as_deref()));
         }
-        Ok(())
-    }
-
-    /// Hands a served request and its answer to the deployment's live monitor.
-    fn observe(&self, name: &str, request: &InferRequest, out: &DecisionOut) {
-        let Ok(watch) = self.watch(name) else { return };
-        let Some(monitor) = &watch.monitor else { return };
-        let output = watch.guard_spec().and_then(|g| g.output.clone());
-        let scores = out
-            .prediction
-            .as_ref()
-            .and_then(|p| crate::watch::scores(p, output.as_deref()))
-            .map(|(_, rows)| rows)
-            .unwrap_or_default();
-        monitor.observe(now_ms(), request, &scores, out.prediction_id.as_deref());
+        Ok(None)
     }
 
     /// Pairs labels with the scores live monitors remember, for their AUC; returns how many
@@ -483,31 +478,46 @@ impl Experiments {
         if let Some(source) = self.references.get()
             && monitor.begin_load(now)
         {
-            let model = self.models.read().ok().and_then(|m| {
-                let v = m.get(name)?;
-                v.models
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !v.shadows.contains(i))
-                    .find_map(|(_, m)| m.clone())
-            });
+            // The serving (not shadow) variants that are models, by name.
+            let names: Vec<String> = self
+                .get(name)
+                .and_then(|e| e.with_inner(|i| i.spec.variants.iter().map(|v| v.name.clone()).collect()))
+                .unwrap_or_default();
+            let models: Vec<(String, Arc<LoadedModel>)> = self
+                .models
+                .read()
+                .ok()
+                .and_then(|m| {
+                    let v = m.get(name)?;
+                    Some(
+                        v.models
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| !v.shadows.contains(i))
+                            .filter_map(|(i, m)| Some((names.get(i)?.clone(), m.clone()?)))
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default();
+            let output = watch.guard_spec().and_then(|g| g.output.clone());
             let (source, watch, name) = (source.clone(), watch.clone(), name.to_owned());
             tokio::spawn(async move {
                 let Some(monitor) = &watch.monitor else { return };
                 let spec = monitor.spec().clone();
-                let loaded = match model {
-                    None => Err("no serving variant of this deployment is a loaded model".to_string()),
-                    Some(model) => match source.load(&spec.reference).await {
+                let loaded = if models.is_empty() {
+                    Err("no serving variant of this deployment is a loaded model".to_string())
+                } else {
+                    match source.load(&spec.reference).await {
                         Err(e) => Err(format!("cannot load reference table {}: {e}", spec.reference)),
                         Ok(batches) => {
                             let seed = now as u64;
                             tokio::task::spawn_blocking(move || {
-                                crate::monitor::prepare_reference(&spec, &model, &batches, seed)
+                                crate::monitor::prepare_reference(&spec, &models, &batches, seed, output.as_deref())
                             })
                             .await
                             .unwrap_or_else(|e| Err(format!("loading the reference failed: {e}")))
                         }
-                    },
+                    }
                 };
                 monitor.finish_load(&name, loaded, now_ms());
             });
@@ -697,6 +707,10 @@ impl Experiments {
 }
 
 /// A response's outputs as `{name: data}` JSON.
+fn response_scores(response: &keel_serving::InferResponse, output: Option<&str>) -> Option<Scores> {
+    crate::score::output_scores(response.outputs.iter().map(|o| (o.name.as_str(), &o.tensor)), output)
+}
+
 fn outputs_json(response: &keel_serving::InferResponse) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for o in &response.outputs {

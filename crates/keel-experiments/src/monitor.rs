@@ -1,6 +1,7 @@
 //! A deployment's live monitor: the reference it is compared with (a lake table the server
 //! loads through a [`ReferenceSource`]), data-quality counts and a sliding drift window over
-//! the rows it serves, and the AUC of its scores as labels arrive.
+//! the rows it serves, the drift of each serving model's scores against that model's scores on
+//! the reference sample, and the AUC of its scores as labels arrive.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
@@ -8,7 +9,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use keel_monitor::live::{LiveMonitor, LiveOptions, LiveReport, Observed, QualityCounts, Reference};
+use keel_monitor::live::{Baseline, LiveMonitor, LiveOptions, LiveReport, Observed, QualityCounts, Reference};
 use keel_monitor::{DriftOptions, Method};
 use keel_predlog::LabelRecord;
 use keel_serving::{InferRequest, LoadedModel};
@@ -144,11 +145,32 @@ pub struct MonitorStatus {
     /// Requests refused because their inputs did not fit the model (names, types, shapes).
     pub schema_violations: u64,
     pub quality: BTreeMap<String, QualityCounts>,
+    /// The score tracks: which variants' scores each watches and what it compares them with.
+    pub predictions: Vec<PredictionStatus>,
     pub last_window: Option<LiveReport>,
     pub auc: Option<f64>,
     /// Labelled predictions in the window.
     pub labelled: usize,
 }
+
+/// One score track of a monitor.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictionStatus {
+    /// `prediction`, or `prediction[VARIANT]` when the variants run several models.
+    pub column: String,
+    pub variants: Vec<String>,
+    /// `reference`: the model's scores on the reference sample; `first_window`: the first
+    /// window that held `min_rows` scores (see `note` for why the reference was not scored).
+    pub baseline: Baseline,
+    /// Scores in the baseline (none yet while a first window is awaited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_scores: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Reference rows a model scores, at most, for its score track's baseline.
+const SCORED_REFERENCE_ROWS: usize = 20_000;
 
 /// Where one watched column is read from in a request: the input tensor and the position in
 /// its row.
@@ -161,6 +183,10 @@ struct Source {
 struct Ready {
     live: LiveMonitor,
     sources: Vec<Source>,
+    /// Per variant with a model: its score track.
+    tracks: HashMap<String, usize>,
+    /// Per track, why its reference was not scored.
+    notes: Vec<Option<String>>,
     /// Per source, for the request being observed: its input's index and row width (kept
     /// between requests so observing allocates nothing).
     located: Vec<Option<(usize, usize)>>,
@@ -243,14 +269,35 @@ impl Monitor {
         };
         match loaded {
             Ok(r) => {
+                let mut live = LiveMonitor::new(r.reference, self.spec.options(self.seed));
+                let (mut tracks, mut notes) = (HashMap::new(), Vec::new());
+                for t in r.tracks {
+                    let (scores, note) = match t.scores {
+                        Ok(s) => (Some(s), None),
+                        Err(e) => {
+                            tracing::warn!(
+                                deployment, column = %t.column, error = %e,
+                                "the reference could not be scored; this score track compares with its first window"
+                            );
+                            (None, Some(e))
+                        }
+                    };
+                    let i = live.score_track(&t.column, scores);
+                    notes.push(note);
+                    for v in t.variants {
+                        tracks.insert(v, i);
+                    }
+                }
                 tracing::info!(
                     deployment, reference = %self.spec.reference, columns = r.sources.len(),
-                    rows = r.reference.rows(), "live monitor ready"
+                    rows = live.reference().rows(), score_tracks = notes.len(), "live monitor ready"
                 );
                 *state = State::Ready(Box::new(Ready {
-                    live: LiveMonitor::new(r.reference, self.spec.options(self.seed)),
+                    live,
                     located: Vec::with_capacity(r.sources.len()),
                     sources: r.sources,
+                    tracks,
+                    notes,
                 }));
             }
             Err(e) => {
@@ -267,13 +314,27 @@ impl Monitor {
         self.schema_violations.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Observes the rows of one served request and the score of each row; remembers the
-    /// scores under the prediction id for labels.
-    pub(crate) fn observe(&self, now_ms: i64, request: &InferRequest, scores: &[f64], prediction_id: Option<&str>) {
+    /// Observes the rows of one request `variant` answered and the score of each row;
+    /// remembers the scores under the prediction id for labels.
+    pub(crate) fn observe(
+        &self,
+        now_ms: i64,
+        request: &InferRequest,
+        variant: &str,
+        scores: &[f64],
+        prediction_id: Option<&str>,
+    ) {
         if let Ok(mut state) = self.state.lock()
             && let State::Ready(ready) = &mut *state
         {
-            let Ready { live, sources, located } = &mut **ready;
+            let Ready {
+                live,
+                sources,
+                located,
+                tracks,
+                ..
+            } = &mut **ready;
+            let track = tracks.get(variant).copied();
             let rows = request
                 .inputs
                 .first()
@@ -290,7 +351,8 @@ impl Monitor {
                     None => Observed::Missing,
                     Some((at, width)) => observed(&request.inputs[*at].tensor.data, row * width + s.at),
                 });
-                live.observe_row(now_ms, values, scores.get(row).copied());
+                let score = track.zip(scores.get(row).copied());
+                live.observe_row(now_ms, values, score);
             }
         }
         if let Some(id) = prediction_id
@@ -370,7 +432,12 @@ impl Monitor {
         self.evaluating.store(false, Ordering::Release);
         match report {
             Ok(report) => {
-                for c in report.features.columns.iter().chain(report.prediction.as_ref()) {
+                for c in report
+                    .features
+                    .columns
+                    .iter()
+                    .chain(report.predictions.iter().map(|p| &p.drift))
+                {
                     let labels = [("deployment", deployment.to_owned()), ("column", c.name.clone())];
                     metrics::gauge!("keel_drift_score", &labels).set(c.score);
                     metrics::gauge!("keel_drift_detected", &labels).set(if c.drifted { 1.0 } else { 0.0 });
@@ -430,6 +497,7 @@ impl Monitor {
             rows_seen: 0,
             schema_violations: self.schema_violations.load(Ordering::Relaxed),
             quality: BTreeMap::new(),
+            predictions: Vec::new(),
             last_window: self.last.lock().ok().and_then(|l| l.clone()),
             auc,
             labelled,
@@ -456,6 +524,28 @@ impl Monitor {
                     status.reference_rows = ready.live.reference().rows();
                     status.rows_seen = ready.live.rows_seen();
                     status.quality = ready.live.quality().into_iter().collect();
+                    status.predictions = ready
+                        .live
+                        .score_tracks()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (column, baseline, baseline_scores))| {
+                            let mut variants: Vec<String> = ready
+                                .tracks
+                                .iter()
+                                .filter(|(_, t)| **t == i)
+                                .map(|(v, _)| v.clone())
+                                .collect();
+                            variants.sort();
+                            PredictionStatus {
+                                column,
+                                variants,
+                                baseline,
+                                baseline_scores,
+                                note: ready.notes.get(i).cloned().flatten(),
+                            }
+                        })
+                        .collect();
                 }
             }
         }
@@ -484,16 +574,33 @@ fn observed(data: &keel_runtime::TensorData, i: usize) -> Observed<'_> {
 pub(crate) struct PreparedReference {
     reference: Arc<Reference>,
     sources: Vec<Source>,
+    tracks: Vec<PreparedTrack>,
 }
 
-/// Lines the reference table up with the model's inputs and samples it. Fails, saying which
-/// columns do not fit, when the reference has columns the model does not take.
+/// A score track: the variants whose answers it watches and their model's scores on the
+/// reference (or why there are none).
+struct PreparedTrack {
+    column: String,
+    variants: Vec<String>,
+    scores: std::result::Result<Vec<f64>, String>,
+}
+
+/// Lines the reference table up with the inputs of the first serving variant's model, samples
+/// it, and scores the sample with each variant's model (`models`: the serving variants that
+/// are models, by name; `output` the scored output, as the guardrails read it). Fails, saying
+/// which columns do not fit, when the reference has columns the model does not take; a
+/// reference that cannot be scored (it lacks some input the model needs) leaves its score
+/// tracks comparing with their first window, and says why.
 pub(crate) fn prepare_reference(
     spec: &MonitorSpec,
-    model: &LoadedModel,
+    models: &[(String, Arc<LoadedModel>)],
     batches: &Batches,
     seed: u64,
+    output: Option<&str>,
 ) -> std::result::Result<PreparedReference, String> {
+    let Some((_, model)) = models.first() else {
+        return Err("no serving variant of this deployment is a loaded model".into());
+    };
     // Every column the model's inputs flatten into, as in the prediction log.
     let mut inputs: Vec<(String, Source)> = Vec::new();
     for io in model.model.inputs() {
@@ -577,12 +684,14 @@ pub(crate) fn prepare_reference(
         .iter()
         .filter_map(|c| reference_columns.iter().position(|r| r == c))
         .collect();
-    let projected: Vec<_> = batches
+    let sampled = keel_monitor::live::sample_batches(batches, spec.reference_rows, seed)
+        .map_err(|e| format!("reference table {}: {e}", spec.reference))?;
+    let projected: Vec<_> = sampled
         .iter()
         .map(|b| b.project(&indices))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| format!("reading reference table {}: {e}", spec.reference))?;
-    let reference = Reference::from_batches(&projected, spec.reference_rows, seed)
+    let reference = Reference::from_batches(&projected, usize::MAX, seed)
         .map_err(|e| format!("reference table {}: {e}", spec.reference))?;
     let sources = wanted
         .iter()
@@ -591,5 +700,50 @@ pub(crate) fn prepare_reference(
     Ok(PreparedReference {
         reference: Arc::new(reference),
         sources,
+        tracks: score_tracks(models, &sampled, seed, output),
     })
+}
+
+/// One score track per serving variant with a model (`prediction` alone when there is one
+/// such variant), each with its model's scores on (a sample of) the reference. Variants
+/// running the same model version share the scoring work, not the track.
+fn score_tracks(
+    models: &[(String, Arc<LoadedModel>)],
+    sampled: &[keel_monitor::arrow::array::RecordBatch],
+    seed: u64,
+    output: Option<&str>,
+) -> Vec<PreparedTrack> {
+    let rows = match keel_monitor::live::sample_batches(sampled, SCORED_REFERENCE_ROWS, seed.wrapping_add(1)) {
+        Ok(rows) => Ok(rows),
+        Err(e) => Err(format!("sampling the reference to score it: {e}")),
+    };
+    let mut scored: HashMap<(String, i64), std::result::Result<Vec<f64>, String>> = HashMap::new();
+    models
+        .iter()
+        .map(|(variant, model)| {
+            let scores = scored
+                .entry((model.name.clone(), model.version))
+                .or_insert_with(|| {
+                    let rows = rows.as_ref().map_err(Clone::clone)?;
+                    crate::score::score_batches(&model.model, rows, output)
+                        .map(|t| t.scores)
+                        .map_err(|e| {
+                        format!(
+                            "model {}:{} could not score the reference, so its scores are compared with their first window: {e}",
+                            model.name, model.version
+                        )
+                    })
+                })
+                .clone();
+            PreparedTrack {
+                column: if models.len() == 1 {
+                    keel_monitor::live::PREDICTION.to_string()
+                } else {
+                    format!("{}[{variant}]", keel_monitor::live::PREDICTION)
+                },
+                variants: vec![variant.clone()],
+                scores,
+            }
+        })
+        .collect()
 }

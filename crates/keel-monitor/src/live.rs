@@ -5,8 +5,10 @@
 //! each bucket keeps a uniform sample (reservoir) of at most `max_rows / buckets` rows, and an
 //! evaluation compares the union of the buckets still inside the window with the reference,
 //! using the same per-column tests as [`crate::drift_files`]. Memory is bounded by `max_rows`
-//! whatever the traffic. The model's score is watched too: the first window that holds
-//! `min_rows` scores becomes the baseline later windows are compared with.
+//! whatever the traffic. The model's scores are watched too, one track per model (variant): each
+//! track compares its window with the model's scores on the reference sample when the caller
+//! could score it ([`LiveMonitor::score_track`]), else with the first window that held
+//! `min_rows` scores.
 //!
 //! Updating (`observe_row`) is cheap and allocation-free for numeric columns; evaluating
 //! ([`Evaluation::run`]) is CPU work for a blocking thread, done outside any lock.
@@ -14,7 +16,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::RecordBatch;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -27,7 +29,8 @@ use crate::{DriftOptions, column, stats};
 /// Relative slack of the reference range (float32 keeps about 7 significant digits).
 const F32_SLACK: f64 = 1e-6;
 
-/// The column name under which the model's score is reported.
+/// The column name under which a model's score is reported (a deployment whose variants run
+/// several models names each track `prediction[VARIANT]`).
 pub const PREDICTION: &str = "prediction";
 
 /// One column of the reference, ready to compare with.
@@ -65,13 +68,7 @@ impl Reference {
         if table_rows == 0 {
             return Err(MonitorError::EmptyReference);
         }
-        // Sorted global row indices of the sample.
-        let keep: Option<Vec<usize>> = (table_rows > max_rows.max(1)).then(|| {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let mut idx = rand::seq::index::sample(&mut rng, table_rows, max_rows.max(1)).into_vec();
-            idx.sort_unstable();
-            idx
-        });
+        let sampled = sample_batches(batches, max_rows, seed)?;
         let mut names = Vec::new();
         let mut columns = Vec::new();
         for (c, field) in schema.fields().iter().enumerate() {
@@ -81,27 +78,8 @@ impl Reference {
             })?;
             let mut numeric = NumericValues::default();
             let mut categorical = CategoryCounts::default();
-            let mut offset = 0usize;
-            let mut next = 0usize;
-            for batch in batches {
-                let array = batch.column(c);
-                let n = array.len();
-                let part: arrow::array::ArrayRef = match &keep {
-                    None => array.clone(),
-                    Some(keep) => {
-                        let start = next;
-                        while next < keep.len() && keep[next] < offset + n {
-                            next += 1;
-                        }
-                        let local: arrow::array::UInt32Array =
-                            keep[start..next].iter().map(|i| (i - offset) as u32).collect();
-                        arrow::compute::take(array.as_ref(), &local, None).map_err(|e| MonitorError::Arrow {
-                            column: field.name().clone(),
-                            message: e.to_string(),
-                        })?
-                    }
-                };
-                offset += n;
+            for batch in &sampled {
+                let part = batch.column(c);
                 match kind {
                     ColumnKind::Numeric => read::push_numeric_array(&mut numeric, part.as_ref()),
                     ColumnKind::Categorical => read::push_categorical_array(&mut categorical, part.as_ref()),
@@ -136,7 +114,7 @@ impl Reference {
         }
         Ok(Reference {
             names,
-            rows: keep.as_ref().map_or(table_rows, Vec::len) as u64,
+            rows: sampled.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
             table_rows: table_rows as u64,
             columns,
         })
@@ -156,6 +134,38 @@ impl Reference {
     pub fn table_rows(&self) -> u64 {
         self.table_rows
     }
+}
+
+/// A uniform sample of at most `max_rows` rows of `batches`, in table order (`seed` makes it
+/// reproducible); the batches themselves when they hold no more than that.
+pub fn sample_batches(batches: &[RecordBatch], max_rows: usize, seed: u64) -> Result<Vec<RecordBatch>> {
+    let table_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let max_rows = max_rows.max(1);
+    if table_rows <= max_rows {
+        return Ok(batches.to_vec());
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut keep = rand::seq::index::sample(&mut rng, table_rows, max_rows).into_vec();
+    keep.sort_unstable();
+    let mut out = Vec::with_capacity(batches.len());
+    let (mut offset, mut next) = (0usize, 0usize);
+    for batch in batches {
+        let n = batch.num_rows();
+        let start = next;
+        while next < keep.len() && keep[next] < offset + n {
+            next += 1;
+        }
+        if next > start {
+            let local: arrow::array::UInt32Array = keep[start..next].iter().map(|i| (i - offset) as u32).collect();
+            let taken = arrow::compute::take_record_batch(batch, &local).map_err(|e| MonitorError::Arrow {
+                column: "(sampling the reference)".into(),
+                message: e.to_string(),
+            })?;
+            out.push(taken);
+        }
+        offset += n;
+    }
+    Ok(out)
 }
 
 /// One value of a served row, in reference column order.
@@ -211,14 +221,39 @@ enum Buf {
     Cat(Vec<Option<String>>),
 }
 
+/// A uniform sample (reservoir) of one track's scores in one bucket.
+#[derive(Debug, Default)]
+struct Scores {
+    values: Vec<f64>,
+    seen: u64,
+}
+
 #[derive(Debug)]
 struct Bucket {
     start_ms: i64,
     seen: u64,
     rows: Vec<Buf>,
     kept: usize,
-    scores: Vec<f64>,
-    scores_seen: u64,
+    /// Per score track.
+    scores: Vec<Scores>,
+}
+
+/// What a score track's windows are compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Baseline {
+    /// The model's scores on the reference sample.
+    Reference,
+    /// The first window that held `min_rows` scores (the reference could not be scored).
+    FirstWindow,
+}
+
+/// The scores of one model (a variant's), watched against their baseline.
+#[derive(Debug)]
+struct ScoreTrack {
+    name: String,
+    kind: Baseline,
+    baseline: Option<Arc<Vec<f64>>>,
 }
 
 /// The live monitor of one deployment revision.
@@ -230,7 +265,7 @@ pub struct LiveMonitor {
     quality: Vec<QualityCounts>,
     rows_seen: u64,
     rng: ChaCha8Rng,
-    baseline_scores: Option<Arc<Vec<f64>>>,
+    tracks: Vec<ScoreTrack>,
     next_eval_ms: Option<i64>,
 }
 
@@ -244,24 +279,42 @@ pub struct LiveReport {
     pub window_rows_seen: u64,
     pub window_rows_compared: u64,
     pub features: DriftReport,
-    /// The score's drift against the baseline window, once there is one.
-    pub prediction: Option<ColumnDrift>,
+    /// Each score track's drift against its baseline (a track whose baseline is its first
+    /// window has none until a later window).
+    pub predictions: Vec<PredictionDrift>,
+}
+
+/// The drift of one score track.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictionDrift {
+    #[serde(flatten)]
+    pub drift: ColumnDrift,
+    pub baseline: Baseline,
 }
 
 impl LiveReport {
-    /// Per column (and [`PREDICTION`]), a drift figure that grows with drift: the distance for
+    /// Per column (and score track, [`PREDICTION`]), a drift figure that grows with drift: the distance for
     /// distance tests, `1 - p` for p-value tests (so "above 0.95" reads "p below 0.05").
     pub fn signals(&self) -> Vec<(String, f64)> {
         self.features
             .columns
             .iter()
-            .chain(self.prediction.as_ref())
+            .chain(self.predictions.iter().map(|p| &p.drift))
             .map(|c| {
                 let v = if c.method.is_p_value() { 1.0 - c.score } else { c.score };
                 (c.name.clone(), v)
             })
             .collect()
     }
+}
+
+/// A score track's window and the baseline it is compared with.
+#[derive(Debug)]
+struct DueTrack {
+    name: String,
+    kind: Baseline,
+    baseline: Arc<Vec<f64>>,
+    window: Vec<f64>,
 }
 
 /// Samples taken out of the window, to compare outside the monitor's lock.
@@ -273,7 +326,8 @@ pub struct Evaluation {
     current: Vec<Buf>,
     rows_seen: u64,
     rows_kept: u64,
-    scores: Option<(Arc<Vec<f64>>, Vec<f64>)>,
+    /// Per track due: its window against its baseline.
+    scores: Vec<DueTrack>,
     options: DriftOptions,
 }
 
@@ -287,9 +341,42 @@ impl LiveMonitor {
             buckets: VecDeque::new(),
             quality: vec![QualityCounts::default(); n],
             rows_seen: 0,
-            baseline_scores: None,
+            tracks: Vec::new(),
             next_eval_ms: None,
         }
+    }
+
+    /// The track of scores called `name` (created on first use): its index, for
+    /// [`LiveMonitor::observe_row`]. `reference_scores`, the model's scores on the reference
+    /// sample, are its baseline when given (non-finite values are left out); without them,
+    /// or when none is finite, the first window holding `min_rows` scores is.
+    pub fn score_track(&mut self, name: &str, reference_scores: Option<Vec<f64>>) -> usize {
+        if let Some(i) = self.tracks.iter().position(|t| t.name == name) {
+            return i;
+        }
+        let baseline = reference_scores
+            .map(|v| v.into_iter().filter(|s| s.is_finite()).collect::<Vec<_>>())
+            .filter(|v| !v.is_empty())
+            .map(Arc::new);
+        self.tracks.push(ScoreTrack {
+            name: name.to_owned(),
+            kind: if baseline.is_some() {
+                Baseline::Reference
+            } else {
+                Baseline::FirstWindow
+            },
+            baseline,
+        });
+        self.tracks.len() - 1
+    }
+
+    /// Each score track's name, the kind of its baseline and how many scores it holds
+    /// (`None` while a first-window baseline is still to come).
+    pub fn score_tracks(&self) -> Vec<(String, Baseline, Option<usize>)> {
+        self.tracks
+            .iter()
+            .map(|t| (t.name.clone(), t.kind, t.baseline.as_ref().map(|b| b.len())))
+            .collect()
     }
 
     pub fn reference(&self) -> &Arc<Reference> {
@@ -323,7 +410,6 @@ impl LiveMonitor {
                 rows,
                 kept: 0,
                 scores: Vec::new(),
-                scores_seen: 0,
             });
         }
         if self.next_eval_ms.is_none() {
@@ -333,8 +419,14 @@ impl LiveMonitor {
     }
 
     /// Counts one served row's data quality and offers it to the window's sample. `values`
-    /// come in the reference's column order; `score` is the model's score for the row.
-    pub fn observe_row<'a>(&mut self, now_ms: i64, values: impl IntoIterator<Item = Observed<'a>>, score: Option<f64>) {
+    /// come in the reference's column order; `score` is the model's score for the row with its
+    /// track ([`LiveMonitor::score_track`]).
+    pub fn observe_row<'a>(
+        &mut self,
+        now_ms: i64,
+        values: impl IntoIterator<Item = Observed<'a>>,
+        score: Option<(usize, f64)>,
+    ) {
         self.rows_seen += 1;
         let cap = self.bucket_cap();
         let b = self.bucket_at(now_ms);
@@ -404,14 +496,18 @@ impl LiveMonitor {
                 }
             }
         }
-        if let Some(s) = score.filter(|s| s.is_finite()) {
-            bucket.scores_seen += 1;
-            if bucket.scores.len() < cap {
-                bucket.scores.push(s);
+        if let Some((track, s)) = score.filter(|(t, s)| s.is_finite() && *t < self.tracks.len()) {
+            if bucket.scores.len() <= track {
+                bucket.scores.resize_with(track + 1, Scores::default);
+            }
+            let r = &mut bucket.scores[track];
+            r.seen += 1;
+            if r.values.len() < cap {
+                r.values.push(s);
             } else {
-                let j = self.rng.random_range(0..bucket.scores_seen) as usize;
+                let j = self.rng.random_range(0..r.seen) as usize;
                 if j < cap {
-                    bucket.scores[j] = s;
+                    r.values[j] = s;
                 }
             }
         }
@@ -468,16 +564,28 @@ impl LiveMonitor {
                 }
             }
         }
-        let scores: Vec<f64> = self.buckets.iter().flat_map(|b| b.scores.iter().copied()).collect();
-        let scores = if scores.len() < self.options.min_rows.max(1) {
-            None
-        } else if let Some(base) = &self.baseline_scores {
-            Some((base.clone(), scores))
-        } else {
-            // The first full window of scores is the baseline later windows compare with.
-            self.baseline_scores = Some(Arc::new(scores));
-            None
-        };
+        let mut scores = Vec::new();
+        for (t, track) in self.tracks.iter_mut().enumerate() {
+            let window: Vec<f64> = self
+                .buckets
+                .iter()
+                .filter_map(|b| b.scores.get(t))
+                .flat_map(|r| r.values.iter().copied())
+                .collect();
+            if window.len() < self.options.min_rows.max(1) {
+                continue;
+            }
+            match &track.baseline {
+                Some(base) => scores.push(DueTrack {
+                    name: track.name.clone(),
+                    kind: track.kind,
+                    baseline: base.clone(),
+                    window,
+                }),
+                // The first full window of scores is the baseline later windows compare with.
+                None => track.baseline = Some(Arc::new(window)),
+            }
+        }
         Some(Evaluation {
             at_ms: now_ms,
             window_ms: self.options.window_ms,
@@ -528,15 +636,19 @@ impl Evaluation {
             };
             columns.push(drift);
         }
-        let prediction = match self.scores {
-            Some((base, cur)) => Some(column::drift_numeric(
-                PREDICTION,
-                numeric_sample((*base).clone()),
-                numeric_sample(cur),
+        let mut predictions = Vec::with_capacity(self.scores.len());
+        for t in self.scores {
+            let drift = column::drift_numeric(
+                &t.name,
+                numeric_sample((*t.baseline).clone()),
+                numeric_sample(t.window),
                 &self.options,
-            )?),
-            None => None,
-        };
+            )?;
+            predictions.push(PredictionDrift {
+                drift,
+                baseline: t.kind,
+            });
+        }
         let mut features = crate::summarize(columns, &self.options, self.reference.rows, self.rows_kept);
         features.seconds = started.elapsed().as_secs_f64();
         Ok(LiveReport {
@@ -545,7 +657,7 @@ impl Evaluation {
             window_rows_seen: self.rows_seen,
             window_rows_compared: self.rows_kept,
             features,
-            prediction,
+            predictions,
         })
     }
 }
@@ -607,8 +719,9 @@ mod tests {
     #[test]
     fn quality_counts_missing_out_of_range_new_categories_and_wrong_types() {
         let mut m = LiveMonitor::new(reference(1_000), options());
-        m.observe_row(0, [Observed::Number(5.0), Observed::Text("paris")], Some(0.5));
-        m.observe_row(0, [Observed::Number(500.0), Observed::Text("tokyo")], Some(0.5));
+        let t = m.score_track(PREDICTION, None);
+        m.observe_row(0, [Observed::Number(5.0), Observed::Text("paris")], Some((t, 0.5)));
+        m.observe_row(0, [Observed::Number(500.0), Observed::Text("tokyo")], Some((t, 0.5)));
         // The reference's maximum as float32 rounds it: still in range.
         m.observe_row(
             0,
@@ -643,8 +756,9 @@ mod tests {
     #[test]
     fn a_shifted_window_drifts_and_a_same_one_does_not() {
         let mut m = LiveMonitor::new(reference(10_000), options());
+        let t = m.score_track(PREDICTION, None);
         // Too few rows: nothing to evaluate.
-        m.observe_row(1_000, [Observed::Number(1.0), Observed::Text("paris")], Some(0.1));
+        m.observe_row(1_000, [Observed::Number(1.0), Observed::Text("paris")], Some((t, 0.1)));
         assert!(m.due(10_000));
         assert!(m.prepare(10_000).is_none());
         for i in 0..3_000 {
@@ -652,27 +766,38 @@ mod tests {
             m.observe_row(
                 12_000,
                 [Observed::Number((i % 100) as f64), Observed::Text(city)],
-                Some(0.2),
+                Some((t, 0.2)),
             );
         }
         let report = m.prepare(20_000).expect("enough rows").run().expect("drift");
         assert_eq!(report.features.columns.len(), 2);
         assert!(report.features.drifted_columns.is_empty(), "{:?}", report.features);
         assert!(
-            report.prediction.is_none(),
+            report.predictions.is_empty(),
             "the first full window is the score baseline"
+        );
+        assert_eq!(
+            m.score_tracks(),
+            vec![(PREDICTION.to_string(), Baseline::FirstWindow, Some(1_001))]
         );
         // Later rows: x shifted by 60, the city mix changes, the score moves.
         for _ in 0..3_000 {
-            m.observe_row(75_000, [Observed::Number(90.0), Observed::Text("tokyo")], Some(0.9));
+            m.observe_row(
+                75_000,
+                [Observed::Number(90.0), Observed::Text("tokyo")],
+                Some((t, 0.9)),
+            );
         }
         let report = m.prepare(80_000).expect("enough rows").run().expect("drift");
         assert_eq!(
             report.features.drifted_columns,
             vec!["x".to_string(), "city".to_string()]
         );
-        let prediction = report.prediction.as_ref().expect("score drift against the baseline");
-        assert!(prediction.drifted);
+        let [prediction] = report.predictions.as_slice() else {
+            panic!("one score track: {:?}", report.predictions)
+        };
+        assert!(prediction.drift.drifted);
+        assert_eq!(prediction.baseline, Baseline::FirstWindow);
         let signals: HashMap<String, f64> = report.signals().into_iter().collect();
         assert!(signals["x"] > 0.1 && signals["city"] > 0.1 && signals[PREDICTION] > 0.1);
         // The window only holds the buckets of the last 60 s: the 12 s bucket is gone.
@@ -683,12 +808,90 @@ mod tests {
     fn the_window_sample_is_bounded() {
         let mut m = LiveMonitor::new(reference(1_000), options());
         for i in 0..50_000 {
-            m.observe_row(i / 10, [Observed::Number(1.0), Observed::Text("paris")], Some(0.5));
+            m.observe_row(i / 10, [Observed::Number(1.0), Observed::Text("paris")], Some((0, 0.5)));
         }
         let kept: usize = m.buckets.iter().map(|b| b.kept).sum();
         assert!(kept <= 6_000, "kept {kept}");
         let e = m.prepare(5_000).expect("rows");
         assert_eq!(e.rows_seen, 50_000);
         assert_eq!(e.rows_kept as usize, kept);
+    }
+
+    #[test]
+    fn score_tracks_compare_with_the_reference_scores_each_on_its_own() {
+        let mut m = LiveMonitor::new(reference(10_000), options());
+        // The model scored the reference around 0.2 (with a NaN, left out).
+        let reference_scores: Vec<f64> = (0..2_000)
+            .map(|i| 0.15 + (i % 10) as f64 / 100.0)
+            .chain([f64::NAN])
+            .collect();
+        let a = m.score_track("prediction[a]", Some(reference_scores.clone()));
+        let b = m.score_track("prediction[b]", Some(reference_scores));
+        assert_eq!(m.score_track("prediction[a]", None), a, "a track is found by name");
+        // Variant a answers like the reference, variant b far above it; a track with no
+        // finite reference score falls back to its first window.
+        let c = m.score_track("prediction[c]", Some(vec![f64::NAN]));
+        for i in 0..3_000 {
+            let row = [Observed::Number((i % 100) as f64), Observed::Text("paris")];
+            m.observe_row(12_000, row, Some((a, 0.15 + (i % 10) as f64 / 100.0)));
+            m.observe_row(12_000, row, Some((b, 0.8 + (i % 10) as f64 / 100.0)));
+            m.observe_row(12_000, row, Some((c, 0.5)));
+            // An unknown track or a NaN score is ignored.
+            m.observe_row(12_000, row, Some((9, 0.5)));
+            m.observe_row(12_000, row, Some((a, f64::NAN)));
+        }
+        let report = m.prepare(20_000).expect("enough rows").run().expect("drift");
+        let by_name: HashMap<&str, &PredictionDrift> =
+            report.predictions.iter().map(|p| (p.drift.name.as_str(), p)).collect();
+        assert_eq!(by_name.len(), 2, "c has no baseline yet: {by_name:?}");
+        assert!(
+            !by_name["prediction[a]"].drift.drifted,
+            "{:?}",
+            by_name["prediction[a]"]
+        );
+        assert!(by_name["prediction[b]"].drift.drifted, "{:?}", by_name["prediction[b]"]);
+        assert_eq!(by_name["prediction[a]"].baseline, Baseline::Reference);
+        assert_eq!(by_name["prediction[a]"].drift.reference_values, 2_000);
+        let tracks = m.score_tracks();
+        assert_eq!(
+            tracks[2],
+            ("prediction[c]".to_string(), Baseline::FirstWindow, Some(1_000))
+        );
+        let signals: HashMap<String, f64> = report.signals().into_iter().collect();
+        assert!(signals["prediction[b]"] > signals["prediction[a]"]);
+    }
+
+    #[test]
+    fn samples_are_uniform_reproducible_and_in_table_order() {
+        let r = reference(4_000);
+        assert_eq!(r.rows(), 5_000);
+        let schema = Arc::new(Schema::new(vec![Field::new("i", DataType::Float64, false)]));
+        let batch = |from: usize| {
+            let v: Float64Array = (from..from + 1_000).map(|i| Some(i as f64)).collect();
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(v)]).expect("batch")
+        };
+        let batches = [batch(0), batch(1_000), batch(2_000)];
+        let a = sample_batches(&batches, 300, 5).expect("sample");
+        let b = sample_batches(&batches, 300, 5).expect("sample");
+        assert_eq!(a, b);
+        let values: Vec<f64> = a
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .expect("f64")
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(values.len(), 300);
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "table order, no repeats");
+        // Every third of the table is represented (a prefix would not be).
+        for third in 0..3 {
+            let n = values.iter().filter(|v| (**v as usize) / 1_000 == third).count();
+            assert!((50..=150).contains(&n), "{third}: {n}");
+        }
+        assert_eq!(sample_batches(&batches, 10_000, 5).expect("all").len(), 3);
     }
 }

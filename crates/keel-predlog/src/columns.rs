@@ -35,6 +35,15 @@ pub fn input_columns(name: &str, width: usize) -> Vec<String> {
     flat_names(&base, width)
 }
 
+/// The log columns an output tensor of `width` values per row flattens into (`out_name`, or
+/// `out_name_0 ..`).
+pub fn output_columns(name: &str, width: usize) -> Vec<String> {
+    if width > MAX_WIDTH {
+        return Vec::new();
+    }
+    flat_names(&format!("out_{}", clean(name)), width)
+}
+
 pub(crate) fn flat_names(base: &str, width: usize) -> Vec<String> {
     if width == 1 {
         vec![base.to_owned()]

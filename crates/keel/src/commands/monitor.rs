@@ -176,8 +176,10 @@ fn print_report(r: &PerformanceReport) {
 }
 
 /// `keel monitor drift DEPLOYMENT --reference TABLE`: the deployment's logged inputs over the
-/// last window against the reference table, and its logged outputs over the last window against
-/// the window before.
+/// last window against the reference table, and each serving model variant's logged scores over
+/// the window against that model version's scores on the reference (a sample of it). When the
+/// reference cannot be scored (it lacks inputs the model needs), the logged outputs of the
+/// window are compared with the window before, and the report says why.
 pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftArgs) -> anyhow::Result<()> {
     use keel_catalog::{Permission, Via};
     use keel_predlog::lake_sink::FIXED;
@@ -321,30 +323,50 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
     };
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let features = drift_batches(dir.path(), "features", &reference, &current, &options).await?;
-    // Outputs: the window before against the current one.
-    let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
-    let predictions = if outputs.is_empty() {
-        None
-    } else {
-        let before = lake
-            .sql_on(
-                &window(now_us - 2 * window_us, now_us - window_us, &outputs),
+    let window_sql = |table: &str, column: &str, variant: &str, version: i64| {
+        format!(
+            "SELECT CAST({} AS DOUBLE) AS prediction FROM {} WHERE deployment = '{}' AND variant = '{}' AND version = {version} AND NOT shadow AND ts >= to_timestamp_micros({}) AND ts < to_timestamp_micros({})",
+            quote(column),
+            quote(table),
+            args.deployment,
+            variant.replace('\'', "''"),
+            now_us - window_us,
+            now_us + 1
+        )
+    };
+    let scored = score_reference(
+        &ctx,
+        lake,
+        &spec,
+        &args.reference,
+        &all_tables,
+        &window_sql,
+        dir.path(),
+        &options,
+    )
+    .await?;
+    let (predictions, baseline, note) = match scored {
+        Ok(report) => (Some(report), "reference", None),
+        Err(why) => (
+            previous_window(
+                lake,
+                &outputs,
+                &window,
+                (now_us, window_us),
                 &all_tables,
+                dir.path(),
+                &options,
             )
-            .await?;
-        let after = lake
-            .sql_on(&window(now_us - window_us, now_us + 1, &outputs), &all_tables)
-            .await?;
-        if before.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
-            None
-        } else {
-            Some(drift_batches(dir.path(), "outputs", &before, &after, &options).await?)
-        }
+            .await?,
+            "previous_window",
+            Some(why),
+        ),
     };
     if global.json {
         return output::json(&serde_json::json!({
             "deployment": args.deployment, "reference": args.reference, "tables": tables,
             "window_seconds": args.window_seconds, "features": features, "predictions": predictions,
+            "predictions_baseline": baseline, "predictions_note": note,
         }));
     }
     println!(
@@ -352,17 +374,182 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
         args.deployment, args.window_seconds, args.reference
     );
     super::data::print_drift(global, &features)?;
-    match &predictions {
-        Some(p) => {
+    match (&predictions, baseline) {
+        (Some(p), "reference") => {
             println!(
-                "\npredictions: last {} s against the {} s before:",
-                args.window_seconds, args.window_seconds
+                "\nscores (last {} s) against each model's scores on {}:",
+                args.window_seconds, args.reference
             );
             super::data::print_drift(global, p)?;
         }
-        None => println!("\npredictions: no earlier window logged yet to compare with"),
+        (Some(p), _) => {
+            println!(
+                "\noutputs: last {} s against the {} s before ({}):",
+                args.window_seconds,
+                args.window_seconds,
+                note.as_deref().unwrap_or("")
+            );
+            super::data::print_drift(global, p)?;
+        }
+        (None, _) => println!(
+            "\npredictions: {}; no earlier window logged yet to compare with",
+            note.as_deref().unwrap_or("")
+        ),
     }
     Ok(())
+}
+
+/// Each serving model variant's scores on (a sample of) the reference against the scores it
+/// logged in the window, one column per variant (`prediction`, or `prediction[VARIANT]` when
+/// several variants are models). `Ok(Err(why))` when the reference cannot be scored.
+#[allow(clippy::too_many_arguments)]
+async fn score_reference(
+    ctx: &crate::context::Context,
+    lake: &Lake,
+    spec: &keel_experiments::DeploymentSpec,
+    reference: &str,
+    all_tables: &[String],
+    window_sql: &dyn Fn(&str, &str, &str, i64) -> String,
+    dir: &std::path::Path,
+    options: &keel_monitor::DriftOptions,
+) -> anyhow::Result<std::result::Result<keel_monitor::DriftReport, String>> {
+    /// Reference rows scored at most.
+    const SCORED_ROWS: usize = 100_000;
+    let variants: Vec<(&str, &str)> = spec
+        .variants
+        .iter()
+        .filter(|v| !v.shadow)
+        .filter_map(|v| Some((v.name.as_str(), v.model.as_deref()?)))
+        .collect();
+    let repository = keel_serving::ModelRepository::new(ctx.registry.clone(), keel_runtime::ModelOptions::default());
+    let rows = keel_monitor::live::sample_batches(
+        &lake
+            .sql_on(
+                &format!("SELECT * FROM \"{}\"", reference.replace('"', "\"\"")),
+                all_tables,
+            )
+            .await?,
+        SCORED_ROWS,
+        1,
+    )?;
+    let mut scored_reference = Vec::new();
+    let mut logged = Vec::new();
+    for (variant, model_ref) in &variants {
+        let (name, selector) = keel_registry::VersionSelector::split_reference(model_ref)?;
+        let model = repository.load_pinned(&name, &selector).await?;
+        let (rows, m) = (rows.clone(), model.clone());
+        let scores = tokio::task::spawn_blocking(move || keel_experiments::score::score_batches(&m.model, &rows, None))
+            .await
+            .context("the scoring task failed")?;
+        let scores = match scores {
+            Ok(s) => s,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "model {}:{} cannot score {reference}: {e}",
+                    model.name, model.version
+                )));
+            }
+        };
+        let Some(column) = scores.log_column() else {
+            return Ok(Err(format!(
+                "model {}:{}'s output {} is too wide to be logged",
+                model.name, model.version, scores.output
+            )));
+        };
+        let table = keel_predlog::predictions_table(&name);
+        let window = if all_tables.contains(&table) && lake.columns(&table).await?.iter().any(|(c, _)| *c == column) {
+            lake.sql_on(&window_sql(&table, &column, variant, model.version), all_tables)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let column = if variants.len() == 1 {
+            keel_monitor::live::PREDICTION.to_string()
+        } else {
+            format!("{}[{variant}]", keel_monitor::live::PREDICTION)
+        };
+        if window.iter().map(|b| b.num_rows()).sum::<usize>() > 0 {
+            scored_reference.push((column.clone(), scores.scores));
+            logged.push((column, window));
+        }
+    }
+    if scored_reference.is_empty() {
+        return Ok(Err("no serving model variant logged scores in the window".into()));
+    }
+    // One table per side, a column per variant (padded with nulls: the tests skip them).
+    let side = |columns: Vec<(String, Vec<Option<f64>>)>| -> anyhow::Result<keel_lake::arrow::array::RecordBatch> {
+        use keel_lake::arrow::array::{ArrayRef, Float64Array};
+        let n = columns.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+        let arrays: Vec<(String, ArrayRef)> = columns
+            .into_iter()
+            .map(|(c, mut v)| {
+                v.resize(n, None);
+                (c, std::sync::Arc::new(Float64Array::from(v)) as ArrayRef)
+            })
+            .collect();
+        Ok(keel_lake::arrow::array::RecordBatch::try_from_iter(arrays)?)
+    };
+    let reference_side = side(
+        scored_reference
+            .into_iter()
+            .map(|(c, v)| (c, v.into_iter().map(Some).collect()))
+            .collect(),
+    )?;
+    let current_side = side(
+        logged
+            .into_iter()
+            .map(|(c, batches)| {
+                let values = batches
+                    .iter()
+                    .flat_map(|b| {
+                        let a = b
+                            .column(0)
+                            .as_any()
+                            .downcast_ref::<keel_lake::arrow::array::Float64Array>();
+                        a.map(|a| a.iter().collect::<Vec<_>>()).unwrap_or_default()
+                    })
+                    .collect();
+                (c, values)
+            })
+            .collect(),
+    )?;
+    Ok(Ok(drift_batches(
+        dir,
+        "scores",
+        &[reference_side],
+        &[current_side],
+        options,
+    )
+    .await?))
+}
+
+/// The logged outputs of the window against the window before (`None` before there is one).
+async fn previous_window(
+    lake: &Lake,
+    outputs: &[&str],
+    window: &dyn Fn(i64, i64, &[String]) -> String,
+    (now_us, window_us): (i64, i64),
+    all_tables: &[String],
+    dir: &std::path::Path,
+    options: &keel_monitor::DriftOptions,
+) -> anyhow::Result<Option<keel_monitor::DriftReport>> {
+    if outputs.is_empty() {
+        return Ok(None);
+    }
+    let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
+    let before = lake
+        .sql_on(
+            &window(now_us - 2 * window_us, now_us - window_us, &outputs),
+            all_tables,
+        )
+        .await?;
+    let after = lake
+        .sql_on(&window(now_us - window_us, now_us + 1, &outputs), all_tables)
+        .await?;
+    if before.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(drift_batches(dir, "outputs", &before, &after, options).await?))
 }
 
 /// Writes both sides to Parquet in `dir` and runs the drift tests on a blocking thread.

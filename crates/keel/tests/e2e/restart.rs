@@ -299,6 +299,14 @@ async fn monitor_drift_compares_logged_inputs_with_a_reference_table() {
         !drifted.contains(&"input_5"),
         "unchanged features do not drift: {drifted:?}"
     );
+    // The logged scores against the model's own scores on the reference.
+    assert_eq!(report["predictions_baseline"], "reference", "{report:#}");
+    let scores = &report["predictions"];
+    assert_eq!(scores["columns"][0]["name"], "prediction", "{scores:#}");
+    assert_eq!(
+        (scores["reference_rows"].as_u64(), scores["current_rows"].as_u64()),
+        (Some(300), Some(120))
+    );
     // An empty window is a clear error.
     let out = keel.run(&[&drift[..], &["--window-seconds", "0"]].concat());
     assert_says(&out, "the window is empty");
@@ -352,6 +360,18 @@ async fn live_monitor_counts_quality_detects_drift_and_rolls_back() {
     }
     let reference = keel.file("train.csv", csv);
     keel.ok(&["data", "ingest", &reference, "--table", "bc_train"]);
+    // A reference with a third of the model's inputs: it can be watched, not scored.
+    let mut part = (0..10).map(|j| format!("input_{j}")).collect::<Vec<_>>().join(",") + "\n";
+    for i in 0..50 {
+        part += &jittered(i)[..10]
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        part += "\n";
+    }
+    let part = keel.file("part.csv", part);
+    keel.ok(&["data", "ingest", &part, "--table", "bc_part"]);
 
     let write_spec = |name: &str, spec: Value| keel.file(&format!("{name}.json"), spec.to_string());
     let plain =
@@ -382,6 +402,10 @@ async fn live_monitor_counts_quality_detects_drift_and_rolls_back() {
     wrong["monitor"] = json!({"reference": "bc_train", "columns": ["label", "input_1"]});
     let path = write_spec("wrong", wrong);
     keel.ok(&["deployment", "apply", "wrong-columns", "-f", &path]);
+    let mut partial = plain.clone();
+    partial["monitor"] = json!({"reference": "bc_part"});
+    let path = write_spec("partial", partial);
+    keel.ok(&["deployment", "apply", "partial", "-f", &path]);
 
     let server = keel.serve(&[]).ready().await;
     let h_wrong = wait(&server, "wrong-columns", "a failed monitor", |h| {
@@ -393,10 +417,30 @@ async fn live_monitor_counts_quality_detects_drift_and_rolls_back() {
         err.contains("[\"label\"] are not inputs of model bc-lr:1") && err.contains("input_0"),
         "{err}"
     );
-    wait(&server, "scoring", "a ready monitor", |h| {
+    let ready = wait(&server, "scoring", "a ready monitor", |h| {
         h["monitor"]["state"] == "ready"
     })
     .await;
+    // The model's scores are compared with its own scores on the reference, from the start.
+    assert_eq!(
+        ready["monitor"]["predictions"],
+        json!([{"column": "prediction", "variants": ["lr"], "baseline": "reference", "baseline_scores": 340}]),
+        "{ready:#}"
+    );
+    // A reference that lacks model inputs is watched on its columns; its scores wait for a
+    // first window, and the status says why.
+    let partial = wait(&server, "partial", "a ready monitor", |h| {
+        h["monitor"]["state"] == "ready"
+    })
+    .await;
+    assert_eq!(partial["monitor"]["columns"].as_array().map(Vec::len), Some(10));
+    let track = &partial["monitor"]["predictions"][0];
+    assert_eq!(track["baseline"], "first_window", "{partial:#}");
+    let note = track["note"].as_str().expect("why the reference was not scored");
+    assert!(
+        note.contains("bc-lr:1") && note.contains("lacks 20 input column(s)") && note.contains("input_10"),
+        "{note}"
+    );
 
     // In distribution: no drift; labels feed the live AUC.
     let mut labels = Vec::new();
@@ -425,6 +469,13 @@ async fn live_monitor_counts_quality_detects_drift_and_rolls_back() {
     let m = &calm["monitor"];
     assert_eq!(m["last_window"]["features"]["columns"].as_array().expect("c").len(), 30);
     assert_eq!(m["last_window"]["features"]["drifted_columns"], json!([]), "{m:#}");
+    let scores = &m["last_window"]["predictions"][0];
+    assert_eq!(
+        (&scores["name"], &scores["baseline"], &scores["drifted"]),
+        (&json!("prediction"), &json!("reference"), &json!(false)),
+        "in-distribution scores against the reference's: {m:#}"
+    );
+    assert_eq!(scores["reference_values"], 340);
     assert_eq!(m["schema_violations"], 1);
     assert_eq!(m["labelled"], 80);
     let auc = m["auc"].as_f64().expect("auc");
