@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from keel_bin import keel_bin  # noqa: E402
+from keel_bin import free_ports, keel_bin  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,17 +114,11 @@ S3_KEYS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     if importlib.util.find_spec("moto") is None:
         pytest.skip("moto is not installed (scripts/python-env dev installs it)")
-    port = _free_port()
+    (port,) = free_ports(1)
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

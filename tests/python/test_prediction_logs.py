@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,19 +23,13 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from deltalake import DeltaTable
 
-from keel_bin import keel_bin  # noqa: E402
+from keel_bin import free_ports, keel_bin  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "fixtures" / "models"
 ROW = json.loads((FIXTURES / "expected.json").read_text())["models"]["bc-lr"]["rows"][0]
 
 
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_logged_predictions_read_by_deltalake(tmp_path: Path) -> None:
@@ -47,7 +40,7 @@ def test_logged_predictions_read_by_deltalake(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert push.returncode == 0, push.stderr
-    http, grpc = _port(), _port()
+    http, grpc = free_ports(2)
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(
         [str(binary), "serve", "--http-addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc}",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +25,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from keel_bin import free_ports, keel_bin  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "fixtures" / "models"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["models"]
@@ -37,26 +38,6 @@ TRANSPORTS = ["http", "grpc"]
 
 
 # --------------------------------------------------------------------------- server fixture
-
-
-def _keel_bin() -> Path:
-    env = os.environ.get("KEEL_BIN")
-    path = Path(env) if env else REPO_ROOT / "target" / "debug" / "keel"
-    if not path.is_file():
-        pytest.fail(
-            f"keel binary not found at {path}: run `cargo build -p keel` "
-            "(or set KEEL_BIN)",
-            pytrace=False,
-        )
-    return path
-
-
-def _two_free_ports() -> tuple[int, int]:
-    # Hold both sockets at once so the two ports are distinct.
-    with socket.socket() as a, socket.socket() as b:
-        a.bind(("127.0.0.1", 0))
-        b.bind(("127.0.0.1", 0))
-        return a.getsockname()[1], b.getsockname()[1]
 
 
 class KeelServer:
@@ -98,7 +79,7 @@ def _http_ready(port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def keel(tmp_path_factory) -> KeelServer:
-    binary = _keel_bin()
+    binary = keel_bin()
     home = tmp_path_factory.mktemp("keel-home")
     env = {**os.environ, "KEEL_HOME": str(home), "NO_COLOR": "1"}
     for name in MODELS:
@@ -113,7 +94,7 @@ def keel(tmp_path_factory) -> KeelServer:
         )
         assert json.loads(push.stdout)["model"] == name
 
-    http_port, grpc_port = _two_free_ports()
+    http_port, grpc_port = free_ports(2)
     log = home / "serve.log"
     log_file = open(log, "wb")
     proc = subprocess.Popen(

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (helpers outside #[test] included)
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use deltalake::kernel::transaction::TransactionError;
@@ -12,79 +11,9 @@ use deltalake::logstore::CommitOrBytes;
 use keel_lake::arrow::array::{Int64Array, RecordBatch};
 use keel_lake::{IngestOptions, Lake, LakeError, VersionOrTimestamp, WriteMode};
 
-struct Moto {
-    child: Child,
-    port: u16,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// moto's S3 server (as `python -m moto.server` runs it) serving one request at a time.
-const SERIAL_MOTO: &str = "import sys\n\
-from werkzeug.serving import run_simple\n\
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app\n\
-run_simple('127.0.0.1', int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False, \
-request_handler=MotoRequestHandler)\n";
-
-fn python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-}
-
-/// Starts moto's S3 server on a free loopback port with `buckets` created, or `None` (test
-/// skipped) when moto is not installed outside CI.
-async fn moto(buckets: &[&str]) -> Option<Moto> {
-    let installed = Command::new(python())
-        .args(["-c", "import moto.server"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "moto is not installed in .venv: scripts/python-env dev installs it"
-        );
-        eprintln!("SKIPPED: moto is not installed in .venv (run scripts/python-env dev)");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // moto's own `moto_server` answers requests on many threads, and its conditional put is a
-    // check then a write, so two racing creates could both pass. One request at a time makes it
-    // behave like S3, which decides each key atomically: the race test needs that.
-    let child = Command::new(python())
-        .args(["-c", SERIAL_MOTO, &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto's S3 server");
-    let moto = Moto {
-        child,
-        port,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for bucket in buckets {
-        loop {
-            // S3 CreateBucket is a PUT on the bucket path.
-            if http(port, "PUT", &format!("/{bucket}")).is_ok_and(|(status, _)| status == 200) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto did not start within 30 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Some(moto)
-}
+#[path = "../../../tests/support/moto.rs"]
+mod moto;
+use moto::Moto;
 
 fn config(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -117,32 +46,9 @@ fn count(batches: &[RecordBatch]) -> i64 {
         .value(0)
 }
 
-/// One plain HTTP/1.0 request to moto (which takes unsigned requests): status and body. By
-/// hand, so the tests add no HTTP client to keel-lake's dependencies.
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    Ok((status, body))
-}
-
-async fn listing(moto: &Moto, bucket: &str) -> String {
-    let (status, body) = http(moto.port, "GET", &format!("/{bucket}?list-type=2")).unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_in_a_bucket_ingest_time_travel_sql_and_refusals() {
-    let Some(moto) = moto(&["lake"]).await else {
+    let Some(moto) = Moto::start(&["lake"], true).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +82,7 @@ async fn tables_in_a_bucket_ingest_time_travel_sql_and_refusals() {
     assert_eq!((r1.rows, r1.version), (2, 1));
 
     // The objects are in the bucket under the prefix, partitioned, and nothing is local.
-    let objects = listing(&moto, "lake").await;
+    let objects = moto.listing("lake");
     for key in [
         "team-a/sales/_delta_log/00000000000000000000.json",
         "team-a/sales/_delta_log/00000000000000000001.json",
@@ -289,7 +195,7 @@ async fn tables_in_a_bucket_ingest_time_travel_sql_and_refusals() {
 /// file; delta-rs moves the other to the next version, so no write is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_commits_never_both_win() {
-    let Some(moto) = moto(&["race"]).await else {
+    let Some(moto) = Moto::start(&["race"], true).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -337,7 +243,7 @@ async fn racing_commits_never_both_win() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_bucket_or_endpoint_says_what_to_fix() {
-    let Some(moto) = moto(&["real"]).await else {
+    let Some(moto) = Moto::start(&["real"], true).await else {
         return;
     };
     let err = open(&moto.endpoint, "s3://no-such-bucket/lake").await.unwrap_err();

@@ -19,7 +19,7 @@ fn in_bucket(moto: &Moto, lake: &str) -> Keel {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_commands_on_a_lake_in_a_bucket() {
-    let Some(moto) = Moto::start("keel-lake").await else {
+    let Some(moto) = Moto::start(&["keel-lake"], false).await else {
         return;
     };
     let ws = in_bucket(&moto, "s3://keel-lake/ws");
@@ -47,7 +47,7 @@ async fn data_commands_on_a_lake_in_a_bucket() {
     assert_eq!(r["version"], 1);
 
     // The tables are in the bucket, under the prefix; the workspace folder holds none.
-    let objects = moto.listing("keel-lake").await;
+    let objects = moto.listing("keel-lake");
     assert!(
         objects.contains("ws/sales/_delta_log/00000000000000000001.json") && objects.contains("ws/sales/region=eu/"),
         "{objects}"
@@ -155,7 +155,7 @@ async fn data_commands_on_a_lake_in_a_bucket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_bucket_or_endpoint_is_a_clear_error() {
-    let Some(moto) = Moto::start("keel-lake").await else {
+    let Some(moto) = Moto::start(&["keel-lake"], false).await else {
         return;
     };
     let keel = Keel::new().env("KEEL_LOG", "warn");
@@ -195,7 +195,7 @@ async fn a_wrong_bucket_or_endpoint_is_a_clear_error() {
 /// `keel serve --lake s3://...` logs predictions to the bucket, and the CLI reads them there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_logs_predictions_to_the_bucket() {
-    let Some(moto) = Moto::start("keel-lake").await else {
+    let Some(moto) = Moto::start(&["keel-lake"], false).await else {
         return;
     };
     let ws = in_bucket(&moto, "s3://keel-lake/served");
@@ -236,7 +236,6 @@ async fn the_server_logs_predictions_to_the_bucket() {
     assert_eq!(n[0]["n"], 5);
     assert!(
         moto.listing("keel-lake")
-            .await
             .contains("served/predictions_bc-lr/_delta_log/")
     );
     assert!(!ws.home().join("lake").exists());

@@ -356,74 +356,9 @@ pub async fn eventually<T>(
     }
 }
 
-/// moto's S3 server (not written by keel's authors), from the repository's `.venv`, on a free
-/// loopback port. Killed and reaped on drop.
-pub struct Moto {
-    child: Child,
-    /// `http://127.0.0.1:PORT`, its S3 endpoint.
-    pub endpoint: String,
-}
-
-impl Moto {
-    /// moto with `bucket` created, or `None` (the test is skipped, saying why) when moto is not
-    /// installed in `.venv` and `$CI` is not set; under CI, a missing moto fails the test.
-    pub async fn start(bucket: &str) -> Option<Moto> {
-        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-        let installed = Command::new(&python)
-            .args(["-c", "import moto.server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !installed {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "moto is not installed in .venv: scripts/python-env dev installs it"
-            );
-            eprintln!("SKIPPED: moto is not installed in .venv (run scripts/python-env dev)");
-            return None;
-        }
-        let port = free_port();
-        let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto's S3 server");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        eventually(
-            Duration::from_secs(30),
-            Duration::from_millis(100),
-            async || match client.put(format!("{}/{bucket}", moto.endpoint)).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                _ => Err("moto did not start within 30 s".into()),
-            },
-        )
-        .await;
-        Some(moto)
-    }
-
-    /// The object listing of `bucket` (S3's ListObjectsV2 XML).
-    pub async fn listing(&self, bucket: &str) -> String {
-        reqwest::get(format!("{}/{bucket}?list-type=2", self.endpoint))
-            .await
-            .expect("list")
-            .text()
-            .await
-            .expect("body")
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../../../tests/support/moto.rs"]
+mod moto;
+pub use moto::Moto;
 
 /// The environment that puts keel's lake at `lake` (`KEEL_LAKE`, e.g. `s3://bucket/prefix`) with
 /// the S3 settings, for the endpoint `endpoint`, in the standard AWS_* variables.
