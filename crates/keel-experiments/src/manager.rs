@@ -706,11 +706,13 @@ impl Experiments {
     }
 }
 
-/// A response's outputs as `{name: data}` JSON.
+/// The scores of a response's `output` (or its first floating-point one), as guardrails and the
+/// live monitor read them.
 fn response_scores(response: &keel_serving::InferResponse, output: Option<&str>) -> Option<Scores> {
     crate::score::output_scores(response.outputs.iter().map(|o| (o.name.as_str(), &o.tensor)), output)
 }
 
+/// A response's outputs as `{name: data}` JSON.
 fn outputs_json(response: &keel_serving::InferResponse) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for o in &response.outputs {

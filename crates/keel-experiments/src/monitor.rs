@@ -284,9 +284,7 @@ impl Monitor {
                     };
                     let i = live.score_track(&t.column, scores);
                     notes.push(note);
-                    for v in t.variants {
-                        tracks.insert(v, i);
-                    }
+                    tracks.insert(t.variant, i);
                 }
                 tracing::info!(
                     deployment, reference = %self.spec.reference, columns = r.sources.len(),
@@ -577,11 +575,11 @@ pub(crate) struct PreparedReference {
     tracks: Vec<PreparedTrack>,
 }
 
-/// A score track: the variants whose answers it watches and their model's scores on the
+/// A score track: the variant whose answers it watches and its model's scores on the
 /// reference (or why there are none).
 struct PreparedTrack {
     column: String,
-    variants: Vec<String>,
+    variant: String,
     scores: std::result::Result<Vec<f64>, String>,
 }
 
@@ -741,7 +739,7 @@ fn score_tracks(
                 } else {
                     format!("{}[{variant}]", keel_monitor::live::PREDICTION)
                 },
-                variants: vec![variant.clone()],
+                variant: variant.clone(),
                 scores,
             }
         })

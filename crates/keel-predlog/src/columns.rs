@@ -25,14 +25,10 @@ pub const FIXED: &[&str] = &[
 /// one value per row, else `name_0 .. name_{width-1}`), as the prediction log names them:
 /// what a monitor's reference table must call its columns.
 pub fn input_columns(name: &str, width: usize) -> Vec<String> {
-    let mut base = clean(name);
-    if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
-        base = format!("in_{base}");
-    }
     if width > MAX_WIDTH {
         return Vec::new();
     }
-    flat_names(&base, width)
+    flat_names(&base_name(name, false), width)
 }
 
 /// The log columns an output tensor of `width` values per row flattens into (`out_name`, or
@@ -41,7 +37,20 @@ pub fn output_columns(name: &str, width: usize) -> Vec<String> {
     if width > MAX_WIDTH {
         return Vec::new();
     }
-    flat_names(&format!("out_{}", clean(name)), width)
+    flat_names(&base_name(name, true), width)
+}
+
+/// The column name a tensor's values start from: outputs get `out_`; an input whose name is a
+/// fixed column or looks like an output gets `in_`.
+pub(crate) fn base_name(name: &str, is_output: bool) -> String {
+    let base = clean(name);
+    if is_output {
+        format!("out_{base}")
+    } else if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
+        format!("in_{base}")
+    } else {
+        base
+    }
 }
 
 pub(crate) fn flat_names(base: &str, width: usize) -> Vec<String> {
@@ -53,7 +62,7 @@ pub(crate) fn flat_names(base: &str, width: usize) -> Vec<String> {
 }
 
 /// Column name from a tensor name: characters other than `[A-Za-z0-9_]` become `_`.
-pub(crate) fn clean(name: &str) -> String {
+fn clean(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
         .collect()

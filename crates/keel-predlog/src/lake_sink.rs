@@ -25,7 +25,7 @@ use keel_lake::arrow::array::{
 use keel_lake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 pub use crate::columns::{FIXED, MAX_WIDTH, input_columns};
-use crate::columns::{clean, flat_names};
+use crate::columns::{base_name, flat_names};
 use crate::encoded::{Kind, PredictionView, TensorView, Values};
 use crate::record::{DecisionRecord, Entry, FeedbackRecord, LABELS_TABLE, LabelRecord};
 use crate::writer::Sink;
@@ -379,12 +379,7 @@ impl<'a> Slot<'a> {
         let len = tensor.values.len();
         let width = len.checked_div(rows).unwrap_or(0);
         let kind = tensor.values.kind();
-        let mut base = clean(name);
-        if is_output {
-            base = format!("out_{base}");
-        } else if FIXED.contains(&base.as_str()) || base.starts_with("out_") {
-            base = format!("in_{base}");
-        }
+        let base = base_name(name, is_output);
         let names = if width == 1 || (width <= MAX_WIDTH && width * rows == len) {
             flat_names(&base, width)
         } else {
