@@ -1,19 +1,20 @@
-//! A prediction as one flat byte buffer: how serving hands a record to the writer.
+//! Predictions as flat bytes: how serving hands what it answered to the writer.
 //!
 //! Serving logs every request, so what it does per request counts. Building a
 //! [`PredictionRecord`] costs a dozen small allocations (ids, names, shapes, a copy of each
-//! output), and the writer thread then frees them, which on two cores showed up as allocator
-//! work on both sides (a free from another thread is the allocator's slow path).
-//! [`EncodedPrediction::encode`] instead reads the request's and the response's tensors in
-//! place and writes everything into one buffer sized exactly up front: one allocation on the
-//! request thread, one free on the writer's. The writer reads it back in place
-//! ([`EncodedPrediction::view`]) straight into its Arrow builders.
+//! output) that the writer thread then frees (a free from another thread is the allocator's
+//! slow path), and handing each record over is a queue push. [`EncodedChunk::push`] instead
+//! reads the request's and the response's tensors in place and appends everything to the
+//! chunk its serving thread owns (see the writer's lanes): once the chunk has grown, a request
+//! costs no allocation, and the writer takes the whole chunk at once. It reads each prediction
+//! back in place ([`view_encoded`]) straight into its Arrow builders.
 //!
-//! Layout (little-endian): the model name first (so the writer finds the table without
-//! decoding), then the fixed fields, the routing, and each tensor as name, type code, shape and
-//! values (numbers and booleans as fixed-width values, BYTES as length-prefixed strings).
-//! Strings are a `u32` length and UTF-8 bytes; an absent optional string is length `u32::MAX`.
-//! The format never leaves the process, so it has no version.
+//! A chunk is a run of records, each a `u32` length, its rows (`u32`) and that many bytes. A record
+//! (little-endian): the model name first (so the writer finds the table without decoding),
+//! then the fixed fields, the routing, and each tensor as name, type code, shape and values
+//! (numbers and booleans as fixed-width values, BYTES as length-prefixed strings). Strings are
+//! a `u32` length and UTF-8 bytes; an absent optional string is length `u32::MAX`. The format
+//! never leaves the process, so it has no version.
 
 use keel_runtime::{DataType, Tensor, TensorData, f16_to_f32};
 
@@ -32,10 +33,11 @@ pub struct PredictionParts<'a> {
     pub latency_us: i64,
 }
 
-/// One prediction, encoded (see the module documentation).
-#[derive(Debug, Clone, PartialEq)]
-pub struct EncodedPrediction {
+/// Encoded predictions, one after another (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncodedChunk {
     buf: Vec<u8>,
+    records: usize,
     rows: usize,
 }
 
@@ -48,7 +50,7 @@ pub struct RoutingView<'a> {
     pub shadow: bool,
 }
 
-/// A prediction read in place: from a [`PredictionRecord`] or an [`EncodedPrediction`].
+/// A prediction read in place: from a [`PredictionRecord`] or an encoded record ([`view_encoded`]).
 #[derive(Debug, Clone)]
 pub struct PredictionView<'a> {
     pub ts_us: i64,
@@ -154,69 +156,112 @@ fn put_tensor(buf: &mut Vec<u8>, name: &str, t: &Tensor) {
     }
 }
 
+/// Rows of a request given its inputs: the first dimension of the first (1 for scalars).
+pub fn rows_of_first<'t>(mut inputs: impl Iterator<Item = (&'t str, &'t Tensor)>) -> usize {
+    rows_of(inputs.next().and_then(|(_, t)| t.shape.first().copied()))
+}
+
 /// Rows of a request: the first dimension of its first input (1 for scalars), at least 1.
 fn rows_of(first_dim: Option<i64>) -> usize {
     first_dim.map_or(1, |d| d.max(0) as usize).max(1)
 }
 
-impl EncodedPrediction {
-    /// Encodes a prediction from borrowed parts and tensors (one allocation, nothing cloned).
-    pub fn encode<'t, I, O>(parts: &PredictionParts<'_>, inputs: I, outputs: O) -> EncodedPrediction
+/// Bytes one record takes (without its length prefix).
+fn record_len<'t, I, O>(parts: &PredictionParts<'_>, inputs: I, outputs: O) -> usize
+where
+    I: Iterator<Item = (&'t str, &'t Tensor)>,
+    O: Iterator<Item = (&'t str, &'t Tensor)>,
+{
+    let routing_len = parts.routing.map_or(0, |r| {
+        str_len(&r.deployment) + str_len(&r.variant) + str_len(&r.decision_id) + 1
+    });
+    str_len(parts.model)
+        + 24
+        + str_len(parts.prediction_id)
+        + parts.request_id.map_or(4, str_len)
+        + 1
+        + routing_len
+        + 4
+        + inputs.take(MAX_TENSORS).map(|(n, t)| tensor_len(n, t)).sum::<usize>()
+        + outputs.take(MAX_TENSORS).map(|(n, t)| tensor_len(n, t)).sum::<usize>()
+}
+
+/// Tensors of one side (inputs, outputs) a record keeps: their count is a `u16`.
+const MAX_TENSORS: usize = u16::MAX as usize;
+
+/// Appends one record; returns the rows it holds.
+fn put_record<'t, I, O>(buf: &mut Vec<u8>, parts: &PredictionParts<'_>, inputs: I, outputs: O) -> usize
+where
+    I: Iterator<Item = (&'t str, &'t Tensor)> + Clone,
+    O: Iterator<Item = (&'t str, &'t Tensor)> + Clone,
+{
+    put_str(buf, parts.model);
+    buf.extend_from_slice(&parts.ts_us.to_le_bytes());
+    buf.extend_from_slice(&parts.version.to_le_bytes());
+    buf.extend_from_slice(&parts.latency_us.to_le_bytes());
+    put_str(buf, parts.prediction_id);
+    put_opt_str(buf, parts.request_id);
+    match parts.routing {
+        Some(r) => {
+            buf.push(1);
+            put_str(buf, &r.deployment);
+            put_str(buf, &r.variant);
+            put_str(buf, &r.decision_id);
+            buf.push(u8::from(r.shadow));
+        }
+        None => buf.push(0),
+    }
+    let (n_in, n_out) = (
+        inputs.clone().take(MAX_TENSORS).count(),
+        outputs.clone().take(MAX_TENSORS).count(),
+    );
+    buf.extend_from_slice(&(n_in as u16).to_le_bytes());
+    buf.extend_from_slice(&(n_out as u16).to_le_bytes());
+    let mut first_dim = None;
+    for (i, (name, t)) in inputs.take(MAX_TENSORS).enumerate() {
+        if i == 0 {
+            first_dim = t.shape.first().copied();
+        }
+        put_tensor(buf, name, t);
+    }
+    for (name, t) in outputs.take(MAX_TENSORS) {
+        put_tensor(buf, name, t);
+    }
+    rows_of(first_dim)
+}
+
+impl EncodedChunk {
+    /// Appends a prediction from borrowed parts and tensors (nothing cloned; no allocation
+    /// while the chunk has room). Returns `false`, appending nothing, for a prediction of more
+    /// than 4 GiB (which no request body allowed reaches).
+    pub fn push<'t, I, O>(&mut self, parts: &PredictionParts<'_>, inputs: I, outputs: O) -> bool
     where
         I: Iterator<Item = (&'t str, &'t Tensor)> + Clone,
         O: Iterator<Item = (&'t str, &'t Tensor)> + Clone,
     {
-        let routing_len = parts.routing.map_or(0, |r| {
-            str_len(&r.deployment) + str_len(&r.variant) + str_len(&r.decision_id) + 1
-        });
-        let len = str_len(parts.model)
-            + 24
-            + str_len(parts.prediction_id)
-            + parts.request_id.map_or(4, str_len)
-            + 1
-            + routing_len
-            + 4
-            + inputs.clone().map(|(n, t)| tensor_len(n, t)).sum::<usize>()
-            + outputs.clone().map(|(n, t)| tensor_len(n, t)).sum::<usize>();
-        let mut buf = Vec::with_capacity(len);
-        put_str(&mut buf, parts.model);
-        buf.extend_from_slice(&parts.ts_us.to_le_bytes());
-        buf.extend_from_slice(&parts.version.to_le_bytes());
-        buf.extend_from_slice(&parts.latency_us.to_le_bytes());
-        put_str(&mut buf, parts.prediction_id);
-        put_opt_str(&mut buf, parts.request_id);
-        match parts.routing {
-            Some(r) => {
-                buf.push(1);
-                put_str(&mut buf, &r.deployment);
-                put_str(&mut buf, &r.variant);
-                put_str(&mut buf, &r.decision_id);
-                buf.push(u8::from(r.shadow));
-            }
-            None => buf.push(0),
-        }
-        let (n_in, n_out) = (inputs.clone().count(), outputs.clone().count());
-        buf.extend_from_slice(&(n_in.min(u16::MAX as usize) as u16).to_le_bytes());
-        buf.extend_from_slice(&(n_out.min(u16::MAX as usize) as u16).to_le_bytes());
-        let mut first_dim = None;
-        for (i, (name, t)) in inputs.take(u16::MAX as usize).enumerate() {
-            if i == 0 {
-                first_dim = t.shape.first().copied();
-            }
-            put_tensor(&mut buf, name, t);
-        }
-        for (name, t) in outputs.take(u16::MAX as usize) {
-            put_tensor(&mut buf, name, t);
-        }
-        debug_assert_eq!(buf.len(), len, "the size computed up front is the size written");
-        EncodedPrediction {
-            buf,
-            rows: rows_of(first_dim),
-        }
+        let len = record_len(parts, inputs.clone(), outputs.clone());
+        let Ok(prefix) = u32::try_from(len) else {
+            return false;
+        };
+        self.buf.reserve(8 + len);
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&prefix.to_le_bytes());
+        self.buf.extend_from_slice(&0u32.to_le_bytes());
+        let rows = put_record(&mut self.buf, parts, inputs, outputs);
+        debug_assert_eq!(
+            self.buf.len() - start,
+            8 + len,
+            "the size computed up front is the size written"
+        );
+        let rows_prefix = u32::try_from(rows).unwrap_or(u32::MAX);
+        self.buf[start + 4..start + 8].copy_from_slice(&rows_prefix.to_le_bytes());
+        self.records += 1;
+        self.rows += rows_prefix as usize;
+        true
     }
 
-    /// Encodes an owned record (for callers that have one).
-    pub fn from_record(p: &PredictionRecord) -> EncodedPrediction {
+    /// Appends an owned record (for callers that have one).
+    pub fn push_record(&mut self, p: &PredictionRecord) -> bool {
         let parts = PredictionParts {
             ts_us: p.ts_us,
             prediction_id: &p.prediction_id,
@@ -226,14 +271,19 @@ impl EncodedPrediction {
             routing: p.routing.as_ref(),
             latency_us: p.latency_us,
         };
-        EncodedPrediction::encode(
+        self.push(
             &parts,
             p.inputs.iter().map(|(n, t)| (n.as_str(), t)),
             p.outputs.iter().map(|(n, t)| (n.as_str(), t)),
         )
     }
 
-    /// Table rows this prediction becomes.
+    /// Predictions held.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Table rows the predictions become.
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -244,53 +294,75 @@ impl EncodedPrediction {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.records == 0
     }
 
-    /// The model's name (read without decoding the rest).
-    pub fn model(&self) -> &str {
-        Reader { buf: &self.buf, at: 0 }.str().unwrap_or("")
+    /// Bytes it can hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
-    /// Reads the prediction back in place.
-    pub fn view(&self) -> Result<PredictionView<'_>> {
-        let corrupt = || PredlogError::Sink("an encoded prediction is truncated or corrupt (a keel bug)".into());
+    /// Empties the chunk, keeping its memory.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        (self.records, self.rows) = (0, 0);
+    }
+
+    /// Each record's rows and bytes, in order (read the bytes with [`view_encoded`] and
+    /// [`model_of`]).
+    pub fn records_iter(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
         let mut r = Reader { buf: &self.buf, at: 0 };
-        let model = r.str().ok_or_else(corrupt)?;
-        let ts_us = r.i64().ok_or_else(corrupt)?;
-        let version = r.i64().ok_or_else(corrupt)?;
-        let latency_us = r.i64().ok_or_else(corrupt)?;
-        let prediction_id = r.str().ok_or_else(corrupt)?;
-        let request_id = r.opt_str().ok_or_else(corrupt)?;
-        let routing = match r.u8().ok_or_else(corrupt)? {
-            0 => None,
-            _ => Some(RoutingView {
-                deployment: r.str().ok_or_else(corrupt)?,
-                variant: r.str().ok_or_else(corrupt)?,
-                decision_id: r.str().ok_or_else(corrupt)?,
-                shadow: r.u8().ok_or_else(corrupt)? != 0,
-            }),
-        };
-        let n_in = r.u16().ok_or_else(corrupt)? as usize;
-        let n_out = r.u16().ok_or_else(corrupt)? as usize;
-        let mut tensors = Vec::with_capacity(n_in + n_out);
-        for i in 0..n_in + n_out {
-            tensors.push(r.tensor(i >= n_in).ok_or_else(corrupt)?);
-        }
-        if r.at != self.buf.len() {
-            return Err(corrupt());
-        }
-        Ok(PredictionView {
-            ts_us,
-            prediction_id,
-            request_id,
-            model,
-            version,
-            routing,
-            latency_us,
-            tensors,
+        std::iter::from_fn(move || {
+            let n = r.u32()? as usize;
+            let rows = r.u32()? as usize;
+            Some((rows, r.take(n)?))
         })
     }
+}
+
+/// The model name of an encoded record (read without decoding the rest; `""` if corrupt).
+pub fn model_of(record: &[u8]) -> &str {
+    Reader { buf: record, at: 0 }.str().unwrap_or("")
+}
+
+/// Reads an encoded record back in place.
+pub fn view_encoded(record: &[u8]) -> Result<PredictionView<'_>> {
+    let corrupt = || PredlogError::Sink("an encoded prediction is truncated or corrupt (a keel bug)".into());
+    let mut r = Reader { buf: record, at: 0 };
+    let model = r.str().ok_or_else(corrupt)?;
+    let ts_us = r.i64().ok_or_else(corrupt)?;
+    let version = r.i64().ok_or_else(corrupt)?;
+    let latency_us = r.i64().ok_or_else(corrupt)?;
+    let prediction_id = r.str().ok_or_else(corrupt)?;
+    let request_id = r.opt_str().ok_or_else(corrupt)?;
+    let routing = match r.u8().ok_or_else(corrupt)? {
+        0 => None,
+        _ => Some(RoutingView {
+            deployment: r.str().ok_or_else(corrupt)?,
+            variant: r.str().ok_or_else(corrupt)?,
+            decision_id: r.str().ok_or_else(corrupt)?,
+            shadow: r.u8().ok_or_else(corrupt)? != 0,
+        }),
+    };
+    let n_in = r.u16().ok_or_else(corrupt)? as usize;
+    let n_out = r.u16().ok_or_else(corrupt)? as usize;
+    let mut tensors = Vec::with_capacity(n_in + n_out);
+    for i in 0..n_in + n_out {
+        tensors.push(r.tensor(i >= n_in).ok_or_else(corrupt)?);
+    }
+    if r.at != record.len() {
+        return Err(corrupt());
+    }
+    Ok(PredictionView {
+        ts_us,
+        prediction_id,
+        request_id,
+        model,
+        version,
+        routing,
+        latency_us,
+        tensors,
+    })
 }
 
 struct Reader<'a> {
@@ -542,10 +614,12 @@ mod tests {
     #[test]
     fn encoded_reads_back_as_the_record() {
         let rec = record();
-        let enc = EncodedPrediction::from_record(&rec);
-        assert_eq!(enc.model(), "bc-lr");
-        assert_eq!(enc.rows(), 2);
-        let (a, b) = (rec.view(), enc.view().expect("decodes"));
+        let mut chunk = EncodedChunk::default();
+        assert!(chunk.push_record(&rec));
+        assert_eq!((chunk.records(), chunk.rows()), (1, 2));
+        let (rows, enc) = chunk.records_iter().next().expect("one record");
+        assert_eq!((rows, model_of(enc)), (2, "bc-lr"));
+        let (a, b) = (rec.view(), view_encoded(enc).expect("decodes"));
         assert_eq!(
             (
                 a.ts_us,
@@ -591,23 +665,50 @@ mod tests {
         rec.request_id = Some(String::new());
         rec.routing = None;
         rec.inputs = vec![("s".into(), t(Vec::new(), TensorData::Fp64(vec![2.0])))];
-        let enc = EncodedPrediction::from_record(&rec);
-        let v = enc.view().expect("decodes");
+        let mut chunk = EncodedChunk::default();
+        assert!(chunk.push_record(&rec));
+        let v = view_encoded(chunk.records_iter().next().expect("one record").1).expect("decodes");
         assert_eq!(v.request_id, Some(""));
         assert_eq!(v.routing, None);
-        assert_eq!((v.rows(), enc.rows()), (1, 1));
+        assert_eq!((v.rows(), chunk.rows()), (1, 1));
         assert_eq!(v.tensors[0].values.f64_at(0), Some(2.0));
     }
 
     #[test]
     fn a_truncated_buffer_is_an_error_not_a_panic() {
-        let enc = EncodedPrediction::from_record(&record());
-        for cut in 0..enc.buf.len() {
-            let short = EncodedPrediction {
-                buf: enc.buf[..cut].to_vec(),
-                rows: 2,
-            };
-            assert!(short.view().is_err(), "cut at {cut}");
+        let mut chunk = EncodedChunk::default();
+        assert!(chunk.push_record(&record()));
+        let (_, enc) = chunk.records_iter().next().expect("one record");
+        for cut in 0..enc.len() {
+            assert!(view_encoded(&enc[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    /// Records follow one another; clearing keeps the memory and starts over.
+    #[test]
+    fn a_chunk_holds_records_in_order_and_clears_without_freeing() {
+        let mut chunk = EncodedChunk::default();
+        let mut rec = record();
+        for i in 0..3 {
+            rec.prediction_id = format!("p{i}");
+            rec.model = if i == 1 { "other".into() } else { "bc-lr".into() };
+            assert!(chunk.push_record(&rec));
+        }
+        assert_eq!((chunk.records(), chunk.rows()), (3, 6));
+        let seen: Vec<(String, String)> = chunk
+            .records_iter()
+            .map(|(_, r)| {
+                let v = view_encoded(r).expect("decodes");
+                (model_of(r).to_string(), v.prediction_id.to_string())
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [("bc-lr", "p0"), ("other", "p1"), ("bc-lr", "p2")].map(|(m, p)| (m.to_string(), p.to_string()))
+        );
+        let capacity = chunk.capacity();
+        chunk.clear();
+        assert!(chunk.is_empty() && chunk.records_iter().next().is_none());
+        assert_eq!((chunk.len(), chunk.rows(), chunk.capacity()), (0, 0, capacity));
     }
 }

@@ -26,9 +26,9 @@ use keel_lake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 
 pub use crate::columns::{FIXED, MAX_WIDTH, input_columns};
 use crate::columns::{base_name, flat_names};
-use crate::encoded::{Kind, PredictionView, TensorView, Values};
+use crate::encoded::{Kind, PredictionView, TensorView, Values, view_encoded};
 use crate::record::{DecisionRecord, Entry, FeedbackRecord, LABELS_TABLE, LabelRecord};
-use crate::writer::Sink;
+use crate::writer::{Sink, TableBatch};
 use crate::{PredlogError, Result};
 
 /// Versions of a log table kept readable (for time travel) after compaction.
@@ -61,9 +61,9 @@ impl LakeSink {
 
 #[async_trait::async_trait]
 impl Sink for LakeSink {
-    async fn write(&self, table: &str, entries: &[Entry]) -> Result<()> {
-        let batch = to_batch(entries)?;
-        self.append(table, batch).await
+    async fn write(&self, share: &TableBatch<'_>) -> Result<()> {
+        let batch = to_batch(share)?;
+        self.append(share.table, batch).await
     }
 
     async fn write_labels(&self, labels: &[LabelRecord]) -> Result<()> {
@@ -161,8 +161,15 @@ fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch> {
     )
 }
 
-/// One batch for entries of one table (all predictions, all decisions or all feedback).
-pub fn to_batch(entries: &[Entry]) -> Result<RecordBatch> {
+/// One record batch for one table's share: all decisions, all feedback, or all predictions
+/// (records and encoded).
+pub fn to_batch(share: &TableBatch<'_>) -> Result<RecordBatch> {
+    let entries = share.entries;
+    if !share.encoded.is_empty() {
+        let records = entries.iter().filter_map(|e| e.prediction().map(Ok));
+        let encoded = share.encoded.iter().map(|r| view_encoded(r));
+        return predictions_batch(records.chain(encoded), share.rows);
+    }
     match entries.first() {
         Some(Entry::Decision(_)) => decisions_batch(entries.iter().filter_map(|e| match e {
             Entry::Decision(d) => Some(d),
@@ -172,9 +179,8 @@ pub fn to_batch(entries: &[Entry]) -> Result<RecordBatch> {
             Entry::Feedback(f) => Some(f),
             _ => None,
         })),
-        Some(Entry::Prediction(_) | Entry::Encoded(_)) | None => {
-            let rows = entries.iter().map(Entry::rows).sum();
-            predictions_batch(entries.iter().filter_map(Entry::prediction), rows)
+        Some(Entry::Prediction(_)) | None => {
+            predictions_batch(entries.iter().filter_map(|e| e.prediction().map(Ok)), share.rows)
         }
     }
 }
@@ -374,7 +380,9 @@ struct Slot<'a> {
 }
 
 impl<'a> Slot<'a> {
-    fn new(flat: &mut Flattener, tensor: &TensorView<'a>, rows: usize, n: usize) -> Slot<'a> {
+    /// `claimed`: the columns earlier tensors of the same record fill (a column takes one
+    /// value a row: a second tensor whose flattened name collides goes to `extra`).
+    fn new(flat: &mut Flattener, claimed: &mut Vec<bool>, tensor: &TensorView<'a>, rows: usize, n: usize) -> Slot<'a> {
         let (is_output, name) = (tensor.is_output, tensor.name);
         let len = tensor.values.len();
         let width = len.checked_div(rows).unwrap_or(0);
@@ -387,7 +395,14 @@ impl<'a> Slot<'a> {
         };
         let cols = names
             .into_iter()
-            .map(|col_name| flat.column(col_name.clone(), kind, n).ok_or(col_name))
+            .map(|col_name| match flat.column(col_name.clone(), kind, n) {
+                Some(c) if !claimed.get(c).copied().unwrap_or(false) => {
+                    claimed.resize(flat.cols.len(), false);
+                    claimed[c] = true;
+                    Ok(c)
+                }
+                _ => Err(col_name),
+            })
             .collect();
         Slot {
             is_output,
@@ -430,6 +445,8 @@ fn predictions_batch<'a>(items: impl Iterator<Item = Result<PredictionView<'a>>>
     // Where each tensor's values go, worked out once and reused while consecutive records
     // have the same tensors (names, widths, kinds): no per-row or per-value name building.
     let mut plan: Vec<Slot<'a>> = Vec::new();
+    // Whether the plan fills every column there is, so no row needs padding with nulls.
+    let mut fills_all = false;
     for p in items {
         let p = p?;
         let rows = p.rows();
@@ -441,7 +458,14 @@ fn predictions_batch<'a>(items: impl Iterator<Item = Result<PredictionView<'a>>>
                     && slot.width == t.values.len().checked_div(rows).unwrap_or(0)
             });
         if !same {
-            plan = p.tensors.iter().map(|t| Slot::new(&mut flat, t, rows, n)).collect();
+            let mut claimed = Vec::new();
+            plan = p
+                .tensors
+                .iter()
+                .map(|t| Slot::new(&mut flat, &mut claimed, t, rows, n))
+                .collect();
+            let filled: usize = plan.iter().map(|s| s.cols.iter().filter(|c| c.is_ok()).count()).sum();
+            fills_all = filled == flat.cols.len();
         }
         let routing = p.routing.as_ref();
         for r in 0..rows {
@@ -483,8 +507,10 @@ fn predictions_batch<'a>(items: impl Iterator<Item = Result<PredictionView<'a>>>
                 extra.append_value(serde_json::Value::Object(leftovers).to_string());
             }
             n += 1;
-            for col in &mut flat.cols {
-                col.pad_to(n);
+            if !fills_all {
+                for col in &mut flat.cols {
+                    col.pad_to(n);
+                }
             }
         }
     }
@@ -529,7 +555,7 @@ fn predictions_batch<'a>(items: impl Iterator<Item = Result<PredictionView<'a>>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encoded::EncodedPrediction;
+    use crate::encoded::EncodedChunk;
     use crate::record::{PredictionRecord, Routing};
     use keel_runtime::{Tensor, TensorData};
 
@@ -576,8 +602,17 @@ mod tests {
             ],
         };
         // Serving logs the encoded form: it must give the very same batch as the record.
-        let encoded = to_batch(&[Entry::Encoded(EncodedPrediction::from_record(&p))]).expect("encoded batch");
-        let b = to_batch(&[Entry::Prediction(Box::new(p))]).expect("batch");
+        let mut chunk = EncodedChunk::default();
+        assert!(chunk.push_record(&p));
+        let records: Vec<&[u8]> = chunk.records_iter().map(|(_, r)| r).collect();
+        let share = |entries, encoded| TableBatch {
+            table: "predictions_m",
+            entries,
+            encoded,
+            rows: 2,
+        };
+        let encoded = to_batch(&share(&[], &records)).expect("encoded batch");
+        let b = to_batch(&share(&[Entry::Prediction(Box::new(p))], &[])).expect("batch");
         assert_eq!(encoded, b);
         assert_eq!(b.num_rows(), 2);
         let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();

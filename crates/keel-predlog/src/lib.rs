@@ -26,7 +26,7 @@ pub mod performance;
 #[cfg(feature = "lake")]
 pub mod retention;
 
-pub use encoded::{EncodedPrediction, PredictionParts};
+pub use encoded::{EncodedChunk, PredictionParts};
 pub use error::{PredlogError, Result};
 pub use record::{
     DecisionRecord, Entry, FeedbackRecord, LabelIn, LabelRecord, PredictionRecord, Routing, new_prediction_id, now_us,
@@ -34,5 +34,5 @@ pub use record::{
 };
 pub use writer::{
     BATCH_DURATION, DEFAULT_BATCH_ROWS, DEFAULT_FLUSH_MS, DEFAULT_QUEUE, DROPPED_TOTAL, LABELS_TOTAL, LOGGED_TOTAL,
-    LogConfig, LogStats, PredictionLog, QUEUE_DEPTH, ROWS_WRITTEN_TOTAL, Sink, WRITE_FAILURES_TOTAL,
+    LogConfig, LogStats, PredictionLog, QUEUE_DEPTH, ROWS_WRITTEN_TOTAL, Sink, TableBatch, WRITE_FAILURES_TOTAL,
 };

@@ -183,12 +183,19 @@ pub fn validate_labels(items: &[LabelIn], now_us: i64) -> crate::Result<Vec<Labe
     Ok(out)
 }
 
-/// Something the writer batches.
+/// Whether `table` is `model`'s prediction table (no allocation: the writer asks this per
+/// logged prediction).
+pub fn is_predictions_table(table: &str, model: &str) -> bool {
+    table
+        .strip_prefix(PREDICTIONS_PREFIX)
+        .is_some_and(|rest| rest.chars().eq(model.chars().map(table_char)))
+}
+
+/// Something the writer batches through its queue. Serving's predictions take another road,
+/// the writer's per-thread lanes ([`crate::PredictionLog::log_prediction`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
     Prediction(Box<PredictionRecord>),
-    /// A prediction as serving logs it: one flat buffer (see [`crate::encoded`]).
-    Encoded(crate::encoded::EncodedPrediction),
     Decision(DecisionRecord),
     Feedback(FeedbackRecord),
 }
@@ -198,7 +205,6 @@ impl Entry {
     pub fn rows(&self) -> usize {
         match self {
             Entry::Prediction(p) => p.rows(),
-            Entry::Encoded(p) => p.rows(),
             Entry::Decision(_) | Entry::Feedback(_) => 1,
         }
     }
@@ -207,7 +213,6 @@ impl Entry {
     pub fn table(&self) -> String {
         match self {
             Entry::Prediction(p) => predictions_table(&p.model),
-            Entry::Encoded(p) => predictions_table(p.model()),
             Entry::Decision(_) => DECISIONS_TABLE.to_string(),
             Entry::Feedback(_) => FEEDBACK_TABLE.to_string(),
         }
@@ -215,22 +220,17 @@ impl Entry {
 
     /// Whether this entry goes to `table` (no allocation: the writer asks this per entry).
     pub fn is_for(&self, table: &str) -> bool {
-        let model = match self {
-            Entry::Prediction(p) => p.model.as_str(),
-            Entry::Encoded(p) => p.model(),
-            Entry::Decision(_) => return table == DECISIONS_TABLE,
-            Entry::Feedback(_) => return table == FEEDBACK_TABLE,
-        };
-        table
-            .strip_prefix(PREDICTIONS_PREFIX)
-            .is_some_and(|rest| rest.chars().eq(model.chars().map(table_char)))
+        match self {
+            Entry::Prediction(p) => is_predictions_table(table, &p.model),
+            Entry::Decision(_) => table == DECISIONS_TABLE,
+            Entry::Feedback(_) => table == FEEDBACK_TABLE,
+        }
     }
 
     /// The prediction of a prediction entry, read in place.
-    pub fn prediction(&self) -> Option<crate::Result<crate::encoded::PredictionView<'_>>> {
+    pub fn prediction(&self) -> Option<crate::encoded::PredictionView<'_>> {
         match self {
-            Entry::Prediction(p) => Some(Ok(p.view())),
-            Entry::Encoded(p) => Some(p.view()),
+            Entry::Prediction(p) => Some(p.view()),
             Entry::Decision(_) | Entry::Feedback(_) => None,
         }
     }
@@ -306,12 +306,10 @@ mod tests {
             assert!(!e.is_for("predictions_other"), "{model}");
             assert!(!e.is_for(DECISIONS_TABLE), "{model}");
         }
-        let Entry::Prediction(r) = p("My Model") else {
-            unreachable!()
-        };
-        let e = Entry::Encoded(crate::encoded::EncodedPrediction::from_record(&r));
-        assert_eq!(e.table(), "predictions_my_model");
-        assert!(e.is_for("predictions_my_model") && !e.is_for("predictions_my_model2"));
+        assert_eq!(p("My Model").table(), "predictions_my_model");
+        assert!(is_predictions_table("predictions_my_model", "My Model"));
+        assert!(!is_predictions_table("predictions_my_model2", "My Model"));
+        assert!(!is_predictions_table("predictions_my_model", "My Model2"));
     }
 
     #[test]

@@ -1,24 +1,37 @@
 //! The bounded batching writer.
 //!
-//! Serving calls [`PredictionLog::log`], which never waits: the entry goes into a bounded
-//! channel, or, when the channel is full, is dropped and counted. A writer thread with its
-//! own single-threaded runtime drains the channel, batches entries until `batch_rows` rows or
-//! `flush` time, and hands each table's share to the [`Sink`]. A failed write is counted,
-//! logged and retried with a doubling backoff (bounded), then the batch is dropped and counted.
-//! Memory is bounded by the channel (`queue` entries) plus one batch being written.
+//! Serving calls [`PredictionLog::log_prediction`], which never waits and never allocates once
+//! warm: the prediction is encoded straight into the calling thread's *lane* (a chunk of
+//! encoded predictions, [`EncodedChunk`], behind a lock only the writer ever contends for, a
+//! few dozen times a second), or, when that lane is full, dropped and counted. Decisions and
+//! feedback ([`PredictionLog::log`]) go through a bounded channel the same way. A writer thread
+//! with its own single-threaded runtime polls both every few milliseconds, swapping each
+//! non-empty lane's chunk for an empty one, batches until `batch_rows` rows or `flush` time,
+//! and hands each table's share to the [`Sink`]. A failed write is counted, logged and retried
+//! with a doubling backoff (bounded), then the batch is dropped and counted. Memory is bounded
+//! by the channel and the lanes (`queue` entries each) plus one batch being written.
+//!
+//! Lanes instead of one queue: a shared queue costs every request an allocation (freed on
+//! the writer's thread: the allocator's slow path), a push contending with other threads'
+//! and a cache line the writer's thread last wrote. A lane is written by one thread; the writer
+//! takes it whole. Threads find their lane by a per-thread index (more threads than lanes
+//! share one, which stays correct).
 //!
 //! The writer runs on its own thread so that encoding Parquet and committing to the lake never
-//! occupy a serving worker. Shutdown drains the channel and flushes what it holds.
+//! occupy a serving worker. Shutdown closes the lanes and the channel, takes what they hold and
+//! flushes it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use keel_runtime::Tensor;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::record::{Entry, LabelRecord};
+use crate::encoded::{EncodedChunk, PredictionParts, model_of};
+use crate::record::{Entry, LabelRecord, is_predictions_table, predictions_table};
 use crate::{PredlogError, Result};
 
 /// Entries accepted into the queue, by kind.
@@ -36,7 +49,7 @@ pub const QUEUE_DEPTH: &str = "keel_predlog_queue_depth";
 /// Labels stored.
 pub const LABELS_TOTAL: &str = "keel_predlog_labels_total";
 
-/// Entries the queue holds by default.
+/// Entries the channel, and each serving thread's lane, hold by default.
 pub const DEFAULT_QUEUE: usize = 16_384;
 /// Rows per batch by default. Large on purpose: each batch is one Delta commit, whose fixed cost
 /// on the writer's thread (the commit, the snapshot update, the periodic checkpoint) is paid per
@@ -53,7 +66,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// Writer settings.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
-    /// Entries the queue holds before new ones are dropped.
+    /// Entries the channel (decisions, feedback), and each serving thread's lane
+    /// (predictions), hold before new ones are dropped.
     pub queue: usize,
     /// Write a batch once it holds this many rows...
     pub batch_rows: usize,
@@ -80,11 +94,24 @@ impl Default for LogConfig {
     }
 }
 
+/// One table's share of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct TableBatch<'a> {
+    pub table: &'a str,
+    /// Queued records for the table: decisions, feedback, or predictions given as records.
+    pub entries: &'a [Entry],
+    /// Encoded predictions for the table: records of [`EncodedChunk`]s
+    /// (read with [`crate::encoded::view_encoded`]).
+    pub encoded: &'a [&'a [u8]],
+    /// Rows the entries and the encoded predictions become.
+    pub rows: usize,
+}
+
 /// Where batches go (the lake, in production).
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync + 'static {
-    /// Writes entries (all for `table`) as one commit.
-    async fn write(&self, table: &str, entries: &[Entry]) -> Result<()>;
+    /// Writes one table's share of a batch as one commit.
+    async fn write(&self, batch: &TableBatch<'_>) -> Result<()>;
     /// Writes labels as one commit.
     async fn write_labels(&self, labels: &[LabelRecord]) -> Result<()>;
     /// Periodic upkeep (retention); errors are logged by the writer.
@@ -153,9 +180,87 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
-/// The handle serving holds: non-blocking `log`, synchronous label writes, shutdown.
+/// Lanes for this many threads at most (more share them).
+const MAX_LANES: usize = 64;
+
+/// Where serving threads append their predictions (see the module documentation).
+struct Lanes {
+    lanes: Box<[Lane]>,
+    /// Predictions a lane holds before new ones are dropped.
+    cap: usize,
+}
+
+/// One lane, alone on its cache lines so that two threads' lanes never share one.
+#[repr(align(128))]
+#[derive(Default)]
+struct Lane {
+    inner: Mutex<LaneInner>,
+}
+
+#[derive(Default)]
+struct LaneInner {
+    chunk: EncodedChunk,
+    /// Rows refused because the lane was full, since the writer last looked.
+    dropped: u64,
+    /// Set at shutdown: nothing more is accepted.
+    closed: bool,
+}
+
+/// What the writer took from one lane.
+struct Taken {
+    chunk: EncodedChunk,
+    dropped: u64,
+}
+
+impl Lanes {
+    fn new(cap: usize) -> Lanes {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let n = (threads * 2).clamp(4, MAX_LANES);
+        Lanes {
+            lanes: (0..n).map(|_| Lane::default()).collect(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// The calling thread's lane.
+    fn mine(&self) -> MutexGuard<'_, LaneInner> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        let i = INDEX.with(|i| *i) % self.lanes.len();
+        lock(&self.lanes[i].inner)
+    }
+
+    /// Swaps each lane that holds something (predictions or a count of refused ones) for an
+    /// empty chunk from `spare`; `close` also closes every lane.
+    fn take(&self, spare: &mut Vec<EncodedChunk>, close: bool, out: &mut Vec<Taken>) {
+        for lane in &self.lanes {
+            let mut inner = lock(&lane.inner);
+            inner.closed |= close;
+            if inner.chunk.is_empty() && inner.dropped == 0 {
+                continue;
+            }
+            let empty = spare.pop().unwrap_or_default();
+            out.push(Taken {
+                chunk: std::mem::replace(&mut inner.chunk, empty),
+                dropped: std::mem::take(&mut inner.dropped),
+            });
+        }
+    }
+}
+
+/// A lane's lock. Nothing panics while holding one, but if something did, the chunk is still
+/// whole (a record is appended in one step): keep using it.
+fn lock(m: &Mutex<LaneInner>) -> MutexGuard<'_, LaneInner> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The handle serving holds: non-blocking `log_prediction` and `log`, synchronous label
+/// writes, shutdown.
 pub struct PredictionLog {
     tx: mpsc::Sender<Entry>,
+    lanes: Arc<Lanes>,
     sink: Arc<dyn Sink>,
     metrics: Metrics,
     shared: Arc<Shared>,
@@ -173,6 +278,7 @@ impl PredictionLog {
     /// Starts the writer thread over `sink`.
     pub fn start(sink: Arc<dyn Sink>, config: LogConfig) -> Result<Arc<PredictionLog>> {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let lanes = Arc::new(Lanes::new(config.queue));
         let metrics = Metrics::new();
         let shared = Arc::new(Shared::default());
         let stop = CancellationToken::new();
@@ -183,6 +289,7 @@ impl PredictionLog {
             .map_err(|e| PredlogError::Sink(format!("cannot start the log writer's runtime: {e}")))?;
         let writer = Writer {
             rx,
+            lanes: lanes.clone(),
             sink: sink.clone(),
             config,
             metrics: metrics.clone(),
@@ -198,6 +305,7 @@ impl PredictionLog {
             .map_err(|e| PredlogError::Sink(format!("cannot start the log writer thread: {e}")))?;
         Ok(Arc::new(PredictionLog {
             tx,
+            lanes,
             sink,
             metrics,
             shared,
@@ -206,12 +314,48 @@ impl PredictionLog {
         }))
     }
 
+    /// Logs an answered request from its borrowed parts and tensors, encoded into the calling
+    /// thread's lane; never waits (but for the writer's swap of that lane) and, once the lane
+    /// has grown, never allocates. Returns `false` when it was dropped (lane full, or the log
+    /// shut down), which is counted.
+    pub fn log_prediction<'t, I, O>(&self, parts: &PredictionParts<'_>, inputs: I, outputs: O) -> bool
+    where
+        I: Iterator<Item = (&'t str, &'t Tensor)> + Clone,
+        O: Iterator<Item = (&'t str, &'t Tensor)> + Clone,
+    {
+        self.append(
+            |chunk| chunk.push(parts, inputs.clone(), outputs.clone()),
+            || crate::encoded::rows_of_first(inputs.clone()),
+        )
+    }
+
+    /// Appends to the calling thread's lane with `push`; `rows` says how many rows a refused
+    /// prediction held.
+    fn append(&self, push: impl FnOnce(&mut EncodedChunk) -> bool, rows: impl FnOnce() -> usize) -> bool {
+        let mut lane = self.lanes.mine();
+        if lane.closed {
+            drop(lane);
+            self.metrics.dropped_closed.increment(rows() as u64);
+            return false;
+        }
+        if lane.chunk.records() >= self.lanes.cap || !push(&mut lane.chunk) {
+            // counted by the writer when it next takes the lane
+            lane.dropped += rows() as u64;
+            return false;
+        }
+        true
+    }
+
     /// Queues an entry; never waits. Returns `false` when it was dropped (queue full or closed),
-    /// which is counted.
+    /// which is counted. A prediction record goes to the calling thread's lane, as
+    /// [`PredictionLog::log_prediction`]'s do.
     pub fn log(&self, entry: Entry) -> bool {
+        if let Entry::Prediction(p) = &entry {
+            return self.append(|chunk| chunk.push_record(p), || p.rows());
+        }
         let (kind, rows) = (
             match &entry {
-                Entry::Prediction(_) | Entry::Encoded(_) => &self.metrics.logged_prediction,
+                Entry::Prediction(_) => &self.metrics.logged_prediction,
                 Entry::Decision(_) => &self.metrics.logged_decision,
                 Entry::Feedback(_) => &self.metrics.logged_feedback,
             },
@@ -242,7 +386,8 @@ impl PredictionLog {
         Ok(labels.len())
     }
 
-    /// Counts so far.
+    /// Counts so far. Predictions in the lanes are counted (accepted or refused) when the
+    /// writer takes them, within a poll (20 ms).
     pub fn stats(&self) -> LogStats {
         let s = &self.shared;
         LogStats {
@@ -267,6 +412,7 @@ impl PredictionLog {
 
 struct Writer {
     rx: mpsc::Receiver<Entry>,
+    lanes: Arc<Lanes>,
     sink: Arc<dyn Sink>,
     config: LogConfig,
     metrics: Metrics,
@@ -274,16 +420,26 @@ struct Writer {
     stop: CancellationToken,
 }
 
+/// What the writer holds until it writes: queued entries and the chunks taken from lanes.
+#[derive(Default)]
+struct Pending {
+    entries: Vec<Entry>,
+    chunks: Vec<EncodedChunk>,
+    rows: usize,
+    /// When the oldest of them was taken.
+    oldest: Option<Instant>,
+}
+
 impl Writer {
-    /// The writer polls the queue every few milliseconds and drains it, instead of waiting on
-    /// it: a sender then never has a waiting receiver to wake, so `log` stays a lock-free push
-    /// with no system call, and the writer wakes tens of times a second, not once per entry.
+    /// The writer polls the channel and the lanes every few milliseconds instead of waiting on
+    /// them: a sender then never has a waiting receiver to wake, so logging stays free of
+    /// system calls, and the writer wakes tens of times a second, not once per entry.
     async fn run(mut self) {
         let batch_rows = self.config.batch_rows.max(1);
         let poll = self.config.flush.min(POLL);
-        let mut pending: Vec<Entry> = Vec::new();
-        let mut rows = 0usize;
-        let mut oldest: Option<Instant> = None;
+        let mut pending = Pending::default();
+        let mut spare: Vec<EncodedChunk> = Vec::new();
+        let mut taken: Vec<Taken> = Vec::new();
         let mut next_maintenance = Instant::now();
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -294,20 +450,10 @@ impl Writer {
                 _ = tick.tick() => {}
             }
             loop {
-                while rows < batch_rows {
-                    match self.rx.try_recv() {
-                        Ok(entry) => {
-                            rows += entry.rows();
-                            pending.push(entry);
-                            oldest.get_or_insert_with(Instant::now);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let due = oldest.is_some_and(|t| t.elapsed() >= self.config.flush);
-                if rows >= batch_rows || (due && !pending.is_empty()) {
-                    self.flush(std::mem::take(&mut pending)).await;
-                    (rows, oldest) = (0, None);
+                self.take(&mut pending, &mut spare, &mut taken, batch_rows, false);
+                let due = pending.oldest.is_some_and(|t| t.elapsed() >= self.config.flush);
+                if pending.rows >= batch_rows || (due && pending.rows > 0) {
+                    self.flush(&mut pending, &mut spare).await;
                     // a full batch: more may be waiting
                     continue;
                 }
@@ -321,59 +467,166 @@ impl Writer {
                 next_maintenance = Instant::now() + self.config.maintain_every;
             }
         }
-        // Shutdown: take what is queued and write it.
+        // Shutdown: close the channel and the lanes, take what they hold and write it.
         self.rx.close();
-        while let Ok(entry) = self.rx.try_recv() {
-            pending.push(entry);
-        }
-        if !pending.is_empty() {
-            self.flush(pending).await;
+        self.take(&mut pending, &mut spare, &mut taken, usize::MAX, true);
+        if pending.rows > 0 {
+            self.flush(&mut pending, &mut spare).await;
         }
         self.metrics.queue_depth.set(0.0);
     }
 
-    /// Writes each table's share of a batch, retrying failures with a bounded backoff.
-    async fn flush(&self, entries: Vec<Entry>) {
-        // A few tables per batch: a linear search that builds each table name once per flush,
-        // not once per entry.
-        let mut by_table: Vec<(String, Vec<Entry>)> = Vec::new();
-        for e in entries {
-            match by_table.iter_mut().find(|(table, _)| e.is_for(table)) {
-                Some((_, list)) => list.push(e),
-                None => by_table.push((e.table(), vec![e])),
+    /// Takes queued entries and the lanes' chunks (until `batch_rows` rows are pending), and
+    /// counts what the lanes accepted and refused.
+    fn take(
+        &mut self,
+        pending: &mut Pending,
+        spare: &mut Vec<EncodedChunk>,
+        taken: &mut Vec<Taken>,
+        batch_rows: usize,
+        close: bool,
+    ) {
+        let before = pending.rows;
+        while pending.rows < batch_rows {
+            match self.rx.try_recv() {
+                Ok(entry) => {
+                    pending.rows += entry.rows();
+                    pending.entries.push(entry);
+                }
+                Err(_) => break,
             }
         }
-        for (table, entries) in by_table {
-            let rows: u64 = entries.iter().map(|e| e.rows() as u64).sum();
-            let mut delay = self.config.backoff;
-            let mut attempt = 0;
-            loop {
-                let started = Instant::now();
-                match self.sink.write(&table, &entries).await {
-                    Ok(()) => {
-                        self.metrics.batch_duration.record(started.elapsed().as_secs_f64());
-                        self.metrics.rows_written.increment(rows);
-                        bump(&self.shared.rows_written, rows);
-                        bump(&self.shared.batches_written, 1);
-                        break;
-                    }
-                    Err(e) => {
-                        self.metrics.write_failures.increment(1);
-                        bump(&self.shared.write_failures, 1);
-                        if attempt >= self.config.retries {
-                            self.metrics.dropped_failed.increment(rows);
-                            bump(&self.shared.dropped_write_failed, rows);
-                            tracing::error!(table, rows, attempts = attempt + 1, error = %e,
-                                "prediction log batch dropped after its retries; serving is unaffected");
-                            break;
-                        }
-                        tracing::warn!(table, rows, attempt = attempt + 1, error = %e, "prediction log write failed; retrying");
-                        attempt += 1;
-                        // During shutdown, still retry (bounded), but do not sleep long.
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
+        if pending.rows < batch_rows || close {
+            self.lanes.take(spare, close, taken);
+            for Taken { chunk, dropped } in taken.drain(..) {
+                if dropped > 0 {
+                    self.metrics.dropped_full.increment(dropped);
+                    bump(&self.shared.dropped_queue_full, dropped);
                 }
+                if chunk.is_empty() {
+                    spare.push(chunk);
+                    continue;
+                }
+                let records = chunk.records() as u64;
+                self.metrics.logged_prediction.increment(records);
+                bump(&self.shared.logged, records);
+                pending.rows += chunk.rows();
+                pending.chunks.push(chunk);
+            }
+        }
+        if pending.rows > before {
+            pending.oldest.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Writes each table's share of what is pending, retrying failures with a bounded backoff,
+    /// and keeps the chunks' memory for the lanes.
+    async fn flush(&self, pending: &mut Pending, spare: &mut Vec<EncodedChunk>) {
+        let entries = std::mem::take(&mut pending.entries);
+        let chunks = std::mem::take(&mut pending.chunks);
+        (pending.rows, pending.oldest) = (0, None);
+        // A few tables per batch: a linear search that builds each table name once per flush,
+        // not once per entry, and consecutive predictions of one model skip even that.
+        let mut tables: Vec<Share<'_>> = Vec::new();
+        let mut by_table: Vec<Vec<Entry>> = Vec::new();
+        for e in entries {
+            let i = Share::find(&mut tables, |t| e.is_for(t), || e.table());
+            by_table.resize_with(tables.len(), Vec::new);
+            tables[i].rows += e.rows();
+            by_table[i].push(e);
+        }
+        let mut last: Option<(&str, usize)> = None;
+        for (rows, record) in chunks.iter().flat_map(EncodedChunk::records_iter) {
+            let model = model_of(record);
+            let i = match last {
+                Some((m, i)) if m == model => i,
+                _ => Share::find(
+                    &mut tables,
+                    |t| is_predictions_table(t, model),
+                    || predictions_table(model),
+                ),
+            };
+            last = Some((model, i));
+            tables[i].rows += rows;
+            tables[i].encoded.push(record);
+        }
+        by_table.resize_with(tables.len(), Vec::new);
+        for (share, entries) in tables.iter().zip(&by_table) {
+            self.write(TableBatch {
+                table: &share.table,
+                entries,
+                encoded: &share.encoded,
+                rows: share.rows,
+            })
+            .await;
+        }
+        drop(tables);
+        for mut chunk in chunks {
+            // keep one empty chunk per lane, not a burst's worth of memory
+            if spare.len() < self.lanes.lanes.len() && chunk.capacity() <= MAX_SPARE_BYTES {
+                chunk.clear();
+                spare.push(chunk);
+            }
+        }
+    }
+
+    async fn write(&self, batch: TableBatch<'_>) {
+        let (table, rows) = (batch.table, batch.rows as u64);
+        let mut delay = self.config.backoff;
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            match self.sink.write(&batch).await {
+                Ok(()) => {
+                    self.metrics.batch_duration.record(started.elapsed().as_secs_f64());
+                    self.metrics.rows_written.increment(rows);
+                    bump(&self.shared.rows_written, rows);
+                    bump(&self.shared.batches_written, 1);
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.write_failures.increment(1);
+                    bump(&self.shared.write_failures, 1);
+                    if attempt >= self.config.retries {
+                        self.metrics.dropped_failed.increment(rows);
+                        bump(&self.shared.dropped_write_failed, rows);
+                        tracing::error!(table, rows, attempts = attempt + 1, error = %e,
+                            "prediction log batch dropped after its retries; serving is unaffected");
+                        return;
+                    }
+                    tracing::warn!(table, rows, attempt = attempt + 1, error = %e, "prediction log write failed; retrying");
+                    attempt += 1;
+                    // During shutdown, still retry (bounded), but do not sleep long.
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// A spare chunk larger than this (after a burst) is freed rather than kept.
+const MAX_SPARE_BYTES: usize = 8 << 20;
+
+/// One table's share of a flush, as the writer gathers it.
+struct Share<'a> {
+    table: String,
+    encoded: Vec<&'a [u8]>,
+    rows: usize,
+}
+
+impl<'a> Share<'a> {
+    /// The share of the table `is_for` accepts, added (named `name()`) if new.
+    fn find(tables: &mut Vec<Share<'a>>, is_for: impl Fn(&str) -> bool, name: impl FnOnce() -> String) -> usize {
+        match tables.iter().position(|t| is_for(&t.table)) {
+            Some(i) => i,
+            None => {
+                tables.push(Share {
+                    table: name(),
+                    encoded: Vec::new(),
+                    rows: 0,
+                });
+                tables.len() - 1
             }
         }
     }

@@ -9,7 +9,7 @@ use keel_lake::arrow::array::{Float64Array, Int64Array};
 use keel_predlog::lake_sink::LakeSink;
 use keel_predlog::performance::{Bucket, PerformanceOptions, performance};
 use keel_predlog::{
-    Entry, FeedbackRecord, LabelRecord, LogConfig, PredictionLog, PredictionRecord, Routing, Sink, now_us,
+    Entry, FeedbackRecord, LabelRecord, LogConfig, PredictionLog, PredictionRecord, Routing, Sink, TableBatch, now_us,
 };
 use keel_runtime::{Tensor, TensorData};
 
@@ -63,6 +63,18 @@ fn count(batches: &[keel_lake::arrow::array::RecordBatch]) -> i64 {
         .value(0)
 }
 
+/// Writes records straight through the sink, as the writer does with a table's share.
+async fn write(sink: &LakeSink, table: &str, entries: &[Entry]) -> keel_predlog::Result<()> {
+    let rows = entries.iter().map(Entry::rows).sum();
+    sink.write(&TableBatch {
+        table,
+        entries,
+        encoded: &[],
+        rows,
+    })
+    .await
+}
+
 async fn wait_for(log: &PredictionLog, what: impl Fn(&keel_predlog::LogStats) -> bool) {
     for _ in 0..600 {
         if what(&log.stats()) {
@@ -83,18 +95,26 @@ async fn the_writer_batches_by_rows_and_flushes_on_shutdown() {
         ..LogConfig::default()
     };
     let log = PredictionLog::start(sink, config).unwrap();
-    for i in 0..7 {
+    for i in 0..3 {
         assert!(log.log(prediction(&format!("p{i}"), 1, now_us(), [i as f32, 0.0], 0.5)));
     }
-    // Two full batches of 3 are written without waiting for the (one hour) flush time...
-    wait_for(&log, |s| s.rows_written == 6).await;
-    assert_eq!(log.stats().batches_written, 2);
-    // ...and the seventh row on shutdown.
+    // A full batch of 3 is written without waiting for the (one hour) flush time...
+    wait_for(&log, |s| s.rows_written == 3).await;
+    assert_eq!(log.stats().batches_written, 1);
+    // ...one more row waits (the writer polls every 20 ms, so ten polls pass)...
+    assert!(log.log(prediction("p3", 1, now_us(), [3.0, 0.0], 0.5)));
+    wait_for(&log, |s| s.logged == 4).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(log.stats().rows_written, 3);
+    // ...and is written on shutdown.
     log.shutdown().await;
     let s = log.stats();
-    assert_eq!((s.rows_written, s.batches_written, s.dropped_queue_full), (7, 3, 0));
+    assert_eq!(
+        (s.rows_written, s.batches_written, s.logged, s.dropped_queue_full),
+        (4, 2, 4, 0)
+    );
     let n = lake.sql("SELECT count(*) FROM \"predictions_m\"").await.unwrap();
-    assert_eq!(count(&n), 7);
+    assert_eq!(count(&n), 4);
     let cols = lake
         .sql("SELECT x_0, out_probabilities_1, out_label FROM \"predictions_m\" WHERE prediction_id = 'p3'")
         .await
@@ -103,6 +123,48 @@ async fn the_writer_batches_by_rows_and_flushes_on_shutdown() {
     assert_eq!(x0.value(0), 3.0);
     // After shutdown, entries are refused (and counted), never queued.
     assert!(!log.log(prediction("late", 1, now_us(), [0.0, 0.0], 0.5)));
+}
+
+/// Many threads logging at once, each into its lane, while the writer takes lanes and writes:
+/// every prediction lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_from_many_threads_land_exactly_once() {
+    let (_dir, lake) = lake();
+    let sink = Arc::new(LakeSink::new(lake.clone(), None));
+    let config = LogConfig {
+        batch_rows: 256,
+        flush: Duration::from_millis(50),
+        ..LogConfig::default()
+    };
+    let log = PredictionLog::start(sink, config).unwrap();
+    let (threads, per_thread) = (12, 400);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let log = &log;
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    let id = format!("t{t}-{i}");
+                    assert!(log.log(prediction(&id, 1, now_us(), [t as f32, i as f32], 0.5)));
+                }
+            });
+        }
+    });
+    log.shutdown().await;
+    let s = log.stats();
+    let total = (threads * per_thread) as u64;
+    assert_eq!(
+        (s.logged, s.rows_written, s.dropped_queue_full),
+        (total, total, 0),
+        "{s:?}"
+    );
+    let n = lake
+        .sql("SELECT count(DISTINCT prediction_id) FROM \"predictions_m\" WHERE x_1 < 400")
+        .await
+        .unwrap();
+    assert_eq!(count(&n), total as i64);
+    // After shutdown nothing is accepted, from any thread.
+    let late = std::thread::spawn(move || log.log(prediction("late", 1, now_us(), [0.0, 0.0], 0.5)));
+    assert!(!late.join().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +209,7 @@ async fn labels_and_feedback_join_to_predictions_and_performance_is_right() {
     for (i, s) in [0.8f32, 0.4, 0.6, 0.2].into_iter().enumerate() {
         v1.push(prediction(&format!("a{i}"), 1, t0 + i as i64, [0.0, 0.0], s));
     }
-    sink.write("predictions_m", &v1).await.unwrap();
+    write(&sink, "predictions_m", &v1).await.unwrap();
     let mut v2 = Vec::new();
     for (i, s) in [0.9f32, 0.1].into_iter().enumerate() {
         let Entry::Prediction(mut p) = prediction(&format!("b{i}"), 2, t0 + hour + i as i64, [1.0, 1.0], s) else {
@@ -169,7 +231,7 @@ async fn labels_and_feedback_join_to_predictions_and_performance_is_right() {
         ));
         v2.push(Entry::Prediction(p));
     }
-    sink.write("predictions_m", &v2).await.unwrap();
+    write(&sink, "predictions_m", &v2).await.unwrap();
     let labels: Vec<LabelRecord> = [("a0", 1.0), ("a1", 1.0), ("a2", 0.0), ("a3", 0.0), ("nope", 1.0)]
         .into_iter()
         .map(|(id, y)| LabelRecord {
@@ -192,7 +254,7 @@ async fn labels_and_feedback_join_to_predictions_and_performance_is_right() {
             })
         })
         .collect();
-    sink.write("feedback", &feedback).await.unwrap();
+    write(&sink, "feedback", &feedback).await.unwrap();
 
     let old_rows = lake
         .sql("SELECT count(*) FROM \"predictions_m\" WHERE extra_feature IS NULL")
@@ -244,7 +306,7 @@ async fn retention_removes_old_days_only() {
         prediction("old", 1, now - 10 * day, [0.0, 0.0], 0.5),
         prediction("new", 1, now, [0.0, 0.0], 0.5),
     ];
-    sink.write("predictions_m", &entries).await.unwrap();
+    write(&sink, "predictions_m", &entries).await.unwrap();
     sink.write_labels(&[LabelRecord {
         ts_us: now - 10 * day,
         prediction_id: "old".into(),

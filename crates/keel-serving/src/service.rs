@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use keel_predlog::{EncodedPrediction, Entry, PredictionLog, PredictionParts, Routing};
+use keel_predlog::{PredictionLog, PredictionParts, Routing};
 use keel_registry::{Registry, VersionSelector};
 use keel_runtime::{IoSpec, Tensor};
 use metrics::{Gauge, gauge};
@@ -326,7 +326,7 @@ impl InferenceService {
 }
 
 /// Hands an answered request to the prediction log (never waits) and gives the response its
-/// prediction id. The request's inputs are moved into the record: the request is done.
+/// prediction id.
 fn log_prediction(
     log: &PredictionLog,
     model: &LoadedModel,
@@ -337,9 +337,9 @@ fn log_prediction(
 ) {
     let Some(request) = request else { return };
     let prediction_id = keel_predlog::new_prediction_id();
-    // One flat buffer read from the request's and the response's tensors in place: the request
-    // is then freed here, on its own thread, and nothing is cloned (see keel_predlog::encoded).
-    let encoded = EncodedPrediction::encode(
+    // Encoded from the request's and the response's tensors in place into this thread's lane:
+    // nothing is cloned, and the request is freed here, on its own thread (keel_predlog::encoded).
+    log.log_prediction(
         &PredictionParts {
             ts_us: keel_predlog::now_us(),
             prediction_id: &prediction_id,
@@ -353,7 +353,6 @@ fn log_prediction(
         response.outputs.iter().map(|o| (o.name.as_str(), &o.tensor)),
     );
     response.prediction_id = Some(prediction_id);
-    log.log(Entry::Encoded(encoded));
 }
 
 /// Validates the request against the model and runs it, inline when small. Gives the request
