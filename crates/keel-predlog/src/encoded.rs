@@ -105,7 +105,8 @@ fn tensor_len(name: &str, t: &Tensor) -> usize {
         TensorData::Bytes(v) => v.iter().map(|b| 4 + b.len()).sum(),
         other => other.len() * other.datatype().element_size().unwrap_or(0),
     };
-    str_len(name) + 2 + 8 * t.shape.len() + 4 + values
+    // put_tensor writes at most 255 dimensions
+    str_len(name) + 2 + 8 * t.shape.len().min(255) + 4 + values
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
@@ -421,7 +422,8 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         let dtype = dtype_of(code)?;
         let values = if dtype == DataType::Bytes {
-            let mut items = Vec::with_capacity(n);
+            // a corrupt count must not reserve more than the record could hold
+            let mut items = Vec::with_capacity(n.min((self.buf.len() - self.at) / 4));
             for _ in 0..n {
                 let len = self.u32()? as usize;
                 items.push(self.take(len)?);
@@ -672,6 +674,23 @@ mod tests {
         assert_eq!(v.routing, None);
         assert_eq!((v.rows(), chunk.rows()), (1, 1));
         assert_eq!(v.tensors[0].values.f64_at(0), Some(2.0));
+    }
+
+    /// A shape of more than 255 dimensions keeps its first 255 (the record's length says so
+    /// too), and the record after it still reads back.
+    #[test]
+    fn a_tensor_of_more_than_255_dimensions_keeps_the_records_aligned() {
+        let mut rec = record();
+        rec.outputs = vec![("deep".into(), t(vec![1; 300], TensorData::Fp32(vec![0.5])))];
+        let mut chunk = EncodedChunk::default();
+        assert!(chunk.push_record(&rec));
+        rec.prediction_id = "next".into();
+        assert!(chunk.push_record(&rec));
+        let ids: Vec<String> = chunk
+            .records_iter()
+            .map(|(_, r)| view_encoded(r).expect("decodes").prediction_id.to_string())
+            .collect();
+        assert_eq!(ids, ["0199-abc", "next"]);
     }
 
     #[test]

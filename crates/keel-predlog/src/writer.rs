@@ -11,6 +11,12 @@
 //! with a doubling backoff (bounded), then the batch is dropped and counted. Memory is bounded
 //! by the channel and the lanes (`queue` entries each) plus one batch being written.
 //!
+//! Each lane counts what it accepted and refused under the lock it already holds; a second task
+//! on the writer's runtime publishes those counts (and the queue depth) every poll whenever the
+//! writer waits (on the lake's I/O, a retry's backoff, the next poll), so `/metrics` shows drops
+//! while a slow or failing sink holds the writer up; only while the writer builds a batch (CPU,
+//! a fraction of a second) do they wait for it.
+//!
 //! Lanes instead of one queue: a shared queue costs every request an allocation (freed on
 //! the writer's thread: the allocator's slow path), a push contending with other threads'
 //! and a cache line the writer's thread last wrote. A lane is written by one thread; the writer
@@ -34,7 +40,7 @@ use crate::encoded::{EncodedChunk, PredictionParts, model_of};
 use crate::record::{Entry, LabelRecord, is_predictions_table, predictions_table};
 use crate::{PredlogError, Result};
 
-/// Entries accepted into the queue, by kind.
+/// Rows accepted for logging, by kind (the rows that are written or dropped and counted).
 pub const LOGGED_TOTAL: &str = "keel_predlog_logged_total";
 /// Rows dropped, by reason (`queue_full`, `write_failed`, `closed`).
 pub const DROPPED_TOTAL: &str = "keel_predlog_dropped_total";
@@ -200,16 +206,21 @@ struct Lane {
 #[derive(Default)]
 struct LaneInner {
     chunk: EncodedChunk,
-    /// Rows refused because the lane was full, since the writer last looked.
+    /// Rows accepted since the counts were last published.
+    accepted: u64,
+    /// Rows refused because the lane was full, since the counts were last published.
     dropped: u64,
     /// Set at shutdown: nothing more is accepted.
     closed: bool,
 }
 
-/// What the writer took from one lane.
-struct Taken {
-    chunk: EncodedChunk,
+/// What the lanes counted since the counts were last published.
+#[derive(Debug, Default, Clone, Copy)]
+struct LaneCounts {
+    accepted: u64,
     dropped: u64,
+    /// Predictions waiting in the lanes now.
+    waiting: usize,
 }
 
 impl Lanes {
@@ -232,21 +243,30 @@ impl Lanes {
         lock(&self.lanes[i].inner)
     }
 
-    /// Swaps each lane that holds something (predictions or a count of refused ones) for an
-    /// empty chunk from `spare`; `close` also closes every lane.
-    fn take(&self, spare: &mut Vec<EncodedChunk>, close: bool, out: &mut Vec<Taken>) {
+    /// Swaps each lane that holds predictions for an empty chunk from `spare`; `close` also
+    /// closes every lane.
+    fn take(&self, spare: &mut Vec<EncodedChunk>, close: bool, out: &mut Vec<EncodedChunk>) {
         for lane in &self.lanes {
             let mut inner = lock(&lane.inner);
             inner.closed |= close;
-            if inner.chunk.is_empty() && inner.dropped == 0 {
+            if inner.chunk.is_empty() {
                 continue;
             }
             let empty = spare.pop().unwrap_or_default();
-            out.push(Taken {
-                chunk: std::mem::replace(&mut inner.chunk, empty),
-                dropped: std::mem::take(&mut inner.dropped),
-            });
+            out.push(std::mem::replace(&mut inner.chunk, empty));
         }
+    }
+
+    /// Takes every lane's counts (each is counted once, whoever calls).
+    fn take_counts(&self) -> LaneCounts {
+        let mut sum = LaneCounts::default();
+        for lane in &self.lanes {
+            let mut inner = lock(&lane.inner);
+            sum.accepted += std::mem::take(&mut inner.accepted);
+            sum.dropped += std::mem::take(&mut inner.dropped);
+            sum.waiting += inner.chunk.records();
+        }
+        sum
     }
 }
 
@@ -289,6 +309,7 @@ impl PredictionLog {
             .map_err(|e| PredlogError::Sink(format!("cannot start the log writer's runtime: {e}")))?;
         let writer = Writer {
             rx,
+            tx: tx.clone(),
             lanes: lanes.clone(),
             sink: sink.clone(),
             config,
@@ -338,11 +359,13 @@ impl PredictionLog {
             self.metrics.dropped_closed.increment(rows() as u64);
             return false;
         }
+        let before = lane.chunk.rows();
         if lane.chunk.records() >= self.lanes.cap || !push(&mut lane.chunk) {
-            // counted by the writer when it next takes the lane
+            // published with the lane's other counts by the counting task
             lane.dropped += rows() as u64;
             return false;
         }
+        lane.accepted += (lane.chunk.rows() - before) as u64;
         true
     }
 
@@ -363,8 +386,8 @@ impl PredictionLog {
         );
         match self.tx.try_send(entry) {
             Ok(()) => {
-                kind.increment(1);
-                bump(&self.shared.logged, 1);
+                kind.increment(rows);
+                bump(&self.shared.logged, rows);
                 true
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -386,8 +409,9 @@ impl PredictionLog {
         Ok(labels.len())
     }
 
-    /// Counts so far. Predictions in the lanes are counted (accepted or refused) when the
-    /// writer takes them, within a poll (20 ms).
+    /// Counts so far. Predictions are counted (accepted or refused) within a poll (20 ms) of
+    /// their `log_prediction`, also while the writer waits on the sink (not while it is busy
+    /// building a batch: see the module documentation).
     pub fn stats(&self) -> LogStats {
         let s = &self.shared;
         LogStats {
@@ -412,6 +436,8 @@ impl PredictionLog {
 
 struct Writer {
     rx: mpsc::Receiver<Entry>,
+    /// A sender of the same channel, for its depth only (the writer closes `rx` at shutdown).
+    tx: mpsc::Sender<Entry>,
     lanes: Arc<Lanes>,
     sink: Arc<dyn Sink>,
     config: LogConfig,
@@ -439,7 +465,16 @@ impl Writer {
         let poll = self.config.flush.min(POLL);
         let mut pending = Pending::default();
         let mut spare: Vec<EncodedChunk> = Vec::new();
-        let mut taken: Vec<Taken> = Vec::new();
+        let mut taken: Vec<EncodedChunk> = Vec::new();
+        let counting = tokio::spawn(
+            Counting {
+                lanes: self.lanes.clone(),
+                channel: self.tx.clone(),
+                metrics: self.metrics.clone(),
+                shared: self.shared.clone(),
+            }
+            .run(poll),
+        );
         let mut next_maintenance = Instant::now();
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -459,7 +494,6 @@ impl Writer {
                 }
                 break;
             }
-            self.metrics.queue_depth.set(self.rx.len() as f64);
             if Instant::now() >= next_maintenance {
                 if let Err(e) = self.sink.maintain().await {
                     tracing::error!(error = %e, "log maintenance (retention) failed; retried next time");
@@ -467,22 +501,24 @@ impl Writer {
                 next_maintenance = Instant::now() + self.config.maintain_every;
             }
         }
-        // Shutdown: close the channel and the lanes, take what they hold and write it.
+        // Shutdown: close the channel and the lanes, take what they hold, count it and write it.
+        counting.abort();
         self.rx.close();
         self.take(&mut pending, &mut spare, &mut taken, usize::MAX, true);
+        let counts = self.lanes.take_counts();
+        publish(&self.metrics, &self.shared, counts);
         if pending.rows > 0 {
             self.flush(&mut pending, &mut spare).await;
         }
         self.metrics.queue_depth.set(0.0);
     }
 
-    /// Takes queued entries and the lanes' chunks (until `batch_rows` rows are pending), and
-    /// counts what the lanes accepted and refused.
+    /// Takes queued entries and the lanes' chunks (until `batch_rows` rows are pending).
     fn take(
         &mut self,
         pending: &mut Pending,
         spare: &mut Vec<EncodedChunk>,
-        taken: &mut Vec<Taken>,
+        taken: &mut Vec<EncodedChunk>,
         batch_rows: usize,
         close: bool,
     ) {
@@ -498,18 +534,7 @@ impl Writer {
         }
         if pending.rows < batch_rows || close {
             self.lanes.take(spare, close, taken);
-            for Taken { chunk, dropped } in taken.drain(..) {
-                if dropped > 0 {
-                    self.metrics.dropped_full.increment(dropped);
-                    bump(&self.shared.dropped_queue_full, dropped);
-                }
-                if chunk.is_empty() {
-                    spare.push(chunk);
-                    continue;
-                }
-                let records = chunk.records() as u64;
-                self.metrics.logged_prediction.increment(records);
-                bump(&self.shared.logged, records);
+            for chunk in taken.drain(..) {
                 pending.rows += chunk.rows();
                 pending.chunks.push(chunk);
             }
@@ -602,6 +627,42 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Publishes the lanes' counts every poll, on the writer's runtime but beside the writer, so
+/// they stay current while the writer waits on the sink (a retry's backoff, a slow commit).
+struct Counting {
+    lanes: Arc<Lanes>,
+    /// For the channel's depth only.
+    channel: mpsc::Sender<Entry>,
+    metrics: Metrics,
+    shared: Arc<Shared>,
+}
+
+impl Counting {
+    async fn run(self, poll: Duration) {
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let counts = self.lanes.take_counts();
+            publish(&self.metrics, &self.shared, counts);
+            let channel = self.channel.max_capacity() - self.channel.capacity();
+            self.metrics.queue_depth.set((channel + counts.waiting) as f64);
+        }
+    }
+}
+
+/// Adds the lanes' counts to the metrics and the shared counts.
+fn publish(metrics: &Metrics, shared: &Shared, counts: LaneCounts) {
+    if counts.accepted > 0 {
+        metrics.logged_prediction.increment(counts.accepted);
+        bump(&shared.logged, counts.accepted);
+    }
+    if counts.dropped > 0 {
+        metrics.dropped_full.increment(counts.dropped);
+        bump(&shared.dropped_queue_full, counts.dropped);
     }
 }
 

@@ -188,6 +188,15 @@ async fn a_failing_sink_is_retried_then_counted_and_a_full_queue_drops() {
         .filter(|i| log.log(prediction(&format!("b{i}"), 1, now_us(), [0.0, 0.0], 0.5)))
         .count();
     assert!(accepted <= 2, "accepted {accepted}");
+    // The refusals are counted while the writer is still retrying its first batch (3 s of
+    // backoff), not once it gets to the lanes again.
+    wait_for(&log, |s| s.dropped_queue_full + s.logged >= 51).await;
+    let s = log.stats();
+    assert_eq!(
+        s.dropped_write_failed, 0,
+        "the first batch's retries are over already: {s:?}"
+    );
+    assert_eq!(s.logged, 1 + accepted as u64, "{s:?}");
     log.shutdown().await;
     let s = log.stats();
     assert!(s.dropped_queue_full >= 48, "{s:?}");

@@ -604,7 +604,8 @@ pub struct ServeArgs {
     /// Do not log predictions
     #[arg(long)]
     pub no_log_predictions: bool,
-    /// Log entries queued before new ones are dropped (and counted)
+    /// Predictions each serving thread's lane holds, and decisions and rewards the writer's
+    /// queue holds, before new ones are dropped (and counted)
     #[arg(long, default_value_t = keel_predlog::DEFAULT_QUEUE)]
     pub log_queue: usize,
     /// Write a log batch once it holds this many rows...

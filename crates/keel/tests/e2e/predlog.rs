@@ -116,10 +116,20 @@ async fn a_failing_log_sink_is_counted_and_serving_answers() {
         }
     })
     .await;
-    // every request was either queued or dropped as the queue was full: none was lost silently
-    let logged = server.metric("keel_predlog_logged_total{kind=\"prediction\"}").await;
-    let full = server.metric("keel_predlog_dropped_total{reason=\"queue_full\"}").await;
-    assert_eq!(logged + full, 200.0);
+    // Every request was either queued or dropped as the queue was full, none lost silently, and
+    // that is counted (within a poll) while the writer is still stuck retrying.
+    let full = eventually(Duration::from_secs(30), Duration::from_millis(50), async || {
+        let logged = server.metric("keel_predlog_logged_total{kind=\"prediction\"}").await;
+        let full = server.metric("keel_predlog_dropped_total{reason=\"queue_full\"}").await;
+        if logged + full == 200.0 {
+            Ok(full)
+        } else {
+            Err(format!(
+                "{logged} logged + {full} dropped as the queue was full, not 200"
+            ))
+        }
+    })
+    .await;
     assert!(full > 0.0, "a writer stuck retrying must fill a queue of 2");
     server.stop();
 }
