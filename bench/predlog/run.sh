@@ -81,4 +81,12 @@ off, on = mean("off", "req_per_s"), mean("on", "req_per_s")
 print(f"mean req/s: off {off:.0f}, on {on:.0f}; logging costs {100 * (1 - on / off):.1f}% of throughput (target < 10%)")
 coff, con = mean("off", "cpu_us_per_req"), mean("on", "cpu_us_per_req")
 print(f"mean keel CPU per request: off {coff:.1f} us, on {con:.1f} us (+{con - coff:.1f} us, {100 * (con / coff - 1):.1f}%)")
+# Each round's own pair (off then on, back to back) shows how much of the mean is the machine's noise.
+pairs = sorted(100 * (1 - float(n["req_per_s"]) / float(f["req_per_s"]))
+               for f in rows if f["logging"] == "off"
+               for n in rows if n["logging"] == "on" and n["round"] == f["round"])
+if pairs:
+    mid = len(pairs) // 2
+    median = pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2
+    print(f"cost per round pair: {', '.join(f'{c:.1f}%' for c in pairs)} (median {median:.1f}%)")
 PY

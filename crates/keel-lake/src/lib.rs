@@ -924,7 +924,7 @@ impl Appender {
         }
         self.lake.prepare_write(&self.table, false).await?;
         let mut writer = deltalake::writer::RecordBatchWriter::for_table(delta)?
-            .with_writer_properties(log_writer_properties(&schema));
+            .with_writer_properties(log_writer_properties(&batches));
         for batch in &batches {
             if let Err(e) = deltalake::writer::DeltaWriter::write(&mut writer, batch.clone()).await {
                 // Nothing is committed yet: the general path decides (and explains).
@@ -953,30 +953,68 @@ impl Appender {
     }
 }
 
-/// Parquet settings for log files: Snappy, dictionaries only for text (float features rarely
-/// repeat, and a dictionary tried and abandoned per column costs more than it saves).
-fn log_writer_properties(schema: &Schema) -> deltalake::parquet::file::properties::WriterProperties {
-    use deltalake::arrow::datatypes::DataType;
+/// Parquet settings for log files: Snappy, statistics per column chunk (what the Delta log's
+/// file statistics and file skipping use; page-level ones cost every page and serve little on
+/// append-only logs), and dictionaries only for text columns whose values repeat (a model or
+/// variant name: yes; a prediction id, unique per row: no, a dictionary for it is built,
+/// outgrows its page and is abandoned in every file).
+fn log_writer_properties(batches: &[RecordBatch]) -> deltalake::parquet::file::properties::WriterProperties {
     use deltalake::parquet::basic::Compression;
-    use deltalake::parquet::file::properties::WriterProperties;
+    use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
     use deltalake::parquet::schema::types::ColumnPath;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_dictionary_enabled(false);
-    for field in schema.fields() {
-        if matches!(
-            field.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        ) {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
+    if let Some(first) = batches.first() {
+        for (i, field) in first.schema().fields().iter().enumerate() {
+            if text_values_repeat(first.column(i).as_ref()) {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
+            }
         }
     }
     props.build()
 }
 
+/// Whether a text column's values repeat, judged on a sample of its first values: fewer distinct
+/// non-null values than half the sample. Non-text columns: no.
+fn text_values_repeat(column: &dyn deltalake::arrow::array::Array) -> bool {
+    use deltalake::arrow::array::AsArray;
+    use deltalake::arrow::datatypes::DataType;
+    const SAMPLE: usize = 64;
+    let distinct = |values: &mut dyn Iterator<Item = Option<&str>>| {
+        let (mut seen, mut n) = (std::collections::HashSet::new(), 0usize);
+        for v in values.take(SAMPLE).flatten() {
+            seen.insert(v);
+            n += 1;
+        }
+        n == 0 || seen.len() * 2 <= n
+    };
+    match column.data_type() {
+        DataType::Utf8 => distinct(&mut column.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => distinct(&mut column.as_string::<i64>().iter()),
+        DataType::Utf8View => distinct(&mut column.as_string_view().iter()),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dictionaries_only_for_text_that_repeats() {
+        use deltalake::arrow::array::{Float64Array, StringArray};
+        let ids: Vec<String> = (0..100).map(|i| format!("0199-{i:04}")).collect();
+        let unique = StringArray::from_iter_values(&ids);
+        let names = StringArray::from_iter_values((0..100).map(|i| ["bc-lr", "bc-rf"][i % 2]));
+        let nulls = StringArray::from(vec![None::<&str>; 10]);
+        let numbers = Float64Array::from(vec![1.0; 10]);
+        assert!(!text_values_repeat(&unique));
+        assert!(text_values_repeat(&names));
+        assert!(text_values_repeat(&nulls));
+        assert!(!text_values_repeat(&numbers));
+    }
 
     #[test]
     fn table_names() {

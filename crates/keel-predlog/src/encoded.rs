@@ -520,6 +520,41 @@ impl Values<'_> {
         }
     }
 
+    /// Values `start..start + n` of an encoded numeric tensor as numbers, in order, to `out`
+    /// (its type looked at once, not per value, as a log batch's hot loop wants). `false`, and
+    /// nothing given, for other values or a range past the end: read them with [`Values::f64_at`].
+    pub fn numbers(&self, start: usize, n: usize, mut out: impl FnMut(usize, f64)) -> bool {
+        let Values::Raw { dtype, width, bytes } = self else {
+            return false;
+        };
+        let Some(slice) = bytes.get(start * width..(start + n) * width) else {
+            return false;
+        };
+        macro_rules! each {
+            ($w:literal, |$b:ident| $decode:expr) => {{
+                for (j, $b) in slice.chunks_exact($w).enumerate() {
+                    let $b: [u8; $w] = $b.try_into().unwrap_or([0; $w]);
+                    out(j, $decode);
+                }
+            }};
+        }
+        match dtype {
+            DataType::Uint8 => each!(1, |b| f64::from(b[0])),
+            DataType::Int8 => each!(1, |b| f64::from(b[0] as i8)),
+            DataType::Uint16 => each!(2, |b| f64::from(u16::from_le_bytes(b))),
+            DataType::Int16 => each!(2, |b| f64::from(i16::from_le_bytes(b))),
+            DataType::Fp16 => each!(2, |b| f64::from(f16_to_f32(u16::from_le_bytes(b)))),
+            DataType::Uint32 => each!(4, |b| f64::from(u32::from_le_bytes(b))),
+            DataType::Int32 => each!(4, |b| f64::from(i32::from_le_bytes(b))),
+            DataType::Fp32 => each!(4, |b| f64::from(f32::from_le_bytes(b))),
+            DataType::Uint64 => each!(8, |b| u64::from_le_bytes(b) as f64),
+            DataType::Int64 => each!(8, |b| i64::from_le_bytes(b) as f64),
+            DataType::Fp64 => each!(8, |b| f64::from_le_bytes(b)),
+            DataType::Bool | DataType::Bytes => return false,
+        }
+        true
+    }
+
     /// Value `i` as a number (numeric types only).
     pub fn f64_at(&self, i: usize) -> Option<f64> {
         match self {
@@ -658,6 +693,29 @@ mod tests {
                 assert_eq!(x.values.bool_at(i), y.values.bool_at(i), "{}[{i}]", x.name);
                 assert_eq!(x.values.bytes_at(i), y.values.bytes_at(i), "{}[{i}]", x.name);
             }
+        }
+    }
+
+    /// The hot loop's reader gives each number as `f64_at` does, and refuses what it cannot read.
+    #[test]
+    fn numbers_read_as_f64_at_does() {
+        let mut chunk = EncodedChunk::default();
+        assert!(chunk.push_record(&record()));
+        let v = view_encoded(chunk.records_iter().next().expect("one record").1).expect("decodes");
+        for t in &v.tensors {
+            let n = t.values.len();
+            let mut got = Vec::new();
+            let read = t.values.numbers(1, n - 1, |j, x| got.push((j, x.to_bits())));
+            if t.values.kind() != Kind::Number {
+                assert!(!read && got.is_empty(), "{}", t.name);
+                continue;
+            }
+            assert!(read, "{}", t.name);
+            let want: Vec<(usize, u64)> = (1..n)
+                .map(|i| (i - 1, t.values.f64_at(i).expect("a number").to_bits()))
+                .collect();
+            assert_eq!(got, want, "{}", t.name);
+            assert!(!t.values.numbers(1, n, |_, _| {}), "{}: past the end", t.name);
         }
     }
 

@@ -377,6 +377,8 @@ struct Slot<'a> {
     /// Per value of a row: its column, or (the column name being taken by another kind) the
     /// key it gets in `extra`. Empty: the whole row of this tensor goes to `extra`.
     cols: Vec<std::result::Result<usize, String>>,
+    /// Numbers that all have a column: those columns, for the fast path.
+    numeric: Option<Vec<usize>>,
 }
 
 impl<'a> Slot<'a> {
@@ -403,13 +405,21 @@ impl<'a> Slot<'a> {
                 }
                 _ => Err(col_name),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let numeric = (kind == Kind::Number && width > 0 && cols.len() == width)
+            .then(|| {
+                cols.iter()
+                    .map(|c| c.as_ref().ok().copied())
+                    .collect::<Option<Vec<usize>>>()
+            })
+            .flatten();
         Slot {
             is_output,
             name,
             kind,
             width,
             cols,
+            numeric,
         }
     }
 }
@@ -484,6 +494,17 @@ fn predictions_batch<'a>(items: impl Iterator<Item = Result<PredictionView<'a>>>
             let mut leftovers = serde_json::Map::new();
             for (slot, tensor) in plan.iter().zip(&p.tensors) {
                 let width = slot.width;
+                if let Some(numeric) = &slot.numeric {
+                    let cols = &mut flat.cols;
+                    let fast = tensor.values.numbers(r * width, width, |j, v| {
+                        if let Col::Num(b) = &mut cols[numeric[j]] {
+                            b.append_value(v);
+                        }
+                    });
+                    if fast {
+                        continue;
+                    }
+                }
                 if slot.cols.is_empty() {
                     let values: Vec<serde_json::Value> = (r * width..(r + 1) * width)
                         .map(|i| json_value(&tensor.values, i))
