@@ -5,6 +5,7 @@
 # Environment (all optional):
 #   DURATION=20    seconds per measured phase       ROUNDS=2   off/on pairs
 #   SKIP_BUILD=1   reuse target/bench-lake/keel     KEEL_SERVE_ARGS   extra serve flags
+#   KEEL=path      another keel binary (with SKIP_BUILD=1), e.g. an older commit's to compare
 #   KEEL_ORT_LIB   libonnxruntime (default: /work/main/.venv's)
 # Output: bench/results/predlog-<UTC>/ (wrk outputs, metrics, summary.txt) and the summary on stdout.
 set -euo pipefail
@@ -15,7 +16,7 @@ ROUNDS=${ROUNDS:-2}
 TS=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/results/predlog-$TS
 mkdir -p "$OUT"
-KEEL=$ROOT/target/bench-lake/keel
+KEEL=${KEEL:-$ROOT/target/bench-lake/keel}
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   (cd "$ROOT" && cargo build --profile bench-lake -p keel) > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 fi
@@ -31,9 +32,16 @@ print(json.dumps({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP
 PY
 PORT=18180
 summary=$OUT/summary.txt
-echo "date_utc=$TS keel=$(git -C "$ROOT" rev-parse --short HEAD) duration_s=$DURATION rounds=$ROUNDS nproc=$(nproc)" | tee "$summary"
+echo "date_utc=$TS keel=$(git -C "$ROOT" rev-parse --short HEAD) binary=$KEEL duration_s=$DURATION rounds=$ROUNDS nproc=$(nproc)" | tee "$summary"
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }           # utime + stime, in ticks
+writer_ticks() {  # the log writer thread's utime + stime (0 when logging is off)
+  local t
+  for t in /proc/"$1"/task/*; do
+    [[ $(cat "$t/comm" 2>/dev/null) == keel-predlog ]] && { awk '{print $14 + $15}' "$t/stat"; return; }
+  done
+  echo 0
+}
 tlb_shootdowns() { awk '$1 == "TLB:" {for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i} END {print s + 0}' /proc/interrupts; }
 run_one() {  # mode round
   local mode=$1 round=$2 home flags=()
@@ -47,13 +55,14 @@ run_one() {  # mode round
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/v2/health/ready" > /dev/null && break; sleep 0.1; done
   local url="http://127.0.0.1:$PORT/v2/models/bc-lr/infer"
   BODY=$BODY wrk -t1 -c8 -d5s -s "$ROOT/bench/serving/v2_infer_strict.lua" "$url" > /dev/null 2>&1 || true
-  local cpu0 tlb0
-  cpu0=$(cpu_ticks "$pid"); tlb0=$(tlb_shootdowns)
+  local cpu0 tlb0 w0
+  cpu0=$(cpu_ticks "$pid"); tlb0=$(tlb_shootdowns); w0=$(writer_ticks "$pid")
   BODY=$BODY wrk -t2 -c64 -d"${DURATION}s" --timeout 5s --latency -s "$ROOT/bench/serving/v2_infer_strict.lua" "$url" \
     > "$OUT/wrk_${mode}_$round.txt" 2>&1 || echo "wrk reported an invalid run ($mode $round)" | tee -a "$summary"
-  local cpu1 tlb1
+  local cpu1 tlb1 w1
   cpu1=$(cpu_ticks "$pid"); tlb1=$(tlb_shootdowns)
   sleep 2  # let the writer flush its last batch before reading the counters
+  w1=$(writer_ticks "$pid")
   curl -s "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics_${mode}_$round.txt" || true
   kill -TERM -- "-$pid" 2> /dev/null || true
   wait "$pid" 2> /dev/null || true
@@ -66,7 +75,10 @@ run_one() {  # mode round
   p99=$(awk '$1=="99%"{print $2}' "$OUT/wrk_${mode}_$round.txt")
   written=$(awk '/^keel_predlog_rows_written_total/{s+=$2} END{print s+0}' "$OUT/metrics_${mode}_$round.txt")
   dropped=$(awk '/^keel_predlog_dropped_total/{s+=$2} END{print s+0}' "$OUT/metrics_${mode}_$round.txt")
-  echo "round=$round logging=$mode req_per_s=$rps p99=$p99 cpu_us_per_req=$cpu_us tlb_shootdowns=$tlb rows_written=$written rows_dropped=$dropped" | tee -a "$summary"
+  # the writer thread's CPU (Arrow, Parquet, the commits) per row it wrote, flushes included
+  local writer_us
+  writer_us=$(python3 -c "print(round(($w1 - $w0) / $CLK_TCK * 1e6 / max(1, $written), 2))")
+  echo "round=$round logging=$mode req_per_s=$rps p99=$p99 cpu_us_per_req=$cpu_us writer_us_per_row=$writer_us tlb_shootdowns=$tlb rows_written=$written rows_dropped=$dropped" | tee -a "$summary"
   rm -rf "$home"
 }
 for round in $(seq 1 "$ROUNDS"); do
@@ -81,6 +93,7 @@ off, on = mean("off", "req_per_s"), mean("on", "req_per_s")
 print(f"mean req/s: off {off:.0f}, on {on:.0f}; logging costs {100 * (1 - on / off):.1f}% of throughput (target < 10%)")
 coff, con = mean("off", "cpu_us_per_req"), mean("on", "cpu_us_per_req")
 print(f"mean keel CPU per request: off {coff:.1f} us, on {con:.1f} us (+{con - coff:.1f} us, {100 * (con / coff - 1):.1f}%)")
+print(f"mean log writer CPU per row written: {mean('on', 'writer_us_per_row'):.2f} us")
 # Each round's own pair (off then on, back to back) shows how much of the mean is the machine's noise.
 pairs = sorted(100 * (1 - float(n["req_per_s"]) / float(f["req_per_s"]))
                for f in rows if f["logging"] == "off"
