@@ -3,7 +3,7 @@
 # features) with logging on vs off, same binary, same load (wrk -t2 -c64), alternating rounds.
 # usage: bench/predlog/run.sh     (see bench/README.md, "predlog/")
 # Environment (all optional):
-#   DURATION=20    seconds per measured phase       ROUNDS=2   off/on pairs
+#   DURATION=10    seconds per measured phase       ROUNDS=10  off/on pairs (ABBA order)
 #   SKIP_BUILD=1   reuse target/bench-lake/keel     KEEL_SERVE_ARGS   extra serve flags
 #   KEEL=path      another keel binary (with SKIP_BUILD=1), e.g. an older commit's to compare
 #   KEEL_ORT_LIB   libonnxruntime (default: /work/main/.venv's)
@@ -11,8 +11,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-DURATION=${DURATION:-20}
-ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-10}
 TS=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/results/predlog-$TS
 mkdir -p "$OUT"
@@ -81,9 +81,16 @@ run_one() {  # mode round
   echo "round=$round logging=$mode req_per_s=$rps p99=$p99 cpu_us_per_req=$cpu_us writer_us_per_row=$writer_us tlb_shootdowns=$tlb rows_written=$written rows_dropped=$dropped" | tee -a "$summary"
   rm -rf "$home"
 }
+# Pairs alternate their order (off-on, on-off, ...): a drift of the machine during a run, or
+# whatever one phase leaves behind for the next, then weighs on both sides alike.
 for round in $(seq 1 "$ROUNDS"); do
-  run_one off "$round"
-  run_one on "$round"
+  if ((round % 2)); then
+    run_one off "$round"
+    run_one on "$round"
+  else
+    run_one on "$round"
+    run_one off "$round"
+  fi
 done
 python3 - "$summary" <<'PY' | tee -a "$summary"
 import re, sys
@@ -102,4 +109,18 @@ if pairs:
     mid = len(pairs) // 2
     median = pairs[mid] if len(pairs) % 2 else (pairs[mid - 1] + pairs[mid]) / 2
     print(f"cost per round pair: {', '.join(f'{c:.1f}%' for c in pairs)} (median {median:.1f}%)")
+# The mean of the pairs' costs with a 95% confidence interval (Student's t): the figure to hold
+# against the target, since one pair's cost moves by more than the effect on a noisy machine.
+if len(pairs) >= 2:
+    import statistics
+    # two-sided 95% t quantiles for 1..30 degrees of freedom (then ~1.96)
+    T = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+    n = len(pairs)
+    m, sd = statistics.mean(pairs), statistics.stdev(pairs)
+    half = (T[n - 2] if n - 1 <= len(T) else 1.96) * sd / n ** 0.5
+    verdict = "met" if m + half < 10 else ("missed" if m - half >= 10 else "not settled: more rounds")
+    print(f"mean cost per pair: {m:.1f}% (95% CI {m - half:.1f} to {m + half:.1f}%, n={n}, sd {sd:.1f}); "
+          f"target < 10%: {verdict}")
 PY
