@@ -303,6 +303,13 @@ impl EncodedChunk {
         self.buf.capacity()
     }
 
+    /// Appends `other`'s records after this chunk's, copying their bytes.
+    pub fn append(&mut self, other: &EncodedChunk) {
+        self.buf.extend_from_slice(&other.buf);
+        self.records += other.records;
+        self.rows += other.rows;
+    }
+
     /// Empties the chunk, keeping its memory.
     pub fn clear(&mut self) {
         self.buf.clear();
@@ -778,5 +785,30 @@ mod tests {
         chunk.clear();
         assert!(chunk.is_empty() && chunk.records_iter().next().is_none());
         assert_eq!((chunk.len(), chunk.rows(), chunk.capacity()), (0, 0, capacity));
+    }
+
+    /// Appending a chunk adds its records, in order, after the ones already held.
+    #[test]
+    fn an_appended_chunk_follows_the_records_held() {
+        let mut rec = record();
+        let (mut held, mut more) = (EncodedChunk::default(), EncodedChunk::default());
+        for (chunk, ids) in [(&mut held, ["a0", "a1"]), (&mut more, ["b0", "b1"])] {
+            for id in ids {
+                rec.prediction_id = id.into();
+                assert!(chunk.push_record(&rec));
+            }
+        }
+        held.append(&more);
+        held.append(&EncodedChunk::default());
+        assert_eq!((held.records(), held.rows(), held.len()), (4, 8, 2 * more.len()));
+        let ids: Vec<String> = held
+            .records_iter()
+            .map(|(rows, r)| {
+                assert_eq!(rows, 2);
+                view_encoded(r).expect("decodes").prediction_id.to_string()
+            })
+            .collect();
+        assert_eq!(ids, ["a0", "a1", "b0", "b1"]);
+        assert_eq!(more.records(), 2, "the appended chunk is left as it was");
     }
 }

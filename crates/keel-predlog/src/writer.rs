@@ -6,10 +6,12 @@
 //! few dozen times a second), or, when that lane is full, dropped and counted. Decisions and
 //! feedback ([`PredictionLog::log`]) go through a bounded channel the same way. A writer thread
 //! with its own single-threaded runtime polls both every few milliseconds, swapping each
-//! non-empty lane's chunk for an empty one, batches until `batch_rows` rows or `flush` time,
-//! and hands each table's share to the [`Sink`]. A failed write is counted, logged and retried
-//! with a doubling backoff (bounded), then the batch is dropped and counted. Memory is bounded
-//! by the channel and the lanes (`queue` entries each) plus one batch being written.
+//! non-empty lane's chunk for an empty one (copying what it held into the batch and keeping the
+//! chunk as the next spare, so the lanes reuse a few buffers that stay grown and warm),
+//! batches until `batch_rows` rows or `flush` time, and hands each table's share to the
+//! [`Sink`]. A failed write is counted, logged and retried with a doubling backoff (bounded),
+//! then the batch is dropped and counted. Memory is bounded by the channel and the lanes
+//! (`queue` entries each) plus one batch being written.
 //!
 //! Each lane counts what it accepted and refused under the lock it already holds; a second task
 //! on the writer's runtime publishes those counts (and the queue depth) every poll whenever the
@@ -446,11 +448,12 @@ struct Writer {
     stop: CancellationToken,
 }
 
-/// What the writer holds until it writes: queued entries and the chunks taken from lanes.
+/// What the writer holds until it writes: queued entries and the predictions taken from the
+/// lanes, copied into one buffer that keeps its memory from batch to batch.
 #[derive(Default)]
 struct Pending {
     entries: Vec<Entry>,
-    chunks: Vec<EncodedChunk>,
+    encoded: EncodedChunk,
     rows: usize,
     /// When the oldest of them was taken.
     oldest: Option<Instant>,
@@ -488,7 +491,7 @@ impl Writer {
                 self.take(&mut pending, &mut spare, &mut taken, batch_rows, false);
                 let due = pending.oldest.is_some_and(|t| t.elapsed() >= self.config.flush);
                 if pending.rows >= batch_rows || (due && pending.rows > 0) {
-                    self.flush(&mut pending, &mut spare).await;
+                    self.flush(&mut pending).await;
                     // a full batch: more may be waiting
                     continue;
                 }
@@ -508,7 +511,7 @@ impl Writer {
         let counts = self.lanes.take_counts();
         publish(&self.metrics, &self.shared, counts);
         if pending.rows > 0 {
-            self.flush(&mut pending, &mut spare).await;
+            self.flush(&mut pending).await;
         }
         self.metrics.queue_depth.set(0.0);
     }
@@ -534,9 +537,16 @@ impl Writer {
         }
         if pending.rows < batch_rows || close {
             self.lanes.take(spare, close, taken);
-            for chunk in taken.drain(..) {
+            // Copied out and handed back at once: the lanes then reuse a few buffers, grown once
+            // and warm in cache, instead of growing a new one every poll until the batch is
+            // written.
+            for mut chunk in taken.drain(..) {
                 pending.rows += chunk.rows();
-                pending.chunks.push(chunk);
+                pending.encoded.append(&chunk);
+                chunk.clear();
+                if spare.len() < self.lanes.lanes.len() && chunk.capacity() <= MAX_SPARE_BYTES {
+                    spare.push(chunk);
+                }
             }
         }
         if pending.rows > before {
@@ -545,10 +555,10 @@ impl Writer {
     }
 
     /// Writes each table's share of what is pending, retrying failures with a bounded backoff,
-    /// and keeps the chunks' memory for the lanes.
-    async fn flush(&self, pending: &mut Pending, spare: &mut Vec<EncodedChunk>) {
+    /// and keeps the predictions' buffer (unless a burst made it large).
+    async fn flush(&self, pending: &mut Pending) {
         let entries = std::mem::take(&mut pending.entries);
-        let chunks = std::mem::take(&mut pending.chunks);
+        let mut encoded = std::mem::take(&mut pending.encoded);
         (pending.rows, pending.oldest) = (0, None);
         // A few tables per batch: a linear search that builds each table name once per flush,
         // not once per entry, and consecutive predictions of one model skip even that.
@@ -561,7 +571,7 @@ impl Writer {
             by_table[i].push(e);
         }
         let mut last: Option<(&str, usize)> = None;
-        for (rows, record) in chunks.iter().flat_map(EncodedChunk::records_iter) {
+        for (rows, record) in encoded.records_iter() {
             let model = model_of(record);
             let i = match last {
                 Some((m, i)) if m == model => i,
@@ -586,12 +596,9 @@ impl Writer {
             .await;
         }
         drop(tables);
-        for mut chunk in chunks {
-            // keep one empty chunk per lane, not a burst's worth of memory
-            if spare.len() < self.lanes.lanes.len() && chunk.capacity() <= MAX_SPARE_BYTES {
-                chunk.clear();
-                spare.push(chunk);
-            }
+        if encoded.capacity() <= MAX_KEPT_BATCH_BYTES {
+            encoded.clear();
+            pending.encoded = encoded;
         }
     }
 
@@ -668,6 +675,9 @@ fn publish(metrics: &Metrics, shared: &Shared, counts: LaneCounts) {
 
 /// A spare chunk larger than this (after a burst) is freed rather than kept.
 const MAX_SPARE_BYTES: usize = 8 << 20;
+/// The batch's predictions buffer is kept for the next batch up to this size (a full batch of
+/// 65,536 rows of 30 features is about 26 MiB).
+const MAX_KEPT_BATCH_BYTES: usize = 64 << 20;
 
 /// One table's share of a flush, as the writer gathers it.
 struct Share<'a> {
