@@ -558,7 +558,6 @@ impl Writer {
     /// and keeps the predictions' buffer (unless a burst made it large).
     async fn flush(&self, pending: &mut Pending) {
         let entries = std::mem::take(&mut pending.entries);
-        let mut encoded = std::mem::take(&mut pending.encoded);
         (pending.rows, pending.oldest) = (0, None);
         // A few tables per batch: a linear search that builds each table name once per flush,
         // not once per entry, and consecutive predictions of one model skip even that.
@@ -571,7 +570,7 @@ impl Writer {
             by_table[i].push(e);
         }
         let mut last: Option<(&str, usize)> = None;
-        for (rows, record) in encoded.records_iter() {
+        for (rows, record) in pending.encoded.records_iter() {
             let model = model_of(record);
             let i = match last {
                 Some((m, i)) if m == model => i,
@@ -596,9 +595,10 @@ impl Writer {
             .await;
         }
         drop(tables);
-        if encoded.capacity() <= MAX_KEPT_BATCH_BYTES {
-            encoded.clear();
-            pending.encoded = encoded;
+        if pending.encoded.capacity() <= MAX_KEPT_BATCH_BYTES {
+            pending.encoded.clear();
+        } else {
+            pending.encoded = EncodedChunk::default();
         }
     }
 
