@@ -301,7 +301,6 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
             .join(" UNION ALL ")
     };
     let current_sql = window(now_us - window_us, now_us + 1, &wanted);
-    let reference_sql = format!("SELECT {} FROM {}", select(&wanted), quote(&args.reference));
     let all_tables: Vec<String> = tables.iter().cloned().chain([args.reference.clone()]).collect();
     let current = lake.sql_on(&current_sql, &all_tables).await?;
     if current.iter().map(|b| b.num_rows()).sum::<usize>() == 0 {
@@ -311,7 +310,13 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
             args.window_seconds
         );
     }
-    let reference = lake.sql_on(&reference_sql, &all_tables).await?;
+    // Read once: the drift tests take the wanted columns as doubles, the models score (a sample
+    // of) whole rows.
+    let reference_rows = lake
+        .sql_on(&format!("SELECT * FROM {}", quote(&args.reference)), &all_tables)
+        .await?;
+    let reference = as_doubles(&reference_rows, &wanted)
+        .with_context(|| format!("reference {}: a compared column is not numeric", args.reference))?;
     let method: keel_monitor::Method = args
         .method
         .parse()
@@ -338,7 +343,7 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
         &ctx,
         lake,
         &spec,
-        &args.reference,
+        (&args.reference, &reference_rows),
         &all_tables,
         &window_sql,
         dir.path(),
@@ -407,7 +412,7 @@ async fn score_reference(
     ctx: &crate::context::Context,
     lake: &Lake,
     spec: &keel_experiments::DeploymentSpec,
-    reference: &str,
+    (reference, reference_rows): (&str, &[keel_lake::arrow::array::RecordBatch]),
     all_tables: &[String],
     window_sql: &dyn Fn(&str, &str, &str, i64) -> String,
     dir: &std::path::Path,
@@ -422,16 +427,7 @@ async fn score_reference(
         .filter_map(|v| Some((v.name.as_str(), v.model.as_deref()?)))
         .collect();
     let repository = keel_serving::ModelRepository::new(ctx.registry.clone(), keel_runtime::ModelOptions::default());
-    let rows = keel_monitor::live::sample_batches(
-        &lake
-            .sql_on(
-                &format!("SELECT * FROM \"{}\"", reference.replace('"', "\"\"")),
-                all_tables,
-            )
-            .await?,
-        SCORED_ROWS,
-        1,
-    )?;
+    let rows = keel_monitor::live::sample_batches(reference_rows, SCORED_ROWS, 1)?;
     let mut scored_reference = Vec::new();
     let mut logged = Vec::new();
     for (variant, model_ref) in &variants {
@@ -523,6 +519,43 @@ async fn score_reference(
     .await?))
 }
 
+/// `columns` of `batches` as nullable doubles, in that order (as SQL's `CAST(.. AS DOUBLE)`:
+/// a value that is not a number is an error, not a null).
+fn as_doubles(
+    batches: &[keel_lake::arrow::array::RecordBatch],
+    columns: &[String],
+) -> anyhow::Result<Vec<keel_lake::arrow::array::RecordBatch>> {
+    use keel_lake::arrow::array::RecordBatch;
+    use keel_lake::arrow::compute::{CastOptions, cast_with_options};
+    use keel_lake::arrow::datatypes::{DataType, Field, Schema};
+    let schema = std::sync::Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(c, DataType::Float64, true))
+            .collect::<Vec<_>>(),
+    ));
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    batches
+        .iter()
+        .map(|b| {
+            let arrays = columns
+                .iter()
+                .map(|c| {
+                    let column = b
+                        .column_by_name(c)
+                        .with_context(|| format!("column {c:?} is missing"))?;
+                    cast_with_options(column, &DataType::Float64, &strict)
+                        .with_context(|| format!("column {c:?} ({}) as a double", column.data_type()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok(RecordBatch::try_new(schema.clone(), arrays)?)
+        })
+        .collect()
+}
+
 /// The logged outputs of the window against the window before (`None` before there is one).
 async fn previous_window(
     lake: &Lake,
@@ -573,4 +606,48 @@ async fn drift_batches(
             .await
             .context("the drift task failed")??,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_doubles;
+    use keel_lake::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+
+    fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        RecordBatch::try_from_iter(columns).expect("batch")
+    }
+
+    #[test]
+    fn reference_columns_become_doubles_in_the_order_asked() {
+        let b = batch(vec![
+            ("label", Arc::new(StringArray::from(vec!["yes", "no"])) as ArrayRef),
+            ("b", Arc::new(Int64Array::from(vec![Some(3), None])) as ArrayRef),
+            ("a", Arc::new(StringArray::from(vec!["1.5", "-2"])) as ArrayRef),
+        ]);
+        let out = as_doubles(&[b], &["a".to_string(), "b".to_string()]).expect("numeric");
+        assert_eq!(out.len(), 1);
+        let schema = out[0].schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let col = |i: usize| {
+            out[0]
+                .column(i)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("f64")
+                .clone()
+        };
+        assert_eq!(col(0), Float64Array::from(vec![1.5, -2.0]));
+        assert_eq!(col(1), Float64Array::from(vec![Some(3.0), None]));
+    }
+
+    #[test]
+    fn a_text_value_is_an_error_naming_its_column_not_a_null() {
+        let b = batch(vec![("x", Arc::new(StringArray::from(vec!["1", "many"])) as ArrayRef)]);
+        let e = as_doubles(std::slice::from_ref(&b), &["x".to_string()]).expect_err("not numeric");
+        assert!(format!("{e:#}").contains("column \"x\" (Utf8) as a double"), "{e:#}");
+        let e = as_doubles(&[b], &["y".to_string()]).expect_err("absent");
+        assert!(format!("{e:#}").contains("column \"y\" is missing"), "{e:#}");
+    }
 }
