@@ -922,11 +922,23 @@ impl Appender {
         if table_columns != batch_columns || batches.iter().any(|b| b.schema() != schema) {
             return self.general(batches).await;
         }
+        // The table's own partitioning (not the appender's wish): the one its files follow.
+        let partitioned_by = delta.snapshot()?.metadata().partition_columns().to_vec();
         self.lake.prepare_write(&self.table, false).await?;
         let mut writer = deltalake::writer::RecordBatchWriter::for_table(delta)?
             .with_writer_properties(log_writer_properties(&batches));
         for batch in &batches {
-            if let Err(e) = deltalake::writer::DeltaWriter::write(&mut writer, batch.clone()).await {
+            // A batch within one partition (a log's batch: one day, but at midnight) goes
+            // straight to that partition's file; delta-rs's general `write` would hash every
+            // row's partition values and copy every column to split it.
+            let written = match single_partition(batch, &partitioned_by) {
+                Some(values) => writer
+                    .write_partition(batch.clone(), &values, deltalake::writer::WriteMode::Default)
+                    .await
+                    .map(drop),
+                None => deltalake::writer::DeltaWriter::write(&mut writer, batch.clone()).await,
+            };
+            if let Err(e) = written {
                 // Nothing is committed yet: the general path decides (and explains).
                 tracing::debug!(table = %self.table, error = %e, "fast append refused; using the general path");
                 return self.general(batches).await;
@@ -951,6 +963,34 @@ impl Appender {
         let partition_by: Vec<&str> = self.partition_by.iter().map(String::as_str).collect();
         self.lake.append(&self.table, batches, &partition_by).await
     }
+}
+
+/// The partition values every row of `batch` shares, or `None` when rows differ (or a value is
+/// null, or the table is not partitioned).
+/// (Generic over the value type: delta-rs's partition value type, the kernel's `Scalar`, is not
+/// exported, so the caller's use of the map names it.)
+fn single_partition<V: deltalake::kernel::scalars::ScalarExt>(
+    batch: &RecordBatch,
+    partition_by: &[String],
+) -> Option<indexmap::IndexMap<String, V>> {
+    use deltalake::arrow::array::{Array, Scalar};
+    if partition_by.is_empty() || batch.num_rows() == 0 {
+        return None;
+    }
+    let mut values = indexmap::IndexMap::new();
+    for name in partition_by {
+        let column = batch.column_by_name(name)?;
+        if column.null_count() > 0 {
+            return None;
+        }
+        let first = Scalar::new(column.slice(0, 1));
+        let same = deltalake::arrow::compute::kernels::cmp::eq(column, &first).ok()?;
+        if same.true_count() != batch.num_rows() {
+            return None;
+        }
+        values.insert(name.clone(), V::from_array(column.as_ref(), 0)?);
+    }
+    Some(values)
 }
 
 /// Parquet settings for log files: Snappy, statistics per column chunk (what the Delta log's

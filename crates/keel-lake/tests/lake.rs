@@ -275,6 +275,64 @@ async fn malformed_csv_with_explicit_schema_on_new_table() {
     assert!(matches!(lake.history("t").await, Err(LakeError::TableNotFound { .. })));
 }
 
+/// A log's batch usually falls within one day: it goes straight to that day's partition (no
+/// split); a batch across midnight is split. Either way each row lands in its own day's
+/// partition, with the right partition value, as other readers see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appender_writes_one_day_batches_whole_and_splits_batches_across_days() {
+    use keel_lake::arrow::array::Date32Array;
+    let (_dir, lake) = lake();
+    let batch = |days: Vec<i32>, first_id: i64| {
+        let ids: Vec<i64> = (first_id..first_id + days.len() as i64).collect();
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("date", DataType::Date32, false),
+                Field::new("id", DataType::Int64, false),
+            ])),
+            vec![Arc::new(Date32Array::from(days)), Arc::new(Int64Array::from(ids))],
+        )
+        .unwrap()
+    };
+    // 20_000 is 2024-10-04, 20_001 the day after.
+    let mut appender = lake.appender("log", &["date"]);
+    assert_eq!(appender.append(vec![batch(vec![20_000; 3], 1)]).await.unwrap(), 0);
+    assert_eq!(appender.append(vec![batch(vec![20_000; 4], 4)]).await.unwrap(), 1);
+    assert_eq!(
+        appender
+            .append(vec![batch(vec![20_000, 20_001, 20_000, 20_001, 20_001], 8)])
+            .await
+            .unwrap(),
+        2
+    );
+    let out = lake
+        .sql("SELECT CAST(date AS VARCHAR) AS day, count(*) AS n, sum(id) AS ids FROM log GROUP BY date ORDER BY date")
+        .await
+        .unwrap();
+    let text = keel_lake::pretty(&out).unwrap();
+    // 2024-10-04: ids 1..=7, 8 and 10; 2024-10-05: ids 9, 11 and 12
+    assert!(text.contains("| 2024-10-04 | 9 | 46  |"), "{text}");
+    assert!(text.contains("| 2024-10-05 | 3 | 32  |"), "{text}");
+    let files = lake.files("log", None).await.unwrap();
+    let paths: Vec<String> = files.paths().iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    assert_eq!(
+        paths.iter().filter(|p| p.contains("date=2024-10-04")).count(),
+        3,
+        "{paths:?}"
+    );
+    assert_eq!(
+        paths.iter().filter(|p| p.contains("date=2024-10-05")).count(),
+        1,
+        "{paths:?}"
+    );
+    // Partition pruning reads the files' partition values: a wrong one would lose rows here.
+    let pruned = lake
+        .sql("SELECT count(*) AS n FROM log WHERE date = DATE '2024-10-05'")
+        .await
+        .unwrap();
+    assert!(keel_lake::pretty(&pruned).unwrap().contains("| 3 |"));
+}
+
 /// An appender keeps the table open between appends: each append is one version, partitioned
 /// like the table; a batch with a new column takes the general path (the schema evolves) and
 /// the appender goes on from there; another writer's commits in between are not lost.
