@@ -9,6 +9,7 @@ with tritonclient, stops the server with SIGTERM (which flushes the log), then r
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -67,6 +68,9 @@ def test_logged_predictions_read_by_deltalake(tmp_path: Path) -> None:
             result = client.infer("bc-lr", [inp], request_id=f"r{i}")
             assert result.as_numpy("label").shape == (1,)
             ids.append(result.get_response()["parameters"]["prediction_id"])
+        # Past a flush (100 ms), so the gRPC predictions are a second append to the table that
+        # the first flush created.
+        time.sleep(0.5)
         # The same over gRPC: the id is a response parameter there too.
         gclient = grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc}")
         for i in range(5, 8):
@@ -84,11 +88,14 @@ def test_logged_predictions_read_by_deltalake(tmp_path: Path) -> None:
 
     dt = DeltaTable(str(home / "lake" / "predictions_bc-lr"))
     assert dt.metadata().partition_columns == ["date"]
+    assert dt.version() >= 1, "two appends at least: the table's creation, then appends to it"
     rows = dt.to_pyarrow_table().to_pylist()
     assert sorted(r["prediction_id"] for r in rows) == sorted(ids)
     assert sorted(r["request_id"] for r in rows) == [f"r{i}" for i in range(8)]
     for r in rows:
         assert r["model"] == "bc-lr" and r["version"] == 1 and r["row"] == 0
+        # the partition value each file was written under is the row's own UTC day
+        assert r["date"] == r["ts"].astimezone(datetime.timezone.utc).date()
         assert r["input_0"] == pytest.approx(ROW[0], rel=1e-6)
         assert 0.0 <= r["out_probabilities_1"] <= 1.0
         assert r["out_label"] in (0.0, 1.0)
