@@ -56,12 +56,11 @@ run_one() {  # mode round
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$PORT/v2/health/ready" > /dev/null && break; sleep 0.1; done
   local url="http://127.0.0.1:$PORT/v2/models/bc-lr/infer"
   BODY=$BODY wrk -t1 -c8 -d5s -s "$ROOT/bench/serving/v2_infer_strict.lua" "$url" > /dev/null 2>&1 || true
-  local cpu0 tlb0 w0
-  local st0 st1
+  local cpu0 tlb0 w0 st0
   cpu0=$(cpu_ticks "$pid"); tlb0=$(tlb_shootdowns); w0=$(writer_ticks "$pid"); st0=$(steal_ticks)
   BODY=$BODY wrk -t2 -c64 -d"${DURATION}s" --timeout 5s --latency -s "$ROOT/bench/serving/v2_infer_strict.lua" "$url" \
     > "$OUT/wrk_${mode}_$round.txt" 2>&1 || echo "wrk reported an invalid run ($mode $round)" | tee -a "$summary"
-  local cpu1 tlb1 w1
+  local cpu1 tlb1 w1 st1
   cpu1=$(cpu_ticks "$pid"); tlb1=$(tlb_shootdowns); st1=$(steal_ticks)
   sleep 2  # let the writer flush its last batch before reading the counters
   w1=$(writer_ticks "$pid")
