@@ -6,14 +6,14 @@
 #
 # Each measurement is its own process under /usr/bin/time -v (wall clock of the whole process,
 # interpreter start and imports included, and peak RSS). Results: bench/results/assess-<UTC>/.
-# Env: KIT_SRC (/work/shared/bench/drift, copied, never written), BENCH_DATA (/tmp/keel-bench-assess:
+# Env: KIT_SRC (../shared/bench/drift beside the repository, copied, never written), BENCH_DATA (/tmp/keel-bench-assess:
 # the generated data, reused), BENCH_VENV (/tmp/keel-bench-cache/assess-venv, keyed by the sha256
-# of requirements-bench.txt), ROWS (1000000), RUNS (3), CARGO_TARGET_DIR (/work/target-assess-bench:
+# of requirements-bench.txt), ROWS (1000000), RUNS (3), CARGO_TARGET_DIR (../target-assess-bench beside the repository:
 # the release build, kept apart from everyday debug builds), SKIP_BUILD=1 reuses the example binary.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-KIT_SRC=${KIT_SRC:-/work/shared/bench/drift}
+KIT_SRC=${KIT_SRC:-$ROOT/../shared/bench/drift}
 DATA=${BENCH_DATA:-/tmp/keel-bench-assess}
 VENV=${BENCH_VENV:-/tmp/keel-bench-cache/assess-venv}
 ROWS=${ROWS:-1000000}
@@ -37,7 +37,7 @@ if [[ ! -f "$FILE" ]]; then
   "$PY" "$DATA/kit/gen_data.py" "$DATA" "$ROWS" > /dev/null
 fi
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-assess-bench}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/../target-assess-bench}
 TARGET_DIR=$CARGO_TARGET_DIR
 BIN="$TARGET_DIR/release/examples/profile_bench"
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then

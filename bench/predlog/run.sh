@@ -6,7 +6,7 @@
 #   DURATION=10    seconds per measured phase       ROUNDS=10  off/on pairs (ABBA order)
 #   SKIP_BUILD=1   reuse target/bench-lake/keel     KEEL_SERVE_ARGS   extra serve flags
 #   KEEL=path      another keel binary (with SKIP_BUILD=1), e.g. an older commit's to compare
-#   KEEL_ORT_LIB   libonnxruntime (default: /work/main/.venv's)
+#   KEEL_ORT_LIB   libonnxruntime (default: the repository's .venv)
 # Output: bench/results/predlog-<UTC>/ (wrk outputs, metrics, summary.txt) and the summary on stdout.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +21,7 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   (cd "$ROOT" && cargo build --profile bench-lake -p keel) > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 fi
 if [[ -z ${KEEL_ORT_LIB:-} ]]; then
-  KEEL_ORT_LIB=$(ls /work/main/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -1)
+  KEEL_ORT_LIB=$(ls "$ROOT"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -1)
 fi
 export KEEL_ORT_LIB KEEL_AUTHOR=bench KEEL_LOG=warn
 BODY=$OUT/request.json

@@ -4,10 +4,10 @@
 # Environment (all optional):
 #   DURATION=20          seconds per wrk phase (c=1, 8, 64), same for both servers
 #   WRK_THREADS_HIGH=2   wrk threads at c=64 (c=1 and c=8 use -t1)
-#   KIT_SRC=/work/shared/bench/serving   the shared MLServer kit (copied, never written)
+#   KIT_SRC=../shared/bench/serving   the shared MLServer kit (copied, never written)
 #   BENCH_CACHE=/tmp/keel-bench-cache    where the kit's venv is kept, keyed by its lock file
-#   CARGO_TARGET_DIR=/work/target-bench  keel release build; SKIP_BUILD=1 reuses the binary
-#   KEEL_ORT_LIB=...     libonnxruntime for keel (default: /work/main/.venv's, else the kit venv's)
+#   CARGO_TARGET_DIR=../target-bench     keel release build; SKIP_BUILD=1 reuses the binary
+#   KEEL_ORT_LIB=...     libonnxruntime for keel (default: the repository's .venv, else the kit venv's)
 #   KEEL_SERVE_ARGS="--workers 1"   extra `keel serve` flags. One serving thread by default: wrk
 #                        shares this 2-core machine, and with one thread per core (keel's own
 #                        default) a preempted thread waits out a scheduler slice (bench/README.md:
@@ -22,12 +22,12 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-KIT_SRC=${KIT_SRC:-/work/shared/bench/serving}
+KIT_SRC=${KIT_SRC:-$ROOT/../shared/bench/serving}
 export DURATION=${DURATION:-20}
 export WRK_THREADS_HIGH=${WRK_THREADS_HIGH:-2}
 export CONCS="1 8 64"
 CACHE=${BENCH_CACHE:-/tmp/keel-bench-cache}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/../target-bench}
 KEEL_HTTP_PORT=${KEEL_HTTP_PORT:-18080}
 KEEL_GRPC_PORT=${KEEL_GRPC_PORT:-18081}
 KEEL_SERVE_ARGS=${KEEL_SERVE_ARGS---workers 1}

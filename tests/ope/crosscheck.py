@@ -47,8 +47,7 @@ def default_data_path() -> Path:
     env = os.environ.get("KEEL_OBD_DIR")
     if env:
         return Path(env)
-    beside = REPO.parent / "shared" / "data" / "obd"
-    return beside if beside.exists() else Path("/work/shared/data/obd")
+    return REPO.parent / "shared" / "data" / "obd"
 
 
 def rel_diff(a: float, b: float) -> float:
