@@ -14,6 +14,7 @@ mod grpc_experiments;
 mod labels;
 mod metrics_endpoint;
 pub mod rest;
+pub mod selfcheck;
 mod server;
 pub mod trace;
 

@@ -4,52 +4,20 @@
 //! server, and checks every model over REST and gRPC against the outputs onnxruntime produced
 //! for the same rows (`fixtures/models/expected.json`), then prints what it saw.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use keel_api::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-use keel_api::proto::{ModelInferRequest, model_infer_request::InferInputTensor};
-use keel_api::{BoundServer, ServeConfig, Services};
+use keel_api::{BoundServer, ServeConfig, Services, selfcheck};
 use keel_registry::{PushRequest, RegistryError, VersionSelector};
 use keel_store::StoreError;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DemoArgs, Global, ServeArgs};
 use crate::context::Context;
 use crate::output;
 
-const TOLERANCE: f64 = 1e-5;
-
-#[derive(Deserialize)]
-struct Expected {
-    models: BTreeMap<String, ExpectedModel>,
-}
-
-#[derive(Deserialize)]
-struct ExpectedModel {
-    input_name: String,
-    n_features: usize,
-    rows: Vec<Vec<f32>>,
-    outputs: BTreeMap<String, ExpectedOutput>,
-}
-
-#[derive(Deserialize)]
-struct ExpectedOutput {
-    data: Vec<f64>,
-}
-
 pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
-    let expected_path = args.fixtures.join("expected.json");
-    let expected: Expected = serde_json::from_slice(&std::fs::read(&expected_path).with_context(|| {
-        format!(
-            "cannot read {}; run from the repository root or pass --fixtures",
-            expected_path.display()
-        )
-    })?)
-    .with_context(|| format!("{} is not the fixture format", expected_path.display()))?;
+    let expected = selfcheck::Expected::read(&args.fixtures)?;
     let ctx = Context::open(global).await?;
     let runtime = keel_runtime::Runtime::global()?;
     eprintln!("ONNX Runtime: {}", runtime.library().display());
@@ -113,76 +81,26 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     eprintln!("2/5 serving on http://{http} and grpc://{grpc}");
 
     eprintln!("3/5 checking every model over REST and gRPC against onnxruntime's outputs");
-    let client = reqwest::Client::new();
-    let mut grpc_client = GrpcInferenceServiceClient::connect(format!("http://{grpc}"))
-        .await
-        .context("cannot connect to the gRPC port")?;
-    let mut rows = Vec::new();
-    let mut report = Vec::new();
-    let mut all_ok = true;
-    for (name, model) in &expected.models {
-        let n = model.rows.len();
-        let flat: Vec<f32> = model.rows.iter().flatten().copied().collect();
-        let body = serde_json::json!({
-            "inputs": [{ "name": model.input_name, "shape": [n, model.n_features], "datatype": "FP32", "data": flat }]
-        });
-        let started = Instant::now();
-        let rest: serde_json::Value = client
-            .post(format!("http://{http}/v2/models/{name}/infer"))
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()
-            .with_context(|| format!("REST infer of {name} failed"))?
-            .json()
-            .await?;
-        let rest_ms = started.elapsed().as_secs_f64() * 1e3;
-        let rest_diff = max_diff_json(&rest, &model.outputs)?;
-
-        let request = ModelInferRequest {
-            model_name: name.clone(),
-            inputs: vec![InferInputTensor {
-                name: model.input_name.clone(),
-                datatype: "FP32".into(),
-                shape: vec![n as i64, model.n_features as i64],
-                contents: Some(keel_api::proto::InferTensorContents {
-                    fp32_contents: flat.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let started = Instant::now();
-        let grpc_response = grpc_client
-            .model_infer(request)
-            .await
-            .with_context(|| format!("gRPC infer of {name} failed"))?
-            .into_inner();
-        let grpc_ms = started.elapsed().as_secs_f64() * 1e3;
-        let grpc_diff = max_diff_grpc(&grpc_response, &model.outputs)?;
-        let ok = rest_diff <= TOLERANCE && grpc_diff <= TOLERANCE;
-        all_ok &= ok;
-        let version = rest["model_version"].as_str().unwrap_or("?").to_string();
-        report.push(serde_json::json!({
-            "model": name, "version": version, "rows": n,
-            "rest_max_abs_diff": rest_diff, "grpc_max_abs_diff": grpc_diff,
-            "rest_ms": rest_ms, "grpc_ms": grpc_ms, "ok": ok,
-        }));
-        rows.push(vec![
-            name.clone(),
-            version,
-            n.to_string(),
-            format!("{rest_diff:.1e}"),
-            format!("{grpc_diff:.1e}"),
-            format!("{rest_ms:.2}"),
-            format!("{grpc_ms:.2}"),
-            if ok { "ok" } else { "MISMATCH" }.to_string(),
-        ]);
-    }
+    let checks = selfcheck::check_models(http, grpc, &expected).await?;
+    let all_ok = checks.iter().all(|c| c.ok);
     if global.json {
-        output::json(&serde_json::json!({ "http": http.to_string(), "grpc": grpc.to_string(), "models": report }))?;
+        output::json(&serde_json::json!({ "http": http.to_string(), "grpc": grpc.to_string(), "models": checks }))?;
     } else {
+        let rows: Vec<Vec<String>> = checks
+            .iter()
+            .map(|c| {
+                vec![
+                    c.model.clone(),
+                    c.version.clone(),
+                    c.rows.to_string(),
+                    format!("{:.1e}", c.rest_max_abs_diff),
+                    format!("{:.1e}", c.grpc_max_abs_diff),
+                    format!("{:.2}", c.rest_ms),
+                    format!("{:.2}", c.grpc_ms),
+                    if c.ok { "ok" } else { "MISMATCH" }.to_string(),
+                ]
+            })
+            .collect();
         output::table(
             &[
                 "MODEL",
@@ -196,17 +114,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
             ],
             &rows,
         );
-        let metrics = client
-            .get(format!("http://{http}/metrics"))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let served: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("keel_inference_requests_total") && l.contains("code=\"ok\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let served = selfcheck::served_requests(http).await?;
         println!(
             "\n{served} requests served; /metrics, the registry (keel model ls) and the change log (keel changes) are in {}",
             global.home.display()
@@ -265,7 +173,10 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     if !all_ok {
-        bail!("some outputs differ from onnxruntime's by more than {TOLERANCE}");
+        bail!(
+            "some outputs differ from onnxruntime's by more than {}",
+            selfcheck::TOLERANCE
+        );
     }
     Ok(())
 }
@@ -316,55 +227,6 @@ fn sha256_of(path: &Path) -> anyhow::Result<String> {
     use sha2::Digest;
     let bytes = std::fs::read(path)?;
     Ok(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))))
-}
-
-fn compare(name: &str, got: &[f64], want: &[f64]) -> anyhow::Result<f64> {
-    if got.len() != want.len() {
-        bail!("output {name}: {} values, expected {}", got.len(), want.len());
-    }
-    Ok(got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max))
-}
-
-fn max_diff_json(response: &serde_json::Value, expected: &BTreeMap<String, ExpectedOutput>) -> anyhow::Result<f64> {
-    let outputs = response["outputs"].as_array().context("response has no outputs")?;
-    let mut worst = 0.0f64;
-    for (name, want) in expected {
-        let out = outputs
-            .iter()
-            .find(|o| o["name"] == name.as_str())
-            .with_context(|| format!("output {name} missing from the response"))?;
-        let got: Vec<f64> = out["data"]
-            .as_array()
-            .context("output has no data")?
-            .iter()
-            .map(|v| v.as_f64().unwrap_or(f64::NAN))
-            .collect();
-        worst = worst.max(compare(name, &got, &want.data)?);
-    }
-    Ok(worst)
-}
-
-fn max_diff_grpc(
-    response: &keel_api::proto::ModelInferResponse,
-    expected: &BTreeMap<String, ExpectedOutput>,
-) -> anyhow::Result<f64> {
-    let mut worst = 0.0f64;
-    for (name, want) in expected {
-        let out = response
-            .outputs
-            .iter()
-            .find(|o| &o.name == name)
-            .with_context(|| format!("output {name} missing from the gRPC response"))?;
-        let c = out.contents.clone().unwrap_or_default();
-        let got: Vec<f64> = match out.datatype.as_str() {
-            "FP32" => c.fp32_contents.iter().map(|v| f64::from(*v)).collect(),
-            "FP64" => c.fp64_contents,
-            "INT64" => c.int64_contents.iter().map(|v| *v as f64).collect(),
-            other => bail!("output {name}: unexpected datatype {other}"),
-        };
-        worst = worst.max(compare(name, &got, &want.data)?);
-    }
-    Ok(worst)
 }
 
 /// Step 5: the campaign's decisions and rewards, logged to the lake while it ran, become
