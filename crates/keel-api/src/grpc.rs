@@ -18,6 +18,9 @@ use crate::proto::{self, infer_parameter::ParameterChoice};
 pub fn code_of(kind: ErrorKind) -> tonic::Code {
     match kind {
         ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
+        ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
+        ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
+        ErrorKind::Unprocessable => tonic::Code::InvalidArgument,
         ErrorKind::NotFound => tonic::Code::NotFound,
         ErrorKind::PayloadTooLarge => tonic::Code::ResourceExhausted,
         ErrorKind::Conflict => tonic::Code::AlreadyExists,

@@ -62,13 +62,7 @@ impl ExperimentError {
             ExperimentError::UnknownDeployment(_) | ExperimentError::UnknownDecision(_) => K::NotFound,
             ExperimentError::WindowClosed { .. } | ExperimentError::ConflictingReward { .. } => K::Conflict,
             ExperimentError::Log(_) => K::Unavailable,
-            ExperimentError::Store(e) => match e {
-                StoreError::NotFound { .. } => K::NotFound,
-                StoreError::Conflict { .. } => K::Conflict,
-                StoreError::Invalid(_) => K::InvalidArgument,
-                StoreError::Unavailable { .. } => K::Unavailable,
-                StoreError::InvalidUrl(_) | StoreError::Migration(_) | StoreError::Database(_) => K::Internal,
-            },
+            ExperimentError::Store(e) => e.kind(),
             ExperimentError::Serving(e) => e.kind(),
         }
     }

@@ -16,7 +16,7 @@
 //! a `u32` length and UTF-8 bytes; an absent optional string is length `u32::MAX`. The format
 //! never leaves the process, so it has no version.
 
-use keel_runtime::{DataType, Tensor, TensorData, f16_to_f32};
+use keel_types::{DataType, Tensor, TensorData, f16_to_f32};
 
 use crate::record::{PredictionRecord, Routing};
 use crate::{PredlogError, Result};

@@ -578,7 +578,7 @@ mod tests {
     use super::*;
     use crate::encoded::EncodedChunk;
     use crate::record::{PredictionRecord, Routing};
-    use keel_runtime::{Tensor, TensorData};
+    use keel_types::{Tensor, TensorData};
 
     fn tensor(shape: Vec<i64>, data: TensorData) -> Tensor {
         Tensor { shape, data }

@@ -1,6 +1,6 @@
 //! What is logged: one record per inference request, decision, reward and label.
 
-use keel_runtime::Tensor;
+use keel_types::Tensor;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the per-model prediction tables (`predictions_<model>`).

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use keel_runtime::Tensor;
+use keel_types::Tensor;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;

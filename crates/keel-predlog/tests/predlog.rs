@@ -11,7 +11,7 @@ use keel_predlog::performance::{Bucket, PerformanceOptions, performance};
 use keel_predlog::{
     Entry, FeedbackRecord, LabelRecord, LogConfig, PredictionLog, PredictionRecord, Routing, Sink, TableBatch, now_us,
 };
-use keel_runtime::{Tensor, TensorData};
+use keel_types::{Tensor, TensorData};
 
 fn lake() -> (tempfile::TempDir, Lake) {
     let dir = tempfile::tempdir().unwrap();

@@ -23,6 +23,16 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// What kind of failure this is, for the transports' status mapping.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        use keel_types::ErrorKind as K;
+        match self {
+            RegistryError::Invalid(_) | RegistryError::InvalidArtifact { .. } => K::InvalidArgument,
+            RegistryError::Store(e) => e.kind(),
+            RegistryError::Artifact(_) | RegistryError::Config(_) => K::Internal,
+        }
+    }
+
     /// Stable public code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -42,3 +52,13 @@ impl RegistryError {
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, RegistryError>;
+
+impl keel_types::KeelError for RegistryError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        RegistryError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        RegistryError::code(self)
+    }
+}

@@ -31,6 +31,16 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// What kind of failure this is, for the transports' status mapping.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        use keel_types::ErrorKind as K;
+        match self {
+            RuntimeError::InvalidInput(_) | RuntimeError::InvalidModel(_) => K::InvalidArgument,
+            RuntimeError::LibraryNotFound { .. } | RuntimeError::LibraryLoad { .. } => K::Unavailable,
+            RuntimeError::Inference(_) | RuntimeError::UnsupportedOutput { .. } => K::Internal,
+        }
+    }
+
     /// Stable public error code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -46,3 +56,13 @@ impl RuntimeError {
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+impl keel_types::KeelError for RuntimeError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        RuntimeError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        RuntimeError::code(self)
+    }
+}

@@ -1,23 +1,7 @@
 use keel_registry::RegistryError;
 use keel_runtime::RuntimeError;
 
-/// What kind of failure an error is; the transports map each kind to one HTTP status and one
-/// gRPC code, in one place each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The request is wrong (syntax, names, types, shapes, values): HTTP 400.
-    InvalidArgument,
-    /// The model or version does not exist or is not loaded: HTTP 404.
-    NotFound,
-    /// The request body is larger than the configured limit: HTTP 413.
-    PayloadTooLarge,
-    /// The state does not allow it now (e.g. a conflicting change): HTTP 409.
-    Conflict,
-    /// The server cannot serve it now (runtime missing, shutting down): HTTP 503.
-    Unavailable,
-    /// A fault of keel's, not of the request: HTTP 500.
-    Internal,
-}
+pub use keel_types::ErrorKind;
 
 /// Errors of the serving operations. Each has a stable public [`code`](ServingError::code).
 #[derive(Debug, thiserror::Error)]
@@ -66,27 +50,20 @@ impl ServingError {
             ServingError::BadRequest(_) | ServingError::InvalidInput(_) => ErrorKind::InvalidArgument,
             ServingError::ModelNotLoaded { .. } | ServingError::VersionNotLoaded { .. } => ErrorKind::NotFound,
             ServingError::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
-            ServingError::Registry(e) => match e {
-                RegistryError::Invalid(_) | RegistryError::InvalidArtifact { .. } => ErrorKind::InvalidArgument,
-                RegistryError::Store(s) => match s {
-                    keel_store::StoreError::NotFound { .. } => ErrorKind::NotFound,
-                    keel_store::StoreError::Conflict { .. } => ErrorKind::Conflict,
-                    keel_store::StoreError::Invalid(_) => ErrorKind::InvalidArgument,
-                    keel_store::StoreError::Unavailable { .. } => ErrorKind::Unavailable,
-                    keel_store::StoreError::InvalidUrl(_)
-                    | keel_store::StoreError::Migration(_)
-                    | keel_store::StoreError::Database(_) => ErrorKind::Internal,
-                },
-                RegistryError::Artifact(_) | RegistryError::Config(_) => ErrorKind::Internal,
-            },
-            ServingError::Runtime(e) => match e {
-                RuntimeError::InvalidInput(_) => ErrorKind::InvalidArgument,
-                RuntimeError::InvalidModel(_) => ErrorKind::InvalidArgument,
-                RuntimeError::LibraryNotFound { .. } | RuntimeError::LibraryLoad { .. } => ErrorKind::Unavailable,
-                RuntimeError::Inference(_) | RuntimeError::UnsupportedOutput { .. } => ErrorKind::Internal,
-            },
+            ServingError::Registry(e) => e.kind(),
+            ServingError::Runtime(e) => e.kind(),
             ServingError::Internal(_) => ErrorKind::Internal,
         }
+    }
+}
+
+impl keel_types::KeelError for ServingError {
+    fn kind(&self) -> ErrorKind {
+        ServingError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        ServingError::code(self)
     }
 }
 

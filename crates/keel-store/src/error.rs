@@ -48,6 +48,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What kind of failure this is, for the transports' status mapping.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        use keel_types::ErrorKind as K;
+        match self {
+            StoreError::NotFound { .. } => K::NotFound,
+            StoreError::Conflict { .. } => K::Conflict,
+            StoreError::Invalid(_) => K::InvalidArgument,
+            StoreError::Unavailable { .. } => K::Unavailable,
+            StoreError::InvalidUrl(_) | StoreError::Migration(_) | StoreError::Database(_) => K::Internal,
+        }
+    }
+
     /// Stable, public, machine-readable code for this error.
     pub fn code(&self) -> &'static str {
         match self {
@@ -90,4 +102,14 @@ pub(crate) fn require_non_empty(field: &str, value: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+impl keel_types::KeelError for StoreError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        StoreError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        StoreError::code(self)
+    }
 }
