@@ -16,6 +16,7 @@ mod metrics_endpoint;
 pub mod rest;
 pub mod selfcheck;
 mod server;
+pub mod telemetry;
 pub mod trace;
 
 pub use metrics_endpoint::prometheus;

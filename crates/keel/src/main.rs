@@ -5,7 +5,6 @@ mod cli;
 mod commands;
 mod context;
 mod output;
-mod telemetry;
 
 use clap::Parser;
 
@@ -25,7 +24,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let telemetry = telemetry::init(&cli.global.log_format, cli.global.otlp_endpoint.as_deref())?;
+        let telemetry = keel_api::telemetry::init(keel_api::telemetry::TelemetryConfig {
+            log_format: &cli.global.log_format,
+            filter_env: cli::env::LOG,
+            otlp_endpoint: cli.global.otlp_endpoint.as_deref(),
+        })?;
         let result = commands::run(cli).await;
         telemetry.shutdown().await;
         result

@@ -1,9 +1,9 @@
 //! Logs and traces: structured logs on stderr (text or JSON), and OpenTelemetry traces of the
 //! request path exported over OTLP/gRPC when an endpoint is configured.
 //!
-//! Request-path spans use the target [`keel_api::TRACE_TARGET`]: only the OTLP layer listens to
-//! it, so without an endpoint those spans are disabled at their call sites and cost nothing,
-//! and the log output never carries them.
+//! Request-path spans use the target [`TRACE_TARGET`]: only the OTLP layer listens to it, so
+//! without an endpoint those spans are disabled at their call sites and cost nothing, and the log
+//! output never carries them.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
@@ -12,7 +12,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-use crate::cli;
+use crate::trace::TRACE_TARGET;
 
 const DEFAULT_FILTER: &str =
     "warn,keel=info,keel_api=info,keel_serving=info,keel_experiments=info,keel_registry=info,keel_lake=info";
@@ -37,16 +37,38 @@ impl Telemetry {
     }
 }
 
-/// Sets up logging, and tracing over OTLP when `otlp_endpoint` is set. Must run inside the
-/// Tokio runtime (the OTLP exporter's connection lives there).
-pub fn init(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
-    let filter = EnvFilter::try_from_env(cli::env::LOG).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+/// Why logging or tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error(
+        "--otlp-endpoint {0:?} must be an http:// or https:// URL of an OTLP/gRPC collector, e.g. http://127.0.0.1:4317"
+    )]
+    InvalidEndpoint(String),
+    #[error("cannot set up the OTLP exporter for {endpoint}: {message}")]
+    Exporter { endpoint: String, message: String },
+}
+
+/// How the process logs and traces.
+#[derive(Debug, Clone, Copy)]
+pub struct TelemetryConfig<'a> {
+    /// `text` or `json` lines on stderr.
+    pub log_format: &'a str,
+    /// The environment variable holding a log filter (`tracing` directives), e.g. `KEEL_LOG`.
+    pub filter_env: &'a str,
+    /// An OTLP/gRPC collector to export traces to; none: no traces.
+    pub otlp_endpoint: Option<&'a str>,
+}
+
+/// Sets up logging, and tracing over OTLP when an endpoint is set. Must run inside the Tokio
+/// runtime (the OTLP exporter's connection lives there).
+pub fn init(config: TelemetryConfig<'_>) -> Result<Telemetry, TelemetryError> {
+    let filter = EnvFilter::try_from_env(config.filter_env).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // The log layer never shows request-path spans (they are for traces).
-    let filter = filter.add_directive(
-        format!("{}=off", keel_api::TRACE_TARGET)
-            .parse()
-            .map_err(|e| anyhow::anyhow!("log filter: {e}"))?,
-    );
+    let off = format!("{TRACE_TARGET}=off")
+        .parse()
+        .expect("a target name is a valid directive");
+    let filter = filter.add_directive(off);
+    let (format, otlp_endpoint) = (config.log_format, config.otlp_endpoint);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if format == "json" {
         fmt.json().with_filter(filter).boxed()
@@ -58,16 +80,17 @@ pub fn init(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemet
         return Ok(Telemetry { provider: None });
     };
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        anyhow::bail!(
-            "--otlp-endpoint {endpoint:?} must be an http:// or https:// URL of an OTLP/gRPC collector, e.g. http://127.0.0.1:4317"
-        );
+        return Err(TelemetryError::InvalidEndpoint(endpoint.to_string()));
     }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         .with_timeout(std::time::Duration::from_secs(5))
         .build()
-        .map_err(|e| anyhow::anyhow!("cannot set up the OTLP exporter for {endpoint}: {e}"))?;
+        .map_err(|e| TelemetryError::Exporter {
+            endpoint: endpoint.to_string(),
+            message: e.to_string(),
+        })?;
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "keel".into());
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
@@ -85,8 +108,7 @@ pub fn init(format: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemet
     let tracer = provider.tracer("keel");
     // Traces take the request-path spans and keel's own spans at info and above.
     let trace_filter = EnvFilter::new(format!(
-        "warn,{}=info,keel=info,keel_api=info,keel_serving=info,keel_experiments=info",
-        keel_api::TRACE_TARGET
+        "warn,{TRACE_TARGET}=info,keel=info,keel_api=info,keel_serving=info,keel_experiments=info"
     ));
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
