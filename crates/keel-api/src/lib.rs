@@ -6,6 +6,7 @@
 //! statuses in [`rest::status_of`] and to gRPC codes in [`grpc::code_of`], nowhere else.
 //! This is the only crate that knows HTTP or gRPC.
 
+pub mod app;
 #[cfg(feature = "lake")]
 pub mod data;
 mod experiments;
@@ -19,6 +20,7 @@ mod server;
 pub mod telemetry;
 pub mod trace;
 
+pub use app::{App, AppConfig, AppError, AppLake, PredictionLogConfig, RunningApp};
 pub use metrics_endpoint::prometheus;
 pub use server::{BoundServer, ServeConfig, Services};
 pub use trace::TRACE_TARGET;
