@@ -7,21 +7,21 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keel_experiments::{ExperimentError, Experiments, RewardIn};
+use keel_experiments::{DeploymentError, Deployments, RewardIn};
 use serde::Deserialize;
 
 use crate::rest::{error_response, read_body, status_of};
 
 #[derive(Clone)]
 struct ExpState {
-    experiments: Arc<Experiments>,
+    experiments: Arc<Deployments>,
     max_body: usize,
 }
 
-struct ExpError(ExperimentError);
+struct ExpError(DeploymentError);
 
-impl From<ExperimentError> for ExpError {
-    fn from(e: ExperimentError) -> Self {
+impl From<DeploymentError> for ExpError {
+    fn from(e: DeploymentError) -> Self {
         ExpError(e)
     }
 }
@@ -38,13 +38,13 @@ impl IntoResponse for ExpError {
 
 impl From<keel_store::StoreError> for ExpError {
     fn from(e: keel_store::StoreError) -> Self {
-        ExpError(ExperimentError::Store(e))
+        ExpError(DeploymentError::Store(e))
     }
 }
 
 type ExpResult<T> = std::result::Result<T, ExpError>;
 
-pub fn router(experiments: Arc<Experiments>, max_body: usize) -> Router {
+pub fn router(experiments: Arc<Deployments>, max_body: usize) -> Router {
     Router::new()
         .route("/v1/deployments", get(list))
         .route("/v1/deployments/{name}", get(show).put(apply))
@@ -59,9 +59,9 @@ pub fn router(experiments: Arc<Experiments>, max_body: usize) -> Router {
 async fn json_body<T: for<'de> Deserialize<'de>>(req: Request, limit: usize) -> ExpResult<T> {
     let body = read_body(req.into_body(), limit)
         .await
-        .map_err(|e| ExpError(ExperimentError::Serving(e)))?;
+        .map_err(|e| ExpError(DeploymentError::Serving(e)))?;
     serde_json::from_slice(&body)
-        .map_err(|e| ExpError(ExperimentError::InvalidRequest(format!("malformed request JSON: {e}"))))
+        .map_err(|e| ExpError(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))
 }
 
 async fn list(State(s): State<ExpState>) -> ExpResult<Response> {
@@ -110,10 +110,10 @@ async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Reques
         None => None,
         Some(inputs) => {
             let bytes = serde_json::to_vec(&serde_json::json!({ "inputs": inputs }))
-                .map_err(|e| ExpError(ExperimentError::InvalidRequest(e.to_string())))?;
+                .map_err(|e| ExpError(DeploymentError::InvalidRequest(e.to_string())))?;
             Some(
                 keel_serving::protocol::decode_json_request(&bytes, None)
-                    .map_err(|e| ExpError(ExperimentError::Serving(e)))?,
+                    .map_err(|e| ExpError(DeploymentError::Serving(e)))?,
             )
         }
     };
@@ -129,7 +129,7 @@ async fn feedback(State(s): State<ExpState>, Path(name): Path<String>, req: Requ
     let mut results = s.experiments.feedback(&name, std::slice::from_ref(&body)).await?;
     let one = results
         .pop()
-        .ok_or_else(|| ExpError(ExperimentError::InvalidRequest("no feedback given".into())))?;
+        .ok_or_else(|| ExpError(DeploymentError::InvalidRequest("no feedback given".into())))?;
     Ok(axum::Json(one?).into_response())
 }
 

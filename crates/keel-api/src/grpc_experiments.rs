@@ -2,29 +2,29 @@
 
 use std::sync::Arc;
 
-use keel_experiments::{ExperimentError, Experiments, RewardIn};
+use keel_experiments::{DeploymentError, Deployments, RewardIn};
 use tonic::{Request, Response, Status};
 
 use crate::experiments_proto::experiments_server::Experiments as ExperimentsApi;
 use crate::experiments_proto::{self as pb, feature_value::Value};
 use crate::grpc::code_of;
 
-fn status(e: ExperimentError) -> Status {
+fn status(e: DeploymentError) -> Status {
     Status::new(code_of(e.kind()), e.to_string())
 }
 
-pub struct GrpcExperiments {
-    experiments: Arc<Experiments>,
+pub struct GrpcDeployments {
+    experiments: Arc<Deployments>,
 }
 
-impl GrpcExperiments {
-    pub fn new(experiments: Arc<Experiments>) -> GrpcExperiments {
-        GrpcExperiments { experiments }
+impl GrpcDeployments {
+    pub fn new(experiments: Arc<Deployments>) -> GrpcDeployments {
+        GrpcDeployments { experiments }
     }
 }
 
 #[tonic::async_trait]
-impl ExperimentsApi for GrpcExperiments {
+impl ExperimentsApi for GrpcDeployments {
     async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
         let r = req.into_inner();
         let context: serde_json::Map<String, serde_json::Value> = r

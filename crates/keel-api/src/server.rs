@@ -3,14 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use keel_experiments::Experiments;
+use keel_experiments::Deployments;
 use keel_serving::InferenceService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::experiments_proto::experiments_server::ExperimentsServer;
 use crate::grpc::GrpcService;
-use crate::grpc_experiments::GrpcExperiments;
+use crate::grpc_experiments::GrpcDeployments;
 use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 
 /// Where and how to listen.
@@ -36,7 +36,7 @@ impl Default for ServeConfig {
 #[derive(Clone)]
 pub struct Services {
     pub inference: Arc<InferenceService>,
-    pub experiments: Option<Arc<Experiments>>,
+    pub experiments: Option<Arc<Deployments>>,
     /// More REST routes merged into the app (the `/v1/data` routes when the binary has the lake).
     pub extra_rest: Option<axum::Router>,
 }
@@ -123,7 +123,7 @@ impl BoundServer {
         let mut windows = None;
         if let Some(experiments) = services.experiments.clone() {
             router = router.add_service(
-                ExperimentsServer::new(GrpcExperiments::new(experiments.clone()))
+                ExperimentsServer::new(GrpcDeployments::new(experiments.clone()))
                     .max_decoding_message_size(self.config.max_body_bytes),
             );
             let stop = shutdown.clone();

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::spec::{DeploymentSpec, RewardKind};
 use crate::stats::Counters;
 use crate::wal::{Durability, Wal, read_events};
-use crate::{ExperimentError, Result};
+use crate::{DeploymentError, Result};
 
 /// An event of the log. Field names are short: there is one line per decision.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,16 +172,16 @@ pub struct ClosedWindows {
 }
 
 /// A running deployment.
-pub struct Experiment {
+pub struct Deployment {
     pub name: String,
     inner: Mutex<Inner>,
     wal: Wal,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Experiment {
+impl std::fmt::Debug for Deployment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Experiment")
+        f.debug_struct("Deployment")
             .field("name", &self.name)
             .field("log", &self.path)
             .finish()
@@ -192,8 +192,8 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn lock_err() -> ExperimentError {
-    ExperimentError::Log("internal lock poisoned; restart keel".into())
+fn lock_err() -> DeploymentError {
+    DeploymentError::Log("internal lock poisoned; restart keel".into())
 }
 
 /// Whether a new revision can keep the learned state of the previous one.
@@ -336,7 +336,7 @@ impl Inner {
     }
 
     fn push(&mut self, wal: &Wal, event: &Event) -> Result<u64> {
-        let mut line = serde_json::to_vec(event).map_err(|e| ExperimentError::Log(format!("encoding event: {e}")))?;
+        let mut line = serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
         line.push(b'\n');
         let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
         pending.bytes.extend_from_slice(&line);
@@ -408,7 +408,7 @@ impl Inner {
     }
 }
 
-impl Experiment {
+impl Deployment {
     /// Rebuilds a deployment's state from its log without writing anything (the CLI report
     /// uses this while a server may be appending to the same log).
     pub(crate) fn replay(name: &str, spec: &DeploymentSpec, revision: i64, dir: &Path) -> Result<Replayed> {
@@ -419,7 +419,7 @@ impl Experiment {
         let mut last_rev = None;
         for raw in &events {
             let event: Event = serde_json::from_value(raw.clone())
-                .map_err(|e| ExperimentError::Log(format!("{}: unreadable event {raw}: {e}", path.display())))?;
+                .map_err(|e| DeploymentError::Log(format!("{}: unreadable event {raw}: {e}", path.display())))?;
             if let Event::Revision { rev, reset, .. } = &event {
                 last_rev = Some(*rev);
                 if *reset {
@@ -444,7 +444,7 @@ impl Experiment {
 
     /// The report of a deployment rebuilt from its log, read-only.
     pub fn offline_report(name: &str, spec: &DeploymentSpec, revision: i64, dir: &Path) -> Result<crate::Report> {
-        let r = Experiment::replay(name, spec, revision, dir)?;
+        let r = Deployment::replay(name, spec, revision, dir)?;
         let waiting = r.inner.waiting.values().filter(|w| w.reward.is_none()).count();
         Ok(crate::report::build(name, &r.inner, waiting))
     }
@@ -456,17 +456,17 @@ impl Experiment {
         revision: i64,
         dir: &Path,
         durability: Durability,
-    ) -> Result<Experiment> {
+    ) -> Result<Deployment> {
         let Replayed {
             inner,
             good_len,
             last_rev,
             events,
             path,
-        } = Experiment::replay(name, &spec, revision, dir)?;
+        } = Deployment::replay(name, &spec, revision, dir)?;
         let replayed = events;
         let wal = Wal::open(&path, good_len, inner.seq, durability)?;
-        let experiment = Experiment {
+        let experiment = Deployment {
             name: name.to_string(),
             inner: Mutex::new(inner),
             wal,
@@ -623,14 +623,14 @@ impl Experiment {
 
     fn one_reward(&self, inner: &mut Inner, item: &RewardIn, now: i64) -> Result<(FeedbackOut, Option<u64>)> {
         let id = Uuid::parse_str(&item.decision_id).map_err(|_| {
-            ExperimentError::InvalidRequest(format!(
+            DeploymentError::InvalidRequest(format!(
                 "decision_id '{}' is not a decision id (a UUID returned by decide)",
                 item.decision_id.escape_default()
             ))
         })?;
         let spec = &inner.spec.reward;
         if !item.reward.is_finite() || item.reward < spec.min || item.reward > spec.max {
-            return Err(ExperimentError::InvalidRequest(format!(
+            return Err(DeploymentError::InvalidRequest(format!(
                 "reward {} is outside the declared range [{}, {}]{}",
                 item.reward,
                 spec.min,
@@ -648,16 +648,16 @@ impl Experiment {
             if let Some(ts) = uuid_ms(&id)
                 && ts + window < now
             {
-                return Err(ExperimentError::WindowClosed {
+                return Err(DeploymentError::WindowClosed {
                     id: item.decision_id.clone(),
                     closed_at: fmt_ms(ts + window),
                     window_seconds: inner.spec.reward.window_seconds,
                 });
             }
-            return Err(ExperimentError::UnknownDecision(item.decision_id.clone()));
+            return Err(DeploymentError::UnknownDecision(item.decision_id.clone()));
         };
         if waiting.ts + window < now {
-            return Err(ExperimentError::WindowClosed {
+            return Err(DeploymentError::WindowClosed {
                 id: item.decision_id.clone(),
                 closed_at: fmt_ms(waiting.ts + window),
                 window_seconds: inner.spec.reward.window_seconds,
@@ -673,7 +673,7 @@ impl Experiment {
                     None,
                 ));
             }
-            return Err(ExperimentError::ConflictingReward {
+            return Err(DeploymentError::ConflictingReward {
                 id: item.decision_id.clone(),
                 existing,
                 new: item.reward,
@@ -753,7 +753,7 @@ impl Experiment {
 
     /// Logs a model variant's answer to a decision (no durability wait: it changes no state).
     pub fn log_output(&self, id: &str, variant: usize, shadow: bool, pred: serde_json::Value) -> Result<()> {
-        let id = Uuid::parse_str(id).map_err(|_| ExperimentError::InvalidRequest(format!("bad decision id {id}")))?;
+        let id = Uuid::parse_str(id).map_err(|_| DeploymentError::InvalidRequest(format!("bad decision id {id}")))?;
         {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
             let seq = inner.next_seq();

@@ -12,14 +12,14 @@ use keel_serving::metrics::Protocol;
 use keel_serving::{InferRequest, InferenceService, LoadedModel};
 use keel_store::{DeploymentRevision, Store};
 
-use crate::engine::{DecisionOut, Experiment, FeedbackOut, RewardIn, now_ms};
-use crate::monitor::ReferenceSource;
+use crate::drift::ReferenceSource;
+use crate::engine::{DecisionOut, Deployment, FeedbackOut, RewardIn, now_ms};
 use crate::report::{Report, build};
+use crate::safeguards::{Health, Safeguards};
 use crate::score::Scores;
 use crate::spec::DeploymentSpec;
 use crate::wal::Durability;
-use crate::watch::{Health, Watch};
-use crate::{ExperimentError, Result};
+use crate::{DeploymentError, Result};
 use keel_guard::AlertEvent;
 use tracing::Instrument as _;
 
@@ -35,7 +35,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ExperimentError::InvalidRequest(format!(
+        Err(DeploymentError::InvalidRequest(format!(
             "invalid deployment name '{}': use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit",
             name.escape_default()
         )))
@@ -51,27 +51,27 @@ struct VariantModels {
 }
 
 /// The set of running deployments.
-pub struct Experiments {
+pub struct Deployments {
     store: Store,
     dir: PathBuf,
     durability: Durability,
     inference: Option<Arc<InferenceService>>,
-    running: RwLock<BTreeMap<String, Arc<Experiment>>>,
+    running: RwLock<BTreeMap<String, Arc<Deployment>>>,
     models: RwLock<BTreeMap<String, VariantModels>>,
     /// Decisions and rewards also go to the lake (tables `decisions`, `feedback`) when set.
     log: OnceLock<Arc<PredictionLog>>,
     /// Per running deployment: its SLO, output guardrails and alert rules.
-    watches: RwLock<BTreeMap<String, Arc<Watch>>>,
+    watches: RwLock<BTreeMap<String, Arc<Safeguards>>>,
     /// Sends alert notifications.
     http: reqwest::Client,
     /// Loads monitors' reference tables (set by a server that has a lake).
     references: OnceLock<Arc<dyn ReferenceSource>>,
 }
 
-impl Experiments {
+impl Deployments {
     /// Opens every deployment in the store, recovering each from its log.
-    pub async fn open(store: Store, dir: PathBuf, durability: Durability) -> Result<Arc<Experiments>> {
-        Experiments::open_with_models(store, dir, durability, None).await
+    pub async fn open(store: Store, dir: PathBuf, durability: Durability) -> Result<Arc<Deployments>> {
+        Deployments::open_with_models(store, dir, durability, None).await
     }
 
     /// Opens every deployment; variants that are model versions run on `inference`.
@@ -80,8 +80,8 @@ impl Experiments {
         dir: PathBuf,
         durability: Durability,
         inference: Option<Arc<InferenceService>>,
-    ) -> Result<Arc<Experiments>> {
-        let me = Arc::new(Experiments {
+    ) -> Result<Arc<Deployments>> {
+        let me = Arc::new(Deployments {
             store,
             dir,
             durability,
@@ -99,7 +99,7 @@ impl Experiments {
         Ok(me)
     }
 
-    async fn start(&self, revision: &DeploymentRevision) -> Result<Arc<Experiment>> {
+    async fn start(&self, revision: &DeploymentRevision) -> Result<Arc<Deployment>> {
         let spec = DeploymentSpec::from_json(&revision.spec)?;
         let models = self.resolve_models(&spec).await?;
         self.start_resolved(revision, spec, models).await
@@ -110,7 +110,7 @@ impl Experiments {
         revision: &DeploymentRevision,
         spec: DeploymentSpec,
         models: VariantModels,
-    ) -> Result<Arc<Experiment>> {
+    ) -> Result<Arc<Deployment>> {
         let (name, rev, dir, durability) = (
             revision.name.clone(),
             revision.revision,
@@ -123,19 +123,19 @@ impl Experiments {
         }
         self.watches
             .write()
-            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
-            .insert(name.clone(), Arc::new(Watch::new(&spec)));
-        let experiment = tokio::task::spawn_blocking(move || Experiment::open(&name, spec, rev, &dir, durability))
+            .map_err(|_| DeploymentError::Log("lock poisoned".into()))?
+            .insert(name.clone(), Arc::new(Safeguards::new(&spec)));
+        let experiment = tokio::task::spawn_blocking(move || Deployment::open(&name, spec, rev, &dir, durability))
             .await
-            .map_err(|e| ExperimentError::Log(format!("opening the deployment failed: {e}")))??;
+            .map_err(|e| DeploymentError::Log(format!("opening the deployment failed: {e}")))??;
         let experiment = Arc::new(experiment);
         self.running
             .write()
-            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .map_err(|_| DeploymentError::Log("lock poisoned".into()))?
             .insert(revision.name.clone(), experiment.clone());
         self.models
             .write()
-            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .map_err(|_| DeploymentError::Log("lock poisoned".into()))?
             .insert(revision.name.clone(), models);
         Ok(experiment)
     }
@@ -149,13 +149,13 @@ impl Experiments {
                 continue;
             };
             let Some(inference) = &self.inference else {
-                return Err(ExperimentError::InvalidSpec(vec![format!(
+                return Err(DeploymentError::InvalidSpec(vec![format!(
                     "variant '{}' is a model, but this process serves no models",
                     v.name
                 )]));
             };
             let (name, selector) = VersionSelector::split_reference(reference)
-                .map_err(|e| ExperimentError::InvalidSpec(vec![format!("variant '{}': {e}", v.name)]))?;
+                .map_err(|e| DeploymentError::InvalidSpec(vec![format!("variant '{}': {e}", v.name)]))?;
             let loaded = inference.repository().load_pinned(&name, &selector).await?;
             if v.shadow {
                 out.shadows.push(i);
@@ -189,13 +189,13 @@ impl Experiments {
         Ok(revision)
     }
 
-    pub fn get(&self, name: &str) -> Result<Arc<Experiment>> {
+    pub fn get(&self, name: &str) -> Result<Arc<Deployment>> {
         self.running
             .read()
-            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .map_err(|_| DeploymentError::Log("lock poisoned".into()))?
             .get(name)
             .cloned()
-            .ok_or_else(|| ExperimentError::UnknownDeployment(name.escape_default().to_string()))
+            .ok_or_else(|| DeploymentError::UnknownDeployment(name.escape_default().to_string()))
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -280,14 +280,14 @@ impl Experiments {
         let models = self
             .models
             .read()
-            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .map_err(|_| DeploymentError::Log("lock poisoned".into()))?
             .get(name)
             .cloned()
             .unwrap_or_default();
         let has_models = models.models.iter().any(Option::is_some);
         if has_models {
             let Some(request) = &inputs else {
-                return Err(ExperimentError::InvalidRequest(
+                return Err(DeploymentError::InvalidRequest(
                     "this deployment's variants are models: send 'inputs' as in an Open Inference Protocol infer request"
                         .into(),
                 ));
@@ -396,8 +396,8 @@ impl Experiments {
     async fn guard_output(
         &self,
         name: &str,
-        watch: &Watch,
-        experiment: &Arc<Experiment>,
+        watch: &Safeguards,
+        experiment: &Arc<Deployment>,
         models: &VariantModels,
         chosen: usize,
         request: &InferRequest,
@@ -448,7 +448,7 @@ impl Experiments {
     /// Pairs labels with the scores live monitors remember, for their AUC; returns how many
     /// labels matched a monitored prediction.
     pub fn observe_labels(&self, labels: &[keel_predlog::LabelRecord]) -> usize {
-        let watches: Vec<Arc<Watch>> = self
+        let watches: Vec<Arc<Safeguards>> = self
             .watches
             .read()
             .map(|w| w.values().filter(|w| w.monitor.is_some()).cloned().collect())
@@ -472,7 +472,7 @@ impl Experiments {
     }
 
     /// Loads monitors' references when due and runs due drift evaluations, in the background.
-    fn tick_monitors(&self, name: &str, watch: &Arc<Watch>) {
+    fn tick_monitors(&self, name: &str, watch: &Arc<Safeguards>) {
         let Some(monitor) = &watch.monitor else { return };
         let now = now_ms();
         if let Some(source) = self.references.get()
@@ -512,7 +512,7 @@ impl Experiments {
                         Ok(batches) => {
                             let seed = now as u64;
                             tokio::task::spawn_blocking(move || {
-                                crate::monitor::prepare_reference(&spec, &models, &batches, seed, output.as_deref())
+                                crate::drift::prepare_reference(&spec, &models, &batches, seed, output.as_deref())
                             })
                             .await
                             .unwrap_or_else(|e| Err(format!("loading the reference failed: {e}")))
@@ -535,13 +535,13 @@ impl Experiments {
         }
     }
 
-    fn watch(&self, name: &str) -> Result<Arc<Watch>> {
+    fn watch(&self, name: &str) -> Result<Arc<Safeguards>> {
         self.watches
             .read()
-            .map_err(|_| ExperimentError::Log("lock poisoned".into()))?
+            .map_err(|_| DeploymentError::Log("lock poisoned".into()))?
             .get(name)
             .cloned()
-            .ok_or_else(|| ExperimentError::UnknownDeployment(name.escape_default().to_string()))
+            .ok_or_else(|| DeploymentError::UnknownDeployment(name.escape_default().to_string()))
     }
 
     /// SLO status, guardrail trips and alert states of a running deployment.

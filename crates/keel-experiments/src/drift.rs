@@ -215,7 +215,7 @@ const REMEMBERED: usize = 200_000;
 /// A failed reference load is retried after this long.
 const RETRY_MS: i64 = 60_000;
 
-pub(crate) struct Monitor {
+pub(crate) struct DriftMonitor {
     spec: MonitorSpec,
     seed: u64,
     state: Mutex<State>,
@@ -225,9 +225,9 @@ pub(crate) struct Monitor {
     labels: Mutex<Labels>,
 }
 
-impl Monitor {
-    pub(crate) fn new(spec: MonitorSpec, seed: u64) -> Monitor {
-        Monitor {
+impl DriftMonitor {
+    pub(crate) fn new(spec: MonitorSpec, seed: u64) -> DriftMonitor {
+        DriftMonitor {
             spec,
             seed,
             state: Mutex::new(State::Pending {

@@ -10,13 +10,13 @@ use keel_guard::alert::Alerts;
 use keel_guard::{AlertEvent, OutputGuard, OutputGuardSpec, Signals, SloStatus, SloTracker, Violation};
 use serde::{Deserialize, Serialize};
 
-use crate::monitor::Monitor;
+use crate::drift::DriftMonitor;
 use crate::spec::DeploymentSpec;
 
 /// `output_guardrails` of a deployment spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutputGuardrailSpec {
+pub struct OutputGuardsSpec {
     /// The output tensor checked (default: the first floating-point output). Every value must
     /// lie within the bounds; the last value of each row is the score watched for a collapse
     /// (the positive class of a binary classifier).
@@ -38,7 +38,7 @@ fn default_collapse_window() -> usize {
     200
 }
 
-impl OutputGuardrailSpec {
+impl OutputGuardsSpec {
     pub fn guard_spec(&self) -> OutputGuardSpec {
         OutputGuardSpec {
             min: self.min,
@@ -60,7 +60,7 @@ pub struct Health {
     pub alerts: Vec<AlertStatus>,
     /// Live monitoring: data quality, the last drift window, the AUC of labelled predictions.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub monitor: Option<crate::monitor::MonitorStatus>,
+    pub monitor: Option<crate::drift::MonitorStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,31 +70,31 @@ pub struct AlertStatus {
     pub rollback: bool,
 }
 
-pub(crate) struct Watch {
+pub(crate) struct Safeguards {
     slo: Option<Mutex<SloTracker>>,
     guards: Mutex<BTreeMap<usize, OutputGuard>>,
-    guard_spec: Option<OutputGuardrailSpec>,
+    guard_spec: Option<OutputGuardsSpec>,
     alerts: Mutex<Alerts>,
     /// Trips since the last alert evaluation.
     trips_pending: AtomicU64,
     trips_total: Mutex<BTreeMap<String, u64>>,
-    pub(crate) monitor: Option<Monitor>,
+    pub(crate) monitor: Option<DriftMonitor>,
 }
 
-impl Watch {
-    pub(crate) fn new(spec: &DeploymentSpec) -> Watch {
-        Watch {
+impl Safeguards {
+    pub(crate) fn new(spec: &DeploymentSpec) -> Safeguards {
+        Safeguards {
             slo: spec.slo.clone().map(|s| Mutex::new(SloTracker::new(s))),
             guards: Mutex::new(BTreeMap::new()),
             guard_spec: spec.output_guardrails.clone(),
             alerts: Mutex::new(Alerts::new(spec.alerts.clone())),
             trips_pending: AtomicU64::new(0),
             trips_total: Mutex::new(BTreeMap::new()),
-            monitor: spec.monitor.clone().map(|m| Monitor::new(m, spec.seed)),
+            monitor: spec.monitor.clone().map(|m| DriftMonitor::new(m, spec.seed)),
         }
     }
 
-    pub(crate) fn guard_spec(&self) -> Option<&OutputGuardrailSpec> {
+    pub(crate) fn guard_spec(&self) -> Option<&OutputGuardsSpec> {
         self.guard_spec.as_ref()
     }
 
