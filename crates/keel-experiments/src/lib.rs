@@ -8,21 +8,34 @@
 //!
 //! It must never depend on a transport (HTTP, gRPC): `keel-api` exposes it.
 
+mod decide;
 mod drift;
 mod engine;
 mod error;
+mod event;
 mod manager;
+mod notice;
+mod outcome;
 pub mod report;
+mod running;
 mod safeguards;
 pub mod score;
+mod services;
 pub mod spec;
+mod state;
 pub mod stats;
+mod upkeep;
+mod variants;
 pub mod wal;
 
+pub use decide::DecideRequest;
 pub use drift::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
-pub use engine::{DecisionOut, Deployment, Event, FeedbackOut, RewardIn};
+pub use engine::Deployment;
 pub use error::{DeploymentError, Result};
+pub use event::Event;
 pub use manager::{Deployments, record_lineage, validate_name};
+pub use notice::Notice;
+pub use outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 pub use report::Report;
 pub use safeguards::{AlertStatus, Health, OutputGuardsSpec};
 pub use spec::DeploymentSpec;

@@ -1,6 +1,6 @@
-//! A running deployment's watch: its SLO, the output guardrails of its model variants, and
-//! its alert rules (which may roll it back). One per running revision; a new revision starts a
-//! fresh watch.
+//! A running deployment's safeguards: its SLO, the output guards on its model variants'
+//! answers, and its alert rules (which may roll it back). One per running revision; a new
+//! revision starts fresh ones.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::drift::DriftMonitor;
 use crate::spec::DeploymentSpec;
 
-/// `output_guardrails` of a deployment spec.
+/// `output_guardrails` of a deployment spec: the output guards on model variants' answers (not
+/// the reward guardrail, [`RewardGuardrailSpec`](crate::spec::RewardGuardrailSpec)).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputGuardsSpec {
@@ -70,6 +71,7 @@ pub struct AlertStatus {
     pub rollback: bool,
 }
 
+/// The SLO tracker, output guards and alert rules of one running revision.
 pub(crate) struct Safeguards {
     slo: Option<Mutex<SloTracker>>,
     guards: Mutex<BTreeMap<usize, OutputGuard>>,
@@ -78,7 +80,6 @@ pub(crate) struct Safeguards {
     /// Trips since the last alert evaluation.
     trips_pending: AtomicU64,
     trips_total: Mutex<BTreeMap<String, u64>>,
-    pub(crate) monitor: Option<DriftMonitor>,
 }
 
 impl Safeguards {
@@ -90,7 +91,6 @@ impl Safeguards {
             alerts: Mutex::new(Alerts::new(spec.alerts.clone())),
             trips_pending: AtomicU64::new(0),
             trips_total: Mutex::new(BTreeMap::new()),
-            monitor: spec.monitor.clone().map(|m| DriftMonitor::new(m, spec.seed)),
         }
     }
 
@@ -138,13 +138,18 @@ impl Safeguards {
 
     /// Evaluates the alert rules at `now_ms`; returns firings and resolutions, each with the
     /// webhooks of its rule.
-    pub(crate) fn evaluate(&self, deployment: &str, now_ms: i64) -> Vec<(AlertEvent, Vec<keel_guard::Notifier>)> {
+    pub(crate) fn evaluate(
+        &self,
+        deployment: &str,
+        drift: Option<&DriftMonitor>,
+        now_ms: i64,
+    ) -> Vec<(AlertEvent, Vec<keel_guard::Notifier>)> {
         let slo = self.slo_status(now_ms);
         if let Some(s) = &slo {
             metrics::gauge!("keel_slo_burn_rate", "deployment" => deployment.to_owned()).set(s.burn_rate);
             metrics::gauge!("keel_slo_availability", "deployment" => deployment.to_owned()).set(s.availability);
         }
-        let (drift, auc) = match &self.monitor {
+        let (drift, auc) = match drift {
             Some(m) => {
                 m.publish(deployment);
                 let (auc, labelled) = m.auc(now_ms);
@@ -189,7 +194,7 @@ impl Safeguards {
         self.slo.as_ref()?.lock().ok().map(|mut t| t.status(now_ms))
     }
 
-    pub(crate) fn health(&self, deployment: &str, revision: i64, now_ms: i64) -> Health {
+    pub(crate) fn health(&self, deployment: &str, revision: i64, drift: Option<&DriftMonitor>, now_ms: i64) -> Health {
         Health {
             deployment: deployment.to_owned(),
             revision,
@@ -209,7 +214,7 @@ impl Safeguards {
                         .collect()
                 })
                 .unwrap_or_default(),
-            monitor: self.monitor.as_ref().map(|m| m.status(now_ms)),
+            monitor: drift.map(|m| m.status(now_ms)),
         }
     }
 }

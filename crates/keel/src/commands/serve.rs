@@ -28,7 +28,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let runtime = Runtime::global()?;
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
     let service = service(&ctx, &args);
-    let experiments = open_experiments(&ctx, &args, Some(service.clone())).await?;
+    let experiments = open_deployments(&ctx, &args, Some(service.clone())).await?;
     // One lake for the prediction logs, the /v1/data routes and monitors' references.
     let lake = open_lake(&ctx).await?;
     set_reference_source(&lake, &experiments);
@@ -151,7 +151,7 @@ async fn terminate() {
 
 /// Opens every deployment, recovering each from its decision log under `--home/experiments`;
 /// model variants run on `inference`.
-pub async fn open_experiments(
+pub async fn open_deployments(
     ctx: &Context,
     args: &ServeArgs,
     inference: Option<std::sync::Arc<InferenceService>>,
