@@ -7,7 +7,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keel_experiments::{DeploymentError, Deployments, RewardIn};
+use keel_experiments::{DecideRequest, DeploymentError, Deployments, RewardIn};
+use keel_serving::metrics::Protocol;
 use serde::Deserialize;
 
 use crate::rest::{error_response, read_body, status_of};
@@ -92,35 +93,42 @@ async fn apply(State(s): State<ExpState>, Path(name): Path<String>, req: Request
     Ok((StatusCode::OK, axum::Json(revision)).into_response())
 }
 
+/// A decide body. `inputs` is only skimmed here: the model inputs are decoded once, straight
+/// from the body's text, by the V2 request decoder.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DecideRequest {
+struct DecideBody {
     #[serde(default)]
     unit_id: Option<String>,
     #[serde(default)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
     /// For deployments whose variants are models: the model inputs, as in an infer request.
     #[serde(default)]
-    inputs: Option<serde_json::Value>,
+    inputs: Option<serde::de::IgnoredAny>,
 }
 
 async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
-    let body: DecideRequest = json_body(req, s.max_body).await?;
-    let inputs = match body.inputs {
+    let body = read_body(req.into_body(), s.max_body)
+        .await
+        .map_err(|e| ExpError(DeploymentError::Serving(e)))?;
+    let decide: DecideBody = serde_json::from_slice(&body)
+        .map_err(|e| ExpError(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))?;
+    // The body has no `id`, `parameters` or `outputs` (refused above), so as an infer request
+    // it is exactly its `inputs`.
+    let inputs = match decide.inputs {
         None => None,
-        Some(inputs) => {
-            let bytes = serde_json::to_vec(&serde_json::json!({ "inputs": inputs }))
-                .map_err(|e| ExpError(DeploymentError::InvalidRequest(e.to_string())))?;
-            Some(
-                keel_serving::protocol::decode_json_request(&bytes, None)
-                    .map_err(|e| ExpError(DeploymentError::Serving(e)))?,
-            )
-        }
+        Some(_) => Some(
+            keel_serving::protocol::decode_json_request(&body, None)
+                .map_err(|e| ExpError(DeploymentError::Serving(e)))?,
+        ),
     };
-    let out = s
-        .experiments
-        .decide_with_inputs(&name, body.unit_id.as_deref(), body.context.as_ref(), inputs)
-        .await?;
+    let request = DecideRequest {
+        unit: decide.unit_id,
+        context: decide.context,
+        inputs,
+        protocol: Protocol::Rest,
+    };
+    let out = s.experiments.decide_request(&name, request).await?;
     Ok(axum::Json(out).into_response())
 }
 
