@@ -7,21 +7,22 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use keel_experiments::{ExperimentError, Experiments, RewardIn};
+use keel_experiments::{DecideRequest, DeploymentError, Deployments, RewardIn};
+use keel_serving::metrics::Protocol;
 use serde::Deserialize;
 
 use crate::rest::{error_response, read_body, status_of};
 
 #[derive(Clone)]
 struct ExpState {
-    experiments: Arc<Experiments>,
+    experiments: Arc<Deployments>,
     max_body: usize,
 }
 
-struct ExpError(ExperimentError);
+struct ExpError(DeploymentError);
 
-impl From<ExperimentError> for ExpError {
-    fn from(e: ExperimentError) -> Self {
+impl From<DeploymentError> for ExpError {
+    fn from(e: DeploymentError) -> Self {
         ExpError(e)
     }
 }
@@ -38,13 +39,13 @@ impl IntoResponse for ExpError {
 
 impl From<keel_store::StoreError> for ExpError {
     fn from(e: keel_store::StoreError) -> Self {
-        ExpError(ExperimentError::Store(e))
+        ExpError(DeploymentError::Store(e))
     }
 }
 
 type ExpResult<T> = std::result::Result<T, ExpError>;
 
-pub fn router(experiments: Arc<Experiments>, max_body: usize) -> Router {
+pub fn router(experiments: Arc<Deployments>, max_body: usize) -> Router {
     Router::new()
         .route("/v1/deployments", get(list))
         .route("/v1/deployments/{name}", get(show).put(apply))
@@ -59,9 +60,9 @@ pub fn router(experiments: Arc<Experiments>, max_body: usize) -> Router {
 async fn json_body<T: for<'de> Deserialize<'de>>(req: Request, limit: usize) -> ExpResult<T> {
     let body = read_body(req.into_body(), limit)
         .await
-        .map_err(|e| ExpError(ExperimentError::Serving(e)))?;
+        .map_err(|e| ExpError(DeploymentError::Serving(e)))?;
     serde_json::from_slice(&body)
-        .map_err(|e| ExpError(ExperimentError::InvalidRequest(format!("malformed request JSON: {e}"))))
+        .map_err(|e| ExpError(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))
 }
 
 async fn list(State(s): State<ExpState>) -> ExpResult<Response> {
@@ -92,35 +93,42 @@ async fn apply(State(s): State<ExpState>, Path(name): Path<String>, req: Request
     Ok((StatusCode::OK, axum::Json(revision)).into_response())
 }
 
+/// A decide body. `inputs` is only skimmed here: the model inputs are decoded once, straight
+/// from the body's text, by the V2 request decoder.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DecideRequest {
+struct DecideBody {
     #[serde(default)]
     unit_id: Option<String>,
     #[serde(default)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
     /// For deployments whose variants are models: the model inputs, as in an infer request.
     #[serde(default)]
-    inputs: Option<serde_json::Value>,
+    inputs: Option<serde::de::IgnoredAny>,
 }
 
 async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
-    let body: DecideRequest = json_body(req, s.max_body).await?;
-    let inputs = match body.inputs {
+    let body = read_body(req.into_body(), s.max_body)
+        .await
+        .map_err(|e| ExpError(DeploymentError::Serving(e)))?;
+    let decide: DecideBody = serde_json::from_slice(&body)
+        .map_err(|e| ExpError(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))?;
+    // The body has no `id`, `parameters` or `outputs` (refused above), so as an infer request
+    // it is exactly its `inputs`.
+    let inputs = match decide.inputs {
         None => None,
-        Some(inputs) => {
-            let bytes = serde_json::to_vec(&serde_json::json!({ "inputs": inputs }))
-                .map_err(|e| ExpError(ExperimentError::InvalidRequest(e.to_string())))?;
-            Some(
-                keel_serving::protocol::decode_json_request(&bytes, None)
-                    .map_err(|e| ExpError(ExperimentError::Serving(e)))?,
-            )
-        }
+        Some(_) => Some(
+            keel_serving::protocol::decode_json_request(&body, None)
+                .map_err(|e| ExpError(DeploymentError::Serving(e)))?,
+        ),
     };
-    let out = s
-        .experiments
-        .decide_with_inputs(&name, body.unit_id.as_deref(), body.context.as_ref(), inputs)
-        .await?;
+    let request = DecideRequest {
+        unit: decide.unit_id,
+        context: decide.context,
+        inputs,
+        protocol: Protocol::Rest,
+    };
+    let out = s.experiments.decide_request(&name, request).await?;
     Ok(axum::Json(out).into_response())
 }
 
@@ -129,7 +137,7 @@ async fn feedback(State(s): State<ExpState>, Path(name): Path<String>, req: Requ
     let mut results = s.experiments.feedback(&name, std::slice::from_ref(&body)).await?;
     let one = results
         .pop()
-        .ok_or_else(|| ExpError(ExperimentError::InvalidRequest("no feedback given".into())))?;
+        .ok_or_else(|| ExpError(DeploymentError::InvalidRequest("no feedback given".into())))?;
     Ok(axum::Json(one?).into_response())
 }
 

@@ -2,29 +2,30 @@
 
 use std::sync::Arc;
 
-use keel_experiments::{ExperimentError, Experiments, RewardIn};
+use keel_experiments::{DecideRequest, DeploymentError, Deployments, RewardIn};
+use keel_serving::metrics::Protocol;
 use tonic::{Request, Response, Status};
 
 use crate::experiments_proto::experiments_server::Experiments as ExperimentsApi;
 use crate::experiments_proto::{self as pb, feature_value::Value};
-use crate::grpc::code_of;
+use crate::grpc::{code_of, decode_request, encode_response};
 
-fn status(e: ExperimentError) -> Status {
+fn status(e: DeploymentError) -> Status {
     Status::new(code_of(e.kind()), e.to_string())
 }
 
-pub struct GrpcExperiments {
-    experiments: Arc<Experiments>,
+pub struct GrpcDeployments {
+    experiments: Arc<Deployments>,
 }
 
-impl GrpcExperiments {
-    pub fn new(experiments: Arc<Experiments>) -> GrpcExperiments {
-        GrpcExperiments { experiments }
+impl GrpcDeployments {
+    pub fn new(experiments: Arc<Deployments>) -> GrpcDeployments {
+        GrpcDeployments { experiments }
     }
 }
 
 #[tonic::async_trait]
-impl ExperimentsApi for GrpcExperiments {
+impl ExperimentsApi for GrpcDeployments {
     async fn decide(&self, req: Request<pb::DecideRequest>) -> Result<Response<pb::DecideResponse>, Status> {
         let r = req.into_inner();
         let context: serde_json::Map<String, serde_json::Value> = r
@@ -38,11 +39,18 @@ impl ExperimentsApi for GrpcExperiments {
                 Some((k, value))
             })
             .collect();
-        let unit = (!r.unit_id.is_empty()).then_some(r.unit_id.as_str());
-        let ctx = (!context.is_empty()).then_some(&context);
+        // Raw inputs get raw outputs back, as in plain V2 inference.
+        let raw = r.inputs.as_ref().is_some_and(|i| !i.raw_input_contents.is_empty());
+        let inputs = r.inputs.map(decode_request).transpose()?;
+        let request = DecideRequest {
+            unit: (!r.unit_id.is_empty()).then_some(r.unit_id),
+            context: (!context.is_empty()).then_some(context),
+            inputs,
+            protocol: Protocol::Grpc,
+        };
         let out = self
             .experiments
-            .decide(&r.deployment, unit, ctx)
+            .decide_request(&r.deployment, request)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DecideResponse {
@@ -52,6 +60,10 @@ impl ExperimentsApi for GrpcExperiments {
             policy_version: out.policy_version,
             revision: out.revision,
             control: out.control,
+            prediction: out.response.map(|response| encode_response(response, raw)),
+            prediction_id: out.prediction_id.unwrap_or_default(),
+            fallback: out.fallback.is_some(),
+            fallback_json: out.fallback.map(|f| f.to_string()).unwrap_or_default(),
         }))
     }
 

@@ -31,8 +31,17 @@ pub mod proto {
     tonic::include_proto!("inference");
 }
 
-/// The generated experimentation API (`keel.experiments.v1` package).
-pub mod experiments_proto {
-    #![allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]
-    tonic::include_proto!("keel.experiments.v1");
+/// The generated experimentation API (`keel.experiments.v1` package), nested as its package
+/// so that its references to `inference` messages (model inputs and predictions) resolve.
+mod keel {
+    pub mod experiments {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]
+            tonic::include_proto!("keel.experiments.v1");
+        }
+    }
 }
+/// The generated experimentation API (`keel.experiments.v1` package).
+pub use keel::experiments::v1 as experiments_proto;
+/// `inference` as the generated experimentation API names it.
+use proto as inference;

@@ -3,15 +3,18 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use keel_experiments::Experiments;
+use keel_experiments::Deployments;
 use keel_serving::InferenceService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::experiments_proto::experiments_server::ExperimentsServer;
 use crate::grpc::GrpcService;
-use crate::grpc_experiments::GrpcExperiments;
+use crate::grpc_experiments::GrpcDeployments;
 use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
+
+/// How long shutdown waits for deployments' background tasks (webhooks time out sooner).
+const DEPLOYMENTS_DRAIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Where and how to listen.
 #[derive(Debug, Clone)]
@@ -36,7 +39,7 @@ impl Default for ServeConfig {
 #[derive(Clone)]
 pub struct Services {
     pub inference: Arc<InferenceService>,
-    pub experiments: Option<Arc<Experiments>>,
+    pub experiments: Option<Arc<Deployments>>,
     /// More REST routes merged into the app (the `/v1/data` routes when the binary has the lake).
     pub extra_rest: Option<axum::Router>,
 }
@@ -73,7 +76,8 @@ impl BoundServer {
     }
 
     /// Serves REST and gRPC until `shutdown` is cancelled, then drains in-flight requests.
-    /// With experiments, attribution windows are closed every second meanwhile.
+    /// With deployments, their upkeep runs every second meanwhile, and their background tasks
+    /// are drained before this returns.
     pub async fn run(self, services: Services, shutdown: CancellationToken) -> std::io::Result<()> {
         let metrics = crate::prometheus();
         // The exporter keeps histogram samples until they are folded into buckets: do it every
@@ -120,38 +124,23 @@ impl BoundServer {
             builder = builder.trace_fn(crate::trace::grpc);
         }
         let mut router = builder.add_service(grpc_service);
-        let mut windows = None;
         if let Some(experiments) = services.experiments.clone() {
             router = router.add_service(
-                ExperimentsServer::new(GrpcExperiments::new(experiments.clone()))
+                ExperimentsServer::new(GrpcDeployments::new(experiments.clone()))
                     .max_decoding_message_size(self.config.max_body_bytes),
             );
-            let stop = shutdown.clone();
-            windows = Some(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        _ = tick.tick() => {
-                            if let Err(e) = experiments.close_windows().await {
-                                tracing::error!(error = %e, "closing attribution windows failed");
-                            }
-                            // SLOs, guardrail trips and alert rules (notifications, rollbacks).
-                            experiments.watch_tick().await;
-                        }
-                    }
-                }
-            }));
+            // Attribution windows, safeguards and drift every second, on the deployments'
+            // own task tracker (drained by `shutdown` below).
+            experiments.spawn_upkeep();
         }
         let grpc = router.serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
 
         let (h, g) = tokio::join!(http, grpc);
         let _ = upkeep.await;
-        if let Some(w) = windows {
-            let _ = w.await;
-        }
+        // Background work of deployments (shadows, drift, webhooks) finishes, bounded, before
+        // their logs close.
         if let Some(e) = &services.experiments {
-            e.close();
+            e.shutdown(DEPLOYMENTS_DRAIN).await;
         }
         // Last: requests and deployments are done, so everything they logged is queued.
         if let Some(log) = services.inference.prediction_log() {

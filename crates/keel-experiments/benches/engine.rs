@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel_bandit::{PolicyConfig, PolicyState};
-use keel_experiments::{Durability, Experiments, RewardIn};
+use keel_experiments::{Deployments, Durability, RewardIn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -56,7 +56,7 @@ fn engine(policy: serde_json::Value, n: usize) -> f64 {
     rt.block_on(async move {
         let dir = tempfile::tempdir().expect("tmp");
         let store = keel_store::Store::open("sqlite::memory:").await.expect("store");
-        let exps = Experiments::open(store, dir.path().to_path_buf(), Durability::Os)
+        let exps = Deployments::open(store, dir.path().to_path_buf(), Durability::Os)
             .await
             .expect("open");
         exps.apply("bench", &spec(policy), "bench", None).await.expect("apply");

@@ -1,9 +1,9 @@
 use keel_store::StoreError;
 
-/// Errors of the experimentation system; each has a stable public [`code`](ExperimentError::code)
-/// and an [`ErrorKind`](keel_serving::ErrorKind) the transports map to a status.
+/// Errors of the experimentation system; each has a stable public [`code`](DeploymentError::code)
+/// and an [`ErrorKind`](keel_types::ErrorKind) the transports map to a status.
 #[derive(Debug, thiserror::Error)]
-pub enum ExperimentError {
+pub enum DeploymentError {
     /// The deployment definition is not valid; every problem is listed.
     #[error("invalid deployment: {}", .0.join("; "))]
     InvalidSpec(Vec<String>),
@@ -37,36 +37,48 @@ pub enum ExperimentError {
     Serving(#[from] keel_serving::ServingError),
 }
 
-impl ExperimentError {
+impl DeploymentError {
+    /// The stable public code of this error (snake_case), sent in error bodies.
     pub fn code(&self) -> &'static str {
         match self {
-            ExperimentError::InvalidSpec(_) => "invalid_deployment",
-            ExperimentError::InvalidRequest(_) => "invalid_request",
-            ExperimentError::UnknownDeployment(_) => "unknown_deployment",
-            ExperimentError::UnknownDecision(_) => "unknown_decision",
-            ExperimentError::WindowClosed { .. } => "window_closed",
-            ExperimentError::ConflictingReward { .. } => "conflicting_reward",
-            ExperimentError::Log(_) => "decision_log",
-            ExperimentError::Policy(_) => "invalid_request",
-            ExperimentError::Store(e) => e.code(),
-            ExperimentError::Serving(e) => e.code(),
+            DeploymentError::InvalidSpec(_) => "invalid_deployment",
+            DeploymentError::InvalidRequest(_) => "invalid_request",
+            DeploymentError::UnknownDeployment(_) => "unknown_deployment",
+            DeploymentError::UnknownDecision(_) => "unknown_decision",
+            DeploymentError::WindowClosed { .. } => "window_closed",
+            DeploymentError::ConflictingReward { .. } => "conflicting_reward",
+            DeploymentError::Log(_) => "decision_log",
+            DeploymentError::Policy(_) => "invalid_request",
+            DeploymentError::Store(e) => e.code(),
+            DeploymentError::Serving(e) => e.code(),
         }
     }
 
-    pub fn kind(&self) -> keel_serving::ErrorKind {
-        use keel_serving::ErrorKind as K;
+    /// What kind of failure this is; the transports map it to a status.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        use keel_types::ErrorKind as K;
         match self {
-            ExperimentError::InvalidSpec(_) | ExperimentError::InvalidRequest(_) | ExperimentError::Policy(_) => {
+            DeploymentError::InvalidSpec(_) | DeploymentError::InvalidRequest(_) | DeploymentError::Policy(_) => {
                 K::InvalidArgument
             }
-            ExperimentError::UnknownDeployment(_) | ExperimentError::UnknownDecision(_) => K::NotFound,
-            ExperimentError::WindowClosed { .. } | ExperimentError::ConflictingReward { .. } => K::Conflict,
-            ExperimentError::Log(_) => K::Unavailable,
-            ExperimentError::Store(e) => e.kind(),
-            ExperimentError::Serving(e) => e.kind(),
+            DeploymentError::UnknownDeployment(_) | DeploymentError::UnknownDecision(_) => K::NotFound,
+            DeploymentError::WindowClosed { .. } | DeploymentError::ConflictingReward { .. } => K::Conflict,
+            DeploymentError::Log(_) => K::Unavailable,
+            DeploymentError::Store(e) => e.kind(),
+            DeploymentError::Serving(e) => e.kind(),
         }
     }
 }
 
+impl keel_types::KeelError for DeploymentError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        DeploymentError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        DeploymentError::code(self)
+    }
+}
+
 /// Result alias of this crate.
-pub type Result<T> = std::result::Result<T, ExperimentError>;
+pub type Result<T> = std::result::Result<T, DeploymentError>;

@@ -1,4 +1,4 @@
-//! Experiments: how teams test models and actions in production and how results flow back.
+//! Deployments: how teams test models and actions in production and how results flow back.
 //!
 //! A deployment is a named endpoint with variants (model versions or plain actions) and one
 //! traffic policy (fixed weights with sticky assignment, shadow, canary, multi-armed and
@@ -8,22 +8,44 @@
 //!
 //! It must never depend on a transport (HTTP, gRPC): `keel-api` exposes it.
 
+mod decide;
+mod drift;
 mod engine;
 mod error;
+mod event;
 mod manager;
-mod monitor;
+mod notice;
+mod outcome;
 pub mod report;
+mod running;
+mod safeguards;
 pub mod score;
+mod services;
 pub mod spec;
+mod state;
 pub mod stats;
+mod upkeep;
+mod variants;
 pub mod wal;
-mod watch;
 
-pub use engine::{DecisionOut, Event, Experiment, FeedbackOut, RewardIn};
-pub use error::{ExperimentError, Result};
-pub use manager::{Experiments, record_lineage, validate_name};
-pub use monitor::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
+pub use decide::DecideRequest;
+pub use drift::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
+pub use engine::Deployment;
+pub use error::{DeploymentError, Result};
+pub use event::Event;
+pub use manager::{Deployments, record_lineage, validate_name};
+pub use notice::Notice;
+pub use outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 pub use report::Report;
+pub use safeguards::{AlertStatus, Health, OutputGuardsSpec};
 pub use spec::DeploymentSpec;
 pub use wal::Durability;
-pub use watch::{AlertStatus, Health, OutputGuardrailSpec};
+
+/// Old name of [`Deployment`], kept while callers written against it are merged.
+pub type Experiment = Deployment;
+/// Old name of [`Deployments`], kept while callers written against it are merged.
+pub type Experiments = Deployments;
+/// Old name of [`DeploymentError`], kept while callers written against it are merged.
+pub type ExperimentError = DeploymentError;
+/// Old name of [`OutputGuardsSpec`], kept while callers written against it are merged.
+pub type OutputGuardrailSpec = OutputGuardsSpec;

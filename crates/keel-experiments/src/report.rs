@@ -4,8 +4,8 @@
 use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Inner;
 use crate::spec::RewardKind;
+use crate::state::Inner;
 use crate::stats::{Sums, lift, mean_interval, prob_best, srm, wilson};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -4,7 +4,7 @@
 use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::{ExperimentError, Result};
+use crate::{DeploymentError, Result};
 
 /// A deployment as a team writes it (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,7 +25,7 @@ pub struct DeploymentSpec {
     #[serde(default)]
     pub canary: Option<CanarySpec>,
     #[serde(default)]
-    pub guardrails: Option<GuardrailSpec>,
+    pub guardrails: Option<RewardGuardrailSpec>,
     /// Seed of the decision randomness (decisions are reproducible under a seed).
     #[serde(default)]
     pub seed: u64,
@@ -37,14 +37,14 @@ pub struct DeploymentSpec {
     pub slo: Option<keel_guard::SloSpec>,
     /// Checks on model variants' answers, with the variant that answers instead.
     #[serde(default)]
-    pub output_guardrails: Option<crate::watch::OutputGuardrailSpec>,
+    pub output_guardrails: Option<crate::safeguards::OutputGuardsSpec>,
     /// Alert rules over the SLO, guardrails and monitoring figures; a rule may roll back.
     #[serde(default)]
     pub alerts: Vec<keel_guard::AlertRule>,
     /// Live monitoring against a reference table: data quality, sliding-window drift of the
     /// inputs and the score, and the AUC of labelled predictions.
     #[serde(default)]
-    pub monitor: Option<crate::monitor::MonitorSpec>,
+    pub monitor: Option<crate::drift::MonitorSpec>,
 }
 
 fn default_bucket_seconds() -> u64 {
@@ -145,7 +145,7 @@ pub struct CanarySpec {
 /// than the control's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GuardrailSpec {
+pub struct RewardGuardrailSpec {
     /// Rewarded decisions each side needs before the test is made.
     #[serde(default = "default_min_rewards")]
     pub min_rewards: u64,
@@ -156,6 +156,9 @@ pub struct GuardrailSpec {
     #[serde(default)]
     pub baseline: Option<String>,
 }
+
+/// Old name of [`RewardGuardrailSpec`], kept while callers written against it are merged.
+pub type GuardrailSpec = RewardGuardrailSpec;
 
 fn default_min_rewards() -> u64 {
     500
@@ -169,7 +172,7 @@ impl DeploymentSpec {
     /// Parses and validates a JSON definition.
     pub fn from_json(value: &serde_json::Value) -> Result<DeploymentSpec> {
         let spec: DeploymentSpec =
-            serde_json::from_value(value.clone()).map_err(|e| ExperimentError::InvalidSpec(vec![e.to_string()]))?;
+            serde_json::from_value(value.clone()).map_err(|e| DeploymentError::InvalidSpec(vec![e.to_string()]))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -366,7 +369,7 @@ impl DeploymentSpec {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ExperimentError::InvalidSpec(problems))
+            Err(DeploymentError::InvalidSpec(problems))
         }
     }
 
@@ -377,14 +380,14 @@ impl DeploymentSpec {
             return Ok(out);
         }
         let Some(context) = context else {
-            return Err(ExperimentError::InvalidRequest(format!(
+            return Err(DeploymentError::InvalidRequest(format!(
                 "this deployment needs a context with the features {}",
                 self.feature_names()
             )));
         };
         for f in &self.context {
             let value = context.get(f.name()).ok_or_else(|| {
-                ExperimentError::InvalidRequest(format!(
+                DeploymentError::InvalidRequest(format!(
                     "context is missing feature '{}'; this deployment needs {}",
                     f.name(),
                     self.feature_names()
@@ -393,7 +396,7 @@ impl DeploymentSpec {
             match f {
                 FeatureSpec::Numeric { name } => {
                     let v = value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
-                        ExperimentError::InvalidRequest(format!(
+                        DeploymentError::InvalidRequest(format!(
                             "context feature '{name}' must be a finite number, got {value}"
                         ))
                     })?;
@@ -401,7 +404,7 @@ impl DeploymentSpec {
                 }
                 FeatureSpec::Categorical { name, levels } => {
                     let v = value.as_str().ok_or_else(|| {
-                        ExperimentError::InvalidRequest(format!(
+                        DeploymentError::InvalidRequest(format!(
                             "context feature '{name}' must be a string (one of {levels:?}), got {value}"
                         ))
                     })?;
@@ -413,7 +416,7 @@ impl DeploymentSpec {
             .keys()
             .find(|k| !self.context.iter().any(|f| f.name() == k.as_str()))
         {
-            return Err(ExperimentError::InvalidRequest(format!(
+            return Err(DeploymentError::InvalidRequest(format!(
                 "context has unknown feature '{extra}'; this deployment knows {}",
                 self.feature_names()
             )));
@@ -482,7 +485,7 @@ mod tests {
             "reward": {"kind": "binary", "min": 0, "max": 2, "default": 5, "window_seconds": 0}
         }))
         .expect_err("invalid");
-        let ExperimentError::InvalidSpec(problems) = err else {
+        let DeploymentError::InvalidSpec(problems) = err else {
             panic!("wrong error")
         };
         let text = problems.join("\n");

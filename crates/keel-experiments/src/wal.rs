@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
-use crate::{ExperimentError, Result};
+use crate::{DeploymentError, Result};
 
 /// When the log is considered durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn read_events(path: &Path) -> Result<(Vec<serde_json::Value>, u64)> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(ExperimentError::Log(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => return Err(DeploymentError::Log(format!("cannot read {}: {e}", path.display()))),
     };
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut events = Vec::new();
@@ -67,7 +67,7 @@ pub fn read_events(path: &Path) -> Result<(Vec<serde_json::Value>, u64)> {
         line.clear();
         let n = reader
             .read_until(b'\n', &mut line)
-            .map_err(|e| ExperimentError::Log(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| DeploymentError::Log(format!("cannot read {}: {e}", path.display())))?;
         if n == 0 || line.last() != Some(&b'\n') {
             break;
         }
@@ -90,7 +90,7 @@ impl Wal {
     pub fn open(path: &Path, good_len: u64, last_seq: u64, durability: Durability) -> Result<Wal> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| ExperimentError::Log(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| DeploymentError::Log(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut file = OpenOptions::new()
             .create(true)
@@ -98,10 +98,10 @@ impl Wal {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|e| ExperimentError::Log(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| DeploymentError::Log(format!("cannot open {}: {e}", path.display())))?;
         file.set_len(good_len)
             .and_then(|_| file.seek(SeekFrom::Start(good_len)).map(|_| ()))
-            .map_err(|e| ExperimentError::Log(format!("cannot prepare {}: {e}", path.display())))?;
+            .map_err(|e| DeploymentError::Log(format!("cannot prepare {}: {e}", path.display())))?;
         let pending = Arc::new(Mutex::new(Pending {
             bytes: Vec::new(),
             last_seq,
@@ -115,7 +115,7 @@ impl Wal {
             std::thread::Builder::new()
                 .name(name)
                 .spawn(move || writer(file, pending, tx, failed, stop, durability))
-                .map_err(|e| ExperimentError::Log(format!("cannot start the log writer: {e}")))?
+                .map_err(|e| DeploymentError::Log(format!("cannot start the log writer: {e}")))?
         };
         Ok(Wal {
             pending,
@@ -151,10 +151,10 @@ impl Wal {
             if let Ok(f) = self.failed.lock()
                 && let Some(e) = f.as_ref()
             {
-                return Err(ExperimentError::Log(e.clone()));
+                return Err(DeploymentError::Log(e.clone()));
             }
             if rx.changed().await.is_err() {
-                return Err(ExperimentError::Log("the log writer stopped".into()));
+                return Err(DeploymentError::Log("the log writer stopped".into()));
             }
         }
     }

@@ -1,14 +1,14 @@
 //! The experiment engine over a real metadata store and real log files.
 
-use keel_experiments::{Durability, ExperimentError, Experiments, RewardIn};
+use keel_experiments::{DeploymentError, Deployments, Durability, RewardIn};
 use keel_store::Store;
 use serde_json::json;
 
-async fn open(dir: &std::path::Path) -> std::sync::Arc<Experiments> {
+async fn open(dir: &std::path::Path) -> std::sync::Arc<Deployments> {
     let store = Store::open(&format!("sqlite://{}", dir.join("keel.db").display()))
         .await
         .expect("store");
-    Experiments::open(store, dir.join("experiments"), Durability::Fsync)
+    Deployments::open(store, dir.join("experiments"), Durability::Fsync)
         .await
         .expect("experiments")
 }
@@ -137,7 +137,7 @@ async fn feedback_is_idempotent_and_checked() {
     assert_eq!(err.code(), "unknown_decision");
     assert!(matches!(
         exps.decide("nope", None, None).await,
-        Err(ExperimentError::UnknownDeployment(_))
+        Err(DeploymentError::UnknownDeployment(_))
     ));
 }
 

@@ -252,14 +252,20 @@ fn measure(condition: &Condition, s: &Signals) -> Option<(bool, f64, String)> {
     }
 }
 
-/// Sends `event` to every webhook in the background. Each attempt is timed out; outcomes are
-/// counted in `keel_alert_notifications_total{result}` and logged, never returned: a hanging or
-/// failing webhook costs the caller nothing.
-pub fn notify_all(client: &reqwest::Client, event: &AlertEvent, notifiers: &[Notifier]) {
+/// Sends `event` to every webhook in the background, on `tasks` (so its owner can wait for the
+/// deliveries at shutdown). Each attempt is timed out; outcomes are counted in
+/// `keel_alert_notifications_total{result}` and logged, never returned: a hanging or failing
+/// webhook costs the caller nothing.
+pub fn notify_all(
+    tasks: &tokio_util::task::TaskTracker,
+    client: &reqwest::Client,
+    event: &AlertEvent,
+    notifiers: &[Notifier],
+) {
     for n in notifiers {
         let (client, n, body) = (client.clone(), n.clone(), event.body(n.format));
         let rule = event.rule.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let result = send(&client, &n, &body).await;
             let label = match &result {
                 Ok(()) => "ok",

@@ -199,6 +199,7 @@ async fn decide_and_feedback_over_grpc() {
             deployment: "promo".into(),
             unit_id: "c9".into(),
             context,
+            inputs: None,
         })
         .await
         .expect("decide")
@@ -232,6 +233,7 @@ async fn decide_and_feedback_over_grpc() {
             deployment: "promo".into(),
             unit_id: String::new(),
             context: Default::default(),
+            inputs: None,
         })
         .await
         .expect_err("context missing");

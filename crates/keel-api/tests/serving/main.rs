@@ -4,6 +4,7 @@
 mod errors;
 mod experiments;
 mod grpc;
+mod grpc_decide;
 mod hot_swap;
 mod infer;
 mod support;

@@ -61,7 +61,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     .await?;
     let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
     let shutdown = CancellationToken::new();
-    let experiments = super::serve::open_experiments(&ctx, &serve_args, Some(service.clone())).await?;
+    let experiments = super::serve::open_deployments(&ctx, &serve_args, Some(service.clone())).await?;
     let lake = super::serve::open_lake(&ctx).await?;
     let log = super::serve::prediction_log(&lake, &serve_args)?;
     if let Some(log) = &log {

@@ -1,7 +1,7 @@
 //! `keel deployment ...` and `keel experiment report`.
 
 use anyhow::Context as _;
-use keel_experiments::{DeploymentSpec, Experiment, Report};
+use keel_experiments::{Deployment, DeploymentSpec, Report};
 
 use crate::cli::{DeploymentCommand, ExperimentCommand, Global};
 use crate::context::{Context, author};
@@ -144,7 +144,7 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
                     let spec = DeploymentSpec::from_json(&d.spec)?;
                     let dir = ctx.home.join("experiments");
                     let report =
-                        tokio::task::spawn_blocking(move || Experiment::offline_report(&name, &spec, d.revision, &dir))
+                        tokio::task::spawn_blocking(move || Deployment::offline_report(&name, &spec, d.revision, &dir))
                             .await??;
                     if global.json {
                         return output::json(&report);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use keel_api::{BoundServer, ServeConfig, Services};
-use keel_experiments::{Durability, Experiments};
+use keel_experiments::{Deployments, Durability};
 use keel_runtime::{ModelOptions, Runtime};
 use keel_serving::{InferenceService, ModelRepository};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     let runtime = Runtime::global()?;
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
     let service = service(&ctx, &args);
-    let experiments = open_experiments(&ctx, &args, Some(service.clone())).await?;
+    let experiments = open_deployments(&ctx, &args, Some(service.clone())).await?;
     // One lake for the prediction logs, the /v1/data routes and monitors' references.
     let lake = open_lake(&ctx).await?;
     set_reference_source(&lake, &experiments);
@@ -151,17 +151,17 @@ async fn terminate() {
 
 /// Opens every deployment, recovering each from its decision log under `--home/experiments`;
 /// model variants run on `inference`.
-pub async fn open_experiments(
+pub async fn open_deployments(
     ctx: &Context,
     args: &ServeArgs,
     inference: Option<std::sync::Arc<InferenceService>>,
-) -> anyhow::Result<std::sync::Arc<Experiments>> {
+) -> anyhow::Result<std::sync::Arc<Deployments>> {
     let durability = if args.no_fsync {
         Durability::Os
     } else {
         Durability::Fsync
     };
-    Experiments::open_with_models(
+    Deployments::open_with_models(
         ctx.registry.store().clone(),
         ctx.home.join("experiments"),
         durability,
@@ -173,12 +173,12 @@ pub async fn open_experiments(
 
 /// Deployments' live monitors read their reference tables from the server's lake.
 #[cfg(feature = "lake")]
-pub fn set_reference_source(lake: &ServerLake, experiments: &Experiments) {
+pub fn set_reference_source(lake: &ServerLake, experiments: &Deployments) {
     experiments.set_reference_source(std::sync::Arc::new(LakeReferences(lake.clone())));
 }
 
 #[cfg(not(feature = "lake"))]
-pub fn set_reference_source(_: &ServerLake, _: &Experiments) {}
+pub fn set_reference_source(_: &ServerLake, _: &Deployments) {}
 
 /// Reads a whole reference table (the monitor samples it).
 #[cfg(feature = "lake")]

@@ -1,6 +1,6 @@
-//! A running deployment's watch: its SLO, the output guardrails of its model variants, and
-//! its alert rules (which may roll it back). One per running revision; a new revision starts a
-//! fresh watch.
+//! A running deployment's safeguards: its SLO, the output guards on its model variants'
+//! answers, and its alert rules (which may roll it back). One per running revision; a new
+//! revision starts fresh ones.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -10,13 +10,14 @@ use keel_guard::alert::Alerts;
 use keel_guard::{AlertEvent, OutputGuard, OutputGuardSpec, Signals, SloStatus, SloTracker, Violation};
 use serde::{Deserialize, Serialize};
 
-use crate::monitor::Monitor;
+use crate::drift::DriftMonitor;
 use crate::spec::DeploymentSpec;
 
-/// `output_guardrails` of a deployment spec.
+/// `output_guardrails` of a deployment spec: the output guards on model variants' answers (not
+/// the reward guardrail, [`RewardGuardrailSpec`](crate::spec::RewardGuardrailSpec)).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutputGuardrailSpec {
+pub struct OutputGuardsSpec {
     /// The output tensor checked (default: the first floating-point output). Every value must
     /// lie within the bounds; the last value of each row is the score watched for a collapse
     /// (the positive class of a binary classifier).
@@ -38,7 +39,7 @@ fn default_collapse_window() -> usize {
     200
 }
 
-impl OutputGuardrailSpec {
+impl OutputGuardsSpec {
     pub fn guard_spec(&self) -> OutputGuardSpec {
         OutputGuardSpec {
             min: self.min,
@@ -60,7 +61,7 @@ pub struct Health {
     pub alerts: Vec<AlertStatus>,
     /// Live monitoring: data quality, the last drift window, the AUC of labelled predictions.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub monitor: Option<crate::monitor::MonitorStatus>,
+    pub monitor: Option<crate::drift::MonitorStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,31 +71,30 @@ pub struct AlertStatus {
     pub rollback: bool,
 }
 
-pub(crate) struct Watch {
+/// The SLO tracker, output guards and alert rules of one running revision.
+pub(crate) struct Safeguards {
     slo: Option<Mutex<SloTracker>>,
     guards: Mutex<BTreeMap<usize, OutputGuard>>,
-    guard_spec: Option<OutputGuardrailSpec>,
+    guard_spec: Option<OutputGuardsSpec>,
     alerts: Mutex<Alerts>,
     /// Trips since the last alert evaluation.
     trips_pending: AtomicU64,
     trips_total: Mutex<BTreeMap<String, u64>>,
-    pub(crate) monitor: Option<Monitor>,
 }
 
-impl Watch {
-    pub(crate) fn new(spec: &DeploymentSpec) -> Watch {
-        Watch {
+impl Safeguards {
+    pub(crate) fn new(spec: &DeploymentSpec) -> Safeguards {
+        Safeguards {
             slo: spec.slo.clone().map(|s| Mutex::new(SloTracker::new(s))),
             guards: Mutex::new(BTreeMap::new()),
             guard_spec: spec.output_guardrails.clone(),
             alerts: Mutex::new(Alerts::new(spec.alerts.clone())),
             trips_pending: AtomicU64::new(0),
             trips_total: Mutex::new(BTreeMap::new()),
-            monitor: spec.monitor.clone().map(|m| Monitor::new(m, spec.seed)),
         }
     }
 
-    pub(crate) fn guard_spec(&self) -> Option<&OutputGuardrailSpec> {
+    pub(crate) fn guard_spec(&self) -> Option<&OutputGuardsSpec> {
         self.guard_spec.as_ref()
     }
 
@@ -138,13 +138,18 @@ impl Watch {
 
     /// Evaluates the alert rules at `now_ms`; returns firings and resolutions, each with the
     /// webhooks of its rule.
-    pub(crate) fn evaluate(&self, deployment: &str, now_ms: i64) -> Vec<(AlertEvent, Vec<keel_guard::Notifier>)> {
+    pub(crate) fn evaluate(
+        &self,
+        deployment: &str,
+        drift: Option<&DriftMonitor>,
+        now_ms: i64,
+    ) -> Vec<(AlertEvent, Vec<keel_guard::Notifier>)> {
         let slo = self.slo_status(now_ms);
         if let Some(s) = &slo {
             metrics::gauge!("keel_slo_burn_rate", "deployment" => deployment.to_owned()).set(s.burn_rate);
             metrics::gauge!("keel_slo_availability", "deployment" => deployment.to_owned()).set(s.availability);
         }
-        let (drift, auc) = match &self.monitor {
+        let (drift, auc) = match drift {
             Some(m) => {
                 m.publish(deployment);
                 let (auc, labelled) = m.auc(now_ms);
@@ -189,7 +194,7 @@ impl Watch {
         self.slo.as_ref()?.lock().ok().map(|mut t| t.status(now_ms))
     }
 
-    pub(crate) fn health(&self, deployment: &str, revision: i64, now_ms: i64) -> Health {
+    pub(crate) fn health(&self, deployment: &str, revision: i64, drift: Option<&DriftMonitor>, now_ms: i64) -> Health {
         Health {
             deployment: deployment.to_owned(),
             revision,
@@ -209,7 +214,7 @@ impl Watch {
                         .collect()
                 })
                 .unwrap_or_default(),
-            monitor: self.monitor.as_ref().map(|m| m.status(now_ms)),
+            monitor: drift.map(|m| m.status(now_ms)),
         }
     }
 }

@@ -1,0 +1,76 @@
+//! The events of a deployment's durable log: the on-disk format (one JSON line each).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An event of the log. Field names are short: there is one line per decision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Event {
+    /// The deployment started serving this revision.
+    Revision { seq: u64, ts: i64, rev: i64, reset: bool },
+    Decision {
+        seq: u64,
+        ts: i64,
+        id: Uuid,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        unit: Option<String>,
+        /// Index into the deployment's variants.
+        v: usize,
+        /// Probability of this variant under the logging distribution.
+        p: f64,
+        /// Policy version (updates applied) when decided.
+        pv: u64,
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        hold: bool,
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        x: Vec<f64>,
+        /// Probabilities of every serving variant (arm order), for off-policy evaluation.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        probs: Vec<f64>,
+        /// The context as sent, for deployments that declare no features (so candidates that
+        /// use it can be evaluated offline later).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        ctx: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        pred: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        shadow: Option<serde_json::Value>,
+    },
+    Reward {
+        seq: u64,
+        ts: i64,
+        id: Uuid,
+        r: f64,
+        /// True when the window closed and the default reward was applied.
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        default: bool,
+    },
+    /// A variant paused by a guardrail (or a canary rolled back).
+    Pause { seq: u64, ts: i64, v: usize, why: String },
+    /// A canary moved to a step (index into `canary.steps`).
+    CanaryStep { seq: u64, ts: i64, step: usize },
+    /// A model variant's answer to a decision's inputs: the chosen variant's (returned to the
+    /// caller) or a shadow's (logged only).
+    Output {
+        seq: u64,
+        ts: i64,
+        id: Uuid,
+        v: usize,
+        shadow: bool,
+        pred: serde_json::Value,
+    },
+}
+
+impl Event {
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            Event::Revision { seq, .. }
+            | Event::Decision { seq, .. }
+            | Event::Reward { seq, .. }
+            | Event::Pause { seq, .. }
+            | Event::CanaryStep { seq, .. }
+            | Event::Output { seq, .. } => *seq,
+        }
+    }
+}

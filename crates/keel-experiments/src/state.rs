@@ -1,0 +1,252 @@
+//! The in-memory state of one running deployment (policy, waiting decisions, counters,
+//! pauses, canary step), changed only by applying log events, live and on replay alike.
+
+use std::collections::{HashMap, VecDeque};
+
+use keel_bandit::{PolicyConfig, PolicyState};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use uuid::Uuid;
+
+use crate::engine::lock_err;
+use crate::event::Event;
+use crate::notice::Notice;
+use crate::spec::DeploymentSpec;
+use crate::stats::Counters;
+use crate::wal::Wal;
+use crate::{DeploymentError, Result};
+
+#[derive(Debug, Clone)]
+pub(crate) struct Waiting {
+    pub(crate) arm: Option<usize>,
+    pub(crate) variant: usize,
+    pub(crate) x: Vec<f64>,
+    pub(crate) ts: i64,
+    pub(crate) hold: bool,
+    pub(crate) reward: Option<f64>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) spec: DeploymentSpec,
+    pub(crate) revision: i64,
+    pub(crate) policy: PolicyState,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) waiting: HashMap<Uuid, Waiting>,
+    pub(crate) expiry: VecDeque<(i64, Uuid)>,
+    pub(crate) counters: Counters,
+    pub(crate) paused: Vec<bool>,
+    pub(crate) canary_step: usize,
+    pub(crate) seq: u64,
+    /// Changes a guardrail or canary made, to record in the change log by the caller.
+    pub(crate) notices: Vec<Notice>,
+}
+
+/// Whether a new revision can keep the learned state of the previous one.
+pub(crate) fn compatible(old: &DeploymentSpec, new: &DeploymentSpec) -> bool {
+    let names = |s: &DeploymentSpec| {
+        s.variants
+            .iter()
+            .map(|v| (v.name.clone(), v.shadow))
+            .collect::<Vec<_>>()
+    };
+    names(old) == names(new)
+        && std::mem::discriminant(&old.policy) == std::mem::discriminant(&new.policy)
+        && old.context == new.context
+}
+
+impl Inner {
+    pub(crate) fn new(spec: DeploymentSpec, revision: i64) -> Result<Inner> {
+        let arms = spec.arms().len();
+        let policy = PolicyState::new(spec.policy.clone(), arms, spec.feature_width())?;
+        let n = spec.variants.len();
+        Ok(Inner {
+            rng: ChaCha8Rng::seed_from_u64(spec.seed),
+            counters: Counters::new(n, spec.report_bucket_seconds),
+            paused: vec![false; n],
+            canary_step: 0,
+            policy,
+            spec,
+            revision,
+            waiting: HashMap::new(),
+            expiry: VecDeque::new(),
+            seq: 0,
+            notices: Vec::new(),
+        })
+    }
+
+    pub(crate) fn window_ms(&self) -> i64 {
+        (self.spec.reward.window_seconds as i64).saturating_mul(1000)
+    }
+
+    /// Applies an event to the state (live and on replay alike).
+    pub(crate) fn apply(&mut self, event: &Event) -> Result<()> {
+        self.seq = self.seq.max(event.seq());
+        match event {
+            Event::Revision { .. } => {}
+            Event::Decision { ts, id, v, hold, x, .. } => {
+                let arm = self.spec.arms().iter().position(|a| a == v);
+                self.waiting.insert(
+                    *id,
+                    Waiting {
+                        arm,
+                        variant: *v,
+                        x: x.clone(),
+                        ts: *ts,
+                        hold: *hold,
+                        reward: None,
+                    },
+                );
+                self.expiry.push_back((ts + self.window_ms(), *id));
+                self.counters.exposure(*v, *hold, *ts);
+            }
+            Event::Reward { id, r, default, .. } => {
+                let Some(w) = self.waiting.get_mut(id) else {
+                    return Ok(());
+                };
+                w.reward = Some(*r);
+                let (arm, variant, hold) = (w.arm, w.variant, w.hold);
+                let x = if w.x.is_empty() { None } else { Some(w.x.clone()) };
+                if let Some(arm) = arm {
+                    self.policy.update(arm, x.as_deref(), *r)?;
+                }
+                self.counters.reward(variant, hold, *r, *default);
+                if *default {
+                    self.waiting.remove(id);
+                }
+            }
+            Event::Pause { v, .. } => {
+                if let Some(p) = self.paused.get_mut(*v) {
+                    *p = true;
+                }
+            }
+            Event::CanaryStep { step, .. } => self.canary_step = *step,
+            Event::Output { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Distribution over arms after pauses and the canary ramp.
+    pub(crate) fn arm_distribution(&mut self, x: Option<&[f64]>) -> Result<Vec<f64>> {
+        let arms = self.spec.arms();
+        let mut probs = match (&self.spec.canary, &self.spec.policy) {
+            (Some(c), PolicyConfig::FixedWeights { .. }) => {
+                let canary = self.spec.variant_index(&c.variant).unwrap_or(0);
+                let share = if self.paused[canary] {
+                    0.0
+                } else {
+                    c.steps[self.canary_step.min(c.steps.len() - 1)]
+                };
+                arms.iter()
+                    .map(|v| if *v == canary { share } else { 1.0 - share })
+                    .collect()
+            }
+            _ => self.policy.probabilities(x)?,
+        };
+        let any_paused = arms.iter().any(|v| self.paused[*v]);
+        if any_paused {
+            for (i, v) in arms.iter().enumerate() {
+                if self.paused[*v] {
+                    probs[i] = 0.0;
+                }
+            }
+            let total: f64 = probs.iter().sum();
+            if total > 0.0 {
+                probs.iter_mut().for_each(|p| *p /= total);
+            } else {
+                // Everything paused: fall back to the baseline (control, else first variant).
+                let base = self.baseline_arm();
+                probs
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, p)| *p = if i == base { 1.0 } else { 0.0 });
+            }
+        }
+        Ok(probs)
+    }
+
+    pub(crate) fn baseline_variant(&self) -> usize {
+        let named = self
+            .spec
+            .guardrails
+            .as_ref()
+            .and_then(|g| g.baseline.as_ref())
+            .or(self.spec.control.as_ref().map(|c| &c.variant))
+            .and_then(|n| self.spec.variant_index(n));
+        named.unwrap_or_else(|| self.spec.arms().first().copied().unwrap_or(0))
+    }
+
+    pub(crate) fn baseline_arm(&self) -> usize {
+        let base = self.baseline_variant();
+        self.spec.arms().iter().position(|v| *v == base).unwrap_or(0)
+    }
+
+    pub(crate) fn push(&mut self, wal: &Wal, event: &Event) -> Result<u64> {
+        let mut line = serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
+        line.push(b'\n');
+        let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
+        pending.bytes.extend_from_slice(&line);
+        pending.last_seq = event.seq();
+        Ok(event.seq())
+    }
+
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Guardrails and canary progression after a reward: emits pause / step events.
+    pub(crate) fn check_guardrails(&mut self, wal: &Wal, variant: usize, now: i64) -> Result<()> {
+        let (min, alpha) = match (&self.spec.guardrails, &self.spec.canary) {
+            (Some(g), _) => (g.min_rewards, g.alpha),
+            (None, Some(_)) => (500, 0.01),
+            (None, None) => return Ok(()),
+        };
+        let base = self.baseline_variant();
+        if variant != base && !self.paused[variant] {
+            let worse = self.counters.significantly_worse(variant, base, min, alpha);
+            if let Some(p_value) = worse {
+                let why = format!(
+                    "mean reward of '{}' is below '{}' (one-sided p = {p_value:.2e} < {alpha})",
+                    self.spec.variants[variant].name, self.spec.variants[base].name
+                );
+                let seq = self.next_seq();
+                let event = Event::Pause {
+                    seq,
+                    ts: now,
+                    v: variant,
+                    why: why.clone(),
+                };
+                self.apply(&event)?;
+                self.push(wal, &event)?;
+                let (variant, revision) = (self.spec.variants[variant].name.clone(), self.revision);
+                self.notices.push(if self.spec.canary.is_some() {
+                    Notice::CanaryRolledBack { variant, why, revision }
+                } else {
+                    Notice::Paused { variant, why, revision }
+                });
+                return Ok(());
+            }
+        }
+        if let Some(c) = self.spec.canary.clone() {
+            let canary = self.spec.variant_index(&c.variant).unwrap_or(0);
+            if variant == canary
+                && !self.paused[canary]
+                && self.canary_step + 1 < c.steps.len()
+                && self.counters.step_rewards(canary) >= c.min_rewards_per_step
+            {
+                let step = self.canary_step + 1;
+                let seq = self.next_seq();
+                let event = Event::CanaryStep { seq, ts: now, step };
+                self.apply(&event)?;
+                self.push(wal, &event)?;
+                self.counters.reset_step(canary);
+                self.notices.push(Notice::CanaryStepped {
+                    variant: c.variant,
+                    share: c.steps[step],
+                    revision: self.revision,
+                });
+            }
+        }
+        Ok(())
+    }
+}
