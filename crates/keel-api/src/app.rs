@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_experiments::{Durability, Experiments};
+use keel_experiments::{Deployments, Durability};
 use keel_predlog::PredictionLog;
 use keel_registry::Registry;
 use keel_runtime::ModelOptions;
@@ -62,7 +62,7 @@ pub struct PredictionLogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("cannot open the deployments: {0}")]
-    Deployments(#[from] keel_experiments::ExperimentError),
+    Deployments(#[from] keel_experiments::DeploymentError),
     #[error("cannot start the prediction log: {0}")]
     PredictionLog(#[from] keel_predlog::PredlogError),
     #[error(
@@ -76,7 +76,7 @@ pub enum AppError {
 /// The assembled parts of a server, not yet listening.
 pub struct App {
     pub inference: Arc<InferenceService>,
-    pub deployments: Arc<Experiments>,
+    pub deployments: Arc<Deployments>,
     pub prediction_log: Option<Arc<PredictionLog>>,
     max_body_bytes: usize,
     #[cfg_attr(not(feature = "lake"), allow(dead_code))]
@@ -95,7 +95,7 @@ impl App {
         }
         let store = registry.store().clone();
         let inference = InferenceService::new(ModelRepository::new(registry, options));
-        let deployments = Experiments::open_with_models(
+        let deployments = Deployments::open_with_models(
             store.clone(),
             config.deployments_dir.clone(),
             config.durability,
@@ -174,7 +174,7 @@ pub struct RunningApp {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
     pub inference: Arc<InferenceService>,
-    pub deployments: Arc<Experiments>,
+    pub deployments: Arc<Deployments>,
     /// Models that did not load at start, with why.
     pub load_failures: Vec<(String, ServingError)>,
     shutdown: CancellationToken,

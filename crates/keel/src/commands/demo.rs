@@ -7,10 +7,9 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use keel_api::{BoundServer, ServeConfig, Services, selfcheck};
+use keel_api::selfcheck;
 use keel_registry::{PushRequest, RegistryError, VersionSelector};
 use keel_store::StoreError;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DemoArgs, Global, ServeArgs};
 use crate::context::Context;
@@ -45,39 +44,18 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         workers: None,
         no_fsync: false,
         // decisions and rewards of the campaign flow into lake tables (step 5)
-        log_predictions: true,
+        log_predictions: cfg!(feature = "lake"),
         no_log_predictions: !cfg!(feature = "lake"),
         log_queue: keel_predlog::DEFAULT_QUEUE,
         log_batch_rows: keel_predlog::DEFAULT_BATCH_ROWS,
         log_flush_ms: keel_predlog::DEFAULT_FLUSH_MS,
         log_retention_days: None,
     };
-    let service = super::serve::service(&ctx, &serve_args);
-    let server = BoundServer::bind(ServeConfig {
-        http_addr: serve_args.http_addr,
-        grpc_addr: serve_args.grpc_addr,
-        max_body_bytes: serve_args.max_body_bytes,
-    })
-    .await?;
-    let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
-    let shutdown = CancellationToken::new();
-    let experiments = super::serve::open_deployments(&ctx, &serve_args, Some(service.clone())).await?;
-    let lake = super::serve::open_lake(&ctx).await?;
-    let log = super::serve::prediction_log(&lake, &serve_args)?;
-    if let Some(log) = &log {
-        service.set_prediction_log(log.clone());
-        experiments.set_prediction_log(log.clone());
-    }
-    let services = Services {
-        inference: service.clone(),
-        experiments: Some(experiments.clone()),
-        extra_rest: None,
-    };
-    let task = tokio::spawn(server.run(services, shutdown.clone()));
-    let failures = service.load_all().await;
-    if let Some((name, e)) = failures.first() {
+    let app = super::serve::start(&ctx, &serve_args).await?;
+    if let Some((name, e)) = app.load_failures.first() {
         bail!("model {name} did not load: {e}");
     }
+    let (http, grpc) = (app.http, app.grpc);
     eprintln!("2/5 serving on http://{http} and grpc://{grpc}");
 
     eprintln!("3/5 checking every model over REST and gRPC against onnxruntime's outputs");
@@ -145,7 +123,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         if global.json {
             output::json(&report)?;
         }
-        let contextual = experiments.report("email-promos-contextual")?;
+        let contextual = app.deployments.report("email-promos-contextual")?;
         if !global.json {
             println!();
             super::deployment::print_report(&contextual);
@@ -162,15 +140,11 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         eprintln!("serving until Ctrl-C");
         tokio::signal::ctrl_c().await?;
     }
-    service.set_ready(false);
-    shutdown.cancel();
-    task.await??;
-    if let Some(log) = &log {
-        log.shutdown().await;
-        #[cfg(feature = "lake")]
-        if args.customers > 0 {
-            campaign_data(global, &ctx).await?;
-        }
+    // Stopping writes what the prediction log holds: the campaign's tables are complete.
+    app.stop().await?;
+    #[cfg(feature = "lake")]
+    if args.customers > 0 {
+        campaign_data(global, &ctx).await?;
     }
     if !all_ok {
         bail!(
