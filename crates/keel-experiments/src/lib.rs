@@ -37,8 +37,8 @@ pub use manager::{Deployments, record_lineage, validate_name};
 pub use notice::Notice;
 pub use outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 pub use report::Report;
-pub use safeguards::{AlertStatus, Health, OutputGuardsSpec};
-pub use spec::DeploymentSpec;
+pub use safeguards::{AlertStatus, Health};
+pub use spec::{DeploymentSpec, OutputGuardsSpec};
 pub use wal::Durability;
 
 /// Old name of [`Deployment`], kept while callers written against it are merged.
