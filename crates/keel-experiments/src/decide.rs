@@ -51,13 +51,21 @@ impl DecideRequest {
 }
 
 impl RunningDeployment {
-    /// Decides for `req`: every step below, in order.
-    pub(crate) async fn decide(&self, services: &Services, req: DecideRequest) -> Result<DecisionOut> {
-        self.validate_inputs(&req)?;
-        let (mut out, notices) = self.engine.decide(req.unit.as_deref(), req.context.as_ref()).await?;
+    /// Decides for a request (its parts borrowed, so the hot path copies nothing): every step
+    /// below, in order.
+    pub(crate) async fn decide(
+        &self,
+        services: &Services,
+        unit: Option<&str>,
+        context: Option<&serde_json::Map<String, serde_json::Value>>,
+        inputs: Option<InferRequest>,
+        protocol: Protocol,
+    ) -> Result<DecisionOut> {
+        self.validate_inputs(inputs.as_ref())?;
+        let (mut out, notices) = self.engine.decide(unit, context).await?;
         services.record_notices(&self.name, notices).await;
-        services.log_decision(&self.name, req.unit.as_deref(), &out);
-        let (Some(request), Some(inference)) = (req.inputs, &services.inference) else {
+        services.log_decision(&self.name, unit, &out);
+        let (Some(request), Some(inference)) = (inputs, &services.inference) else {
             return Ok(out);
         };
         if let Some(chosen) = self.engine.variant_index(&out.variant)?
@@ -67,7 +75,7 @@ impl RunningDeployment {
                 .variants
                 .infer(
                     inference,
-                    req.protocol,
+                    protocol,
                     &self.engine,
                     chosen,
                     &out.decision_id,
@@ -79,14 +87,14 @@ impl RunningDeployment {
                 .and_then(|(r, _)| response_scores(r, self.scored_output()));
             answer(&mut out, response);
             let scores = self
-                .guard_outputs(inference, req.protocol, chosen, &request, &mut out, scores)
+                .guard_outputs(inference, protocol, chosen, &request, &mut out, scores)
                 .await?;
             self.observe_drift(&request, &out, scores);
         }
         self.variants.spawn_shadows(
             &services.tasks,
             inference,
-            req.protocol,
+            protocol,
             &self.engine,
             &out.decision_id,
             &request,
@@ -96,11 +104,11 @@ impl RunningDeployment {
 
     /// Step 1: a deployment of model variants needs inputs every serving model accepts, checked
     /// before deciding so a bad request leaves no decision behind.
-    fn validate_inputs(&self, req: &DecideRequest) -> Result<()> {
+    fn validate_inputs(&self, inputs: Option<&InferRequest>) -> Result<()> {
         if !self.variants.has_models() {
             return Ok(());
         }
-        let Some(request) = &req.inputs else {
+        let Some(request) = inputs else {
             return Err(DeploymentError::InvalidRequest(
                 "this deployment's variants are models: send 'inputs' as in an Open Inference Protocol infer request"
                     .into(),

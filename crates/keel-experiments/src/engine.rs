@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
+use crate::error::lock_err;
 use crate::event::Event;
 use crate::notice::Notice;
 use crate::outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
@@ -48,10 +49,6 @@ impl std::fmt::Debug for Deployment {
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-pub(crate) fn lock_err() -> DeploymentError {
-    DeploymentError::Log("internal lock poisoned; restart keel".into())
 }
 
 impl Deployment {

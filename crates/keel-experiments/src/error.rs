@@ -80,5 +80,10 @@ impl keel_types::KeelError for DeploymentError {
     }
 }
 
+/// The error of a poisoned lock on a deployment's state.
+pub(crate) fn lock_err() -> DeploymentError {
+    DeploymentError::Log("internal lock poisoned; restart keel".into())
+}
+
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, DeploymentError>;

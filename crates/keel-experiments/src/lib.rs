@@ -7,6 +7,17 @@
 //! durable decision log that makes learning survive restarts, and the report.
 //!
 //! It must never depend on a transport (HTTP, gRPC): `keel-api` exposes it.
+//!
+//! Where things live:
+//! - `manager` ([`Deployments`]): the running deployments by name, each one
+//!   `running::RunningDeployment` value (engine, variants, safeguards, drift monitor) replaced
+//!   as a whole by a new revision; owner of the task tracker every background task runs on.
+//! - `decide` ([`DecideRequest`]): deciding as named steps; `variants`: model variants (chosen,
+//!   fallback and shadow inference); `safeguards`: SLO, output guards, alert rules; `drift`: the
+//!   live drift monitor; `upkeep`: the once-a-second work (windows, alerts, drift), drained by
+//!   [`Deployments::shutdown`].
+//! - `engine` ([`Deployment`]): one deployment's policy state and durable log; `state` the
+//!   state events change, `event` the log format, [`Notice`] what guardrails and canaries did.
 
 mod decide;
 mod drift;
@@ -37,8 +48,8 @@ pub use manager::{Deployments, record_lineage, validate_name};
 pub use notice::Notice;
 pub use outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 pub use report::Report;
-pub use safeguards::{AlertStatus, Health, OutputGuardsSpec};
-pub use spec::DeploymentSpec;
+pub use safeguards::{AlertStatus, Health};
+pub use spec::{DeploymentSpec, OutputGuardsSpec};
 pub use wal::Durability;
 
 /// Old name of [`Deployment`], kept while callers written against it are merged.

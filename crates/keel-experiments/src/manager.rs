@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use keel_predlog::PredictionLog;
 use keel_serving::InferenceService;
+use keel_serving::metrics::Protocol;
 use keel_store::{DeploymentRevision, Store};
 use tracing::Instrument as _;
 
@@ -180,10 +181,11 @@ impl Deployments {
         unit: Option<&str>,
         context: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<DecisionOut> {
-        self.decide_request(name, DecideRequest::new(unit, context)).await
+        self.decide_parts(name, unit, context, None, Protocol::Rest).await
     }
 
-    /// [`decide_request`](Deployments::decide_request) from REST, with optional model inputs.
+    /// Decides from REST parts, with optional model inputs (see
+    /// [`decide_request`](Deployments::decide_request)).
     pub async fn decide_with_inputs(
         &self,
         name: &str,
@@ -191,8 +193,7 @@ impl Deployments {
         context: Option<&serde_json::Map<String, serde_json::Value>>,
         inputs: Option<keel_serving::InferRequest>,
     ) -> Result<DecisionOut> {
-        self.decide_request(name, DecideRequest::new(unit, context).with_inputs(inputs))
-            .await
+        self.decide_parts(name, unit, context, inputs, Protocol::Rest).await
     }
 
     /// Decides; for model variants, runs the chosen variant on the request's inputs and
@@ -201,6 +202,24 @@ impl Deployments {
     /// variant's. Every call counts toward the deployment's SLO (server-side failures and slow
     /// answers are bad).
     pub async fn decide_request(&self, name: &str, req: DecideRequest) -> Result<DecisionOut> {
+        let DecideRequest {
+            unit,
+            context,
+            inputs,
+            protocol,
+        } = req;
+        self.decide_parts(name, unit.as_deref(), context.as_ref(), inputs, protocol)
+            .await
+    }
+
+    async fn decide_parts(
+        &self,
+        name: &str,
+        unit: Option<&str>,
+        context: Option<&serde_json::Map<String, serde_json::Value>>,
+        inputs: Option<keel_serving::InferRequest>,
+        protocol: Protocol,
+    ) -> Result<DecisionOut> {
         let started = std::time::Instant::now();
         let span = tracing::info_span!(
             target: keel_serving::TRACE_TARGET,
@@ -210,7 +229,10 @@ impl Deployments {
             decision_id = tracing::field::Empty,
         );
         let running = self.running(name)?;
-        let result = running.decide(&self.services, req).instrument(span.clone()).await;
+        let result = running
+            .decide(&self.services, unit, context, inputs, protocol)
+            .instrument(span.clone())
+            .await;
         if let Ok(out) = &result {
             span.record("variant", out.variant.as_str());
             span.record("decision_id", out.decision_id.as_str());

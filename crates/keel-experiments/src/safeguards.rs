@@ -7,48 +7,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use keel_guard::alert::Alerts;
-use keel_guard::{AlertEvent, OutputGuard, OutputGuardSpec, Signals, SloStatus, SloTracker, Violation};
-use serde::{Deserialize, Serialize};
+use keel_guard::{AlertEvent, OutputGuard, Signals, SloStatus, SloTracker, Violation};
+use serde::Serialize;
 
 use crate::drift::DriftMonitor;
-use crate::spec::DeploymentSpec;
-
-/// `output_guardrails` of a deployment spec: the output guards on model variants' answers (not
-/// the reward guardrail, [`RewardGuardrailSpec`](crate::spec::RewardGuardrailSpec)).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputGuardsSpec {
-    /// The output tensor checked (default: the first floating-point output). Every value must
-    /// lie within the bounds; the last value of each row is the score watched for a collapse
-    /// (the positive class of a binary classifier).
-    #[serde(default)]
-    pub output: Option<String>,
-    #[serde(default)]
-    pub min: Option<f64>,
-    #[serde(default)]
-    pub max: Option<f64>,
-    #[serde(default)]
-    pub collapse_std_below: Option<f64>,
-    #[serde(default = "default_collapse_window")]
-    pub collapse_window: usize,
-    /// The variant that answers instead when a guardrail holds an answer back.
-    pub fallback: String,
-}
-
-fn default_collapse_window() -> usize {
-    200
-}
-
-impl OutputGuardsSpec {
-    pub fn guard_spec(&self) -> OutputGuardSpec {
-        OutputGuardSpec {
-            min: self.min,
-            max: self.max,
-            collapse_std_below: self.collapse_std_below,
-            collapse_window: self.collapse_window,
-        }
-    }
-}
+use crate::spec::{DeploymentSpec, OutputGuardsSpec};
 
 /// Where a deployment stands: for `GET /v1/deployments/{name}/health` and the CLI.
 #[derive(Debug, Clone, Serialize)]

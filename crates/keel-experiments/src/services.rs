@@ -14,7 +14,7 @@ use crate::drift::ReferenceSource;
 use crate::notice::Notice;
 use crate::outcome::DecisionOut;
 
-/// The services shared by all running deployments of one [`Deployments`](crate::Deployments).
+/// The services shared by all running deployments of one `Deployments`.
 pub(crate) struct Services {
     pub(crate) store: Store,
     /// Runs model variants; `None` in processes that serve no models.

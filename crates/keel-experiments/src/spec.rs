@@ -37,7 +37,7 @@ pub struct DeploymentSpec {
     pub slo: Option<keel_guard::SloSpec>,
     /// Checks on model variants' answers, with the variant that answers instead.
     #[serde(default)]
-    pub output_guardrails: Option<crate::safeguards::OutputGuardsSpec>,
+    pub output_guardrails: Option<OutputGuardsSpec>,
     /// Alert rules over the SLO, guardrails and monitoring figures; a rule may roll back.
     #[serde(default)]
     pub alerts: Vec<keel_guard::AlertRule>,
@@ -166,6 +166,43 @@ fn default_min_rewards() -> u64 {
 
 fn default_alpha() -> f64 {
     0.01
+}
+
+/// `output_guardrails` of a deployment spec: the output guards on model variants' answers (not
+/// the reward guardrail, [`RewardGuardrailSpec`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputGuardsSpec {
+    /// The output tensor checked (default: the first floating-point output). Every value must
+    /// lie within the bounds; the last value of each row is the score watched for a collapse
+    /// (the positive class of a binary classifier).
+    #[serde(default)]
+    pub output: Option<String>,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub collapse_std_below: Option<f64>,
+    #[serde(default = "default_collapse_window")]
+    pub collapse_window: usize,
+    /// The variant that answers instead when a guardrail holds an answer back.
+    pub fallback: String,
+}
+
+fn default_collapse_window() -> usize {
+    200
+}
+
+impl OutputGuardsSpec {
+    pub fn guard_spec(&self) -> keel_guard::OutputGuardSpec {
+        keel_guard::OutputGuardSpec {
+            min: self.min,
+            max: self.max,
+            collapse_std_below: self.collapse_std_below,
+            collapse_window: self.collapse_window,
+        }
+    }
 }
 
 impl DeploymentSpec {

@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
-use crate::engine::lock_err;
+use crate::error::lock_err;
 use crate::event::Event;
 use crate::notice::Notice;
 use crate::spec::DeploymentSpec;
