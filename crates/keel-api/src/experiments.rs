@@ -59,7 +59,7 @@ pub fn router(experiments: Arc<Experiments>, max_body: usize) -> Router {
 async fn json_body<T: for<'de> Deserialize<'de>>(req: Request, limit: usize) -> ExpResult<T> {
     let body = read_body(req.into_body(), limit)
         .await
-        .map_err(|e| ExpError(ExperimentError::Serving(e)))?;
+        .map_err(|e| ExpError(ExperimentError::Serving(e.into())))?;
     serde_json::from_slice(&body)
         .map_err(|e| ExpError(ExperimentError::InvalidRequest(format!("malformed request JSON: {e}"))))
 }

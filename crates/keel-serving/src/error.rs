@@ -1,7 +1,7 @@
 use keel_registry::RegistryError;
 use keel_runtime::RuntimeError;
 
-pub use keel_types::ErrorKind;
+use keel_types::ErrorKind;
 
 /// Errors of the serving operations. Each has a stable public [`code`](ServingError::code).
 #[derive(Debug, thiserror::Error)]
@@ -18,10 +18,8 @@ pub enum ServingError {
         "version {version} of model '{name}' is not loaded (loaded: {loaded}); load it through the repository API with the parameter version = \"{version}\""
     )]
     VersionNotLoaded { name: String, version: String, loaded: i64 },
-    #[error(
-        "request body is {size} bytes, over the limit of {limit} bytes; send fewer rows per request or raise --max-body-bytes"
-    )]
-    PayloadTooLarge { size: usize, limit: usize },
+    #[error("request body is over the limit of {limit} bytes; send fewer rows per request or raise --max-body-bytes")]
+    PayloadTooLarge { limit: usize },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]

@@ -6,7 +6,7 @@
 //! call the same [`InferenceService`] methods.
 //!
 //! It must never depend on a transport (axum, tonic, HTTP types): errors carry an
-//! [`ErrorKind`] that the transports map to their status codes.
+//! [`keel_types::ErrorKind`] that the transports map to their status codes.
 
 mod error;
 pub mod metrics;
@@ -14,7 +14,10 @@ pub mod protocol;
 mod repository;
 mod service;
 
-pub use error::{ErrorKind, Result, ServingError};
+pub use error::{Result, ServingError};
+/// Shim for keel-experiments (`error.rs`, `manager.rs`), which still names the kind through
+/// this crate: use `keel_types::ErrorKind`. To be removed once nothing does.
+pub use keel_types::ErrorKind;
 
 /// The tracing target of request-path spans: only an OpenTelemetry layer listens to it, so
 /// they cost nothing unless traces are exported.

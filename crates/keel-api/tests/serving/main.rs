@@ -6,4 +6,5 @@ mod experiments;
 mod grpc;
 mod hot_swap;
 mod infer;
+mod limits;
 mod support;
