@@ -50,7 +50,7 @@ impl RegistryError {
 
     /// True when the thing asked for does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, RegistryError::Store(StoreError::NotFound { .. }))
+        matches!(self, RegistryError::Store(e) if e.kind() == keel_types::ErrorKind::NotFound)
     }
 }
 
