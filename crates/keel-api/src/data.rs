@@ -34,6 +34,8 @@ enum DataError {
     Catalog(CatalogError),
     Lake(Box<LakeError>),
     BadRequest(String),
+    /// The body could not be read or is over the limit (413).
+    Body(crate::error::BodyError),
 }
 
 impl From<CatalogError> for DataError {
@@ -84,6 +86,7 @@ impl IntoResponse for DataError {
                 (status, e.code(), e.to_string())
             }
             DataError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            DataError::Body(e) => (crate::error::http_status(e.kind()), e.code(), e.to_string()),
         };
         if status.is_server_error() {
             tracing::error!(code, error = %message, "data request failed");
@@ -205,9 +208,7 @@ struct SqlRequest {
 
 async fn sql(State(state): State<DataState>, headers: HeaderMap, body: Body) -> DataResult<Response> {
     let actor = caller(&state, &headers).await?;
-    let body = read_body(body, state.max_body)
-        .await
-        .map_err(|e| DataError::BadRequest(format!("cannot read the request body: {e}")))?;
+    let body = read_body(body, state.max_body).await.map_err(DataError::Body)?;
     let request: SqlRequest = serde_json::from_slice(&body)
         .map_err(|e| DataError::BadRequest(format!("the body must be {{\"sql\": \"...\"}}: {e}")))?;
     let tables = state.lake.referenced_tables(&request.sql)?;

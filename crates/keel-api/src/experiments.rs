@@ -11,7 +11,7 @@ use keel_experiments::{DecideRequest, DeploymentError, Deployments, RewardIn};
 use keel_serving::metrics::Protocol;
 use serde::Deserialize;
 
-use crate::rest::{error_response, read_body, status_of};
+use crate::error::{ApiError, read_body};
 
 #[derive(Clone)]
 struct ExpState {
@@ -19,31 +19,7 @@ struct ExpState {
     max_body: usize,
 }
 
-struct ExpError(DeploymentError);
-
-impl From<DeploymentError> for ExpError {
-    fn from(e: DeploymentError) -> Self {
-        ExpError(e)
-    }
-}
-
-impl IntoResponse for ExpError {
-    fn into_response(self) -> Response {
-        let status = status_of(self.0.kind());
-        if status.is_server_error() {
-            tracing::error!(code = self.0.code(), error = %self.0, "experiment request failed");
-        }
-        error_response(status, self.0.code(), &self.0.to_string())
-    }
-}
-
-impl From<keel_store::StoreError> for ExpError {
-    fn from(e: keel_store::StoreError) -> Self {
-        ExpError(DeploymentError::Store(e))
-    }
-}
-
-type ExpResult<T> = std::result::Result<T, ExpError>;
+type ExpResult<T> = std::result::Result<T, ApiError>;
 
 pub fn router(experiments: Arc<Deployments>, max_body: usize) -> Router {
     Router::new()
@@ -58,11 +34,9 @@ pub fn router(experiments: Arc<Deployments>, max_body: usize) -> Router {
 }
 
 async fn json_body<T: for<'de> Deserialize<'de>>(req: Request, limit: usize) -> ExpResult<T> {
-    let body = read_body(req.into_body(), limit)
-        .await
-        .map_err(|e| ExpError(DeploymentError::Serving(e)))?;
+    let body = read_body(req.into_body(), limit).await.map_err(ApiError::from)?;
     serde_json::from_slice(&body)
-        .map_err(|e| ExpError(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))
+        .map_err(|e| ApiError::from(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))
 }
 
 async fn list(State(s): State<ExpState>) -> ExpResult<Response> {
@@ -108,18 +82,16 @@ struct DecideBody {
 }
 
 async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
-    let body = read_body(req.into_body(), s.max_body)
-        .await
-        .map_err(|e| ExpError(DeploymentError::Serving(e)))?;
+    let body = read_body(req.into_body(), s.max_body).await.map_err(ApiError::from)?;
     let decide: DecideBody = serde_json::from_slice(&body)
-        .map_err(|e| ExpError(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))?;
+        .map_err(|e| ApiError::from(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))?;
     // The body has no `id`, `parameters` or `outputs` (refused above), so as an infer request
     // it is exactly its `inputs`.
     let inputs = match decide.inputs {
         None => None,
         Some(_) => Some(
             keel_serving::protocol::decode_json_request(&body, None)
-                .map_err(|e| ExpError(DeploymentError::Serving(e)))?,
+                .map_err(|e| ApiError::from(DeploymentError::Serving(e)))?,
         ),
     };
     let request = DecideRequest {
@@ -137,7 +109,7 @@ async fn feedback(State(s): State<ExpState>, Path(name): Path<String>, req: Requ
     let mut results = s.experiments.feedback(&name, std::slice::from_ref(&body)).await?;
     let one = results
         .pop()
-        .ok_or_else(|| ExpError(DeploymentError::InvalidRequest("no feedback given".into())))?;
+        .ok_or_else(|| ApiError::from(DeploymentError::InvalidRequest("no feedback given".into())))?;
     Ok(axum::Json(one?).into_response())
 }
 

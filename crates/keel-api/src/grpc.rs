@@ -6,35 +6,17 @@ use bytes::Bytes;
 use keel_serving::metrics::Protocol;
 use keel_serving::protocol::{Parameters, check_count, element_count};
 use keel_serving::{
-    DataType, ErrorKind, InferRequest, InferResponse, InferenceService, InputTensor, RequestedOutput, ServingError,
-    Tensor, TensorData,
+    DataType, InferRequest, InferResponse, InferenceService, InputTensor, RequestedOutput, ServingError, Tensor,
+    TensorData,
 };
 use tonic::{Request, Response, Status};
 
+use crate::error::grpc_status;
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::{self, infer_parameter::ParameterChoice};
 
-/// The gRPC code for an error kind (the one place this mapping lives).
-pub fn code_of(kind: ErrorKind) -> tonic::Code {
-    match kind {
-        ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
-        ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
-        ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
-        ErrorKind::Unprocessable => tonic::Code::InvalidArgument,
-        ErrorKind::NotFound => tonic::Code::NotFound,
-        ErrorKind::PayloadTooLarge => tonic::Code::ResourceExhausted,
-        ErrorKind::Conflict => tonic::Code::AlreadyExists,
-        ErrorKind::Unavailable => tonic::Code::Unavailable,
-        ErrorKind::Internal => tonic::Code::Internal,
-    }
-}
-
 fn status(e: ServingError) -> Status {
-    let code = code_of(e.kind());
-    if code == tonic::Code::Internal {
-        tracing::error!(code = e.code(), error = %e, "grpc request failed");
-    }
-    Status::new(code, e.to_string())
+    grpc_status(&e)
 }
 
 fn bad(msg: String) -> Status {

@@ -6,12 +6,13 @@ use keel_experiments::{DecideRequest, DeploymentError, Deployments, RewardIn};
 use keel_serving::metrics::Protocol;
 use tonic::{Request, Response, Status};
 
+use crate::error::grpc_status;
 use crate::experiments_proto::experiments_server::Experiments as ExperimentsApi;
 use crate::experiments_proto::{self as pb, feature_value::Value};
-use crate::grpc::{code_of, decode_request, encode_response};
+use crate::grpc::{decode_request, encode_response};
 
 fn status(e: DeploymentError) -> Status {
-    Status::new(code_of(e.kind()), e.to_string())
+    grpc_status(&e)
 }
 
 pub struct GrpcDeployments {

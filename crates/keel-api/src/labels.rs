@@ -16,7 +16,7 @@ use axum::routing::post;
 use keel_predlog::{LabelIn, PredictionLog, PredlogError};
 use serde::Deserialize;
 
-use crate::rest::{error_response, log_status_of, read_body};
+use crate::error::{ApiError, read_body};
 
 #[derive(Clone)]
 struct LabelState {
@@ -45,35 +45,23 @@ enum LabelsBody {
     Wrapped { labels: Vec<LabelIn> },
 }
 
-struct LogError(PredlogError);
-
-impl IntoResponse for LogError {
-    fn into_response(self) -> Response {
-        let status = log_status_of(&self.0);
-        if status.is_server_error() {
-            tracing::error!(code = self.0.code(), error = %self.0, "label request failed");
-        }
-        error_response(status, self.0.code(), &self.0.to_string())
-    }
-}
-
-async fn labels(State(s): State<LabelState>, req: Request) -> Result<Response, LogError> {
+async fn labels(State(s): State<LabelState>, req: Request) -> Result<Response, ApiError> {
+    // The body first, as on every route: past the limit is a 413 whether or not logging is on.
+    let body = read_body(req.into_body(), s.max_body).await?;
     let Some(log) = s.log else {
-        return Err(LogError(PredlogError::Disabled));
+        return Err(PredlogError::Disabled.into());
     };
-    let body = read_body(req.into_body(), s.max_body)
-        .await
-        .map_err(|e| LogError(PredlogError::Invalid(e.to_string())))?;
     let items = match serde_json::from_slice::<LabelsBody>(&body) {
         Ok(LabelsBody::Bare(v) | LabelsBody::Wrapped { labels: v }) => v,
         Err(e) => {
-            return Err(LogError(PredlogError::Invalid(format!(
+            return Err(PredlogError::Invalid(format!(
                 "malformed labels JSON ({e}): send [{{\"prediction_id\": \"...\", \"row\": 0, \"label\": 1}}]"
-            ))));
+            ))
+            .into());
         }
     };
-    let records = keel_predlog::validate_labels(&items, keel_predlog::now_us()).map_err(LogError)?;
-    let stored = log.write_labels(&records).await.map_err(LogError)?;
+    let records = keel_predlog::validate_labels(&items, keel_predlog::now_us())?;
+    let stored = log.write_labels(&records).await?;
     let live = s.experiments.as_ref().map_or(0, |e| e.observe_labels(&records));
     Ok(axum::Json(serde_json::json!({
         "stored": stored,

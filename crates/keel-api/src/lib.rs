@@ -2,13 +2,15 @@
 //! Open Inference Protocol, and the Prometheus `/metrics` endpoint.
 //!
 //! Handlers here are thin: they decode the transport's form, call one
-//! [`keel_serving::InferenceService`] operation, and encode the answer. Error kinds map to HTTP
-//! statuses in [`rest::status_of`] and to gRPC codes in [`grpc::code_of`], nowhere else.
-//! This is the only crate that knows HTTP or gRPC.
+//! [`keel_serving::InferenceService`] operation, and encode the answer. Errors of every domain
+//! crate say their [`keel_types::ErrorKind`]; [`error`] maps kinds to HTTP statuses and gRPC
+//! codes, builds the JSON error body, and reads request bodies (413 past the limit), nowhere
+//! else. This is the only crate that knows HTTP or gRPC.
 
 pub mod app;
 #[cfg(feature = "lake")]
 pub mod data;
+pub mod error;
 mod experiments;
 pub mod grpc;
 mod grpc_experiments;
@@ -21,6 +23,7 @@ pub mod telemetry;
 pub mod trace;
 
 pub use app::{App, AppConfig, AppError, AppLake, PredictionLogConfig, RunningApp};
+pub use error::{ApiError, BodyError, grpc_code, grpc_status, http_status, read_body};
 pub use metrics_endpoint::prometheus;
 pub use server::{BoundServer, ServeConfig, Services};
 pub use trace::TRACE_TARGET;

@@ -11,9 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keel_serving::metrics::Protocol;
 use keel_serving::protocol::{decode_json_request, encode_json_response};
-use keel_serving::{ErrorKind, InferenceService, ServingError};
+use keel_serving::{InferenceService, ServingError};
+use keel_types::ErrorKind;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
+
+use crate::error::ApiError;
+// Shims for the routes that still import these from here (`experiments.rs`, `data.rs`): the
+// body reader and the error body live in `crate::error`.
+pub(crate) use crate::error::{error_response, read_body};
 
 /// The binary extension's header: length of the JSON part of a body.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -25,53 +31,10 @@ struct AppState {
     max_body: usize,
 }
 
-/// The HTTP status for an error kind (the one place this mapping lives).
+/// Shim for files that still import it from here (`experiments.rs`): use
+/// [`crate::error::http_status`]. To be removed once they do.
 pub fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
-        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
-        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The HTTP status for a prediction-log error (labels).
-pub fn log_status_of(e: &keel_predlog::PredlogError) -> StatusCode {
-    use keel_predlog::PredlogError as E;
-    match e {
-        E::Invalid(_) => StatusCode::BAD_REQUEST,
-        E::NoPredictions { .. } => StatusCode::NOT_FOUND,
-        E::Disabled | E::Sink(_) | E::Lake { .. } => StatusCode::SERVICE_UNAVAILABLE,
-    }
-}
-
-/// An error as the protocol's JSON error body: `{"error": "...", "code": "..."}`.
-struct ApiError(ServingError);
-
-impl From<ServingError> for ApiError {
-    fn from(e: ServingError) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = status_of(self.0.kind());
-        if status.is_server_error() {
-            tracing::error!(code = self.0.code(), error = %self.0, "request failed");
-        }
-        error_response(status, self.0.code(), &self.0.to_string())
-    }
-}
-
-pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": message, "code": code });
-    (status, axum::Json(body)).into_response()
+    crate::error::http_status(kind)
 }
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -234,27 +197,8 @@ fn header_length(headers: &HeaderMap) -> ApiResult<Option<usize>> {
         .and_then(|v| v.trim().parse::<usize>().ok())
         .map(Some)
         .ok_or_else(|| {
-            ApiError(ServingError::BadRequest(
-                "Inference-Header-Content-Length must be a non-negative integer".into(),
-            ))
+            ServingError::BadRequest("Inference-Header-Content-Length must be a non-negative integer".into()).into()
         })
-}
-
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ServingError> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            if too_large {
-                Err(ServingError::PayloadTooLarge { size: limit + 1, limit })
-            } else {
-                Err(ServingError::BadRequest(format!(
-                    "could not read the request body: {e}"
-                )))
-            }
-        }
-    }
 }
 
 #[derive(Deserialize, Default)]
@@ -274,7 +218,7 @@ fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> ApiResu
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError(ServingError::BadRequest(format!("malformed request JSON: {e}"))))
+    serde_json::from_slice(body).map_err(|e| ServingError::BadRequest(format!("malformed request JSON: {e}")).into())
 }
 
 async fn repository_index(State(s): State<AppState>, req: Request) -> ApiResult<Response> {
@@ -291,9 +235,10 @@ async fn load(State(s): State<AppState>, Path(name): Path<String>, req: Request)
         Some(serde_json::Value::String(v)) => Some(v.clone()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         Some(other) => {
-            return Err(ApiError(ServingError::BadRequest(format!(
+            return Err(ServingError::BadRequest(format!(
                 "parameter 'version' must be a string or number such as \"3\" or \"@staging\", got {other}"
-            ))));
+            ))
+            .into());
         }
     };
     let loaded = s.service.load_model(&name, version.as_deref()).await?;

@@ -62,6 +62,21 @@ pub enum BanditError {
 }
 
 impl BanditError {
+    /// What kind of failure this is: the caller's input, except a numerical state the policy
+    /// cannot continue from, which is keel's.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        use keel_types::ErrorKind as K;
+        match self {
+            BanditError::InvalidConfig(_)
+            | BanditError::MissingContext { .. }
+            | BanditError::ContextLength { .. }
+            | BanditError::InvalidContextValue { .. }
+            | BanditError::ActionOutOfRange { .. }
+            | BanditError::InvalidReward { .. } => K::InvalidArgument,
+            BanditError::Numerical(_) => K::Internal,
+        }
+    }
+
     /// The stable public code of the error, for API bodies and logs.
     pub fn code(&self) -> &'static str {
         match self {
@@ -78,3 +93,13 @@ impl BanditError {
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, BanditError>;
+
+impl keel_types::KeelError for BanditError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        BanditError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        BanditError::code(self)
+    }
+}

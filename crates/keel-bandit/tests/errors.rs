@@ -273,3 +273,32 @@ fn corrupted_saved_states_are_refused() {
     bad["surprise"] = 1.into();
     assert!(serde_json::from_value::<PolicyState>(bad).is_err());
 }
+
+#[test]
+fn bad_input_is_the_callers_fault_and_a_broken_state_is_keels() {
+    use keel_types::{ErrorKind, KeelError};
+    let mut s = lin();
+    let caller = [
+        s.probabilities(None).unwrap_err(),
+        s.probabilities(Some(&[1.0])).unwrap_err(),
+        s.update(0, Some(&[0.5, f64::NAN]), 1.0).unwrap_err(),
+        s.update(7, Some(&[0.5, 0.5]), 1.0).unwrap_err(),
+        s.update(0, Some(&[0.5, 0.5]), f64::NAN).unwrap_err(),
+        PolicyState::new(
+            PolicyConfig::LinUcb {
+                alpha: -1.0,
+                floor: 0.1,
+            },
+            3,
+            2,
+        )
+        .unwrap_err(),
+    ];
+    for e in &caller {
+        assert_eq!(KeelError::kind(e), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(KeelError::code(e), e.code());
+    }
+    let broken = BanditError::Numerical("Sherman-Morrison denominator 0".into());
+    assert_eq!(broken.kind(), ErrorKind::Internal);
+    assert!(broken.kind().is_server_fault());
+}

@@ -20,13 +20,41 @@ pub use alert::{AlertEvent, AlertRule, AlertState, Condition, Notifier, Signals,
 pub use output::{OutputGuard, OutputGuardSpec, Violation};
 pub use slo::{SloSpec, SloStatus, SloTracker};
 
-/// Errors of this crate: only invalid specifications (everything at run time is counted).
+/// Errors of this crate: only invalid specifications (everything at run time is counted); each
+/// has a [`kind`](GuardError::kind) and a stable public [`code`](GuardError::code).
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
 }
 
+impl GuardError {
+    /// What kind of failure this is: a specification the caller wrote.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        match self {
+            GuardError::Invalid { .. } => keel_types::ErrorKind::InvalidArgument,
+        }
+    }
+
+    /// Stable public code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GuardError::Invalid { .. } => "invalid_guard_spec",
+        }
+    }
+}
+
+impl keel_types::KeelError for GuardError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        GuardError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        GuardError::code(self)
+    }
+}
+
+/// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, GuardError>;
 
 fn invalid(what: &'static str, why: impl Into<String>) -> GuardError {

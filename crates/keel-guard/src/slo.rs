@@ -160,6 +160,20 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_spec_is_the_callers_fault_with_a_stable_code() {
+        let e = SloSpec {
+            objective: 1.5,
+            ..spec()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.kind(), keel_types::ErrorKind::InvalidArgument);
+        assert_eq!(e.code(), "invalid_guard_spec");
+        assert_eq!(e.to_string(), "invalid slo: objective must be in (0, 1), got 1.5");
+        assert!(spec().validate().is_ok());
+    }
+
+    #[test]
     fn burn_rate_is_bad_share_over_allowed_share() {
         let mut t = SloTracker::new(spec());
         for i in 0..1000 {

@@ -35,6 +35,18 @@ impl From<keel_lake::LakeError> for PredlogError {
 }
 
 impl PredlogError {
+    /// What kind of failure this is, for the transports' status mapping: a malformed label or
+    /// query is the caller's, a model never logged is not found, and a log that is off or a
+    /// lake that fails is the server's (unavailable).
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        use keel_types::ErrorKind as K;
+        match self {
+            PredlogError::Invalid(_) => K::InvalidArgument,
+            PredlogError::NoPredictions { .. } => K::NotFound,
+            PredlogError::Disabled | PredlogError::Sink(_) | PredlogError::Lake { .. } => K::Unavailable,
+        }
+    }
+
     /// A stable public code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -48,9 +60,47 @@ impl PredlogError {
 
     /// Whether the caller's input is at fault (a 4xx) rather than the server (a 5xx).
     pub fn is_client_error(&self) -> bool {
-        match self {
-            PredlogError::Invalid(_) | PredlogError::NoPredictions { .. } => true,
-            PredlogError::Disabled | PredlogError::Sink(_) | PredlogError::Lake { .. } => false,
+        !self.kind().is_server_fault()
+    }
+}
+
+impl keel_types::KeelError for PredlogError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        PredlogError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        PredlogError::code(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_types::ErrorKind;
+
+    use super::PredlogError;
+
+    #[test]
+    fn each_error_says_its_kind() {
+        let cases = [
+            (
+                PredlogError::Invalid("row must be >= 0".into()),
+                ErrorKind::InvalidArgument,
+            ),
+            (PredlogError::NoPredictions { model: "m".into() }, ErrorKind::NotFound),
+            (PredlogError::Disabled, ErrorKind::Unavailable),
+            (PredlogError::Sink("disk full".into()), ErrorKind::Unavailable),
+            (
+                PredlogError::Lake {
+                    code: "storage",
+                    message: "bucket unreachable".into(),
+                },
+                ErrorKind::Unavailable,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(e.is_client_error(), !kind.is_server_fault(), "{e}");
         }
     }
 }

@@ -10,7 +10,10 @@ pub enum RegistryError {
     #[error(
         "refused: the file is not a usable ONNX model: {reason}; export it with skl2onnx, onnxmltools or torch.onnx and push the .onnx file"
     )]
-    InvalidArtifact { reason: String },
+    InvalidArtifact {
+        #[source]
+        reason: crate::onnx::SignatureError,
+    },
     /// The artifact store could not be read or written.
     #[error("artifact store: {0}")]
     Artifact(String),
@@ -27,7 +30,8 @@ impl RegistryError {
     pub fn kind(&self) -> keel_types::ErrorKind {
         use keel_types::ErrorKind as K;
         match self {
-            RegistryError::Invalid(_) | RegistryError::InvalidArtifact { .. } => K::InvalidArgument,
+            RegistryError::Invalid(_) => K::InvalidArgument,
+            RegistryError::InvalidArtifact { reason } => reason.kind(),
             RegistryError::Store(e) => e.kind(),
             RegistryError::Artifact(_) | RegistryError::Config(_) => K::Internal,
         }
@@ -46,7 +50,7 @@ impl RegistryError {
 
     /// True when the thing asked for does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, RegistryError::Store(StoreError::NotFound { .. }))
+        matches!(self, RegistryError::Store(e) if e.kind() == keel_types::ErrorKind::NotFound)
     }
 }
 

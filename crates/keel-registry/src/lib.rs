@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 pub use error::{RegistryError, Result};
 pub use keel_store::{Alias, AliasEvent, ChangeEvent, ModelSummary, ModelVersion, Store};
 pub use names::{VersionSelector, validate_alias, validate_model_name};
-pub use onnx::{Signature, TensorSignature, read_signature};
+pub use onnx::{Signature, SignatureError, TensorSignature, read_signature};
 
 /// The alias `keel serve` prefers when it picks the version of a model to serve.
 pub const PRODUCTION_ALIAS: &str = "production";

@@ -152,21 +152,89 @@ pub struct Signature {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Parses ONNX bytes into a [`Signature`]; the error says why the bytes are not a usable model.
-pub fn read_signature(bytes: &[u8]) -> Result<Signature, String> {
-    if bytes.is_empty() {
-        return Err("the file is empty".into());
+/// Why some bytes are not a model keel can serve. The caller's file is at fault in every case
+/// (kind [`InvalidArgument`](keel_types::ErrorKind::InvalidArgument)); each variant has a stable
+/// public [`code`](SignatureError::code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// No bytes at all.
+    #[error("the file is empty")]
+    Empty,
+    /// The bytes are not an ONNX protobuf message (or not a complete one).
+    #[error("not an ONNX model (protobuf decoding failed: {0})")]
+    Decode(String),
+    /// The message decodes but lacks a part every ONNX model has (`what`: "no IR version",
+    /// "no operator set imported", "no graph").
+    #[error("not an ONNX model ({what})")]
+    NotOnnx { what: &'static str },
+    /// The graph has no nodes, no inputs or no outputs (`what` names which).
+    #[error("the ONNX graph {what}")]
+    EmptyGraph { what: &'static str },
+    /// A graph input or output has no type.
+    #[error("graph value '{name}' has no type")]
+    Untyped { name: String },
+    /// A tensor's element type is not one ONNX defines (or keel knows).
+    #[error("'{name}' has an unknown element type {elem_type}")]
+    UnknownElementType { name: String, elem_type: i32 },
+    /// A graph value is neither a tensor nor a sequence of maps.
+    #[error("graph value '{name}' has a type keel cannot serve (only tensors and sequences of maps)")]
+    UnsupportedType { name: String },
+}
+
+impl SignatureError {
+    /// What kind of failure this is: always the caller's file.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        match self {
+            SignatureError::Empty
+            | SignatureError::Decode(_)
+            | SignatureError::NotOnnx { .. }
+            | SignatureError::EmptyGraph { .. }
+            | SignatureError::Untyped { .. }
+            | SignatureError::UnknownElementType { .. }
+            | SignatureError::UnsupportedType { .. } => keel_types::ErrorKind::InvalidArgument,
+        }
     }
-    let model = ModelProto::decode(bytes).map_err(|e| format!("not an ONNX model (protobuf decoding failed: {e})"))?;
+
+    /// Stable public code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignatureError::Empty => "empty_model_file",
+            SignatureError::Decode(_) | SignatureError::NotOnnx { .. } => "not_onnx",
+            SignatureError::EmptyGraph { .. } => "empty_onnx_graph",
+            SignatureError::Untyped { .. } => "untyped_graph_value",
+            SignatureError::UnknownElementType { .. } => "unknown_element_type",
+            SignatureError::UnsupportedType { .. } => "unsupported_graph_value",
+        }
+    }
+}
+
+impl keel_types::KeelError for SignatureError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        SignatureError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        SignatureError::code(self)
+    }
+}
+
+/// Parses ONNX bytes into a [`Signature`]; the error says why the bytes are not a usable model.
+pub fn read_signature(bytes: &[u8]) -> Result<Signature, SignatureError> {
+    if bytes.is_empty() {
+        return Err(SignatureError::Empty);
+    }
+    let model = ModelProto::decode(bytes).map_err(|e| SignatureError::Decode(e.to_string()))?;
     if model.ir_version <= 0 {
-        return Err("not an ONNX model (no IR version)".into());
+        return Err(SignatureError::NotOnnx { what: "no IR version" });
     }
     if model.opset_import.is_empty() {
-        return Err("not an ONNX model (no operator set imported)".into());
+        return Err(SignatureError::NotOnnx {
+            what: "no operator set imported",
+        });
     }
-    let graph = model.graph.ok_or_else(|| "not an ONNX model (no graph)".to_string())?;
+    let graph = model.graph.ok_or(SignatureError::NotOnnx { what: "no graph" })?;
     if graph.node.is_empty() {
-        return Err("the ONNX graph has no nodes".into());
+        return Err(SignatureError::EmptyGraph { what: "has no nodes" });
     }
     let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs = graph
@@ -181,10 +249,14 @@ pub fn read_signature(bytes: &[u8]) -> Result<Signature, String> {
         .map(tensor_signature)
         .collect::<Result<Vec<_>, _>>()?;
     if inputs.is_empty() {
-        return Err("the ONNX graph declares no inputs".into());
+        return Err(SignatureError::EmptyGraph {
+            what: "declares no inputs",
+        });
     }
     if outputs.is_empty() {
-        return Err("the ONNX graph declares no outputs".into());
+        return Err(SignatureError::EmptyGraph {
+            what: "declares no outputs",
+        });
     }
     let mut operators: Vec<String> = graph
         .node
@@ -215,16 +287,19 @@ pub fn read_signature(bytes: &[u8]) -> Result<Signature, String> {
     })
 }
 
-fn tensor_signature(v: &ValueInfoProto) -> Result<TensorSignature, String> {
+fn tensor_signature(v: &ValueInfoProto) -> Result<TensorSignature, SignatureError> {
     let ty = v
         .r#type
         .as_ref()
-        .ok_or_else(|| format!("graph value '{}' has no type", v.name))?;
+        .ok_or_else(|| SignatureError::Untyped { name: v.name.clone() })?;
     if let Some(t) = &ty.tensor_type {
         return Ok(TensorSignature {
             name: v.name.clone(),
             datatype: elem_type_name(t.elem_type)
-                .ok_or_else(|| format!("'{}' has an unknown element type {}", v.name, t.elem_type))?
+                .ok_or_else(|| SignatureError::UnknownElementType {
+                    name: v.name.clone(),
+                    elem_type: t.elem_type,
+                })?
                 .to_string(),
             shape: t
                 .shape
@@ -257,10 +332,7 @@ fn tensor_signature(v: &ValueInfoProto) -> Result<TensorSignature, String> {
             shape: vec![-1, -1],
             onnx_type: Some(format!("seq(map({},{}))", onnx_elem_name(key), onnx_elem_name(value))),
         }),
-        None => Err(format!(
-            "graph value '{}' has a type keel cannot serve (only tensors and sequences of maps)",
-            v.name
-        )),
+        None => Err(SignatureError::UnsupportedType { name: v.name.clone() }),
     }
 }
 
@@ -354,10 +426,15 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_onnx() {
-        assert!(read_signature(b"").unwrap_err().contains("empty"));
-        assert!(read_signature(b"hello, this is not a model").is_err());
+        let empty = read_signature(b"").unwrap_err();
+        assert_eq!(empty, SignatureError::Empty);
+        assert_eq!(empty.to_string(), "the file is empty");
+        let garbage = read_signature(b"hello, this is not a model").unwrap_err();
+        assert_eq!(garbage.code(), "not_onnx", "{garbage}");
+        assert!(garbage.to_string().starts_with("not an ONNX model"), "{garbage}");
         let mut truncated = tiny_model();
         truncated.truncate(truncated.len() / 2);
-        assert!(read_signature(&truncated).is_err());
+        let truncated = read_signature(&truncated).unwrap_err();
+        assert_eq!(truncated.kind(), keel_types::ErrorKind::InvalidArgument, "{truncated}");
     }
 }

@@ -1,7 +1,7 @@
 use keel_registry::RegistryError;
 use keel_runtime::RuntimeError;
 
-pub use keel_types::ErrorKind;
+use keel_types::ErrorKind;
 
 /// Errors of the serving operations. Each has a stable public [`code`](ServingError::code).
 #[derive(Debug, thiserror::Error)]
@@ -18,10 +18,6 @@ pub enum ServingError {
         "version {version} of model '{name}' is not loaded (loaded: {loaded}); load it through the repository API with the parameter version = \"{version}\""
     )]
     VersionNotLoaded { name: String, version: String, loaded: i64 },
-    #[error(
-        "request body is {size} bytes, over the limit of {limit} bytes; send fewer rows per request or raise --max-body-bytes"
-    )]
-    PayloadTooLarge { size: usize, limit: usize },
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -38,7 +34,6 @@ impl ServingError {
             ServingError::InvalidInput(_) => "invalid_input",
             ServingError::ModelNotLoaded { .. } => "model_not_found",
             ServingError::VersionNotLoaded { .. } => "version_not_found",
-            ServingError::PayloadTooLarge { .. } => "payload_too_large",
             ServingError::Registry(e) => e.code(),
             ServingError::Runtime(e) => e.code(),
             ServingError::Internal(_) => "internal",
@@ -49,7 +44,6 @@ impl ServingError {
         match self {
             ServingError::BadRequest(_) | ServingError::InvalidInput(_) => ErrorKind::InvalidArgument,
             ServingError::ModelNotLoaded { .. } | ServingError::VersionNotLoaded { .. } => ErrorKind::NotFound,
-            ServingError::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
             ServingError::Registry(e) => e.kind(),
             ServingError::Runtime(e) => e.kind(),
             ServingError::Internal(_) => ErrorKind::Internal,

@@ -6,7 +6,7 @@
 //! call the same [`InferenceService`] methods.
 //!
 //! It must never depend on a transport (axum, tonic, HTTP types): errors carry an
-//! [`ErrorKind`] that the transports map to their status codes.
+//! [`keel_types::ErrorKind`] that the transports map to their status codes.
 
 mod error;
 pub mod metrics;
@@ -14,7 +14,7 @@ pub mod protocol;
 mod repository;
 mod service;
 
-pub use error::{ErrorKind, Result, ServingError};
+pub use error::{Result, ServingError};
 
 /// The tracing target of request-path spans: only an OpenTelemetry layer listens to it, so
 /// they cost nothing unless traces are exported.

@@ -13,4 +13,4 @@ mod error;
 mod tensor;
 
 pub use error::{ErrorKind, KeelError};
-pub use tensor::{DataType, Tensor, TensorData, f16_to_f32};
+pub use tensor::{DataType, RawDataError, Tensor, TensorData, f16_to_f32};

@@ -99,6 +99,49 @@ pub enum TensorData {
     Bytes(Vec<Vec<u8>>),
 }
 
+/// Why raw (binary-extension) bytes are not a tensor of the declared type: always the
+/// sender's fault ([`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawDataError {
+    /// The length is not a whole number of elements.
+    Ragged { len: usize, element_size: usize },
+    /// BYTES data ends inside an element's 4-byte length prefix.
+    TruncatedPrefix,
+    /// A BYTES element declares more bytes than remain.
+    TruncatedElement { declared: usize, remaining: usize },
+}
+
+impl std::fmt::Display for RawDataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawDataError::Ragged { len, element_size } => write!(
+                f,
+                "raw data of {len} bytes is not a whole number of {element_size}-byte elements"
+            ),
+            RawDataError::TruncatedPrefix => f.write_str("BYTES raw data ends inside a 4-byte length prefix"),
+            RawDataError::TruncatedElement { declared, remaining } => {
+                write!(f, "BYTES element declares {declared} bytes but only {remaining} remain")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RawDataError {}
+
+impl crate::KeelError for RawDataError {
+    fn kind(&self) -> crate::ErrorKind {
+        match self {
+            RawDataError::Ragged { .. } | RawDataError::TruncatedPrefix | RawDataError::TruncatedElement { .. } => {
+                crate::ErrorKind::InvalidArgument
+            }
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        "invalid_raw_data"
+    }
+}
+
 /// IEEE half-precision bits to f32.
 pub fn f16_to_f32(bits: u16) -> f32 {
     let sign = u32::from(bits >> 15) << 31;
@@ -220,13 +263,13 @@ impl TensorData {
     }
 
     /// Decodes little-endian raw bytes of a datatype. The error says what was wrong.
-    pub fn from_raw_bytes(datatype: DataType, raw: &[u8]) -> Result<TensorData, String> {
-        fn unpack<T, const N: usize>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Result<Vec<T>, String> {
+    pub fn from_raw_bytes(datatype: DataType, raw: &[u8]) -> Result<TensorData, RawDataError> {
+        fn unpack<T, const N: usize>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Result<Vec<T>, RawDataError> {
             if !raw.len().is_multiple_of(N) {
-                return Err(format!(
-                    "raw data of {} bytes is not a whole number of {N}-byte elements",
-                    raw.len()
-                ));
+                return Err(RawDataError::Ragged {
+                    len: raw.len(),
+                    element_size: N,
+                });
             }
             Ok(raw
                 .chunks_exact(N)
@@ -255,15 +298,15 @@ impl TensorData {
                 let mut rest = raw;
                 while !rest.is_empty() {
                     if rest.len() < 4 {
-                        return Err("BYTES raw data ends inside a 4-byte length prefix".into());
+                        return Err(RawDataError::TruncatedPrefix);
                     }
                     let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
                     rest = &rest[4..];
                     if rest.len() < n {
-                        return Err(format!(
-                            "BYTES element declares {n} bytes but only {} remain",
-                            rest.len()
-                        ));
+                        return Err(RawDataError::TruncatedElement {
+                            declared: n,
+                            remaining: rest.len(),
+                        });
                     }
                     out.push(rest[..n].to_vec());
                     rest = &rest[n..];
@@ -335,9 +378,21 @@ mod tests {
     #[test]
     fn raw_bytes_of_wrong_length_are_refused() {
         let err = TensorData::from_raw_bytes(DataType::Fp32, &[0, 0, 0]).unwrap_err();
-        assert!(err.contains("3 bytes"), "{err}");
+        assert_eq!(
+            err,
+            RawDataError::Ragged {
+                len: 3,
+                element_size: 4
+            }
+        );
+        assert!(err.to_string().contains("3 bytes"), "{err}");
         let err = TensorData::from_raw_bytes(DataType::Bytes, &[9, 0, 0, 0, 1]).unwrap_err();
-        assert!(err.contains("declares 9 bytes"), "{err}");
+        assert!(err.to_string().contains("declares 9 bytes"), "{err}");
+        let err = TensorData::from_raw_bytes(DataType::Bytes, &[1, 0]).unwrap_err();
+        assert_eq!(err, RawDataError::TruncatedPrefix);
+        use crate::{ErrorKind, KeelError};
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(err.code(), "invalid_raw_data");
     }
 
     #[test]

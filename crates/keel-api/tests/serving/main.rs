@@ -7,4 +7,5 @@ mod grpc;
 mod grpc_decide;
 mod hot_swap;
 mod infer;
+mod limits;
 mod support;
