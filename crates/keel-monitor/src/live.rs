@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::error::{MonitorError, Result};
 use crate::read::{self, CategoryCounts, NumericValues};
 use crate::report::{ColumnDrift, ColumnKind, DriftReport};
-use crate::{DriftOptions, column, stats};
+use crate::{DriftOptions, column};
 
 /// Relative slack of the reference range (float32 keeps about 7 significant digits).
 const F32_SLACK: f64 = 1e-6;
@@ -84,9 +84,9 @@ impl Reference {
                     ColumnKind::Numeric => read::push_numeric_array(&mut numeric, part.as_ref()),
                     ColumnKind::Categorical => read::push_categorical_array(&mut categorical, part.as_ref()),
                 }
-                .map_err(|message| MonitorError::Arrow {
+                .map_err(|e| MonitorError::Arrow {
                     column: field.name().clone(),
-                    message,
+                    message: e.to_string(),
                 })?;
             }
             let column = match kind {
@@ -97,7 +97,7 @@ impl Reference {
                             side: "reference",
                         });
                     }
-                    stats::sort_values(&mut numeric.values);
+                    keel_stats::sort_f64(&mut numeric.values);
                     let (min, max) = (numeric.values[0], numeric.values[numeric.values.len() - 1]);
                     RefColumn::Numeric {
                         values: Arc::new(numeric),
