@@ -12,6 +12,7 @@ mod engine;
 mod error;
 mod manager;
 mod monitor;
+pub mod offline;
 pub mod report;
 pub mod score;
 pub mod spec;
