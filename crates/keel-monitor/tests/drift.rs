@@ -330,7 +330,7 @@ fn golden_evidently_500_rows_small_sample() {
 fn batches(path: &Path) -> Vec<RecordBatch> {
     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
         .unwrap()
-        .with_batch_size(700)
+        .with_batch_size(150)
         .build()
         .unwrap()
         .collect::<Result<_, _>>()
