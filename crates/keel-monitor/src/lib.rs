@@ -42,8 +42,35 @@ pub enum Method {
     JensenShannon,
 }
 
+/// A drift method name that is none of `Method`'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown drift method {0}; use auto, psi, ks, wasserstein or jensenshannon")]
+pub struct UnknownMethod(pub String);
+
+impl UnknownMethod {
+    /// Always `InvalidArgument`: the caller named the method.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        keel_types::ErrorKind::InvalidArgument
+    }
+
+    /// Stable public code.
+    pub fn code(&self) -> &'static str {
+        "monitor.unknown_method"
+    }
+}
+
+impl keel_types::KeelError for UnknownMethod {
+    fn kind(&self) -> keel_types::ErrorKind {
+        UnknownMethod::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        UnknownMethod::code(self)
+    }
+}
+
 impl std::str::FromStr for Method {
-    type Err = String;
+    type Err = UnknownMethod;
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
@@ -52,9 +79,7 @@ impl std::str::FromStr for Method {
             "ks" => Ok(Method::Ks),
             "wasserstein" => Ok(Method::Wasserstein),
             "jensenshannon" | "js" => Ok(Method::JensenShannon),
-            other => Err(format!(
-                "unknown drift method {other}; use auto, psi, ks, wasserstein or jensenshannon"
-            )),
+            other => Err(UnknownMethod(other.to_string())),
         }
     }
 }

@@ -372,3 +372,13 @@ fn in_memory_batches_give_the_same_report_as_their_files() {
         Err(MonitorError::EmptyBatches { side: "reference" })
     ));
 }
+
+#[test]
+fn an_unknown_method_is_a_typed_invalid_argument() {
+    assert_eq!("JS".parse::<Method>(), Ok(Method::JensenShannon));
+    let e = "median".parse::<Method>().unwrap_err();
+    assert_eq!(e, keel_monitor::UnknownMethod("median".into()));
+    assert_eq!(e.code(), "monitor.unknown_method");
+    assert_eq!(e.kind(), keel_types::ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("use auto, psi, ks"), "{e}");
+}

@@ -170,8 +170,8 @@ pub async fn deployment_drift(
     )
     .await?;
     let (predictions, predictions_baseline, predictions_note) = match scored {
-        Ok(report) => (Some(report), PredictionsBaseline::Reference, None),
-        Err(why) => (
+        Scored::Report(report) => (Some(report), PredictionsBaseline::Reference, None),
+        Scored::Unscorable(why) => (
             previous_window(lake, &outputs, &window, &all_tables, &options).await?,
             PredictionsBaseline::PreviousWindow,
             Some(why),
@@ -281,7 +281,7 @@ async fn drift_on_pool(
 
 /// Each serving model variant's scores on (a sample of) the reference against the scores it
 /// logged in the window, one column per variant (`prediction`, or `prediction[VARIANT]` when
-/// several variants are models). `Ok(Err(why))` when the reference cannot be scored.
+/// several variants are models), or why the reference cannot be scored.
 #[allow(clippy::too_many_arguments)]
 async fn score_reference(
     lake: &Lake,
@@ -292,7 +292,7 @@ async fn score_reference(
     all_tables: &[String],
     window: &Window<'_>,
     options: &DriftOptions,
-) -> Result<std::result::Result<DriftReport, String>> {
+) -> Result<Scored> {
     let variants: Vec<(&str, &str)> = spec
         .variants
         .iter()
@@ -312,14 +312,14 @@ async fn score_reference(
         let scores = match scores {
             Ok(s) => s,
             Err(e) => {
-                return Ok(Err(format!(
+                return Ok(Scored::Unscorable(format!(
                     "model {}:{} cannot score {reference}: {e}",
                     model.name, model.version
                 )));
             }
         };
         let Some(column) = scores.log_column() else {
-            return Ok(Err(format!(
+            return Ok(Scored::Unscorable(format!(
                 "model {}:{}'s output {} is too wide to be logged",
                 model.name, model.version, scores.output
             )));
@@ -343,7 +343,9 @@ async fn score_reference(
         }
     }
     if scored_reference.is_empty() {
-        return Ok(Err("no serving model variant logged scores in the window".into()));
+        return Ok(Scored::Unscorable(
+            "no serving model variant logged scores in the window".into(),
+        ));
     }
     let reference_side = side(
         scored_reference
@@ -366,9 +368,16 @@ async fn score_reference(
             })
             .collect(),
     )?;
-    Ok(Ok(
-        drift_on_pool(vec![reference_side], vec![current_side], options).await?
+    Ok(Scored::Report(
+        drift_on_pool(vec![reference_side], vec![current_side], options).await?,
     ))
+}
+
+/// The scores' comparison with the reference, or why there is none.
+enum Scored {
+    Report(DriftReport),
+    /// Why the reference could not be scored (the report's note).
+    Unscorable(String),
 }
 
 /// One table per side, a column per variant (padded with nulls: the tests skip them).
