@@ -13,7 +13,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::profile::Values;
-use crate::stats;
 
 /// One-hot columns per categorical feature at most.
 pub const TOP_CATEGORIES: usize = 10;
@@ -76,7 +75,7 @@ pub(crate) fn extract(name: &str, values: &Values, sample: &Sample) -> Option<Bl
             if present.len() < 2 {
                 return None;
             }
-            let (mean, std) = stats::mean_std(&present);
+            let (mean, std) = keel_stats::mean_std_sample(&present);
             let mut out = Vec::new();
             if std > 0.0 {
                 out.push(
@@ -290,21 +289,13 @@ fn cholesky_solve(h: &mut [f64], g: &[f64], d: usize) -> Option<Vec<f64>> {
     Some(s)
 }
 
-/// Log loss of probabilities `p` (clipped to [1e-15, 1 - 1e-15]) on 0/1 labels.
+/// Log loss of probabilities `p` (clipped to [EPS, 1 - EPS]) on 0/1 labels; 0 for no labels.
 pub(crate) fn log_loss(p: &[f64], y: &[f64]) -> f64 {
-    let n = p.len().max(1) as f64;
-    -p.iter()
-        .zip(y)
-        .map(|(p, y)| {
-            let p = p.clamp(1e-15, 1.0 - 1e-15);
-            y * p.ln() + (1.0 - y) * (1.0 - p).ln()
-        })
-        .sum::<f64>()
-        / n
+    keel_stats::log_loss(p.iter().copied().zip(y.iter().copied())).unwrap_or(0.0)
 }
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let (m, s) = stats::mean_std(v);
+    let (m, s) = keel_stats::mean_std_sample(v);
     (m, if s.is_nan() { 0.0 } else { s })
 }
 
@@ -327,8 +318,7 @@ pub(crate) fn cross_validate(blocks: &[Block], sample: &Sample, k: usize, rows_l
         let beta = fit(&x, &sample.y, &train, LAMBDA);
         let p = predict(&x, &beta);
         let (pt, yt): (Vec<f64>, Vec<f64>) = test.iter().map(|i| (p[*i], sample.y[*i])).unzip();
-        let labels: Vec<u8> = yt.iter().map(|y| u8::from(*y > 0.5)).collect();
-        if let Some(a) = stats::auc(&pt, &labels) {
+        if let Some(a) = keel_stats::auc(pt.iter().zip(&yt).map(|(p, y)| (*p, *y > 0.5))) {
             fold_auc.push(a);
         }
         fold_ll.push(log_loss(&pt, &yt));
@@ -372,6 +362,7 @@ pub(crate) fn cross_validate(blocks: &[Block], sample: &Sample, k: usize, rows_l
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats;
 
     fn all(n: usize) -> Vec<bool> {
         vec![true; n]
@@ -401,8 +392,10 @@ mod tests {
         assert!(beta.iter().all(|b| b.is_finite()), "{beta:?}");
         assert!(beta[1] > 1.0, "{beta:?}");
         let p = predict(&[&x], &beta);
-        let labels: Vec<u8> = y.iter().map(|v| *v as u8).collect();
-        assert_eq!(stats::auc(&p, &labels), Some(1.0));
+        assert_eq!(
+            keel_stats::auc(p.iter().zip(&y).map(|(p, y)| (*p, *y == 1.0))),
+            Some(1.0)
+        );
         assert!(log_loss(&p, &y) < 0.3);
     }
 

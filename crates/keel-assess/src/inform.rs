@@ -82,7 +82,7 @@ pub(crate) fn target(name: &str, data_type: &str, values: &Values) -> Result<(Ta
                 }
                 _ => {
                     let mut all: Vec<f64> = v.iter().filter(|x| !x.is_nan()).copied().collect();
-                    stats::sort_values(&mut all);
+                    keel_stats::sort_f64(&mut all);
                     all.dedup();
                     return Err(AssessError::TargetNotBinary {
                         column: name.to_string(),
@@ -226,14 +226,14 @@ fn numeric(v: &[f64], ctx: &TargetCtx<'_>) -> (f64, f64) {
             _ => {}
         }
     }
-    stats::sort_values(&mut pos);
-    stats::sort_values(&mut neg);
+    keel_stats::sort_f64(&mut pos);
+    keel_stats::sort_f64(&mut neg);
     let (p_all, n_all) = (
         pos.len() as f64 + pos_missing as f64,
         neg.len() as f64 + neg_missing as f64,
     );
     // Missing values rank below every value.
-    let u_present = stats::auc_sorted(&pos, &neg).map_or(0.0, |a| a * pos.len() as f64 * neg.len() as f64);
+    let u_present = keel_stats::auc_sorted(&pos, &neg).map_or(0.0, |a| a * pos.len() as f64 * neg.len() as f64);
     let u = u_present + pos.len() as f64 * neg_missing as f64 + 0.5 * pos_missing as f64 * neg_missing as f64;
     let auc = if p_all > 0.0 && n_all > 0.0 {
         u / (p_all * n_all)
@@ -331,9 +331,9 @@ fn categorical(codes: &[u32], n_values: usize, counts: &[u64], ctx: &TargetCtx<'
             neg.push(encoded);
         }
     }
-    stats::sort_values(&mut pos);
-    stats::sort_values(&mut neg);
-    let auc = stats::auc_sorted(&pos, &neg).unwrap_or(0.5);
+    keel_stats::sort_f64(&mut pos);
+    keel_stats::sort_f64(&mut neg);
+    let auc = keel_stats::auc_sorted(&pos, &neg).unwrap_or(0.5);
 
     // MI over the most frequent categories, "other" and missing.
     let mut order: Vec<usize> = (0..n_values).collect();

@@ -427,7 +427,7 @@ fn max_rows_per_value(values: &Values) -> u64 {
     match values {
         Values::Numeric(v) => {
             let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
-            stats::sort_values(&mut s);
+            keel_stats::sort_f64(&mut s);
             longest_run(&s)
         }
         Values::Categorical(c) => c.counts.iter().copied().max().unwrap_or(0),

@@ -178,12 +178,12 @@ pub(crate) fn summarise(field: &Field, values: &Values, rows: u64) -> (ColumnPro
                 }
             }
             p.missing = v.len() as u64 - finite.len() as u64 - infinite;
-            stats::sort_values(&mut finite);
+            keel_stats::sort_f64(&mut finite);
             p.count = finite.len() as u64;
             p.distinct = stats::distinct_sorted(&finite) as u64;
             if !finite.is_empty() {
-                let (mean, std) = stats::mean_std(&finite);
-                let q = |x| stats::quantile_sorted(&finite, x);
+                let (mean, std) = keel_stats::mean_std_sample(&finite);
+                let q = |x| keel_stats::quantile_sorted(&finite, x);
                 p.numeric = Some(NumericSummary {
                     min: finite[0],
                     max: finite[finite.len() - 1],
@@ -375,7 +375,7 @@ pub(crate) fn duplicate_groups(columns: &[(String, ColumnKind, Option<u64>)]) ->
 
 /// Rows equal to an earlier row, from the per-row hashes.
 pub(crate) fn count_duplicates(mut hashes: Vec<u64>) -> u64 {
-    stats::radix_sort_u64(&mut hashes);
+    keel_stats::radix_sort_u64(&mut hashes);
     hashes.windows(2).filter(|w| w[0] == w[1]).count() as u64
 }
 

@@ -41,40 +41,17 @@ pub enum ColumnKind {
     Unsupported,
 }
 
-/// How a column of this Arrow type is treated.
+/// How a column of this Arrow type is treated (keel-stats' column kinds).
 pub(crate) fn kind_of(data_type: &DataType) -> ColumnKind {
-    match data_type {
-        DataType::Float16
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64
-        | DataType::Decimal128(_, _)
-        | DataType::Decimal256(_, _) => ColumnKind::Numeric,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => ColumnKind::Categorical,
-        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64 => ColumnKind::Time,
-        DataType::Dictionary(_, value) => match kind_of(value) {
-            ColumnKind::Categorical => ColumnKind::Categorical,
-            ColumnKind::Numeric => ColumnKind::Numeric,
-            _ => ColumnKind::Unsupported,
-        },
-        _ => ColumnKind::Unsupported,
+    match keel_stats::column::column_kind(data_type) {
+        keel_stats::column::ColumnKind::Numeric => ColumnKind::Numeric,
+        keel_stats::column::ColumnKind::Categorical => ColumnKind::Categorical,
+        keel_stats::column::ColumnKind::Time => ColumnKind::Time,
+        keel_stats::column::ColumnKind::Unsupported => ColumnKind::Unsupported,
     }
 }
 
-pub(crate) fn is_string(data_type: &DataType) -> bool {
-    match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, value) => is_string(value),
-        _ => false,
-    }
-}
+pub(crate) use keel_stats::column::is_string;
 
 struct FileMeta {
     path: PathBuf,

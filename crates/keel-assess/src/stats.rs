@@ -1,89 +1,5 @@
-//! The small statistics the assessment needs, written out: sorting, exact quantiles, moments,
-//! rank AUC with ties, mutual information with Miller-Madow correction, hashing.
-
-/// Sorts values ascending in `f64::total_cmp` order (NaN must be removed first, or sorts last).
-/// Large inputs use an LSD radix sort on order-preserving u64 keys (4 passes of 16 bits);
-/// the same method as keel-monitor.
-pub(crate) fn sort_values(values: &mut [f64]) {
-    const RADIX_FROM: usize = 1 << 14;
-    if values.len() < RADIX_FROM {
-        values.sort_unstable_by(f64::total_cmp);
-        return;
-    }
-    let mut keys: Vec<u64> = values.iter().map(|v| order_key(*v)).collect();
-    radix_sort_u64(&mut keys);
-    for (v, k) in values.iter_mut().zip(keys) {
-        *v = from_order_key(k);
-    }
-}
-
-/// LSD radix sort of u64 keys, 16 bits per pass; a pass whose digit is the same for every key is skipped.
-pub(crate) fn radix_sort_u64(keys: &mut Vec<u64>) {
-    if keys.len() < 1 << 12 {
-        keys.sort_unstable();
-        return;
-    }
-    let mut buf = vec![0u64; keys.len()];
-    let mut counts = vec![0usize; 1 << 16];
-    for shift in [0u32, 16, 32, 48] {
-        counts.fill(0);
-        for k in keys.iter() {
-            counts[((k >> shift) & 0xFFFF) as usize] += 1;
-        }
-        if counts.contains(&keys.len()) {
-            continue;
-        }
-        let mut offset = 0;
-        for c in counts.iter_mut() {
-            let n = *c;
-            *c = offset;
-            offset += n;
-        }
-        for k in keys.iter() {
-            let digit = ((k >> shift) & 0xFFFF) as usize;
-            buf[counts[digit]] = *k;
-            counts[digit] += 1;
-        }
-        std::mem::swap(keys, &mut buf);
-    }
-}
-
-/// Maps f64 to u64 so that unsigned order equals `f64::total_cmp` order.
-pub(crate) fn order_key(v: f64) -> u64 {
-    let bits = v.to_bits();
-    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
-}
-
-fn from_order_key(k: u64) -> f64 {
-    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
-}
-
-/// Quantile `q` of sorted values with linear interpolation between order statistics
-/// (numpy's default `linear` method, pandas' `quantile`).
-pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    let frac = pos - lo as f64;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * frac
-}
-
-/// Mean and sample standard deviation (ddof = 1, as pandas) by two passes; std is 0 for one value.
-pub(crate) fn mean_std(values: &[f64]) -> (f64, f64) {
-    if values.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, 0.0);
-    }
-    let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
-    (mean, (ss / (n - 1.0)).sqrt())
-}
+//! The statistics only the assessment needs: distinct counts, mutual information with
+//! Miller-Madow correction, hashing. Sorting, quantiles, moments and AUC are keel-stats'.
 
 /// Number of distinct values of a sorted slice.
 pub(crate) fn distinct_sorted(sorted: &[f64]) -> usize {
@@ -91,53 +7,6 @@ pub(crate) fn distinct_sorted(sorted: &[f64]) -> usize {
         return 0;
     }
     1 + sorted.windows(2).filter(|w| w[0] != w[1]).count()
-}
-
-/// Probability that a random positive scores above a random negative (ties count one half):
-/// the Mann-Whitney U statistic over `P * N`, from the sorted scores of each class.
-/// `None` when either class is empty.
-pub(crate) fn auc_sorted(pos: &[f64], neg: &[f64]) -> Option<f64> {
-    if pos.is_empty() || neg.is_empty() {
-        return None;
-    }
-    let (mut below, mut i) = (0usize, 0usize);
-    let mut u = 0.0f64;
-    while i < pos.len() {
-        let v = pos[i];
-        let mut j = i;
-        while j < pos.len() && pos[j] == v {
-            j += 1;
-        }
-        while below < neg.len() && neg[below] < v {
-            below += 1;
-        }
-        let mut equal = below;
-        while equal < neg.len() && neg[equal] == v {
-            equal += 1;
-        }
-        u += (j - i) as f64 * (below as f64 + 0.5 * (equal - below) as f64);
-        i = j;
-    }
-    Some(u / (pos.len() as f64 * neg.len() as f64))
-}
-
-/// AUC of `scores` against 0/1 `labels` (sorts copies; for tests and small inputs).
-pub(crate) fn auc(scores: &[f64], labels: &[u8]) -> Option<f64> {
-    let mut pos: Vec<f64> = scores
-        .iter()
-        .zip(labels)
-        .filter(|(_, y)| **y == 1)
-        .map(|(s, _)| *s)
-        .collect();
-    let mut neg: Vec<f64> = scores
-        .iter()
-        .zip(labels)
-        .filter(|(_, y)| **y == 0)
-        .map(|(s, _)| *s)
-        .collect();
-    sort_values(&mut pos);
-    sort_values(&mut neg);
-    auc_sorted(&pos, &neg)
 }
 
 /// Entropy in nats of a binary variable with `pos` ones out of `n`.
@@ -201,42 +70,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_match_numpy_linear() {
-        let v = [1.0, 2.0, 3.0, 4.0, 10.0];
-        // numpy.quantile([1,2,3,4,10], [0.01, 0.25, 0.5, 0.75, 0.99]) = 1.04, 2, 3, 4, 9.76
-        assert!((quantile_sorted(&v, 0.01) - 1.04).abs() < 1e-12);
-        assert_eq!(quantile_sorted(&v, 0.25), 2.0);
-        assert_eq!(quantile_sorted(&v, 0.5), 3.0);
-        assert_eq!(quantile_sorted(&v, 0.75), 4.0);
-        assert!((quantile_sorted(&v, 0.99) - 9.76).abs() < 1e-12);
-        let (m, s) = mean_std(&v);
-        assert_eq!(m, 4.0);
-        // sample std: sqrt((9+4+1+0+36)/4) = sqrt(12.5)
-        assert!((s - 12.5f64.sqrt()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn radix_sort_orders_like_total_cmp() {
-        let mut v: Vec<f64> = (0..50_000).map(|i| ((mix64(i) % 2001) as f64 - 1000.0) / 7.0).collect();
-        v.push(f64::NEG_INFINITY);
-        v.push(-0.0);
-        let mut expected = v.clone();
-        expected.sort_by(f64::total_cmp);
-        sort_values(&mut v);
-        assert_eq!(v, expected);
+    fn distinct_of_sorted() {
         assert_eq!(distinct_sorted(&[1.0, 1.0, 2.0, 3.0, 3.0]), 3);
-    }
-
-    #[test]
-    fn auc_by_hand() {
-        // positives 0.8, 0.4; negatives 0.5, 0.1, 0.4.
-        // pairs: (0.8 > all 3) = 3; (0.4 > 0.1) = 1, (0.4 = 0.4) = 0.5, (0.4 < 0.5) = 0 -> 4.5 / 6
-        let a = auc(&[0.8, 0.4, 0.5, 0.1, 0.4], &[1, 1, 0, 0, 0]).unwrap();
-        assert!((a - 0.75).abs() < 1e-12, "{a}");
-        assert_eq!(auc(&[1.0, 2.0], &[0, 1]), Some(1.0));
-        assert_eq!(auc(&[1.0, 2.0], &[1, 0]), Some(0.0));
-        assert_eq!(auc(&[3.0, 3.0, 3.0], &[1, 0, 1]), Some(0.5));
-        assert_eq!(auc(&[1.0], &[1]), None);
+        assert_eq!(distinct_sorted(&[]), 0);
     }
 
     #[test]

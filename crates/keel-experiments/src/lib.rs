@@ -18,6 +18,8 @@
 //!   [`Deployments::shutdown`].
 //! - `engine` ([`Deployment`]): one deployment's policy state and durable log; `state` the
 //!   state events change, `event` the log format, [`Notice`] what guardrails and canaries did.
+//! - [`offline`]: the same questions asked of what was logged: drift of a deployment's
+//!   predictions against its reference (lake feature), and OPE of a candidate on its decision log.
 
 mod decide;
 mod drift;
@@ -26,6 +28,7 @@ mod error;
 mod event;
 mod manager;
 mod notice;
+pub mod offline;
 mod outcome;
 pub mod report;
 mod running;

@@ -1,7 +1,7 @@
 //! Drift and quality of one column: read both sides, pick the test, score it.
 
 use crate::error::{MonitorError, Result};
-use crate::read::{self, CategoryCounts, FileInfo, NumericValues};
+use crate::read::{CategoryCounts, NumericValues, Table};
 use crate::report::{ColumnDrift, ColumnKind, ColumnQuality, StatDetails, TestKind};
 use crate::{DriftOptions, Method, stats};
 
@@ -15,8 +15,8 @@ const BIN_ABOVE: usize = 20;
 const MAX_NEW_CATEGORIES: usize = 20;
 
 pub(crate) fn drift_column(
-    reference: &FileInfo,
-    current: &FileInfo,
+    reference: &Table<'_>,
+    current: &Table<'_>,
     name: &str,
     kind: ColumnKind,
     options: &DriftOptions,
@@ -24,14 +24,14 @@ pub(crate) fn drift_column(
     match kind {
         ColumnKind::Numeric => drift_numeric(
             name,
-            read::read_numeric(reference, name)?,
-            read::read_numeric(current, name)?,
+            reference.read_numeric(name)?,
+            current.read_numeric(name)?,
             options,
         ),
         ColumnKind::Categorical => drift_categorical(
             name,
-            read::read_categorical(reference, name)?,
-            read::read_categorical(current, name)?,
+            reference.read_categorical(name)?,
+            current.read_categorical(name)?,
             options,
         ),
     }
@@ -98,8 +98,8 @@ fn numeric(mut r: NumericValues, mut c: NumericValues, name: &str, method: Metho
     if c.values.is_empty() {
         return Err(empty(name, "current"));
     }
-    stats::sort_values(&mut r.values);
-    stats::sort_values(&mut c.values);
+    keel_stats::sort_f64(&mut r.values);
+    keel_stats::sort_f64(&mut c.values);
     let (ref_v, cur_v) = (r.values.as_slice(), c.values.as_slice());
     let (lo, hi) = (ref_v[0], ref_v[ref_v.len() - 1]);
     let out_of_range = cur_v.partition_point(|v| *v < lo) + (cur_v.len() - cur_v.partition_point(|v| *v <= hi));
@@ -114,8 +114,8 @@ fn numeric(mut r: NumericValues, mut c: NumericValues, name: &str, method: Metho
         ..Default::default()
     };
     let distinct = stats::distinct_union_capped(ref_v, cur_v, FEW_VALUES);
-    let (ref_mean, ref_std) = stats::mean_std(ref_v);
-    let (cur_mean, _) = stats::mean_std(cur_v);
+    let (ref_mean, ref_std) = keel_stats::mean_std_population(ref_v);
+    let (cur_mean, _) = keel_stats::mean_std_population(cur_v);
     let mut details = StatDetails {
         distinct_values: Some(distinct),
         reference_mean: Some(ref_mean),

@@ -48,6 +48,12 @@ pub enum MonitorError {
     /// A reference table holds no rows.
     #[error("the reference has no rows: a monitor needs at least one reference row")]
     EmptyReference,
+    /// One side of an in-memory comparison holds no rows.
+    #[error("the {side} batches have no rows: drift needs at least one row on each side")]
+    EmptyBatches { side: &'static str },
+    /// The worker pool of a drift computation could not be started.
+    #[error("cannot start the drift worker threads: {0}")]
+    ThreadPool(String),
     /// A column of in-memory data could not be converted.
     #[error("column {column} cannot be read: {message}")]
     Arrow { column: String, message: String },
@@ -67,6 +73,8 @@ impl MonitorError {
             MonitorError::EmptyColumn { .. } => "monitor.empty_column",
             MonitorError::EmptyReference => "monitor.empty_reference",
             MonitorError::Arrow { .. } => "monitor.bad_column",
+            MonitorError::EmptyBatches { .. } => "monitor.empty_batches",
+            MonitorError::ThreadPool(_) => "monitor.thread_pool",
         }
     }
 }

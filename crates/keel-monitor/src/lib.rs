@@ -4,7 +4,8 @@
 //! a serialisable [`DriftReport`] with missing values, out-of-range values and new categories.
 //!
 //! It is a domain crate: it must never depend on HTTP, gRPC or serving crates; the CLI and the API call
-//! [`drift_files`] (a CPU-bound call: run it on a compute pool or `spawn_blocking`, not on the reactor).
+//! [`drift_files`] on Parquet files or [`drift_batches`] on record batches already in memory (one
+//! code path; CPU-bound calls: run them on a compute pool or `spawn_blocking`, not on the reactor).
 
 mod column;
 mod error;
@@ -17,10 +18,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use rayon::prelude::*;
 
 pub use arrow;
 pub use error::{MonitorError, Result};
+use read::Table;
 pub use report::{ColumnDrift, ColumnKind, ColumnQuality, DriftReport, StatDetails, TestKind};
 
 /// Which test to apply to every column.
@@ -39,8 +42,35 @@ pub enum Method {
     JensenShannon,
 }
 
+/// A drift method name that is none of `Method`'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown drift method {0}; use auto, psi, ks, wasserstein or jensenshannon")]
+pub struct UnknownMethod(pub String);
+
+impl UnknownMethod {
+    /// Always `InvalidArgument`: the caller named the method.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        keel_types::ErrorKind::InvalidArgument
+    }
+
+    /// Stable public code.
+    pub fn code(&self) -> &'static str {
+        "monitor.unknown_method"
+    }
+}
+
+impl keel_types::KeelError for UnknownMethod {
+    fn kind(&self) -> keel_types::ErrorKind {
+        UnknownMethod::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        UnknownMethod::code(self)
+    }
+}
+
 impl std::str::FromStr for Method {
-    type Err = String;
+    type Err = UnknownMethod;
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
@@ -49,9 +79,7 @@ impl std::str::FromStr for Method {
             "ks" => Ok(Method::Ks),
             "wasserstein" => Ok(Method::Wasserstein),
             "jensenshannon" | "js" => Ok(Method::JensenShannon),
-            other => Err(format!(
-                "unknown drift method {other}; use auto, psi, ks, wasserstein or jensenshannon"
-            )),
+            other => Err(UnknownMethod(other.to_string())),
         }
     }
 }
@@ -94,31 +122,67 @@ pub fn drift_files(reference: &Path, current: &Path, options: &DriftOptions) -> 
             });
         }
     }
-    let names = select_columns(&reference, &current, options.columns.as_deref())?;
+    drift_tables(&Table::File(reference), &Table::File(current), options, started)
+}
+
+/// Compares `current` against `reference` (record batches in memory, each side's batches of one
+/// schema) and returns the drift report: the same tests and report as [`drift_files`].
+pub fn drift_batches(
+    reference: &[RecordBatch],
+    current: &[RecordBatch],
+    options: &DriftOptions,
+) -> Result<DriftReport> {
+    let started = Instant::now();
+    drift_tables(
+        &batches_side(reference, "reference")?,
+        &batches_side(current, "current")?,
+        options,
+        started,
+    )
+}
+
+/// One side of an in-memory comparison; an error when it holds no rows.
+fn batches_side<'a>(batches: &'a [RecordBatch], side: &'static str) -> Result<Table<'a>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    match batches.first() {
+        Some(first) if rows > 0 => Ok(Table::Batches {
+            schema: first.schema(),
+            batches,
+            rows: rows as u64,
+        }),
+        _ => Err(MonitorError::EmptyBatches { side }),
+    }
+}
+
+/// The one drift computation over two tables of rows, whatever holds them.
+fn drift_tables(
+    reference: &Table<'_>,
+    current: &Table<'_>,
+    options: &DriftOptions,
+    started: Instant,
+) -> Result<DriftReport> {
+    let names = select_columns(reference, current, options.columns.as_deref())?;
     let mut plan = Vec::with_capacity(names.len());
     for name in names {
-        plan.push((name.clone(), column_kind(&reference, &current, &name)?));
+        plan.push((name.clone(), column_kind(reference, current, &name)?));
     }
 
     let run = || -> Result<Vec<ColumnDrift>> {
         plan.par_iter()
             .with_max_len(1)
-            .map(|(name, kind)| column::drift_column(&reference, &current, name, *kind, options))
+            .map(|(name, kind)| column::drift_column(reference, current, name, *kind, options))
             .collect()
     };
     let columns = match options.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build()
-            .map_err(|e| MonitorError::Parquet {
-                path: reference.path.clone(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| MonitorError::ThreadPool(e.to_string()))?
             .install(run)?,
         None => run()?,
     };
 
-    let mut report = summarize(columns, options, reference.rows, current.rows);
+    let mut report = summarize(columns, options, reference.rows(), current.rows());
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -148,13 +212,9 @@ pub(crate) fn summarize(
     }
 }
 
-fn select_columns(
-    reference: &read::FileInfo,
-    current: &read::FileInfo,
-    wanted: Option<&[String]>,
-) -> Result<Vec<String>> {
-    let ref_names: Vec<String> = reference.schema.fields().iter().map(|f| f.name().clone()).collect();
-    let cur_names: BTreeSet<String> = current.schema.fields().iter().map(|f| f.name().clone()).collect();
+fn select_columns(reference: &Table<'_>, current: &Table<'_>, wanted: Option<&[String]>) -> Result<Vec<String>> {
+    let ref_names: Vec<String> = reference.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let cur_names: BTreeSet<String> = current.schema().fields().iter().map(|f| f.name().clone()).collect();
     match wanted {
         Some(wanted) => {
             let only_ref: Vec<String> = wanted
@@ -193,10 +253,10 @@ fn select_columns(
     }
 }
 
-fn column_kind(reference: &read::FileInfo, current: &read::FileInfo, name: &str) -> Result<ColumnKind> {
-    let kind = |info: &read::FileInfo| -> Result<ColumnKind> {
-        let field = info
-            .schema
+fn column_kind(reference: &Table<'_>, current: &Table<'_>, name: &str) -> Result<ColumnKind> {
+    let kind = |table: &Table<'_>| -> Result<ColumnKind> {
+        let field = table
+            .schema()
             .field_with_name(name)
             .map_err(|_| MonitorError::UnknownColumn(name.to_string()))?;
         read::kind_of(field.data_type()).ok_or_else(|| MonitorError::UnsupportedType {

@@ -1,12 +1,14 @@
-//! Column-at-a-time Parquet reading: only the projected column is decoded, in bounded batches.
+//! Column-at-a-time reading of a table, a Parquet file (only the projected column is decoded,
+//! in bounded batches) or record batches already in memory.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, SchemaRef};
+use arrow::error::ArrowError;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -22,6 +24,76 @@ pub(crate) struct FileInfo {
     pub path: PathBuf,
     pub schema: SchemaRef,
     pub rows: u64,
+}
+
+/// One side of a drift comparison: a Parquet file or record batches in memory.
+pub(crate) enum Table<'a> {
+    File(FileInfo),
+    Batches {
+        schema: SchemaRef,
+        batches: &'a [RecordBatch],
+        rows: u64,
+    },
+}
+
+impl Table<'_> {
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        match self {
+            Table::File(info) => &info.schema,
+            Table::Batches { schema, .. } => schema,
+        }
+    }
+
+    pub(crate) fn rows(&self) -> u64 {
+        match self {
+            Table::File(info) => info.rows,
+            Table::Batches { rows, .. } => *rows,
+        }
+    }
+
+    /// Every batch's array of `column`, in order, handed to `each`.
+    fn for_each_batch(
+        &self,
+        column: &str,
+        mut each: impl FnMut(&dyn Array) -> std::result::Result<(), ArrowError>,
+    ) -> Result<()> {
+        match self {
+            Table::File(info) => for_each_file_batch(info, column, |array| {
+                each(array).map_err(|e| parquet_err(&info.path, e))
+            }),
+            Table::Batches { batches, .. } => {
+                for batch in batches.iter() {
+                    let array = batch
+                        .column_by_name(column)
+                        .ok_or_else(|| MonitorError::UnknownColumn(column.to_string()))?;
+                    each(array.as_ref()).map_err(|e| MonitorError::Arrow {
+                        column: column.to_string(),
+                        message: e.to_string(),
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// All values of a numeric column as f64; nulls and NaN are counted as missing, infinities
+    /// counted and dropped.
+    pub(crate) fn read_numeric(&self, column: &str) -> Result<NumericValues> {
+        let mut out = NumericValues {
+            values: Vec::with_capacity(usize::try_from(self.rows()).unwrap_or(0)),
+            ..Default::default()
+        };
+        self.for_each_batch(column, |array| push_numeric_array(&mut out, array))?;
+        Ok(out)
+    }
+
+    /// Value counts of a categorical column (strings, dictionaries of strings, booleans); nulls
+    /// counted as missing.
+    pub(crate) fn read_categorical(&self, column: &str) -> Result<CategoryCounts> {
+        let mut out = CategoryCounts::default();
+        self.for_each_batch(column, |array| push_categorical_array(&mut out, array))?;
+        Ok(out)
+    }
 }
 
 /// Finite values of a numeric column plus its missing counts.
@@ -73,33 +145,19 @@ pub(crate) fn file_info(path: &Path) -> Result<FileInfo> {
     })
 }
 
-/// How a column of this Arrow type is treated, if at all.
+/// How a column of this Arrow type is treated, if at all (keel-stats' column kinds; times and
+/// dictionaries of numbers are not compared).
 pub(crate) fn kind_of(data_type: &DataType) -> Option<ColumnKind> {
-    match data_type {
-        DataType::Float16
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64
-        | DataType::Decimal128(_, _)
-        | DataType::Decimal256(_, _) => Some(ColumnKind::Numeric),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => Some(ColumnKind::Categorical),
-        DataType::Dictionary(_, value) => match kind_of(value) {
-            Some(ColumnKind::Categorical) => Some(ColumnKind::Categorical),
-            _ => None,
-        },
-        _ => None,
+    use keel_stats::column::{ColumnKind as Kind, column_kind, is_dictionary};
+    match column_kind(data_type) {
+        Kind::Numeric if !is_dictionary(data_type) => Some(ColumnKind::Numeric),
+        Kind::Categorical => Some(ColumnKind::Categorical),
+        Kind::Numeric | Kind::Time | Kind::Unsupported => None,
     }
 }
 
 /// Decodes one top-level column batch by batch and hands each batch (as an Arrow array) to `each`.
-fn for_each_batch(info: &FileInfo, column: &str, mut each: impl FnMut(&dyn Array) -> Result<()>) -> Result<()> {
+fn for_each_file_batch(info: &FileInfo, column: &str, mut each: impl FnMut(&dyn Array) -> Result<()>) -> Result<()> {
     let path = info.path.as_path();
     let index = info
         .schema
@@ -119,22 +177,10 @@ fn for_each_batch(info: &FileInfo, column: &str, mut each: impl FnMut(&dyn Array
     Ok(())
 }
 
-/// All values of a numeric column as f64; nulls and NaN are counted as missing, infinities counted and dropped.
-pub(crate) fn read_numeric(info: &FileInfo, column: &str) -> Result<NumericValues> {
-    let mut out = NumericValues {
-        values: Vec::with_capacity(usize::try_from(info.rows).unwrap_or(0)),
-        ..Default::default()
-    };
-    for_each_batch(info, column, |array| {
-        push_numeric_array(&mut out, array).map_err(|e| parquet_err(&info.path, e))
-    })?;
-    Ok(out)
-}
-
 /// Adds the values of a numeric array: nulls and NaN counted as missing, infinities counted
 /// and dropped.
-pub(crate) fn push_numeric_array(out: &mut NumericValues, array: &dyn Array) -> std::result::Result<(), String> {
-    let floats = cast(array, &DataType::Float64).map_err(|e| e.to_string())?;
+pub(crate) fn push_numeric_array(out: &mut NumericValues, array: &dyn Array) -> std::result::Result<(), ArrowError> {
+    let floats = cast(array, &DataType::Float64)?;
     let floats = floats.as_primitive::<Float64Type>();
     let values = floats.values();
     match floats.nulls() {
@@ -166,19 +212,13 @@ pub(crate) fn push_finite(out: &mut NumericValues, values: impl Iterator<Item = 
     }
 }
 
-/// Value counts of a categorical column (strings, dictionaries of strings, booleans); nulls counted as missing.
-pub(crate) fn read_categorical(info: &FileInfo, column: &str) -> Result<CategoryCounts> {
-    let mut out = CategoryCounts::default();
-    for_each_batch(info, column, |array| {
-        push_categorical_array(&mut out, array).map_err(|e| parquet_err(&info.path, e))
-    })?;
-    Ok(out)
-}
-
 /// Adds the values of a categorical array (strings, dictionaries of strings, booleans); nulls
 /// counted as missing.
-pub(crate) fn push_categorical_array(out: &mut CategoryCounts, array: &dyn Array) -> std::result::Result<(), String> {
-    let strings = cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+pub(crate) fn push_categorical_array(
+    out: &mut CategoryCounts,
+    array: &dyn Array,
+) -> std::result::Result<(), ArrowError> {
+    let strings = cast(array, &DataType::Utf8)?;
     let strings = strings.as_string::<i32>();
     out.missing += strings.null_count() as u64;
     for value in strings.iter().flatten() {

@@ -1,57 +1,10 @@
 //! The statistics, written to give the same numbers as Evidently 0.7 (numpy/scipy) on the same data.
 //!
-//! Numeric inputs are finite and sorted ascending (`sort_values`); categorical inputs are counts
+//! Numeric inputs are finite and sorted ascending (`keel_stats::sort_f64`); categorical inputs are counts
 //! aligned on the same keys.
 
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 use statrs::function::erf::erfc;
-
-/// Sorts finite values ascending (total order, so -0.0 sorts before 0.0; their distance is 0 either way).
-/// Large inputs use an LSD radix sort on order-preserving u64 keys (4 passes of 16 bits).
-pub(crate) fn sort_values(values: &mut [f64]) {
-    const RADIX_FROM: usize = 1 << 14;
-    if values.len() < RADIX_FROM {
-        values.sort_unstable_by(f64::total_cmp);
-        return;
-    }
-    let mut keys: Vec<u64> = values.iter().map(|v| order_key(*v)).collect();
-    let mut buf = vec![0u64; keys.len()];
-    let mut counts = vec![0usize; 1 << 16];
-    for shift in [0u32, 16, 32, 48] {
-        counts.fill(0);
-        for k in &keys {
-            counts[((k >> shift) & 0xFFFF) as usize] += 1;
-        }
-        if counts.contains(&keys.len()) {
-            continue; // every key has the same digit here
-        }
-        let mut offset = 0;
-        for c in counts.iter_mut() {
-            let n = *c;
-            *c = offset;
-            offset += n;
-        }
-        for k in &keys {
-            let digit = ((k >> shift) & 0xFFFF) as usize;
-            buf[counts[digit]] = *k;
-            counts[digit] += 1;
-        }
-        std::mem::swap(&mut keys, &mut buf);
-    }
-    for (v, k) in values.iter_mut().zip(keys) {
-        *v = from_order_key(k);
-    }
-}
-
-/// Maps f64 to u64 so that unsigned order equals `f64::total_cmp` order.
-fn order_key(v: f64) -> u64 {
-    let bits = v.to_bits();
-    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
-}
-
-fn from_order_key(k: u64) -> f64 {
-    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
-}
 
 /// Number of distinct values in the union of two sorted slices, counting no further than `limit + 1`.
 pub(crate) fn distinct_union_capped(a: &[f64], b: &[f64], limit: usize) -> usize {
@@ -79,7 +32,7 @@ pub(crate) fn distinct_union_capped(a: &[f64], b: &[f64], limit: usize) -> usize
 /// Distinct values of the union of two sorted slices with their counts in each (for few-valued numeric columns).
 pub(crate) fn value_counts_sorted(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let mut keys: Vec<f64> = a.iter().chain(b.iter()).copied().collect();
-    sort_values(&mut keys);
+    keel_stats::sort_f64(&mut keys);
     keys.dedup_by(|x, y| x == y);
     let count = |s: &[f64]| -> Vec<f64> {
         keys.iter()
@@ -87,24 +40,6 @@ pub(crate) fn value_counts_sorted(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) 
             .collect()
     };
     (count(a), count(b))
-}
-
-/// Population mean and standard deviation (numpy `np.std`, ddof = 0), two passes.
-pub(crate) fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = pairwise_sum(values, &|v| v) / n;
-    let var = pairwise_sum(values, &|v| (v - mean) * (v - mean)) / n;
-    (mean, var.sqrt())
-}
-
-/// Pairwise summation of `f(v)` in blocks of 128, close to numpy's `sum`.
-fn pairwise_sum(values: &[f64], f: &dyn Fn(f64) -> f64) -> f64 {
-    if values.len() <= 128 {
-        values.iter().map(|v| f(*v)).sum()
-    } else {
-        let mid = values.len() / 2;
-        pairwise_sum(&values[..mid], f) + pairwise_sum(&values[mid..], f)
-    }
 }
 
 /// First Wasserstein distance between the empirical distributions of two sorted samples
@@ -327,35 +262,6 @@ pub(crate) fn z_test_p(ref_counts: &[f64], cur_counts: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn radix_sort_equals_comparison_sort() {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        let mut values: Vec<f64> = (0..50_000)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let v = (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
-                match i % 7 {
-                    0 => -0.0,
-                    1 => 0.0,
-                    2 => v * 1e300,
-                    3 => v * 1e-300,
-                    _ => v,
-                }
-            })
-            .collect();
-        let mut expected = values.clone();
-        expected.sort_unstable_by(f64::total_cmp);
-        sort_values(&mut values);
-        assert!(
-            values
-                .iter()
-                .zip(expected.iter())
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-        );
-    }
 
     #[test]
     fn wasserstein_of_a_shift_is_the_shift() {

@@ -325,3 +325,60 @@ fn golden_evidently_2000_rows() {
 fn golden_evidently_500_rows_small_sample() {
     assert_matches_golden("ref_500.parquet", "cur_500.parquet", "evidently_500.json", 1e-9);
 }
+
+/// Reads a Parquet file back as its record batches.
+fn batches(path: &Path) -> Vec<RecordBatch> {
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .with_batch_size(150)
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn in_memory_batches_give_the_same_report_as_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for rows in [400, 5000] {
+        let (r, c) = synthetic(dir.path(), rows);
+        let options = DriftOptions::default();
+        let from_files = drift_files(&r, &c, &options).unwrap();
+        let (rb, cb) = (batches(&r), batches(&c));
+        assert!(rb.len() > 1, "several batches per side");
+        let from_batches = keel_monitor::drift_batches(&rb, &cb, &options).unwrap();
+        let strip = |mut report: keel_monitor::DriftReport| {
+            report.seconds = 0.0;
+            serde_json::to_value(report).unwrap()
+        };
+        assert_eq!(strip(from_batches), strip(from_files));
+    }
+    let (r, c) = synthetic(dir.path(), 50);
+    let (rb, cb) = (batches(&r), batches(&c));
+    let only = DriftOptions {
+        columns: Some(vec!["missing".into()]),
+        ..DriftOptions::default()
+    };
+    assert!(matches!(
+        keel_monitor::drift_batches(&rb, &cb, &only),
+        Err(MonitorError::UnknownColumn(c)) if c == "missing"
+    ));
+    assert!(matches!(
+        keel_monitor::drift_batches(&rb, &[], &DriftOptions::default()),
+        Err(MonitorError::EmptyBatches { side: "current" })
+    ));
+    assert!(matches!(
+        keel_monitor::drift_batches(&rb[..0], &cb, &DriftOptions::default()),
+        Err(MonitorError::EmptyBatches { side: "reference" })
+    ));
+}
+
+#[test]
+fn an_unknown_method_is_a_typed_invalid_argument() {
+    assert_eq!("JS".parse::<Method>(), Ok(Method::JensenShannon));
+    let e = "median".parse::<Method>().unwrap_err();
+    assert_eq!(e, keel_monitor::UnknownMethod("median".into()));
+    assert_eq!(e.code(), "monitor.unknown_method");
+    assert_eq!(e.kind(), keel_types::ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("use auto, psi, ks"), "{e}");
+}

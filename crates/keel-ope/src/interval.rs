@@ -44,16 +44,14 @@ pub struct BootstrapInterval {
 ///
 /// With a single term the standard error is infinite: one round says nothing about spread.
 pub fn mean_and_std_err(terms: &[f64]) -> (f64, f64) {
-    let n = terms.len();
-    if n == 0 {
-        return (f64::NAN, f64::INFINITY);
+    match terms.len() {
+        0 => (f64::NAN, f64::INFINITY),
+        1 => (terms[0], f64::INFINITY),
+        n => {
+            let (mean, sd) = keel_stats::mean_std_sample(terms);
+            (mean, sd / (n as f64).sqrt())
+        }
     }
-    let mean = terms.iter().sum::<f64>() / n as f64;
-    if n == 1 {
-        return (mean, f64::INFINITY);
-    }
-    let ss: f64 = terms.iter().map(|t| (t - mean) * (t - mean)).sum();
-    (mean, (ss / (n as f64 - 1.0)).sqrt() / (n as f64).sqrt())
 }
 
 /// Percentile bootstrap of the mean of `terms`: resample `terms` with replacement
@@ -91,7 +89,7 @@ pub fn bootstrap_interval(terms: &[f64], config: &Bootstrap) -> Result<Bootstrap
         .collect();
     let (mean, sd) = mean_and_std_err(&means);
     let sd = sd * (means.len() as f64).sqrt();
-    means.sort_by(f64::total_cmp);
+    keel_stats::sort_f64(&mut means);
     Ok(BootstrapInterval {
         mean,
         std_err: if sd.is_finite() { sd } else { 0.0 },
@@ -100,14 +98,8 @@ pub fn bootstrap_interval(terms: &[f64], config: &Bootstrap) -> Result<Bootstrap
     })
 }
 
-/// numpy's `percentile(..., method="linear")` on sorted, non-empty data.
-pub(crate) fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
-    let pos = (sorted.len() - 1) as f64 * q / 100.0;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    let frac = pos - lo as f64;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * frac
-}
+/// numpy's `percentile(..., method="linear")` on sorted, non-empty data (keel-stats').
+pub(crate) use keel_stats::percentile_sorted;
 
 /// SplitMix64 (Steele, Lea, Flood 2014): small, fast and fully specified, so seeded runs repeat.
 #[derive(Debug, Clone)]

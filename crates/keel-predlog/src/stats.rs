@@ -1,51 +1,22 @@
-//! The statistics of a performance report: AUC, log loss, calibration. Pure functions over
-//! (score, outcome) pairs; outcomes are in [0, 1] (an outcome of 0.5 or more counts as positive
+//! The statistics of a performance report: calibration here, AUC and log loss from keel-stats
+//! (adapted to (score, outcome) pairs). Pure functions over (score, outcome) pairs; outcomes are in [0, 1] (an outcome of 0.5 or more counts as positive
 //! for the AUC).
 
 use serde::Serialize;
 
-/// Probabilities are clipped to [EPS, 1 - EPS] for the log loss.
-pub const EPS: f64 = 1e-15;
+/// Probabilities are clipped to [EPS, 1 - EPS] for the log loss (keel-stats' constant).
+pub use keel_stats::EPS;
 
-/// Area under the ROC curve (Mann-Whitney U with average ranks for ties); `None` when the
-/// outcomes are all positive or all negative.
+/// Area under the ROC curve of `(score, outcome)` pairs (an outcome of 0.5 or more is positive;
+/// ties count one half); `None` when the outcomes are all positive or all negative.
+/// A thin adapter over `keel_stats::auc` for callers holding pairs.
 pub fn auc(pairs: &[(f64, f64)]) -> Option<f64> {
-    let mut sorted: Vec<(f64, bool)> = pairs.iter().map(|&(s, y)| (s, y >= 0.5)).collect();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let positives = sorted.iter().filter(|p| p.1).count();
-    let negatives = sorted.len() - positives;
-    if positives == 0 || negatives == 0 {
-        return None;
-    }
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j + 1 < sorted.len() && sorted[j + 1].0 == sorted[i].0 {
-            j += 1;
-        }
-        // ranks i+1 ..= j+1 share their average
-        let avg = (i + j + 2) as f64 / 2.0;
-        rank_sum += avg * sorted[i..=j].iter().filter(|p| p.1).count() as f64;
-        i = j + 1;
-    }
-    let u = rank_sum - (positives * (positives + 1)) as f64 / 2.0;
-    Some(u / (positives as f64 * negatives as f64))
+    keel_stats::auc(pairs.iter().map(|&(s, y)| (s, y >= 0.5)))
 }
 
-/// Mean binary cross-entropy.
+/// Mean binary cross-entropy of `(score, outcome)` pairs; an adapter over `keel_stats::log_loss`.
 pub fn log_loss(pairs: &[(f64, f64)]) -> Option<f64> {
-    if pairs.is_empty() {
-        return None;
-    }
-    let sum: f64 = pairs
-        .iter()
-        .map(|&(s, y)| {
-            let p = s.clamp(EPS, 1.0 - EPS);
-            -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
-        })
-        .sum();
-    Some(sum / pairs.len() as f64)
+    keel_stats::log_loss(pairs.iter().copied())
 }
 
 /// One reliability bin: scores in [lo, hi).

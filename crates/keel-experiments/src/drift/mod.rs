@@ -400,8 +400,7 @@ impl DriftMonitor {
         if n < self.spec.min_labels {
             return (None, n);
         }
-        let pairs: Vec<(f64, f64)> = l.pairs.iter().map(|p| (p.1, p.2)).collect();
-        (keel_predlog::stats::auc(&pairs), n)
+        (keel_stats::auc(l.pairs.iter().map(|p| (p.1, p.2 >= 0.5))), n)
     }
 
     /// Takes the window's samples when an evaluation is due and none is running.

@@ -1,0 +1,12 @@
+//! Offline analysis of a deployment, beside the live code: drift of its logged inputs and scores
+//! against a reference table (`drift`, with the `lake` feature: it reads the prediction log from
+//! the lake), and its decision log as logged bandit feedback for off-policy evaluation of a
+//! candidate policy (`ope`). The CLI (`keel monitor drift`, `keel ope deployment`) and any API
+//! are thin callers of these operations.
+
+#[cfg(feature = "lake")]
+pub mod drift;
+mod error;
+pub mod ope;
+
+pub use error::{OfflineError, Result};
