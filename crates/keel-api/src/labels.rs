@@ -21,13 +21,13 @@ use crate::error::{ApiError, read_body};
 #[derive(Clone)]
 struct LabelState {
     log: Option<Arc<PredictionLog>>,
-    experiments: Option<Arc<keel_experiments::Experiments>>,
+    experiments: Option<Arc<keel_experiments::Deployments>>,
     max_body: usize,
 }
 
 pub fn router(
     log: Option<Arc<PredictionLog>>,
-    experiments: Option<Arc<keel_experiments::Experiments>>,
+    experiments: Option<Arc<keel_experiments::Deployments>>,
     max_body: usize,
 ) -> Router {
     Router::new().route("/v1/labels", post(labels)).with_state(LabelState {

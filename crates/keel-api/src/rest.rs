@@ -43,7 +43,7 @@ type ApiResult<T> = std::result::Result<T, ApiError>;
 /// when experiments are served.
 pub fn router(
     service: Arc<InferenceService>,
-    experiments: Option<Arc<keel_experiments::Experiments>>,
+    experiments: Option<Arc<keel_experiments::Deployments>>,
     metrics: PrometheusHandle,
     max_body: usize,
 ) -> Router {

@@ -54,12 +54,3 @@ pub use report::Report;
 pub use safeguards::{AlertStatus, Health};
 pub use spec::{DeploymentSpec, OutputGuardsSpec};
 pub use wal::Durability;
-
-/// Old name of [`Deployment`], kept while callers written against it are merged.
-pub type Experiment = Deployment;
-/// Old name of [`Deployments`], kept while callers written against it are merged.
-pub type Experiments = Deployments;
-/// Old name of [`DeploymentError`], kept while callers written against it are merged.
-pub type ExperimentError = DeploymentError;
-/// Old name of [`OutputGuardsSpec`], kept while callers written against it are merged.
-pub type OutputGuardrailSpec = OutputGuardsSpec;

@@ -157,9 +157,6 @@ pub struct RewardGuardrailSpec {
     pub baseline: Option<String>,
 }
 
-/// Old name of [`RewardGuardrailSpec`], kept while callers written against it are merged.
-pub type GuardrailSpec = RewardGuardrailSpec;
-
 fn default_min_rewards() -> u64 {
     500
 }

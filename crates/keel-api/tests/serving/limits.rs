@@ -40,7 +40,7 @@ impl LimitedServer {
         let registry =
             Registry::open(store.clone(), &dir.path().join("artifacts").display().to_string()).expect("registry");
         let service = InferenceService::new(ModelRepository::new(registry.clone(), ModelOptions::default()));
-        let experiments = keel_experiments::Experiments::open_with_models(
+        let experiments = keel_experiments::Deployments::open_with_models(
             store.clone(),
             dir.path().join("experiments"),
             keel_experiments::Durability::Fsync,

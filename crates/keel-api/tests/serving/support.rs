@@ -64,7 +64,7 @@ impl TestServer {
         .expect("bind");
         let (http, grpc) = (server.http_addr().expect("addr"), server.grpc_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        let experiments = keel_experiments::Experiments::open_with_models(
+        let experiments = keel_experiments::Deployments::open_with_models(
             registry.store().clone(),
             dir.path().join("experiments"),
             keel_experiments::Durability::Fsync,

@@ -9,7 +9,7 @@ use keel_types::ErrorKind;
 pub enum OfflineError {
     /// Reading the deployment's decision log or spec failed.
     #[error(transparent)]
-    Deployment(Box<crate::ExperimentError>),
+    Deployment(Box<crate::DeploymentError>),
     /// A decision log line is not an event this version understands.
     #[error("the decision log {} holds an unreadable event: {source}", path.display())]
     BadEvent {
@@ -87,7 +87,8 @@ impl OfflineError {
             OfflineError::Registry(e) => e.kind(),
             OfflineError::Serving(e) => e.kind(),
             OfflineError::BadEvent { .. } | OfflineError::Task(_) => ErrorKind::Internal,
-            OfflineError::InvalidArgument { .. } | OfflineError::Policy(_) => ErrorKind::InvalidArgument,
+            OfflineError::Policy(e) => e.kind(),
+            OfflineError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             OfflineError::NoLoggedPredictions { .. } => ErrorKind::NotFound,
             #[cfg(feature = "lake")]
             OfflineError::Lake(_) => ErrorKind::Unavailable,
@@ -150,7 +151,7 @@ macro_rules! boxed_from {
 }
 
 boxed_from!(
-    Deployment(crate::ExperimentError),
+    Deployment(crate::DeploymentError),
     Policy(keel_bandit::BanditError),
     Ope(keel_ope::OpeError),
     Drift(keel_monitor::MonitorError),
