@@ -11,7 +11,19 @@
 //! its audit record can produce: [`Workspace::check`] for an existing table, and
 //! [`Catalog::check_create`] (inside [`Workspace::ingest`] and [`Workspace::check_create`]) for a
 //! table about to be written for the first time. A read pass cannot write: the write operations
-//! take `&TablePass<impl CanWrite>`.
+//! take `&TablePass<impl CanWrite>`:
+//!
+//! ```no_run
+//! # async fn f(ws: &keel_data::Workspace, pass: keel_data::TablePass<keel_data::Write>) {
+//! let _ = ws.compact_table(&pass, None, None).await;
+//! # }
+//! ```
+//!
+//! ```compile_fail,E0277
+//! # async fn f(ws: &keel_data::Workspace, pass: keel_data::TablePass<keel_data::Read>) {
+//! let _ = ws.compact_table(&pass, None, None).await;
+//! # }
+//! ```
 
 mod error;
 mod ingest;
