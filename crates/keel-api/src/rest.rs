@@ -12,14 +12,11 @@ use axum::routing::{get, post};
 use keel_serving::metrics::Protocol;
 use keel_serving::protocol::{decode_json_request, encode_json_response};
 use keel_serving::{InferenceService, ServingError};
-use keel_types::ErrorKind;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-// Shims for the routes that still import these from here (`experiments.rs`, `data.rs`): the
-// body reader and the error body live in `crate::error`.
-pub(crate) use crate::error::{error_response, read_body};
+use crate::error::{error_response, read_body};
 
 /// The binary extension's header: length of the JSON part of a body.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -29,12 +26,6 @@ struct AppState {
     service: Arc<InferenceService>,
     metrics: PrometheusHandle,
     max_body: usize,
-}
-
-/// Shim for files that still import it from here (`experiments.rs`): use
-/// [`crate::error::http_status`]. To be removed once they do.
-pub fn status_of(kind: ErrorKind) -> StatusCode {
-    crate::error::http_status(kind)
 }
 
 type ApiResult<T> = std::result::Result<T, ApiError>;

@@ -34,6 +34,17 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    /// What kind of failure this is, for the transports' status mapping.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        use keel_types::ErrorKind as K;
+        match self {
+            CatalogError::Denied { .. } | CatalogError::Forbidden { .. } => K::PermissionDenied,
+            CatalogError::Unauthenticated(_) => K::Unauthenticated,
+            CatalogError::Invalid(_) => K::InvalidArgument,
+            CatalogError::Store(e) => e.kind(),
+        }
+    }
+
     /// A stable public code for API bodies.
     pub fn code(&self) -> &'static str {
         match self {
@@ -43,5 +54,15 @@ impl CatalogError {
             CatalogError::Invalid(_) => "invalid",
             CatalogError::Store(e) => e.code(),
         }
+    }
+}
+
+impl keel_types::KeelError for CatalogError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        CatalogError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        CatalogError::code(self)
     }
 }

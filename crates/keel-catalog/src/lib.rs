@@ -13,9 +13,14 @@
 //! - A **grant** gives another team `read`, `write` or `admin` on one table: sharing is a grant.
 //! - A denial reads the same whether or not the table exists, and lists of tables show only
 //!   what the actor may read.
+//! - A check returns a [`TablePass`] (`Read`, `Write` or `Admin`) and writes its audit record
+//!   itself; table operations take the pass, so an unchecked write does not compile.
 
 mod error;
+mod pass;
 pub mod pii;
+
+use std::marker::PhantomData;
 
 use keel_store::{Grant, NewAuditEvent, ObservedColumn, Store, TableEntry};
 use serde::Serialize;
@@ -23,6 +28,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 pub use error::{CatalogError, Result};
+pub use pass::{Access, Admin, CanRead, CanWrite, Read, TablePass, Write};
 
 /// The team a workspace admin's tables go to when the admin belongs to no team.
 pub const DEFAULT_TEAM: &str = "default";
@@ -183,9 +189,87 @@ impl Catalog {
         Ok(held(actor, entry.as_ref(), &grants))
     }
 
-    /// Checks that `actor` holds `needed` on `table` and records the attempt in the audit log
-    /// either way. Returns the catalog entry (`None` for an uncatalogued table an admin reached).
+    /// Checks that `actor` holds `A` on `table` for `action` and records the attempt in the audit
+    /// log either way. The pass carries the catalog entry (`None` for an uncatalogued table an
+    /// admin reached).
+    pub async fn check<A: Access>(
+        &self,
+        actor: &Actor,
+        table: &str,
+        action: &str,
+        via: Via,
+        details: serde_json::Value,
+    ) -> Result<TablePass<A>> {
+        let entry = self.checked(actor, table, A::PERMISSION, action, via, details).await?;
+        Ok(TablePass {
+            actor: actor.clone(),
+            table: table.to_owned(),
+            via,
+            entry,
+            owner: None,
+            access: PhantomData,
+        })
+    }
+
+    /// A write pass for a table that may not exist yet. A catalogued table needs a write grant
+    /// (`owner` is ignored: it keeps its owner team); a table in the lake but not catalogued
+    /// (`in_lake`) needs a write check (admins only) and then an owner; a new table needs only an
+    /// owner team the actor may create tables for (see [`Catalog::owner_for_new_table`]), and
+    /// its audit record is the one [`Catalog::record_commit`] writes.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_create(
+        &self,
+        actor: &Actor,
+        table: &str,
+        owner: Option<&str>,
+        in_lake: bool,
+        action: &str,
+        via: Via,
+        details: serde_json::Value,
+    ) -> Result<TablePass<Write>> {
+        let (entry, owner) = match self.store.table_entry(table).await? {
+            Some(_) => {
+                let entry = self
+                    .checked(actor, table, Permission::Write, action, via, details)
+                    .await?;
+                (entry, None)
+            }
+            None if in_lake => {
+                // Written before the catalog, or a crash between the commit and the catalog
+                // update: admins adopt it.
+                let entry = self
+                    .checked(actor, table, Permission::Write, action, via, details)
+                    .await?;
+                (entry, Some(self.owner_for_new_table(actor, table, owner).await?))
+            }
+            None => (None, Some(self.owner_for_new_table(actor, table, owner).await?)),
+        };
+        Ok(TablePass {
+            actor: actor.clone(),
+            table: table.to_owned(),
+            via,
+            entry,
+            owner,
+            access: PhantomData,
+        })
+    }
+
+    /// Compatibility shim for callers not yet on passes: [`Catalog::check`] at run-time level
+    /// `needed`, returning the catalog entry.
     pub async fn authorize(
+        &self,
+        actor: &Actor,
+        table: &str,
+        needed: Permission,
+        action: &str,
+        via: Via,
+        details: serde_json::Value,
+    ) -> Result<Option<TableEntry>> {
+        self.checked(actor, table, needed, action, via, details).await
+    }
+
+    /// The check behind every pass: decides, audits, and returns the entry when allowed.
+    async fn checked(
         &self,
         actor: &Actor,
         table: &str,
@@ -290,20 +374,23 @@ impl Catalog {
         }
     }
 
-    /// Records a committed write: catalogues a new table under `owner`, updates its columns and
-    /// schema history with what the writer saw and what PII detection found, and audits it.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_write(
+    /// Records a write committed under `pass`: catalogues a new table under the pass's owner
+    /// team, updates its columns and schema history with what the writer saw and what PII
+    /// detection found, and audits it as `write`.
+    pub async fn record_commit(
         &self,
-        actor: &Actor,
-        table: &str,
-        owner: &str,
+        pass: &TablePass<impl CanWrite>,
         version: i64,
         columns: &[(String, String)],
         detected: &[pii::Detected],
-        via: Via,
         details: serde_json::Value,
     ) -> Result<()> {
+        let (actor, table) = (&pass.actor, pass.table.as_str());
+        let Some(owner) = pass.owner() else {
+            return Err(CatalogError::Invalid(format!(
+                "table {table:?} has no owner team: check it with check_create before its first write"
+            )));
+        };
         self.store.register_table(table, owner, None, &actor.name).await?;
         let observed: Vec<ObservedColumn> = columns
             .iter()
@@ -322,7 +409,7 @@ impl Catalog {
                 action: "write",
                 resource: &format!("table/{table}"),
                 allowed: true,
-                via: via.as_str(),
+                via: pass.via.as_str(),
                 details,
             })
             .await?;
@@ -332,8 +419,7 @@ impl Catalog {
     /// Grants `team` a permission on `table` (the actor needs `admin` on it).
     pub async fn grant(&self, actor: &Actor, table: &str, team: &str, permission: Permission, via: Via) -> Result<()> {
         let details = json!({ "team": team, "permission": permission });
-        self.authorize(actor, table, Permission::Admin, "grant", via, details)
-            .await?;
+        self.check::<Admin>(actor, table, "grant", via, details).await?;
         if self.store.table_entry(table).await?.is_none() {
             return Err(CatalogError::Invalid(format!(
                 "table {table:?} is not in the catalog yet: write to it once (keel data ingest) before sharing it"
@@ -345,7 +431,7 @@ impl Catalog {
 
     /// Takes back `team`'s grant on `table` (the actor needs `admin` on it).
     pub async fn revoke(&self, actor: &Actor, table: &str, team: &str, via: Via) -> Result<()> {
-        self.authorize(actor, table, Permission::Admin, "revoke", via, json!({ "team": team }))
+        self.check::<Admin>(actor, table, "revoke", via, json!({ "team": team }))
             .await?;
         self.store.revoke(table, team, &actor.name).await?;
         Ok(())

@@ -58,6 +58,26 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// What kind of failure this is: the caller's request (a bad name, option, query or version),
+    /// the caller's data (an unreadable file, a schema conflict), a missing table, an unreachable
+    /// bucket, or keel's own fault.
+    pub fn kind(&self) -> keel_types::ErrorKind {
+        use keel_types::ErrorKind as K;
+        match self {
+            LakeError::InvalidTableName { .. }
+            | LakeError::InvalidOptions(_)
+            | LakeError::Sql(_)
+            | LakeError::VersionNotFound { .. } => K::InvalidArgument,
+            LakeError::TableNotFound { .. } => K::NotFound,
+            LakeError::Input { .. } | LakeError::SchemaConflict { .. } => K::Unprocessable,
+            LakeError::UnsupportedRoot { .. } | LakeError::Delta(_) | LakeError::Arrow(_) | LakeError::Io { .. } => {
+                K::Internal
+            }
+            // The lake's bucket is unreachable or refuses keel: not the caller's fault.
+            LakeError::Storage { .. } => K::Unavailable,
+        }
+    }
+
     /// A stable public code for this error, for API bodies and CLI exit messages.
     pub fn code(&self) -> &'static str {
         match self {
@@ -74,5 +94,15 @@ impl LakeError {
             LakeError::Storage { .. } => "storage_error",
             LakeError::Io { .. } => "io_error",
         }
+    }
+}
+
+impl keel_types::KeelError for LakeError {
+    fn kind(&self) -> keel_types::ErrorKind {
+        LakeError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        LakeError::code(self)
     }
 }

@@ -1,6 +1,6 @@
 //! `keel access ...`: teams, grants, admins, API tokens and the audit log.
 
-use keel_catalog::{Permission, Via};
+use keel_catalog::{Permission, Read, Via};
 
 use crate::cli::{AccessCommand, Global, TeamCommand, TokenCommand};
 use crate::context::{Context, principal};
@@ -82,14 +82,7 @@ pub async fn run(global: &Global, cmd: AccessCommand) -> anyhow::Result<()> {
             let grants = match &table {
                 Some(t) => {
                     catalog
-                        .authorize(
-                            &actor,
-                            t,
-                            Permission::Read,
-                            "read_grants",
-                            Via::Cli,
-                            serde_json::json!({}),
-                        )
+                        .check::<Read>(&actor, t, "read_grants", Via::Cli, serde_json::json!({}))
                         .await?;
                     store.grants_on(t).await?
                 }

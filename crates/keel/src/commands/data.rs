@@ -2,8 +2,6 @@
 
 use anyhow::Context as _;
 #[cfg(feature = "lake")]
-use keel_catalog::Permission;
-#[cfg(feature = "lake")]
 use keel_lake::VersionOrTimestamp;
 
 use crate::cli::{AssessArgs, DataCommand, Global};
@@ -13,41 +11,15 @@ use crate::output;
 mod catalogued;
 
 pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
-    #[cfg(feature = "lake")]
-    let lake = || crate::context::open_lake(global);
     match cmd {
         #[cfg(feature = "lake")]
-        DataCommand::Ingest(args) => return catalogued::ingest(global, &lake().await?, args).await,
+        DataCommand::Ingest(args) => return catalogued::ingest(global, args).await,
         #[cfg(feature = "lake")]
-        DataCommand::Sql { query } => return catalogued::sql(global, &lake().await?, &query).await,
+        DataCommand::Sql { query } => return catalogued::sql(global, &query).await,
         #[cfg(feature = "lake")]
         DataCommand::Versions { table } => {
-            catalogued::open_for(global, &table, Permission::Read, "read_history").await?;
-            let history = lake().await?.history(&table).await?;
-            if global.json {
-                let rows: Vec<serde_json::Value> = history
-                    .iter()
-                    .map(|v| {
-                        serde_json::json!({
-                            "version": v.version, "timestamp": v.timestamp.map(|t| t.to_rfc3339()),
-                            "operation": v.operation, "rows_added": v.rows_added,
-                        })
-                    })
-                    .collect();
-                return output::json(&rows);
-            }
-            let rows: Vec<Vec<String>> = history
-                .into_iter()
-                .map(|v| {
-                    vec![
-                        v.version.to_string(),
-                        v.timestamp.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                        v.operation.unwrap_or_default(),
-                        v.rows_added.map_or("-".into(), |n| n.to_string()),
-                    ]
-                })
-                .collect();
-            output::table(&["VERSION", "TIMESTAMP", "OPERATION", "ROWS ADDED"], &rows);
+            let (ws, caller) = catalogued::open(global).await?;
+            return catalogued::print_versions(global, &ws.history(&caller, &table).await?);
         }
         #[cfg(feature = "lake")]
         DataCommand::Compact {
@@ -58,10 +30,9 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
             if target_mb == 0 {
                 anyhow::bail!("--target-mb must be at least 1");
             }
-            catalogued::open_for(global, &table, Permission::Write, "compact").await?;
-            let report = lake()
-                .await?
-                .compact(&table, Some(target_mb.saturating_mul(1 << 20)), keep_hours)
+            let (ws, caller) = catalogued::open(global).await?;
+            let report = ws
+                .compact(&caller, &table, Some(target_mb.saturating_mul(1 << 20)), keep_hours)
                 .await?;
             if global.json {
                 return output::json(&report);
@@ -88,20 +59,19 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
             let point = version
                 .map(VersionOrTimestamp::Version)
                 .or(at.map(VersionOrTimestamp::Timestamp));
-            let details = serde_json::json!({ "version": version, "at": at, "limit": limit });
-            catalogued::open_for_with(global, &table, Permission::Read, "read", details).await?;
-            let batches = lake().await?.head(&table, point, limit).await?;
+            let (ws, caller) = catalogued::open(global).await?;
+            let batches = ws.head(&caller, &table, point, limit).await?;
             if global.json {
                 return output::json(&catalogued::rows_as_json(&batches)?);
             }
             println!("{}", keel_lake::pretty(&batches)?);
         }
         #[cfg(feature = "lake")]
-        DataCommand::Ls { tag } => return catalogued::ls(global, &lake().await?, tag.as_deref()).await,
+        DataCommand::Ls { tag } => return catalogued::ls(global, tag.as_deref()).await,
         #[cfg(feature = "lake")]
-        DataCommand::Show { table } => return catalogued::show(global, &lake().await?, &table).await,
+        DataCommand::Show { table } => return catalogued::show(global, &table).await,
         #[cfg(feature = "lake")]
-        DataCommand::Search { text } => return catalogued::search(global, &lake().await?, &text).await,
+        DataCommand::Search { text } => return catalogued::search(global, &text).await,
         #[cfg(feature = "lake")]
         DataCommand::Describe(args) => return catalogued::describe(global, args).await,
         #[cfg(feature = "lake")]
@@ -152,16 +122,8 @@ async fn assess(global: &Global, args: AssessArgs) -> anyhow::Result<()> {
         }
         local_files(vec![path.to_path_buf()])
     } else {
-        #[cfg(feature = "lake")]
-        catalogued::open_for_with(
-            global,
-            &args.table,
-            Permission::Read,
-            "assess",
-            serde_json::json!({ "target": args.target, "version": args.version }),
-        )
-        .await?;
-        table_files(global, &args.table, args.version).await?
+        let details = serde_json::json!({ "target": args.target, "version": args.version });
+        table_files(global, &args.table, args.version, details).await?
     };
     let mut options = keel_assess::AssessOptions::new(&args.target);
     options.time = args.time.clone();
@@ -222,15 +184,22 @@ fn local_files(paths: Vec<std::path::PathBuf>) -> Files {
     paths
 }
 
-/// The data files of a lake table version, as local files.
+/// The data files of a lake table version, as local files, after a read check (audited as
+/// `assess` with `details`).
 #[cfg(feature = "lake")]
-async fn table_files(global: &Global, table: &str, version: Option<u64>) -> anyhow::Result<Files> {
-    let lake = crate::context::open_lake(global).await?;
-    Ok(lake.files(table, version.map(VersionOrTimestamp::Version)).await?)
+async fn table_files(
+    global: &Global,
+    table: &str,
+    version: Option<u64>,
+    details: serde_json::Value,
+) -> anyhow::Result<Files> {
+    let (ws, caller) = catalogued::open(global).await?;
+    let pass = ws.check::<keel_data::Read>(&caller, table, "assess", details).await?;
+    Ok(ws.files(&pass, version).await?)
 }
 
 #[cfg(not(feature = "lake"))]
-async fn table_files(_: &Global, table: &str, _: Option<u64>) -> anyhow::Result<Files> {
+async fn table_files(_: &Global, table: &str, _: Option<u64>, _: serde_json::Value) -> anyhow::Result<Files> {
     anyhow::bail!("{table} is not a .parquet file, and this keel was built without lake tables (feature `lake`)")
 }
 
@@ -255,9 +224,9 @@ async fn drift_input(
     #[cfg(feature = "lake")]
     if !looks_like_file && keel_lake::validate_table_name(table).is_ok() {
         let details = serde_json::json!({ "side": side, "version": version });
-        catalogued::open_for_with(global, table, Permission::Read, "drift", details).await?;
-        let lake = crate::context::open_lake(global).await?;
-        let batches = lake.scan(table, version.map(VersionOrTimestamp::Version)).await?;
+        let (ws, caller) = catalogued::open(global).await?;
+        let pass = ws.check::<keel_data::Read>(&caller, table, "drift", details).await?;
+        let batches = ws.scan(&pass, version.map(VersionOrTimestamp::Version)).await?;
         if batches.iter().all(|b| b.num_rows() == 0) {
             anyhow::bail!("the {side} table {arg} has no rows: nothing to compare");
         }

@@ -208,40 +208,27 @@ fn sha256_of(path: &Path) -> anyhow::Result<String> {
 /// against the control group by SQL, and a feasibility assessment of that table.
 #[cfg(feature = "lake")]
 async fn campaign_data(global: &Global, ctx: &Context) -> anyhow::Result<()> {
-    use keel_catalog::Via;
-
     const DEPLOYMENT: &str = "email-promos-contextual";
     eprintln!("\n5/5 the campaign's data: decisions and rewards in the lake, catalogued, assessed");
     let lake = ctx.open_lake().await?;
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&crate::context::principal(global)).await?;
-    let store = catalog.store();
+    let ws = keel_data::Workspace::new(ctx.catalog(), lake.clone());
+    let caller = ws.cli_caller(&crate::context::principal(global)).await?;
+    let actor = caller.actor();
+    let store = ws.catalog().store();
+    // The tables were committed by the prediction log or below: a write pass (an owner for a new
+    // table) records the latest version in the catalog.
     let catalogue = |table: &'static str, description: &'static str| {
-        let (lake, catalog, actor) = (&lake, &catalog, &actor);
+        let (ws, caller) = (&ws, &caller);
         async move {
-            let owner = match catalog.store().table_entry(table).await? {
-                Some(e) => e.owner_team,
-                None => catalog.owner_for_new_table(actor, table, None).await?,
-            };
-            let version = lake.history(table).await?.first().map_or(0, |v| v.version) as i64;
-            let columns = lake.columns(table).await?;
-            catalog
-                .record_write(
-                    actor,
-                    table,
-                    &owner,
-                    version,
-                    &columns,
-                    &[],
-                    Via::Cli,
-                    serde_json::json!({"by": "keel demo"}),
-                )
-                .await?;
-            catalog
+            let details = serde_json::json!({"by": "keel demo"});
+            let pass = ws.check_create(caller, table, None, details.clone()).await?;
+            let version = ws.versions(&pass).await?.first().map_or(0, |v| v.version);
+            ws.record_commit(&pass, version, false, details).await?;
+            ws.catalog()
                 .store()
-                .set_table_description(table, Some(description), &actor.name)
+                .set_table_description(table, Some(description), caller.name())
                 .await?;
-            anyhow::Ok(version)
+            anyhow::Ok(version as i64)
         }
     };
     let tables = lake.tables().await?;
@@ -271,12 +258,16 @@ async fn campaign_data(global: &Global, ctx: &Context) -> anyhow::Result<()> {
     let batches = lake.sql_on(&outcomes_sql, &both).await?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let outcomes = "email_outcomes";
-    if tables.iter().any(|t| t == outcomes) {
-        // A rerun rebuilds the table from all logged decisions (the old version stays readable).
-        lake.overwrite(outcomes, batches).await?;
+    let pass = ws
+        .check_create(&caller, outcomes, None, serde_json::json!({"by": "keel demo"}))
+        .await?;
+    // A rerun rebuilds the table from all logged decisions (the old version stays readable).
+    let mode = if tables.iter().any(|t| t == outcomes) {
+        keel_lake::WriteMode::Overwrite
     } else {
-        lake.append(outcomes, batches, &[]).await?;
-    }
+        keel_lake::WriteMode::Append
+    };
+    ws.write(&pass, batches, mode).await?;
     let version = catalogue(outcomes, "e-mail campaign: promotion chosen, control group, conversion").await?;
     for source in ["table/decisions", "table/feedback"] {
         store

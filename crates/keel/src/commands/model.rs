@@ -275,10 +275,9 @@ async fn training_table(global: &Global, registry: &Registry, reference: &str) -
     }
     let actor = catalog.actor(&crate::context::principal(global)).await?;
     catalog
-        .authorize(
+        .check::<keel_catalog::Read>(
             &actor,
             table,
-            keel_catalog::Permission::Read,
             "train",
             keel_catalog::Via::Cli,
             serde_json::json!({ "reference": reference }),

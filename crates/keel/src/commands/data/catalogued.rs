@@ -1,48 +1,23 @@
-//! Data commands that go through the catalog: every read and write of a table is checked
-//! against the actor's grants and recorded in the audit log.
+//! Data commands that go through keel-data: every read and write of a table is checked against
+//! the actor's grants and recorded in the audit log there; this file parses flags and prints.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
-use keel_catalog::{Actor, Catalog, Permission, Via, pii};
-use keel_lake::{IngestOptions, Lake, WriteMode};
-use keel_store::{ColumnEdit, TableEntry};
+use keel_data::{Caller, Describe, Ingest, Version, Workspace};
 use serde_json::json;
 
 use crate::cli::{DescribeArgs, Global, IngestArgs};
 use crate::context::{Context, principal};
 use crate::output;
 
-/// Rows sampled after a write to look for personal data.
-const PII_SAMPLE_ROWS: usize = 1000;
-
-/// The catalog, the acting principal, and the table's entry once `needed` is checked.
-pub async fn open_for(
-    global: &Global,
-    table: &str,
-    needed: Permission,
-    action: &str,
-) -> anyhow::Result<(Catalog, Actor, Option<TableEntry>)> {
-    open_for_with(global, table, needed, action, json!({})).await
-}
-
-/// As [`open_for`], with details for the audit record.
-pub async fn open_for_with(
-    global: &Global,
-    table: &str,
-    needed: Permission,
-    action: &str,
-    details: serde_json::Value,
-) -> anyhow::Result<(Catalog, Actor, Option<TableEntry>)> {
+/// The data workspace the global options point at, and the principal acting on it.
+pub async fn open(global: &Global) -> anyhow::Result<(Workspace, Caller)> {
     let ctx = Context::open(global).await?;
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&principal(global)).await?;
-    let entry = catalog
-        .authorize(&actor, table, needed, action, Via::Cli, details)
-        .await?;
-    Ok((catalog, actor, entry))
+    let ws = Workspace::new(ctx.catalog(), ctx.open_lake().await?);
+    let caller = ws.cli_caller(&principal(global)).await?;
+    Ok((ws, caller))
 }
 
 /// A spinner on stderr counting rows, hidden when stderr is not a terminal or output is JSON.
@@ -62,37 +37,10 @@ fn row_progress(global: &Global, what: &str) -> (indicatif::ProgressBar, Arc<Ato
     (bar, Arc::new(AtomicU64::new(0)))
 }
 
-pub async fn ingest(global: &Global, lake: &Lake, args: IngestArgs) -> anyhow::Result<()> {
+pub async fn ingest(global: &Global, args: IngestArgs) -> anyhow::Result<()> {
     keel_lake::validate_table_name(&args.table)?;
-    let ctx = Context::open(global).await?;
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&principal(global)).await?;
+    let (ws, caller) = open(global).await?;
     let table = args.table.clone();
-    let details = json!({ "file": args.file.display().to_string(), "overwrite": args.overwrite });
-    // A table already in the catalog needs a write grant; a new one an owner team the actor is in.
-    let owner = match catalog.store().table_entry(&table).await? {
-        Some(entry) => {
-            catalog
-                .authorize(&actor, &table, Permission::Write, "write", Via::Cli, details.clone())
-                .await?;
-            entry.owner_team
-        }
-        None if lake.exists(&table).await? => {
-            // In the lake but not catalogued (written before the catalog, or a crash between the
-            // commit and the catalog update): admins adopt it.
-            catalog
-                .authorize(&actor, &table, Permission::Write, "write", Via::Cli, details.clone())
-                .await?;
-            catalog
-                .owner_for_new_table(&actor, &table, args.owner.as_deref())
-                .await?
-        }
-        None => {
-            catalog
-                .owner_for_new_table(&actor, &table, args.owner.as_deref())
-                .await?
-        }
-    };
     let (bar, counter) = row_progress(global, &format!("ingesting {} into {table}", args.file.display()));
     let ticker = {
         let (bar, counter) = (bar.clone(), counter.clone());
@@ -103,68 +51,23 @@ pub async fn ingest(global: &Global, lake: &Lake, args: IngestArgs) -> anyhow::R
             }
         })
     };
-    let options = IngestOptions {
+    let request = Ingest {
+        table: table.clone(),
+        file: args.file.clone(),
         format: args.format.as_deref().map(str::parse).transpose()?,
         schema: args.schema.clone(),
-        mode: if args.overwrite {
-            WriteMode::Overwrite
-        } else {
-            WriteMode::Append
-        },
+        overwrite: args.overwrite,
         partition_by: args.partition_by.clone(),
+        owner: args.owner.clone(),
+        description: args.description.clone(),
+        derived_from: args.derived_from.clone(),
         rows_read: Some(counter),
-        ..IngestOptions::default()
     };
-    let result = lake.ingest(&table, &args.file, &options).await;
+    let result = ws.ingest(&caller, &request).await;
     ticker.abort();
     bar.finish_and_clear();
-    let report = result.with_context(|| format!("ingest into {table} failed; the table is unchanged"))?;
-
-    // The data is committed: bring the catalog in step (columns, schema history, PII, lineage).
-    let columns = lake.columns(&table).await?;
-    let sample = lake
-        .head(
-            &table,
-            Some(keel_lake::VersionOrTimestamp::Version(report.version)),
-            PII_SAMPLE_ROWS,
-        )
-        .await?;
-    let detected = pii::detect(&sample);
-    let details = json!({
-        "file": args.file.display().to_string(), "rows": report.rows, "version": report.version,
-        "overwrite": args.overwrite,
-    });
-    catalog
-        .record_write(
-            &actor,
-            &table,
-            &owner,
-            report.version as i64,
-            &columns,
-            &detected,
-            Via::Cli,
-            details,
-        )
-        .await?;
-    if let Some(d) = &args.description
-        && report.version == 0
-    {
-        catalog
-            .store()
-            .set_table_description(&table, Some(d), &actor.name)
-            .await?;
-    }
-    for source in &args.derived_from {
-        catalog
-            .store()
-            .add_lineage(
-                source,
-                &format!("table/{table}@v{}", report.version),
-                "derived_from",
-                &actor.name,
-            )
-            .await?;
-    }
+    let done = result?;
+    let (report, owner, detected) = (&done.report, &done.owner, &done.detected);
     if global.json {
         return output::json(&json!({
             "table": report.table, "rows": report.rows, "bytes": report.bytes, "version": report.version,
@@ -181,7 +84,7 @@ pub async fn ingest(global: &Global, lake: &Lake, args: IngestArgs) -> anyhow::R
         report.seconds,
         report.rows as f64 / report.seconds.max(1e-9)
     );
-    for d in &detected {
+    for d in detected {
         println!(
             "  PII: column {} looks like {} (by its {}); review with `keel data describe {table} --column {} --not-pii` if wrong",
             d.column, d.kind, d.by, d.column
@@ -190,25 +93,10 @@ pub async fn ingest(global: &Global, lake: &Lake, args: IngestArgs) -> anyhow::R
     Ok(())
 }
 
-pub async fn sql(global: &Global, lake: &Lake, query: &str) -> anyhow::Result<()> {
-    let ctx = Context::open(global).await?;
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&principal(global)).await?;
-    let tables = lake.referenced_tables(query)?;
-    for table in &tables {
-        catalog
-            .authorize(
-                &actor,
-                table,
-                Permission::Read,
-                "query",
-                Via::Cli,
-                json!({ "sql": query }),
-            )
-            .await?;
-    }
+pub async fn sql(global: &Global, query: &str) -> anyhow::Result<()> {
+    let (ws, caller) = open(global).await?;
     let (bar, _) = row_progress(global, "running query");
-    let result = lake.sql_on(query, &tables).await;
+    let result = ws.sql(&caller, query).await;
     bar.finish_and_clear();
     let batches = result?;
     if global.json {
@@ -223,14 +111,29 @@ pub fn rows_as_json(batches: &[keel_lake::arrow::array::RecordBatch]) -> anyhow:
     Ok(serde_json::from_slice(&keel_lake::json_rows(batches)?)?)
 }
 
-pub async fn ls(global: &Global, lake: &Lake, tag: Option<&str>) -> anyhow::Result<()> {
-    let ctx = Context::open(global).await?;
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&principal(global)).await?;
-    let mut listed = catalog.visible_tables(&actor, &lake.tables().await?).await?;
-    if let Some(tag) = tag {
-        listed.retain(|l| l.entry.as_ref().is_some_and(|e| e.tags.iter().any(|t| t == tag)));
+/// Prints a table's versions (newest first).
+pub fn print_versions(global: &Global, history: &[Version]) -> anyhow::Result<()> {
+    if global.json {
+        return output::json(&history);
     }
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|v| {
+            vec![
+                v.version.to_string(),
+                v.timestamp.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                v.operation.clone().unwrap_or_default(),
+                v.rows_added.map_or("-".into(), |n| n.to_string()),
+            ]
+        })
+        .collect();
+    output::table(&["VERSION", "TIMESTAMP", "OPERATION", "ROWS ADDED"], &rows);
+    Ok(())
+}
+
+pub async fn ls(global: &Global, tag: Option<&str>) -> anyhow::Result<()> {
+    let (ws, caller) = open(global).await?;
+    let listed = ws.list(&caller, tag).await?;
     if global.json {
         return output::json(&listed);
     }
@@ -267,28 +170,15 @@ pub async fn ls(global: &Global, lake: &Lake, tag: Option<&str>) -> anyhow::Resu
     Ok(())
 }
 
-pub async fn show(global: &Global, lake: &Lake, table: &str) -> anyhow::Result<()> {
-    let (catalog, _actor, entry) = open_for(global, table, Permission::Read, "read_catalog").await?;
-    let store = catalog.store();
-    let history = lake.history(table).await?;
-    let schemas = store.schema_history(table).await?;
-    let grants = store.grants_on(table).await?;
-    let (upstream, downstream) = store.lineage(&format!("table/{table}")).await?;
+pub async fn show(global: &Global, table: &str) -> anyhow::Result<()> {
+    let (ws, caller) = open(global).await?;
+    let card = ws.show(&caller, table).await?;
     if global.json {
-        return output::json(&json!({
-            "table": table,
-            "catalog": entry,
-            "versions": history.iter().map(|v| json!({
-                "version": v.version, "timestamp": v.timestamp.map(|t| t.to_rfc3339()),
-                "operation": v.operation, "rows_added": v.rows_added,
-            })).collect::<Vec<_>>(),
-            "schema_history": schemas,
-            "grants": grants,
-            "lineage": { "upstream": upstream, "downstream": downstream },
-        }));
+        return output::json(&card);
     }
+    let (history, schemas) = (&card.versions, &card.schema_history);
     println!("table {table}");
-    match &entry {
+    match &card.catalog {
         Some(e) => {
             println!("  owner team:  {}", e.owner_team);
             println!("  description: {}", e.description.as_deref().unwrap_or("-"));
@@ -331,7 +221,7 @@ pub async fn show(global: &Global, lake: &Lake, table: &str) -> anyhow::Result<(
     }
     if schemas.len() > 1 {
         println!("\nschema history:");
-        for s in &schemas {
+        for s in schemas {
             let cols: Vec<String> = s
                 .schema
                 .as_array()
@@ -360,65 +250,34 @@ pub async fn show(global: &Global, lake: &Lake, table: &str) -> anyhow::Result<(
             v.rows_added.map_or(String::new(), |n| format!("+{n} rows"))
         );
     }
-    if !grants.is_empty() {
+    if !card.grants.is_empty() {
         println!("\ngrants:");
-        for g in &grants {
+        for g in &card.grants {
             println!("  {} {} (by {})", g.team, g.permission, g.granted_by);
         }
     }
-    print_lineage(&upstream, &downstream);
+    print_lineage(&card.lineage);
     Ok(())
 }
 
-fn print_lineage(upstream: &[keel_store::LineageEdge], downstream: &[keel_store::LineageEdge]) {
-    if !upstream.is_empty() {
+fn print_lineage(lineage: &keel_data::Lineage) {
+    if !lineage.upstream.is_empty() {
         println!("\nupstream:");
-        for e in upstream {
+        for e in &lineage.upstream {
             println!("  {} --{}--> {}", e.source, e.relation, e.target);
         }
     }
-    if !downstream.is_empty() {
+    if !lineage.downstream.is_empty() {
         println!("\ndownstream:");
-        for e in downstream {
+        for e in &lineage.downstream {
             println!("  {} --{}--> {}", e.source, e.relation, e.target);
         }
     }
 }
 
-pub async fn search(global: &Global, lake: &Lake, text: &str) -> anyhow::Result<()> {
-    let ctx = Context::open(global).await?;
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&principal(global)).await?;
-    let needle = text.to_lowercase();
-    let has = |s: &str| s.to_lowercase().contains(&needle);
-    let mut hits = Vec::new();
-    for listed in catalog.visible_tables(&actor, &lake.tables().await?).await? {
-        let mut why = Vec::new();
-        if has(&listed.name) {
-            why.push("name".to_string());
-        }
-        if let Some(e) = &listed.entry {
-            if e.description.as_deref().is_some_and(has) {
-                why.push("description".into());
-            }
-            for t in e.tags.iter().filter(|t| has(t)) {
-                why.push(format!("tag {t}"));
-            }
-            for c in &e.columns {
-                if has(&c.name) || c.description.as_deref().is_some_and(has) {
-                    why.push(format!("column {}", c.name));
-                }
-            }
-        }
-        if !why.is_empty() {
-            hits.push(json!({
-                "table": listed.name,
-                "owner_team": listed.entry.as_ref().map(|e| e.owner_team.clone()),
-                "description": listed.entry.as_ref().and_then(|e| e.description.clone()),
-                "matched": why,
-            }));
-        }
-    }
+pub async fn search(global: &Global, text: &str) -> anyhow::Result<()> {
+    let (ws, caller) = open(global).await?;
+    let hits = ws.search(&caller, text).await?;
     if global.json {
         return output::json(&hits);
     }
@@ -426,13 +285,10 @@ pub async fn search(global: &Global, lake: &Lake, text: &str) -> anyhow::Result<
         .iter()
         .map(|h| {
             vec![
-                h["table"].as_str().unwrap_or_default().to_owned(),
-                h["owner_team"].as_str().unwrap_or("-").to_owned(),
-                h["matched"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|m| m.as_str()).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
-                h["description"].as_str().unwrap_or_default().to_owned(),
+                h.table.clone(),
+                h.owner_team.clone().unwrap_or_else(|| "-".into()),
+                h.matched.join(", "),
+                h.description.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -441,78 +297,36 @@ pub async fn search(global: &Global, lake: &Lake, text: &str) -> anyhow::Result<
 }
 
 pub async fn describe(global: &Global, args: DescribeArgs) -> anyhow::Result<()> {
-    let details = json!({
-        "description": args.description, "tags": args.tags, "untags": args.untags,
-        "column": args.column, "pii": args.pii, "not_pii": args.not_pii,
-    });
-    let (catalog, actor, entry) =
-        open_for_with(global, &args.table, Permission::Write, "write_catalog", details).await?;
-    if entry.is_none() {
-        anyhow::bail!(
-            "table {:?} is not catalogued yet: write to it once (keel data ingest) before describing it",
-            args.table
-        );
-    }
-    let store = catalog.store();
-    let mut changed = Vec::new();
-    if let Some(d) = &args.description {
-        store
-            .set_table_description(&args.table, Some(d.as_str()).filter(|d| !d.is_empty()), &actor.name)
-            .await?;
-        changed.push("description");
-    }
-    if !args.tags.is_empty() || !args.untags.is_empty() {
-        let clean = |tags: &[String]| -> Vec<String> { tags.iter().map(|t| t.trim().to_lowercase()).collect() };
-        store
-            .tag_table(&args.table, &clean(&args.tags), &clean(&args.untags), &actor.name)
-            .await?;
-        changed.push("tags");
-    }
-    if let Some(column) = &args.column {
-        let edit = ColumnEdit {
-            description: args.column_description.clone(),
-            pii: if args.not_pii {
-                Some((false, None))
-            } else {
-                args.pii.clone().map(|k| (true, Some(k)))
-            },
-        };
-        if edit == ColumnEdit::default() {
-            anyhow::bail!("--column {column} needs --column-description, --pii KIND or --not-pii");
-        }
-        store.edit_column(&args.table, column, &edit, &actor.name).await?;
-        changed.push("column");
-    }
-    if changed.is_empty() {
-        anyhow::bail!("nothing to change: pass --description, --tag, --untag or --column with an edit");
-    }
+    let (ws, caller) = open(global).await?;
+    let edit = Describe {
+        table: args.table,
+        description: args.description,
+        tags: args.tags,
+        untags: args.untags,
+        column: args.column,
+        column_description: args.column_description,
+        pii: args.pii,
+        not_pii: args.not_pii,
+    };
+    let (entry, changed) = ws.describe(&caller, &edit).await?;
     if global.json {
-        return output::json(&store.table_entry(&args.table).await?);
+        return output::json(&entry);
     }
-    println!("table {} updated ({})", args.table, changed.join(", "));
+    println!("table {} updated ({})", edit.table, changed.join(", "));
     Ok(())
 }
 
 pub async fn lineage(global: &Global, node: &str) -> anyhow::Result<()> {
-    let ctx = Context::open(global).await?;
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&principal(global)).await?;
-    // Lineage of a table is part of the table: it needs a read grant like its rows.
-    if let Some(table) = node.strip_prefix("table/") {
-        let table = table.split('@').next().unwrap_or(table);
-        catalog
-            .authorize(&actor, table, Permission::Read, "read_lineage", Via::Cli, json!({}))
-            .await?;
-    }
-    let (upstream, downstream) = catalog.store().lineage(node).await?;
+    let (ws, caller) = open(global).await?;
+    let lineage = ws.lineage(&caller, node).await?;
     if global.json {
-        return output::json(&json!({ "node": node, "upstream": upstream, "downstream": downstream }));
+        return output::json(&json!({ "node": node, "upstream": lineage.upstream, "downstream": lineage.downstream }));
     }
-    if upstream.is_empty() && downstream.is_empty() {
+    if lineage.upstream.is_empty() && lineage.downstream.is_empty() {
         println!("no lineage recorded for {node}");
         return Ok(());
     }
     println!("{node}");
-    print_lineage(&upstream, &downstream);
+    print_lineage(&lineage);
     Ok(())
 }
