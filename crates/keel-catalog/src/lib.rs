@@ -254,20 +254,6 @@ impl Catalog {
         })
     }
 
-    /// Compatibility shim for callers not yet on passes: [`Catalog::check`] at run-time level
-    /// `needed`, returning the catalog entry.
-    pub async fn authorize(
-        &self,
-        actor: &Actor,
-        table: &str,
-        needed: Permission,
-        action: &str,
-        via: Via,
-        details: serde_json::Value,
-    ) -> Result<Option<TableEntry>> {
-        self.checked(actor, table, needed, action, via, details).await
-    }
-
     /// The check behind every pass: decides, audits, and returns the entry when allowed.
     async fn checked(
         &self,

@@ -91,7 +91,7 @@ impl OfflineError {
             OfflineError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             OfflineError::NoLoggedPredictions { .. } => ErrorKind::NotFound,
             #[cfg(feature = "lake")]
-            OfflineError::Lake(_) => ErrorKind::Unavailable,
+            OfflineError::Lake(e) => e.kind(),
             OfflineError::NoRewardedDecisions { .. }
             | OfflineError::TooFewRounds { .. }
             | OfflineError::NoContexts

@@ -273,12 +273,12 @@ pub fn print_report(r: &Report) {
 /// deployment must be allowed to read it (the server then reads it on their behalf).
 #[cfg(feature = "lake")]
 async fn check_reference(global: &Global, ctx: &Context, deployment: &str, table: &str) -> anyhow::Result<()> {
-    use keel_catalog::{Permission, Via};
+    use keel_catalog::{Read, Via};
     let catalog = ctx.catalog();
     let actor = catalog.actor(&crate::context::principal(global)).await?;
     let details = serde_json::json!({ "deployment": deployment });
     catalog
-        .authorize(&actor, table, Permission::Read, "monitor_reference", Via::Cli, details)
+        .check::<Read>(&actor, table, "monitor_reference", Via::Cli, details)
         .await?;
     let lake = ctx.open_lake().await?;
     if !lake.exists(table).await? {

@@ -5,6 +5,8 @@ use keel_lake::Lake;
 use keel_predlog::performance::{PerformanceOptions, PerformanceReport, performance};
 use keel_predlog::{LabelIn, Sink as _};
 
+use keel_catalog::{Actor, Catalog, Read, Via, Write};
+
 use crate::cli::{Global, MonitorCommand};
 use crate::output;
 
@@ -12,43 +14,25 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
     let lake = crate::context::open_lake(global).await?;
     // Log tables are lake tables like any other: the same grants apply (uncatalogued ones are
     // for workspace admins), and every use is audited.
-    let check = |table: String, needed: keel_catalog::Permission, action: &'static str| async move {
-        let ctx = crate::context::Context::open(global).await?;
-        let catalog = ctx.catalog();
-        let actor = catalog.actor(&crate::context::principal(global)).await?;
-        catalog
-            .authorize(
-                &actor,
-                &table,
-                needed,
-                action,
-                keel_catalog::Via::Cli,
-                serde_json::json!({}),
-            )
-            .await?;
-        anyhow::Ok(())
+    let (catalog, actor) = catalog_actor(global).await?;
+    let check = async |table: &str, write: bool, action: &str| -> anyhow::Result<()> {
+        let details = serde_json::json!({});
+        if write {
+            catalog.check::<Write>(&actor, table, action, Via::Cli, details).await?;
+        } else {
+            catalog.check::<Read>(&actor, table, action, Via::Cli, details).await?;
+        }
+        Ok(())
     };
     match &cmd {
-        MonitorCommand::Label { .. } => {
-            check(
-                keel_predlog::record::LABELS_TABLE.to_string(),
-                keel_catalog::Permission::Write,
-                "write",
-            )
-            .await?;
-        }
+        MonitorCommand::Label { .. } => check(keel_predlog::record::LABELS_TABLE, true, "write").await?,
         MonitorCommand::Performance { model, .. } => {
-            check(
-                keel_predlog::predictions_table(model),
-                keel_catalog::Permission::Read,
-                "performance",
-            )
-            .await?;
+            check(&keel_predlog::predictions_table(model), false, "performance").await?
         }
         MonitorCommand::Retention { .. } => {
             for table in lake.tables().await? {
                 if keel_predlog::retention::is_log_table(&table) {
-                    check(table, keel_catalog::Permission::Write, "retention").await?;
+                    check(&table, true, "retention").await?;
                 }
             }
         }
@@ -178,7 +162,6 @@ fn print_report(r: &PerformanceReport) {
 /// `keel monitor drift DEPLOYMENT --reference TABLE`: authorises the reference and the
 /// deployment's prediction-log tables, then prints `keel_experiments::offline::drift`'s report.
 pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftArgs) -> anyhow::Result<()> {
-    use keel_catalog::{Permission, Via};
     use keel_experiments::offline::drift::{DriftRequest, PredictionsBaseline, deployment_drift, logged_tables};
 
     keel_experiments::validate_name(&args.deployment)?;
@@ -187,14 +170,7 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
     let actor = catalog.actor(&crate::context::principal(global)).await?;
     let details = serde_json::json!({ "deployment": args.deployment, "window_seconds": args.window_seconds });
     catalog
-        .authorize(
-            &actor,
-            &args.reference,
-            Permission::Read,
-            "drift_reference",
-            Via::Cli,
-            details.clone(),
-        )
+        .check::<Read>(&actor, &args.reference, "drift_reference", Via::Cli, details.clone())
         .await?;
     let deployment = ctx
         .registry
@@ -206,14 +182,7 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
     let tables = logged_tables(lake, &args.deployment, &spec).await?;
     for table in &tables {
         catalog
-            .authorize(
-                &actor,
-                table,
-                Permission::Read,
-                "drift_current",
-                Via::Cli,
-                details.clone(),
-            )
+            .check::<Read>(&actor, table, "drift_current", Via::Cli, details.clone())
             .await?;
     }
     let method: keel_monitor::Method = args
@@ -265,4 +234,11 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
         (None, _) => println!("\npredictions: {note}; no earlier window logged yet to compare with"),
     }
     Ok(())
+}
+
+/// The catalog of the workspace and the principal acting on the command line.
+async fn catalog_actor(global: &Global) -> anyhow::Result<(Catalog, Actor)> {
+    let catalog = crate::context::Context::open(global).await?.catalog();
+    let actor = catalog.actor(&crate::context::principal(global)).await?;
+    Ok((catalog, actor))
 }
