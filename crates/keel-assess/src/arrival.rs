@@ -5,10 +5,10 @@
 //! [`MIN_PER_BUCKET`] rows per bucket on average (else the smallest with at most 200 buckets).
 //! Buckets are aligned on multiples of their length since the Unix epoch (UTC).
 
-use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 
 use crate::inform::NO_LABEL;
+use crate::profile::rfc3339;
 use crate::read::MISSING_TIME;
 
 const MAX_BUCKETS: i64 = 200;
@@ -26,14 +26,6 @@ const CANDIDATES: [(i64, &str); 8] = [
 /// Longest inter-arrival gaps listed.
 const MAX_GAPS: usize = 10;
 const MICROS: i64 = 1_000_000;
-
-/// RFC 3339 (UTC, microseconds when needed) of microseconds since the epoch.
-pub fn rfc3339(micros: i64) -> String {
-    DateTime::from_timestamp_micros(micros).map_or_else(
-        || format!("{micros}us"),
-        |t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-    )
-}
 
 /// Arrival of the rows over time.
 #[derive(Debug, Clone, Serialize)]

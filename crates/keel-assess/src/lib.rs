@@ -30,10 +30,11 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use serde::Serialize;
 
-pub use arrival::{Arrival, Bucket, Gap, human_duration, rfc3339};
+pub use arrival::{Arrival, Bucket, Gap, human_duration};
 pub use baseline::Baseline;
 pub use error::{AssessError, Result};
 pub use inform::{FeatureInfo, TargetSummary};
+pub use profile::rfc3339;
 pub use profile::{
     ColumnProfile, Histogram, NumericSummary, Profile, ProfileOptions, TimeSummary, ValueCount, profile,
 };

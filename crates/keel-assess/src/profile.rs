@@ -242,8 +242,8 @@ pub(crate) fn summarise(field: &Field, values: &Values, rows: u64) -> (ColumnPro
             };
             if let (Some(lo), Some(hi)) = (present.first(), present.last()) {
                 p.time = Some(TimeSummary {
-                    min: crate::arrival::rfc3339(*lo),
-                    max: crate::arrival::rfc3339(*hi),
+                    min: rfc3339(*lo),
+                    max: rfc3339(*hi),
                 });
             }
         }
@@ -427,6 +427,14 @@ pub fn profile(files: &[std::path::PathBuf], options: &ProfileOptions) -> Result
         duplicate_rows,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// RFC 3339 (UTC, microseconds when needed) of microseconds since the epoch.
+pub fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros).map_or_else(
+        || format!("{micros}us"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    )
 }
 
 #[cfg(test)]

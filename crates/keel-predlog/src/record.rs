@@ -226,14 +226,6 @@ impl Entry {
             Entry::Feedback(_) => table == FEEDBACK_TABLE,
         }
     }
-
-    /// The prediction of a prediction entry, read in place.
-    pub fn prediction(&self) -> Option<crate::encoded::PredictionView<'_>> {
-        match self {
-            Entry::Prediction(p) => Some(p.view()),
-            Entry::Decision(_) | Entry::Feedback(_) => None,
-        }
-    }
 }
 
 /// A new prediction id: a UUIDv7 (time-ordered: milliseconds since the epoch first) whose

@@ -18,7 +18,7 @@
 
 use keel_types::{DataType, Tensor, TensorData, f16_to_f32};
 
-use crate::record::{PredictionRecord, Routing};
+use crate::record::{Entry, PredictionRecord, Routing};
 use crate::{PredlogError, Result};
 
 /// The fields of a prediction other than its tensors, borrowed.
@@ -450,6 +450,16 @@ impl<'a> Reader<'a> {
             first_dim,
             values,
         })
+    }
+}
+
+impl Entry {
+    /// The prediction of a prediction entry, read in place.
+    pub fn prediction(&self) -> Option<PredictionView<'_>> {
+        match self {
+            Entry::Prediction(p) => Some(p.view()),
+            Entry::Decision(_) | Entry::Feedback(_) => None,
+        }
     }
 }
 
