@@ -60,11 +60,7 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
                 .map(VersionOrTimestamp::Version)
                 .or(at.map(VersionOrTimestamp::Timestamp));
             let (ws, caller) = catalogued::open(global).await?;
-            let batches = ws.head(&caller, &table, point, limit).await?;
-            if global.json {
-                return output::json(&catalogued::rows_as_json(&batches)?);
-            }
-            println!("{}", keel_lake::pretty(&batches)?);
+            catalogued::print_rows(global, &ws.head(&caller, &table, point, limit).await?)?;
         }
         #[cfg(feature = "lake")]
         DataCommand::Ls { tag } => return catalogued::ls(global, tag.as_deref()).await,
