@@ -34,20 +34,16 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
             let report = ws
                 .compact(&caller, &table, Some(target_mb.saturating_mul(1 << 20)), keep_hours)
                 .await?;
-            if global.json {
-                return output::json(&report);
-            }
-            if report.changed {
-                println!(
-                    "{table}: version {}: {} files compacted into {} in {} partition(s); {} data file(s) deleted",
-                    report.version, report.files_removed, report.files_added, report.partitions, report.files_vacuumed
-                );
-            } else {
-                println!(
-                    "{table}: nothing to compact (version {}); {} data file(s) deleted",
-                    report.version, report.files_vacuumed
-                );
-            }
+            return catalogued::print(global, &report, |r| {
+                let (version, deleted) = (r.version, format!("{} data file(s) deleted", r.files_vacuumed));
+                let (removed, added, partitions) = (r.files_removed, r.files_added, r.partitions);
+                match r.changed {
+                    true => println!(
+                        "{table}: version {version}: {removed} files compacted into {added} in {partitions} partition(s); {deleted}"
+                    ),
+                    false => println!("{table}: nothing to compact (version {version}); {deleted}"),
+                }
+            });
         }
         #[cfg(feature = "lake")]
         DataCommand::Head {

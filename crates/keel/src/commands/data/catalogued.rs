@@ -23,7 +23,7 @@ pub async fn open(global: &Global) -> anyhow::Result<(Workspace, Caller)> {
 }
 
 /// Prints `value` as JSON with `--json`, else as `text` writes it.
-fn print<T: Serialize + ?Sized>(global: &Global, value: &T, text: impl FnOnce(&T)) -> anyhow::Result<()> {
+pub fn print<T: Serialize + ?Sized>(global: &Global, value: &T, text: impl FnOnce(&T)) -> anyhow::Result<()> {
     if global.json {
         return output::json(&value);
     }
