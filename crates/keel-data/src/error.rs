@@ -1,7 +1,9 @@
 //! The one error type of keel-data.
 
+use keel_assess::AssessError;
 use keel_catalog::CatalogError;
 use keel_lake::LakeError;
+use keel_monitor::MonitorError;
 use keel_store::StoreError;
 use keel_types::ErrorKind;
 
@@ -27,6 +29,21 @@ pub enum DataError {
     /// The request itself is wrong (a limit too high, an edit that changes nothing, ...).
     #[error("{0}")]
     Invalid(String),
+    /// One side of a drift comparison is a table without rows.
+    #[error("the {side} table {input} has no rows: nothing to compare")]
+    NothingToCompare { side: &'static str, input: String },
+    /// The drift comparison failed (unreadable file, columns that differ, ...).
+    #[error(transparent)]
+    Drift(#[from] MonitorError),
+    /// The assessment of `input` failed (unknown target, a target that is not binary, ...).
+    #[error("cannot assess {input}: {source}")]
+    Assess { input: String, source: AssessError },
+    /// A local file or folder could not be made or written.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    /// A compute task panicked or was cancelled.
+    #[error("the {what} task failed: {message}")]
+    Task { what: &'static str, message: String },
 }
 
 impl From<LakeError> for DataError {
@@ -43,6 +60,10 @@ impl DataError {
             DataError::Lake(e) | DataError::Ingest { source: e, .. } => e.kind(),
             DataError::Store(e) => e.kind(),
             DataError::Invalid(_) => ErrorKind::InvalidArgument,
+            DataError::NothingToCompare { .. } => ErrorKind::Unprocessable,
+            DataError::Drift(e) => drift_kind(e),
+            DataError::Assess { source, .. } => assess_kind(source),
+            DataError::Io { .. } | DataError::Task { .. } => ErrorKind::Internal,
         }
     }
 
@@ -53,7 +74,43 @@ impl DataError {
             DataError::Lake(e) | DataError::Ingest { source: e, .. } => e.code(),
             DataError::Store(e) => e.code(),
             DataError::Invalid(_) => "invalid_request",
+            DataError::NothingToCompare { .. } => "data.nothing_to_compare",
+            DataError::Drift(e) => e.code(),
+            DataError::Assess { source, .. } => source.code(),
+            DataError::Io { .. } => "data.io",
+            DataError::Task { .. } => "data.task_failed",
         }
+    }
+}
+
+fn drift_kind(e: &MonitorError) -> ErrorKind {
+    match e {
+        MonitorError::Io { .. } => ErrorKind::NotFound,
+        MonitorError::ColumnMismatch { .. } | MonitorError::UnknownColumn(_) => ErrorKind::InvalidArgument,
+        MonitorError::Parquet { .. }
+        | MonitorError::EmptyFile { .. }
+        | MonitorError::UnsupportedType { .. }
+        | MonitorError::TypeMismatch { .. }
+        | MonitorError::EmptyColumn { .. }
+        | MonitorError::EmptyReference
+        | MonitorError::EmptyBatches { .. }
+        | MonitorError::Arrow { .. } => ErrorKind::Unprocessable,
+        MonitorError::ThreadPool(_) => ErrorKind::Internal,
+    }
+}
+
+fn assess_kind(e: &AssessError) -> ErrorKind {
+    match e {
+        AssessError::Io { .. } => ErrorKind::NotFound,
+        AssessError::UnknownColumn { .. } | AssessError::InvalidOptions(_) => ErrorKind::InvalidArgument,
+        AssessError::NoFiles
+        | AssessError::Parquet { .. }
+        | AssessError::Empty
+        | AssessError::TargetType { .. }
+        | AssessError::TargetOneClass { .. }
+        | AssessError::TargetNotBinary { .. }
+        | AssessError::TimeType { .. }
+        | AssessError::TimeParse { .. } => ErrorKind::Unprocessable,
     }
 }
 

@@ -1,9 +1,11 @@
 //! keel-data on a temporary lake and an in-memory SQLite store: passes, per-table SQL checks,
-//! ingest with catalog commit and lineage.
+//! ingest with catalog commit and lineage, drift and assessment of tables.
 
+use keel_assess::AssessOptions;
 use keel_catalog::Catalog;
-use keel_data::{Caller, DataError, Ingest, Read, Workspace, Write};
+use keel_data::{Caller, DataError, DriftInput, Ingest, Read, Workspace, Write};
 use keel_lake::Lake;
+use keel_monitor::DriftOptions;
 use keel_store::Store;
 use keel_types::ErrorKind;
 use serde_json::json;
@@ -197,4 +199,77 @@ async fn callers_unknown_tables_and_edits() {
     };
     let nothing = f.ws.describe(&f.sam, &edit).await.expect_err("no edit");
     assert_eq!(nothing.kind(), ErrorKind::InvalidArgument);
+}
+
+#[tokio::test]
+async fn drift_reads_tables_through_read_passes() {
+    let f = fixture().await;
+    let (orders, secret) = (DriftInput::parse("orders"), DriftInput::parse("secret@v0"));
+    let same =
+        f.ws.drift(&f.sam, &orders, &secret, DriftOptions::default())
+            .await
+            .expect("drift between two tables");
+    assert_eq!((same.reference_rows, same.current_rows), (2, 2));
+    assert!(!same.dataset_drift, "identical tables do not drift: {same:?}");
+    let denied =
+        f.ws.drift(&f.fin, &orders, &secret, DriftOptions::default())
+            .await
+            .expect_err("fin reads neither");
+    assert_eq!(denied.kind(), ErrorKind::PermissionDenied);
+    let audit =
+        f.ws.catalog()
+            .store()
+            .audit_events(100, Some("table/orders"), Some("fin"))
+            .await
+            .expect("audit");
+    assert!(audit.iter().any(|e| e.action == "drift" && !e.allowed), "{audit:?}");
+    let options = DriftOptions {
+        columns: Some(vec!["nope".into()]),
+        ..DriftOptions::default()
+    };
+    let unknown =
+        f.ws.drift(&f.sam, &orders, &secret, options)
+            .await
+            .expect_err("no column");
+    assert_eq!(unknown.kind(), ErrorKind::InvalidArgument, "{unknown}");
+    assert!(matches!(unknown, DataError::Drift(_)));
+}
+
+#[tokio::test]
+async fn assess_reads_a_table_version_through_a_read_pass() {
+    let f = fixture().await;
+    let csv = f._dir.path().join("clicks.csv");
+    let rows: String = (0..200)
+        .map(|i| format!("{i},{},{}\n", i % 7, u8::from(i % 3 == 0)))
+        .collect();
+    std::fs::write(&csv, format!("id,x,clicked\n{rows}")).expect("csv");
+    let ingest = Ingest {
+        table: "clicks".into(),
+        file: csv,
+        ..Ingest::default()
+    };
+    f.ws.ingest(&f.sam, &ingest).await.expect("ingest");
+    let mut options = AssessOptions::new("clicked");
+    options.baseline = false;
+    let report =
+        f.ws.assess(&f.sam, "clicks", Some(0), options.clone())
+            .await
+            .expect("assess");
+    assert_eq!(report.title, "clicks (version 0)");
+    let denied =
+        f.ws.assess(&f.fin, "clicks", None, options)
+            .await
+            .expect_err("fin cannot read clicks");
+    assert_eq!(denied.kind(), ErrorKind::PermissionDenied);
+    let unknown =
+        f.ws.assess(&f.sam, "clicks", None, AssessOptions::new("nope"))
+            .await
+            .expect_err("no such target");
+    assert_eq!(unknown.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        unknown
+            .to_string()
+            .starts_with("cannot assess clicks: target column \"nope\""),
+        "{unknown}"
+    );
 }
