@@ -8,8 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use keel_api::selfcheck;
-use keel_registry::{PushRequest, RegistryError, VersionSelector};
-use keel_store::StoreError;
+use keel_registry::{PushRequest, VersionSelector};
 
 use crate::cli::{DemoArgs, Global, ServeArgs};
 use crate::context::Context;
@@ -166,41 +165,16 @@ async fn register(ctx: &Context, dir: &Path, name: &str) -> anyhow::Result<()> {
         metrics: serde_json::json!({}),
         training_data: Some(format!("sklearn dataset, see {}", dir.join("README.md").display())),
     };
-    let version = match ctx.registry.push(request, bytes.into()).await {
-        Ok(v) => {
-            eprintln!("  pushed {name} version {}", v.version);
-            v.version
-        }
-        Err(RegistryError::Store(StoreError::Conflict { .. })) => {
-            // Same content already registered: find that version.
-            let hash = ctx.registry.list_versions(name).await?;
-            let digest = sha256_of(&path)?;
-            let v = hash
-                .iter()
-                .find(|v| v.content_hash == digest)
-                .map(|v| v.version)
-                .context("conflict without a matching version")?;
-            eprintln!("  {name} already registered as version {v}");
-            v
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (v, new) = ctx.registry.push_or_find(request, bytes.into()).await?;
+    match new {
+        true => eprintln!("  pushed {name} version {}", v.version),
+        false => eprintln!("  {name} already registered as version {}", v.version),
+    }
+    let at = VersionSelector::Number(v.version);
     ctx.registry
-        .set_alias(
-            name,
-            "production",
-            &VersionSelector::Number(version),
-            "keel-demo",
-            Some("demo"),
-        )
+        .set_alias(name, "production", &at, "keel-demo", Some("demo"))
         .await?;
     Ok(())
-}
-
-fn sha256_of(path: &Path) -> anyhow::Result<String> {
-    use sha2::Digest;
-    let bytes = std::fs::read(path)?;
-    Ok(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))))
 }
 
 /// Step 5: the campaign's decisions and rewards, logged to the lake while it ran, become
