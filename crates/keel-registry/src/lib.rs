@@ -11,6 +11,7 @@
 mod error;
 mod names;
 pub mod onnx;
+mod push;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub use error::{RegistryError, Result};
 pub use keel_store::{Alias, AliasEvent, ChangeEvent, ModelSummary, ModelVersion, Store};
 pub use names::{VersionSelector, validate_alias, validate_model_name};
 pub use onnx::{Signature, SignatureError, TensorSignature, read_signature};
+pub use push::{alias_names, content_hash, parse_metrics};
 
 /// The alias `keel serve` prefers when it picks the version of a model to serve.
 pub const PRODUCTION_ALIAS: &str = "production";

@@ -208,3 +208,54 @@ async fn a_tampered_artifact_is_detected_on_fetch() {
     assert_eq!(err.code(), "artifact_store");
     assert!(err.to_string().contains("does not match its recorded hash"), "{err}");
 }
+
+#[tokio::test]
+async fn push_or_find_returns_the_existing_version_for_the_same_bytes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let reg = registry(&dir).await;
+    let (v1, new) = reg
+        .push_or_find(request("bc"), fixture("bc-lr").into())
+        .await
+        .expect("push");
+    assert!(new);
+    let (again, new) = reg
+        .push_or_find(request("bc"), fixture("bc-lr").into())
+        .await
+        .expect("find");
+    assert!(!new);
+    assert_eq!((again.version, again.content_hash), (v1.version, v1.content_hash));
+    let (v2, new) = reg
+        .push_or_find(request("bc"), fixture("bc-xgb").into())
+        .await
+        .expect("push");
+    assert!(new);
+    assert_eq!(v2.version, 2);
+    let refused = reg.push_or_find(request("bc"), b"junk".to_vec().into()).await;
+    assert!(matches!(refused, Err(RegistryError::InvalidArtifact { .. })));
+}
+
+#[tokio::test]
+async fn push_with_aliases_points_them_or_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let reg = registry(&dir).await;
+    let aliases = ["@staging".to_string(), "candidate".to_string()];
+    let v = reg
+        .push_with_aliases(request("bc"), fixture("bc-lr").into(), &aliases)
+        .await
+        .expect("push");
+    for a in ["staging", "candidate"] {
+        let at = reg
+            .resolve("bc", &VersionSelector::Alias(a.into()))
+            .await
+            .expect("alias");
+        assert_eq!(at.version, v.version);
+    }
+    let history = reg.alias_history("bc", Some("staging")).await.expect("history");
+    assert_eq!(history[0].reason.as_deref(), Some("set at push"));
+    assert_eq!(history[0].by, "ana");
+    let bad = reg
+        .push_with_aliases(request("bc"), fixture("bc-xgb").into(), &["latest".to_string()])
+        .await;
+    assert!(matches!(bad, Err(RegistryError::Invalid(_))));
+    assert_eq!(reg.list_versions("bc").await.expect("versions").len(), 1);
+}

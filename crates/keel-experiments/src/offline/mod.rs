@@ -8,5 +8,7 @@
 pub mod drift;
 mod error;
 pub mod ope;
+#[cfg(feature = "lake")]
+pub mod outcomes;
 
 pub use error::{OfflineError, Result};

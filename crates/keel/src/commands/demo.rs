@@ -8,8 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use keel_api::selfcheck;
-use keel_registry::{PushRequest, RegistryError, VersionSelector};
-use keel_store::StoreError;
+use keel_registry::{PushRequest, VersionSelector};
 
 use crate::cli::{DemoArgs, Global, ServeArgs};
 use crate::context::Context;
@@ -166,41 +165,16 @@ async fn register(ctx: &Context, dir: &Path, name: &str) -> anyhow::Result<()> {
         metrics: serde_json::json!({}),
         training_data: Some(format!("sklearn dataset, see {}", dir.join("README.md").display())),
     };
-    let version = match ctx.registry.push(request, bytes.into()).await {
-        Ok(v) => {
-            eprintln!("  pushed {name} version {}", v.version);
-            v.version
-        }
-        Err(RegistryError::Store(StoreError::Conflict { .. })) => {
-            // Same content already registered: find that version.
-            let hash = ctx.registry.list_versions(name).await?;
-            let digest = sha256_of(&path)?;
-            let v = hash
-                .iter()
-                .find(|v| v.content_hash == digest)
-                .map(|v| v.version)
-                .context("conflict without a matching version")?;
-            eprintln!("  {name} already registered as version {v}");
-            v
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (v, new) = ctx.registry.push_or_find(request, bytes.into()).await?;
+    match new {
+        true => eprintln!("  pushed {name} version {}", v.version),
+        false => eprintln!("  {name} already registered as version {}", v.version),
+    }
+    let at = VersionSelector::Number(v.version);
     ctx.registry
-        .set_alias(
-            name,
-            "production",
-            &VersionSelector::Number(version),
-            "keel-demo",
-            Some("demo"),
-        )
+        .set_alias(name, "production", &at, "keel-demo", Some("demo"))
         .await?;
     Ok(())
-}
-
-fn sha256_of(path: &Path) -> anyhow::Result<String> {
-    use sha2::Digest;
-    let bytes = std::fs::read(path)?;
-    Ok(format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))))
 }
 
 /// Step 5: the campaign's decisions and rewards, logged to the lake while it ran, become
@@ -208,100 +182,26 @@ fn sha256_of(path: &Path) -> anyhow::Result<String> {
 /// against the control group by SQL, and a feasibility assessment of that table.
 #[cfg(feature = "lake")]
 async fn campaign_data(global: &Global, ctx: &Context) -> anyhow::Result<()> {
-    const DEPLOYMENT: &str = "email-promos-contextual";
     eprintln!("\n5/5 the campaign's data: decisions and rewards in the lake, catalogued, assessed");
-    let lake = ctx.open_lake().await?;
-    let ws = keel_data::Workspace::new(ctx.catalog(), lake.clone());
+    let ws = keel_data::Workspace::new(ctx.catalog(), ctx.open_lake().await?);
     let caller = ws.cli_caller(&crate::context::principal(global)).await?;
-    let actor = caller.actor();
-    let store = ws.catalog().store();
-    // The tables were committed by the prediction log or below: a write pass (an owner for a new
-    // table) records the latest version in the catalog.
-    let catalogue = |table: &'static str, description: &'static str| {
-        let (ws, caller) = (&ws, &caller);
-        async move {
-            let details = serde_json::json!({"by": "keel demo"});
-            let pass = ws.check_create(caller, table, None, details.clone()).await?;
-            let version = ws.versions(&pass).await?.first().map_or(0, |v| v.version);
-            ws.record_commit(&pass, version, false, details).await?;
-            ws.catalog()
-                .store()
-                .set_table_description(table, Some(description), caller.name())
-                .await?;
-            anyhow::Ok(version as i64)
-        }
-    };
-    let tables = lake.tables().await?;
-    if !(tables.contains(&"decisions".to_string()) && tables.contains(&"feedback".to_string())) {
+    let (deployment, table) = ("email-promos-contextual", "email_outcomes");
+    let Some(o) = keel_experiments::offline::outcomes::build(&ws, &caller, deployment, table).await? else {
         eprintln!("  (no decision tables were logged; skipping)");
         return Ok(());
-    }
-    catalogue("decisions", "every decision of every deployment (logged by keel serve)").await?;
-    catalogue("feedback", "every counted reward (logged by keel serve)").await?;
-    for d in store.list_deployments().await? {
-        store
-            .add_lineage(
-                &format!("decisions/{}", d.name),
-                "table/decisions",
-                "logged_to",
-                &actor.name,
-            )
-            .await?;
-    }
-    // The outcomes table: one row per decision of the contextual deployment with its reward.
-    let outcomes_sql = format!(
-        "SELECT d.ts, d.variant, d.control, d.propensity, CAST(coalesce(f.reward, 0) AS DOUBLE) AS converted \
-         FROM decisions d LEFT JOIN feedback f ON d.decision_id = f.decision_id \
-         WHERE d.deployment = '{DEPLOYMENT}'"
-    );
-    let both = ["decisions".to_string(), "feedback".to_string()];
-    let batches = lake.sql_on(&outcomes_sql, &both).await?;
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let outcomes = "email_outcomes";
-    let pass = ws
-        .check_create(&caller, outcomes, None, serde_json::json!({"by": "keel demo"}))
-        .await?;
-    // A rerun rebuilds the table from all logged decisions (the old version stays readable).
-    let mode = if tables.iter().any(|t| t == outcomes) {
-        keel_lake::WriteMode::Overwrite
-    } else {
-        keel_lake::WriteMode::Append
     };
-    ws.write(&pass, batches, mode).await?;
-    let version = catalogue(outcomes, "e-mail campaign: promotion chosen, control group, conversion").await?;
-    for source in ["table/decisions", "table/feedback"] {
-        store
-            .add_lineage(
-                source,
-                &format!("table/{outcomes}@v{version}"),
-                "derived_from",
-                &actor.name,
-            )
-            .await?;
-    }
+    let (rows, version) = (o.rows, o.version);
     println!(
-        "\ncampaign outcomes: {rows} decisions -> lake table {outcomes} (version {version}), catalogued with lineage"
+        "\ncampaign outcomes: {rows} decisions -> lake table {table} (version {version}), catalogued with lineage"
     );
-    let lift = lake
-        .sql_on(
-            "SELECT control, count(*) AS customers, avg(converted) AS conversion FROM email_outcomes \
-             GROUP BY control ORDER BY control",
-            &[outcomes.to_string()],
-        )
-        .await?;
-    println!("{}", keel_lake::pretty(&lift)?);
-    let files = lake.files(outcomes, None).await?;
-    let mut options = keel_assess::AssessOptions::new("converted");
-    options.time = Some("ts".into());
-    options.title = Some(outcomes.into());
-    let assessment = tokio::task::spawn_blocking(move || keel_assess::assess(&files, &options)).await??;
+    println!("{}", keel_lake::pretty(&o.lift)?);
     println!(
-        "feasibility of {outcomes} as training data (keel data assess {outcomes} --target converted --time ts): {:?}",
-        assessment.verdict
+        "feasibility of {table} as training data (keel data assess {table} --target converted --time ts): {:?}",
+        o.assessment.verdict
     );
-    for reason in assessment.reasons.iter().take(4) {
+    for reason in o.assessment.reasons.iter().take(4) {
         println!("  - {reason}");
     }
-    println!("explore: keel data ls; keel data show {outcomes}; keel data lineage table/{outcomes}");
+    println!("explore: keel data ls; keel data show {table}; keel data lineage table/{table}");
     Ok(())
 }

@@ -18,64 +18,20 @@ pub async fn run(global: &Global, cmd: ModelCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Parses `--metric` values: JSON objects merged, or KEY=NUMBER pairs.
-pub fn parse_metrics(items: &[String]) -> anyhow::Result<serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    for item in items {
-        let item = item.trim();
-        if item.starts_with('{') {
-            let value: serde_json::Value =
-                serde_json::from_str(item).with_context(|| format!("--metric {item}: not a JSON object"))?;
-            match value {
-                serde_json::Value::Object(m) => out.extend(m),
-                _ => bail!("--metric {item}: must be a JSON object"),
-            }
-        } else if let Some((k, v)) = item.split_once('=') {
-            let number: f64 = v
-                .trim()
-                .parse()
-                .with_context(|| format!("--metric {item}: '{v}' is not a number; use KEY=NUMBER or a JSON object"))?;
-            out.insert(k.trim().to_string(), serde_json::Value::from(number));
-        } else {
-            bail!("--metric {item}: use KEY=NUMBER (auc=0.97) or a JSON object");
-        }
-    }
-    Ok(serde_json::Value::Object(out))
-}
-
+/// Reads the file and pushes it with its metrics and aliases.
 pub async fn push_file(registry: &Registry, args: &PushArgs) -> anyhow::Result<keel_registry::ModelVersion> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let request = PushRequest {
         name: args.name.clone(),
         author: author(&args.author),
         description: args.description.clone(),
-        metrics: parse_metrics(&args.metrics)?,
+        metrics: keel_registry::parse_metrics(&args.metrics)?,
         training_data: args.training_data.clone(),
     };
-    let aliases: Vec<String> = args
-        .aliases
-        .iter()
-        .map(|a| a.trim_start_matches('@').to_string())
-        .collect();
-    for a in &aliases {
-        keel_registry::validate_alias(a)?;
-    }
-    let version = registry
-        .push(request, bytes.into())
-        .await
-        .with_context(|| format!("push of {} refused", args.file.display()))?;
-    for a in &aliases {
-        registry
-            .set_alias(
-                &version.model,
-                a,
-                &VersionSelector::Number(version.version),
-                &author(&args.author),
-                Some("set at push"),
-            )
-            .await?;
-    }
-    Ok(version)
+    keel_registry::alias_names(&args.aliases)?;
+    let refused = || format!("push of {} refused", args.file.display());
+    let pushed = registry.push_with_aliases(request, bytes.into(), &args.aliases).await;
+    pushed.with_context(refused)
 }
 
 async fn push(global: &Global, registry: &Registry, args: PushArgs) -> anyhow::Result<()> {
