@@ -291,6 +291,38 @@ impl Catalog {
         Ok(entry)
     }
 
+    /// The grants `actor` may see: those on `table` (after an audited read check), else every
+    /// grant for an admin, else the grants on tables the actor holds any permission on.
+    pub async fn visible_grants(&self, actor: &Actor, table: Option<&str>, via: Via) -> Result<Vec<Grant>> {
+        if let Some(table) = table {
+            self.check::<Read>(actor, table, "read_grants", via, json!({})).await?;
+            return Ok(self.store.grants_on(table).await?);
+        }
+        let all = self.store.list_grants().await?;
+        if actor.is_admin {
+            return Ok(all);
+        }
+        let mut visible = Vec::new();
+        for grant in all {
+            if self.permission(actor, &grant.table).await?.is_some() {
+                visible.push(grant);
+            }
+        }
+        Ok(visible)
+    }
+
+    /// Revokes `principal`'s API tokens and returns how many; only admins revoke others' tokens.
+    pub async fn revoke_tokens(&self, actor: &Actor, principal: &str) -> Result<u64> {
+        if !actor.is_admin && actor.name != principal {
+            return Err(CatalogError::Forbidden {
+                actor: actor.name.clone(),
+                what: format!("revoke {principal}'s tokens"),
+                why: "only admins revoke others' tokens".to_owned(),
+            });
+        }
+        Ok(self.store.revoke_tokens(principal, &actor.name).await?)
+    }
+
     /// The tables `actor` may read. `lake_tables` are the tables present in the lake: admins
     /// also see those not yet catalogued; a catalogued table missing from the lake is skipped.
     pub async fn visible_tables(&self, actor: &Actor, lake_tables: &[String]) -> Result<Vec<Listed>> {

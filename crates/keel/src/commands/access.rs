@@ -1,6 +1,6 @@
 //! `keel access ...`: teams, grants, admins, API tokens and the audit log.
 
-use keel_catalog::{Permission, Read, Via};
+use keel_catalog::{Permission, Via};
 
 use crate::cli::{AccessCommand, Global, TeamCommand, TokenCommand};
 use crate::context::{Context, principal};
@@ -79,24 +79,7 @@ pub async fn run(global: &Global, cmd: AccessCommand) -> anyhow::Result<()> {
             done(global, &format!("team {team}'s grant on table {table} revoked"))?;
         }
         AccessCommand::Grants { table } => {
-            let grants = match &table {
-                Some(t) => {
-                    catalog
-                        .check::<Read>(&actor, t, "read_grants", Via::Cli, serde_json::json!({}))
-                        .await?;
-                    store.grants_on(t).await?
-                }
-                None if actor.is_admin => store.list_grants().await?,
-                None => {
-                    let mut visible = Vec::new();
-                    for g in store.list_grants().await? {
-                        if catalog.permission(&actor, &g.table).await?.is_some() {
-                            visible.push(g);
-                        }
-                    }
-                    visible
-                }
-            };
+            let grants = catalog.visible_grants(&actor, table.as_deref(), Via::Cli).await?;
             if global.json {
                 return output::json(&grants);
             }
@@ -134,13 +117,7 @@ pub async fn run(global: &Global, cmd: AccessCommand) -> anyhow::Result<()> {
             eprintln!("token for {for_whom}: shown once; send it as `Authorization: Bearer <token>`");
         }
         AccessCommand::Token(TokenCommand::Revoke { principal }) => {
-            if !actor.is_admin && actor.name != principal {
-                anyhow::bail!(
-                    "{} may not revoke {principal}'s tokens: only admins revoke others' tokens",
-                    actor.name
-                );
-            }
-            let n = store.revoke_tokens(&principal, &actor.name).await?;
+            let n = catalog.revoke_tokens(&actor, &principal).await?;
             done(global, &format!("{n} token(s) of {principal} revoked"))?;
         }
         AccessCommand::Audit {
