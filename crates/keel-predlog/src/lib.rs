@@ -30,7 +30,7 @@ pub use encoded::{EncodedChunk, PredictionParts};
 pub use error::{PredlogError, Result};
 pub use record::{
     DecisionRecord, Entry, FeedbackRecord, LabelIn, LabelRecord, PredictionRecord, Routing, new_prediction_id, now_us,
-    predictions_table, validate_labels,
+    parse_labels, predictions_table, validate_labels,
 };
 pub use writer::{
     BATCH_DURATION, DEFAULT_BATCH_ROWS, DEFAULT_FLUSH_MS, DEFAULT_QUEUE, DROPPED_TOTAL, LABELS_TOTAL, LOGGED_TOTAL,

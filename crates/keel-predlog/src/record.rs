@@ -118,6 +118,23 @@ pub struct LabelRecord {
     pub label: f64,
 }
 
+/// Reads a file of labels: a JSON array, or JSON lines (one label per non-empty line). The
+/// error names the line that is not a label.
+pub fn parse_labels(text: &str) -> crate::Result<Vec<LabelIn>> {
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text)
+            .map_err(|e| crate::PredlogError::Invalid(format!("not a JSON array of labels: {e}")));
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| crate::PredlogError::Invalid(format!("line {}: not a label: {e}", i + 1)))
+        })
+        .collect()
+}
+
 /// Validates labels, reporting every bad item at once.
 pub fn validate_labels(items: &[LabelIn], now_us: i64) -> crate::Result<Vec<LabelRecord>> {
     let mut problems = Vec::new();
@@ -262,6 +279,19 @@ pub fn now_us() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_parse_from_an_array_or_json_lines_and_name_the_bad_line() {
+        let array = parse_labels(r#"[{"prediction_id": "p1", "label": 1}]"#).unwrap();
+        assert_eq!(array.len(), 1);
+        let lines =
+            parse_labels("{\"prediction_id\": \"p1\", \"label\": 1}\n\n{\"prediction_id\": \"p2\", \"label\": 0}\n")
+                .unwrap();
+        assert_eq!(lines.len(), 2);
+        let bad = parse_labels("{\"prediction_id\": \"p1\", \"label\": 1}\nnot json\n").unwrap_err();
+        assert!(bad.to_string().contains("line 2: not a label"), "{bad}");
+        assert!(parse_labels("[1, 2").is_err());
+    }
 
     #[test]
     fn prediction_ids_are_distinct_v7_uuids() {

@@ -2,8 +2,8 @@
 
 use anyhow::Context as _;
 use keel_lake::Lake;
+use keel_predlog::Sink as _;
 use keel_predlog::performance::{PerformanceOptions, PerformanceReport, performance};
-use keel_predlog::{LabelIn, Sink as _};
 
 use keel_catalog::{Actor, Catalog, Read, Via, Write};
 
@@ -59,19 +59,7 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
         }
         MonitorCommand::Label { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let items: Vec<LabelIn> = if text.trim_start().starts_with('[') {
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a JSON array of labels", file.display()))?
-            } else {
-                text.lines()
-                    .enumerate()
-                    .filter(|(_, l)| !l.trim().is_empty())
-                    .map(|(i, l)| {
-                        serde_json::from_str(l)
-                            .with_context(|| format!("{} line {}: not a label", file.display(), i + 1))
-                    })
-                    .collect::<anyhow::Result<_>>()?
-            };
+            let items = keel_predlog::parse_labels(&text).with_context(|| file.display().to_string())?;
             let records = keel_predlog::validate_labels(&items, keel_predlog::now_us())?;
             let sink = keel_predlog::lake_sink::LakeSink::new(lake.clone(), None);
             sink.write_labels(&records).await?;
