@@ -29,6 +29,14 @@ pub enum DeploymentError {
     ConflictingReward { id: String, existing: f64, new: f64 },
     #[error("the decision log could not be written: {0}")]
     Log(String),
+    /// A model variant's reference does not resolve in the registry.
+    #[error("variant {variant}: model {reference}: {source}")]
+    ModelReference {
+        variant: String,
+        reference: String,
+        #[source]
+        source: keel_registry::RegistryError,
+    },
     #[error(transparent)]
     Policy(#[from] keel_bandit::BanditError),
     #[error(transparent)]
@@ -48,6 +56,7 @@ impl DeploymentError {
             DeploymentError::WindowClosed { .. } => "window_closed",
             DeploymentError::ConflictingReward { .. } => "conflicting_reward",
             DeploymentError::Log(_) => "decision_log",
+            DeploymentError::ModelReference { source, .. } => source.code(),
             DeploymentError::Policy(_) => "invalid_request",
             DeploymentError::Store(e) => e.code(),
             DeploymentError::Serving(e) => e.code(),
@@ -64,6 +73,7 @@ impl DeploymentError {
             DeploymentError::UnknownDeployment(_) | DeploymentError::UnknownDecision(_) => K::NotFound,
             DeploymentError::WindowClosed { .. } | DeploymentError::ConflictingReward { .. } => K::Conflict,
             DeploymentError::Log(_) => K::Unavailable,
+            DeploymentError::ModelReference { source, .. } => source.kind(),
             DeploymentError::Store(e) => e.kind(),
             DeploymentError::Serving(e) => e.kind(),
         }

@@ -47,7 +47,7 @@ pub use drift::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
 pub use engine::Deployment;
 pub use error::{DeploymentError, Result};
 pub use event::Event;
-pub use manager::{Deployments, record_lineage, validate_name};
+pub use manager::{Deployments, PreparedRevision, prepare_revision, record_lineage, validate_name};
 pub use notice::Notice;
 pub use outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 pub use report::Report;

@@ -121,8 +121,7 @@ impl Deployments {
         let parsed = DeploymentSpec::from_json(spec)?;
         // Model references must resolve and load before anything is recorded.
         let variants = Variants::resolve(&parsed, self.services.inference.as_deref()).await?;
-        let revision = self.services.store.put_deployment(name, spec, by, reason).await?;
-        record_lineage(&self.services.store, name, &variants.served(), by).await;
+        let revision = record(&self.services.store, name, spec, &variants.served(), by, reason).await?;
         self.start(&revision, parsed, variants).await?;
         Ok(revision)
     }
@@ -319,4 +318,69 @@ pub async fn record_lineage(store: &Store, deployment: &str, models: &[(String, 
             tracing::warn!(%source, %target, error = %e, "cannot record lineage");
         }
     }
+}
+
+/// A revision checked and ready to be recorded without a running server (`keel deployment
+/// apply`): the same checks as [`Deployments::apply`] up to the switch, except that model
+/// variants are resolved in the registry, not loaded. Between [`prepare_revision`] and
+/// [`PreparedRevision::record`] the caller runs its own access checks on [`Self::spec`] (the
+/// monitor's reference table).
+#[derive(Debug)]
+pub struct PreparedRevision {
+    name: String,
+    raw: serde_json::Value,
+    pub spec: DeploymentSpec,
+    served: Vec<(String, i64)>,
+}
+
+/// Validates the name and the spec, and resolves every model variant's reference.
+pub async fn prepare_revision(
+    registry: &keel_registry::Registry,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<PreparedRevision> {
+    validate_name(name)?;
+    let parsed = DeploymentSpec::from_json(&spec)?;
+    let mut served = Vec::new();
+    for v in &parsed.variants {
+        if let Some(reference) = &v.model {
+            let resolved = async {
+                let (model, selector) = keel_registry::VersionSelector::split_reference(reference)?;
+                registry.resolve(&model, &selector).await
+            };
+            let version = resolved.await.map_err(|source| DeploymentError::ModelReference {
+                variant: v.name.clone(),
+                reference: reference.clone(),
+                source,
+            })?;
+            served.push((version.model, version.version));
+        }
+    }
+    Ok(PreparedRevision {
+        name: name.to_string(),
+        raw: spec,
+        spec: parsed,
+        served,
+    })
+}
+
+impl PreparedRevision {
+    /// Records the revision and its lineage (model -> deployment -> decisions) as `by`.
+    pub async fn record(self, store: &Store, by: &str, reason: Option<&str>) -> Result<DeploymentRevision> {
+        record(store, &self.name, &self.raw, &self.served, by, reason).await
+    }
+}
+
+/// The recording step both applies share: the revision, then its lineage.
+async fn record(
+    store: &Store,
+    name: &str,
+    spec: &serde_json::Value,
+    served: &[(String, i64)],
+    by: &str,
+    reason: Option<&str>,
+) -> Result<DeploymentRevision> {
+    let revision = store.put_deployment(name, spec, by, reason).await?;
+    record_lineage(store, name, served, by).await;
+    Ok(revision)
 }

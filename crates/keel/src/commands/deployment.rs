@@ -17,30 +17,14 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
             reason,
             author: by,
         } => {
-            keel_experiments::validate_name(&name)?;
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let spec: serde_json::Value =
                 serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
-            let parsed = DeploymentSpec::from_json(&spec)?;
-            let mut served = Vec::new();
-            for v in &parsed.variants {
-                if let Some(reference) = &v.model {
-                    let (model, selector) = keel_registry::VersionSelector::split_reference(reference)?;
-                    let version = ctx
-                        .registry
-                        .resolve(&model, &selector)
-                        .await
-                        .with_context(|| format!("variant {}: model {reference}", v.name))?;
-                    served.push((version.model, version.version));
-                }
-            }
-            if let Some(monitor) = &parsed.monitor {
+            let prepared = keel_experiments::prepare_revision(&ctx.registry, &name, spec).await?;
+            if let Some(monitor) = &prepared.spec.monitor {
                 check_reference(global, &ctx, &name, &monitor.reference).await?;
             }
-            let revision = store
-                .put_deployment(&name, &spec, &author(&by), reason.as_deref())
-                .await?;
-            keel_experiments::record_lineage(store, &name, &served, &author(&by)).await;
+            let revision = prepared.record(store, &author(&by), reason.as_deref()).await?;
             if global.json {
                 return output::json(&revision);
             }
