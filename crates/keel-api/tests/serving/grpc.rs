@@ -9,7 +9,9 @@ use keel_api::proto::{
 
 use crate::support::{TestServer, expected};
 
-fn request(model: &str, rows: &[f32], raw: bool) -> ModelInferRequest {
+/// A V2 gRPC request for the breast-cancer fixture's 30-feature rows, typed or raw contents
+/// (also the model inputs of gRPC decide, `tests/serving/grpc_decide.rs`).
+pub(crate) fn request(model: &str, rows: &[f32], raw: bool) -> ModelInferRequest {
     let n = (rows.len() / 30) as i64;
     let mut input = InferInputTensor {
         name: "input".into(),

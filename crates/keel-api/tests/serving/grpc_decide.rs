@@ -3,7 +3,6 @@
 
 use keel_api::experiments_proto::DecideRequest;
 use keel_api::experiments_proto::experiments_client::ExperimentsClient;
-use keel_api::proto::model_infer_request::InferInputTensor;
 use keel_api::proto::{InferTensorContents, ModelInferRequest, ModelInferResponse};
 use serde_json::json;
 
@@ -19,27 +18,9 @@ fn rows() -> Vec<f32> {
         .collect()
 }
 
+/// Model inputs for decide: a V2 request naming no model (the deployment's variant decides).
 fn inputs(rows: &[f32], raw: bool) -> ModelInferRequest {
-    let mut input = InferInputTensor {
-        name: "input".into(),
-        datatype: "FP32".into(),
-        shape: vec![(rows.len() / 30) as i64, 30],
-        ..Default::default()
-    };
-    let mut raw_input_contents = Vec::new();
-    if raw {
-        raw_input_contents.push(rows.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into());
-    } else {
-        input.contents = Some(InferTensorContents {
-            fp32_contents: rows.to_vec(),
-            ..Default::default()
-        });
-    }
-    ModelInferRequest {
-        inputs: vec![input],
-        raw_input_contents,
-        ..Default::default()
-    }
+    crate::grpc::request("", rows, raw)
 }
 
 /// The `probabilities` output of a gRPC answer (typed or raw contents).
