@@ -71,24 +71,36 @@ impl Workspace {
         current: &DriftInput,
         options: DriftOptions,
     ) -> Result<DriftReport> {
+        let reference = self.drift_side(caller, reference, "reference").await?;
+        let current = self.drift_side(caller, current, "current").await?;
+        let (reference, current) = match (reference, current) {
+            // Two tables: drift on the batches already read, no temporary files.
+            (Side::Rows(reference), Side::Rows(current)) => {
+                let report =
+                    tokio::task::spawn_blocking(move || keel_monitor::drift_batches(&reference, &current, &options))
+                        .await
+                        .map_err(|e| DataError::Task {
+                            what: "drift",
+                            message: e.to_string(),
+                        })??;
+                return Ok(report);
+            }
+            sides => sides,
+        };
+        // A file on one side: it is read a column at a time, so the table side joins it as a
+        // Parquet file.
         let scratch = tempfile::tempdir().map_err(|source| DataError::Io {
             what: "cannot create a temporary folder".into(),
             source,
         })?;
-        let reference = self.drift_side(caller, reference, scratch.path(), "reference").await?;
-        let current = self.drift_side(caller, current, scratch.path(), "current").await?;
+        let reference = reference.into_file(scratch.path(), "reference")?;
+        let current = current.into_file(scratch.path(), "current")?;
         drift_files(reference, current, options).await
     }
 
-    async fn drift_side(
-        &self,
-        caller: &Caller,
-        input: &DriftInput,
-        scratch: &Path,
-        side: &'static str,
-    ) -> Result<PathBuf> {
+    async fn drift_side(&self, caller: &Caller, input: &DriftInput, side: &'static str) -> Result<Side> {
         let (table, version) = match input {
-            DriftInput::File(path) => return Ok(path.clone()),
+            DriftInput::File(path) => return Ok(Side::File(path.clone())),
             DriftInput::Table { table, version } => (table, *version),
         };
         let details = json!({ "side": side, "version": version });
@@ -100,9 +112,7 @@ impl Workspace {
                 input: input.to_string(),
             });
         }
-        let file = scratch.join(format!("{side}.parquet"));
-        write_parquet(&file, &batches)?;
-        Ok(file)
+        Ok(Side::Rows(batches))
     }
 
     /// Assesses the lake table `table` at `version` (latest when `None`; read after a check
@@ -173,6 +183,25 @@ pub fn parquet_file(arg: &str, version: Option<u64>) -> Result<Option<PathBuf>> 
 }
 
 /// Writes record batches to one Parquet file.
+/// One side of a drift comparison: a Parquet file, or a table's rows read through a pass.
+enum Side {
+    File(PathBuf),
+    Rows(Vec<RecordBatch>),
+}
+
+impl Side {
+    fn into_file(self, scratch: &Path, side: &str) -> Result<PathBuf> {
+        match self {
+            Side::File(path) => Ok(path),
+            Side::Rows(batches) => {
+                let file = scratch.join(format!("{side}.parquet"));
+                write_parquet(&file, &batches)?;
+                Ok(file)
+            }
+        }
+    }
+}
+
 fn write_parquet(path: &Path, batches: &[RecordBatch]) -> Result<()> {
     let io = |source| DataError::Io {
         what: format!("cannot create {}", path.display()),
