@@ -46,6 +46,8 @@ pub struct AppConfig {
     pub prediction_log: Option<PredictionLogConfig>,
     /// Largest request body (REST) or message (gRPC), in bytes.
     pub max_body_bytes: usize,
+    /// Both listeners over TLS with these files; `None`: plain HTTP and gRPC.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// How the prediction log batches (see keel-predlog's `LogConfig`).
@@ -79,6 +81,7 @@ pub struct App {
     pub deployments: Arc<Deployments>,
     pub prediction_log: Option<Arc<PredictionLog>>,
     max_body_bytes: usize,
+    tls: Option<crate::tls::TlsConfig>,
     #[cfg_attr(not(feature = "lake"), allow(dead_code))]
     data: Option<(keel_store::Store, AppLake)>,
 }
@@ -120,6 +123,7 @@ impl App {
             deployments,
             prediction_log,
             max_body_bytes: config.max_body_bytes,
+            tls: config.tls,
             data: lake.map(|lake| (store, lake)),
         })
     }
@@ -131,8 +135,10 @@ impl App {
             http_addr,
             grpc_addr,
             max_body_bytes: self.max_body_bytes,
+            tls: self.tls.clone(),
         })
         .await?;
+        let tls = server.tls().is_some();
         let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
         let services = Services {
             inference: self.inference.clone(),
@@ -145,6 +151,7 @@ impl App {
         Ok(RunningApp {
             http,
             grpc,
+            tls,
             inference: self.inference,
             deployments: self.deployments,
             load_failures,
@@ -173,6 +180,8 @@ impl App {
 pub struct RunningApp {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// Both listeners serve TLS.
+    pub tls: bool,
     pub inference: Arc<InferenceService>,
     pub deployments: Arc<Deployments>,
     /// Models that did not load at start, with why.

@@ -49,6 +49,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         log_batch_rows: keel_predlog::DEFAULT_BATCH_ROWS,
         log_flush_ms: keel_predlog::DEFAULT_FLUSH_MS,
         log_retention_days: None,
+        tls_cert: None,
+        tls_key: None,
     };
     let app = super::serve::start(&ctx, &serve_args).await?;
     if let Some((name, e)) = app.load_failures.first() {
