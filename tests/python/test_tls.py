@@ -369,6 +369,14 @@ def test_sighup_reloads_the_certificate_and_a_bad_one_is_refused(keel):
     assert keel.served(keel.grpc_port, "h2") == der
     assert keel.served(keel.http_port, "http/1.1") == der
 
+    # Both outcomes are counted for alerting.
+    with urllib.request.urlopen(f"https://{keel.http_url}/metrics", timeout=5,
+                                context=keel.context()) as r:
+        metrics = r.read().decode()
+    for result in ("ok", "error"):
+        line = f'keel_tls_reloads_total{{result="{result}"}}'
+        assert line in metrics, metrics
+
     # Inference still works over both transports with the certificate in service.
     test_grpc_inference_over_tls(keel, "bc-lr")
     test_http_inference_over_https(keel, "bc-lr")

@@ -159,7 +159,7 @@ impl BoundServer {
                     .into_future(),
             ),
             Some(tls) => Either::Right(
-                axum::serve(TlsListener::new(self.http, tls.http.clone(), true), app)
+                axum::serve(TlsListener::rest(self.http, tls.http.clone()), app)
                     .with_graceful_shutdown(http_shutdown)
                     .into_future(),
             ),
@@ -190,7 +190,7 @@ impl BoundServer {
                 grpc_shutdown,
             )),
             Some(tls) => Either::Right(router.serve_with_incoming_shutdown(
-                TlsListener::new(self.grpc, tls.grpc.clone(), false).into_stream(),
+                TlsListener::grpc(self.grpc, tls.grpc.clone()).into_stream(),
                 grpc_shutdown,
             )),
         };

@@ -40,6 +40,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HANDSHAKES: usize = 512;
 /// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 64;
+/// Certificate reloads, by `result` (`ok`, `error`).
+pub const RELOADS_TOTAL: &str = "keel_tls_reloads_total";
+/// Connections to a TLS port that never became TLS, by `listener` (`rest`, `grpc`) and `reason`
+/// (`handshake`: failed, `timeout`, `plain_http`: answered 400).
+pub const HANDSHAKE_FAILURES_TOTAL: &str = "keel_tls_handshake_failures_total";
 /// How often the certificate and key files are checked for a change, by default.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
 
@@ -97,6 +102,8 @@ impl From<TlsError> for io::Error {
 /// The certificate being served, swapped in place on reload.
 pub struct TlsCerts {
     config: TlsConfig,
+    /// The files' stamps when they were loaded at start.
+    loaded: (Stamp, Stamp),
     provider: Arc<CryptoProvider>,
     resolver: Arc<Resolver>,
 }
@@ -124,9 +131,12 @@ impl TlsCerts {
         // Both ring and aws-lc-rs are compiled in (through other crates), so the provider is
         // named rather than left to rustls's process default.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Stamped before reading, so a change while reading is seen by the first poll.
+        let loaded = (Stamp::of(&config.cert), Stamp::of(&config.key));
         let key = read_certified_key(&config, &provider)?;
         Ok(Arc::new(TlsCerts {
             config,
+            loaded,
             provider,
             resolver: Arc::new(Resolver(ArcSwap::from_pointee(key))),
         }))
@@ -163,30 +173,36 @@ impl TlsCerts {
     /// `shutdown`. A failed reload is logged (naming the file) and retried once a file changes
     /// again.
     pub fn spawn_reloader(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        // Taken before the task starts, so a SIGHUP from now on reloads rather than ends the
+        // process.
+        let mut hangup = hangup();
         tokio::spawn(async move {
-            let mut hangup = hangup();
             let mut tick = tokio::time::interval(self.config.poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut seen = self.stamps().await;
+            let mut seen = self.loaded;
             loop {
                 let forced = tokio::select! {
                     () = shutdown.cancelled() => break,
                     Some(()) = recv(&mut hangup) => true,
                     _ = tick.tick() => false,
                 };
-                let now = self.stamps().await;
+                let now = self.stamps();
                 if !forced && now == seen {
                     continue;
                 }
                 seen = now;
                 let why = if forced { "SIGHUP" } else { "file change" };
                 match self.reload() {
-                    Ok(()) => tracing::info!(
-                        cert = %self.config.cert.display(),
-                        key = %self.config.key.display(),
-                        "reloaded the TLS certificate ({why})"
-                    ),
+                    Ok(()) => {
+                        metrics::counter!(RELOADS_TOTAL, "result" => "ok").increment(1);
+                        tracing::info!(
+                            cert = %self.config.cert.display(),
+                            key = %self.config.key.display(),
+                            "reloaded the TLS certificate ({why})"
+                        )
+                    }
                     Err(e) => {
+                        metrics::counter!(RELOADS_TOTAL, "result" => "error").increment(1);
                         tracing::warn!("TLS certificate not reloaded ({why}), still serving the previous one: {e}")
                     }
                 }
@@ -194,8 +210,8 @@ impl TlsCerts {
         })
     }
 
-    async fn stamps(&self) -> (Stamp, Stamp) {
-        (Stamp::of(&self.config.cert).await, Stamp::of(&self.config.key).await)
+    fn stamps(&self) -> (Stamp, Stamp) {
+        (Stamp::of(&self.config.cert), Stamp::of(&self.config.key))
     }
 }
 
@@ -204,8 +220,8 @@ impl TlsCerts {
 struct Stamp(Option<(SystemTime, u64, u64)>);
 
 impl Stamp {
-    async fn of(path: &Path) -> Stamp {
-        Stamp(tokio::fs::metadata(path).await.ok().map(|m| {
+    fn of(path: &Path) -> Stamp {
+        Stamp(std::fs::metadata(path).ok().map(|m| {
             #[cfg(unix)]
             let inode = std::os::unix::fs::MetadataExt::ino(&m);
             #[cfg(not(unix))]
@@ -355,16 +371,25 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `tcp` in the background; stops once this listener is dropped. With
-    /// `answer_plain_http` (the REST port), a client that speaks plain HTTP/1 gets a 400 saying
-    /// to use https, rather than a TLS alert it cannot read.
-    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor, answer_plain_http: bool) -> TlsListener {
+    /// The REST port's listener: a client that speaks plain HTTP/1 to it gets a 400 saying to
+    /// use https, rather than a TLS alert it cannot read.
+    pub fn rest(tcp: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
+        TlsListener::new(tcp, acceptor, "rest")
+    }
+
+    /// The gRPC port's listener.
+    pub fn grpc(tcp: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
+        TlsListener::new(tcp, acceptor, "grpc")
+    }
+
+    /// Starts accepting on `tcp` in the background; stops once this listener is dropped.
+    fn new(tcp: TcpListener, acceptor: TlsAcceptor, name: &'static str) -> TlsListener {
         let local = tcp.local_addr().ok();
         let (tx, ready) = mpsc::channel(READY_QUEUE);
         let accepting = Accepting {
             acceptor,
             local,
-            answer_plain_http,
+            name,
             ready: tx,
         };
         tokio::spawn(accept_loop(tcp, accepting));
@@ -403,7 +428,8 @@ impl axum::serve::Listener for TlsListener {
 struct Accepting {
     acceptor: TlsAcceptor,
     local: Option<SocketAddr>,
-    answer_plain_http: bool,
+    /// `rest` or `grpc`; the REST port answers plain HTTP.
+    name: &'static str,
     ready: mpsc::Sender<TlsConn>,
 }
 
@@ -427,7 +453,7 @@ async fn accept_loop(tcp: TcpListener, accepting: Accepting) {
 async fn handshake(stream: TcpStream, peer: SocketAddr, to: Accepting) {
     let _ = stream.set_nodelay(true);
     let attempt = async {
-        if to.answer_plain_http && speaks_plain_http(&stream).await {
+        if to.name == "rest" && speaks_plain_http(&stream).await {
             answer_plain_http(stream).await;
             return None;
         }
@@ -442,12 +468,17 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, to: Accepting) {
             };
             let _ = to.ready.send(conn).await;
         }
-        // A client's failed handshake is the client's business (an untrusted certificate, no
-        // common protocol): not worth more than a debug line.
-        Ok(Some(Err(e))) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-        Ok(None) => tracing::debug!(%peer, "plain HTTP on the TLS port, answered 400"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        Ok(Some(Err(e))) => failed(&to, peer, "handshake", &e),
+        Ok(None) => failed(&to, peer, "plain_http", &"plain HTTP, answered 400"),
+        Err(_) => failed(&to, peer, "timeout", &"timed out"),
     }
+}
+
+/// A client's failed handshake is the client's business (an untrusted certificate, no common
+/// protocol): counted, and not worth more than a debug line.
+fn failed(to: &Accepting, peer: SocketAddr, reason: &'static str, e: &dyn std::fmt::Display) {
+    metrics::counter!(HANDSHAKE_FAILURES_TOTAL, "listener" => to.name, "reason" => reason).increment(1);
+    tracing::debug!(%peer, listener = to.name, "TLS handshake failed: {e}");
 }
 
 /// A TLS connection opens with a handshake record (0x16); an HTTP/1 request with its method's
