@@ -108,8 +108,13 @@ pub struct TlsCerts {
     resolver: Arc<Resolver>,
 }
 
-#[derive(Debug)]
 struct Resolver(ArcSwap<CertifiedKey>);
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver(..)")
+    }
+}
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
