@@ -49,6 +49,8 @@ pub struct AppConfig {
     pub max_body_bytes: usize,
     /// Authentication, authorisation and admission.
     pub access: AccessConfig,
+    /// Both listeners over TLS with these files; `None`: plain HTTP and gRPC.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// How the prediction log batches (see keel-predlog's `LogConfig`).
@@ -86,6 +88,7 @@ pub struct App {
     max_body_bytes: usize,
     access: AccessConfig,
     store: keel_store::Store,
+    tls: Option<crate::tls::TlsConfig>,
     #[cfg_attr(not(feature = "lake"), allow(dead_code))]
     data: Option<(keel_store::Store, AppLake)>,
 }
@@ -129,6 +132,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             access: config.access,
             store: store.clone(),
+            tls: config.tls,
             data: lake.map(|lake| (store, lake)),
         })
     }
@@ -147,8 +151,10 @@ impl App {
             http_addr,
             grpc_addr,
             max_body_bytes: self.max_body_bytes,
+            tls: self.tls.clone(),
         })
         .await?;
+        let tls = server.tls().is_some();
         let (http, grpc) = (server.http_addr()?, server.grpc_addr()?);
         let services = Services {
             inference: self.inference.clone(),
@@ -170,6 +176,7 @@ impl App {
             http,
             grpc,
             auth_required: required,
+            tls,
             inference: self.inference,
             deployments: self.deployments,
             load_failures,
@@ -211,6 +218,8 @@ pub struct RunningApp {
     pub grpc: SocketAddr,
     /// Whether requests must authenticate (decided from the addresses and `--auth`).
     pub auth_required: bool,
+    /// Both listeners serve TLS.
+    pub tls: bool,
     pub inference: Arc<InferenceService>,
     pub deployments: Arc<Deployments>,
     /// Models that did not load at start, with why.

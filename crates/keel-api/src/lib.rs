@@ -22,6 +22,7 @@ pub mod rest;
 pub mod selfcheck;
 mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
 
 pub use app::{App, AppConfig, AppError, AppLake, PredictionLogConfig, RunningApp};

@@ -1,11 +1,15 @@
 //! Binding both listeners and running them until shutdown.
 
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use futures::future::Either;
 
 use keel_experiments::Deployments;
 use keel_serving::InferenceService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use keel_auth::Authenticator;
@@ -18,6 +22,7 @@ use crate::gate::{Gate, GrpcLayer, Limits};
 use crate::grpc::GrpcService;
 use crate::grpc_experiments::GrpcDeployments;
 use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
+use crate::tls::{TlsCerts, TlsConfig, TlsListener};
 
 /// How long shutdown waits for deployments' background tasks (webhooks time out sooner).
 const DEPLOYMENTS_DRAIN: std::time::Duration = std::time::Duration::from_secs(15);
@@ -29,6 +34,8 @@ pub struct ServeConfig {
     pub grpc_addr: SocketAddr,
     /// Largest request body (REST) or message (gRPC) accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Serve both listeners over TLS with these files; `None`: plain HTTP and gRPC.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServeConfig {
@@ -37,6 +44,7 @@ impl Default for ServeConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             max_body_bytes: 16 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -91,11 +99,31 @@ pub struct BoundServer {
     http: TcpListener,
     grpc: TcpListener,
     config: ServeConfig,
+    tls: Option<Tls>,
+}
+
+/// The certificates and one acceptor per listener (ALPN: HTTP/1.1 for REST, h2 for gRPC).
+struct Tls {
+    certs: Arc<TlsCerts>,
+    http: TlsAcceptor,
+    grpc: TlsAcceptor,
 }
 
 impl BoundServer {
-    /// Binds both addresses; the error names the address that could not be bound.
+    /// Binds both addresses (and reads the TLS files, if any); the error names the address
+    /// that could not be bound, or the file that is wrong.
     pub async fn bind(config: ServeConfig) -> std::io::Result<BoundServer> {
+        let tls = match &config.tls {
+            Some(files) => {
+                let certs = TlsCerts::load(files.clone())?;
+                Some(Tls {
+                    http: certs.acceptor(&[b"http/1.1"])?,
+                    grpc: certs.acceptor(&[b"h2"])?,
+                    certs,
+                })
+            }
+            None => None,
+        };
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr).await.map_err(|e| {
                 std::io::Error::new(
@@ -106,7 +134,17 @@ impl BoundServer {
         };
         let http = bind(config.http_addr, "http").await?;
         let grpc = bind(config.grpc_addr, "grpc").await?;
-        Ok(BoundServer { http, grpc, config })
+        Ok(BoundServer {
+            http,
+            grpc,
+            config,
+            tls,
+        })
+    }
+
+    /// The certificates both listeners serve, when TLS is on.
+    pub fn tls(&self) -> Option<&Arc<TlsCerts>> {
+        self.tls.as_ref().map(|tls| &tls.certs)
     }
 
     pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
@@ -161,13 +199,26 @@ impl BoundServer {
             app
         };
         let http_shutdown = shutdown.clone();
-        let http = axum::serve(self.http, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let http_shutdown = async move { http_shutdown.cancelled().await };
+        // TLS or not, decided once here: the plain path keeps axum's own TCP listener.
+        let http = match &self.tls {
+            None => Either::Left(
+                axum::serve(self.http, app)
+                    .with_graceful_shutdown(http_shutdown)
+                    .into_future(),
+            ),
+            Some(tls) => Either::Right(
+                axum::serve(TlsListener::rest(self.http, tls.http.clone()), app)
+                    .with_graceful_shutdown(http_shutdown)
+                    .into_future(),
+            ),
+        };
 
         let grpc_service = GrpcInferenceServiceServer::new(GrpcService::new(services.inference.clone()))
             .max_decoding_message_size(self.config.max_body_bytes)
             .max_encoding_message_size(usize::MAX);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
         let grpc_shutdown = shutdown.clone();
+        let grpc_shutdown = async move { grpc_shutdown.cancelled().await };
         let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
         if traced {
             builder = builder.trace_fn(crate::trace::grpc);
@@ -182,7 +233,20 @@ impl BoundServer {
             // own task tracker (drained by `shutdown` below).
             experiments.spawn_upkeep();
         }
-        let grpc = router.serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
+        let grpc = match &self.tls {
+            None => Either::Left(router.serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(self.grpc),
+                grpc_shutdown,
+            )),
+            Some(tls) => Either::Right(router.serve_with_incoming_shutdown(
+                TlsListener::grpc(self.grpc, tls.grpc.clone()).into_stream(),
+                grpc_shutdown,
+            )),
+        };
+        let reloader = self
+            .tls
+            .as_ref()
+            .map(|tls| tls.certs.clone().spawn_reloader(shutdown.clone()));
 
         drop(gate);
         let (h, g) = tokio::join!(http, grpc);
@@ -194,6 +258,9 @@ impl BoundServer {
                 .is_err()
         {
             tracing::warn!("some refused requests were not audited before shutdown");
+        }
+        if let Some(reloader) = reloader {
+            let _ = reloader.await;
         }
         // Background work of deployments (shadows, drift, webhooks) finishes, bounded, before
         // their logs close.

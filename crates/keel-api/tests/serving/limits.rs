@@ -53,6 +53,7 @@ impl LimitedServer {
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             grpc_addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: LIMIT,
+            tls: None,
         })
         .await
         .expect("bind");

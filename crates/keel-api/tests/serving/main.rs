@@ -10,3 +10,4 @@ mod hot_swap;
 mod infer;
 mod limits;
 mod support;
+mod tls;

@@ -59,6 +59,7 @@ impl TestServer {
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             grpc_addr: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes,
+            tls: None,
         })
         .await
         .expect("bind");

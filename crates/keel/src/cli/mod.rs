@@ -313,6 +313,13 @@ pub struct ServeArgs {
     /// Delete logged rows older than this many days (checked at start and hourly); default: keep all
     #[arg(long)]
     pub log_retention_days: Option<u32>,
+    /// Serve REST and gRPC over TLS with this certificate chain (PEM, the server's first);
+    /// re-read on SIGHUP or when it changes. Needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM, unencrypted). Needs --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub access: ServeAccessArgs,
 }

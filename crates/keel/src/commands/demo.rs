@@ -51,6 +51,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         log_retention_days: None,
         // loopback: no credential needed, as the README's first command promises
         access: Default::default(),
+        tls_cert: None,
+        tls_key: None,
     };
     let app = super::serve::start(&ctx, &serve_args).await?;
     if let Some((name, e)) = app.load_failures.first() {

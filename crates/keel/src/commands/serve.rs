@@ -35,8 +35,9 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("authentication off: loopback only (--auth required to demand credentials here too)");
     }
     let loaded = app.inference.repository().loaded();
+    let (scheme, grpc_tls) = if app.tls { ("https", " with TLS") } else { ("http", "") };
     eprintln!(
-        "keel serving {} model(s) on http://{} (REST, /metrics) and {} (gRPC); Ctrl-C to stop",
+        "keel serving {} model(s) on {scheme}://{} (REST, /metrics) and {} (gRPC{grpc_tls}); Ctrl-C to stop",
         loaded.len(),
         app.http,
         app.grpc
@@ -46,7 +47,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     }
     for name in app.deployments.names() {
         eprintln!(
-            "  deployment {name}: POST http://{}/v1/deployments/{name}/decide",
+            "  deployment {name}: POST {scheme}://{}/v1/deployments/{name}/decide",
             app.http
         );
     }
@@ -77,6 +78,10 @@ pub async fn start(ctx: &Context, args: &ServeArgs) -> anyhow::Result<RunningApp
         }),
         max_body_bytes: args.max_body_bytes,
         access: access_config(&args.access)?,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(keel_api::tls::TlsConfig::new(cert, key)),
+            _ => None,
+        },
     };
     let app = App::open(ctx.registry.clone(), open_lake(ctx).await?, config).await?;
     Ok(app.start(args.http_addr, args.grpc_addr).await?)
