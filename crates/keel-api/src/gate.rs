@@ -253,7 +253,7 @@ impl Gate {
         };
         metrics::counter!("keel_requests_refused_total", "reason" => error.reason(), "transport" => transport)
             .increment(1);
-        tracing::info!(%route, transport, reason = error.reason(), %actor, "request refused");
+        tracing::debug!(%route, transport, reason = error.reason(), %actor, "request refused");
         if let Some(tx) = &self.audit {
             let refusal = Refusal {
                 actor,

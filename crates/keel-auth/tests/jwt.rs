@@ -230,3 +230,65 @@ async fn a_server_whose_keys_cannot_be_read_does_not_start() {
         assert!(err.to_string().contains(expect), "{err}");
     }
 }
+
+/// A JWKS served over HTTP, as an OIDC provider's `jwks_uri` is: a one-route server on
+/// loopback whose document the test swaps to rotate keys.
+async fn jwks_server(document: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let body = document.lock().expect("lock").clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = vec![0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}/.well-known/jwks.json")
+}
+
+#[tokio::test]
+async fn keys_fetched_from_a_url_verify_tokens_and_follow_a_rotation() {
+    let (old, new) = (es256("url-1"), es256("url-2"));
+    let set = |keys: &[&ProviderKey]| {
+        serde_json::to_vec(&json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })).expect("json")
+    };
+    let document = std::sync::Arc::new(std::sync::Mutex::new(set(&[&old])));
+    let url = jwks_server(document.clone()).await;
+    let store = Store::open("sqlite::memory:").await.expect("store");
+    let auth = Authenticator::new(
+        store,
+        AuthConfig {
+            cache_ttl: Duration::ZERO,
+            jwt: Some(JwtConfig::new(url.parse().expect("a URL source"))),
+        },
+    )
+    .await
+    .expect("keys fetched at start");
+    let p = check(&auth, &sign(&old, &claims("svc", json!("decide"))))
+        .await
+        .expect("valid");
+    assert_eq!(p.name, "svc");
+    *document.lock().expect("lock") = set(&[&old, &new]);
+    check(&auth, &sign(&new, &claims("svc", json!("decide"))))
+        .await
+        .expect("new key fetched on sight");
+    // A token naming a key the provider never published is refused without a fetch storm: the
+    // forced refresh happened moments ago.
+    let stranger = es256("url-3");
+    let err = check(&auth, &sign(&stranger, &claims("svc", json!("decide"))))
+        .await
+        .expect_err("unknown key");
+    assert!(err.to_string().contains("url-3"), "{err}");
+}
