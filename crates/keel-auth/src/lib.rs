@@ -12,10 +12,10 @@
 //!   and scopes read from configurable claims ([`jwt`]).
 //!
 //! Checking a credential on every request must cost next to nothing, so verified credentials
-//! are cached for a short time ([`AuthConfig::cache_ttl`], 1 s by default). A revocation takes
-//! effect on the next request of the server that made it or saw it announced (PostgreSQL
-//! announces revocations to every server on the store at once); on a shared SQLite store, other
-//! processes stop trusting the token within the cache lifetime. Per-table grants of the lake are
+//! are cached for a short time ([`AuthConfig::cache_ttl`], 1 s by default). Every revocation is
+//! announced to the servers on the store, which then forget what they cached: PostgreSQL
+//! notifies them at once; on an SQLite file a marker beside the database changes, and a server
+//! looks at it (one `stat`) at most every [`MARKER_CHECK`]. Per-table grants of the lake are
 //! checked after this, by keel-catalog.
 
 mod error;
@@ -39,6 +39,8 @@ pub const ANONYMOUS: &str = "anonymous";
 
 /// Most credentials kept verified in memory; past it the cache starts over.
 const CACHE_ENTRIES: usize = 10_000;
+/// How often a server on an SQLite store looks at the revocation marker.
+pub const MARKER_CHECK: Duration = Duration::from_millis(50);
 
 /// Who made a request, as their credential proved it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -120,6 +122,38 @@ pub struct Authenticator {
     ttl: Duration,
     jwt: Option<jwt::JwtVerifier>,
     cache: RwLock<HashMap<String, Cached>>,
+    /// The SQLite store's revocation marker, and what it looked like when last checked.
+    marker: Option<RevocationMarker>,
+}
+
+struct RevocationMarker {
+    path: std::path::PathBuf,
+    started: Instant,
+    /// Milliseconds after `started` of the last look.
+    checked_ms: std::sync::atomic::AtomicU64,
+    seen: std::sync::Mutex<Option<std::time::SystemTime>>,
+}
+
+impl RevocationMarker {
+    /// Whether the marker changed since the last look (looking at most every [`MARKER_CHECK`]).
+    fn changed(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < MARKER_CHECK.as_millis() as u64
+            || self
+                .checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *seen != modified;
+        *seen = modified;
+        changed
+    }
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -139,11 +173,18 @@ impl Authenticator {
             Some(c) => Some(jwt::JwtVerifier::new(c).await?),
             None => None,
         };
+        let marker = store.token_revocation_marker().map(|path| RevocationMarker {
+            seen: std::sync::Mutex::new(std::fs::metadata(&path).and_then(|m| m.modified()).ok()),
+            path,
+            started: Instant::now(),
+            checked_ms: std::sync::atomic::AtomicU64::new(0),
+        });
         Ok(Arc::new(Authenticator {
             store,
             ttl: config.cache_ttl,
             jwt,
             cache: RwLock::new(HashMap::new()),
+            marker,
         }))
     }
 
@@ -151,6 +192,9 @@ impl Authenticator {
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<Principal>, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let token = bearer(header)?;
+        if self.marker.as_ref().is_some_and(RevocationMarker::changed) {
+            self.forget_all();
+        }
         if let Some(found) = self.cached(token) {
             return Ok(found);
         }

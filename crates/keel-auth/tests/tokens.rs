@@ -222,3 +222,47 @@ async fn a_revocation_is_announced_to_every_server_on_postgres() {
         "the other server kept trusting a revoked token for its whole cache lifetime"
     );
 }
+
+/// Two servers on one SQLite file: a revocation made by another process (here: another store
+/// handle) reaches a server that caches tokens for an hour through the marker beside the
+/// database, within moments.
+#[tokio::test]
+async fn a_revocation_reaches_every_server_on_an_sqlite_file() {
+    let (dir, catalog) = sqlite().await;
+    let admin = catalog.actor("ana").await.expect("admin");
+    let issued = tokens::issue(&catalog, &admin, request("svc", "infer"))
+        .await
+        .expect("issued");
+    let header = format!("Bearer {}", issued.secret);
+    let server = Authenticator::new(
+        catalog.store().clone(),
+        AuthConfig {
+            cache_ttl: Duration::from_secs(3600),
+            jwt: None,
+        },
+    )
+    .await
+    .expect("auth");
+    server
+        .authenticate(Some(&header))
+        .await
+        .expect("valid and cached for an hour");
+    let elsewhere = Catalog::new(
+        Store::open(dir.path().join("keel.db").to_str().expect("utf-8"))
+            .await
+            .expect("second handle"),
+    );
+    tokens::revoke(&elsewhere, &admin, &issued.id).await.expect("revoked");
+    let mut refused = None;
+    for _ in 0..40 {
+        if let Err(e) = server.authenticate(Some(&header)).await {
+            refused = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        matches!(refused, Some(AuthError::Revoked { .. })),
+        "the server kept trusting a revoked token: {refused:?}"
+    );
+}

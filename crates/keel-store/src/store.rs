@@ -52,6 +52,8 @@ pub(crate) enum Pool {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    /// The database file of an SQLite store on disk.
+    pub(crate) file: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 impl fmt::Debug for Store {
@@ -155,6 +157,7 @@ async fn open_sqlite_file(url: &str, path: &Path) -> Result<Store> {
     SQLITE_MIGRATOR.run(&pool).await?;
     Ok(Store {
         pool: Pool::Sqlite(pool),
+        file: Some(std::sync::Arc::new(path.to_owned())),
     })
 }
 
@@ -176,6 +179,7 @@ async fn open_sqlite_memory(url: &str) -> Result<Store> {
     SQLITE_MIGRATOR.run(&pool).await?;
     Ok(Store {
         pool: Pool::Sqlite(pool),
+        file: None,
     })
 }
 
@@ -194,5 +198,6 @@ async fn open_postgres(url: &str, options: PgConnectOptions) -> Result<Store> {
     POSTGRES_MIGRATOR.run(&pool).await?;
     Ok(Store {
         pool: Pool::Postgres(pool),
+        file: None,
     })
 }

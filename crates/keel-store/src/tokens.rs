@@ -2,9 +2,11 @@
 //!
 //! Only the sha256 of a secret is stored. A token has a public id (`tok_...`) that listings
 //! show and revocation names; its scopes are kept as the space-separated names the issuer gave
-//! (keel-auth knows what they mean). On PostgreSQL a revocation is announced on the
-//! `keel_token_revoked` channel after it commits, so every server sharing the store forgets the
-//! token at once ([`Store::watch_token_revocations`]).
+//! (keel-auth knows what they mean). A revocation is announced after it commits, so every server
+//! sharing the store forgets the token at once: on PostgreSQL on the `keel_token_revoked` channel
+//! ([`Store::watch_token_revocations`]); on an SQLite file (one machine) by rewriting a marker
+//! file beside the database, whose change servers notice with a `stat`
+//! ([`Store::token_revocation_marker`]).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -261,16 +263,32 @@ impl Store {
         }
     }
 
-    /// Tells the other servers on a PostgreSQL store (after the revocation committed). A lost
+    /// The file whose change announces a revocation on an SQLite store on disk (`keel.db` ->
+    /// `keel.db-revoked`); `None` for PostgreSQL (which notifies) and in-memory stores.
+    pub fn token_revocation_marker(&self) -> Option<std::path::PathBuf> {
+        let file = self.file.as_deref()?;
+        let mut name = file.file_name()?.to_owned();
+        name.push("-revoked");
+        Some(file.with_file_name(name))
+    }
+
+    /// Tells the other servers on the store (after the revocation committed). A lost
     /// announcement is bounded by the servers' cache lifetime, so failure is only logged.
     async fn announce_revocation(&self, id: &str) {
-        if let Pool::Postgres(pool) = &self.pool
-            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+        let failed = match &self.pool {
+            Pool::Postgres(pool) => sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(REVOKED_CHANNEL)
                 .bind(id)
                 .execute(pool)
                 .await
-        {
+                .err()
+                .map(|e| e.to_string()),
+            Pool::Sqlite(_) => self
+                .token_revocation_marker()
+                .and_then(|marker| std::fs::write(marker, now_ms().to_string()).err())
+                .map(|e| e.to_string()),
+        };
+        if let Some(e) = failed {
             tracing::warn!(error = %e, "could not announce a token revocation; other servers forget it when their cache expires");
         }
     }

@@ -368,7 +368,7 @@ pub struct ServeAccessArgs {
     #[arg(long, default_value = "scope")]
     pub jwt_scopes_claim: String,
     /// How long a verified credential is trusted before the store is asked again (revocations
-    /// on PostgreSQL reach every server at once regardless)
+    /// reach every server on the store at once regardless)
     #[arg(long, default_value_t = 1000)]
     pub token_cache_ms: u64,
     /// Requests in flight in the whole server (health probes not counted); past it: 503
