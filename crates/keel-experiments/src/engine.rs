@@ -78,7 +78,7 @@ impl Deployment {
             return Err(damaged(&path, damage));
         }
         if let Some(tail) = &check.torn_tail {
-            tracing::warn!(deployment = name, path = %path.display(), offset = tail.offset, reason = %tail.reason, "the decision log ends in a torn record; it was never acknowledged and is dropped");
+            tracing::warn!(deployment = name, path = %path.display(), offset = tail.offset, reason = %tail.reason, "the decision log ends in a torn record (never acknowledged); it is left out");
         }
         Ok(Replayed {
             inner,

@@ -326,8 +326,8 @@ impl Deployments {
     /// The report of a running deployment.
     pub fn report(&self, name: &str) -> Result<Report> {
         let engine = self.get(name)?;
+        // Refused once its log writer failed (`waiting` checks).
         let waiting = engine.waiting()?;
-        engine.serving()?;
         engine.with_inner(|inner| build(name, inner, waiting))
     }
 

@@ -140,9 +140,15 @@ impl Wal {
             .metadata()
             .map_err(|e| DeploymentError::Log(format!("cannot open {}: {e}", path.display())))?
             .len();
-        if len != good_len {
+        if len < good_len {
+            return Err(DeploymentError::Log(format!(
+                "{} shrank while it was being opened ({len} bytes, {good_len} read); is another program writing it?",
+                path.display()
+            )));
+        }
+        if len > good_len {
             // Only a torn tail is ever cut here: damage is refused before a log is opened.
-            tracing::warn!(path = %path.display(), offset = good_len, bytes = len - good_len.min(len), "dropping the torn tail of the decision log (never acknowledged)");
+            tracing::warn!(path = %path.display(), offset = good_len, bytes = len - good_len, "cutting the torn tail of the decision log (never acknowledged)");
             file.set_len(good_len)
                 .map_err(|e| DeploymentError::Log(format!("cannot prepare {}: {e}", path.display())))?;
         }
