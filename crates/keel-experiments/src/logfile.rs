@@ -30,6 +30,7 @@ pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, json: &[u8]) {
 }
 
 /// One record read back: its event, and whether it was written before framing.
+#[derive(Debug)]
 enum Decoded {
     Framed(Event),
     Legacy(Event),
@@ -50,10 +51,18 @@ fn decode(line: &[u8]) -> std::result::Result<Decoded, String> {
     else {
         return Err("not a record (no `seq hash len` header)".into());
     };
-    let number = |b: &[u8], radix| {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| u64::from_str_radix(s, radix).ok())
+    // Exactly the characters the writer uses (no sign, no upper-case hex), so no changed byte
+    // of a header reads as the same number.
+    let number = |b: &[u8], radix: u32| {
+        let digits = |c: &u8| c.is_ascii_digit() || (radix == 16 && (b'a'..=b'f').contains(c));
+        let width = radix != 16 || b.len() == 16;
+        (width && !b.is_empty() && b.iter().all(digits))
+            .then(|| {
+                std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| u64::from_str_radix(s, radix).ok())
+            })
+            .flatten()
     };
     let (Some(seq), Some(hash), Some(len)) = (number(seq, 10), number(hash, 16), number(len, 10)) else {
         return Err("not a record (unreadable `seq hash len` header)".into());
@@ -352,4 +361,57 @@ pub async fn repair_deployment_log(
         .await?;
     tracing::warn!(deployment = name, by, %details, "decision log repaired");
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64) -> Vec<u8> {
+        let event = Event::Reward {
+            seq,
+            ts: 1_796_525_879_245,
+            id: uuid::Uuid::from_u128(0x01a2_4949_6fce_7471_aaf5_74dc_1d04_ceb3),
+            r: 1.0,
+            default: false,
+        };
+        let mut out = Vec::new();
+        frame(&mut out, seq, &serde_json::to_vec(&event).expect("json"));
+        out
+    }
+
+    #[test]
+    fn a_framed_record_reads_back() {
+        let bytes = record(42);
+        assert!(bytes.starts_with(b"42 "));
+        match decode(&bytes) {
+            Ok(Decoded::Framed(e)) => assert_eq!(e.seq(), 42),
+            Ok(Decoded::Legacy(_)) => panic!("read as legacy"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_in_a_record_is_detected() {
+        let bytes = record(1234);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= 1 << bit;
+                // A flip that makes a `\n` splits the line: its first part is what is read.
+                let line = match damaged.iter().position(|b| *b == b'\n') {
+                    Some(end) => &damaged[..=end],
+                    None => &damaged[..],
+                };
+                assert!(decode(line).is_err(), "flip of bit {bit} of byte {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_moved_to_another_sequence_number_fails() {
+        let bytes = record(7);
+        let moved = [b"8".as_slice(), &bytes[1..]].concat();
+        assert!(decode(&moved).expect_err("detected").contains("checksum"));
+    }
 }
