@@ -20,13 +20,26 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 use crate::event::Event;
 use crate::{DeploymentError, Result};
 
-/// Appends the framed record of `event` (its JSON encoding `json`) to `out`.
+/// Appends the framed record of an event (its JSON encoding `json`, sequence number `seq`)
+/// to `out`.
 pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, json: &[u8]) {
-    let hash = xxh3_64_with_seed(json, seq);
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{seq} {hash:016x} {} ", json.len());
+    let (header, n) = header(seq, json);
+    out.reserve(n + json.len() + 1);
+    out.extend_from_slice(&header[..n]);
     out.extend_from_slice(json);
     out.push(b'\n');
+}
+
+/// The header `<seq> <xxh3> <len> ` of a record, in a stack buffer (at most 20 + 1 + 16 + 1
+/// + 20 + 1 bytes), with its length.
+fn header(seq: u64, json: &[u8]) -> ([u8; 64], usize) {
+    let hash = xxh3_64_with_seed(json, seq);
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // 59 bytes at most: writing to the buffer cannot fail.
+    let _ = write!(cursor, "{seq} {hash:016x} {} ", json.len());
+    let n = cursor.position() as usize;
+    (buf, n)
 }
 
 /// One record read back: its event, and whether it was written before framing.

@@ -187,10 +187,8 @@ impl Inner {
             return Err(DeploymentError::Log(failure));
         }
         let json = serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
-        let mut record = Vec::with_capacity(json.len() + 40);
-        crate::logfile::frame(&mut record, event.seq(), &json);
         let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
-        pending.bytes.extend_from_slice(&record);
+        crate::logfile::frame(&mut pending.bytes, event.seq(), &json);
         pending.last_seq = event.seq();
         Ok(event.seq())
     }
