@@ -31,15 +31,37 @@ pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, json: &[u8]) {
 }
 
 /// The header `<seq> <xxh3> <len> ` of a record, in a stack buffer (at most 20 + 1 + 16 + 1
-/// + 20 + 1 bytes), with its length.
+/// + 20 + 1 bytes), with its length. Formatted by hand: this runs for every decision.
 fn header(seq: u64, json: &[u8]) -> ([u8; 64], usize) {
+    fn decimal(buf: &mut [u8; 64], at: usize, mut v: u64) -> usize {
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for i in 0..n {
+            buf[at + i] = digits[n - 1 - i];
+        }
+        at + n
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let hash = xxh3_64_with_seed(json, seq);
     let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    // 59 bytes at most: writing to the buffer cannot fail.
-    let _ = write!(cursor, "{seq} {hash:016x} {} ", json.len());
-    let n = cursor.position() as usize;
-    (buf, n)
+    let mut at = decimal(&mut buf, 0, seq);
+    buf[at] = b' ';
+    at += 1;
+    for i in 0..16 {
+        buf[at + i] = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    buf[at + 16] = b' ';
+    at = decimal(&mut buf, at + 17, json.len() as u64);
+    buf[at] = b' ';
+    (buf, at + 1)
 }
 
 /// One record read back: its event, and whether it was written before framing.
@@ -391,6 +413,15 @@ mod tests {
         let mut out = Vec::new();
         frame(&mut out, seq, &serde_json::to_vec(&event).expect("json"));
         out
+    }
+
+    #[test]
+    fn headers_are_formatted_like_format() {
+        for (seq, json) in [(0u64, &b""[..]), (7, b"{}"), (u64::MAX, &[b'x'; 1234][..])] {
+            let (buf, n) = header(seq, json);
+            let hash = xxh3_64_with_seed(json, seq);
+            assert_eq!(&buf[..n], format!("{seq} {hash:016x} {} ", json.len()).as_bytes());
+        }
     }
 
     #[test]

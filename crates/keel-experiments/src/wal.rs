@@ -86,6 +86,8 @@ pub struct Wal {
     pending: Arc<Mutex<Pending>>,
     durable: watch::Receiver<u64>,
     failed: Arc<Mutex<Option<String>>>,
+    /// Set with `failed`, read on every append without a lock.
+    has_failed: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
@@ -160,19 +162,22 @@ impl Wal {
         }));
         let (tx, rx) = watch::channel(last_seq);
         let failed = Arc::new(Mutex::new(None));
+        let has_failed = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (pending, failed, stop) = (pending.clone(), failed.clone(), stop.clone());
+            let (pending, stop) = (pending.clone(), stop.clone());
+            let failure = (failed.clone(), has_failed.clone());
             let name = format!("keel-wal-{}", path.display());
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || writer(file, pending, tx, failed, stop, durability))
+                .spawn(move || writer(file, pending, tx, failure, stop, durability))
                 .map_err(|e| DeploymentError::Log(format!("cannot start the log writer: {e}")))?
         };
         Ok(Wal {
             pending,
             durable: rx,
             failed,
+            has_failed,
             stop,
             thread: Mutex::new(Some(thread)),
             path: path.to_path_buf(),
@@ -200,10 +205,8 @@ impl Wal {
             if *rx.borrow_and_update() >= seq {
                 return Ok(());
             }
-            if let Ok(f) = self.failed.lock()
-                && let Some(e) = f.as_ref()
-            {
-                return Err(DeploymentError::Log(e.clone()));
+            if let Some(e) = self.failure() {
+                return Err(DeploymentError::Log(e));
             }
             if rx.changed().await.is_err() {
                 return Err(DeploymentError::Log("the log writer stopped".into()));
@@ -213,6 +216,9 @@ impl Wal {
 
     /// Why the writer stopped, if a write or a sync failed.
     pub fn failure(&self) -> Option<String> {
+        if !self.has_failed.load(Ordering::Acquire) {
+            return None;
+        }
         self.failed.lock().ok().and_then(|f| f.clone())
     }
 
@@ -242,7 +248,7 @@ fn writer(
     mut file: File,
     pending: Arc<Mutex<Pending>>,
     durable: watch::Sender<u64>,
-    failed: Arc<Mutex<Option<String>>>,
+    (failed, has_failed): (Arc<Mutex<Option<String>>>, Arc<AtomicBool>),
     stop: Arc<AtomicBool>,
     durability: Durability,
 ) {
@@ -278,6 +284,7 @@ fn writer(
                          fix the disk (free space, permissions) and restart keel or apply the deployment again"
                     ));
                 }
+                has_failed.store(true, Ordering::Release);
                 // Wake every waiter, so it sees the failure (`done` was read in its own
                 // statement: a borrow alive here would deadlock the send).
                 durable.send_replace(done);
