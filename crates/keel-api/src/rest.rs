@@ -27,6 +27,7 @@ struct AppState {
     service: Arc<InferenceService>,
     metrics: PrometheusHandle,
     max_body: usize,
+    experiments: Option<Arc<keel_experiments::Deployments>>,
 }
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
@@ -45,6 +46,7 @@ pub fn router(
         service,
         metrics,
         max_body,
+        experiments: experiments.clone(),
     };
     let infer_scope = Need::Scope(Scope::Infer);
     let deploy = Need::Scope(Scope::Deploy);
@@ -122,7 +124,13 @@ async fn ready(State(s): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(serde_json::json!({ "ready": ready }))).into_response()
+    let mut body = serde_json::json!({ "ready": ready });
+    // The server stays ready while some deployments do not serve (a damaged decision log): the
+    // others do. Those are listed with the reason.
+    if let Some(e) = &s.experiments {
+        body["failed_deployments"] = serde_json::json!(e.failed());
+    }
+    (status, axum::Json(body)).into_response()
 }
 
 async fn model_metadata(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {

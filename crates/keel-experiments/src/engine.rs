@@ -15,11 +15,12 @@ use uuid::Uuid;
 
 use crate::error::lock_err;
 use crate::event::Event;
+use crate::logfile::{damaged, scan};
 use crate::notice::Notice;
 use crate::outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 use crate::spec::{DeploymentSpec, RewardKind};
 use crate::state::{Inner, compatible};
-use crate::wal::{Durability, Wal, read_events};
+use crate::wal::{Durability, Wal};
 use crate::{DeploymentError, Result};
 
 pub(crate) struct Replayed {
@@ -56,13 +57,10 @@ impl Deployment {
     /// uses this while a server may be appending to the same log).
     pub(crate) fn replay(name: &str, spec: &DeploymentSpec, revision: i64, dir: &Path) -> Result<Replayed> {
         let path = dir.join(name).join("events.jsonl");
-        let (events, good_len) = read_events(&path)?;
         // A revision that could not keep the learned state reset it; replay does the same.
         let mut inner = Inner::new(spec.clone(), revision)?;
         let mut last_rev = None;
-        for raw in &events {
-            let event: Event = serde_json::from_value(raw.clone())
-                .map_err(|e| DeploymentError::Log(format!("{}: unreadable event {raw}: {e}", path.display())))?;
+        let check = scan(&path, |event| {
             if let Event::Revision { rev, reset, .. } = &event {
                 last_rev = Some(*rev);
                 if *reset {
@@ -74,13 +72,19 @@ impl Deployment {
             if matches!(event, Event::CanaryStep { .. }) {
                 inner.counters.reset_all_steps();
             }
-            inner.apply(&event)?;
+            inner.apply(&event)
+        })?;
+        if let Some(damage) = &check.damage {
+            return Err(damaged(&path, damage));
+        }
+        if let Some(tail) = &check.torn_tail {
+            tracing::warn!(deployment = name, path = %path.display(), offset = tail.offset, reason = %tail.reason, "the decision log ends in a torn record (never acknowledged); it is left out");
         }
         Ok(Replayed {
             inner,
-            good_len,
+            good_len: check.good_bytes,
             last_rev,
-            events: events.len(),
+            events: check.records as usize,
             path,
         })
     }
@@ -132,7 +136,7 @@ impl Deployment {
                 rev: revision,
                 reset,
             };
-            inner.push(&experiment.wal, &event)?;
+            inner.commit(&experiment.wal, &event)?;
         }
         {
             // Re-seed so decisions after a restart do not repeat those before it.
@@ -149,6 +153,23 @@ impl Deployment {
         &self.path
     }
 
+    /// An error once the log writer has failed: the state in memory may then hold events that
+    /// never reached the disk, so it answers nothing until the deployment is opened again.
+    pub fn serving(&self) -> Result<()> {
+        match self.wal.failure() {
+            None => Ok(()),
+            Some(failure) => Err(DeploymentError::Log(format!(
+                "deployment '{}' stopped serving: {failure}",
+                self.name
+            ))),
+        }
+    }
+
+    /// Why the deployment stopped serving, if its log writer failed.
+    pub fn failure(&self) -> Option<String> {
+        self.serving().err().map(|e| e.to_string())
+    }
+
     /// Runs `f` on the locked state (reports, tests).
     pub(crate) fn with_inner<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> Result<T> {
         let mut inner = self.inner.lock().map_err(|_| lock_err())?;
@@ -162,6 +183,7 @@ impl Deployment {
         unit: Option<&str>,
         context: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<(DecisionOut, Vec<Notice>)> {
+        self.serving()?;
         let (out, seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
             let x = inner.spec.encode_context(context)?;
@@ -217,8 +239,7 @@ impl Deployment {
                 pred: None,
                 shadow: None,
             };
-            inner.apply(&event)?;
-            inner.push(&self.wal, &event)?;
+            inner.commit(&self.wal, &event)?;
             let out = DecisionOut {
                 decision_id: id.to_string(),
                 deployment: self.name.clone(),
@@ -241,6 +262,7 @@ impl Deployment {
 
     /// Records rewards; each is idempotent (the same reward again counts once).
     pub async fn feedback(&self, items: &[RewardIn]) -> Result<(Vec<Result<FeedbackOut>>, Vec<Notice>)> {
+        self.serving()?;
         let (results, last_seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
             let now = now_ms();
@@ -329,8 +351,7 @@ impl Deployment {
             r: item.reward,
             default: false,
         };
-        inner.apply(&event)?;
-        inner.push(&self.wal, &event)?;
+        inner.commit(&self.wal, &event)?;
         inner.check_guardrails(&self.wal, variant, now)?;
         Ok((
             FeedbackOut {
@@ -345,6 +366,7 @@ impl Deployment {
     /// that got none, forgets the others. Returns how many closed, the default rewards applied
     /// (decision id, reward) and the notices of guardrails they moved.
     pub async fn close_windows(&self, now: i64) -> Result<ClosedWindows> {
+        self.serving()?;
         let mut defaults = Vec::new();
         let (closed, seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
@@ -368,8 +390,7 @@ impl Deployment {
                             r: default,
                             default: true,
                         };
-                        inner.apply(&event)?;
-                        inner.push(&self.wal, &event)?;
+                        inner.commit(&self.wal, &event)?;
                         inner.check_guardrails(&self.wal, variant, now)?;
                         last = inner.seq;
                         defaults.push((id.to_string(), default));
@@ -406,7 +427,7 @@ impl Deployment {
                 shadow,
                 pred,
             };
-            inner.push(&self.wal, &event)?;
+            inner.commit(&self.wal, &event)?;
         }
         self.wal.notify();
         Ok(())
@@ -419,6 +440,7 @@ impl Deployment {
 
     /// Decisions inside their attribution window that have no reward yet.
     pub fn waiting(&self) -> Result<usize> {
+        self.serving()?;
         self.with_inner(|i| i.waiting.values().filter(|w| w.reward.is_none()).count())
     }
 

@@ -29,6 +29,19 @@ pub enum DeploymentError {
     ConflictingReward { id: String, existing: f64, new: f64 },
     #[error("the decision log could not be written: {0}")]
     Log(String),
+    /// A deployment's log is damaged before its end: it does not start, and nothing is changed.
+    #[error(
+        "the decision log {path} is damaged at byte {offset} ({reason}) and valid records follow; nothing was changed and deployment '{name}' does not serve. Inspect it with `keel deployment verify {name}`, then move the damaged part aside with `keel deployment repair {name} --from-offset {offset}` (the bytes from there on are kept in a sibling file, and the records in them are no longer applied)"
+    )]
+    LogDamaged {
+        path: String,
+        offset: u64,
+        reason: String,
+        name: String,
+    },
+    /// A deployment that could not start (or whose log failed) answers this until fixed.
+    #[error("deployment '{name}' is not serving: {reason}")]
+    NotServing { name: String, reason: String },
     /// A model variant's reference does not resolve in the registry.
     #[error("variant {variant}: model {reference}: {source}")]
     ModelReference {
@@ -56,6 +69,8 @@ impl DeploymentError {
             DeploymentError::WindowClosed { .. } => "window_closed",
             DeploymentError::ConflictingReward { .. } => "conflicting_reward",
             DeploymentError::Log(_) => "decision_log",
+            DeploymentError::LogDamaged { .. } => "decision_log_damaged",
+            DeploymentError::NotServing { .. } => "deployment_not_serving",
             DeploymentError::ModelReference { source, .. } => source.code(),
             DeploymentError::Policy(_) => "invalid_request",
             DeploymentError::Store(e) => e.code(),
@@ -72,7 +87,9 @@ impl DeploymentError {
             }
             DeploymentError::UnknownDeployment(_) | DeploymentError::UnknownDecision(_) => K::NotFound,
             DeploymentError::WindowClosed { .. } | DeploymentError::ConflictingReward { .. } => K::Conflict,
-            DeploymentError::Log(_) => K::Unavailable,
+            DeploymentError::Log(_) | DeploymentError::LogDamaged { .. } | DeploymentError::NotServing { .. } => {
+                K::Unavailable
+            }
             DeploymentError::ModelReference { source, .. } => source.kind(),
             DeploymentError::Store(e) => e.kind(),
             DeploymentError::Serving(e) => e.kind(),

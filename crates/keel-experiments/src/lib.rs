@@ -17,7 +17,8 @@
 //!   live drift monitor; `upkeep`: the once-a-second work (windows, alerts, drift), drained by
 //!   [`Deployments::shutdown`].
 //! - `engine` ([`Deployment`]): one deployment's policy state and durable log; `state` the
-//!   state events change, `event` the log format, [`Notice`] what guardrails and canaries did.
+//!   state events change, `event` the events, `wal` the writer and `logfile` the framing,
+//!   checking and repair of the log; [`Notice`] what guardrails and canaries did.
 //! - [`offline`]: the same questions asked of what was logged: drift of a deployment's
 //!   predictions against its reference (lake feature), and OPE of a candidate on its decision log.
 
@@ -26,6 +27,7 @@ mod drift;
 mod engine;
 mod error;
 mod event;
+pub mod logfile;
 mod manager;
 mod notice;
 pub mod offline;
@@ -47,7 +49,7 @@ pub use drift::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
 pub use engine::Deployment;
 pub use error::{DeploymentError, Result};
 pub use event::Event;
-pub use manager::{Deployments, PreparedRevision, prepare_revision, record_lineage, validate_name};
+pub use manager::{Deployments, FailedDeployment, PreparedRevision, prepare_revision, record_lineage, validate_name};
 pub use notice::Notice;
 pub use outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 pub use report::Report;

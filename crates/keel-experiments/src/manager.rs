@@ -56,6 +56,15 @@ pub struct Deployments {
     durability: Durability,
     /// Per name: the running revision, replaced as a whole by a new one.
     running: RwLock<BTreeMap<String, Arc<RunningDeployment>>>,
+    /// Per name: why a deployment could not start (a damaged log); the others still serve.
+    failed: RwLock<BTreeMap<String, String>>,
+}
+
+/// A deployment that is not serving, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailedDeployment {
+    pub name: String,
+    pub reason: String,
 }
 
 impl Deployments {
@@ -76,11 +85,15 @@ impl Deployments {
             dir,
             durability,
             running: RwLock::new(BTreeMap::new()),
+            failed: RwLock::new(BTreeMap::new()),
         });
         for revision in me.services.store.list_deployments().await? {
             let spec = DeploymentSpec::from_json(&revision.spec)?;
             let variants = Variants::resolve(&spec, me.services.inference.as_deref()).await?;
-            me.start(&revision, spec, variants).await?;
+            if let Err(e) = me.start(&revision, spec, variants).await {
+                // One deployment whose log cannot be opened does not stop the others.
+                tracing::error!(deployment = %revision.name, error = %e, "deployment not started");
+            }
         }
         Ok(me)
     }
@@ -98,10 +111,23 @@ impl Deployments {
             previous.engine.close();
         }
         let engine_spec = spec.clone();
-        let engine = tokio::task::spawn_blocking(move || Deployment::open(&name, engine_spec, rev, &dir, durability))
+        let opened = tokio::task::spawn_blocking(move || Deployment::open(&name, engine_spec, rev, &dir, durability))
             .await
-            .map_err(|e| DeploymentError::Log(format!("opening the deployment failed: {e}")))??;
+            .map_err(|e| DeploymentError::Log(format!("opening the deployment failed: {e}")))
+            .and_then(|r| r);
+        let engine = match opened {
+            Ok(engine) => engine,
+            Err(e) => {
+                self.running.write().map_err(|_| poisoned())?.remove(&revision.name);
+                self.failed
+                    .write()
+                    .map_err(|_| poisoned())?
+                    .insert(revision.name.clone(), e.to_string());
+                return Err(e);
+            }
+        };
         let running = Arc::new(RunningDeployment::new(spec, Arc::new(engine), variants));
+        self.failed.write().map_err(|_| poisoned())?.remove(&revision.name);
         self.running
             .write()
             .map_err(|_| poisoned())?
@@ -126,14 +152,44 @@ impl Deployments {
         Ok(revision)
     }
 
-    /// The running revision of `name`.
+    /// The running revision of `name`; a deployment that failed to start answers why.
     pub(crate) fn running(&self, name: &str) -> Result<Arc<RunningDeployment>> {
-        self.running
+        if let Some(running) = self.running.read().map_err(|_| poisoned())?.get(name) {
+            return Ok(running.clone());
+        }
+        if let Some(reason) = self.failed.read().map_err(|_| poisoned())?.get(name) {
+            return Err(DeploymentError::NotServing {
+                name: name.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        Err(DeploymentError::UnknownDeployment(name.escape_default().to_string()))
+    }
+
+    /// Deployments that are not serving: those that could not start (a damaged log) and those
+    /// whose log writer failed since.
+    pub fn failed(&self) -> Vec<FailedDeployment> {
+        let mut out: Vec<FailedDeployment> = self
+            .failed
             .read()
-            .map_err(|_| poisoned())?
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DeploymentError::UnknownDeployment(name.escape_default().to_string()))
+            .map(|m| {
+                m.iter()
+                    .map(|(name, reason)| FailedDeployment {
+                        name: name.clone(),
+                        reason: reason.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for running in self.all_running() {
+            if let Some(reason) = running.engine.failure() {
+                out.push(FailedDeployment {
+                    name: running.name.clone(),
+                    reason,
+                });
+            }
+        }
+        out
     }
 
     /// Every running revision, by name.
@@ -246,6 +302,7 @@ impl Deployments {
     /// SLO status, guardrail trips and alert states of a running deployment.
     pub fn health(&self, name: &str) -> Result<Health> {
         let running = self.running(name)?;
+        running.engine.serving()?;
         let revision = running.engine.with_inner(|i| i.revision)?;
         Ok(running
             .safeguards
@@ -269,6 +326,7 @@ impl Deployments {
     /// The report of a running deployment.
     pub fn report(&self, name: &str) -> Result<Report> {
         let engine = self.get(name)?;
+        // Refused once its log writer failed (`waiting` checks).
         let waiting = engine.waiting()?;
         engine.with_inner(|inner| build(name, inner, waiting))
     }

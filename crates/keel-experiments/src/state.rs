@@ -180,13 +180,31 @@ impl Inner {
         self.spec.arms().iter().position(|v| *v == base).unwrap_or(0)
     }
 
+    /// Appends an event to the log buffer (framed: see [`crate::logfile`]). Refused once the
+    /// log writer has failed, so nothing is applied that cannot be written.
     pub(crate) fn push(&mut self, wal: &Wal, event: &Event) -> Result<u64> {
-        let mut line = serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
-        line.push(b'\n');
+        if let Some(failure) = wal.failure() {
+            return Err(DeploymentError::Log(failure));
+        }
+        let json = serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
         let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
-        pending.bytes.extend_from_slice(&line);
+        crate::logfile::frame(&mut pending.bytes, event.seq(), &json);
         pending.last_seq = event.seq();
         Ok(event.seq())
+    }
+
+    /// Applies an event and appends it to the log. If either fails, the event's sequence
+    /// number is given back, so the log never has a gap.
+    pub(crate) fn commit(&mut self, wal: &Wal, event: &Event) -> Result<u64> {
+        if let Some(failure) = wal.failure() {
+            self.seq = event.seq() - 1;
+            return Err(DeploymentError::Log(failure));
+        }
+        let result = self.apply(event).and_then(|_| self.push(wal, event));
+        if result.is_err() {
+            self.seq = event.seq() - 1;
+        }
+        result
     }
 
     pub(crate) fn next_seq(&mut self) -> u64 {
@@ -216,8 +234,7 @@ impl Inner {
                     v: variant,
                     why: why.clone(),
                 };
-                self.apply(&event)?;
-                self.push(wal, &event)?;
+                self.commit(wal, &event)?;
                 let (variant, revision) = (self.spec.variants[variant].name.clone(), self.revision);
                 self.notices.push(if self.spec.canary.is_some() {
                     Notice::CanaryRolledBack { variant, why, revision }
@@ -237,8 +254,7 @@ impl Inner {
                 let step = self.canary_step + 1;
                 let seq = self.next_seq();
                 let event = Event::CanaryStep { seq, ts: now, step };
-                self.apply(&event)?;
-                self.push(wal, &event)?;
+                self.commit(wal, &event)?;
                 self.counters.reset_step(canary);
                 self.notices.push(Notice::CanaryStepped {
                     variant: c.variant,

@@ -42,6 +42,10 @@ impl Deployments {
     pub async fn close_windows(&self) -> Result<usize> {
         let mut closed = 0;
         for running in self.all_running() {
+            if running.engine.failure().is_some() {
+                // Its log writer failed: it serves nothing until opened again.
+                continue;
+            }
             let done = running.engine.close_windows(now_ms()).await?;
             closed += done.closed;
             self.services.log_feedback(&running.name, done.defaults);

@@ -198,6 +198,17 @@ pub enum DeploymentCommand {
     Show { name: String },
     /// Show every revision of a deployment
     History { name: String },
+    /// Check a deployment's decision log: records, sequence range, damage and its offset
+    /// (exits non-zero on damage)
+    Verify { name: String },
+    /// Move a damaged decision log's bytes from an offset onward aside into a sibling file
+    /// (nothing is deleted) and record the repair in the change log
+    Repair {
+        name: String,
+        /// Where to cut: the offset `keel deployment verify` reports
+        #[arg(long)]
+        from_offset: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use keel_experiments::{Deployment, DeploymentSpec, Report};
 
 use crate::cli::{DeploymentCommand, ExperimentCommand, Global};
-use crate::context::{Context, author};
+use crate::context::{Context, author, principal};
 use crate::output;
 
 pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> {
@@ -99,8 +99,73 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
                 .collect();
             output::table(&["REVISION", "WHEN (UTC)", "BY", "POLICY", "REASON"], &rows);
         }
+        DeploymentCommand::Verify { name } => {
+            keel_experiments::validate_name(&name)?;
+            let path = keel_experiments::offline::ope::decision_log_path(&ctx.home, &name);
+            if !path.exists() {
+                anyhow::bail!("deployment '{name}' has no decision log at {}", path.display());
+            }
+            let check = tokio::task::spawn_blocking(move || keel_experiments::logfile::check(&path)).await??;
+            if global.json {
+                output::json(&check)?;
+            } else {
+                print_check(&check);
+            }
+            if let Some(d) = &check.damage {
+                anyhow::bail!(
+                    "the decision log of '{name}' is damaged at byte {}; move the damaged part aside with \
+                     `keel deployment repair {name} --from-offset {}`",
+                    d.offset,
+                    d.offset
+                );
+            }
+        }
+        DeploymentCommand::Repair { name, from_offset } => {
+            let by = principal(global);
+            let dir = ctx.home.join("experiments");
+            let done = keel_experiments::logfile::repair_deployment_log(store, &dir, &name, from_offset, &by).await?;
+            if global.json {
+                return output::json(&done);
+            }
+            println!(
+                "moved {} bytes of {} from byte {} to {}; recorded in the change log as done by {by}",
+                done.moved_bytes,
+                done.path.display(),
+                done.from_offset,
+                done.moved_to.display()
+            );
+            print_check(&done.after);
+        }
     }
     Ok(())
+}
+
+/// What `keel deployment verify` found, for people.
+fn print_check(check: &keel_experiments::logfile::LogCheck) {
+    let range = match (check.first_seq, check.last_seq) {
+        (Some(a), Some(b)) => format!("sequence {a}..{b}"),
+        _ => "no records".to_string(),
+    };
+    println!(
+        "{}: {} bytes, {} valid records ({} without checksum, from before framing), {range}, valid up to byte {}",
+        check.path.display(),
+        check.bytes,
+        check.records,
+        check.legacy_records,
+        check.good_bytes
+    );
+    if let Some(t) = &check.torn_tail {
+        println!(
+            "torn tail at byte {} ({}): never acknowledged, dropped when the deployment starts",
+            t.offset, t.reason
+        );
+    }
+    if let Some(d) = &check.damage {
+        let next = d
+            .next_valid
+            .map_or_else(String::new, |n| format!("; valid records again from byte {n}"));
+        println!("DAMAGED at byte {} ({}){next}", d.offset, d.reason);
+    }
 }
 
 pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod decision_log;
 mod lake_s3;
 mod predlog;
 mod restart;

@@ -1,0 +1,461 @@
+//! The bytes of a decision log: how a record is framed, and how a log is read back, checked
+//! ([`check`], `keel deployment verify`) and cut ([`repair`], `keel deployment repair`).
+//!
+//! A record is one line: `<seq> <xxh3> <len> <json>\n`, where `seq` is the record's sequence
+//! number (decimal), `xxh3` the XXH3-64 hash of the JSON bytes seeded with `seq` (16 lowercase
+//! hex digits), and `len` the byte length of the JSON. Lines written before framing existed
+//! (plain `<json>\n`, "legacy") are still read: see `wal`'s module docs for why.
+//!
+//! Reading stops at the first record that is incomplete, fails its hash or does not parse. If
+//! no valid record follows it, it is a torn tail (the unsynced end of the last write before a
+//! crash, never acknowledged) and is dropped; otherwise it is damage, and nothing is dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::event::Event;
+use crate::{DeploymentError, Result};
+
+/// Appends the framed record of an event (its JSON encoding `json`, sequence number `seq`)
+/// to `out`.
+pub(crate) fn frame(out: &mut Vec<u8>, seq: u64, json: &[u8]) {
+    let (header, n) = header(seq, json);
+    out.reserve(n + json.len() + 1);
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(json);
+    out.push(b'\n');
+}
+
+/// The header `<seq> <xxh3> <len> ` of a record, in a stack buffer (at most 20 + 1 + 16 + 1
+/// + 20 + 1 bytes), with its length. Formatted by hand: this runs for every decision.
+fn header(seq: u64, json: &[u8]) -> ([u8; 64], usize) {
+    fn decimal(buf: &mut [u8; 64], at: usize, mut v: u64) -> usize {
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for i in 0..n {
+            buf[at + i] = digits[n - 1 - i];
+        }
+        at + n
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = xxh3_64_with_seed(json, seq);
+    let mut buf = [0u8; 64];
+    let mut at = decimal(&mut buf, 0, seq);
+    buf[at] = b' ';
+    at += 1;
+    for i in 0..16 {
+        buf[at + i] = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    buf[at + 16] = b' ';
+    at = decimal(&mut buf, at + 17, json.len() as u64);
+    buf[at] = b' ';
+    (buf, at + 1)
+}
+
+/// One record read back: its event, and whether it was written before framing.
+#[derive(Debug)]
+enum Decoded {
+    Framed(Event),
+    Legacy(Event),
+}
+
+/// Decodes one line (with its `\n`), or says what is wrong with it.
+fn decode(line: &[u8]) -> std::result::Result<Decoded, String> {
+    let Some(body) = line.strip_suffix(b"\n") else {
+        return Err(format!("incomplete record ({} bytes, no end of line)", line.len()));
+    };
+    if body.first() == Some(&b'{') {
+        return serde_json::from_slice::<Event>(body)
+            .map(Decoded::Legacy)
+            .map_err(|e| format!("unreadable record: {e}"));
+    }
+    let mut parts = body.splitn(4, |b| *b == b' ');
+    let (Some(seq), Some(hash), Some(len), Some(json)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("not a record (no `seq hash len` header)".into());
+    };
+    // Exactly the characters the writer uses (no sign, no upper-case hex), so no changed byte
+    // of a header reads as the same number.
+    let number = |b: &[u8], radix: u32| {
+        let digits = |c: &u8| c.is_ascii_digit() || (radix == 16 && (b'a'..=b'f').contains(c));
+        let width = radix != 16 || b.len() == 16;
+        (width && !b.is_empty() && b.iter().all(digits))
+            .then(|| {
+                std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| u64::from_str_radix(s, radix).ok())
+            })
+            .flatten()
+    };
+    let (Some(seq), Some(hash), Some(len)) = (number(seq, 10), number(hash, 16), number(len, 10)) else {
+        return Err("not a record (unreadable `seq hash len` header)".into());
+    };
+    if json.len() as u64 != len {
+        return Err(format!(
+            "record length {} does not match its header ({len})",
+            json.len()
+        ));
+    }
+    if xxh3_64_with_seed(json, seq) != hash {
+        return Err(format!("checksum mismatch in record {seq}"));
+    }
+    let event = serde_json::from_slice::<Event>(json).map_err(|e| format!("unreadable record {seq}: {e}"))?;
+    if event.seq() != seq {
+        return Err(format!("record header says {seq} but its event says {}", event.seq()));
+    }
+    Ok(Decoded::Framed(event))
+}
+
+/// Where a log stops being readable.
+#[derive(Debug, Clone, Serialize)]
+pub struct Damage {
+    /// Byte offset of the first bad record.
+    pub offset: u64,
+    /// What is wrong there.
+    pub reason: String,
+    /// Byte offset of the first valid record after it (none: a torn tail).
+    pub next_valid: Option<u64>,
+}
+
+/// What reading a log found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LogCheck {
+    pub path: PathBuf,
+    /// Bytes in the file when it was read.
+    pub bytes: u64,
+    /// Bytes of valid records from the start (where appending resumes).
+    pub good_bytes: u64,
+    /// Valid records before any damage.
+    pub records: u64,
+    /// Of which written before records carried a checksum.
+    pub legacy_records: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// A torn tail, dropped on start (never acknowledged).
+    pub torn_tail: Option<Damage>,
+    /// Damage with valid records after it: the deployment does not start.
+    pub damage: Option<Damage>,
+}
+
+impl LogCheck {
+    /// Whether the deployment can start on this log (a torn tail is fine).
+    pub fn is_ok(&self) -> bool {
+        self.damage.is_none()
+    }
+}
+
+fn read_err(path: &Path, e: std::io::Error) -> DeploymentError {
+    DeploymentError::Log(format!("cannot read {}: {e}", path.display()))
+}
+
+/// Reads the log at `path` up to its size when opened, calling `each` with every valid record
+/// in order until the first bad one. A missing file is an empty log.
+pub(crate) fn scan(path: &Path, mut each: impl FnMut(Event) -> Result<()>) -> Result<LogCheck> {
+    let mut check = LogCheck {
+        path: path.to_path_buf(),
+        ..LogCheck::default()
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(check),
+        Err(e) => return Err(read_err(path, e)),
+    };
+    // Only what was there when opened: a writer may be appending (and a device such as
+    // /dev/full reads forever).
+    check.bytes = file.metadata().map_err(|e| read_err(path, e))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file.take(check.bytes));
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    let mut framed_seen = false;
+    let mut bad: Option<(u64, String)> = None;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| read_err(path, e))? as u64;
+        if n == 0 {
+            break;
+        }
+        let at = offset;
+        offset += n;
+        let decoded = decode(&line);
+        if let Some((bad_at, reason)) = &bad {
+            // Past a bad record: only looking for a valid one after it.
+            if decoded.is_ok() {
+                check.damage = Some(Damage {
+                    offset: *bad_at,
+                    reason: reason.clone(),
+                    next_valid: Some(at),
+                });
+                return Ok(check);
+            }
+            continue;
+        }
+        let (event, legacy) = match decoded {
+            Ok(Decoded::Framed(e)) => (e, false),
+            Ok(Decoded::Legacy(e)) => (e, true),
+            Err(reason) => {
+                bad = Some((at, reason));
+                continue;
+            }
+        };
+        let seq = event.seq();
+        let problem = match check.last_seq {
+            _ if legacy && framed_seen => Some("a record without checksum after records with one".to_string()),
+            // Legacy logs only promised increasing numbers; framed records are consecutive.
+            Some(last) if legacy && seq <= last => Some(format!("sequence {seq} does not follow {last}")),
+            Some(last) if !legacy && seq <= last => Some(format!("sequence {seq} repeats or goes back (after {last})")),
+            Some(last) if !legacy && seq != last + 1 => Some(format!(
+                "sequence gap: record {seq} follows {last} (expected {})",
+                last + 1
+            )),
+            None if !legacy && seq != 1 => Some(format!("the log starts at sequence {seq}, not 1")),
+            _ => None,
+        };
+        if let Some(reason) = problem {
+            // A valid record out of sequence is never a torn write.
+            check.damage = Some(Damage {
+                offset: at,
+                reason,
+                next_valid: Some(at),
+            });
+            return Ok(check);
+        }
+        framed_seen |= !legacy;
+        check.records += 1;
+        check.legacy_records += u64::from(legacy);
+        check.first_seq.get_or_insert(seq);
+        check.last_seq = Some(seq);
+        check.good_bytes = offset;
+        each(event)?;
+    }
+    if let Some((offset, reason)) = bad {
+        check.torn_tail = Some(Damage {
+            offset,
+            reason,
+            next_valid: None,
+        });
+    }
+    Ok(check)
+}
+
+/// Checks the log at `path` without changing it (`keel deployment verify`).
+pub fn check(path: &Path) -> Result<LogCheck> {
+    scan(path, |_| Ok(()))
+}
+
+/// Every valid event of a log; an error if the log is damaged (a torn tail is left out).
+pub(crate) fn read_all(path: &Path) -> Result<(Vec<Event>, LogCheck)> {
+    let mut events = Vec::new();
+    let check = scan(path, |e| {
+        events.push(e);
+        Ok(())
+    })?;
+    match &check.damage {
+        Some(d) => Err(damaged(path, d)),
+        None => Ok((events, check)),
+    }
+}
+
+/// The error of a damaged log: where, what, and what to do.
+pub(crate) fn damaged(path: &Path, damage: &Damage) -> DeploymentError {
+    let name = path
+        .parent()
+        .and_then(Path::file_name)
+        .map_or_else(|| "NAME".to_string(), |n| n.to_string_lossy().to_string());
+    DeploymentError::LogDamaged {
+        path: path.display().to_string(),
+        offset: damage.offset,
+        reason: damage.reason.clone(),
+        name,
+    }
+}
+
+/// What [`repair`] moved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repair {
+    pub path: PathBuf,
+    pub from_offset: u64,
+    pub moved_bytes: u64,
+    pub moved_to: PathBuf,
+    /// The log as it reads after the repair.
+    pub after: LogCheck,
+}
+
+/// Moves the bytes of the log at `path` from `from` onward into a sibling file named with the
+/// time and the offset (`events.jsonl.moved-20260101T120000Z-at-1234`), then cuts the log at
+/// `from`. The copy is synced before the cut, so no byte is ever only in memory. Refused while
+/// a server holds the log open, and at an offset that is not the start of a line.
+pub fn repair(path: &Path, from: u64) -> Result<Repair> {
+    let io =
+        |what: &str, p: &Path, e: std::io::Error| DeploymentError::Log(format!("cannot {what} {}: {e}", p.display()));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io("open", path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(DeploymentError::InvalidRequest(format!(
+                "{} is open in a running keel server; stop it before repairing the log",
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", path, e)),
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| io("read", path, e))?;
+    let len = bytes.len() as u64;
+    if from >= len {
+        return Err(DeploymentError::InvalidRequest(format!(
+            "offset {from} is not inside {} ({len} bytes); use an offset `keel deployment verify` reports",
+            path.display()
+        )));
+    }
+    if from > 0 && bytes[from as usize - 1] != b'\n' {
+        return Err(DeploymentError::InvalidRequest(format!(
+            "offset {from} is not the start of a record in {}; use the offset `keel deployment verify` reports",
+            path.display()
+        )));
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let file_name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().to_string());
+    let moved_to = path.with_file_name(format!("{file_name}.moved-{stamp}-at-{from}"));
+    let mut aside = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&moved_to)
+        .map_err(|e| io("create", &moved_to, e))?;
+    aside
+        .write_all(&bytes[from as usize..])
+        .and_then(|_| aside.sync_all())
+        .map_err(|e| io("write", &moved_to, e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("sync", dir, e))?;
+    }
+    file.set_len(from)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| io("cut", path, e))?;
+    drop(file);
+    Ok(Repair {
+        path: path.to_path_buf(),
+        from_offset: from,
+        moved_bytes: len - from,
+        moved_to,
+        after: check(path)?,
+    })
+}
+
+/// `keel deployment repair`: moves the bytes of deployment `name`'s log (under `dir`, the
+/// experiments folder) from `from` onward aside (see [`repair`]) and records in the change log
+/// who did it and what was moved where.
+pub async fn repair_deployment_log(
+    store: &keel_store::Store,
+    dir: &Path,
+    name: &str,
+    from: u64,
+    by: &str,
+) -> Result<Repair> {
+    crate::validate_name(name)?;
+    let path = dir.join(name).join("events.jsonl");
+    if !path.exists() {
+        return Err(DeploymentError::InvalidRequest(format!(
+            "deployment '{name}' has no decision log at {}",
+            path.display()
+        )));
+    }
+    let task_path = path.clone();
+    let done = tokio::task::spawn_blocking(move || repair(&task_path, from))
+        .await
+        .map_err(|e| DeploymentError::Log(format!("repair of {} stopped: {e}", path.display())))??;
+    let details = serde_json::json!({
+        "log": done.path.display().to_string(),
+        "from_offset": done.from_offset,
+        "moved_bytes": done.moved_bytes,
+        "moved_to": done.moved_to.display().to_string(),
+        "records_kept": done.after.records,
+        "last_seq_kept": done.after.last_seq,
+    });
+    store
+        .record_change(by, "deployment.log_repaired", &format!("deployment/{name}"), &details)
+        .await?;
+    tracing::warn!(deployment = name, by, %details, "decision log repaired");
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64) -> Vec<u8> {
+        let event = Event::Reward {
+            seq,
+            ts: 1_796_525_879_245,
+            id: uuid::Uuid::from_u128(0x01a2_4949_6fce_7471_aaf5_74dc_1d04_ceb3),
+            r: 1.0,
+            default: false,
+        };
+        let mut out = Vec::new();
+        frame(&mut out, seq, &serde_json::to_vec(&event).expect("json"));
+        out
+    }
+
+    #[test]
+    fn headers_are_formatted_like_format() {
+        for (seq, json) in [(0u64, &b""[..]), (7, b"{}"), (u64::MAX, &[b'x'; 1234][..])] {
+            let (buf, n) = header(seq, json);
+            let hash = xxh3_64_with_seed(json, seq);
+            assert_eq!(&buf[..n], format!("{seq} {hash:016x} {} ", json.len()).as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_framed_record_reads_back() {
+        let bytes = record(42);
+        assert!(bytes.starts_with(b"42 "));
+        match decode(&bytes) {
+            Ok(Decoded::Framed(e)) => assert_eq!(e.seq(), 42),
+            Ok(Decoded::Legacy(_)) => panic!("read as legacy"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_in_a_record_is_detected() {
+        let bytes = record(1234);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= 1 << bit;
+                // A flip that makes a `\n` splits the line: its first part is what is read.
+                let line = match damaged.iter().position(|b| *b == b'\n') {
+                    Some(end) => &damaged[..=end],
+                    None => &damaged[..],
+                };
+                assert!(decode(line).is_err(), "flip of bit {bit} of byte {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_moved_to_another_sequence_number_fails() {
+        let bytes = record(7);
+        let moved = [b"8".as_slice(), &bytes[1..]].concat();
+        assert!(decode(&moved).expect_err("detected").contains("checksum"));
+    }
+}
