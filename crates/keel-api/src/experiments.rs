@@ -49,6 +49,7 @@ pub fn router(experiments: Arc<Deployments>, max_body: usize, references: Option
         .post("/v1/deployments/{name}/feedback/batch", decide_scope, feedback_batch)
         .get("/v1/deployments/{name}/report", view, report)
         .get("/v1/deployments/{name}/health", view, health)
+        .get("/v1/health", view, server_health)
         .with_state(ExpState {
             experiments,
             max_body,
@@ -192,6 +193,17 @@ async fn feedback_batch(State(s): State<ExpState>, Path(name): Path<String>, req
 
 async fn health(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {
     Ok(axum::Json(s.experiments.health(&name)?).into_response())
+}
+
+/// The deployments that do not serve (a damaged decision log, a failed write) and why; the
+/// others serve.
+async fn server_health(State(s): State<ExpState>) -> ExpResult<Response> {
+    let failed = s.experiments.failed();
+    Ok(axum::Json(serde_json::json!({
+        "deployments": s.experiments.names().len(),
+        "failed_deployments": failed,
+    }))
+    .into_response())
 }
 
 async fn report(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {

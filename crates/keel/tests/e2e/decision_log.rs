@@ -1,5 +1,6 @@
 //! A decision log damaged before its end, end to end: the server starts and serves the other
-//! deployments, says which one failed and why (`/v2/health/ready`, 503 on its routes);
+//! deployments, says which one failed and why (`/v1/health`; the open readiness probe only counts
+//! them), 503 on its routes;
 //! `keel deployment verify` finds the offset; `keel deployment repair` moves the damaged part
 //! aside, the change log says who did it, and the deployment serves again.
 
@@ -60,6 +61,12 @@ async fn a_damaged_log_stops_one_deployment_until_verified_and_repaired() {
     let server = keel.serve(&[]).ready().await;
     let (status, ready) = server.get("/v2/health/ready").await;
     assert_eq!(status, 200, "the other deployments serve: {ready}");
+    assert_eq!(
+        ready["deployments_failed"], 1,
+        "the open probe counts, and names nothing: {ready}"
+    );
+    let (status, ready) = server.get("/v1/health").await;
+    assert_eq!(status, 200, "{ready}");
     let failed = items(&ready["failed_deployments"]);
     assert_eq!(failed.len(), 1, "{ready}");
     assert_eq!(failed[0]["name"], "promo");
@@ -100,8 +107,10 @@ async fn a_damaged_log_stops_one_deployment_until_verified_and_repaired() {
     assert_eq!(repair["details"]["moved_to"], moved);
 
     let server = keel.serve(&[]).ready().await;
-    let (_, ready) = server.get("/v2/health/ready").await;
+    let (_, ready) = server.get("/v1/health").await;
     assert_eq!(ready["failed_deployments"], json!([]), "{ready}");
+    let (_, probe) = server.get("/v2/health/ready").await;
+    assert_eq!(probe, json!({"ready": true}), "{probe}");
     let (status, body) = server.post("/v1/deployments/promo/decide", &json!({})).await;
     assert_eq!(status, 200, "{body}");
     let (_, report) = server.get("/v1/deployments/promo/report").await;
