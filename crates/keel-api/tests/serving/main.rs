@@ -3,6 +3,7 @@
 
 mod errors;
 mod experiments;
+mod fuzz_http;
 mod grpc;
 mod grpc_decide;
 mod hot_swap;
