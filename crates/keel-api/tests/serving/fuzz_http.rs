@@ -296,3 +296,127 @@ async fn hundreds_of_bad_bodies_get_4xx_and_the_server_keeps_serving() {
         .await;
     assert_eq!(status, 200, "{answer}");
 }
+
+/// A random gRPC infer request: names, datatypes, shapes, typed contents and raw contents that
+/// may or may not agree with each other or with the model.
+fn grpc_request(rng: &mut Rng, rows: &[f32]) -> keel_api::proto::ModelInferRequest {
+    use keel_api::proto::infer_parameter::ParameterChoice;
+    use keel_api::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+    use keel_api::proto::{InferParameter, InferTensorContents};
+    let mut request = crate::grpc::request("bc-lr", rows, rng.below(2) == 0);
+    let datatypes = [
+        "FP32", "FP64", "FP16", "INT8", "INT64", "UINT8", "UINT64", "BOOL", "BYTES", "fp32", "", "X",
+    ];
+    for _ in 0..1 + rng.below(3) {
+        match rng.below(9) {
+            0 => request.model_name = ["", "nope", "bc-lr", "../bc-lr", "bc-lr\u{0}"][rng.below(5)].into(),
+            1 => request.model_version = ["", "1", "7", "-1", "x"][rng.below(5)].into(),
+            2 => {
+                let input = &mut request.inputs[0];
+                input.shape = (0..rng.below(4))
+                    .map(|_| [0, 1, 30, -1, i64::MAX, i64::MIN, 1 << 40][rng.below(7)])
+                    .collect();
+            }
+            3 => request.inputs[0].datatype = datatypes[rng.below(datatypes.len())].into(),
+            4 => {
+                let n = rng.below(70);
+                let mut c = InferTensorContents::default();
+                match rng.below(6) {
+                    0 => c.int_contents = (0..n).map(|_| rng.next() as i32).collect(),
+                    1 => c.int64_contents = (0..n).map(|_| rng.next() as i64).collect(),
+                    2 => c.uint_contents = (0..n).map(|_| rng.next() as u32).collect(),
+                    3 => c.fp64_contents = (0..n).map(|_| f64::from_bits(rng.next())).collect(),
+                    4 => c.bytes_contents = (0..n).map(|_| vec![rng.next() as u8; rng.below(5)]).collect(),
+                    _ => c.fp32_contents = (0..n).map(|_| f32::from_bits(rng.next() as u32)).collect(),
+                }
+                request.inputs[0].contents = Some(c);
+            }
+            5 => {
+                let len = rng.below(200);
+                request.raw_input_contents = (0..rng.below(3))
+                    .map(|_| (0..len).map(|_| rng.next() as u8).collect::<Vec<u8>>().into())
+                    .collect();
+            }
+            6 => request.inputs.push(InferInputTensor {
+                name: ["input", "extra", ""][rng.below(3)].into(),
+                datatype: datatypes[rng.below(datatypes.len())].into(),
+                shape: vec![rng.below(3) as i64],
+                ..Default::default()
+            }),
+            7 => request.outputs.push(InferRequestedOutputTensor {
+                name: ["label", "probabilities", "nope", ""][rng.below(4)].into(),
+                ..Default::default()
+            }),
+            _ => {
+                let choice = match rng.below(4) {
+                    0 => ParameterChoice::BoolParam(rng.below(2) == 0),
+                    1 => ParameterChoice::Int64Param(rng.next() as i64),
+                    2 => ParameterChoice::DoubleParam(f64::from_bits(rng.next())),
+                    _ => ParameterChoice::StringParam("x".repeat(rng.below(10))),
+                };
+                let key = ["binary_data_output", "allow_non_finite", "x"][rng.below(3)];
+                request.parameters.insert(
+                    key.into(),
+                    InferParameter {
+                        parameter_choice: Some(choice),
+                    },
+                );
+            }
+        }
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_bad_grpc_requests_get_client_error_codes() {
+    use keel_api::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use prost::Message;
+    use tonic::Code;
+    let server = TestServer::start(&["bc-lr"]).await;
+    let mut client = GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .expect("connect");
+    let rows: Vec<f32> = bc_request(1)["inputs"][0]["data"]
+        .as_array()
+        .expect("row")
+        .iter()
+        .map(|v| v.as_f64().expect("number") as f32)
+        .collect();
+    let server_fault = |c: Code| matches!(c, Code::Internal | Code::Unknown | Code::Unavailable | Code::DataLoss);
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut by_code = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..300 {
+        let request = grpc_request(&mut rng, &rows);
+        // The conversion alone, on the request after a protobuf round trip with damage: what
+        // still decodes as a message must convert or be refused with a client code.
+        let mut bytes = request.encode_to_vec();
+        let at = rng.below(bytes.len() + 1);
+        bytes.truncate(at);
+        if let Ok(damaged) = keel_api::proto::ModelInferRequest::decode(bytes.as_slice())
+            && let Err(status) = keel_api::grpc::decode_request(damaged)
+        {
+            assert!(!server_fault(status.code()), "{i}: {status:?}");
+        }
+        let code = match client.model_infer(request.clone()).await {
+            Ok(_) => Code::Ok,
+            Err(status) => {
+                assert!(
+                    !server_fault(status.code()),
+                    "{i}: {:?} {} for {request:?}",
+                    status.code(),
+                    status.message()
+                );
+                assert!(!status.message().is_empty(), "{i}: no message");
+                status.code()
+            }
+        };
+        *by_code.entry(format!("{code:?}")).or_default() += 1;
+    }
+    eprintln!("gRPC answers by code: {by_code:?}");
+    assert!(by_code.contains_key("InvalidArgument"), "{by_code:?}");
+    let answer = client
+        .model_infer(crate::grpc::request("bc-lr", &rows, false))
+        .await
+        .expect("still serving");
+    assert_eq!(answer.into_inner().model_name, "bc-lr");
+}
