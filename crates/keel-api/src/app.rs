@@ -22,7 +22,8 @@ use keel_serving::{InferenceService, ModelRepository, ServingError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::{BoundServer, ServeConfig, Services};
+use crate::gate::{AccessConfig, AccessError};
+use crate::server::{BoundServer, ServeConfig, ServerAccess, Services};
 
 /// The lake a server logs predictions to, serves `/v1/data` from and reads monitors'
 /// references from; a unit type in a build without lake tables.
@@ -46,6 +47,8 @@ pub struct AppConfig {
     pub prediction_log: Option<PredictionLogConfig>,
     /// Largest request body (REST) or message (gRPC), in bytes.
     pub max_body_bytes: usize,
+    /// Authentication, authorisation and admission.
+    pub access: AccessConfig,
 }
 
 /// How the prediction log batches (see keel-predlog's `LogConfig`).
@@ -71,6 +74,8 @@ pub enum AppError {
     NoLake,
     #[error("{0}")]
     Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// The assembled parts of a server, not yet listening.
@@ -79,6 +84,8 @@ pub struct App {
     pub deployments: Arc<Deployments>,
     pub prediction_log: Option<Arc<PredictionLog>>,
     max_body_bytes: usize,
+    access: AccessConfig,
+    store: keel_store::Store,
     #[cfg_attr(not(feature = "lake"), allow(dead_code))]
     data: Option<(keel_store::Store, AppLake)>,
 }
@@ -120,13 +127,22 @@ impl App {
             deployments,
             prediction_log,
             max_body_bytes: config.max_body_bytes,
+            access: config.access,
+            store: store.clone(),
             data: lake.map(|lake| (store, lake)),
         })
     }
 
     /// Binds both listeners, starts serving, then loads the models (a model that fails to
-    /// load is reported in [`RunningApp::load_failures`], the others serve).
+    /// load is reported in [`RunningApp::load_failures`], the others serve). Authentication is
+    /// decided here, from the addresses (see [`crate::gate::auth_required`]); a server whose
+    /// access settings are unsafe or whose identity provider's keys cannot be read does not
+    /// start.
     pub async fn start(self, http_addr: SocketAddr, grpc_addr: SocketAddr) -> Result<RunningApp, AppError> {
+        let required = crate::gate::auth_required(&self.access, &[http_addr, grpc_addr])?;
+        let auth = keel_auth::Authenticator::new(self.store.clone(), self.access.auth.clone())
+            .await
+            .map_err(AccessError::from)?;
         let server = BoundServer::bind(ServeConfig {
             http_addr,
             grpc_addr,
@@ -138,6 +154,14 @@ impl App {
             inference: self.inference.clone(),
             experiments: Some(self.deployments.clone()),
             extra_rest: self.data_routes(),
+            access: ServerAccess {
+                auth: Some(auth),
+                required,
+                metrics_open: self.access.metrics_open,
+                limits: self.access.limits,
+                audit: Some(self.store.clone()),
+                references: self.reference_access(),
+            },
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.run(services, shutdown.clone()));
@@ -145,6 +169,7 @@ impl App {
         Ok(RunningApp {
             http,
             grpc,
+            auth_required: required,
             inference: self.inference,
             deployments: self.deployments,
             load_failures,
@@ -154,7 +179,18 @@ impl App {
     }
 
     #[cfg(feature = "lake")]
-    fn data_routes(&self) -> Option<axum::Router> {
+    fn reference_access(&self) -> Option<Arc<dyn crate::ReferenceAccess>> {
+        let (store, _) = self.data.clone()?;
+        Some(Arc::new(CatalogReferences(keel_catalog::Catalog::new(store))))
+    }
+
+    #[cfg(not(feature = "lake"))]
+    fn reference_access(&self) -> Option<Arc<dyn crate::ReferenceAccess>> {
+        None
+    }
+
+    #[cfg(feature = "lake")]
+    fn data_routes(&self) -> Option<crate::access::Routes> {
         let (store, lake) = self.data.clone()?;
         Some(crate::data::router(
             keel_catalog::Catalog::new(store),
@@ -164,7 +200,7 @@ impl App {
     }
 
     #[cfg(not(feature = "lake"))]
-    fn data_routes(&self) -> Option<axum::Router> {
+    fn data_routes(&self) -> Option<crate::access::Routes> {
         None
     }
 }
@@ -173,6 +209,8 @@ impl App {
 pub struct RunningApp {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// Whether requests must authenticate (decided from the addresses and `--auth`).
+    pub auth_required: bool,
     pub inference: Arc<InferenceService>,
     pub deployments: Arc<Deployments>,
     /// Models that did not load at start, with why.
@@ -229,5 +267,29 @@ impl keel_experiments::ReferenceSource for LakeReferences {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<keel_experiments::Batches, String>> + Send>> {
         let (lake, table) = (self.0.clone(), table.to_owned());
         Box::pin(async move { lake.scan(&table, None).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// A principal applying a deployment over the API must be able to read its monitor's reference
+/// table, as on the command line.
+#[cfg(feature = "lake")]
+struct CatalogReferences(keel_catalog::Catalog);
+
+#[cfg(feature = "lake")]
+impl crate::ReferenceAccess for CatalogReferences {
+    fn check<'a>(
+        &'a self,
+        principal: &'a str,
+        table: &'a str,
+        deployment: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::ApiError>> + Send + 'a>> {
+        Box::pin(async move {
+            let actor = self.0.actor(principal).await?;
+            let details = serde_json::json!({ "deployment": deployment });
+            self.0
+                .check::<keel_catalog::Read>(&actor, table, "monitor_reference", keel_catalog::Via::Api, details)
+                .await?;
+            Ok(())
+        })
     }
 }

@@ -1,25 +1,27 @@
 //! REST routes over the lake and its catalog (`/v1/data/...`), behind the `lake` feature.
 //!
-//! Every route needs `Authorization: Bearer <token>` (tokens come from
-//! `keel access token create`); the handlers only turn a request into a keel-data call and its
-//! answer into JSON. keel-data checks every table read against the caller's grants and records
-//! it in the audit log, exactly as on the command line. A table the caller may not read answers
-//! 403 whether or not it exists.
+//! Every route needs the `data:read` scope (the gate checks the credential and hands the
+//! principal over); the handlers only turn a request into a keel-data call and its answer into
+//! JSON. keel-data checks every table read against the principal's grants and records it in the
+//! audit log, exactly as on the command line. A table the caller may not read answers 403
+//! whether or not it exists. With authentication off, requests act as `anonymous`, who holds
+//! no grant unless one is given.
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use keel_catalog::Catalog;
 use keel_data::{Caller, DataError, Workspace};
 use keel_lake::{Lake, VersionOrTimestamp};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::access::{Need, Routes};
 use crate::error::{ApiError, read_body};
+use keel_auth::{Credential, Principal, Scope};
 
 /// Rows returned by `/rows` when no limit is given, and the most ever returned.
 const DEFAULT_ROWS: usize = 100;
@@ -34,26 +36,36 @@ struct DataState {
 type DataResult<T> = std::result::Result<T, ApiError>;
 
 /// The `/v1/data` routes over `lake`, checked by `catalog`.
-pub fn router(catalog: Catalog, lake: Lake, max_body: usize) -> Router {
+pub fn router(catalog: Catalog, lake: Lake, max_body: usize) -> Routes {
     let ws = Workspace::new(catalog, lake);
-    Router::new()
-        .route("/v1/data/tables", get(list_tables))
-        .route("/v1/data/tables/{name}", get(show_table))
-        .route("/v1/data/tables/{name}/rows", get(table_rows))
-        .route("/v1/data/sql", post(sql))
+    let read = Need::Scope(Scope::DataRead);
+    Routes::new()
+        .get("/v1/data/tables", read, list_tables)
+        .get("/v1/data/tables/{name}", read, show_table)
+        .get("/v1/data/tables/{name}/rows", read, table_rows)
+        .post("/v1/data/sql", read, sql)
         .with_state(DataState { ws, max_body })
 }
 
-async fn caller(state: &DataState, headers: &HeaderMap) -> DataResult<Caller> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    Ok(state.ws.api_caller(token).await?)
+/// The data routes act as a person whose grants are checked per table, so they need a
+/// credential even on a server where authentication is off.
+async fn caller(state: &DataState, principal: &Principal) -> DataResult<Caller> {
+    if principal.credential == Credential::Anonymous {
+        return Err(keel_catalog::CatalogError::Unauthenticated(
+            "the data routes act as a person whose grants are checked per table: send `Authorization: Bearer <token>` \
+             (keel access token create NAME --scope data:read)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(state.ws.api_caller(&principal.name).await?)
 }
 
-async fn list_tables(State(state): State<DataState>, headers: HeaderMap) -> DataResult<Response> {
-    let caller = caller(&state, &headers).await?;
+async fn list_tables(
+    State(state): State<DataState>,
+    Extension(principal): Extension<Arc<Principal>>,
+) -> DataResult<Response> {
+    let caller = caller(&state, &principal).await?;
     let listed = state.ws.list(&caller, None).await?;
     Ok(axum::Json(json!({ "tables": listed })).into_response())
 }
@@ -61,9 +73,9 @@ async fn list_tables(State(state): State<DataState>, headers: HeaderMap) -> Data
 async fn show_table(
     State(state): State<DataState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Arc<Principal>>,
 ) -> DataResult<Response> {
-    let caller = caller(&state, &headers).await?;
+    let caller = caller(&state, &principal).await?;
     Ok(axum::Json(state.ws.show(&caller, &name).await?).into_response())
 }
 
@@ -77,9 +89,9 @@ async fn table_rows(
     State(state): State<DataState>,
     Path(name): Path<String>,
     Query(q): Query<RowsQuery>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Arc<Principal>>,
 ) -> DataResult<Response> {
-    let caller = caller(&state, &headers).await?;
+    let caller = caller(&state, &principal).await?;
     let limit = q.limit.unwrap_or(DEFAULT_ROWS);
     if limit > MAX_ROWS {
         return Err(DataError::Invalid(format!(
@@ -100,8 +112,12 @@ struct SqlRequest {
     sql: String,
 }
 
-async fn sql(State(state): State<DataState>, headers: HeaderMap, body: Body) -> DataResult<Response> {
-    let caller = caller(&state, &headers).await?;
+async fn sql(
+    State(state): State<DataState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    body: Body,
+) -> DataResult<Response> {
+    let caller = caller(&state, &principal).await?;
     let body = read_body(body, state.max_body).await?;
     let request: SqlRequest = serde_json::from_slice(&body)
         .map_err(|e| DataError::Invalid(format!("the body must be {{\"sql\": \"...\"}}: {e}")))?;

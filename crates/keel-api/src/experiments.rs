@@ -2,35 +2,58 @@
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use keel_experiments::{DecideRequest, DeploymentError, Deployments, RewardIn};
 use keel_serving::metrics::Protocol;
 use serde::Deserialize;
 
+use crate::access::{Need, Routes};
 use crate::error::{ApiError, read_body};
+use keel_auth::{Credential, Principal, Scope};
 
 #[derive(Clone)]
 struct ExpState {
     experiments: Arc<Deployments>,
     max_body: usize,
+    references: Option<Arc<dyn ReferenceAccess>>,
+}
+
+/// Checks that a principal may read the table a deployment's monitor compares against (the
+/// monitor's reports reveal its distribution), as `keel deployment apply` does on the command
+/// line; `None` in a server without lake tables.
+pub trait ReferenceAccess: Send + Sync {
+    fn check<'a>(
+        &'a self,
+        principal: &'a str,
+        table: &'a str,
+        deployment: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>;
 }
 
 type ExpResult<T> = std::result::Result<T, ApiError>;
 
-pub fn router(experiments: Arc<Deployments>, max_body: usize) -> Router {
-    Router::new()
-        .route("/v1/deployments", get(list))
-        .route("/v1/deployments/{name}", get(show).put(apply))
-        .route("/v1/deployments/{name}/decide", post(decide))
-        .route("/v1/deployments/{name}/feedback", post(feedback))
-        .route("/v1/deployments/{name}/feedback/batch", post(feedback_batch))
-        .route("/v1/deployments/{name}/report", get(report))
-        .route("/v1/deployments/{name}/health", get(health))
-        .with_state(ExpState { experiments, max_body })
+pub fn router(experiments: Arc<Deployments>, max_body: usize, references: Option<Arc<dyn ReferenceAccess>>) -> Routes {
+    let (view, deploy, decide_scope) = (
+        Need::Scope(Scope::View),
+        Need::Scope(Scope::Deploy),
+        Need::Scope(Scope::Decide),
+    );
+    Routes::new()
+        .get("/v1/deployments", view, list)
+        .get("/v1/deployments/{name}", view, show)
+        .put("/v1/deployments/{name}", deploy, apply)
+        .post("/v1/deployments/{name}/decide", decide_scope, decide)
+        .post("/v1/deployments/{name}/feedback", decide_scope, feedback)
+        .post("/v1/deployments/{name}/feedback/batch", decide_scope, feedback_batch)
+        .get("/v1/deployments/{name}/report", view, report)
+        .get("/v1/deployments/{name}/health", view, health)
+        .with_state(ExpState {
+            experiments,
+            max_body,
+            references,
+        })
 }
 
 async fn json_body<T: for<'de> Deserialize<'de>>(req: Request, limit: usize) -> ExpResult<T> {
@@ -53,16 +76,40 @@ async fn show(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<
 #[serde(deny_unknown_fields)]
 struct ApplyRequest {
     spec: serde_json::Value,
-    author: String,
+    /// Who made the change is who authenticated; an `author` naming anyone else is refused.
+    #[serde(default)]
+    author: Option<String>,
     #[serde(default)]
     reason: Option<String>,
 }
 
-async fn apply(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
+async fn apply(
+    State(s): State<ExpState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> ExpResult<Response> {
     let body: ApplyRequest = json_body(req, s.max_body).await?;
+    if let Some(claimed) = body.author.as_deref().filter(|a| *a != principal.name) {
+        return Err(ApiError::from(DeploymentError::InvalidRequest(format!(
+            "\"author\" is {claimed:?} but the request authenticated as {:?}: a change is recorded as whoever \
+             authenticated; leave \"author\" out",
+            principal.name
+        ))));
+    }
+    if let Some(table) = body
+        .spec
+        .get("monitor")
+        .and_then(|m| m.get("reference"))
+        .and_then(|t| t.as_str())
+        && let Some(references) = &s.references
+        && principal.credential != Credential::Anonymous
+    {
+        references.check(&principal.name, table, &name).await?;
+    }
     let revision = s
         .experiments
-        .apply(&name, &body.spec, &body.author, body.reason.as_deref())
+        .apply(&name, &body.spec, &principal.name, body.reason.as_deref())
         .await?;
     Ok((StatusCode::OK, axum::Json(revision)).into_response())
 }

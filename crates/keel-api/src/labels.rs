@@ -9,14 +9,14 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use keel_predlog::{LabelIn, PredictionLog, PredlogError};
 use serde::Deserialize;
 
+use crate::access::{Need, Routes};
 use crate::error::{ApiError, read_body};
+use keel_auth::Scope;
 
 #[derive(Clone)]
 struct LabelState {
@@ -29,12 +29,14 @@ pub fn router(
     log: Option<Arc<PredictionLog>>,
     experiments: Option<Arc<keel_experiments::Deployments>>,
     max_body: usize,
-) -> Router {
-    Router::new().route("/v1/labels", post(labels)).with_state(LabelState {
-        log,
-        experiments,
-        max_body,
-    })
+) -> Routes {
+    Routes::new()
+        .post("/v1/labels", Need::Scope(Scope::Decide), labels)
+        .with_state(LabelState {
+            log,
+            experiments,
+            max_body,
+        })
 }
 
 /// Either a bare array or `{"labels": [...]}`.

@@ -7,11 +7,13 @@
 //! codes, builds the JSON error body, and reads request bodies (413 past the limit), nowhere
 //! else. This is the only crate that knows HTTP or gRPC.
 
+pub mod access;
 pub mod app;
 #[cfg(feature = "lake")]
 pub mod data;
 pub mod error;
 mod experiments;
+pub mod gate;
 pub mod grpc;
 mod grpc_experiments;
 mod labels;
@@ -24,8 +26,9 @@ pub mod trace;
 
 pub use app::{App, AppConfig, AppError, AppLake, PredictionLogConfig, RunningApp};
 pub use error::{ApiError, BodyError, grpc_code, grpc_status, http_status, read_body};
+pub use experiments::ReferenceAccess;
 pub use metrics_endpoint::prometheus;
-pub use server::{BoundServer, ServeConfig, Services};
+pub use server::{BoundServer, ServeConfig, ServerAccess, Services};
 pub use trace::TRACE_TARGET;
 
 /// The generated protocol types and service traits (`inference` package).

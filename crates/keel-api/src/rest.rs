@@ -8,15 +8,16 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use keel_serving::metrics::Protocol;
 use keel_serving::protocol::{decode_json_request, encode_json_response};
 use keel_serving::{InferenceService, ServingError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 
+use crate::access::{Need, Routes};
 use crate::error::ApiError;
 use crate::error::{error_response, read_body};
+use keel_auth::Scope;
 
 /// The binary extension's header: length of the JSON part of a body.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -30,41 +31,49 @@ struct AppState {
 
 type ApiResult<T> = std::result::Result<T, ApiError>;
 
-/// Builds the REST router: the inference protocol, `/metrics`, and the experiment routes
-/// when experiments are served.
+/// Builds the REST routes: the inference protocol, `/metrics`, the labels route, and the
+/// experiment routes when experiments are served. Each route names the scope it needs.
 pub fn router(
     service: Arc<InferenceService>,
     experiments: Option<Arc<keel_experiments::Deployments>>,
     metrics: PrometheusHandle,
     max_body: usize,
-) -> Router {
+    references: Option<Arc<dyn crate::experiments::ReferenceAccess>>,
+) -> Routes {
     let labels = crate::labels::router(service.prediction_log().cloned(), experiments.clone(), max_body);
     let state = AppState {
         service,
         metrics,
         max_body,
     };
-    let extra = match experiments {
-        Some(e) => crate::experiments::router(e, max_body),
-        None => Router::new(),
-    };
-    Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/{name}", get(model_metadata))
-        .route("/v2/models/{name}/ready", get(model_ready))
-        .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/versions/{version}", get(model_metadata_v))
-        .route("/v2/models/{name}/versions/{version}/ready", get(model_ready_v))
-        .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
-        .route("/v2/repository/index", post(repository_index))
-        .route("/v2/repository/models/{name}/load", post(load))
-        .route("/v2/repository/models/{name}/unload", post(unload))
-        .route("/metrics", get(metrics_text))
+    let infer_scope = Need::Scope(Scope::Infer);
+    let deploy = Need::Scope(Scope::Deploy);
+    let routes = Routes::new()
+        .get("/v2", infer_scope, server_metadata)
+        .get("/v2/health/live", Need::Open, live)
+        .get("/v2/health/ready", Need::Open, ready)
+        .get("/v2/models/{name}", infer_scope, model_metadata)
+        .get("/v2/models/{name}/ready", infer_scope, model_ready)
+        .post("/v2/models/{name}/infer", infer_scope, infer)
+        .get("/v2/models/{name}/versions/{version}", infer_scope, model_metadata_v)
+        .get("/v2/models/{name}/versions/{version}/ready", infer_scope, model_ready_v)
+        .post("/v2/models/{name}/versions/{version}/infer", infer_scope, infer_v)
+        .post("/v2/repository/index", deploy, repository_index)
+        .post("/v2/repository/models/{name}/load", deploy, load)
+        .post("/v2/repository/models/{name}/unload", deploy, unload)
+        .get("/metrics", Need::Scope(Scope::Metrics), metrics_text)
         .with_state(state)
-        .merge(extra)
-        .merge(labels)
+        .merge(labels);
+    match experiments {
+        Some(e) => routes.merge(crate::experiments::router(e, max_body, references)),
+        None => routes,
+    }
+}
+
+/// What every REST app ends with, after the gate: answers for unknown routes and methods, and
+/// a caught panic as a 500 (never a dropped connection).
+pub(crate) fn finish(router: Router) -> Router {
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))

@@ -8,7 +8,13 @@ use keel_serving::InferenceService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use keel_auth::Authenticator;
+use keel_store::Store;
+
+use crate::access::{RouteTable, Routes};
+use crate::experiments::ReferenceAccess;
 use crate::experiments_proto::experiments_server::ExperimentsServer;
+use crate::gate::{Gate, GrpcLayer, Limits};
 use crate::grpc::GrpcService;
 use crate::grpc_experiments::GrpcDeployments;
 use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
@@ -41,7 +47,43 @@ pub struct Services {
     pub inference: Arc<InferenceService>,
     pub experiments: Option<Arc<Deployments>>,
     /// More REST routes merged into the app (the `/v1/data` routes when the binary has the lake).
-    pub extra_rest: Option<axum::Router>,
+    pub extra_rest: Option<Routes>,
+    /// Who may call, how many at once.
+    pub access: ServerAccess,
+}
+
+/// How a server's gate is set up (see [`crate::gate`]). The default: no credentials checked
+/// (every request acts as `anonymous`), default limits, refusals not audited.
+#[derive(Clone, Default)]
+pub struct ServerAccess {
+    /// Checks credentials; `None`: none are accepted (every request is `anonymous`).
+    pub auth: Option<Arc<Authenticator>>,
+    /// Every request (but probes) must carry a credential.
+    pub required: bool,
+    /// Serve `/metrics` without a credential.
+    pub metrics_open: bool,
+    pub limits: Limits,
+    /// Where refused requests are audited.
+    pub audit: Option<Store>,
+    /// Checks read access to monitors' reference tables when a deployment is applied.
+    pub references: Option<Arc<dyn ReferenceAccess>>,
+}
+
+impl Services {
+    /// The REST routes this server serves, each with its rule.
+    pub fn rest_routes(&self, max_body_bytes: usize) -> Routes {
+        let routes = crate::rest::router(
+            self.inference.clone(),
+            self.experiments.clone(),
+            crate::prometheus(),
+            max_body_bytes,
+            self.access.references.clone(),
+        );
+        match self.extra_rest.clone() {
+            Some(extra) => routes.merge(extra),
+            None => routes,
+        }
+    }
 }
 
 /// Both listeners, bound (so port 0 resolves to a real port before serving starts).
@@ -83,7 +125,7 @@ impl BoundServer {
         // The exporter keeps histogram samples until they are folded into buckets: do it every
         // few seconds so memory stays flat whether or not anyone scrapes /metrics.
         let upkeep = {
-            let (metrics, stop) = (metrics.clone(), shutdown.clone());
+            let stop = shutdown.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
                 loop {
@@ -94,16 +136,23 @@ impl BoundServer {
                 }
             })
         };
-        let app = crate::rest::router(
-            services.inference.clone(),
-            services.experiments.clone(),
-            metrics,
+        let (router, rules) = services.rest_routes(self.config.max_body_bytes).into_parts();
+        let access = &services.access;
+        let (gate, audit_writer) = Gate::new(
+            RouteTable::new(&rules),
+            access.auth.clone(),
+            access.required,
+            access.metrics_open,
+            access.limits,
+            access.audit.clone(),
             self.config.max_body_bytes,
         );
-        let app = match services.extra_rest.clone() {
-            Some(extra) => app.merge(extra),
-            None => app,
-        };
+        if let Some(auth) = access.auth.clone() {
+            let stop = shutdown.clone();
+            tokio::spawn(auth.watch_revocations(async move { stop.cancelled().await }));
+        }
+        let app =
+            crate::rest::finish(router.layer(axum::middleware::from_fn_with_state(gate.clone(), crate::gate::rest)));
         // Server spans only when something exports them: the middleware is not free.
         let traced = tracing::enabled!(target: crate::trace::TRACE_TARGET, tracing::Level::INFO);
         let app = if traced {
@@ -123,7 +172,7 @@ impl BoundServer {
         if traced {
             builder = builder.trace_fn(crate::trace::grpc);
         }
-        let mut router = builder.add_service(grpc_service);
+        let mut router = builder.layer(GrpcLayer(gate.clone())).add_service(grpc_service);
         if let Some(experiments) = services.experiments.clone() {
             router = router.add_service(
                 ExperimentsServer::new(GrpcDeployments::new(experiments.clone()))
@@ -135,8 +184,17 @@ impl BoundServer {
         }
         let grpc = router.serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await });
 
+        drop(gate);
         let (h, g) = tokio::join!(http, grpc);
         let _ = upkeep.await;
+        // The listeners are gone, and with them the gate: the audit writer drains and ends.
+        if let Some(writer) = audit_writer
+            && tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+                .await
+                .is_err()
+        {
+            tracing::warn!("some refused requests were not audited before shutdown");
+        }
         // Background work of deployments (shadows, drift, webhooks) finishes, bounded, before
         // their logs close.
         if let Some(e) = &services.experiments {

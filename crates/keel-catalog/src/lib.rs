@@ -1,8 +1,8 @@
 //! The data catalog's rules.
 //!
 //! keel-catalog decides who may read, write or administer a lake table, records every decision
-//! in the audit log, keeps the catalog in step with what writers observe (columns, schema
-//! versions, PII detected in the values), and issues API tokens. Facts live in keel-store; data
+//! in the audit log, and keeps the catalog in step with what writers observe (columns, schema
+//! versions, PII detected in the values). API tokens are keel-auth's. Facts live in keel-store; data
 //! lives in keel-lake; this crate knows neither HTTP nor Delta Lake, so the CLI and the API ask
 //! the same questions and get the same answers.
 //!
@@ -25,7 +25,6 @@ use std::marker::PhantomData;
 use keel_store::{Grant, NewAuditEvent, ObservedColumn, Store, TableEntry};
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 pub use error::{CatalogError, Result};
 pub use pass::{Access, Admin, CanRead, CanWrite, Read, TablePass, Write};
@@ -116,11 +115,6 @@ pub struct Listed {
     pub permission: Permission,
 }
 
-/// The sha256 hex of an API token, the only form in which tokens are stored.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 /// The catalog's rules over one metadata store.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -146,37 +140,6 @@ impl Catalog {
             is_admin: principal.is_admin,
             teams,
         })
-    }
-
-    /// The actor an API token belongs to.
-    pub async fn actor_for_token(&self, token: &str) -> Result<Actor> {
-        match self.store.token_principal(&token_hash(token)).await? {
-            Some(name) => self.actor(&name).await,
-            None => Err(CatalogError::Unauthenticated(
-                "the bearer token is unknown or revoked; create one with `keel access token create`".into(),
-            )),
-        }
-    }
-
-    /// Issues a new API token for `principal` (admins for anyone, others for themselves) and
-    /// returns its secret, which is shown once and never stored.
-    pub async fn issue_token(&self, by: &Actor, principal: &str, label: Option<&str>) -> Result<String> {
-        if !by.is_admin && by.name != principal {
-            return Err(self.forbidden(
-                by,
-                format!("create a token for {principal}"),
-                "only admins create tokens for others",
-            ));
-        }
-        let secret = format!(
-            "keel_{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        self.store
-            .create_token(principal, &token_hash(&secret), label, &by.name)
-            .await?;
-        Ok(secret)
     }
 
     /// The strongest permission `actor` holds on `table`, or `None`.
@@ -309,18 +272,6 @@ impl Catalog {
             }
         }
         Ok(visible)
-    }
-
-    /// Revokes `principal`'s API tokens and returns how many; only admins revoke others' tokens.
-    pub async fn revoke_tokens(&self, actor: &Actor, principal: &str) -> Result<u64> {
-        if !actor.is_admin && actor.name != principal {
-            return Err(CatalogError::Forbidden {
-                actor: actor.name.clone(),
-                what: format!("revoke {principal}'s tokens"),
-                why: "only admins revoke others' tokens".to_owned(),
-            });
-        }
-        Ok(self.store.revoke_tokens(principal, &actor.name).await?)
     }
 
     /// The tables `actor` may read. `lake_tables` are the tables present in the lake: admins

@@ -96,17 +96,11 @@ impl Workspace {
         })
     }
 
-    /// The caller an API bearer token belongs to; no token or an unknown one is
-    /// `Unauthenticated`.
-    pub async fn api_caller(&self, bearer_token: Option<&str>) -> Result<Caller> {
-        let Some(token) = bearer_token.map(str::trim).filter(|t| !t.is_empty()) else {
-            return Err(keel_catalog::CatalogError::Unauthenticated(
-                "send `Authorization: Bearer <token>`; create a token with `keel access token create`".into(),
-            )
-            .into());
-        };
+    /// The caller acting over the API as `principal`, whom the server authenticated (keel-auth)
+    /// before calling.
+    pub async fn api_caller(&self, principal: &str) -> Result<Caller> {
         Ok(Caller {
-            actor: self.catalog.actor_for_token(token).await?,
+            actor: self.catalog.actor(principal).await?,
             via: Via::Api,
         })
     }

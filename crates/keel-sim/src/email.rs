@@ -34,6 +34,9 @@ pub struct EmailConfig {
     pub control_share: f64,
     /// Buckets of the traffic-share-over-time table.
     pub share_buckets: usize,
+    /// API token sent with every request (needs the deploy, decide and view scopes), for a
+    /// server that requires authentication.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,9 +103,17 @@ fn policy_spec(policy: &str, world: &World, cfg: &EmailConfig) -> anyhow::Result
 /// Runs every configured policy in turn and reports.
 pub async fn run(cfg: &EmailConfig, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<EmailReport> {
     let world = Arc::new(World::new(cfg.customers, cfg.promotions, cfg.base_rate, cfg.seed)?);
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &cfg.token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("the API token contains characters a header cannot carry"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(cfg.concurrency * 2)
         .tcp_nodelay(true)
+        .default_headers(headers)
         .build()?;
     let uniform = world.uniform_rate();
     let (best, best_rate) = world.best_single();
@@ -160,7 +171,7 @@ async fn run_policy(
     let url = cfg.url.trim_end_matches('/').to_string();
     let put = client
         .put(format!("{url}/v1/deployments/{deployment}"))
-        .json(&json!({"spec": spec, "author": "keel-simulate", "reason": "simulation run"}))
+        .json(&json!({"spec": spec, "reason": "simulation run"}))
         .send()
         .await
         .with_context(|| format!("cannot reach keel at {url}; start it with `keel serve`"))?;

@@ -1,4 +1,5 @@
-//! Access: principals, teams and their members, per-table grants, API tokens and the audit log.
+//! Access: principals, teams and their members, per-table grants and the audit log (API tokens
+//! are in `tokens`).
 //!
 //! The store records who belongs where and who was granted what; the decision "may X do Y" is
 //! made in keel-catalog from these facts.
@@ -470,70 +471,6 @@ impl Store {
         .fetch_all(pool)
         .await?);
         rows.into_iter().map(Grant::try_from).collect()
-    }
-
-    /// Stores an API token for `principal` by the sha256 hex of its secret.
-    pub async fn create_token(&self, principal: &str, token_hash: &str, label: Option<&str>, by: &str) -> Result<()> {
-        self.ensure_principal(principal).await?;
-        in_write_tx!(self, |tx| {
-            let at_ms = now_ms();
-            sqlx::query(
-                "INSERT INTO api_tokens (token_hash, principal, label, created_at, created_by) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(token_hash)
-            .bind(principal)
-            .bind(label)
-            .bind(at_ms)
-            .bind(by)
-            .execute(&mut *tx)
-            .await?;
-            append_change!(
-                &mut *tx,
-                NewChange {
-                    at_ms,
-                    actor: by,
-                    kind: "token.create",
-                    subject: format!("principal/{principal}/token"),
-                    details: json!({ "principal": principal, "label": label }),
-                }
-            );
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    /// The principal an unrevoked token belongs to.
-    pub async fn token_principal(&self, token_hash: &str) -> Result<Option<String>> {
-        Ok(on_pool!(self, |pool| sqlx::query_scalar(
-            "SELECT principal FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
-        )
-        .bind(token_hash)
-        .fetch_optional(pool)
-        .await?))
-    }
-
-    /// Revokes every token of `principal`; returns how many.
-    pub async fn revoke_tokens(&self, principal: &str, by: &str) -> Result<u64> {
-        in_write_tx!(self, |tx| {
-            let at_ms = now_ms();
-            let done = sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE principal = $1 AND revoked_at IS NULL")
-                .bind(principal)
-                .bind(at_ms)
-                .execute(&mut *tx)
-                .await?;
-            append_change!(
-                &mut *tx,
-                NewChange {
-                    at_ms,
-                    actor: by,
-                    kind: "token.revoke",
-                    subject: format!("principal/{principal}/token"),
-                    details: json!({ "principal": principal, "revoked": done.rows_affected() }),
-                }
-            );
-            tx.commit().await?;
-            Ok(done.rows_affected())
-        })
     }
 
     /// Appends one audit record.

@@ -23,6 +23,7 @@ mod models;
 mod records;
 mod rows;
 mod store;
+mod tokens;
 
 pub use access::{NewAuditEvent, PERMISSIONS, TEAM_ROLES};
 pub use catalog::{ColumnEdit, ObservedColumn};
@@ -32,3 +33,4 @@ pub use records::{
     ModelVersion, NewModelVersion, Principal, SchemaVersion, TableEntry, Team, TeamMember,
 };
 pub use store::{Backend, Store};
+pub use tokens::{NewToken, Revoked, TokenRecord, TokenRevocations};

@@ -25,7 +25,7 @@ async fn deployments_decide_feedback_report_over_rest() {
     let put = server
         .client
         .put(server.url("/v1/deployments/promo"))
-        .json(&json!({"spec": spec(), "author": "ana", "reason": "launch"}))
+        .json(&json!({"spec": spec(), "reason": "launch"}))
         .send()
         .await
         .expect("put");
@@ -120,7 +120,7 @@ async fn deployments_decide_feedback_report_over_rest() {
     let bad_spec = server
         .client
         .put(server.url("/v1/deployments/promo"))
-        .json(&json!({"spec": {"variants": [], "policy": {"type": "ucb1"}}, "author": "ana"}))
+        .json(&json!({"spec": {"variants": [], "policy": {"type": "ucb1"}}}))
         .send()
         .await
         .expect("put");
@@ -171,7 +171,7 @@ async fn decide_and_feedback_over_grpc() {
     server
         .client
         .put(server.url("/v1/deployments/promo"))
-        .json(&json!({"spec": spec(), "author": "ana"}))
+        .json(&json!({"spec": spec()}))
         .send()
         .await
         .expect("put");
@@ -275,7 +275,7 @@ async fn model_variants_return_predictions_and_shadows_are_logged_only() {
     let put = server
         .client
         .put(server.url("/v1/deployments/models"))
-        .json(&json!({"spec": spec, "author": "ana"}))
+        .json(&json!({"spec": spec}))
         .send()
         .await
         .expect("put");
@@ -341,7 +341,7 @@ async fn model_variants_return_predictions_and_shadows_are_logged_only() {
     let r = server
         .client
         .put(server.url("/v1/deployments/broken"))
-        .json(&json!({"spec": bad_spec, "author": "ana"}))
+        .json(&json!({"spec": bad_spec}))
         .send()
         .await
         .expect("put");
@@ -391,7 +391,7 @@ async fn guardrail_fallback_alert_webhook_and_automatic_rollback() {
         let put = server
             .client
             .put(server.url("/v1/deployments/guarded"))
-            .json(&json!({"spec": spec, "author": "ana"}))
+            .json(&json!({"spec": spec}))
             .send()
             .await
             .expect("put");
@@ -403,7 +403,7 @@ async fn guardrail_fallback_alert_webhook_and_automatic_rollback() {
     let put = server
         .client
         .put(server.url("/v1/deployments/guarded"))
-        .json(&json!({"spec": bad, "author": "ana"}))
+        .json(&json!({"spec": bad}))
         .send()
         .await
         .expect("put");

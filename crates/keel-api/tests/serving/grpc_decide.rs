@@ -53,7 +53,7 @@ async fn put(server: &TestServer, name: &str, spec: serde_json::Value) {
     let put = server
         .client
         .put(server.url(&format!("/v1/deployments/{name}")))
-        .json(&json!({"spec": spec, "author": "ana"}))
+        .json(&json!({"spec": spec}))
         .send()
         .await
         .expect("put");

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keel_api::{BoundServer, ServeConfig, Services};
+use keel_api::{BoundServer, ServeConfig, ServerAccess, Services};
 use keel_registry::Registry;
 use keel_runtime::ModelOptions;
 use keel_serving::{InferenceService, ModelRepository};
@@ -58,10 +58,17 @@ impl LimitedServer {
         .expect("bind");
         let http = server.http_addr().expect("addr");
         let shutdown = CancellationToken::new();
+        let auth = keel_auth::Authenticator::new(store.clone(), keel_auth::AuthConfig::default())
+            .await
+            .expect("authenticator");
         let services = Services {
             inference: Arc::clone(&service),
             experiments: Some(experiments),
             extra_rest,
+            access: ServerAccess {
+                auth: Some(auth),
+                ..ServerAccess::default()
+            },
         };
         tokio::spawn(server.run(services, shutdown.clone()));
         LimitedServer {
@@ -95,16 +102,25 @@ impl LimitedServer {
 
 /// The `/v1/data` routes over a fresh local lake, and a token of the catalog's first principal.
 #[cfg(feature = "lake")]
-async fn data_routes(store: &Store, home: &std::path::Path) -> (Option<axum::Router>, Option<String>) {
+async fn data_routes(store: &Store, home: &std::path::Path) -> (Option<keel_api::access::Routes>, Option<String>) {
     let catalog = keel_catalog::Catalog::new(store.clone());
     let admin = catalog.actor("admin").await.expect("first principal");
-    let token = catalog.issue_token(&admin, "admin", None).await.expect("token");
+    let request = keel_auth::tokens::TokenRequest {
+        principal: "admin",
+        scopes: keel_auth::Scopes::parse("data:read").expect("scope"),
+        label: None,
+        expires_in: None,
+    };
+    let token = keel_auth::tokens::issue(&catalog, &admin, request)
+        .await
+        .expect("token")
+        .secret;
     let lake = keel_lake::Lake::open(&home.join("lake")).expect("lake");
     (Some(keel_api::data::router(catalog, lake, LIMIT)), Some(token))
 }
 
 #[cfg(not(feature = "lake"))]
-async fn data_routes(_: &Store, _: &std::path::Path) -> (Option<axum::Router>, Option<String>) {
+async fn data_routes(_: &Store, _: &std::path::Path) -> (Option<keel_api::access::Routes>, Option<String>) {
     (None, None)
 }
 

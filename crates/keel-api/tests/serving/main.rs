@@ -1,6 +1,7 @@
 //! End-to-end tests of the serving front ends: a real server on loopback, a real SQLite
 //! store, real ONNX Runtime, real HTTP and gRPC clients.
 
+mod access;
 mod errors;
 mod experiments;
 mod fuzz_http;

@@ -76,6 +76,7 @@ impl TestServer {
             inference: service.clone(),
             experiments: Some(experiments),
             extra_rest: None,
+            access: keel_api::ServerAccess::default(),
         };
         tokio::spawn(server.run(services, shutdown.clone()));
         let failures = service.load_all().await;

@@ -1,7 +1,7 @@
 //! Catalog and access: principals (first one is admin), teams, grants, tokens, tables with
 //! columns, PII flags (manual beats detected), schema history, lineage and the audit log.
 
-use keel_store::{ColumnEdit, NewAuditEvent, ObservedColumn, StoreError};
+use keel_store::{ColumnEdit, NewAuditEvent, NewToken, ObservedColumn, StoreError};
 use serde_json::json;
 
 use crate::support::Fixture;
@@ -254,14 +254,58 @@ pub async fn tables_columns_pii_schema_history_and_grants(fx: Fixture) {
 
 pub async fn tokens_lineage_and_audit(fx: Fixture) {
     let s = &fx.store;
-    s.create_token("svc", "hash-1", Some("ci"), "ana").await.expect("token");
+    let token = |id: &'static str, hash: &'static str| NewToken {
+        id,
+        principal: "svc",
+        token_hash: hash,
+        label: Some("ci"),
+        scopes: "infer decide",
+        expires_at_ms: Some(4_102_444_800_000),
+        by: "ana",
+    };
+    s.create_token(token("tok_1", "hash-1")).await.expect("token");
+    s.create_token(token("tok_2", "hash-2")).await.expect("second token");
+    let dup = s
+        .create_token(token("tok_1", "hash-3"))
+        .await
+        .expect_err("an id is unique");
+    assert!(matches!(dup, StoreError::Conflict { .. }), "{dup:?}");
+    let found = s.token_by_hash("hash-1").await.expect("lookup").expect("stored");
+    assert_eq!((found.id.as_str(), found.principal.as_str()), ("tok_1", "svc"));
+    assert_eq!(found.scopes, "infer decide");
+    assert_eq!(found.expires_at.map(|t| t.timestamp_millis()), Some(4_102_444_800_000));
+    assert!(found.revoked_at.is_none());
+    assert_eq!(s.token_by_hash("hash-9").await.expect("lookup"), None);
+    assert_eq!(s.list_tokens(Some("svc")).await.expect("list").len(), 2);
+    assert!(s.list_tokens(Some("nobody")).await.expect("list").is_empty());
+
+    let revoked = s.revoke_token("tok_1", "ana").await.expect("revoke").expect("known");
+    assert!(revoked.revoked_at.is_none(), "the token as it was before");
+    let after = s.token_by_hash("hash-1").await.expect("lookup").expect("kept");
+    assert!(after.revoked_at.is_some(), "a revoked token is kept, marked revoked");
+    assert_eq!(s.revoke_token("tok_404", "ana").await.expect("revoke"), None);
     assert_eq!(
-        s.token_principal("hash-1").await.expect("lookup").as_deref(),
-        Some("svc")
+        s.revoke_tokens("svc", "ana").await.expect("revoke all"),
+        1,
+        "only tok_2 was live"
     );
-    assert_eq!(s.token_principal("hash-2").await.expect("lookup"), None);
-    assert_eq!(s.revoke_tokens("svc", "ana").await.expect("revoke"), 1);
-    assert_eq!(s.token_principal("hash-1").await.expect("lookup"), None);
+    let mut kinds: Vec<String> = s
+        .list_changes(100, Some("principal/svc/token"))
+        .await
+        .expect("changes")
+        .into_iter()
+        .map(|c| format!("{} {} {}", c.kind, c.actor, c.subject))
+        .collect();
+    kinds.reverse();
+    assert_eq!(
+        kinds,
+        vec![
+            "token.create ana principal/svc/token/tok_1",
+            "token.create ana principal/svc/token/tok_2",
+            "token.revoke ana principal/svc/token/tok_1",
+            "token.revoke ana principal/svc/token",
+        ]
+    );
 
     s.add_lineage("table/orders@v3", "model/churn/2", "trained_on", "ana")
         .await

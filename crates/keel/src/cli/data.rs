@@ -227,7 +227,7 @@ pub enum AccessCommand {
         #[arg(long)]
         revoke: bool,
     },
-    /// API tokens for the REST data routes (Authorization: Bearer ...)
+    /// API tokens for keel servers (Authorization: Bearer ..., gRPC metadata authorization)
     #[command(subcommand)]
     Token(TokenCommand),
     /// The audit log: every read and write of a table, allowed or denied (admins see all,
@@ -268,14 +268,34 @@ pub enum TeamCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a token (for yourself, or as an admin for someone else); printed once
+    /// Create a token acting as NAME (yourself by default; admins for anyone); the secret is
+    /// printed once
     Create {
-        principal: Option<String>,
+        /// The principal the token acts as (a person, or a service such as promo-mailer)
+        name: Option<String>,
+        /// What the token may do (repeat or comma-separate): infer, decide, view, deploy,
+        /// registry, data:read, data:write, metrics, admin
+        #[arg(long = "scope", value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. 12h, 30d, 2w (default: until revoked)
+        #[arg(long)]
+        expires: Option<String>,
         #[arg(long)]
         label: Option<String>,
     },
-    /// Revoke every token of a principal
-    Revoke { principal: String },
+    /// List tokens (yours; admins see everyone's), never their secrets
+    Ls {
+        /// Only this principal's
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Revoke a token by id (tok_...), or every token of a principal with --all-of
+    Revoke {
+        #[arg(required_unless_present = "all_of", conflicts_with = "all_of")]
+        id: Option<String>,
+        #[arg(long)]
+        all_of: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

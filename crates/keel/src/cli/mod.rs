@@ -18,6 +18,7 @@ pub mod env {
     pub const LAKE: &str = "KEEL_LAKE";
     pub const AUTHOR: &str = "KEEL_AUTHOR";
     pub const USER: &str = "KEEL_USER";
+    pub const TOKEN: &str = "KEEL_TOKEN";
     pub const LOG: &str = "KEEL_LOG";
     pub const LOG_FORMAT: &str = "KEEL_LOG_FORMAT";
     /// The OpenTelemetry standard variable.
@@ -59,6 +60,10 @@ pub struct Global {
     /// Who is acting, for access checks and the audit log (default: $KEEL_AUTHOR, else $USER)
     #[arg(long, global = true, env = env::USER)]
     pub user: Option<String>,
+    /// API token sent to a keel server by commands that talk to one (simulate, experiment
+    /// report --url)
+    #[arg(long, global = true, env = env::TOKEN, hide_env_values = true)]
+    pub token: Option<String>,
     /// Log format on stderr: text or json
     #[arg(long, global = true, env = env::LOG_FORMAT, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -308,6 +313,72 @@ pub struct ServeArgs {
     /// Delete logged rows older than this many days (checked at start and hourly); default: keep all
     #[arg(long)]
     pub log_retention_days: Option<u32>,
+    #[command(flatten)]
+    pub access: ServeAccessArgs,
+}
+
+impl Default for ServeAccessArgs {
+    /// The flags' own defaults (so they are written once).
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            access: ServeAccessArgs,
+        }
+        Defaults::parse_from(["keel"]).access
+    }
+}
+
+/// Who may call a server, and how many requests it takes at once.
+#[derive(Debug, Clone, Args)]
+pub struct ServeAccessArgs {
+    /// auto: require a credential as soon as a listener is not on loopback, none on loopback;
+    /// required: always; off: never (refused on a non-loopback address unless
+    /// --allow-unauthenticated-network-access)
+    #[arg(long, default_value = "auto", value_parser = ["auto", "required", "off"])]
+    pub auth: String,
+    /// Serve without authentication on a non-loopback address: anyone who reaches the port can
+    /// change deployments
+    #[arg(long)]
+    pub allow_unauthenticated_network_access: bool,
+    /// Serve /metrics without a credential (otherwise it needs the metrics scope)
+    #[arg(long)]
+    pub metrics_open: bool,
+    /// Trust JSON Web Tokens signed by the keys in this JWKS (a file, or an https:// URL of an
+    /// OIDC provider's jwks_uri)
+    #[arg(long)]
+    pub jwt_jwks: Option<String>,
+    /// Required `iss` of JSON Web Tokens
+    #[arg(long, requires = "jwt_jwks")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of JSON Web Tokens
+    #[arg(long, requires = "jwt_jwks")]
+    pub jwt_audience: Option<String>,
+    /// The claim naming the principal
+    #[arg(long, default_value = "sub")]
+    pub jwt_principal_claim: String,
+    /// The claim carrying keel scopes (space-separated string or array)
+    #[arg(long, default_value = "scope")]
+    pub jwt_scopes_claim: String,
+    /// How long a verified credential is trusted before the store is asked again (revocations
+    /// on PostgreSQL reach every server at once regardless)
+    #[arg(long, default_value_t = 1000)]
+    pub token_cache_ms: u64,
+    /// Requests in flight in the whole server (health probes not counted); past it: 503
+    #[arg(long, default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Inference requests in flight
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight_inference: usize,
+    /// Decide, feedback and label requests in flight
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight_decide: usize,
+    /// Other requests in flight (deployments, models, data, reports)
+    #[arg(long, default_value_t = 32)]
+    pub max_in_flight_admin: usize,
+    /// A request still running after this many seconds is answered 503 and abandoned
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout_s: u64,
 }
 
 #[derive(Debug, Args)]

@@ -107,19 +107,81 @@ pub async fn run(global: &Global, cmd: AccessCommand) -> anyhow::Result<()> {
                 ),
             )?;
         }
-        AccessCommand::Token(TokenCommand::Create { principal, label }) => {
-            let for_whom = principal.unwrap_or_else(|| actor.name.clone());
-            let secret = catalog.issue_token(&actor, &for_whom, label.as_deref()).await?;
+        AccessCommand::Token(TokenCommand::Create {
+            name,
+            scopes,
+            expires,
+            label,
+        }) => {
+            let principal = name.unwrap_or_else(|| actor.name.clone());
+            let scopes = keel_auth::Scopes::parse(&scopes.join(" "))?;
+            let expires_in = expires.as_deref().map(keel_auth::tokens::parse_lifetime).transpose()?;
+            let request = keel_auth::tokens::TokenRequest {
+                principal: &principal,
+                scopes,
+                label: label.as_deref(),
+                expires_in,
+            };
+            let issued = keel_auth::tokens::issue(&catalog, &actor, request).await?;
             if global.json {
-                return output::json(&serde_json::json!({ "principal": for_whom, "token": secret }));
+                return output::json(&serde_json::json!({
+                    "id": issued.id,
+                    "principal": issued.principal,
+                    "scopes": issued.scopes,
+                    "expires_at": issued.expires_at,
+                    "token": issued.secret,
+                }));
             }
-            println!("{secret}");
-            eprintln!("token for {for_whom}: shown once; send it as `Authorization: Bearer <token>`");
+            println!("{}", issued.secret);
+            eprintln!(
+                "token {} for {} with scopes {}{}: shown once; send it as `Authorization: Bearer <token>` (or KEEL_TOKEN for the CLI)",
+                issued.id,
+                issued.principal,
+                issued.scopes,
+                issued
+                    .expires_at
+                    .map(|t| format!(", expires {}", output::time(&t)))
+                    .unwrap_or_default()
+            );
         }
-        AccessCommand::Token(TokenCommand::Revoke { principal }) => {
-            let n = catalog.revoke_tokens(&actor, &principal).await?;
-            done(global, &format!("{n} token(s) of {principal} revoked"))?;
+        AccessCommand::Token(TokenCommand::Ls { principal }) => {
+            let tokens = keel_auth::tokens::list(&catalog, &actor, principal.as_deref()).await?;
+            if global.json {
+                return output::json(&tokens);
+            }
+            let now = chrono::Utc::now();
+            let rows: Vec<Vec<String>> = tokens
+                .iter()
+                .map(|t| {
+                    let state = match (&t.revoked_at, &t.expires_at) {
+                        (Some(at), _) => format!("revoked {}", output::time(at)),
+                        (None, Some(at)) if *at <= now => format!("expired {}", output::time(at)),
+                        (None, Some(at)) => format!("until {}", output::time(at)),
+                        (None, None) => "live".to_owned(),
+                    };
+                    vec![
+                        t.id.clone(),
+                        t.principal.clone(),
+                        t.scopes.clone(),
+                        state,
+                        t.label.clone().unwrap_or_default(),
+                        format!("{} by {}", output::time(&t.created_at), t.created_by),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "PRINCIPAL", "SCOPES", "STATE", "LABEL", "CREATED"], &rows);
         }
+        AccessCommand::Token(TokenCommand::Revoke { id, all_of }) => match (id, all_of) {
+            (Some(id), _) => {
+                let token = keel_auth::tokens::revoke(&catalog, &actor, &id).await?;
+                done(global, &format!("token {} of {} revoked", token.id, token.principal))?;
+            }
+            (None, Some(principal)) => {
+                let n = keel_auth::tokens::revoke_all(&catalog, &actor, &principal).await?;
+                done(global, &format!("{n} token(s) of {principal} revoked"))?;
+            }
+            (None, None) => anyhow::bail!("name a token id (tok_...) or --all-of PRINCIPAL"),
+        },
         AccessCommand::Audit {
             table,
             actor: who,

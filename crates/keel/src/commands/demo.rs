@@ -49,6 +49,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         log_batch_rows: keel_predlog::DEFAULT_BATCH_ROWS,
         log_flush_ms: keel_predlog::DEFAULT_FLUSH_MS,
         log_retention_days: None,
+        // loopback: no credential needed, as the README's first command promises
+        access: Default::default(),
     };
     let app = super::serve::start(&ctx, &serve_args).await?;
     if let Some((name, e)) = app.load_failures.first() {
@@ -117,6 +119,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
             policies: vec!["uniform".into(), "thompson".into(), "contextual".into()],
             control_share: 0.1,
             share_buckets: 5,
+            token: None,
         };
         let report = keel_sim::email::run(&cfg, &|line: &str| eprintln!("  {line}")).await?;
         if global.json {

@@ -109,9 +109,11 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
             let report: Report = match url {
                 Some(url) => {
                     let url = format!("{}/v1/deployments/{name}/report", url.trim_end_matches('/'));
-                    let response = reqwest::get(&url)
-                        .await
-                        .with_context(|| format!("cannot reach {url}"))?;
+                    let mut request = reqwest::Client::new().get(&url);
+                    if let Some(token) = &global.token {
+                        request = request.bearer_auth(token);
+                    }
+                    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
                     if !response.status().is_success() {
                         let body: serde_json::Value = response.json().await.unwrap_or_default();
                         anyhow::bail!("{}", body["error"].as_str().unwrap_or("the server refused the report"));

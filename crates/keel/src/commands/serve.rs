@@ -5,7 +5,12 @@ use keel_api::{App, AppConfig, AppLake, PredictionLogConfig, RunningApp};
 use keel_experiments::Durability;
 use keel_runtime::Runtime;
 
-use crate::cli::{Global, ServeArgs};
+use std::time::Duration;
+
+use keel_api::gate::{AccessConfig, Limits};
+use keel_auth::{AuthConfig, JwtConfig};
+
+use crate::cli::{Global, ServeAccessArgs, ServeArgs};
 use crate::context::Context;
 
 pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
@@ -21,6 +26,13 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     }
     for (name, e) in &app.load_failures {
         eprintln!("warning: model {name} not loaded: {e}");
+    }
+    if app.auth_required {
+        eprintln!(
+            "authentication required: send `Authorization: Bearer <token>` (keel access token create NAME --scope ...)"
+        );
+    } else {
+        eprintln!("authentication off: loopback only (--auth required to demand credentials here too)");
     }
     let loaded = app.inference.repository().loaded();
     eprintln!(
@@ -64,9 +76,40 @@ pub async fn start(ctx: &Context, args: &ServeArgs) -> anyhow::Result<RunningApp
             retention_days: args.log_retention_days,
         }),
         max_body_bytes: args.max_body_bytes,
+        access: access_config(&args.access)?,
     };
     let app = App::open(ctx.registry.clone(), open_lake(ctx).await?, config).await?;
     Ok(app.start(args.http_addr, args.grpc_addr).await?)
+}
+
+fn access_config(args: &ServeAccessArgs) -> anyhow::Result<AccessConfig> {
+    let jwt = match &args.jwt_jwks {
+        None => None,
+        Some(location) => {
+            let mut jwt = JwtConfig::new(location.parse()?);
+            jwt.issuer = args.jwt_issuer.clone();
+            jwt.audience = args.jwt_audience.clone();
+            jwt.principal_claim = args.jwt_principal_claim.clone();
+            jwt.scopes_claim = args.jwt_scopes_claim.clone();
+            Some(jwt)
+        }
+    };
+    Ok(AccessConfig {
+        mode: args.auth.parse().map_err(anyhow::Error::msg)?,
+        allow_unauthenticated_network: args.allow_unauthenticated_network_access,
+        auth: AuthConfig {
+            cache_ttl: Duration::from_millis(args.token_cache_ms),
+            jwt,
+        },
+        metrics_open: args.metrics_open,
+        limits: Limits {
+            in_flight: args.max_in_flight,
+            inference: args.max_in_flight_inference,
+            decide: args.max_in_flight_decide,
+            admin: args.max_in_flight_admin,
+            request_timeout: Duration::from_secs(args.request_timeout_s.max(1)),
+        },
+    })
 }
 
 /// Predictions are logged by default in a build with lake tables, and only on request (which

@@ -21,6 +21,7 @@ pub async fn run(global: &Global, cmd: SimulateCommand) -> anyhow::Result<()> {
                 policies: a.policies,
                 control_share: a.control_share,
                 share_buckets: 5,
+                token: global.token.clone(),
             };
             let quiet = global.json;
             let report = run_email(&cfg, &|line: &str| {

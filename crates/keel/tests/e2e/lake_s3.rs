@@ -209,7 +209,7 @@ async fn the_server_logs_predictions_to_the_bucket() {
         assert_eq!(status, 200, "{body}");
     }
     // The data routes read the same lake: wait for the log table to appear there.
-    let token = ws.json(&["access", "token", "create"])["token"]
+    let token = ws.json(&["access", "token", "create", "--scope", "data:read"])["token"]
         .as_str()
         .expect("token")
         .to_owned();

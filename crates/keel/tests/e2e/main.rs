@@ -8,3 +8,4 @@ mod cli;
 mod lake_s3;
 mod predlog;
 mod restart;
+mod security;

@@ -165,7 +165,7 @@ async fn data_routes_need_a_token_and_a_grant() {
     );
     cli("admin", &["access", "team", "create", "finance"]);
     cli("admin", &["access", "team", "add", "finance", "fin"]);
-    let token = cli("fin", &["access", "token", "create"])["token"]
+    let token = cli("fin", &["access", "token", "create", "--scope", "data:read"])["token"]
         .as_str()
         .expect("token")
         .to_owned();

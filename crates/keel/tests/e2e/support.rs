@@ -180,16 +180,22 @@ impl Keel {
         self.serve_on(Ports::free(), args, &[])
     }
 
-    /// Starts `keel serve --http-addr ... --grpc-addr ... ARGS...` on `ports`, with `env` over
+    /// Starts `keel serve --http-addr ... --grpc-addr ... ARGS...` on `ports` (loopback unless
+    /// `args` names the address), with `env` over
     /// this workspace's environment, over `KEEL_LOG=error`; its output is discarded. Returns at
     /// once: wait with [`Server::ready`] or [`Server::wait_for`].
     pub fn serve_on(&self, ports: Ports, args: &[&str], env: &[(&str, &str)]) -> Server {
         let (http, grpc) = (format!("127.0.0.1:{}", ports.http), format!("127.0.0.1:{}", ports.grpc));
+        // An address given in `args` (e.g. 0.0.0.0:PORT) replaces the loopback one.
+        let mut listen = vec!["serve"];
+        if !args.contains(&"--http-addr") {
+            listen.extend(["--http-addr", &http]);
+        }
+        if !args.contains(&"--grpc-addr") {
+            listen.extend(["--grpc-addr", &grpc]);
+        }
         let child = self
-            .command_over(
-                &[("KEEL_LOG", "error")],
-                &["serve", "--http-addr", &http, "--grpc-addr", &grpc],
-            )
+            .command_over(&[("KEEL_LOG", "error")], &listen)
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -320,6 +326,11 @@ impl Server {
             .args(["-INT", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL, and reaps the process.
