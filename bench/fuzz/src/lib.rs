@@ -35,6 +35,7 @@ pub fn assert_user_status(target: &str, status: &tonic::Status) {
 /// A one-thread runtime to drive the async decide/feedback calls.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("a current-thread runtime")
 }
