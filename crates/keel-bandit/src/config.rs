@@ -139,8 +139,17 @@ impl PolicyConfig {
                         problems.push(format!("weights[{i}] is {w}; weights must be finite and >= 0"));
                     }
                 }
-                if weights.iter().all(|w| w.is_finite()) && weights.iter().sum::<f64>() <= 0.0 {
-                    problems.push("weights sum to zero; give at least one positive weight".to_string());
+                if weights.iter().all(|w| w.is_finite()) {
+                    let total = weights.iter().sum::<f64>();
+                    if total <= 0.0 {
+                        problems.push("weights sum to zero; give at least one positive weight".to_string());
+                    } else if !total.is_finite() {
+                        // Each weight would divide by an infinite total: every probability 0.
+                        problems.push(
+                            "weights sum beyond the largest number; use smaller weights (only their ratios matter)"
+                                .to_string(),
+                        );
+                    }
                 }
             }
             PolicyConfig::EpsilonGreedy { epsilon } => {

@@ -135,6 +135,16 @@ fn invalid_configs_are_refused_with_every_problem() {
         .len(),
         1
     );
+    // Finite weights whose sum overflows would give every action probability 0 (found by
+    // keel-experiments' body_props: a decision logged with propensity 0).
+    let p = problems(
+        PolicyConfig::FixedWeights {
+            weights: vec![f64::MAX, 1e300],
+        },
+        2,
+        0,
+    );
+    assert!(p[0].contains("smaller weights"), "{p:?}");
     for epsilon in [-0.1, 1.5, f64::NAN] {
         problems(PolicyConfig::EpsilonGreedy { epsilon }, 2, 0);
     }

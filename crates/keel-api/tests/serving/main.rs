@@ -4,6 +4,7 @@
 mod access;
 mod errors;
 mod experiments;
+mod fuzz_http;
 mod grpc;
 mod grpc_decide;
 mod hot_swap;
