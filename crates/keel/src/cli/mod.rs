@@ -106,6 +106,42 @@ pub enum Command {
     /// Monitoring: labels for logged predictions, and model performance once they arrive
     #[command(subcommand)]
     Monitor(MonitorCommand),
+    #[cfg(feature = "lake")]
+    /// Bulk jobs over lake tables: score a table with a model version into another table
+    #[command(subcommand)]
+    Batch(BatchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Score every row of a lake table with a model and append the outputs (with the key
+    /// columns, model version and run id) to another table, in one commit; re-running the same
+    /// model version over the same table version writes nothing
+    Score(BatchScoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BatchScoreArgs {
+    /// NAME, NAME@alias or NAME:version (NAME alone: @production, else the newest)
+    pub model: String,
+    /// The input lake table, optionally at a version (customers@v3)
+    #[arg(long)]
+    pub from: String,
+    /// The output lake table (created on the first run)
+    #[arg(long)]
+    pub into: String,
+    /// Input columns copied to the output (keys), comma separated
+    #[arg(long, value_delimiter = ',')]
+    pub keep: Vec<String>,
+    /// For a model with one [N, k] input: its k columns in order (default INPUT_0..INPUT_{k-1})
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Name of the run (default: MODEL-vVERSION-TABLE-vVERSION, so a re-run is recognised)
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Rows per model call
+    #[arg(long, default_value_t = 4096)]
+    pub batch_rows: usize,
 }
 
 #[derive(Debug, Subcommand)]

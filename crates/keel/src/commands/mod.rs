@@ -1,6 +1,8 @@
 //! One module per command.
 
 mod access;
+#[cfg(feature = "lake")]
+mod batch;
 mod changes;
 mod data;
 mod demo;
@@ -28,5 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Access(cmd) => access::run(&cli.global, cmd).await,
         #[cfg(feature = "lake")]
         Command::Monitor(cmd) => monitor::run(&cli.global, cmd).await,
+        #[cfg(feature = "lake")]
+        Command::Batch(cmd) => batch::run(&cli.global, cmd).await,
     }
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod batch;
 mod cli;
 mod decision_log;
 mod lake_s3;

@@ -1,0 +1,271 @@
+//! From table columns to model inputs, and from model outputs to table columns.
+
+use std::sync::Arc;
+
+use keel_lake::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use keel_lake::arrow::compute::cast;
+use keel_lake::arrow::datatypes::{DataType as ArrowType, Field, Schema};
+use keel_runtime::{DataType, IoSpec, Model, Tensor, TensorData};
+
+use crate::BatchError;
+
+/// Which columns feed which input, which are kept: decided once, before any row is scored.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    inputs: Vec<InputPlan>,
+    keep: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct InputPlan {
+    name: String,
+    datatype: DataType,
+    /// The columns, in the order of the input's last dimension.
+    columns: Vec<String>,
+    /// `[N]` rather than `[N, k]`.
+    flat: bool,
+}
+
+impl Plan {
+    pub(crate) fn new(
+        inputs: &[IoSpec],
+        _outputs: &[IoSpec],
+        batches: &[RecordBatch],
+        features: &[String],
+        keep: &[String],
+    ) -> Result<Plan, BatchError> {
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => Arc::new(Schema::empty()),
+        };
+        let has = |c: &str| schema.field_with_name(c).is_ok();
+        let mut plans = Vec::new();
+        for input in inputs {
+            if !matches!(
+                input.datatype,
+                DataType::Fp32 | DataType::Fp64 | DataType::Int64 | DataType::Int32
+            ) {
+                return Err(BatchError::Invalid(format!(
+                    "input {:?} of the model is {:?}: batch scoring feeds numeric inputs (FP32, FP64, INT32, INT64) from columns",
+                    input.name, input.datatype
+                )));
+            }
+            let width = input.shape.get(1).copied();
+            let flat = input.shape.len() == 1;
+            let columns: Vec<String> = if !features.is_empty() && inputs.len() == 1 {
+                features.to_vec()
+            } else {
+                match (flat, width) {
+                    (true, _) | (false, Some(1)) if has(&input.name) => vec![input.name.clone()],
+                    (false, Some(k)) if k > 0 => (0..k).map(|j| format!("{}_{j}", input.name)).collect(),
+                    _ => vec![input.name.clone()],
+                }
+            };
+            if let Some(k) = width.filter(|k| *k > 0 && !flat)
+                && columns.len() != k as usize
+            {
+                return Err(BatchError::Invalid(format!(
+                    "input {:?} takes {k} values per row but {} columns were given (--features)",
+                    input.name,
+                    columns.len()
+                )));
+            }
+            plans.push(InputPlan {
+                name: input.name.clone(),
+                datatype: input.datatype,
+                columns,
+                flat,
+            });
+        }
+        let mut missing: Vec<&str> = plans
+            .iter()
+            .flat_map(|p| p.columns.iter())
+            .chain(keep.iter())
+            .map(String::as_str)
+            .filter(|c| !has(c))
+            .collect();
+        missing.dedup();
+        if !missing.is_empty() && !batches.is_empty() {
+            let present: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(BatchError::Invalid(format!(
+                "the table has no column {}; it has {}. Name the model's inputs' columns with --features a,b,c or rename them (an [N, k] input INPUT reads INPUT_0..INPUT_{{k-1}})",
+                missing.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", "),
+                present.join(", ")
+            )));
+        }
+        for column in plans.iter().flat_map(|p| p.columns.iter()) {
+            let Ok(field) = schema.field_with_name(column) else {
+                continue;
+            };
+            if !field.data_type().is_numeric() && *field.data_type() != ArrowType::Boolean {
+                return Err(BatchError::Invalid(format!(
+                    "column {column:?} is {} but feeds a numeric model input; cast it when you ingest the table",
+                    field.data_type()
+                )));
+            }
+        }
+        Ok(Plan {
+            inputs: plans,
+            keep: keep.to_vec(),
+        })
+    }
+
+    /// The model's outputs for one chunk of rows.
+    pub(crate) fn score(&self, model: &Model, chunk: &RecordBatch) -> Result<Vec<(String, Tensor)>, BatchError> {
+        let mut tensors = Vec::with_capacity(self.inputs.len());
+        for input in &self.inputs {
+            tensors.push((input.name.as_str(), tensor(input, chunk)?));
+        }
+        let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        Ok(model.run(&named, None)?)
+    }
+
+    /// The kept columns of `chunk` beside the outputs, one column per output value.
+    pub(crate) fn output_batch(
+        &self,
+        chunk: &RecordBatch,
+        outputs: Vec<(String, Tensor)>,
+    ) -> Result<RecordBatch, BatchError> {
+        let n = chunk.num_rows();
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for name in &self.keep {
+            let index = chunk
+                .schema()
+                .index_of(name)
+                .map_err(|e| BatchError::Internal(e.to_string()))?;
+            fields.push(chunk.schema().field(index).clone());
+            columns.push(chunk.column(index).clone());
+        }
+        for (name, tensor) in outputs {
+            let width = match tensor.shape.as_slice() {
+                [rows] if *rows as usize == n => 1,
+                [rows, k] if *rows as usize == n => (*k).max(0) as usize,
+                other => {
+                    return Err(BatchError::Invalid(format!(
+                        "output {name:?} has shape {other:?} for {n} rows; batch scoring writes outputs of shape [N] or [N, k]"
+                    )));
+                }
+            };
+            let flat = tensor.shape.len() == 1;
+            for j in 0..width {
+                let column = if flat { name.clone() } else { format!("{name}_{j}") };
+                let array = column_of(&tensor.data, width, j).ok_or_else(|| {
+                    BatchError::Invalid(format!(
+                        "output {name:?} is {:?}, which a table column cannot hold",
+                        tensor.data.datatype()
+                    ))
+                })?;
+                fields.push(Field::new(column, array.data_type().clone(), false));
+                columns.push(array);
+            }
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| BatchError::Internal(e.to_string()))
+    }
+}
+
+/// Rows of `batches` in chunks of at most `rows`.
+pub(crate) fn chunks(batches: &[RecordBatch], rows: usize) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = rows.min(batch.num_rows() - offset);
+            out.push(batch.slice(offset, len));
+            offset += len;
+        }
+    }
+    out
+}
+
+/// One input's tensor from its columns: row-major `[n, k]` (or `[n]`).
+fn tensor(input: &InputPlan, chunk: &RecordBatch) -> Result<Tensor, BatchError> {
+    let n = chunk.num_rows();
+    let k = input.columns.len();
+    let target = match input.datatype {
+        DataType::Fp32 => ArrowType::Float32,
+        DataType::Fp64 => ArrowType::Float64,
+        DataType::Int32 => ArrowType::Int32,
+        _ => ArrowType::Int64,
+    };
+    let mut cast_columns = Vec::with_capacity(k);
+    for name in &input.columns {
+        let column = chunk
+            .column_by_name(name)
+            .ok_or_else(|| BatchError::Invalid(format!("the table has no column {name:?}")))?;
+        if column.null_count() > 0 {
+            return Err(BatchError::Invalid(format!(
+                "column {name:?} has {} missing values; fill or filter them before scoring",
+                column.null_count()
+            )));
+        }
+        cast_columns.push(cast(column, &target).map_err(|e| BatchError::Invalid(format!("column {name:?}: {e}")))?);
+    }
+    macro_rules! gather {
+        ($array:ty, $variant:ident) => {{
+            let typed: Vec<&$array> = cast_columns
+                .iter()
+                .map(|c| c.as_any().downcast_ref::<$array>().expect("cast to the target type"))
+                .collect();
+            let mut data = Vec::with_capacity(n * k);
+            for row in 0..n {
+                for col in &typed {
+                    data.push(col.value(row));
+                }
+            }
+            TensorData::$variant(data)
+        }};
+    }
+    let data = match input.datatype {
+        DataType::Fp32 => gather!(Float32Array, Fp32),
+        DataType::Fp64 => gather!(Float64Array, Fp64),
+        DataType::Int32 => gather!(Int32Array, Int32),
+        _ => gather!(Int64Array, Int64),
+    };
+    let shape = if input.flat {
+        vec![n as i64]
+    } else {
+        vec![n as i64, k as i64]
+    };
+    Ok(Tensor { shape, data })
+}
+
+/// Column `j` of a row-major `[n, width]` tensor.
+fn column_of(data: &TensorData, width: usize, j: usize) -> Option<ArrayRef> {
+    fn pick<T: Copy>(v: &[T], width: usize, j: usize) -> Vec<T> {
+        v.iter().skip(j).step_by(width.max(1)).copied().collect()
+    }
+    Some(match data {
+        TensorData::Fp32(v) => Arc::new(Float32Array::from(pick(v, width, j))),
+        TensorData::Fp64(v) => Arc::new(Float64Array::from(pick(v, width, j))),
+        TensorData::Int64(v) => Arc::new(Int64Array::from(pick(v, width, j))),
+        TensorData::Int32(v) => Arc::new(Int32Array::from(pick(v, width, j))),
+        TensorData::Bool(v) => Arc::new(BooleanArray::from(pick(v, width, j))),
+        TensorData::Bytes(v) => Arc::new(StringArray::from(
+            v.iter()
+                .skip(j)
+                .step_by(width.max(1))
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect::<Vec<_>>(),
+        )),
+        _ => return None,
+    })
+}
+
+/// A run id safe to name in SQL and paths: letters, digits, `-`, `_`, `.`.
+pub(crate) fn checked_run_id(id: &str) -> Result<String, BatchError> {
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(BatchError::Invalid(format!(
+            "run id {id:?}: use letters, digits, '-', '_' and '.' (at most 200)"
+        )))
+    }
+}

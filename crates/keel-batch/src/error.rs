@@ -1,0 +1,67 @@
+//! The one error type of keel-batch.
+
+use keel_types::ErrorKind;
+
+/// Why a batch job could not run. Nothing is written when it fails.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The job as asked cannot run (a missing or non-numeric column, a bad run id...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Data(Box<keel_data::DataError>),
+    #[error(transparent)]
+    Lake(Box<keel_lake::LakeError>),
+    #[error(transparent)]
+    Registry(#[from] keel_registry::RegistryError),
+    #[error(transparent)]
+    Runtime(#[from] keel_runtime::RuntimeError),
+    #[error("internal error in the batch job: {0}")]
+    Internal(String),
+}
+
+impl From<keel_data::DataError> for BatchError {
+    fn from(e: keel_data::DataError) -> Self {
+        BatchError::Data(Box::new(e))
+    }
+}
+
+impl From<keel_lake::LakeError> for BatchError {
+    fn from(e: keel_lake::LakeError) -> Self {
+        BatchError::Lake(Box::new(e))
+    }
+}
+
+impl BatchError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BatchError::Invalid(_) => ErrorKind::InvalidArgument,
+            BatchError::Data(e) => e.kind(),
+            BatchError::Lake(e) => e.kind(),
+            BatchError::Registry(e) => e.kind(),
+            BatchError::Runtime(e) => e.kind(),
+            BatchError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            BatchError::Invalid(_) => "invalid",
+            BatchError::Data(e) => e.code(),
+            BatchError::Lake(e) => e.code(),
+            BatchError::Registry(e) => e.code(),
+            BatchError::Runtime(e) => e.code(),
+            BatchError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl keel_types::KeelError for BatchError {
+    fn kind(&self) -> ErrorKind {
+        BatchError::kind(self)
+    }
+
+    fn code(&self) -> &'static str {
+        BatchError::code(self)
+    }
+}

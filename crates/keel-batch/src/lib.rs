@@ -1,0 +1,282 @@
+//! Bulk jobs over lake tables.
+//!
+//! [`score`] runs one model version over every row of a lake table and appends its outputs,
+//! with the input's key columns, the model version and a run id, to another table: the bulk
+//! side of practice 3 ("a model ships as an endpoint or as a bulk process").
+//!
+//! - **Columns map to inputs by name**, as the prediction log names them: one column per input
+//!   of shape `[N]` or `[N, 1]`; `NAME_0 .. NAME_{k-1}` for an `[N, k]` input; or, for a model
+//!   with one input, the columns given in order (`features`). A missing, null or non-numeric
+//!   column is refused before any row is scored.
+//! - **All cores**: the table is cut into chunks of [`ScoreJob::batch_rows`] rows, scored on the
+//!   blocking pool, as many at once as the model has sessions (one per core by default).
+//! - **Atomic**: all outputs are appended in one Delta commit, so a run that fails half-way leaves
+//!   the output table at its last version.
+//! - **Idempotent**: the run id defaults to `MODEL-vVERSION-TABLE-vINPUT_VERSION`, so running the
+//!   same model version over the same table version again finds its rows and writes nothing.
+//! - **Checked and traced**: a Read pass on the input and a Write pass on the output (the
+//!   catalog's rules and audit log); lineage `table@v -> model/version -> table@v`.
+
+mod columns;
+mod error;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use keel_data::{Caller, TablePass, Workspace, Write};
+use keel_lake::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
+use keel_lake::arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
+use keel_lake::{VersionOrTimestamp, WriteMode};
+use keel_registry::{Registry, VersionSelector};
+use keel_runtime::{ModelOptions, Runtime};
+use serde::Serialize;
+
+pub use error::BatchError;
+
+/// One scoring run.
+#[derive(Debug, Clone)]
+pub struct ScoreJob {
+    /// `NAME`, `NAME@alias` or `NAME:version` (`NAME` alone: the version `@production` points
+    /// at, else the newest).
+    pub model: String,
+    /// A lake table, optionally at a version: `customers` or `customers@v3`.
+    pub from: String,
+    /// The output table (created on the first run).
+    pub into: String,
+    /// Input columns copied to the output (keys such as `customer_id`).
+    pub keep: Vec<String>,
+    /// For a model with one `[N, k]` input: its `k` columns, in order.
+    pub features: Vec<String>,
+    /// Names the run; `None`: derived from the model version and the input table version.
+    pub run_id: Option<String>,
+    /// Rows per model call.
+    pub batch_rows: usize,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreReport {
+    pub run_id: String,
+    pub model: String,
+    pub model_version: i64,
+    pub input: String,
+    pub input_version: u64,
+    pub output: String,
+    /// The output table's version holding this run's rows.
+    pub output_version: Option<u64>,
+    pub rows: u64,
+    /// The run had already been written: nothing was scored or appended.
+    pub already_done: bool,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+/// Scores `job.from` with `job.model` into `job.into` as `caller`; `progress` hears
+/// `(rows scored, rows in all)` as chunks finish.
+pub async fn score(
+    ws: &Workspace,
+    registry: &Registry,
+    caller: &Caller,
+    job: &ScoreJob,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<ScoreReport, BatchError> {
+    let started = Instant::now();
+    let (table, at) = split_table(&job.from)?;
+    let details = serde_json::json!({ "job": "batch score", "model": job.model, "into": job.into });
+    let input = ws
+        .check::<keel_data::Read>(caller, &table, "batch_score", details.clone())
+        .await?;
+    let output = ws.check_create(caller, &job.into, None, details).await?;
+    let (name, selector) = match job.model.split_once(['@', ':']) {
+        Some(_) => VersionSelector::split_reference(&job.model)?,
+        None => (
+            job.model.clone(),
+            VersionSelector::parse("@production").unwrap_or(VersionSelector::Latest),
+        ),
+    };
+    let record = match registry.resolve(&name, &selector).await {
+        Ok(r) => r,
+        Err(e) if job.model == name => registry.serving_version(&name).await.map_err(|_| e)?,
+        Err(e) => return Err(e.into()),
+    };
+    let input_version = match at {
+        Some(v) => v,
+        None => ws.versions(&input).await?.iter().map(|v| v.version).max().unwrap_or(0),
+    };
+    let run_id = match &job.run_id {
+        Some(id) => columns::checked_run_id(id)?,
+        None => format!("{name}-v{}-{table}-v{input_version}", record.version),
+    };
+    let mut report = ScoreReport {
+        run_id: run_id.clone(),
+        model: name.clone(),
+        model_version: record.version,
+        input: table.clone(),
+        input_version,
+        output: job.into.clone(),
+        output_version: None,
+        rows: 0,
+        already_done: false,
+        seconds: 0.0,
+        rows_per_second: 0.0,
+    };
+    if let Some((rows, version)) = already_scored(ws, &output, &run_id).await? {
+        report.rows = rows;
+        report.output_version = version;
+        report.already_done = true;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    let bytes = registry.fetch(&record).await?;
+    let model = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            Runtime::global().and_then(|rt| rt.load_model(&bytes, &ModelOptions::default()))
+        })
+        .await
+        .map_err(|e| BatchError::Internal(format!("model loading task failed: {e}")))??,
+    );
+    let batches = ws
+        .scan(&input, Some(VersionOrTimestamp::Version(input_version)))
+        .await?;
+    let plan = columns::Plan::new(model.inputs(), model.outputs(), &batches, &job.features, &job.keep)?;
+    let total: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let chunks = columns::chunks(&batches, job.batch_rows.max(1));
+    let parallel = ModelOptions::default().sessions.max(1);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let scored_at = chrono::Utc::now().timestamp_micros();
+    let mut outputs = Vec::with_capacity(chunks.len());
+    let mut stream = futures::stream::iter(chunks.into_iter().map(|chunk| {
+        let (model, plan) = (model.clone(), plan.clone());
+        tokio::task::spawn_blocking(move || plan.score(&model, &chunk).map(|scored| (chunk, scored)))
+    }))
+    .buffered(parallel);
+    while let Some(joined) = stream.next().await {
+        let (chunk, scored) = joined.map_err(|e| BatchError::Internal(format!("scoring task failed: {e}")))??;
+        let rows = chunk.num_rows() as u64;
+        outputs.push(with_run_columns(
+            plan.output_batch(&chunk, scored)?,
+            &name,
+            record.version,
+            &run_id,
+            scored_at,
+        )?);
+        let so_far = done.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
+        progress(so_far, total);
+    }
+    drop(stream);
+    report.rows = total;
+    if total > 0 {
+        let version = ws.write(&output, outputs, WriteMode::Append).await?;
+        let details =
+            serde_json::json!({ "run_id": run_id, "model": name, "model_version": record.version, "rows": total });
+        ws.record_commit(&output, version, false, details).await?;
+        let store = ws.catalog().store();
+        let model_node = format!("model/{name}/{}", record.version);
+        store
+            .add_lineage(
+                &format!("table/{table}@v{input_version}"),
+                &model_node,
+                "scored_by",
+                caller.name(),
+            )
+            .await
+            .map_err(keel_data::DataError::from)?;
+        store
+            .add_lineage(
+                &model_node,
+                &format!("table/{}@v{version}", job.into),
+                "scored_into",
+                caller.name(),
+            )
+            .await
+            .map_err(keel_data::DataError::from)?;
+        report.output_version = Some(version);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.rows_per_second = total as f64 / report.seconds.max(1e-9);
+    Ok(report)
+}
+
+/// `table` or `table@vN`.
+fn split_table(from: &str) -> Result<(String, Option<u64>), BatchError> {
+    match from.rsplit_once("@v") {
+        Some((table, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok((
+            table.to_owned(),
+            Some(
+                v.parse()
+                    .map_err(|_| BatchError::Invalid(format!("version in {from:?} is too large")))?,
+            ),
+        )),
+        _ if from.contains('@') => Err(BatchError::Invalid(format!(
+            "cannot read {from:?}: name a lake table, optionally at a version (customers@v3)"
+        ))),
+        _ => Ok((from.to_owned(), None)),
+    }
+}
+
+/// Rows of `run_id` already in the output table, and the newest version holding them.
+async fn already_scored(
+    ws: &Workspace,
+    output: &TablePass<Write>,
+    run_id: &str,
+) -> Result<Option<(u64, Option<u64>)>, BatchError> {
+    if !ws.lake().exists(output.table()).await? {
+        return Ok(None);
+    }
+    let columns = ws.lake().columns(output.table()).await?;
+    if !columns.iter().any(|(c, _)| c == "run_id") {
+        return Err(BatchError::Invalid(format!(
+            "table {:?} exists and has no run_id column: it was not written by keel batch score; choose another --into",
+            output.table()
+        )));
+    }
+    let query = format!(
+        "SELECT COUNT(*) AS n FROM \"{}\" WHERE run_id = '{run_id}'",
+        output.table()
+    );
+    let found = ws.sql_on(&query, std::slice::from_ref(output)).await?;
+    let n = found
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<keel_lake::arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0);
+    if n == 0 {
+        return Ok(None);
+    }
+    let version = ws.versions(output).await?.iter().map(|v| v.version).max();
+    Ok(Some((n as u64, version)))
+}
+
+/// `batch` with the run's columns appended: model, model_version, run_id, scored_at.
+fn with_run_columns(
+    batch: RecordBatch,
+    model: &str,
+    version: i64,
+    run_id: &str,
+    scored_at_us: i64,
+) -> Result<RecordBatch, BatchError> {
+    let n = batch.num_rows();
+    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    fields.push(Field::new("model", ArrowType::Utf8, false));
+    columns.push(Arc::new(StringArray::from(vec![model; n])));
+    fields.push(Field::new("model_version", ArrowType::UInt64, false));
+    columns.push(Arc::new(UInt64Array::from(vec![version.max(0) as u64; n])));
+    fields.push(Field::new("run_id", ArrowType::Utf8, false));
+    columns.push(Arc::new(StringArray::from(vec![run_id; n])));
+    fields.push(Field::new(
+        "scored_at",
+        ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    ));
+    columns.push(Arc::new(
+        TimestampMicrosecondArray::from(vec![scored_at_us; n]).with_timezone("UTC"),
+    ));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| BatchError::Internal(e.to_string()))
+}
