@@ -5,6 +5,8 @@
 --   * a run with any non-2xx response or socket error (connect/read/write/timeout) prints
 --     "INVALID RUN" on stderr and makes wrk exit with status 3.
 -- Body file path from env BODY (default ./request_1row.json).
+-- Env AUTH, if set and not empty, is sent as the Authorization header's whole value
+-- (e.g. "Bearer keel_..."); keep it out of logs.
 local path = os.getenv("BODY") or "request_1row.json"
 local f = assert(io.open(path, "rb"))
 local body = f:read("*a")
@@ -12,6 +14,10 @@ f:close()
 wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
+local auth = os.getenv("AUTH")
+if auth and auth ~= "" then
+  wrk.headers["Authorization"] = auth
+end
 
 local threads = {}
 
