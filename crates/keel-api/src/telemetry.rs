@@ -14,8 +14,10 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::trace::TRACE_TARGET;
 
-const DEFAULT_FILTER: &str =
-    "warn,keel=info,keel_api=info,keel_serving=info,keel_experiments=info,keel_registry=info,keel_lake=info";
+/// rustls warns about every client that sends an IP address as its TLS server name (wrk, curl
+/// with --resolve...): noise, and handshake failures are counted in
+/// `keel_tls_handshake_failures_total` anyway.
+const DEFAULT_FILTER: &str = "warn,rustls=error,keel=info,keel_api=info,keel_serving=info,keel_experiments=info,keel_registry=info,keel_lake=info";
 
 /// Flushes the traces still buffered when dropped (call [`Telemetry::shutdown`] inside the
 /// runtime to wait for it).
