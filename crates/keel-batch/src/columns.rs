@@ -31,15 +31,10 @@ struct InputPlan {
 impl Plan {
     pub(crate) fn new(
         inputs: &[IoSpec],
-        _outputs: &[IoSpec],
-        batches: &[RecordBatch],
+        schema: &Schema,
         features: &[String],
         keep: &[String],
     ) -> Result<Plan, BatchError> {
-        let schema = match batches.first() {
-            Some(b) => b.schema(),
-            None => Arc::new(Schema::empty()),
-        };
         let has = |c: &str| schema.field_with_name(c).is_ok();
         let mut plans = Vec::new();
         for input in inputs {
@@ -87,7 +82,7 @@ impl Plan {
             .filter(|c| !has(c))
             .collect();
         missing.dedup();
-        if !missing.is_empty() && !batches.is_empty() {
+        if !missing.is_empty() {
             let present: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             return Err(BatchError::Invalid(format!(
                 "the table has no column {}; it has {}. Name the model's inputs' columns with --features a,b,c or rename them (an [N, k] input INPUT reads INPUT_0..INPUT_{{k-1}})",
@@ -110,6 +105,17 @@ impl Plan {
             inputs: plans,
             keep: keep.to_vec(),
         })
+    }
+
+    /// Every column the job reads: the inputs' then the kept ones.
+    pub(crate) fn columns(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.inputs.iter().flat_map(|p| p.columns.iter().cloned()).collect();
+        for k in &self.keep {
+            if !all.contains(k) {
+                all.push(k.clone());
+            }
+        }
+        all
     }
 
     /// The model's outputs for one chunk of rows.

@@ -72,14 +72,14 @@ pub struct ScoreReport {
     pub rows_per_second: f64,
 }
 
-/// Scores `job.from` with `job.model` into `job.into` as `caller`; `progress` hears
-/// `(rows scored, rows in all)` as chunks finish.
+/// Scores `job.from` with `job.model` into `job.into` as `caller`; `progress` hears the rows
+/// scored so far as chunks finish.
 pub async fn score(
     ws: &Workspace,
     registry: &Registry,
     caller: &Caller,
     job: &ScoreJob,
-    progress: &(dyn Fn(u64, u64) + Sync),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<ScoreReport, BatchError> {
     let started = Instant::now();
     let (table, at) = split_table(&job.from)?;
@@ -137,24 +137,49 @@ pub async fn score(
         .await
         .map_err(|e| BatchError::Internal(format!("model loading task failed: {e}")))??,
     );
+    // Only the columns the job needs are read, as a stream: memory holds the chunks being scored
+    // and the outputs (a few columns per row), not the input table.
+    let schema = ws.lake().schema(&table).await?;
+    let plan = columns::Plan::new(model.inputs(), &schema, &job.features, &job.keep)?;
     let batches = ws
-        .scan(&input, Some(VersionOrTimestamp::Version(input_version)))
+        .scan_stream(
+            &input,
+            Some(VersionOrTimestamp::Version(input_version)),
+            &plan.columns(),
+        )
         .await?;
-    let plan = columns::Plan::new(model.inputs(), model.outputs(), &batches, &job.features, &job.keep)?;
-    let total: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let chunks = columns::chunks(&batches, job.batch_rows.max(1));
+    let rows_per_chunk = job.batch_rows.max(1);
+    let chunked = batches
+        .map(move |read| match read {
+            Ok(batch) => futures::stream::iter(
+                columns::chunks(&[batch], rows_per_chunk)
+                    .into_iter()
+                    .map(Ok)
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => futures::stream::iter(vec![Err(BatchError::Internal(format!(
+                "reading the input table failed: {e}"
+            )))]),
+        })
+        .flatten();
     let parallel = ModelOptions::default().sessions.max(1);
-    let done = std::sync::atomic::AtomicU64::new(0);
+    let mut total = 0u64;
     let scored_at = chrono::Utc::now().timestamp_micros();
-    let mut outputs = Vec::with_capacity(chunks.len());
-    let mut stream = futures::stream::iter(chunks.into_iter().map(|chunk| {
-        let (model, plan) = (model.clone(), plan.clone());
-        tokio::task::spawn_blocking(move || plan.score(&model, &chunk).map(|scored| (chunk, scored)))
-    }))
-    .buffered(parallel);
-    while let Some(joined) = stream.next().await {
-        let (chunk, scored) = joined.map_err(|e| BatchError::Internal(format!("scoring task failed: {e}")))??;
-        let rows = chunk.num_rows() as u64;
+    let mut outputs = Vec::new();
+    let mut stream = chunked
+        .map(|chunk| {
+            let (model, plan) = (model.clone(), plan.clone());
+            async move {
+                let chunk = chunk?;
+                tokio::task::spawn_blocking(move || plan.score(&model, &chunk).map(|scored| (chunk, scored)))
+                    .await
+                    .map_err(|e| BatchError::Internal(format!("scoring task failed: {e}")))?
+            }
+        })
+        .buffered(parallel);
+    while let Some(next) = stream.next().await {
+        let (chunk, scored) = next?;
+        total += chunk.num_rows() as u64;
         outputs.push(with_run_columns(
             plan.output_batch(&chunk, scored)?,
             &name,
@@ -162,8 +187,7 @@ pub async fn score(
             &run_id,
             scored_at,
         )?);
-        let so_far = done.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
-        progress(so_far, total);
+        progress(total);
     }
     drop(stream);
     report.rows = total;

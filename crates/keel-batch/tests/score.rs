@@ -110,8 +110,8 @@ fn job(into: &str) -> ScoreJob {
 async fn a_table_is_scored_once_with_onnxruntimes_answers_and_its_lineage() {
     let f = fixture(1_000).await;
     let heard = std::sync::Mutex::new(Vec::new());
-    let report = score(&f.ws, &f.registry, &f.caller, &job("scores"), &|done, total| {
-        heard.lock().expect("lock").push((done, total));
+    let report = score(&f.ws, &f.registry, &f.caller, &job("scores"), &|done| {
+        heard.lock().expect("lock").push(done);
     })
     .await
     .expect("scored");
@@ -120,7 +120,7 @@ async fn a_table_is_scored_once_with_onnxruntimes_answers_and_its_lineage() {
     assert!(!report.already_done);
     let heard = heard.into_inner().expect("lock");
     assert_eq!(heard.len(), 16, "1,000 rows in chunks of 64");
-    assert_eq!(heard.last(), Some(&(1_000, 1_000)));
+    assert_eq!(heard.last(), Some(&1_000));
 
     let out = f.ws.lake().scan("scores", None).await.expect("scan");
     let rows: usize = out.iter().map(RecordBatch::num_rows).sum();
@@ -174,7 +174,7 @@ async fn a_table_is_scored_once_with_onnxruntimes_answers_and_its_lineage() {
     );
 
     // The same model version over the same table version again: nothing scored or written.
-    let again = score(&f.ws, &f.registry, &f.caller, &job("scores"), &|_, _| {})
+    let again = score(&f.ws, &f.registry, &f.caller, &job("scores"), &|_| {})
         .await
         .expect("again");
     assert!(again.already_done);
@@ -187,27 +187,27 @@ async fn bad_columns_are_refused_before_anything_is_written() {
     let f = fixture(10).await;
     let mut wrong = job("never");
     wrong.features = vec!["input_0".into(), "input_1".into()];
-    let err = score(&f.ws, &f.registry, &f.caller, &wrong, &|_, _| {})
+    let err = score(&f.ws, &f.registry, &f.caller, &wrong, &|_| {})
         .await
         .expect_err("2 of 30");
     assert!(matches!(err, BatchError::Invalid(_)), "{err}");
     assert!(err.to_string().contains("30 values per row"), "{err}");
     let mut missing = job("never");
     missing.keep = vec!["email".into()];
-    let err = score(&f.ws, &f.registry, &f.caller, &missing, &|_, _| {})
+    let err = score(&f.ws, &f.registry, &f.caller, &missing, &|_| {})
         .await
         .expect_err("no email");
     assert!(err.to_string().contains("\"email\""), "{err}");
     let mut bad_run = job("never");
     bad_run.run_id = Some("x'; DROP".into());
-    let err = score(&f.ws, &f.registry, &f.caller, &bad_run, &|_, _| {})
+    let err = score(&f.ws, &f.registry, &f.caller, &bad_run, &|_| {})
         .await
         .expect_err("bad id");
     assert_eq!(err.kind(), keel_types::ErrorKind::InvalidArgument);
     assert!(!f.ws.lake().exists("never").await.expect("exists"), "nothing written");
     let mut unknown = job("never");
     unknown.model = "nope".into();
-    let err = score(&f.ws, &f.registry, &f.caller, &unknown, &|_, _| {})
+    let err = score(&f.ws, &f.registry, &f.caller, &unknown, &|_| {})
         .await
         .expect_err("no model");
     assert_eq!(err.kind(), keel_types::ErrorKind::NotFound, "{err}");

@@ -134,6 +134,16 @@ impl Workspace {
         Ok(self.lake.scan(pass.table(), at).await?)
     }
 
+    /// Streams the pass's table (only `columns`, all when empty) at `at` (latest when `None`).
+    pub async fn scan_stream(
+        &self,
+        pass: &TablePass<impl CanRead>,
+        at: Option<VersionOrTimestamp>,
+        columns: &[String],
+    ) -> Result<keel_lake::datafusion::execution::SendableRecordBatchStream> {
+        Ok(self.lake.scan_stream(pass.table(), at, columns).await?)
+    }
+
     /// The Parquet files of the pass's table at `version` (latest when `None`) as local files.
     pub async fn files(&self, pass: &TablePass<impl CanRead>, version: Option<u64>) -> Result<TableFiles> {
         Ok(self

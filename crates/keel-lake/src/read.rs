@@ -99,6 +99,32 @@ impl Lake {
         Ok(ctx.sql(&format!("SELECT * FROM \"{table}\"")).await?.collect().await?)
     }
 
+    /// Streams a table's rows at its latest version or at `at`, only `columns` (all when empty),
+    /// in the batches DataFusion reads them: memory holds a few batches, not the table.
+    pub async fn scan_stream(
+        &self,
+        table: &str,
+        at: Option<VersionOrTimestamp>,
+        columns: &[String],
+    ) -> Result<deltalake::datafusion::execution::SendableRecordBatchStream> {
+        let ctx = SessionContext::new();
+        self.register(&ctx, table, table, at).await?;
+        let select = if columns.is_empty() {
+            "*".to_owned()
+        } else {
+            columns
+                .iter()
+                .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Ok(ctx
+            .sql(&format!("SELECT {select} FROM \"{table}\""))
+            .await?
+            .execute_stream()
+            .await?)
+    }
+
     pub(crate) async fn register(
         &self,
         ctx: &SessionContext,

@@ -21,18 +21,15 @@ pub async fn run(global: &Global, cmd: BatchCommand) -> anyhow::Result<()> {
     let bar = if global.json {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(0)
+        indicatif::ProgressBar::new_spinner()
     };
     if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {human_pos}/{human_len} rows ({per_sec}, {eta})")
+        indicatif::ProgressStyle::with_template("{spinner} scoring: {human_pos} rows ({per_sec}, {elapsed})")
     {
         bar.set_style(style);
     }
-    let report = keel_batch::score(&ws, &ctx.registry, &caller, &job, &|done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })
-    .await;
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    let report = keel_batch::score(&ws, &ctx.registry, &caller, &job, &|done| bar.set_position(done)).await;
     bar.finish_and_clear();
     let report = report?;
     if global.json {
