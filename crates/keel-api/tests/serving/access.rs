@@ -11,9 +11,7 @@ use keel_api::{BoundServer, ServeConfig, ServerAccess, Services};
 use keel_auth::tokens::{self, TokenRequest};
 use keel_auth::{AuthConfig, Authenticator, Scope, Scopes};
 use keel_catalog::Catalog;
-use keel_registry::Registry;
-use keel_runtime::ModelOptions;
-use keel_serving::{InferenceService, ModelRepository};
+use keel_serving::InferenceService;
 use keel_store::{NewToken, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -39,21 +37,13 @@ impl Drop for Secured {
 async fn secured() -> Secured {
     let _ = keel_api::prometheus();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("keel.db").display()))
-        .await
-        .expect("store");
-    let registry =
-        Registry::open(store.clone(), &dir.path().join("artifacts").display().to_string()).expect("registry");
+    let crate::support::Parts {
+        store,
+        registry,
+        service,
+        experiments,
+    } = crate::support::parts(dir.path()).await;
     push(&registry, "bc-lr", &fixture("bc-lr")).await;
-    let service = InferenceService::new(ModelRepository::new(registry.clone(), ModelOptions::default()));
-    let experiments = keel_experiments::Deployments::open_with_models(
-        store.clone(),
-        dir.path().join("experiments"),
-        keel_experiments::Durability::Fsync,
-        Some(service.clone()),
-    )
-    .await
-    .expect("experiments");
     let catalog = Catalog::new(store.clone());
     let root = catalog.actor("root").await.expect("the first principal is the admin");
     // The tokens' principal may do anything the catalog decides (table grants), so that a 403

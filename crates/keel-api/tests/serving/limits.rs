@@ -5,9 +5,6 @@
 use std::sync::Arc;
 
 use keel_api::{BoundServer, ServeConfig, ServerAccess, Services};
-use keel_registry::Registry;
-use keel_runtime::ModelOptions;
-use keel_serving::{InferenceService, ModelRepository};
 use keel_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -34,20 +31,12 @@ impl LimitedServer {
     async fn start() -> LimitedServer {
         let _ = keel_api::prometheus();
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("keel.db").display()))
-            .await
-            .expect("store");
-        let registry =
-            Registry::open(store.clone(), &dir.path().join("artifacts").display().to_string()).expect("registry");
-        let service = InferenceService::new(ModelRepository::new(registry.clone(), ModelOptions::default()));
-        let experiments = keel_experiments::Deployments::open_with_models(
-            store.clone(),
-            dir.path().join("experiments"),
-            keel_experiments::Durability::Fsync,
-            Some(service.clone()),
-        )
-        .await
-        .expect("experiments");
+        let crate::support::Parts {
+            store,
+            service,
+            experiments,
+            ..
+        } = crate::support::parts(dir.path()).await;
         let (extra_rest, token) = data_routes(&store, dir.path()).await;
         let server = BoundServer::bind(ServeConfig {
             http_addr: "127.0.0.1:0".parse().expect("addr"),

@@ -21,6 +21,37 @@ pub fn expected() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(fixtures().join("expected.json")).expect("expected.json")).expect("json")
 }
 
+/// A fresh workspace's parts in `dir`: store, registry, inference service and deployments
+/// (not yet serving).
+pub struct Parts {
+    pub store: Store,
+    pub registry: Registry,
+    pub service: Arc<InferenceService>,
+    pub experiments: Arc<keel_experiments::Deployments>,
+}
+
+pub async fn parts(dir: &std::path::Path) -> Parts {
+    let store = Store::open(&format!("sqlite://{}", dir.join("keel.db").display()))
+        .await
+        .expect("store");
+    let registry = Registry::open(store.clone(), &dir.join("artifacts").display().to_string()).expect("registry");
+    let service = InferenceService::new(ModelRepository::new(registry.clone(), ModelOptions::default()));
+    let experiments = keel_experiments::Deployments::open_with_models(
+        store.clone(),
+        dir.join("experiments"),
+        keel_experiments::Durability::Fsync,
+        Some(service.clone()),
+    )
+    .await
+    .expect("experiments");
+    Parts {
+        store,
+        registry,
+        service,
+        experiments,
+    }
+}
+
 /// A running server over a fresh registry; stops when dropped.
 pub struct TestServer {
     pub http: SocketAddr,
