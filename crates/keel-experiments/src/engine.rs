@@ -15,20 +15,27 @@ use uuid::Uuid;
 
 use crate::error::lock_err;
 use crate::event::Event;
-use crate::logfile::{damaged, scan};
+use crate::logfile::{damaged, read_log};
 use crate::notice::Notice;
 use crate::outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 use crate::spec::{DeploymentSpec, RewardKind};
 use crate::state::{Inner, compatible};
-use crate::wal::{Durability, Wal};
+use crate::wal::{LogOptions, Wal};
 use crate::{DeploymentError, Result};
 
 pub(crate) struct Replayed {
     inner: Inner,
+    /// Valid bytes of the active file (where appending resumes).
     good_len: u64,
+    /// Sequence number of the active file's first record, if it has one.
+    active_first: Option<u64>,
     last_rev: Option<i64>,
-    events: usize,
-    path: PathBuf,
+    /// Records replayed (after the snapshot, if one was used).
+    events: u64,
+    /// The snapshot the replay started from.
+    snapshot: Option<u64>,
+    /// The deployment's folder.
+    dir: PathBuf,
 }
 
 /// A running deployment.
@@ -36,7 +43,44 @@ pub struct Deployment {
     pub name: String,
     inner: Mutex<Inner>,
     wal: Wal,
+    /// The deployment's folder: active log file, segments, snapshots.
+    dir: PathBuf,
     path: PathBuf,
+    options: LogOptions,
+    /// The last snapshot taken (or restored): sequence number and when.
+    snapshot: Mutex<SnapshotMark>,
+    opened: Opened,
+}
+
+/// How a deployment was opened: from which snapshot, and how many log records were replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Opened {
+    /// The sequence number of the snapshot the state was restored from.
+    pub snapshot: Option<u64>,
+    /// Log records replayed after it.
+    pub replayed: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SnapshotMark {
+    seq: u64,
+    at: std::time::Instant,
+    running: bool,
+}
+
+/// One row of a batch decide: the unit decided for and its context.
+#[derive(Debug, Clone, Copy)]
+pub struct UnitContext<'a> {
+    pub unit: &'a str,
+    pub context: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A decision a batch run made, read back from the log (so a run that is started again
+/// does not decide a unit twice).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDecision {
+    pub unit: String,
+    pub decision: DecisionOut,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -55,69 +99,125 @@ pub(crate) fn now_ms() -> i64 {
 impl Deployment {
     /// Rebuilds a deployment's state from its log without writing anything (the CLI report
     /// uses this while a server may be appending to the same log).
-    pub(crate) fn replay(name: &str, spec: &DeploymentSpec, revision: i64, dir: &Path) -> Result<Replayed> {
-        let path = dir.join(name).join("events.jsonl");
-        // A revision that could not keep the learned state reset it; replay does the same.
-        let mut inner = Inner::new(spec.clone(), revision)?;
-        let mut last_rev = None;
-        let check = scan(&path, |event| {
-            if let Event::Revision { rev, reset, .. } = &event {
-                last_rev = Some(*rev);
-                if *reset {
-                    let seq = inner.seq;
-                    inner = Inner::new(spec.clone(), *rev)?;
-                    inner.seq = seq;
+    pub(crate) fn replay(
+        name: &str,
+        spec: &DeploymentSpec,
+        revision: i64,
+        dir: &Path,
+        read_only: bool,
+    ) -> Result<Replayed> {
+        let dir = dir.join(name);
+        let mut below = u64::MAX;
+        loop {
+            let mut inner = Inner::new(spec.clone(), revision)?;
+            let restored = crate::snapshot::restore(&dir, spec, &mut inner, below, read_only)?;
+            let (mut last_rev, after) = match &restored {
+                Some(s) => (s.last_rev, s.seq),
+                None => (None, 0),
+            };
+            let read = read_log(&dir, after, |event| {
+                if let Event::Revision { rev, reset, .. } = &event {
+                    last_rev = Some(*rev);
+                    if *reset {
+                        let seq = inner.seq;
+                        inner = Inner::new(spec.clone(), *rev)?;
+                        inner.seq = seq;
+                    }
                 }
+                if matches!(event, Event::CanaryStep { .. }) {
+                    inner.counters.reset_all_steps();
+                }
+                inner.apply(&event)
+            })?;
+            if after > 0 && read.damage().is_none() && read.last_seq.unwrap_or(0) < after {
+                // The log ends before the snapshot (a repair cut it since): an earlier one.
+                tracing::warn!(
+                    deployment = name,
+                    snapshot = after,
+                    log_end = read.last_seq,
+                    "a snapshot is ahead of the log; using an earlier one"
+                );
+                below = after - 1;
+                continue;
             }
-            if matches!(event, Event::CanaryStep { .. }) {
-                inner.counters.reset_all_steps();
-            }
-            inner.apply(&event)
-        })?;
-        if let Some(damage) = &check.damage {
-            return Err(damaged(&path, damage));
+            return Deployment::replayed(name, dir, inner, last_rev, read, restored);
         }
-        if let Some(tail) = &check.torn_tail {
-            tracing::warn!(deployment = name, path = %path.display(), offset = tail.offset, reason = %tail.reason, "the decision log ends in a torn record (never acknowledged); it is left out");
+    }
+
+    fn replayed(
+        name: &str,
+        dir: PathBuf,
+        inner: Inner,
+        last_rev: Option<i64>,
+        read: crate::logfile::LogRead,
+        restored: Option<crate::snapshot::Loaded>,
+    ) -> Result<Replayed> {
+        if let Some((path, damage)) = read.damage() {
+            return Err(damaged(path, damage));
+        }
+        let active = read.active().cloned().unwrap_or_default();
+        if let Some(tail) = &active.torn_tail {
+            tracing::warn!(deployment = name, path = %active.path.display(), offset = tail.offset, reason = %tail.reason, "the decision log ends in a torn record (never acknowledged); it is left out");
+        }
+        if let Some(s) = &restored {
+            tracing::info!(deployment = name, snapshot = %s.path.display(), seq = s.seq, replayed = read.applied, "state restored from a snapshot");
         }
         Ok(Replayed {
             inner,
-            good_len: check.good_bytes,
+            good_len: active.good_bytes,
+            active_first: active.first_seq,
             last_rev,
-            events: check.records as usize,
-            path,
+            events: read.applied,
+            snapshot: restored.map(|s| s.seq),
+            dir,
         })
     }
 
     /// The report of a deployment rebuilt from its log, read-only.
     pub fn offline_report(name: &str, spec: &DeploymentSpec, revision: i64, dir: &Path) -> Result<crate::Report> {
-        let r = Deployment::replay(name, spec, revision, dir)?;
-        let waiting = r.inner.waiting.values().filter(|w| w.reward.is_none()).count();
+        let r = Deployment::replay(name, spec, revision, dir, true)?;
+        let waiting = r.inner.waiting.values().filter(|w| w.reward().is_none()).count();
         Ok(crate::report::build(name, &r.inner, waiting))
     }
 
-    /// Opens (or recovers) a deployment from its log, starting `revision` of `spec`.
+    /// Opens (or recovers) a deployment from its log, starting `revision` of `spec`:
+    /// restores the newest usable snapshot and replays the records after it.
     pub fn open(
         name: &str,
         spec: DeploymentSpec,
         revision: i64,
         dir: &Path,
-        durability: Durability,
+        options: impl Into<LogOptions>,
     ) -> Result<Deployment> {
+        let options = options.into();
+        // The writer lock first, so no other process appends while this one reads.
+        let lock = crate::wal::lock(&dir.join(name))?;
         let Replayed {
             inner,
             good_len,
+            active_first,
             last_rev,
             events,
-            path,
-        } = Deployment::replay(name, &spec, revision, dir)?;
+            snapshot,
+            dir,
+        } = Deployment::replay(name, &spec, revision, dir, false)?;
+        drop(lock);
         let replayed = events;
-        let wal = Wal::open(&path, good_len, inner.seq, durability)?;
+        let wal = Wal::open(&dir, good_len, inner.seq, active_first, &options)?;
+        let path = crate::logfile::active_path(&dir);
         let experiment = Deployment {
             name: name.to_string(),
             inner: Mutex::new(inner),
             wal,
+            dir,
             path,
+            options,
+            snapshot: Mutex::new(SnapshotMark {
+                seq: snapshot.unwrap_or(0),
+                at: std::time::Instant::now(),
+                running: false,
+            }),
+            opened: Opened { snapshot, replayed },
         };
         if last_rev != Some(revision) {
             let mut inner = experiment.inner.lock().map_err(|_| lock_err())?;
@@ -145,8 +245,68 @@ impl Deployment {
             inner.rng = ChaCha8Rng::seed_from_u64(seed);
         }
         experiment.wal.notify();
-        tracing::info!(deployment = name, revision, replayed, "deployment ready");
+        tracing::info!(deployment = name, revision, replayed, from_snapshot = ?snapshot, "deployment ready");
         Ok(experiment)
+    }
+
+    /// Whether a snapshot is due: enough records since the last one, or enough time with at
+    /// least one record.
+    pub fn snapshot_due(&self) -> bool {
+        let Ok(mark) = self.snapshot.lock() else { return false };
+        if mark.running || self.wal.failure().is_some() {
+            return false;
+        }
+        let seq = self.wal.durable_seq();
+        let since = seq.saturating_sub(mark.seq);
+        since >= self.options.snapshot_every_records || (since > 0 && mark.at.elapsed() >= self.options.snapshot_every)
+    }
+
+    /// Takes a snapshot of the state now: encoded under the lock, written once every record
+    /// it covers is durable (never ahead of the log), atomically. Returns its sequence number,
+    /// or `None` when nothing changed since the last one (or one is being taken).
+    pub async fn snapshot(&self) -> Result<Option<u64>> {
+        {
+            let mut mark = self.snapshot.lock().map_err(|_| lock_err())?;
+            if mark.running {
+                return Ok(None);
+            }
+            mark.running = true;
+        }
+        let result = self.snapshot_now().await;
+        let mut mark = self.snapshot.lock().map_err(|_| lock_err())?;
+        mark.running = false;
+        if let Ok(Some(seq)) = &result {
+            mark.seq = *seq;
+            mark.at = std::time::Instant::now();
+        }
+        result
+    }
+
+    async fn snapshot_now(&self) -> Result<Option<u64>> {
+        self.serving()?;
+        let last = self.snapshot.lock().map_err(|_| lock_err())?.seq;
+        let (seq, bytes) = {
+            let inner = self.inner.lock().map_err(|_| lock_err())?;
+            if inner.seq == last {
+                return Ok(None);
+            }
+            crate::snapshot::encode(&inner, Some(inner.revision), now_ms())?
+        };
+        self.wal.notify();
+        self.wal.wait_durable(seq).await?;
+        let dir = self.dir.clone();
+        let started = std::time::Instant::now();
+        let path = tokio::task::spawn_blocking(move || crate::snapshot::write(&dir, seq, &bytes))
+            .await
+            .map_err(|e| DeploymentError::Log(format!("writing a snapshot stopped: {e}")))??;
+        tracing::info!(deployment = %self.name, seq, path = %path.display(), ms = started.elapsed().as_millis() as u64, "snapshot written");
+        metrics::counter!("keel_deployment_snapshots_total").increment(1);
+        Ok(Some(seq))
+    }
+
+    /// How this deployment was opened (snapshot used, records replayed).
+    pub fn opened(&self) -> Opened {
+        self.opened
     }
 
     pub fn log_path(&self) -> &Path {
@@ -177,7 +337,6 @@ impl Deployment {
     }
 
     /// Chooses a variant for a unit, logs the decision durably, and returns it.
-    /// `predict` runs the chosen model variant (and shadows) when the deployment has any.
     pub async fn decide(
         &self,
         unit: Option<&str>,
@@ -186,78 +345,172 @@ impl Deployment {
         self.serving()?;
         let (out, seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
-            let x = inner.spec.encode_context(context)?;
-            let now = now_ms();
-            let arms = inner.spec.arms();
-            let probs = inner.arm_distribution((!x.is_empty()).then_some(x.as_slice()))?;
-            // Control group: a sticky share of units always gets the control variant.
-            let (variant, propensity, hold) = {
-                let control = inner.spec.control.clone();
-                let u_hold = match unit {
-                    Some(u) => sticky_unit(&format!("{}#control", self.name), u),
-                    None => rand::Rng::random::<f64>(&mut inner.rng),
-                };
-                let u_pick = match (unit, &inner.spec.policy) {
-                    (Some(u), PolicyConfig::FixedWeights { .. }) => sticky_unit(&self.name, u),
-                    _ => rand::Rng::random::<f64>(&mut inner.rng),
-                };
-                let arm = pick(&probs, u_pick);
-                match control {
-                    Some(c) => {
-                        let cv = inner.spec.variant_index(&c.variant).unwrap_or(0);
-                        let p_c = arms.iter().position(|v| *v == cv).map_or(0.0, |i| probs[i]);
-                        if u_hold < c.share {
-                            (cv, c.share + (1.0 - c.share) * p_c, true)
-                        } else {
-                            let v = arms[arm];
-                            let p = (1.0 - c.share) * probs[arm] + if v == cv { c.share } else { 0.0 };
-                            (v, p, false)
-                        }
-                    }
-                    None => (arms[arm], probs[arm], false),
-                }
-            };
-            let id = Uuid::now_v7();
-            let seq = inner.next_seq();
-            let pv = inner.policy.updates();
-            let event = Event::Decision {
-                seq,
-                ts: now,
-                id,
-                unit: unit.map(str::to_string),
-                v: variant,
-                p: propensity,
-                pv,
-                hold,
-                ctx: if inner.spec.context.is_empty() {
-                    context.map(|c| serde_json::Value::Object(c.clone()))
-                } else {
-                    None
-                },
-                x,
-                probs,
-                pred: None,
-                shadow: None,
-            };
-            inner.commit(&self.wal, &event)?;
-            let out = DecisionOut {
-                decision_id: id.to_string(),
-                deployment: self.name.clone(),
-                variant: inner.spec.variants[variant].name.clone(),
-                propensity,
-                policy_version: pv,
-                revision: inner.revision,
-                control: hold,
-                prediction: None,
-                prediction_id: None,
-                fallback: None,
-                response: None,
-            };
+            let (out, seq) = self.decide_locked(&mut inner, unit, context, None, now_ms())?;
             (out, seq, std::mem::take(&mut inner.notices))
         };
         self.wal.notify();
         self.wal.wait_durable(seq).await?;
         Ok((out, notices))
+    }
+
+    /// Decides for many units at once (batch jobs): one lock and one durability wait for the
+    /// whole slice, each decision logged exactly as an online one (same ids, windows, control
+    /// group and sticky assignment), tagged with `run`. A row whose context is wrong is
+    /// refused on its own (its result is the error) and logs nothing; a log failure fails the
+    /// whole call, and nothing of it is acknowledged.
+    pub async fn decide_many(
+        &self,
+        rows: &[UnitContext<'_>],
+        run: Option<&str>,
+    ) -> Result<(Vec<Result<DecisionOut>>, Vec<Notice>)> {
+        self.serving()?;
+        let (results, last, notices) = {
+            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
+            let now = now_ms();
+            let mut last = 0;
+            let mut results = Vec::with_capacity(rows.len());
+            for row in rows {
+                match self.decide_locked(&mut inner, Some(row.unit), row.context, run, now) {
+                    Ok((out, seq)) => {
+                        last = seq;
+                        results.push(Ok(out));
+                    }
+                    Err(e) if e.kind().is_server_fault() => return Err(e),
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            (results, last, std::mem::take(&mut inner.notices))
+        };
+        if last > 0 {
+            self.wal.notify();
+            self.wal.wait_durable(last).await?;
+        }
+        Ok((results, notices))
+    }
+
+    /// The choice and its log record, under the deployment's lock: the distribution after
+    /// pauses and the canary ramp, the control group, the sticky or random draw, the event.
+    /// Returns the decision and its sequence number (durable once the writer says so).
+    fn decide_locked(
+        &self,
+        inner: &mut Inner,
+        unit: Option<&str>,
+        context: Option<&serde_json::Map<String, serde_json::Value>>,
+        run: Option<&str>,
+        now: i64,
+    ) -> Result<(DecisionOut, u64)> {
+        let x = inner.spec.encode_context(context)?;
+        let arms = inner.spec.arms();
+        let probs = inner.arm_distribution((!x.is_empty()).then_some(x.as_slice()))?;
+        // Control group: a sticky share of units always gets the control variant.
+        let (variant, propensity, hold) = {
+            let control = inner.spec.control.clone();
+            let u_hold = match unit {
+                Some(u) => sticky_unit(&format!("{}#control", self.name), u),
+                None => rand::Rng::random::<f64>(&mut inner.rng),
+            };
+            let u_pick = match (unit, &inner.spec.policy) {
+                (Some(u), PolicyConfig::FixedWeights { .. }) => sticky_unit(&self.name, u),
+                _ => rand::Rng::random::<f64>(&mut inner.rng),
+            };
+            let arm = pick(&probs, u_pick);
+            match control {
+                Some(c) => {
+                    let cv = inner.spec.variant_index(&c.variant).unwrap_or(0);
+                    let p_c = arms.iter().position(|v| *v == cv).map_or(0.0, |i| probs[i]);
+                    if u_hold < c.share {
+                        (cv, c.share + (1.0 - c.share) * p_c, true)
+                    } else {
+                        let v = arms[arm];
+                        let p = (1.0 - c.share) * probs[arm] + if v == cv { c.share } else { 0.0 };
+                        (v, p, false)
+                    }
+                }
+                None => (arms[arm], probs[arm], false),
+            }
+        };
+        let id = Uuid::now_v7();
+        let seq = inner.next_seq();
+        let pv = inner.policy.updates();
+        let event = Event::Decision {
+            seq,
+            ts: now,
+            id,
+            unit: unit.map(str::to_string),
+            run: run.map(str::to_string),
+            v: variant,
+            p: propensity,
+            pv,
+            hold,
+            ctx: if inner.spec.context.is_empty() {
+                context.map(|c| serde_json::Value::Object(c.clone()))
+            } else {
+                None
+            },
+            x,
+            probs,
+            pred: None,
+            shadow: None,
+        };
+        inner.commit(&self.wal, &event)?;
+        let out = DecisionOut {
+            decision_id: id.to_string(),
+            deployment: self.name.clone(),
+            variant: inner.spec.variants[variant].name.clone(),
+            propensity,
+            policy_version: pv,
+            revision: inner.revision,
+            control: hold,
+            prediction: None,
+            prediction_id: None,
+            fallback: None,
+            response: None,
+        };
+        Ok((out, seq))
+    }
+
+    /// Every decision the batch run `run` logged, in log order, read from the log on disk
+    /// (what a writer is appending meanwhile may be left out; a damaged log is an error).
+    pub fn run_decisions(&self, run: &str) -> Result<Vec<RunDecision>> {
+        let variants: Vec<String> = self.with_inner(|i| i.spec.variants.iter().map(|v| v.name.clone()).collect())?;
+        let mut found = Vec::new();
+        let mut revision = 0;
+        let read = read_log(&self.dir, 0, |event| {
+            match event {
+                Event::Revision { rev, .. } => revision = rev,
+                Event::Decision {
+                    id,
+                    unit: Some(unit),
+                    run: Some(r),
+                    v,
+                    p,
+                    pv,
+                    hold,
+                    ..
+                } if r == run => found.push(RunDecision {
+                    unit,
+                    decision: DecisionOut {
+                        decision_id: id.to_string(),
+                        deployment: self.name.clone(),
+                        variant: variants.get(v).cloned().unwrap_or_else(|| format!("#{v}")),
+                        propensity: p,
+                        policy_version: pv,
+                        revision,
+                        control: hold,
+                        prediction: None,
+                        prediction_id: None,
+                        fallback: None,
+                        response: None,
+                    },
+                }),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        if let Some((path, damage)) = read.damage() {
+            return Err(damaged(path, damage));
+        }
+        Ok(found)
     }
 
     /// Records rewards; each is idempotent (the same reward again counts once).
@@ -326,7 +579,7 @@ impl Deployment {
                 window_seconds: inner.spec.reward.window_seconds,
             });
         }
-        if let Some(existing) = waiting.reward {
+        if let Some(existing) = waiting.reward() {
             if existing == item.reward {
                 return Ok((
                     FeedbackOut {
@@ -342,7 +595,7 @@ impl Deployment {
                 new: item.reward,
             });
         }
-        let variant = waiting.variant;
+        let variant = waiting.variant();
         let seq = inner.next_seq();
         let event = Event::Reward {
             seq,
@@ -379,9 +632,9 @@ impl Deployment {
                 inner.expiry.pop_front();
                 let Some(w) = inner.waiting.get(&id) else { continue };
                 closed += 1;
-                match (w.reward, inner.spec.reward.default) {
+                match (w.reward(), inner.spec.reward.default) {
                     (None, Some(default)) => {
-                        let variant = w.variant;
+                        let variant = w.variant();
                         let seq = inner.next_seq();
                         let event = Event::Reward {
                             seq,
@@ -441,12 +694,36 @@ impl Deployment {
     /// Decisions inside their attribution window that have no reward yet.
     pub fn waiting(&self) -> Result<usize> {
         self.serving()?;
-        self.with_inner(|i| i.waiting.values().filter(|w| w.reward.is_none()).count())
+        self.with_inner(|i| i.waiting.values().filter(|w| w.reward().is_none()).count())
     }
 
-    /// Stops the log writer after flushing it.
+    /// Stops the log writer after flushing it, then snapshots the state (so the next start,
+    /// or the next revision, replays nothing), unless the writer failed.
     pub fn close(&self) {
         self.wal.close();
+        if self.wal.failure().is_some() {
+            return;
+        }
+        let Ok(mark) = self.snapshot.lock().map(|m| *m) else {
+            return;
+        };
+        let encoded = match self.inner.lock() {
+            Ok(inner) if inner.seq != mark.seq && !mark.running && inner.seq <= self.wal.durable_seq() => {
+                crate::snapshot::encode(&inner, Some(inner.revision), now_ms())
+            }
+            _ => return,
+        };
+        match encoded.and_then(|(seq, bytes)| crate::snapshot::write(&self.dir, seq, &bytes).map(|p| (seq, p))) {
+            Ok((seq, path)) => {
+                tracing::info!(deployment = %self.name, seq, path = %path.display(), "snapshot written at close");
+                if let Ok(mut m) = self.snapshot.lock() {
+                    m.seq = seq;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(deployment = %self.name, error = %e, "no snapshot at close; the next start replays the log")
+            }
+        }
     }
 }
 

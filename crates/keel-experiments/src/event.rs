@@ -15,6 +15,9 @@ pub enum Event {
         id: Uuid,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         unit: Option<String>,
+        /// The batch run that made this decision (`keel batch decide`), if any.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        run: Option<String>,
         /// Index into the deployment's variants.
         v: usize,
         /// Probability of this variant under the logging distribution.

@@ -162,7 +162,29 @@ fn read_err(path: &Path, e: std::io::Error) -> DeploymentError {
 
 /// Reads the log at `path` up to its size when opened, calling `each` with every valid record
 /// in order until the first bad one. A missing file is an empty log.
-pub(crate) fn scan(path: &Path, mut each: impl FnMut(Event) -> Result<()>) -> Result<LogCheck> {
+pub(crate) fn scan(path: &Path, each: impl FnMut(Event) -> Result<()>) -> Result<LogCheck> {
+    scan_file(path, &mut Continuity::default(), 0, true, each)
+}
+
+/// What the records read so far promise the next one: its sequence number follows `last_seq`
+/// (from 1 at the start of a log), and no unframed record comes after a framed one.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Continuity {
+    pub(crate) last_seq: Option<u64>,
+    pub(crate) framed_seen: bool,
+}
+
+/// Reads one file of a log (a closed segment or the active file), checking its records
+/// continue `cont`. Records up to `skip_through` are checked but not decoded nor passed to
+/// `each` (they are in a snapshot). `active`: the file being appended to, the only one where a
+/// bad last record is a torn tail; in a closed segment it is damage.
+pub(crate) fn scan_file(
+    path: &Path,
+    cont: &mut Continuity,
+    skip_through: u64,
+    active: bool,
+    mut each: impl FnMut(Event) -> Result<()>,
+) -> Result<LogCheck> {
     let mut check = LogCheck {
         path: path.to_path_buf(),
         ..LogCheck::default()
@@ -178,7 +200,7 @@ pub(crate) fn scan(path: &Path, mut each: impl FnMut(Event) -> Result<()>) -> Re
     let mut reader = BufReader::with_capacity(1 << 20, file.take(check.bytes));
     let mut line = Vec::new();
     let mut offset = 0u64;
-    let mut framed_seen = false;
+    let mut framed_seen = cont.framed_seen;
     let mut bad: Option<(u64, String)> = None;
     loop {
         line.clear();
@@ -188,7 +210,19 @@ pub(crate) fn scan(path: &Path, mut each: impl FnMut(Event) -> Result<()>) -> Re
         }
         let at = offset;
         offset += n;
-        let decoded = decode(&line);
+        let decoded = match framed_seq(&line) {
+            // Already in a snapshot: its checksum is checked, its JSON is not decoded.
+            Some(seq) if seq <= skip_through && cont.last_seq.map_or(seq == 1, |l| seq == l + 1) && bad.is_none() => {
+                cont.last_seq = Some(seq);
+                framed_seen = true;
+                check.records += 1;
+                check.first_seq.get_or_insert(seq);
+                check.last_seq = Some(seq);
+                check.good_bytes = offset;
+                continue;
+            }
+            _ => decode(&line),
+        };
         if let Some((bad_at, reason)) = &bad {
             // Past a bad record: only looking for a valid one after it.
             if decoded.is_ok() {
@@ -210,7 +244,7 @@ pub(crate) fn scan(path: &Path, mut each: impl FnMut(Event) -> Result<()>) -> Re
             }
         };
         let seq = event.seq();
-        let problem = match check.last_seq {
+        let problem = match cont.last_seq {
             _ if legacy && framed_seen => Some("a record without checksum after records with one".to_string()),
             // Legacy logs only promised increasing numbers; framed records are consecutive.
             Some(last) if legacy && seq <= last => Some(format!("sequence {seq} does not follow {last}")),
@@ -232,6 +266,8 @@ pub(crate) fn scan(path: &Path, mut each: impl FnMut(Event) -> Result<()>) -> Re
             return Ok(check);
         }
         framed_seen |= !legacy;
+        cont.last_seq = Some(seq);
+        cont.framed_seen = framed_seen;
         check.records += 1;
         check.legacy_records += u64::from(legacy);
         check.first_seq.get_or_insert(seq);
@@ -239,32 +275,240 @@ pub(crate) fn scan(path: &Path, mut each: impl FnMut(Event) -> Result<()>) -> Re
         check.good_bytes = offset;
         each(event)?;
     }
+    cont.framed_seen = framed_seen;
     if let Some((offset, reason)) = bad {
-        check.torn_tail = Some(Damage {
+        let damage = Damage {
             offset,
             reason,
             next_valid: None,
-        });
+        };
+        if active {
+            check.torn_tail = Some(damage);
+        } else {
+            // A closed segment was synced whole before the next one began.
+            check.damage = Some(damage);
+        }
     }
     Ok(check)
+}
+
+/// The sequence number of a framed record whose checksum holds, without decoding its JSON;
+/// `None` for anything else (decoded the slow way, which says what is wrong).
+fn framed_seq(line: &[u8]) -> Option<u64> {
+    let body = line.strip_suffix(b"\n")?;
+    let mut parts = body.splitn(4, |b| *b == b' ');
+    let (seq, hash, len, json) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let num = |b: &[u8], radix: u32| {
+        let digit = |c: &u8| c.is_ascii_digit() || (radix == 16 && (b'a'..=b'f').contains(c));
+        let width = if radix == 16 {
+            b.len() == 16
+        } else {
+            !b.is_empty() && b.len() <= 20
+        };
+        (width && b.iter().all(digit))
+            .then(|| std::str::from_utf8(b).ok())
+            .flatten()
+            .and_then(|s| u64::from_str_radix(s, radix).ok())
+    };
+    let (seq, hash, len) = (num(seq, 10)?, num(hash, 16)?, num(len, 10)?);
+    (json.len() as u64 == len && xxh3_64_with_seed(json, seq) == hash).then_some(seq)
+}
+
+/// The active file of a deployment's log (under its folder): where records are appended.
+pub fn active_path(deployment_dir: &Path) -> PathBuf {
+    deployment_dir.join("events.jsonl")
+}
+
+/// Where closed segments go: `segments/<first sequence number, 20 digits>.jsonl`.
+pub fn segments_dir(deployment_dir: &Path) -> PathBuf {
+    deployment_dir.join("segments")
+}
+
+pub(crate) fn segment_path(deployment_dir: &Path, first_seq: u64) -> PathBuf {
+    segments_dir(deployment_dir).join(format!("{first_seq:020}.jsonl"))
+}
+
+/// Closed segments by their first sequence number, oldest first.
+pub(crate) fn segments(deployment_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let dir = segments_dir(deployment_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(read_err(&dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| read_err(&dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if let Some(first) = name.strip_suffix(".jsonl").and_then(|n| n.parse::<u64>().ok()) {
+            found.push((first, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// What reading a whole log (segments and active file) found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LogRead {
+    /// One check per file read, oldest first (the active file last).
+    pub files: Vec<LogCheck>,
+    /// Records passed on (after the skip point).
+    pub applied: u64,
+    /// The last valid sequence number of the log.
+    pub last_seq: Option<u64>,
+}
+
+impl LogRead {
+    /// The first damage found, with its file.
+    pub fn damage(&self) -> Option<(&Path, &Damage)> {
+        self.files
+            .iter()
+            .find_map(|f| f.damage.as_ref().map(|d| (f.path.as_path(), d)))
+    }
+
+    /// The active file's check (the last one).
+    pub fn active(&self) -> Option<&LogCheck> {
+        self.files.last()
+    }
+}
+
+/// Reads a deployment's log from its folder: the closed segments (only those holding records
+/// after `after_seq`), then the active file, checking that sequence numbers run on across
+/// files; records after `after_seq` go to `each`. Stops at the first damage (reported in the
+/// result, not as an error, so verify can show it).
+pub(crate) fn read_log(
+    deployment_dir: &Path,
+    after_seq: u64,
+    mut each: impl FnMut(Event) -> Result<()>,
+) -> Result<LogRead> {
+    let segments = segments(deployment_dir)?;
+    // The first segment needed: the last one starting at or before `after_seq + 1`.
+    let start = segments
+        .iter()
+        .rposition(|(first, _)| *first <= after_seq.saturating_add(1))
+        .unwrap_or(0);
+    let mut cont = Continuity::default();
+    if let Some((first, _)) = segments.get(start)
+        && start > 0
+    {
+        cont.last_seq = Some(first - 1);
+        cont.framed_seen = true;
+    }
+    let mut read = LogRead::default();
+    let mut files: Vec<(PathBuf, bool, Option<u64>)> = segments[start.min(segments.len())..]
+        .iter()
+        .map(|(first, p)| (p.clone(), false, Some(*first)))
+        .collect();
+    files.push((active_path(deployment_dir), true, None));
+    for (path, active, named_first) in files {
+        let mut applied = 0;
+        let before = cont.last_seq;
+        let check = scan_file(&path, &mut cont, after_seq, active, |e| {
+            applied += 1;
+            each(e)
+        })?;
+        read.applied += applied;
+        if let (Some(named), Some(first)) = (named_first, check.first_seq)
+            && named != first
+            && check.damage.is_none()
+        {
+            let mut check = check;
+            check.damage = Some(Damage {
+                offset: 0,
+                reason: format!("the segment is named for record {named} but starts at {first}"),
+                next_valid: Some(0),
+            });
+            read.files.push(check);
+            return Ok(read);
+        }
+        if before.is_none() && after_seq > 0 && check.first_seq.is_some_and(|f| f > after_seq + 1) {
+            let mut check = check;
+            check.damage = Some(Damage {
+                offset: 0,
+                reason: format!(
+                    "records {} to {} are missing",
+                    after_seq + 1,
+                    check.first_seq.unwrap_or(0) - 1
+                ),
+                next_valid: Some(0),
+            });
+            read.files.push(check);
+            return Ok(read);
+        }
+        let stop = check.damage.is_some();
+        read.files.push(check);
+        if stop {
+            break;
+        }
+    }
+    read.last_seq = cont.last_seq;
+    Ok(read)
+}
+
+/// What `keel deployment verify` reports: every file of the log and every snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verify {
+    /// Valid records in the whole log, before any damage.
+    pub records: u64,
+    pub last_seq: Option<u64>,
+    /// The first damage, in which file.
+    pub damage: Option<FileDamage>,
+    /// A torn tail of the active file (dropped at start, never acknowledged).
+    pub torn_tail: Option<Damage>,
+    /// Each file read, oldest first (closed segments, then the active file).
+    pub files: Vec<LogCheck>,
+    pub snapshots: Vec<crate::snapshot::SnapshotCheck>,
+}
+
+/// Damage and the file it is in.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDamage {
+    pub file: PathBuf,
+    #[serde(flatten)]
+    pub damage: Damage,
+}
+
+impl Verify {
+    pub fn is_ok(&self) -> bool {
+        self.damage.is_none()
+    }
+}
+
+/// Checks a deployment's whole log (every segment, from the first record, every record
+/// decoded) and its snapshots, without changing anything.
+pub fn verify(deployment_dir: &Path) -> Result<Verify> {
+    let log = read_log(deployment_dir, 0, |_| Ok(()))?;
+    Ok(Verify {
+        records: log.files.iter().map(|f| f.records).sum(),
+        last_seq: log.last_seq,
+        damage: log.damage().map(|(file, d)| FileDamage {
+            file: file.to_path_buf(),
+            damage: d.clone(),
+        }),
+        torn_tail: log.active().and_then(|a| a.torn_tail.clone()),
+        files: log.files,
+        snapshots: crate::snapshot::check_all(deployment_dir)?,
+    })
+}
+
+/// Every valid event of a deployment's log, from its first segment (offline readers: OPE);
+/// an error naming the file and offset if it is damaged.
+pub(crate) fn read_all_events(deployment_dir: &Path) -> Result<Vec<Event>> {
+    let mut events = Vec::new();
+    let read = read_log(deployment_dir, 0, |e| {
+        events.push(e);
+        Ok(())
+    })?;
+    match read.damage() {
+        Some((path, d)) => Err(damaged(path, d)),
+        None => Ok(events),
+    }
 }
 
 /// Checks the log at `path` without changing it (`keel deployment verify`).
 pub fn check(path: &Path) -> Result<LogCheck> {
     scan(path, |_| Ok(()))
-}
-
-/// Every valid event of a log; an error if the log is damaged (a torn tail is left out).
-pub(crate) fn read_all(path: &Path) -> Result<(Vec<Event>, LogCheck)> {
-    let mut events = Vec::new();
-    let check = scan(path, |e| {
-        events.push(e);
-        Ok(())
-    })?;
-    match &check.damage {
-        Some(d) => Err(damaged(path, d)),
-        None => Ok((events, check)),
-    }
 }
 
 /// The error of a damaged log: where, what, and what to do.
@@ -299,21 +543,24 @@ pub struct Repair {
 pub fn repair(path: &Path, from: u64) -> Result<Repair> {
     let io =
         |what: &str, p: &Path, e: std::io::Error| DeploymentError::Log(format!("cannot {what} {}: {e}", p.display()));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // A segment lives one folder further down than the writer's lock.
+    let lock_dir = if dir.file_name().is_some_and(|n| n == "segments") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
+    let _lock = crate::wal::lock(lock_dir).map_err(|_| {
+        DeploymentError::InvalidRequest(format!(
+            "{} is open in a running keel server; stop it before repairing the log",
+            path.display()
+        ))
+    })?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(|e| io("open", path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(DeploymentError::InvalidRequest(format!(
-                "{} is open in a running keel server; stop it before repairing the log",
-                path.display()
-            )));
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", path, e)),
-    }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|e| io("read", path, e))?;
     let len = bytes.len() as u64;
@@ -372,17 +619,18 @@ pub async fn repair_deployment_log(
     by: &str,
 ) -> Result<Repair> {
     crate::validate_name(name)?;
-    let path = dir.join(name).join("events.jsonl");
-    if !path.exists() {
+    let deployment_dir = dir.join(name);
+    let active = active_path(&deployment_dir);
+    if !active.exists() && segments(&deployment_dir)?.is_empty() {
         return Err(DeploymentError::InvalidRequest(format!(
             "deployment '{name}' has no decision log at {}",
-            path.display()
+            active.display()
         )));
     }
-    let task_path = path.clone();
-    let done = tokio::task::spawn_blocking(move || repair(&task_path, from))
+    let task_dir = deployment_dir.clone();
+    let (done, later, snapshots) = tokio::task::spawn_blocking(move || repair_dir(&task_dir, from))
         .await
-        .map_err(|e| DeploymentError::Log(format!("repair of {} stopped: {e}", path.display())))??;
+        .map_err(|e| DeploymentError::Log(format!("repair of {} stopped: {e}", active.display())))??;
     let details = serde_json::json!({
         "log": done.path.display().to_string(),
         "from_offset": done.from_offset,
@@ -390,12 +638,50 @@ pub async fn repair_deployment_log(
         "moved_to": done.moved_to.display().to_string(),
         "records_kept": done.after.records,
         "last_seq_kept": done.after.last_seq,
+        "later_files_moved": later.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "snapshots_moved": snapshots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     });
     store
         .record_change(by, "deployment.log_repaired", &format!("deployment/{name}"), &details)
         .await?;
     tracing::warn!(deployment = name, by, %details, "decision log repaired");
     Ok(done)
+}
+
+/// Repairs a deployment's log at `from` in the file where `verify` finds damage (the active
+/// file when there is none): that file is cut there (see [`repair`]); every later file of the
+/// log (later segments, the active file) and every snapshot beyond the last record kept are
+/// moved aside, never deleted.
+fn repair_dir(deployment_dir: &Path, from: u64) -> Result<(Repair, Vec<PathBuf>, Vec<PathBuf>)> {
+    let found = verify(deployment_dir)?;
+    let target = found
+        .damage
+        .map(|d| d.file)
+        .unwrap_or_else(|| active_path(deployment_dir));
+    let done = repair(&target, from)?;
+    let mut later = Vec::new();
+    if target != active_path(deployment_dir) {
+        let _lock = crate::wal::lock(deployment_dir)?;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let mut files: Vec<PathBuf> = segments(deployment_dir)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| p > &target)
+            .collect();
+        files.push(active_path(deployment_dir));
+        for file in files.into_iter().filter(|p| p.exists()) {
+            let name = file
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().to_string());
+            let aside = file.with_file_name(format!("{name}.moved-{stamp}-after-repair"));
+            std::fs::rename(&file, &aside)
+                .map_err(|e| DeploymentError::Log(format!("cannot move {} aside: {e}", file.display())))?;
+            later.push(aside);
+        }
+    }
+    let last_kept = read_log(deployment_dir, 0, |_| Ok(()))?.last_seq.unwrap_or(0);
+    let snapshots = crate::snapshot::set_aside_after(deployment_dir, last_kept)?;
+    Ok((done, later, snapshots))
 }
 
 #[cfg(test)]

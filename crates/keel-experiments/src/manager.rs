@@ -23,7 +23,7 @@ use crate::safeguards::Health;
 use crate::services::Services;
 use crate::spec::DeploymentSpec;
 use crate::variants::Variants;
-use crate::wal::Durability;
+use crate::wal::LogOptions;
 use crate::{DeploymentError, Result};
 
 /// Names of deployments: they become folder names and URL segments.
@@ -53,7 +53,7 @@ fn poisoned() -> DeploymentError {
 pub struct Deployments {
     pub(crate) services: Services,
     dir: PathBuf,
-    durability: Durability,
+    log: LogOptions,
     /// Per name: the running revision, replaced as a whole by a new one.
     running: RwLock<BTreeMap<String, Arc<RunningDeployment>>>,
     /// Per name: why a deployment could not start (a damaged log); the others still serve.
@@ -69,21 +69,21 @@ pub struct FailedDeployment {
 
 impl Deployments {
     /// Opens every deployment in the store, recovering each from its log.
-    pub async fn open(store: Store, dir: PathBuf, durability: Durability) -> Result<Arc<Deployments>> {
-        Deployments::open_with_models(store, dir, durability, None).await
+    pub async fn open(store: Store, dir: PathBuf, log: impl Into<LogOptions>) -> Result<Arc<Deployments>> {
+        Deployments::open_with_models(store, dir, log, None).await
     }
 
     /// Opens every deployment; variants that are model versions run on `inference`.
     pub async fn open_with_models(
         store: Store,
         dir: PathBuf,
-        durability: Durability,
+        log: impl Into<LogOptions>,
         inference: Option<Arc<InferenceService>>,
     ) -> Result<Arc<Deployments>> {
         let me = Arc::new(Deployments {
             services: Services::new(store, inference),
             dir,
-            durability,
+            log: log.into(),
             running: RwLock::new(BTreeMap::new()),
             failed: RwLock::new(BTreeMap::new()),
         });
@@ -101,17 +101,12 @@ impl Deployments {
     /// Starts a revision: closes the previous one's log, opens (recovers) the engine, and puts
     /// the new running revision in place of the old one in one step.
     async fn start(&self, revision: &DeploymentRevision, spec: DeploymentSpec, variants: Variants) -> Result<()> {
-        let (name, rev, dir, durability) = (
-            revision.name.clone(),
-            revision.revision,
-            self.dir.clone(),
-            self.durability,
-        );
+        let (name, rev, dir, log) = (revision.name.clone(), revision.revision, self.dir.clone(), self.log);
         if let Ok(previous) = self.running(&name) {
             previous.engine.close();
         }
         let engine_spec = spec.clone();
-        let opened = tokio::task::spawn_blocking(move || Deployment::open(&name, engine_spec, rev, &dir, durability))
+        let opened = tokio::task::spawn_blocking(move || Deployment::open(&name, engine_spec, rev, &dir, log))
             .await
             .map_err(|e| DeploymentError::Log(format!("opening the deployment failed: {e}")))
             .and_then(|r| r);
@@ -297,6 +292,39 @@ impl Deployments {
             .safeguards
             .record(now_ms(), started.elapsed().as_secs_f64() * 1000.0, server_side);
         result
+    }
+
+    /// Decides for many units at once (batch jobs; see [`Deployment::decide_many`]): each
+    /// decision is logged durably like an online one, tagged with the run, and sent to the
+    /// prediction log. Deployments whose variants are models need inputs per row, which this
+    /// path does not take: they are refused as a whole before anything is decided.
+    pub async fn decide_many(
+        &self,
+        name: &str,
+        rows: &[crate::engine::UnitContext<'_>],
+        run: Option<&str>,
+    ) -> Result<Vec<Result<DecisionOut>>> {
+        let running = self.running(name)?;
+        if running.variants.has_models() {
+            return Err(DeploymentError::InvalidRequest(format!(
+                "deployment '{name}' has model variants, which need model inputs per decision; \
+                 batch decide serves deployments whose variants are actions (decide it online, or score the table with `keel batch score`)"
+            )));
+        }
+        let started = std::time::Instant::now();
+        let result = running.engine.decide_many(rows, run).await;
+        let server_side = matches!(&result, Err(e) if e.kind().is_server_fault());
+        running
+            .safeguards
+            .record(now_ms(), started.elapsed().as_secs_f64() * 1000.0, server_side);
+        let (results, notices) = result?;
+        self.services.record_notices(name, notices).await;
+        for (row, out) in rows.iter().zip(&results) {
+            if let Ok(out) = out {
+                self.services.log_decision(name, Some(row.unit), out);
+            }
+        }
+        Ok(results)
     }
 
     /// SLO status, guardrail trips and alert states of a running deployment.

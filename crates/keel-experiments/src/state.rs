@@ -16,14 +16,61 @@ use crate::stats::Counters;
 use crate::wal::Wal;
 use crate::{DeploymentError, Result};
 
+/// A decision inside its attribution window. Kept small (48 bytes, plus the context's
+/// numbers while no reward has come): the map of these is what a deployment's memory grows
+/// with, and it holds only decisions whose window is still open.
 #[derive(Debug, Clone)]
 pub(crate) struct Waiting {
-    pub(crate) arm: Option<usize>,
-    pub(crate) variant: usize,
-    pub(crate) x: Vec<f64>,
     pub(crate) ts: i64,
+    /// The reward received, NaN while none has (rewards are finite: checked on the way in).
+    reward: f64,
+    /// The context, for the policy update when the reward comes; emptied once it has.
+    pub(crate) x: Box<[f64]>,
+    pub(crate) variant: u32,
+    /// Index into the serving arms; `u32::MAX` for a variant that is not one (control).
+    arm: u32,
     pub(crate) hold: bool,
-    pub(crate) reward: Option<f64>,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Waiting) -> bool {
+        // By the reward's bits: NaN (no reward yet) equals NaN here.
+        self.ts == other.ts
+            && self.reward.to_bits() == other.reward.to_bits()
+            && self.x == other.x
+            && self.variant == other.variant
+            && self.arm == other.arm
+            && self.hold == other.hold
+    }
+}
+
+impl Waiting {
+    pub(crate) fn new(ts: i64, variant: usize, arm: Option<usize>, hold: bool, x: Box<[f64]>) -> Waiting {
+        Waiting {
+            ts,
+            reward: f64::NAN,
+            x,
+            variant: variant as u32,
+            arm: arm.map_or(u32::MAX, |a| a as u32),
+            hold,
+        }
+    }
+
+    pub(crate) fn reward(&self) -> Option<f64> {
+        (!self.reward.is_nan()).then_some(self.reward)
+    }
+
+    pub(crate) fn set_reward(&mut self, r: f64) {
+        self.reward = r;
+    }
+
+    pub(crate) fn arm(&self) -> Option<usize> {
+        (self.arm != u32::MAX).then_some(self.arm as usize)
+    }
+
+    pub(crate) fn variant(&self) -> usize {
+        self.variant as usize
+    }
 }
 
 pub(crate) struct Inner {
@@ -85,17 +132,8 @@ impl Inner {
             Event::Revision { .. } => {}
             Event::Decision { ts, id, v, hold, x, .. } => {
                 let arm = self.spec.arms().iter().position(|a| a == v);
-                self.waiting.insert(
-                    *id,
-                    Waiting {
-                        arm,
-                        variant: *v,
-                        x: x.clone(),
-                        ts: *ts,
-                        hold: *hold,
-                        reward: None,
-                    },
-                );
+                self.waiting
+                    .insert(*id, Waiting::new(*ts, *v, arm, *hold, x.clone().into_boxed_slice()));
                 self.expiry.push_back((ts + self.window_ms(), *id));
                 self.counters.exposure(*v, *hold, *ts);
             }
@@ -103,11 +141,12 @@ impl Inner {
                 let Some(w) = self.waiting.get_mut(id) else {
                     return Ok(());
                 };
-                w.reward = Some(*r);
-                let (arm, variant, hold) = (w.arm, w.variant, w.hold);
-                let x = if w.x.is_empty() { None } else { Some(w.x.clone()) };
+                w.set_reward(*r);
+                let (arm, variant, hold) = (w.arm(), w.variant(), w.hold);
+                // The context is needed once, for this update.
+                let x = std::mem::take(&mut w.x);
                 if let Some(arm) = arm {
-                    self.policy.update(arm, x.as_deref(), *r)?;
+                    self.policy.update(arm, (!x.is_empty()).then_some(&x[..]), *r)?;
                 }
                 self.counters.reward(variant, hold, *r, *default);
                 if *default {

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, Normal};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal as StatNormal};
 
 /// Running sums of one group of decisions.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Sums {
     pub exposures: u64,
     pub rewards: u64,
@@ -62,7 +62,7 @@ impl Sums {
 
 /// Counters of a deployment: per variant, split into the policy-driven traffic and the
 /// control (holdout) group, plus exposures per time bucket.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
     pub(crate) policy: Vec<Sums>,
     pub(crate) control: Vec<Sums>,

@@ -31,6 +31,7 @@ impl Deployments {
                         }
                         // SLOs, guardrail trips and alert rules (notifications, rollbacks).
                         me.watch_tick().await;
+                        me.snapshot_tick();
                     }
                 }
             }
@@ -52,6 +53,22 @@ impl Deployments {
             self.services.record_notices(&running.name, done.notices).await;
         }
         Ok(closed)
+    }
+
+    /// Starts a snapshot of every deployment that has one due (enough records or time since
+    /// the last), on the task tracker, so restarts replay a bounded tail of the log.
+    fn snapshot_tick(&self) {
+        for running in self.all_running() {
+            if !running.engine.snapshot_due() {
+                continue;
+            }
+            let engine = running.engine.clone();
+            self.services.tasks.spawn(async move {
+                if let Err(e) = engine.snapshot().await {
+                    tracing::warn!(deployment = %engine.name, error = %e, "snapshot failed; the next start replays more of the log");
+                }
+            });
+        }
     }
 
     /// Pairs labels with the scores live monitors remember, for their AUC; returns how many

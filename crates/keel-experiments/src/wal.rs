@@ -51,8 +51,20 @@
 //! a large log, and put a whole-file rewrite on the start path of every upgraded deployment.
 //! A plain line after a framed record is damage (there is no way back to the old writer).
 //!
-//! A writer holds an exclusive advisory lock (`flock`) on its file, so two processes never
-//! append to one log and `repair` refuses a log a server has open.
+//! A writer holds an exclusive advisory lock (`flock`) on the deployment folder's
+//! `writer.lock`, so two processes never append to one log and `repair` refuses a log a
+//! server has open.
+//!
+//! # Segments and snapshots
+//!
+//! The active file (`events.jsonl`) is closed into `segments/<first seq>.jsonl` once it holds
+//! [`LogOptions::segment_bytes`] (after a group is durable: the rename, the new file and both
+//! folders are synced, so a crash anywhere in between reads the same log). Sequence numbers
+//! run on across files, and reading checks they do. The state is snapshotted beside them
+//! ([`crate::snapshot`]); a start restores the newest good snapshot and reads only the
+//! segment holding the record after it and those that follow, so its cost is bounded by the
+//! snapshot interval, not by the history. Closed segments are kept (offline OPE and
+//! `verify` read them); archiving them to the lake is not done yet.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -102,42 +114,102 @@ impl std::fmt::Debug for Wal {
 /// Every valid event of a log as JSON values (offline readers: OPE); an error naming the
 /// offset if the log is damaged, with the byte length of the valid records. A torn tail is
 /// left out.
-pub fn read_events(path: &Path) -> Result<(Vec<serde_json::Value>, u64)> {
-    let (events, check) = crate::logfile::read_all(path)?;
+pub fn read_events(deployment_dir: &Path) -> Result<Vec<serde_json::Value>> {
+    let events = crate::logfile::read_all_events(deployment_dir)?;
     let values = events
         .iter()
         .map(|e| serde_json::to_value(e).map_err(|e| DeploymentError::Log(format!("encoding event: {e}"))))
         .collect::<Result<_>>()?;
-    Ok((values, check.good_bytes))
+    Ok(values)
+}
+
+/// How a deployment's log is kept: durability, segment size, snapshot cadence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    pub durability: Durability,
+    /// The active file is closed into `segments/` once it holds this many bytes.
+    pub segment_bytes: u64,
+    /// A snapshot is taken once this many records follow the last one...
+    pub snapshot_every_records: u64,
+    /// ...or this long after it, if any record follows it.
+    pub snapshot_every: std::time::Duration,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            durability: Durability::Fsync,
+            segment_bytes: 64 << 20,
+            snapshot_every_records: 250_000,
+            snapshot_every: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+impl From<Durability> for LogOptions {
+    fn from(durability: Durability) -> Self {
+        LogOptions {
+            durability,
+            ..LogOptions::default()
+        }
+    }
+}
+
+/// Takes the deployment folder's writer lock (`writer.lock`): one process appends to a log,
+/// and `repair` refuses a log a server has open. Held while the returned file is open.
+pub(crate) fn lock(deployment_dir: &Path) -> Result<Option<File>> {
+    std::fs::create_dir_all(deployment_dir)
+        .map_err(|e| DeploymentError::Log(format!("cannot create {}: {e}", deployment_dir.display())))?;
+    let path = deployment_dir.join("writer.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| DeploymentError::Log(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DeploymentError::Log(format!(
+            "{} is open in another keel process; one server per keel home (stop the other one)",
+            crate::logfile::active_path(deployment_dir).display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot lock the decision log; going on without the lock");
+            Ok(None)
+        }
+    }
+}
+
+/// Where the writer is in the active file, to know when and how to close it into a segment.
+struct Active {
+    dir: PathBuf,
+    len: u64,
+    /// Sequence number of the file's first record (the segment's name once closed).
+    first_seq: u64,
+    segment_bytes: u64,
 }
 
 impl Wal {
-    /// Opens a log for appending after `good_len` bytes (anything after is cut off) and starts
-    /// its writer thread. `last_seq` is the sequence number of the last event already in it.
-    pub fn open(path: &Path, good_len: u64, last_seq: u64, durability: Durability) -> Result<Wal> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DeploymentError::Log(format!("cannot create {}: {e}", dir.display())))?;
-        }
+    /// Opens a deployment's log (in `deployment_dir`) for appending to its active file after
+    /// `good_len` bytes (anything after is cut off: only a torn tail ever is) and starts its
+    /// writer thread. `last_seq` is the sequence number of the last record of the log,
+    /// `active_first` that of the active file's first record, if it has any.
+    pub fn open(
+        deployment_dir: &Path,
+        good_len: u64,
+        last_seq: u64,
+        active_first: Option<u64>,
+        options: &LogOptions,
+    ) -> Result<Wal> {
+        let lock = lock(deployment_dir)?;
+        let path = crate::logfile::active_path(deployment_dir);
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
-            .open(path)
+            .open(&path)
             .map_err(|e| DeploymentError::Log(format!("cannot open {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(DeploymentError::Log(format!(
-                    "{} is open in another keel process; one server per keel home (stop the other one)",
-                    path.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot lock the decision log; going on without the lock");
-            }
-        }
         let len = file
             .metadata()
             .map_err(|e| DeploymentError::Log(format!("cannot open {}: {e}", path.display())))?
@@ -156,6 +228,12 @@ impl Wal {
         }
         file.seek(SeekFrom::Start(good_len))
             .map_err(|e| DeploymentError::Log(format!("cannot prepare {}: {e}", path.display())))?;
+        let active = Active {
+            dir: deployment_dir.to_path_buf(),
+            len: good_len,
+            first_seq: active_first.unwrap_or(last_seq + 1),
+            segment_bytes: options.segment_bytes.max(1),
+        };
         let pending = Arc::new(Mutex::new(Pending {
             bytes: Vec::new(),
             last_seq,
@@ -164,13 +242,18 @@ impl Wal {
         let failed = Arc::new(Mutex::new(None));
         let has_failed = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let durability = options.durability;
         let thread = {
             let (pending, stop) = (pending.clone(), stop.clone());
             let failure = (failed.clone(), has_failed.clone());
             let name = format!("keel-wal-{}", path.display());
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || writer(file, pending, tx, failure, stop, durability))
+                .spawn(move || {
+                    // The lock lives as long as the writer.
+                    let _lock = lock;
+                    writer(file, active, pending, tx, failure, stop, durability)
+                })
                 .map_err(|e| DeploymentError::Log(format!("cannot start the log writer: {e}")))?
         };
         Ok(Wal {
@@ -180,7 +263,7 @@ impl Wal {
             has_failed,
             stop,
             thread: Mutex::new(Some(thread)),
-            path: path.to_path_buf(),
+            path,
         })
     }
 
@@ -246,6 +329,7 @@ impl Drop for Wal {
 
 fn writer(
     mut file: File,
+    mut active: Active,
     pending: Arc<Mutex<Pending>>,
     durable: watch::Sender<u64>,
     (failed, has_failed): (Arc<Mutex<Option<String>>>, Arc<AtomicBool>),
@@ -270,26 +354,62 @@ fn writer(
             Durability::Fsync => file.sync_data(),
             Durability::Os => Ok(()),
         });
+        active.len += batch.len() as u64;
         batch.clear();
-        match result {
-            Ok(()) => {
-                durable.send_replace(last);
+        let result = result.and_then(|()| {
+            durable.send_replace(last);
+            if active.len < active.segment_bytes {
+                return Ok(());
             }
-            Err(e) => {
-                let done = *durable.borrow();
-                tracing::error!(error = %e, durable_seq = done, "decision log write failed; decisions and feedback are refused until restart");
-                if let Ok(mut f) = failed.lock() {
-                    *f = Some(format!(
-                        "{e}; nothing after record {done} was acknowledged; \
-                         fix the disk (free space, permissions) and restart keel or apply the deployment again"
-                    ));
-                }
-                has_failed.store(true, Ordering::Release);
-                // Wake every waiter, so it sees the failure (`done` was read in its own
-                // statement: a borrow alive here would deadlock the send).
-                durable.send_replace(done);
-                return;
+            // Durable and acknowledged already: closing the file into a segment only moves
+            // it, and a failure here stops the writer like a failed write.
+            file.sync_all()?;
+            file = roll(&active, active.first_seq)?;
+            active.len = 0;
+            active.first_seq = last + 1;
+            Ok(())
+        });
+        if let Err(e) = result {
+            let done = *durable.borrow();
+            tracing::error!(error = %e, durable_seq = done, "decision log write failed; decisions and feedback are refused until restart");
+            if let Ok(mut f) = failed.lock() {
+                *f = Some(format!(
+                    "{e}; nothing after record {done} was acknowledged; \
+                     fix the disk (free space, permissions) and restart keel or apply the deployment again"
+                ));
             }
+            has_failed.store(true, Ordering::Release);
+            // Wake every waiter, so it sees the failure (`done` was read in its own
+            // statement: a borrow alive here would deadlock the send).
+            durable.send_replace(done);
+            return;
         }
     }
+}
+
+/// Closes the active file into `segments/<first_seq>.jsonl` and opens a new, empty active
+/// file. Every step is synced (the folders too), so after a crash at any point the log reads
+/// the same: the records are either still in the active file or already in the segment.
+fn roll(active: &Active, first_seq: u64) -> std::io::Result<File> {
+    let segments = crate::logfile::segments_dir(&active.dir);
+    std::fs::create_dir_all(&segments)?;
+    let from = crate::logfile::active_path(&active.dir);
+    let to = crate::logfile::segment_path(&active.dir, first_seq);
+    if to.exists() {
+        return Err(std::io::Error::other(format!(
+            "cannot close the log into {}: that segment exists already",
+            to.display()
+        )));
+    }
+    std::fs::rename(&from, &to)?;
+    File::open(&segments)?.sync_all()?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&from)?;
+    File::open(&active.dir)?.sync_all()?;
+    tracing::debug!(segment = %to.display(), "decision log segment closed");
+    Ok(file)
 }

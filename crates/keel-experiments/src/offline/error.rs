@@ -10,13 +10,6 @@ pub enum OfflineError {
     /// Reading the deployment's decision log or spec failed.
     #[error(transparent)]
     Deployment(Box<crate::DeploymentError>),
-    /// A decision log line is not an event this version understands.
-    #[error("the decision log {} holds an unreadable event: {source}", path.display())]
-    BadEvent {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
     /// The decision log holds no decision that received a reward.
     #[error("{} has no rewarded decisions yet", path.display())]
     NoRewardedDecisions { path: PathBuf },
@@ -86,7 +79,7 @@ impl OfflineError {
             OfflineError::Deployment(e) => e.kind(),
             OfflineError::Registry(e) => e.kind(),
             OfflineError::Serving(e) => e.kind(),
-            OfflineError::BadEvent { .. } | OfflineError::Task(_) => ErrorKind::Internal,
+            OfflineError::Task(_) => ErrorKind::Internal,
             OfflineError::Policy(e) => e.kind(),
             OfflineError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             OfflineError::NoLoggedPredictions { .. } => ErrorKind::NotFound,
@@ -107,7 +100,6 @@ impl OfflineError {
     pub fn code(&self) -> &'static str {
         match self {
             OfflineError::Deployment(_) => "offline.deployment",
-            OfflineError::BadEvent { .. } => "offline.bad_event",
             OfflineError::NoRewardedDecisions { .. } => "offline.no_rewarded_decisions",
             OfflineError::InvalidArgument { .. } => "offline.invalid_argument",
             OfflineError::TooFewRounds { .. } => "offline.too_few_rounds",

@@ -16,23 +16,21 @@ use keel_ope::{ActionDist, Estimate, LoggedBandit, evaluate};
 use super::{OfflineError, Result};
 use crate::{DeploymentSpec, Event};
 
-/// The decision log of deployment `name` under keel's home folder.
-pub fn decision_log_path(home: &Path, name: &str) -> PathBuf {
-    home.join("experiments").join(name).join("events.jsonl")
+/// The folder of deployment `name`'s decision log (its segments, active file and snapshots)
+/// under keel's home folder.
+pub fn decision_log_dir(home: &Path, name: &str) -> PathBuf {
+    home.join("experiments").join(name)
 }
 
-/// keel's own decision log (at `path`) as logged bandit feedback: rewarded decisions of the
-/// serving variants, with the propensity they were logged with and their encoded context.
+/// keel's own decision log (the deployment folder `path`, every segment) as logged bandit
+/// feedback: rewarded decisions of the serving variants, with the propensity they were
+/// logged with and their encoded context.
 pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> Result<LoggedBandit> {
-    let (events, _) = crate::wal::read_events(path)?;
+    let events = crate::logfile::read_all_events(path)?;
     let arms = spec.arms();
     let mut decisions: HashMap<uuid::Uuid, (usize, f64, Vec<f64>)> = HashMap::new();
     let mut rounds: Vec<(usize, f64, f64, Vec<f64>)> = Vec::new();
-    for raw in events {
-        let event: Event = serde_json::from_value(raw).map_err(|source| OfflineError::BadEvent {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    for event in events {
         match event {
             Event::Decision { id, v, p, x, .. } => {
                 if let Some(arm) = arms.iter().position(|a| *a == v) {
@@ -184,9 +182,9 @@ mod tests {
     }
 
     fn write_log(dir: &Path, events: &[Event]) -> PathBuf {
-        let path = decision_log_path(dir, "d");
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
-        let mut f = std::fs::File::create(&path).expect("create");
+        let path = decision_log_dir(dir, "d");
+        std::fs::create_dir_all(&path).expect("dir");
+        let mut f = std::fs::File::create(crate::logfile::active_path(&path)).expect("create");
         for e in events {
             writeln!(f, "{}", serde_json::to_string(e).expect("json")).expect("write");
         }
@@ -199,6 +197,7 @@ mod tests {
             ts: 0,
             id,
             unit: None,
+            run: None,
             v,
             p,
             pv: 0,

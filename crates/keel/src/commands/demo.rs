@@ -132,11 +132,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
             println!();
             super::deployment::print_report(&contextual);
             println!(
-                "\nthe decision log (one JSON line per decision and reward) is in {}",
-                global
-                    .home
-                    .join("experiments/email-promos-contextual/events.jsonl")
-                    .display()
+                "\nthe decision log (one JSON line per decision and reward; segments and snapshots beside it) is in {}",
+                global.home.join("experiments/email-promos-contextual").display()
             );
         }
     }

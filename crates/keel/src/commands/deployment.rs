@@ -101,22 +101,40 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
         }
         DeploymentCommand::Verify { name } => {
             keel_experiments::validate_name(&name)?;
-            let path = keel_experiments::offline::ope::decision_log_path(&ctx.home, &name);
-            if !path.exists() {
-                anyhow::bail!("deployment '{name}' has no decision log at {}", path.display());
+            let dir = keel_experiments::offline::ope::decision_log_dir(&ctx.home, &name);
+            if !dir.exists() {
+                anyhow::bail!("deployment '{name}' has no decision log in {}", dir.display());
             }
-            let check = tokio::task::spawn_blocking(move || keel_experiments::logfile::check(&path)).await??;
+            let found = tokio::task::spawn_blocking(move || keel_experiments::logfile::verify(&dir)).await??;
             if global.json {
-                output::json(&check)?;
+                output::json(&found)?;
             } else {
-                print_check(&check);
+                for check in &found.files {
+                    print_check(check);
+                }
+                for snap in &found.snapshots {
+                    match &snap.problem {
+                        None => println!(
+                            "snapshot {}: through record {}, {} decisions in open windows, {} bytes",
+                            snap.path.display(),
+                            snap.seq.unwrap_or(0),
+                            snap.waiting.unwrap_or(0),
+                            snap.bytes
+                        ),
+                        Some(p) => println!(
+                            "snapshot {}: UNUSABLE ({p}); the log is replayed instead",
+                            snap.path.display()
+                        ),
+                    }
+                }
             }
-            if let Some(d) = &check.damage {
+            if let Some(d) = &found.damage {
                 anyhow::bail!(
-                    "the decision log of '{name}' is damaged at byte {}; move the damaged part aside with \
+                    "the decision log of '{name}' is damaged at byte {} of {}; move the damaged part aside with \
                      `keel deployment repair {name} --from-offset {}`",
-                    d.offset,
-                    d.offset
+                    d.damage.offset,
+                    d.file.display(),
+                    d.damage.offset
                 );
             }
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use keel_bandit::PolicyConfig;
 use keel_experiments::DeploymentSpec;
-use keel_experiments::offline::ope::{decision_log_path, deployment_log, estimate_candidate};
+use keel_experiments::offline::ope::{decision_log_dir, deployment_log, estimate_candidate};
 use keel_ope::read_obd_csv;
 
 use crate::cli::{Global, OpeCommand};
@@ -50,7 +50,7 @@ pub async fn run(global: &Global, cmd: OpeCommand) -> anyhow::Result<()> {
             let ctx = Context::open(global).await?;
             let d = ctx.registry.store().get_deployment(&name).await?;
             let spec = DeploymentSpec::from_json(&d.spec)?;
-            deployment_log(&decision_log_path(&ctx.home, &name), &spec)?
+            deployment_log(&decision_log_dir(&ctx.home, &name), &spec)?
         }
     };
     let truth_rate = match truth {
