@@ -351,7 +351,7 @@ fn writer(
             continue;
         }
         let result = file.write_all(&batch).and_then(|_| match durability {
-            Durability::Fsync => file.sync_data(),
+            Durability::Fsync => faults::sync(&active.dir).and_then(|()| file.sync_data()),
             Durability::Os => Ok(()),
         });
         active.len += batch.len() as u64;
@@ -412,4 +412,44 @@ fn roll(active: &Active, first_seq: u64) -> std::io::Result<File> {
     File::open(&active.dir)?.sync_all()?;
     tracing::debug!(segment = %to.display(), "decision log segment closed");
     Ok(file)
+}
+
+/// Faults a test can inject into a log writer, for what cannot be provoked from outside on
+/// an ordinary machine (an `fsync` that fails: the disk reported an I/O error after the
+/// write was accepted). One relaxed atomic load per group commit when nothing is armed.
+#[doc(hidden)]
+pub mod faults {
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static SYNC_FAILS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+    /// The next `fsync` of the log in `deployment_dir` fails with EIO.
+    pub fn fail_next_sync(deployment_dir: &Path) {
+        if let Ok(mut set) = SYNC_FAILS.lock() {
+            set.get_or_insert_with(HashSet::new)
+                .insert(deployment_dir.to_path_buf());
+            ARMED.store(true, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn sync(deployment_dir: &Path) -> std::io::Result<()> {
+        if !ARMED.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let fired = SYNC_FAILS
+            .lock()
+            .ok()
+            .and_then(|mut set| set.as_mut().map(|s| s.remove(deployment_dir)))
+            .unwrap_or(false);
+        if fired {
+            return Err(std::io::Error::other(
+                "fsync failed: Input/output error (os error 5, injected)",
+            ));
+        }
+        Ok(())
+    }
 }
