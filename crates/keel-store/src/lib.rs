@@ -22,6 +22,7 @@ mod location;
 mod models;
 mod records;
 mod rows;
+mod schedules;
 mod store;
 mod tokens;
 
@@ -32,5 +33,6 @@ pub use records::{
     Alias, AliasEvent, AuditEvent, CatalogColumn, ChangeEvent, DeploymentRevision, Grant, LineageEdge, ModelSummary,
     ModelVersion, NewModelVersion, Principal, SchemaVersion, TableEntry, Team, TeamMember,
 };
+pub use schedules::{Firing, NewSchedule, RunOutcome, ScheduleRecord, ScheduleRun};
 pub use store::{Backend, Store};
 pub use tokens::{NewToken, Revoked, TokenRecord, TokenRevocations};

@@ -5,3 +5,4 @@ pub mod catalog;
 pub mod changes;
 pub mod deployments;
 pub mod models;
+pub mod schedules;
