@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod schedule;
 
 pub use data::*;
+pub use schedule::*;
 
 /// Environment variable names (documented in the README).
 pub mod env {
@@ -102,6 +104,9 @@ pub enum Command {
     /// Access: teams, grants, API tokens and the audit log
     #[command(subcommand)]
     Access(AccessCommand),
+    /// Schedules: keel commands that `keel serve` runs on a cron expression
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     #[cfg(feature = "lake")]
     /// Monitoring: labels for logged predictions, and model performance once they arrive
     #[command(subcommand)]
@@ -320,6 +325,9 @@ pub struct AliasArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
+    /// Do not run schedules here (another server on the same store runs them)
+    #[arg(long)]
+    pub no_schedules: bool,
     /// REST address (Open Inference Protocol, /metrics)
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,

@@ -26,6 +26,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let serve_args = ServeArgs {
+        no_schedules: true,
         http_addr: if args.keep_serving {
             "127.0.0.1:8080"
         } else {

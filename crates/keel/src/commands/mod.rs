@@ -11,6 +11,7 @@ mod model;
 #[cfg(feature = "lake")]
 mod monitor;
 mod ope;
+mod schedule;
 mod serve;
 mod simulate;
 
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ope(cmd) => ope::run(&cli.global, cmd).await,
         Command::Data(cmd) => data::run(&cli.global, cmd).await,
         Command::Access(cmd) => access::run(&cli.global, cmd).await,
+        Command::Schedule(cmd) => schedule::run(&cli.global, cmd).await,
         #[cfg(feature = "lake")]
         Command::Monitor(cmd) => monitor::run(&cli.global, cmd).await,
         #[cfg(feature = "lake")]

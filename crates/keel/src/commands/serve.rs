@@ -51,13 +51,47 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             app.http
         );
     }
+    let scheduler = (!args.no_schedules).then(|| start_schedules(global, &ctx));
     tokio::select! {
         r = tokio::signal::ctrl_c() => { r.context("cannot listen for Ctrl-C")?; }
         () = terminate() => {}
     }
     eprintln!("shutting down: draining requests in flight");
+    if let Some(s) = scheduler {
+        // Commands still running are stopped and handed back as retries.
+        s.shutdown(Duration::from_secs(10)).await;
+    }
     app.stop().await?;
     Ok(())
+}
+
+/// Runs the store's schedules from this server: each firing as a child process of this
+/// binary, on the same home, store and lake, as the schedule's creator.
+fn start_schedules(global: &Global, ctx: &Context) -> std::sync::Arc<keel_schedule::Scheduler> {
+    let mut prefix = vec!["--home".to_string(), global.home.display().to_string()];
+    for (flag, value) in [
+        ("--store", &global.store),
+        ("--artifacts", &global.artifacts),
+        ("--lake", &ctx.lake),
+    ] {
+        if let Some(v) = value {
+            prefix.extend([flag.to_string(), v.clone()]);
+        }
+    }
+    let executor = keel_schedule::ProcessExecutor {
+        exe: std::env::current_exe().unwrap_or_else(|_| "keel".into()),
+        env: Vec::new(),
+        prefix,
+        json: true,
+    };
+    let scheduler = keel_schedule::Scheduler::new(
+        ctx.registry.store().clone(),
+        executor,
+        keel_schedule::SchedulerConfig::default(),
+    );
+    scheduler.spawn();
+    eprintln!("running schedules from this server (`keel schedule ls`; --no-schedules to leave them to another)");
+    scheduler
 }
 
 /// Assembles the server the flags describe over the workspace, and starts it.

@@ -10,4 +10,5 @@ mod decision_log;
 mod lake_s3;
 mod predlog;
 mod restart;
+mod schedules;
 mod security;
