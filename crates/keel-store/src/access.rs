@@ -391,6 +391,11 @@ impl Store {
         if self.team(team).await?.is_none() {
             return Err(StoreError::not_found(format!("team {team:?} does not exist")));
         }
+        if self.table_entry(table).await?.is_none() {
+            return Err(StoreError::not_found(format!(
+                "table {table:?} is not in the catalog; ingest it first (`keel data ingest`)"
+            )));
+        }
         in_write_tx!(self, |tx| {
             let at_ms = now_ms();
             sqlx::query(

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod plan;
 mod schedule;
 
 pub use data::*;
+pub use plan::*;
 pub use schedule::*;
 
 /// Environment variable names (documented in the README).
@@ -107,6 +109,12 @@ pub enum Command {
     /// Schedules: keel commands that `keel serve` runs on a cron expression
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Compare a folder of declared state (deployments, aliases, schedules, grants) with what runs
+    Plan(PlanArgs),
+    /// Apply a folder of declared state, object by object, recorded with you and its git commit
+    Apply(ApplyArgs),
+    /// Write what runs as a folder of declared state
+    Export(ExportArgs),
     #[cfg(feature = "lake")]
     /// Monitoring: labels for logged predictions, and model performance once they arrive
     #[command(subcommand)]

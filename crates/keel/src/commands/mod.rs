@@ -11,6 +11,7 @@ mod model;
 #[cfg(feature = "lake")]
 mod monitor;
 mod ope;
+mod plan;
 mod schedule;
 mod serve;
 mod simulate;
@@ -30,6 +31,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => data::run(&cli.global, cmd).await,
         Command::Access(cmd) => access::run(&cli.global, cmd).await,
         Command::Schedule(cmd) => schedule::run(&cli.global, cmd).await,
+        Command::Plan(args) => plan::plan(&cli.global, args).await,
+        Command::Apply(args) => plan::apply(&cli.global, args).await,
+        Command::Export(args) => plan::export(&cli.global, args).await,
         #[cfg(feature = "lake")]
         Command::Monitor(cmd) => monitor::run(&cli.global, cmd).await,
         #[cfg(feature = "lake")]

@@ -8,6 +8,7 @@ mod batch;
 mod cli;
 mod decision_log;
 mod lake_s3;
+mod plan;
 mod predlog;
 mod restart;
 mod schedules;
