@@ -118,6 +118,10 @@ async fn restart(dir: &Path) {
     let engine = exps.get("promo").expect("serving");
     let report = exps.report("promo").expect("report");
     let exposures: u64 = report.variants.iter().map(|v| v.exposures).sum();
+    // Every decision and reward the history acknowledged, policy-driven and control group.
+    let control = report.control_group.as_ref();
+    let decisions = report.treated_group.exposures + control.map_or(0, |c| c.exposures);
+    let rewards = report.treated_group.rewards + control.map_or(0, |c| c.rewards);
     println!(
         "{}",
         json!({
@@ -125,6 +129,8 @@ async fn restart(dir: &Path) {
             "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
             "opened": engine.opened(),
             "exposures": exposures,
+            "decisions": decisions,
+            "rewards": rewards,
             "waiting_for_reward": report.waiting_for_reward,
         })
     );
@@ -170,6 +176,14 @@ fn scenario(n: usize, with_anchor: bool) {
     );
     let snapshot = measure(dir);
     println!("restart from snapshot, {n} decisions in history: {snapshot}");
+    assert_eq!(
+        snapshot["decisions"], n as u64,
+        "every acknowledged decision is in the state"
+    );
+    assert_eq!(
+        snapshot["rewards"], n as u64,
+        "every acknowledged reward is in the state"
+    );
     if with_anchor {
         let snaps = dir.join("experiments/promo/snapshots");
         std::fs::rename(&snaps, dir.join("snapshots-aside")).expect("move snapshots aside");
