@@ -124,6 +124,9 @@ struct DecideBody {
     unit_id: Option<String>,
     #[serde(default)]
     context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The variants this unit may get (by name); absent: all of them.
+    #[serde(default)]
+    eligible: Option<Vec<String>>,
     /// For deployments whose variants are models: the model inputs, as in an infer request.
     #[serde(default)]
     inputs: Option<serde::de::IgnoredAny>,
@@ -146,6 +149,7 @@ async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Reques
         unit: decide.unit_id,
         context: decide.context,
         inputs,
+        eligible: decide.eligible,
         protocol: Protocol::Rest,
     };
     let out = s.experiments.decide_request(&name, request).await?;

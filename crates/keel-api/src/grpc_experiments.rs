@@ -47,6 +47,7 @@ impl ExperimentsApi for GrpcDeployments {
             unit: (!r.unit_id.is_empty()).then_some(r.unit_id),
             context: (!context.is_empty()).then_some(context),
             inputs,
+            eligible: (!r.eligible.is_empty()).then_some(r.eligible),
             protocol: Protocol::Grpc,
         };
         let out = self

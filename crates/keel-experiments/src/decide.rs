@@ -22,6 +22,8 @@ pub struct DecideRequest {
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
     /// For deployments whose variants are models: the model inputs, as an infer request.
     pub inputs: Option<InferRequest>,
+    /// The variants this unit may get (by name); `None`: every serving variant.
+    pub eligible: Option<Vec<String>>,
     /// The transport the request came in on (for metrics of the inference it causes).
     pub protocol: Protocol,
 }
@@ -33,6 +35,7 @@ impl DecideRequest {
             unit: unit.map(str::to_string),
             context: context.cloned(),
             inputs: None,
+            eligible: None,
             protocol: Protocol::Rest,
         }
     }
@@ -59,10 +62,11 @@ impl RunningDeployment {
         unit: Option<&str>,
         context: Option<&serde_json::Map<String, serde_json::Value>>,
         inputs: Option<InferRequest>,
+        eligible: Option<&[String]>,
         protocol: Protocol,
     ) -> Result<DecisionOut> {
         self.validate_inputs(inputs.as_ref())?;
-        let (mut out, notices) = self.engine.decide(unit, context).await?;
+        let (mut out, notices) = self.engine.decide_among(unit, context, eligible).await?;
         services.record_notices(&self.name, notices).await;
         services.log_decision(&self.name, unit, &out);
         let (Some(request), Some(inference)) = (inputs, &services.inference) else {

@@ -252,13 +252,17 @@ impl Deployment {
     /// Whether a snapshot is due: enough records since the last one, or enough time with at
     /// least one record.
     pub fn snapshot_due(&self) -> bool {
+        // A snapshot writes every decision in an open window: taking one no more often than
+        // every that many records keeps its cost at one waiting decision per record logged.
+        let waiting = self.inner.lock().map_or(0, |i| i.waiting.len() as u64);
         let Ok(mark) = self.snapshot.lock() else { return false };
         if mark.running || self.wal.failure().is_some() {
             return false;
         }
         let seq = self.wal.durable_seq();
         let since = seq.saturating_sub(mark.seq);
-        since >= self.options.snapshot_every_records || (since > 0 && mark.at.elapsed() >= self.options.snapshot_every)
+        since >= self.options.snapshot_every_records.max(waiting)
+            || (since > 0 && mark.at.elapsed() >= self.options.snapshot_every)
     }
 
     /// Takes a snapshot of the state now: encoded under the lock, written once every record
@@ -342,10 +346,28 @@ impl Deployment {
         unit: Option<&str>,
         context: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<(DecisionOut, Vec<Notice>)> {
+        self.decide_among(unit, context, None).await
+    }
+
+    /// Decides among the `eligible` variants only (by name; `None`: all). The policy's
+    /// distribution is restricted to them and renormalised, so the logged propensity and
+    /// distribution are over that set (one eligible variant: propensity 1); when the policy
+    /// gives none of them any probability, the choice is uniform over them. The control group
+    /// holds a unit back only when the control variant is eligible for it.
+    pub async fn decide_among(
+        &self,
+        unit: Option<&str>,
+        context: Option<&serde_json::Map<String, serde_json::Value>>,
+        eligible: Option<&[String]>,
+    ) -> Result<(DecisionOut, Vec<Notice>)> {
         self.serving()?;
         let (out, seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
-            let (out, seq) = self.decide_locked(&mut inner, unit, context, None, now_ms())?;
+            let mask = match eligible {
+                Some(names) => Some(inner.spec.eligible_mask(&self.name, names)?),
+                None => None,
+            };
+            let (out, seq) = self.decide_locked(&mut inner, unit, context, None, mask.as_deref(), now_ms())?;
             (out, seq, std::mem::take(&mut inner.notices))
         };
         self.wal.notify();
@@ -370,7 +392,7 @@ impl Deployment {
             let mut last = 0;
             let mut results = Vec::with_capacity(rows.len());
             for row in rows {
-                match self.decide_locked(&mut inner, Some(row.unit), row.context, run, now) {
+                match self.decide_locked(&mut inner, Some(row.unit), row.context, run, None, now) {
                     Ok((out, seq)) => {
                         last = seq;
                         results.push(Ok(out));
@@ -397,11 +419,16 @@ impl Deployment {
         unit: Option<&str>,
         context: Option<&serde_json::Map<String, serde_json::Value>>,
         run: Option<&str>,
+        eligible: Option<&[bool]>,
         now: i64,
     ) -> Result<(DecisionOut, u64)> {
         let x = inner.spec.encode_context(context)?;
         let arms = inner.spec.arms();
-        let probs = inner.arm_distribution((!x.is_empty()).then_some(x.as_slice()))?;
+        let mut probs = inner.arm_distribution((!x.is_empty()).then_some(x.as_slice()))?;
+        if let Some(mask) = eligible {
+            restrict(&mut probs, &arms, mask);
+        }
+        let control_eligible = |cv: usize| eligible.is_none_or(|m| m.get(cv).copied().unwrap_or(false));
         // Control group: a sticky share of units always gets the control variant.
         let (variant, propensity, hold) = {
             let control = inner.spec.control.clone();
@@ -415,7 +442,7 @@ impl Deployment {
             };
             let arm = pick(&probs, u_pick);
             match control {
-                Some(c) => {
+                Some(c) if control_eligible(inner.spec.variant_index(&c.variant).unwrap_or(0)) => {
                     let cv = inner.spec.variant_index(&c.variant).unwrap_or(0);
                     let p_c = arms.iter().position(|v| *v == cv).map_or(0.0, |i| probs[i]);
                     if u_hold < c.share {
@@ -426,7 +453,7 @@ impl Deployment {
                         (v, p, false)
                     }
                 }
-                None => (arms[arm], probs[arm], false),
+                _ => (arms[arm], probs[arm], false),
             }
         };
         let id = Uuid::now_v7();
@@ -438,6 +465,7 @@ impl Deployment {
             id,
             unit: unit.map(str::to_string),
             run: run.map(str::to_string),
+            el: eligible.map_or_else(Vec::new, |m| (0..m.len()).filter(|v| m[*v]).collect()),
             v: variant,
             p: propensity,
             pv,
@@ -653,6 +681,12 @@ impl Deployment {
                     }
                 }
             }
+            // Memory follows the open windows down, not only up: after a campaign's windows
+            // close, a map sized for its peak is given back (rarely: amortised over the closes).
+            if inner.waiting.capacity() > 4096 && inner.waiting.len() * 4 < inner.waiting.capacity() {
+                inner.waiting.shrink_to_fit();
+                inner.expiry.shrink_to_fit();
+            }
             (closed, last, std::mem::take(&mut inner.notices))
         };
         if seq > 0 {
@@ -723,6 +757,26 @@ impl Deployment {
             Err(e) => {
                 tracing::warn!(deployment = %self.name, error = %e, "no snapshot at close; the next start replays the log")
             }
+        }
+    }
+}
+
+/// Restricts a distribution over `arms` to the eligible variants (`mask`, by variant index)
+/// and renormalises it; uniform over the eligible arms when it gave them nothing.
+fn restrict(probs: &mut [f64], arms: &[usize], mask: &[bool]) {
+    let eligible = |i: usize| mask.get(arms[i]).copied().unwrap_or(false);
+    for (i, p) in probs.iter_mut().enumerate() {
+        if !eligible(i) {
+            *p = 0.0;
+        }
+    }
+    let total: f64 = probs.iter().sum();
+    if total > 0.0 {
+        probs.iter_mut().for_each(|p| *p /= total);
+    } else {
+        let k = (0..probs.len()).filter(|i| eligible(*i)).count().max(1) as f64;
+        for (i, p) in probs.iter_mut().enumerate() {
+            *p = if eligible(i) { 1.0 / k } else { 0.0 };
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum Event {
         /// The batch run that made this decision (`keel batch decide`), if any.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         run: Option<String>,
+        /// The variants (indices) the decision was restricted to; empty: all of them.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        el: Vec<usize>,
         /// Index into the deployment's variants.
         v: usize,
         /// Probability of this variant under the logging distribution.

@@ -231,7 +231,7 @@ impl Deployments {
         unit: Option<&str>,
         context: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<DecisionOut> {
-        self.decide_parts(name, unit, context, None, Protocol::Rest).await
+        self.decide_parts(name, unit, context, None, None, Protocol::Rest).await
     }
 
     /// Decides from REST parts, with optional model inputs (see
@@ -243,7 +243,8 @@ impl Deployments {
         context: Option<&serde_json::Map<String, serde_json::Value>>,
         inputs: Option<keel_serving::InferRequest>,
     ) -> Result<DecisionOut> {
-        self.decide_parts(name, unit, context, inputs, Protocol::Rest).await
+        self.decide_parts(name, unit, context, inputs, None, Protocol::Rest)
+            .await
     }
 
     /// Decides; for model variants, runs the chosen variant on the request's inputs and
@@ -256,10 +257,18 @@ impl Deployments {
             unit,
             context,
             inputs,
+            eligible,
             protocol,
         } = req;
-        self.decide_parts(name, unit.as_deref(), context.as_ref(), inputs, protocol)
-            .await
+        self.decide_parts(
+            name,
+            unit.as_deref(),
+            context.as_ref(),
+            inputs,
+            eligible.as_deref(),
+            protocol,
+        )
+        .await
     }
 
     async fn decide_parts(
@@ -268,6 +277,7 @@ impl Deployments {
         unit: Option<&str>,
         context: Option<&serde_json::Map<String, serde_json::Value>>,
         inputs: Option<keel_serving::InferRequest>,
+        eligible: Option<&[String]>,
         protocol: Protocol,
     ) -> Result<DecisionOut> {
         let started = std::time::Instant::now();
@@ -280,7 +290,7 @@ impl Deployments {
         );
         let running = self.running(name)?;
         let result = running
-            .decide(&self.services, unit, context, inputs, protocol)
+            .decide(&self.services, unit, context, inputs, eligible, protocol)
             .instrument(span.clone())
             .await;
         if let Ok(out) = &result {

@@ -225,6 +225,37 @@ impl DeploymentSpec {
         self.variants.iter().position(|v| v.name == name)
     }
 
+    /// The variants a decision may choose among, by name, as a mask over the variants; every
+    /// name must be a serving variant of this deployment.
+    pub fn eligible_mask(&self, deployment: &str, names: &[String]) -> Result<Vec<bool>> {
+        if names.is_empty() {
+            return Err(DeploymentError::InvalidRequest(
+                "'eligible' is empty: give at least one variant, or leave it out to allow them all".into(),
+            ));
+        }
+        let mut mask = vec![false; self.variants.len()];
+        for name in names {
+            match self.variant_index(name) {
+                Some(i) if !self.variants[i].shadow => mask[i] = true,
+                Some(_) => {
+                    return Err(DeploymentError::InvalidRequest(format!(
+                        "'{}' is a shadow variant of deployment '{deployment}': it is never chosen, so it cannot be eligible",
+                        name.escape_default()
+                    )));
+                }
+                None => {
+                    let known: Vec<&str> = self.arms().iter().map(|i| self.variants[*i].name.as_str()).collect();
+                    return Err(DeploymentError::InvalidRequest(format!(
+                        "'{}' in 'eligible' is not a variant of deployment '{deployment}' (its variants: {})",
+                        name.escape_default(),
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(mask)
+    }
+
     /// Checks everything and reports every problem found.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();

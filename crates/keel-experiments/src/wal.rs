@@ -129,7 +129,8 @@ pub struct LogOptions {
     pub durability: Durability,
     /// The active file is closed into `segments/` once it holds this many bytes.
     pub segment_bytes: u64,
-    /// A snapshot is taken once this many records follow the last one...
+    /// A snapshot is taken once this many records follow the last one (or as many as there
+    /// are decisions in open windows, if more: a snapshot writes them all)...
     pub snapshot_every_records: u64,
     /// ...or this long after it, if any record follows it.
     pub snapshot_every: std::time::Duration,
@@ -140,7 +141,7 @@ impl Default for LogOptions {
         LogOptions {
             durability: Durability::Fsync,
             segment_bytes: 64 << 20,
-            snapshot_every_records: 250_000,
+            snapshot_every_records: 100_000,
             snapshot_every: std::time::Duration::from_secs(300),
         }
     }

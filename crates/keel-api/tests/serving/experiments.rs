@@ -45,6 +45,29 @@ async fn deployments_decide_feedback_report_over_rest() {
     assert!(["promo_a", "promo_b"].contains(&d["variant"].as_str().expect("variant")));
     let p = d["propensity"].as_f64().expect("p");
     assert!(p > 0.0 && p <= 1.0);
+    // Restricted to one eligible variant: that one, with propensity 1; an unknown one is a 400.
+    let (status, only) = server
+        .post_json(
+            "/v1/deployments/promo/decide",
+            &json!({"unit_id": "c2", "context": ctx, "eligible": ["promo_b"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{only}");
+    assert_eq!(
+        (only["variant"].clone(), only["propensity"].clone()),
+        (json!("promo_b"), json!(1.0))
+    );
+    let (status, bad) = server
+        .post_json(
+            "/v1/deployments/promo/decide",
+            &json!({"unit_id": "c2", "context": ctx, "eligible": ["promo_z"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"].as_str().expect("error").contains("promo_a, promo_b"),
+        "{bad}"
+    );
     let (status, f) = server
         .post_json(
             "/v1/deployments/promo/feedback",
@@ -160,7 +183,7 @@ async fn deployments_decide_feedback_report_over_rest() {
         .map(|v| v["exposures"].as_u64().expect("n"))
         .sum();
     let control = report["control_group"]["exposures"].as_u64().expect("control");
-    assert_eq!(exposures + control, 21);
+    assert_eq!(exposures + control, 22);
     let (status, list) = server.get("/v1/deployments").await;
     assert_eq!((status, list[0]["name"].clone()), (200, json!("promo")));
 }
@@ -178,7 +201,7 @@ async fn decide_and_feedback_over_grpc() {
     let mut client = ExperimentsClient::connect(format!("http://{}", server.grpc))
         .await
         .expect("connect");
-    let context = [
+    let context: std::collections::HashMap<String, FeatureValue> = [
         (
             "spend".to_string(),
             FeatureValue {
@@ -198,13 +221,26 @@ async fn decide_and_feedback_over_grpc() {
         .decide(DecideRequest {
             deployment: "promo".into(),
             unit_id: "c9".into(),
-            context,
+            context: context.clone(),
             inputs: None,
+            eligible: vec![],
         })
         .await
         .expect("decide")
         .into_inner();
     assert!(!d.decision_id.is_empty() && d.propensity > 0.0);
+    let only = client
+        .decide(DecideRequest {
+            deployment: "promo".into(),
+            unit_id: "c10".into(),
+            context,
+            inputs: None,
+            eligible: vec!["promo_a".into()],
+        })
+        .await
+        .expect("decide among one")
+        .into_inner();
+    assert_eq!((only.variant.as_str(), only.propensity), ("promo_a", 1.0));
     let f = client
         .feedback(FeedbackRequest {
             deployment: "promo".into(),
@@ -234,6 +270,7 @@ async fn decide_and_feedback_over_grpc() {
             unit_id: String::new(),
             context: Default::default(),
             inputs: None,
+            eligible: vec![],
         })
         .await
         .expect_err("context missing");

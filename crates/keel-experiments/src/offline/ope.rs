@@ -198,6 +198,7 @@ mod tests {
             id,
             unit: None,
             run: None,
+            el: Vec::new(),
             v,
             p,
             pv: 0,
