@@ -100,7 +100,8 @@ async fn secured() -> Secured {
 #[cfg(feature = "lake")]
 fn data_routes(catalog: &Catalog, home: &std::path::Path) -> Option<keel_api::access::Routes> {
     let lake = keel_lake::Lake::open(&home.join("lake")).expect("lake");
-    Some(keel_api::data::router(catalog.clone(), lake, 1 << 20))
+    // The /v1/data routes and the console's data pages, as `keel serve` mounts them.
+    Some(keel_api::app::data_routes(catalog.store().clone(), lake, 1 << 20))
 }
 
 #[cfg(not(feature = "lake"))]
