@@ -93,7 +93,11 @@ pub fn time(t: &DateTime<Utc>) -> String {
 
 /// A share as a percentage with one decimal (`12.5%`).
 pub fn pct(x: f64) -> String {
-    if x.is_finite() { format!("{:.1}%", x * 100.0) } else { "—".into() }
+    if x.is_finite() {
+        format!("{:.1}%", x * 100.0)
+    } else {
+        "—".into()
+    }
 }
 
 /// A rate: a percentage for binary rewards, else the mean with four significant digits.
@@ -193,7 +197,11 @@ impl Cell {
     pub fn num(value: f64, shown: String) -> Cell {
         Cell {
             html: escape(&shown),
-            sort: Some(if value.is_finite() { value.to_string() } else { String::new() }),
+            sort: Some(if value.is_finite() {
+                value.to_string()
+            } else {
+                String::new()
+            }),
             key: None,
         }
     }
@@ -244,7 +252,10 @@ impl Table {
         if self.rows.is_empty() {
             return format!(r#"<p class="empty" id="{}">{}</p>"#, esc(&self.id), esc(empty));
         }
-        let mut out = format!(r#"<div class="scroll"><table class="sortable" id="{}"><thead><tr>"#, esc(&self.id));
+        let mut out = format!(
+            r#"<div class="scroll"><table class="sortable" id="{}"><thead><tr>"#,
+            esc(&self.id)
+        );
         for h in &self.head {
             let _ = write!(out, r#"<th scope="col" tabindex="0">{}</th>"#, esc(h));
         }
@@ -302,7 +313,10 @@ mod tests {
     fn escaping_leaves_no_markup_characters() {
         for s in HOSTILE {
             let e = escape(s);
-            assert!(!e.contains('<') && !e.contains('>') && !e.contains('"') && !e.contains('\''), "{e}");
+            assert!(
+                !e.contains('<') && !e.contains('>') && !e.contains('"') && !e.contains('\''),
+                "{e}"
+            );
             assert_eq!(e, esc(s).to_string(), "both forms agree on {s}");
         }
         assert_eq!(escape("a&b<c>\"d'"), "a&amp;b&lt;c&gt;&quot;d&#39;");

@@ -100,9 +100,19 @@ pub fn routes() -> Vec<Route<Arc<Console>>> {
     vec![
         route(Method::GET, "/ui", Access::Open, get(to_index)),
         route(Method::GET, "/ui/", view, get(pages::overview::handler)),
-        route(Method::GET, "/ui/deployments/{name}", view, get(pages::deployment::handler)),
+        route(
+            Method::GET,
+            "/ui/deployments/{name}",
+            view,
+            get(pages::deployment::handler),
+        ),
         route(Method::GET, "/ui/models", view, get(pages::models::list_handler)),
-        route(Method::GET, "/ui/models/{name}", view, get(pages::models::model_handler)),
+        route(
+            Method::GET,
+            "/ui/models/{name}",
+            view,
+            get(pages::models::model_handler),
+        ),
         route(Method::GET, "/ui/changes", view, get(pages::changes::handler)),
         route(Method::GET, "/ui/login", Access::Open, get(login::form)),
         route(Method::POST, "/ui/login", Access::OpenLimited, post(login::submit)),
@@ -161,8 +171,10 @@ pub(crate) fn secure_headers(r: &mut Response) {
 pub(crate) fn html_response(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = (status, body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     secure_headers(&mut r);
     r
 }
@@ -186,7 +198,12 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    pub(crate) fn new(status: u16, title: impl Into<String>, message: impl Into<String>, back: (&str, &str)) -> Failure {
+    pub(crate) fn new(
+        status: u16,
+        title: impl Into<String>,
+        message: impl Into<String>,
+        back: (&str, &str),
+    ) -> Failure {
         Failure {
             status,
             title: title.into(),
@@ -240,4 +257,3 @@ pub(crate) fn answer(viewer: Option<&Viewer>, title: &str, result: Result<String
 pub fn refused_page(message: &str) -> Response {
     Failure::new(403, "Not allowed", message, ("/ui/login", "log in with another token")).render(None)
 }
-

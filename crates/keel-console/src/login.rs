@@ -100,7 +100,11 @@ pub(crate) async fn submit(
     if !same_origin(&headers) {
         return html_response(
             403,
-            form_page(&console, "/ui/", Some("this login form was posted from another site; log in from this server's own page")),
+            form_page(
+                &console,
+                "/ui/",
+                Some("this login form was posted from another site; log in from this server's own page"),
+            ),
         );
     }
     let bytes = match axum::body::to_bytes(body, MAX_FORM).await {
@@ -108,7 +112,11 @@ pub(crate) async fn submit(
         Err(_) => {
             return html_response(
                 413,
-                form_page(&console, "/ui/", Some("the login form was larger than 16 KiB; paste only the token")),
+                form_page(
+                    &console,
+                    "/ui/",
+                    Some("the login form was larger than 16 KiB; paste only the token"),
+                ),
             );
         }
     };
@@ -117,7 +125,11 @@ pub(crate) async fn submit(
         Err(_) => {
             return html_response(
                 400,
-                form_page(&console, "/ui/", Some("the login form needs a token field; paste an API token")),
+                form_page(
+                    &console,
+                    "/ui/",
+                    Some("the login form needs a token field; paste an API token"),
+                ),
             );
         }
     };
@@ -126,13 +138,21 @@ pub(crate) async fn submit(
     if !cookie_safe(token) {
         return html_response(
             400,
-            form_page(&console, &next, Some("that is not an API token (keel_… or a JWT); paste the token exactly")),
+            form_page(
+                &console,
+                &next,
+                Some("that is not an API token (keel_… or a JWT); paste the token exactly"),
+            ),
         );
     }
     let Some(auth) = &console.auth else {
         return html_response(
             400,
-            form_page(&console, &next, Some("this server checks no credentials, so there is nothing to log in to")),
+            form_page(
+                &console,
+                &next,
+                Some("this server checks no credentials, so there is nothing to log in to"),
+            ),
         );
     };
     if let Err(e) = auth.authenticate(Some(&format!("Bearer {token}"))).await {
@@ -142,7 +162,7 @@ pub(crate) async fn submit(
             form_page(&console, &next, Some(&format!("that token was refused: {e}"))),
         );
     }
-    let secure = tls.is_some_and(|t| t.0 .0);
+    let secure = tls.is_some_and(|t| t.0.0);
     let mut r = redirect(&next);
     let cookie = format!(
         "{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict{}",
@@ -156,7 +176,15 @@ pub(crate) async fn submit(
 
 pub(crate) async fn logout(headers: HeaderMap) -> Response {
     if !same_origin(&headers) {
-        return html_response(403, page("Not allowed", None, crate::DATA_PAGES, "<p>cross-site logout refused</p>"));
+        return html_response(
+            403,
+            page(
+                "Not allowed",
+                None,
+                crate::DATA_PAGES,
+                "<p>cross-site logout refused</p>",
+            ),
+        );
     }
     let mut r = redirect("/ui/login");
     r.headers_mut().insert(
@@ -203,7 +231,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others_and_empty_is_none() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; keel_console=keel_abc; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; keel_console=keel_abc; b=2"),
+        );
         assert_eq!(cookie_token(&h), Some("keel_abc"));
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_static("keel_console=; x=y"));
@@ -224,7 +255,10 @@ mod tests {
     fn cross_site_posts_are_told_apart() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        assert!(same_origin(&h), "no Origin: a same-site navigation or a non-browser client");
+        assert!(
+            same_origin(&h),
+            "no Origin: a same-site navigation or a non-browser client"
+        );
         h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
         assert!(same_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));

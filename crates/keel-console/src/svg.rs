@@ -32,11 +32,19 @@ impl Unit {
         match self {
             Unit::Percent => {
                 let p = v * 100.0;
-                if (p - p.round()).abs() < 1e-9 { format!("{p:.0}%") } else { format!("{p:.1}%") }
+                if (p - p.round()).abs() < 1e-9 {
+                    format!("{p:.0}%")
+                } else {
+                    format!("{p:.1}%")
+                }
             }
             Unit::Count => format!("{v:.0}"),
             Unit::Number => {
-                if v.abs() >= 100.0 || v == 0.0 { format!("{v:.0}") } else { format!("{v:.3}") }
+                if v.abs() >= 100.0 || v == 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.3}")
+                }
             }
         }
     }
@@ -116,13 +124,20 @@ fn y_top(max: f64, unit: Unit) -> f64 {
     }
     let step = nice_step(max, 5.0);
     let top = (max / step).ceil() * step;
-    if unit == Unit::Percent { top.min(1.0).max(step) } else { top }
+    if unit == Unit::Percent {
+        top.min(1.0).max(step)
+    } else {
+        top
+    }
 }
 
 fn axis_time_label(ms: f64, span_ms: f64) -> String {
     let full = time_ms(ms as i64);
-    // `YYYY-MM-DD HH:MM:SS UTC`: the time of day for spans under two days, else the date.
-    if span_ms < 2.0 * 86_400_000.0 {
+    // `YYYY-MM-DD HH:MM:SS UTC`: with seconds for spans under ten minutes, the time of day
+    // under two days, else the date.
+    if span_ms < 600_000.0 {
+        full.get(11..19).unwrap_or(&full).to_owned()
+    } else if span_ms < 2.0 * 86_400_000.0 {
         full.get(11..16).unwrap_or(&full).to_owned()
     } else {
         full.get(5..10).unwrap_or(&full).to_owned()
@@ -194,9 +209,19 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
     let span = x1 - x0;
     let n = if span > 0.0 { 6 } else { 1 };
     for i in 0..n {
-        let t = if n == 1 { x0 } else { x0 + span * i as f64 / (n - 1) as f64 };
+        let t = if n == 1 {
+            x0
+        } else {
+            x0 + span * i as f64 / (n - 1) as f64
+        };
         let x = sx.at(t);
-        let anchor = if n > 1 && i == n - 1 { "end" } else if i == 0 { "start" } else { "middle" };
+        let anchor = if n > 1 && i == n - 1 {
+            "end"
+        } else if i == 0 {
+            "start"
+        } else {
+            "middle"
+        };
         let _ = write!(
             out,
             r#"<line class="tickmark" x1="{x:.1}" x2="{x:.1}" y1="{plot_bottom}" y2="{yb:.1}"/><text class="tick" x="{x:.1}" y="{yl:.1}" text-anchor="{anchor}">{l}</text>"#,
@@ -332,7 +357,10 @@ fn node_href(node: &str) -> Option<String> {
     let (kind, rest) = node.split_once('/')?;
     match kind {
         "table" => Some(format!("/ui/data/{}", segment(rest.split('@').next().unwrap_or(rest)))),
-        "model" => Some(format!("/ui/models/{}", segment(rest.split('/').next().unwrap_or(rest)))),
+        "model" => Some(format!(
+            "/ui/models/{}",
+            segment(rest.split('/').next().unwrap_or(rest))
+        )),
         "deployment" | "decisions" => Some(format!("/ui/deployments/{}", segment(rest))),
         _ => None,
     }
@@ -431,20 +459,47 @@ mod tests {
                 points: vec![(t0, 0.5), (t0 + 60_000.0, 0.0)],
             },
         ]);
-        assert!(svg.contains("<title id=\"share-title\">Traffic share &lt;per&gt; variant</title>"), "{svg}");
-        for label in ["0%", "20%", "40%", "60%", "80%", "100%", "share of decisions", "time (UTC)"] {
+        assert!(
+            svg.contains("<title id=\"share-title\">Traffic share &lt;per&gt; variant</title>"),
+            "{svg}"
+        );
+        for label in [
+            "0%",
+            "20%",
+            "40%",
+            "60%",
+            "80%",
+            "100%",
+            "share of decisions",
+            "time (UTC)",
+        ] {
             assert!(svg.contains(&format!(">{label}</text>")), "missing {label}: {svg}");
         }
         // the legend names both series, escaped
-        assert!(svg.contains(">a</text>") && svg.contains(">b&lt;script&gt;</text>"), "{svg}");
+        assert!(
+            svg.contains(">a</text>") && svg.contains(">b&lt;script&gt;</text>"),
+            "{svg}"
+        );
         assert!(!svg.contains("<script>"));
         // x runs from LEFT to W - RIGHT, y from H - BOTTOM (0%) up to TOP (100%)
         let (left, right, bottom) = (LEFT, W - RIGHT, H - BOTTOM);
         let mid = (bottom + TOP) / 2.0;
-        assert!(svg.contains(&format!(r#"cx="{left:.1}" cy="{mid:.1}""#)), "50% at the first time: {svg}");
-        assert!(svg.contains(&format!(r#"cx="{right:.1}" cy="{TOP:.1}""#)), "100% at the last time");
-        assert!(svg.contains(&format!(r#"cx="{right:.1}" cy="{bottom:.1}""#)), "0% at the last time");
-        assert!(svg.contains(&format!(r#"points="{left:.1},{mid:.1} {right:.1},{TOP:.1}""#)), "{svg}");
+        assert!(
+            svg.contains(&format!(r#"cx="{left:.1}" cy="{mid:.1}""#)),
+            "50% at the first time: {svg}"
+        );
+        assert!(
+            svg.contains(&format!(r#"cx="{right:.1}" cy="{TOP:.1}""#)),
+            "100% at the last time"
+        );
+        assert!(
+            svg.contains(&format!(r#"cx="{right:.1}" cy="{bottom:.1}""#)),
+            "0% at the last time"
+        );
+        assert!(
+            svg.contains(&format!(r#"points="{left:.1},{mid:.1} {right:.1},{TOP:.1}""#)),
+            "{svg}"
+        );
         // tooltips carry the value and the time
         assert!(svg.contains("a: 50% at 2025-12-06"), "{svg}");
     }
@@ -474,7 +529,10 @@ mod tests {
         );
         // the axis runs 0..0.3 in steps of 0.05 over [150, W - RIGHT - 10]
         let s = Scale::new((0.0, 0.3), (150.0, W - RIGHT - 10.0));
-        assert!(svg.contains(&format!(r#"x1="{:.1}" x2="{:.1}""#, s.at(0.1), s.at(0.3))), "{svg}");
+        assert!(
+            svg.contains(&format!(r#"x1="{:.1}" x2="{:.1}""#, s.at(0.1), s.at(0.3))),
+            "{svg}"
+        );
         assert!(svg.contains(&format!(r#"cx="{:.1}""#, s.at(0.2))), "{svg}");
         assert!(svg.contains("b: 20% (95% interval 10% to 30%)"), "{svg}");
         assert!(svg.contains(">reward rate</text>"));
@@ -483,9 +541,21 @@ mod tests {
     #[test]
     fn the_lineage_graph_puts_kinds_in_columns_and_links_nodes() {
         let edges = vec![
-            ("table/clicks@v1".to_string(), "model/m/1".to_string(), "trained_on".to_string()),
-            ("model/m/1".to_string(), "deployment/d".to_string(), "serves".to_string()),
-            ("deployment/d".to_string(), "decisions/d".to_string(), "logs".to_string()),
+            (
+                "table/clicks@v1".to_string(),
+                "model/m/1".to_string(),
+                "trained_on".to_string(),
+            ),
+            (
+                "model/m/1".to_string(),
+                "deployment/d".to_string(),
+                "serves".to_string(),
+            ),
+            (
+                "deployment/d".to_string(),
+                "decisions/d".to_string(),
+                "logs".to_string(),
+            ),
         ];
         let svg = lineage_graph("lin", "Lineage", &edges, "table/clicks");
         assert!(svg.contains(r#"<a href="/ui/data/clicks">"#), "{svg}");

@@ -103,14 +103,21 @@ async fn render(c: &Console, q: &ChangesQuery) -> Result<String, Failure> {
     out.push_str(&field("subject", "subject starts with", subject, "deployment/promo"));
     out.push_str(&field("actor", "person", actor, "ana@corp"));
     out.push_str(&field("since", "since", nonempty(&q.since), "2026-12-01"));
-    out.push_str(&field("until", "until (inclusive day)", nonempty(&q.until), "2026-12-06"));
+    out.push_str(&field(
+        "until",
+        "until (inclusive day)",
+        nonempty(&q.until),
+        "2026-12-06",
+    ));
     out.push_str(r#"<button type="submit">Filter</button> <a href="/ui/changes">clear</a></form>"#);
     let _ = write!(
         out,
         r#"<p class="hint" id="count"><span data-key="shown">{}</span> changes shown, newest first (at most {limit}; the person and time filters look through the newest {} changes{}).</p>"#,
         shown.len(),
         scanned,
-        subject.map(|s| format!(" whose subject starts with {}", esc(s))).unwrap_or_default(),
+        subject
+            .map(|s| format!(" whose subject starts with {}", esc(s)))
+            .unwrap_or_default(),
     );
     let mut t = Table::new("changes", &["#", "When", "Person", "What", "Subject", "Details"]);
     for e in &shown {
@@ -158,8 +165,14 @@ mod tests {
 
     #[test]
     fn subjects_link_to_their_pages() {
-        assert_eq!(subject_link("model/bc-lr/2"), r#"<a href="/ui/models/bc-lr">model/bc-lr/2</a>"#);
-        assert_eq!(subject_link("deployment/promo"), r#"<a href="/ui/deployments/promo">deployment/promo</a>"#);
+        assert_eq!(
+            subject_link("model/bc-lr/2"),
+            r#"<a href="/ui/models/bc-lr">model/bc-lr/2</a>"#
+        );
+        assert_eq!(
+            subject_link("deployment/promo"),
+            r#"<a href="/ui/deployments/promo">deployment/promo</a>"#
+        );
         assert_eq!(subject_link("token/<x>"), "token/&lt;x&gt;");
     }
 }

@@ -46,11 +46,11 @@ pub(crate) struct ListQuery {
 async fn caller(d: &DataConsole, who: &Who) -> Result<Caller, Failure> {
     let p = who.as_ref().map(|e| e.0.clone());
     match p {
-        Some(p) if p.credential != Credential::Anonymous => d
-            .ws
-            .api_caller(&p.name)
-            .await
-            .map_err(|e| Failure::from_error(d.status_of, &e, "You", ("/ui/", "back to the overview"))),
+        Some(p) if p.credential != Credential::Anonymous => {
+            d.ws.api_caller(&p.name)
+                .await
+                .map_err(|e| Failure::from_error(d.status_of, &e, "You", ("/ui/", "back to the overview")))
+        }
         _ => Err(Failure::new(
             401,
             "Log in to see the data pages",
@@ -74,12 +74,16 @@ async fn list(d: &DataConsole, q: &ListQuery, who: &Who) -> Result<String, Failu
         esc(text.unwrap_or(""))
     );
     if let Some(text) = text {
-        let hits = d
-            .ws
-            .search(&caller, text)
-            .await
-            .map_err(|e| Failure::from_error(d.status_of, &e, "Tables", back))?;
-        let _ = write!(out, r#"<p class="hint">{} tables you may read match {}.</p>"#, hits.len(), esc(text));
+        let hits =
+            d.ws.search(&caller, text)
+                .await
+                .map_err(|e| Failure::from_error(d.status_of, &e, "Tables", back))?;
+        let _ = write!(
+            out,
+            r#"<p class="hint">{} tables you may read match {}.</p>"#,
+            hits.len(),
+            esc(text)
+        );
         let mut t = Table::new("tables", &["Table", "Owner", "Description", "Matched on"]);
         for h in &hits {
             t.named_row(
@@ -95,11 +99,10 @@ async fn list(d: &DataConsole, q: &ListQuery, who: &Who) -> Result<String, Failu
         out.push_str(&t.render("no table you may read matches"));
         return Ok(out);
     }
-    let listed = d
-        .ws
-        .list(&caller, None)
-        .await
-        .map_err(|e| Failure::from_error(d.status_of, &e, "Tables", back))?;
+    let listed =
+        d.ws.list(&caller, None)
+            .await
+            .map_err(|e| Failure::from_error(d.status_of, &e, "Tables", back))?;
     let _ = write!(
         out,
         r#"<p class="hint">{} tables you may read, as {}.</p>"#,
@@ -108,7 +111,16 @@ async fn list(d: &DataConsole, q: &ListQuery, who: &Who) -> Result<String, Failu
     );
     let mut t = Table::new(
         "tables",
-        &["Table", "Owner", "Tags", "Columns", "PII columns", "Description", "Your access", "Updated"],
+        &[
+            "Table",
+            "Owner",
+            "Tags",
+            "Columns",
+            "PII columns",
+            "Description",
+            "Your access",
+            "Updated",
+        ],
     );
     for l in &listed {
         let e = l.entry.as_ref();
@@ -147,11 +159,7 @@ async fn list(d: &DataConsole, q: &ListQuery, who: &Who) -> Result<String, Failu
     Ok(out)
 }
 
-pub(crate) async fn table_handler(
-    State(d): State<Arc<DataConsole>>,
-    Path(table): Path<String>,
-    who: Who,
-) -> Response {
+pub(crate) async fn table_handler(State(d): State<Arc<DataConsole>>, Path(table): Path<String>, who: Who) -> Response {
     let viewer = viewer_of(&who);
     let title = format!("Table {table}");
     answer(viewer.as_ref(), &title, card(&d, &table, &who).await)
@@ -160,26 +168,32 @@ pub(crate) async fn table_handler(
 async fn card(d: &DataConsole, table: &str, who: &Who) -> Result<String, Failure> {
     let caller = caller(d, who).await?;
     let back = ("/ui/data", "all tables");
-    let card = d
-        .ws
-        .show(&caller, table)
-        .await
-        .map_err(|e| Failure::from_error(d.status_of, &e, &format!("Table {table:?}"), back))?;
+    let card =
+        d.ws.show(&caller, table)
+            .await
+            .map_err(|e| Failure::from_error(d.status_of, &e, &format!("Table {table:?}"), back))?;
     let mut out = String::new();
     match &card.catalog {
         Some(e) => out.push_str(&facts(&[
             ("owner", esc(&e.owner_team).to_string()),
             ("description", esc(e.description.as_deref().unwrap_or("—")).to_string()),
             ("tags", esc(&e.tags.join(", ")).to_string()),
-            ("created", format!("{} by {}", esc(&time(&e.created_at)), esc(&e.created_by))),
+            (
+                "created",
+                format!("{} by {}", esc(&time(&e.created_at)), esc(&e.created_by)),
+            ),
             ("updated", esc(&time(&e.updated_at)).to_string()),
             ("versions", count(card.versions.len() as u64)),
         ])),
-        None => out.push_str(r#"<p class="alert">This lake table is not in the catalog yet: its next write records it.</p>"#),
+        None => out
+            .push_str(r#"<p class="alert">This lake table is not in the catalog yet: its next write records it.</p>"#),
     }
     if let Some(e) = &card.catalog {
         out.push_str("<h2>Columns</h2>");
-        let mut t = Table::new("columns", &["Column", "Type", "Personal data", "Flagged by", "Description"]);
+        let mut t = Table::new(
+            "columns",
+            &["Column", "Type", "Personal data", "Flagged by", "Description"],
+        );
         for c in &e.columns {
             t.named_row(
                 &c.name,

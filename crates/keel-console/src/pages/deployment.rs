@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use keel_experiments::report::Report;
 use keel_experiments::Health;
+use keel_experiments::report::Report;
 use keel_store::DeploymentRevision;
 use serde::Deserialize;
 
@@ -95,7 +95,11 @@ async fn render(c: &Console, name: &str, q: &DeploymentQuery) -> Result<String, 
                 history.len(),
                 esc(&time(&current.created_at)),
                 esc(&current.created_by),
-                current.reason.as_deref().map(|r| format!(" — “{}”", esc(r))).unwrap_or_default()
+                current
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" — “{}”", esc(r)))
+                    .unwrap_or_default()
             ),
         ),
     ];
@@ -109,9 +113,16 @@ async fn render(c: &Console, name: &str, q: &DeploymentQuery) -> Result<String, 
         ));
         items.push((
             "reward",
-            if binary(r) { "binary (conversion rate)".into() } else { "continuous (mean reward)".into() },
+            if binary(r) {
+                "binary (conversion rate)".into()
+            } else {
+                "continuous (mean reward)".into()
+            },
         ));
-        items.push(("decisions", format!(r#"<span data-key="decisions">{}</span>"#, count(decisions(r)))));
+        items.push((
+            "decisions",
+            format!(r#"<span data-key="decisions">{}</span>"#, count(decisions(r))),
+        ));
         items.push((
             "waiting for a reward",
             format!(
@@ -129,7 +140,11 @@ async fn render(c: &Console, name: &str, q: &DeploymentQuery) -> Result<String, 
     match &health {
         Ok(h) => out.push_str(&safeguards(h)),
         Err(e) => {
-            let _ = write!(out, r#"<h2>Safeguards</h2><p class="empty">{}</p>"#, esc(&e.to_string()));
+            let _ = write!(
+                out,
+                r#"<h2>Safeguards</h2><p class="empty">{}</p>"#,
+                esc(&e.to_string())
+            );
         }
     }
     out.push_str(&revisions(name, &history, diff)?);
@@ -154,7 +169,12 @@ fn checks(r: &Report) -> String {
             );
         }
     }
-    let paused: Vec<&str> = r.variants.iter().filter(|v| v.paused).map(|v| v.name.as_str()).collect();
+    let paused: Vec<&str> = r
+        .variants
+        .iter()
+        .filter(|v| v.paused)
+        .map(|v| v.name.as_str())
+        .collect();
     if !paused.is_empty() {
         let _ = write!(
             out,
@@ -183,7 +203,18 @@ fn variants(r: &Report, models: &BTreeMap<String, Option<String>>) -> String {
     );
     let mut t = Table::new(
         "variants",
-        &["Variant", "Model", "State", "Decisions", "Share", "Rewards", "Reward rate", "95% interval", "P(best)", "Lift vs control"],
+        &[
+            "Variant",
+            "Model",
+            "State",
+            "Decisions",
+            "Share",
+            "Rewards",
+            "Reward rate",
+            "95% interval",
+            "P(best)",
+            "Lift vs control",
+        ],
     );
     for v in &r.variants {
         let state = match (v.paused, v.shadow) {
@@ -197,7 +228,10 @@ fn variants(r: &Report, models: &BTreeMap<String, Option<String>>) -> String {
             None => Cell::text("—"),
         };
         let lift = match v.lift_vs_control {
-            Some((l, lo, hi)) => Cell::num(l, format!("{:+.1}% ({:+.1}% to {:+.1}%)", l * 100.0, lo * 100.0, hi * 100.0)),
+            Some((l, lo, hi)) => Cell::num(
+                l,
+                format!("{:+.1}% ({:+.1}% to {:+.1}%)", l * 100.0, lo * 100.0, hi * 100.0),
+            ),
             None => Cell::text("—"),
         };
         t.named_row(
@@ -219,7 +253,10 @@ fn variants(r: &Report, models: &BTreeMap<String, Option<String>>) -> String {
     out.push_str(&t.render("no variants"));
     if let Some(control) = &r.control_group {
         out.push_str("<h2>Holdout group</h2>");
-        let mut t = Table::new("groups", &["Group", "Decisions", "Rewards", "Reward rate", "95% interval"]);
+        let mut t = Table::new(
+            "groups",
+            &["Group", "Decisions", "Rewards", "Reward rate", "95% interval"],
+        );
         for (g, group) in [("holdout (control)", control), ("policy-driven", &r.treated_group)] {
             t.named_row(
                 g,
@@ -317,7 +354,10 @@ fn safeguards(h: &Health) -> String {
     match &h.slo {
         Some(s) => {
             let burn = if s.burn_rate > 1.0 {
-                format!(r#"<span class="badge bad">{:.2}× (spending the budget too fast)</span>"#, s.burn_rate)
+                format!(
+                    r#"<span class="badge bad">{:.2}× (spending the budget too fast)</span>"#,
+                    s.burn_rate
+                )
             } else {
                 format!(r#"<span class="badge good">{:.2}×</span>"#, s.burn_rate)
             };
@@ -331,7 +371,16 @@ fn safeguards(h: &Health) -> String {
                         s.window_seconds
                     ),
                 ),
-                ("availability", format!("{} of {} requests ({} errors, {} slow)", pct(s.availability), count(s.requests), count(s.errors), count(s.slow))),
+                (
+                    "availability",
+                    format!(
+                        "{} of {} requests ({} errors, {} slow)",
+                        pct(s.availability),
+                        count(s.requests),
+                        count(s.errors),
+                        count(s.slow)
+                    ),
+                ),
                 ("burn rate", burn),
                 ("error budget left", pct(s.budget_remaining)),
             ]));
@@ -347,7 +396,9 @@ fn safeguards(h: &Health) -> String {
     for a in &h.alerts {
         let (state, since) = match a.state {
             keel_guard::AlertState::Ok => (r#"<span class="badge good">ok</span>"#, None),
-            keel_guard::AlertState::Pending { since_ms } => (r#"<span class="badge warn">pending</span>"#, Some(since_ms)),
+            keel_guard::AlertState::Pending { since_ms } => {
+                (r#"<span class="badge warn">pending</span>"#, Some(since_ms))
+            }
             keel_guard::AlertState::Firing { since_ms } => (r#"<span class="badge bad">firing</span>"#, Some(since_ms)),
         };
         t.named_row(
@@ -365,17 +416,30 @@ fn safeguards(h: &Health) -> String {
         out.push_str("<h2>Live monitor</h2>");
         out.push_str(&facts(&[
             ("reference", link("/ui/data", &m.reference, &m.reference)),
-            ("state", esc(m.state).to_string() + &m.error.as_deref().map(|e| format!(": {}", esc(e))).unwrap_or_default()),
+            (
+                "state",
+                esc(m.state).to_string() + &m.error.as_deref().map(|e| format!(": {}", esc(e))).unwrap_or_default(),
+            ),
             ("rows seen", count(m.rows_seen)),
             ("schema violations", count(m.schema_violations)),
-            ("live AUC", m.auc.map_or("— (no labels yet)".into(), |a| format!("{a:.3} over {} labelled", m.labelled))),
+            (
+                "live AUC",
+                m.auc.map_or("— (no labels yet)".into(), |a| {
+                    format!("{a:.3} over {} labelled", m.labelled)
+                }),
+            ),
         ]));
         if let Some(w) = &m.last_window {
             let mut t = Table::new("drift", &["Column", "Drift figure (distance, or 1 − p)"]);
             for (col, v) in w.signals() {
                 t.named_row(&col, vec![Cell::text(&col), Cell::num(v, format!("{v:.3}"))]);
             }
-            let _ = write!(out, "<p class=\"hint\">Last window: {} rows seen, evaluated {}.</p>", count(w.window_rows_seen), esc(&time_ms(w.at_ms)));
+            let _ = write!(
+                out,
+                "<p class=\"hint\">Last window: {} rows seen, evaluated {}.</p>",
+                count(w.window_rows_seen),
+                esc(&time_ms(w.at_ms))
+            );
             out.push_str(&t.render("no columns compared"));
         }
     }
@@ -440,7 +504,10 @@ fn revisions(name: &str, history: &[DeploymentRevision], diff: Option<(i64, i64)
                 Failure::new(
                     404,
                     format!("Revision {n} not found"),
-                    format!("deployment {name:?} has revisions 1 to {}; there is no revision {n}", history.len()),
+                    format!(
+                        "deployment {name:?} has revisions 1 to {}; there is no revision {n}",
+                        history.len()
+                    ),
                     (&base, "back to the deployment"),
                 )
             })

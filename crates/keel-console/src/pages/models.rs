@@ -34,7 +34,17 @@ pub(crate) async fn list_handler(State(c): State<Arc<Console>>, who: Who) -> Res
 
 /// The models table of the overview and the models page.
 pub(crate) fn models_table(models: &[ModelSummary]) -> Table {
-    let mut t = Table::new("models", &["Model", "Latest version", "Versions", "production", "Aliases", "Updated"]);
+    let mut t = Table::new(
+        "models",
+        &[
+            "Model",
+            "Latest version",
+            "Versions",
+            "production",
+            "Aliases",
+            "Updated",
+        ],
+    );
     for m in models {
         let production = m.aliases.iter().find(|(a, _)| a == "production").map(|(_, v)| *v);
         let aliases = m
@@ -148,11 +158,25 @@ async fn render(c: &Console, name: &str) -> Result<String, Failure> {
         ("versions", versions.len().to_string()),
         (
             "latest",
-            latest.map_or("—".into(), |v| format!("v{} pushed {} by {}", v.version, esc(&time(&v.created_at)), esc(&v.author))),
+            latest.map_or("—".into(), |v| {
+                format!(
+                    "v{} pushed {} by {}",
+                    v.version,
+                    esc(&time(&v.created_at)),
+                    esc(&v.author)
+                )
+            }),
         ),
         (
             "production",
-            production.map_or("no production alias".into(), |a| format!("v{} (moved {} by {})", a.version, esc(&time(&a.updated_at)), esc(&a.updated_by))),
+            production.map_or("no production alias".into(), |a| {
+                format!(
+                    "v{} (moved {} by {})",
+                    a.version,
+                    esc(&time(&a.updated_at)),
+                    esc(&a.updated_by)
+                )
+            }),
         ),
         (
             "deployments now",
@@ -160,7 +184,14 @@ async fn render(c: &Console, name: &str) -> Result<String, Failure> {
                 "none".into()
             } else {
                 now.iter()
-                    .map(|(d, variant, r)| format!("{} (variant {}: {})", link("/ui/deployments", d, d), esc(variant), esc(r)))
+                    .map(|(d, variant, r)| {
+                        format!(
+                            "{} (variant {}: {})",
+                            link("/ui/deployments", d, d),
+                            esc(variant),
+                            esc(r)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             },
@@ -192,7 +223,11 @@ async fn render(c: &Console, name: &str) -> Result<String, Failure> {
             Cell::text(&time(&h.at)).sort_by(h.at.timestamp_millis().to_string()),
             Cell::text(&h.alias),
             Cell::text(&v(h.from_version)),
-            Cell::text(&if h.to_version.is_none() { "deleted".to_owned() } else { v(h.to_version) }),
+            Cell::text(&if h.to_version.is_none() {
+                "deleted".to_owned()
+            } else {
+                v(h.to_version)
+            }),
             Cell::text(&h.by),
             Cell::text(h.reason.as_deref().unwrap_or("")),
         ]);
@@ -202,14 +237,35 @@ async fn render(c: &Console, name: &str) -> Result<String, Failure> {
     out.push_str("<h2>Versions</h2>");
     let mut t = Table::new(
         "versions",
-        &["Version", "Pushed", "By", "Description", "Metrics", "Training data", "Inputs", "Outputs", "Size", "Aliases", "Served by"],
+        &[
+            "Version",
+            "Pushed",
+            "By",
+            "Description",
+            "Metrics",
+            "Training data",
+            "Inputs",
+            "Outputs",
+            "Size",
+            "Aliases",
+            "Served by",
+        ],
     );
     for v in versions.iter().rev() {
         let sig = Registry::signature(v).ok();
-        let on: Vec<&str> = aliases.iter().filter(|a| a.version == v.version).map(|a| a.alias.as_str()).collect();
+        let on: Vec<&str> = aliases
+            .iter()
+            .filter(|a| a.version == v.version)
+            .map(|a| a.alias.as_str())
+            .collect();
         let by = served
             .get(&v.version)
-            .map(|ds| ds.iter().map(|d| link("/ui/deployments", d, d)).collect::<Vec<_>>().join(", "))
+            .map(|ds| {
+                ds.iter()
+                    .map(|d| link("/ui/deployments", d, d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default();
         t.named_row(
             &v.version.to_string(),
@@ -250,7 +306,12 @@ async fn render(c: &Console, name: &str) -> Result<String, Failure> {
             }
         }
         out.push_str(&t.render("no inputs or outputs recorded"));
-        let opsets = sig.opsets.iter().map(|(d, v)| format!("{}:{v}", if d.is_empty() { "ai.onnx" } else { d })).collect::<Vec<_>>().join(", ");
+        let opsets = sig
+            .opsets
+            .iter()
+            .map(|(d, v)| format!("{}:{v}", if d.is_empty() { "ai.onnx" } else { d }))
+            .collect::<Vec<_>>()
+            .join(", ");
         out.push_str(&facts(&[
             ("producer", esc(&sig.producer).to_string()),
             ("IR version", sig.ir_version.to_string()),

@@ -39,7 +39,18 @@ async fn render(c: &Console) -> Result<String, Failure> {
     let failed: BTreeMap<String, String> = c.deployments.failed().into_iter().map(|f| (f.name, f.reason)).collect();
     let mut table = Table::new(
         "deployments",
-        &["Deployment", "State", "Revision", "Policy", "Variants", "Decisions", "Rewards", "Reward rate", "Waiting", "Changed"],
+        &[
+            "Deployment",
+            "State",
+            "Revision",
+            "Policy",
+            "Variants",
+            "Decisions",
+            "Rewards",
+            "Reward rate",
+            "Waiting",
+            "Changed",
+        ],
     );
     let (mut serving, mut broken) = (0, 0);
     for d in &revisions {
@@ -125,6 +136,8 @@ async fn render(c: &Console) -> Result<String, Failure> {
     out.push_str("<h2>Deployments</h2>");
     out.push_str(&table.render("no deployments yet: apply one with `keel deployment apply NAME SPEC.json`"));
     out.push_str("<h2>Models</h2>");
-    out.push_str(&super::models::models_table(&models).render("no models yet: push one with `keel model push NAME FILE.onnx`"));
+    out.push_str(
+        &super::models::models_table(&models).render("no models yet: push one with `keel model push NAME FILE.onnx`"),
+    );
     Ok(out)
 }
