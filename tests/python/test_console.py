@@ -283,7 +283,10 @@ def test_every_page_shows_the_apis_figures(tmp_path: Path, browser: Any) -> None
         b.open("/ui/models/nope", "model-missing", status=404)
         b.open("/ui/deployments/promo?diff=1..9", "diff-missing", status=404)
 
-        # Data pages act as a person: log in (auth is off, the token is still verified).
+        # Data pages act as a person: anonymous is asked to log in (auth is off, the token is
+        # still verified and the catalog checks that person's grants).
+        b.open("/ui/data", "data-anonymous", status=401)
+        assert "Log in to see the data pages" in page.inner_text("h1")
         b.open("/ui/login?next=/ui/data", "login")
         page.fill("#token", token)
         page.click("button[type=submit]")
