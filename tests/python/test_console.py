@@ -316,6 +316,28 @@ def test_every_page_shows_the_apis_figures(tmp_path: Path, browser: Any) -> None
     finally:
         s.stop()
 
+    # A damaged decision log stops that deployment only: the console says so, and still shows
+    # its revisions (a page, not a 500).
+    log = s.home / "experiments" / "promo" / "events.jsonl"
+    data = bytearray(log.read_bytes())
+    at = [i for i, c in enumerate(data) if c == ord("\n")][9] + 1
+    data[at + 40] ^= 0x04
+    log.write_bytes(bytes(data))
+    s.start()
+    try:
+        b = Browser(browser, s.url)
+        b.open("/ui/", "overview-failed")
+        state = b.page.locator('#deployments tr[data-row="promo"] td').nth(1)
+        assert state.inner_text() == "failed"
+        assert "keel deployment repair promo" in (state.locator(".badge").get_attribute("title") or "")
+        assert b.page.locator('#deployments tr[data-row="scoring"] td[data-key="decisions"]').inner_text() == "30"
+        b.open("/ui/deployments/promo", "deployment-failed")
+        assert "not serving" in b.page.inner_text("main")
+        assert b.page.locator('#revisions tr[data-row="2"]').count() == 1
+        assert not b.problems, b.problems
+    finally:
+        s.stop()
+
 
 def test_login_is_required_and_the_cookie_only_opens_the_console(tmp_path: Path, browser: Any) -> None:
     s = Server(tmp_path, ["--auth", "required"], "secured")

@@ -139,6 +139,8 @@ async fn render(c: &Console, name: &str, q: &DeploymentQuery) -> Result<String, 
     }
     match &health {
         Ok(h) => out.push_str(&safeguards(h)),
+        // A deployment that does not serve has said why above.
+        Err(_) if report.is_err() => {}
         Err(e) => {
             let _ = write!(
                 out,
