@@ -16,8 +16,11 @@ use keel_auth::Scope;
 /// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Nothing: liveness and readiness probes.
+    /// Nothing: liveness and readiness probes, the console's login form and assets.
     Open,
+    /// Nothing, but counted in the admin class: the console's login and logout, which check a
+    /// credential themselves.
+    OpenLimited,
     /// A credential granting this scope.
     Scope(Scope),
 }
@@ -52,7 +55,7 @@ impl Need {
             Need::Open | Need::Scope(Scope::Metrics) => Class::Probe,
             Need::Scope(Scope::Infer) => Class::Inference,
             Need::Scope(Scope::Decide) => Class::Decide,
-            Need::Scope(_) => Class::Admin,
+            Need::Scope(_) | Need::OpenLimited => Class::Admin,
         }
     }
 }
@@ -93,7 +96,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         self.add(Method::PUT, path, need, put(handler))
     }
 
-    fn add(mut self, method: Method, path: &'static str, need: Need, route: MethodRouter<S>) -> Self {
+    pub(crate) fn add(mut self, method: Method, path: &'static str, need: Need, route: MethodRouter<S>) -> Self {
         self.router = self.router.route(path, route);
         self.rules.push(Rule { method, path, need });
         self
@@ -118,6 +121,20 @@ impl Routes<()> {
     pub fn into_parts(self) -> (Router, Vec<Rule>) {
         (self.router, self.rules)
     }
+}
+
+/// The web console's routes (keel-console), each with the need it declares.
+pub(crate) fn console<S: Clone + Send + Sync + 'static>(routes: Vec<keel_console::Route<S>>, state: S) -> Routes {
+    let mut out = Routes::new();
+    for r in routes {
+        let need = match r.access {
+            keel_console::Access::Open => Need::Open,
+            keel_console::Access::OpenLimited => Need::OpenLimited,
+            keel_console::Access::Scope(scope) => Need::Scope(scope),
+        };
+        out = out.add(r.method, r.path, need, r.handler);
+    }
+    out.with_state(state)
 }
 
 /// Every REST route's rule, by method and matched path.

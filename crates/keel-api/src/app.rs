@@ -199,17 +199,25 @@ impl App {
     #[cfg(feature = "lake")]
     fn data_routes(&self) -> Option<crate::access::Routes> {
         let (store, lake) = self.data.clone()?;
-        Some(crate::data::router(
-            keel_catalog::Catalog::new(store),
-            lake,
-            self.max_body_bytes,
-        ))
+        Some(data_routes(store, lake, self.max_body_bytes))
     }
 
     #[cfg(not(feature = "lake"))]
     fn data_routes(&self) -> Option<crate::access::Routes> {
         None
     }
+}
+
+/// The `/v1/data` routes and the console's data pages over `lake`, checked by the catalog in
+/// `store`.
+#[cfg(feature = "lake")]
+pub fn data_routes(store: keel_store::Store, lake: AppLake, max_body_bytes: usize) -> crate::access::Routes {
+    let console = keel_console::DataConsole::new(
+        keel_data::Workspace::new(keel_catalog::Catalog::new(store.clone()), lake.clone()),
+        |kind| crate::error::http_status(kind).as_u16(),
+    );
+    crate::data::router(keel_catalog::Catalog::new(store), lake, max_body_bytes)
+        .merge(crate::access::console(keel_console::data_routes(), Arc::new(console)))
 }
 
 /// A server listening and serving until [`RunningApp::stop`].

@@ -231,7 +231,7 @@ impl Gate {
         authorization: Option<&str>,
     ) -> Result<Option<Arc<Principal>>, AuthError> {
         let scope = match need {
-            Need::Open => return Ok(None),
+            Need::Open | Need::OpenLimited => return Ok(None),
             Need::Scope(Scope::Metrics) if self.metrics_open => return Ok(None),
             Need::Scope(scope) => scope,
         };
@@ -336,8 +336,15 @@ pub(crate) async fn rest(State(gate): State<Arc<Gate>>, mut req: Request, next: 
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
         return after_draining(req, gate.max_body, response).await;
     };
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match gate.authorize(need, authorization).await {
+    let console = path == "/ui" || path.starts_with("/ui/");
+    let authorization = match req.headers().get(header::AUTHORIZATION) {
+        Some(v) => v.to_str().ok().map(str::to_owned),
+        // The console's login cookie is a credential for the console's pages only: never for
+        // /v1 or /v2, so a cross-site request cannot use it on the API.
+        None if console => keel_console::login::cookie_token(req.headers()).map(|t| format!("Bearer {t}")),
+        None => None,
+    };
+    match gate.authorize(need, authorization.as_deref()).await {
         Ok(Some(principal)) => {
             req.extensions_mut().insert(principal);
         }
@@ -346,6 +353,10 @@ pub(crate) async fn rest(State(gate): State<Arc<Gate>>, mut req: Request, next: 
             let route = format!("{} {path}", req.method());
             let status = crate::error::http_status(e.kind());
             gate.refused(route, "rest", &e, status.as_u16());
+            if console && wants_html(&req) {
+                let response = console_refusal(&req, status, &e.to_string());
+                return after_draining(req, gate.max_body, response).await;
+            }
             let mut response = ApiError::from(e).into_response();
             if status == StatusCode::UNAUTHORIZED {
                 response
@@ -369,6 +380,32 @@ pub(crate) async fn rest(State(gate): State<Arc<Gate>>, mut req: Request, next: 
             )
         }
     }
+}
+
+/// Whether a request comes from a browser showing pages (rather than a program).
+fn wants_html(req: &Request) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// A console page refused to a browser: without a valid credential, to the login form (and a
+/// stale cookie is cleared); with one that lacks the scope, a page saying so.
+fn console_refusal(req: &Request, status: StatusCode, message: &str) -> Response {
+    if status != StatusCode::UNAUTHORIZED {
+        return keel_console::refused_page(message);
+    }
+    let next = req.uri().path_and_query().map_or("/ui/", |p| p.as_str());
+    let to = format!("/ui/login?next={}", keel_console::html::query_value(next));
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+    if keel_console::login::cookie_token(req.headers()).is_some() {
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            HeaderValue::from_static("keel_console=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"),
+        );
+    }
+    response
 }
 
 /// `response` to a request refused before its body was read: the body is read and discarded

@@ -87,6 +87,20 @@ impl Services {
             max_body_bytes,
             self.access.references.clone(),
         );
+        // The web console (/ui/), over the same deployments and registry.
+        let routes = match &self.experiments {
+            Some(deployments) => routes.merge(crate::access::console(
+                keel_console::routes(),
+                Arc::new(keel_console::Console::new(
+                    deployments.clone(),
+                    self.inference.registry().clone(),
+                    self.access.auth.clone(),
+                    self.access.required,
+                    |kind| crate::error::http_status(kind).as_u16(),
+                )),
+            )),
+            None => routes,
+        };
         match self.extra_rest.clone() {
             Some(extra) => routes.merge(extra),
             None => routes,
@@ -189,8 +203,11 @@ impl BoundServer {
             let stop = shutdown.clone();
             tokio::spawn(auth.watch_revocations(async move { stop.cancelled().await }));
         }
-        let app =
-            crate::rest::finish(router.layer(axum::middleware::from_fn_with_state(gate.clone(), crate::gate::rest)));
+        let app = crate::rest::finish(
+            router
+                .layer(axum::middleware::from_fn_with_state(gate.clone(), crate::gate::rest))
+                .layer(axum::Extension(keel_console::Tls(self.tls.is_some()))),
+        );
         // Server spans only when something exports them: the middleware is not free.
         let traced = tracing::enabled!(target: crate::trace::TRACE_TARGET, tracing::Level::INFO);
         let app = if traced {

@@ -100,7 +100,8 @@ async fn secured() -> Secured {
 #[cfg(feature = "lake")]
 fn data_routes(catalog: &Catalog, home: &std::path::Path) -> Option<keel_api::access::Routes> {
     let lake = keel_lake::Lake::open(&home.join("lake")).expect("lake");
-    Some(keel_api::data::router(catalog.clone(), lake, 1 << 20))
+    // The /v1/data routes and the console's data pages, as `keel serve` mounts them.
+    Some(keel_api::app::data_routes(catalog.store().clone(), lake, 1 << 20))
 }
 
 #[cfg(not(feature = "lake"))]
@@ -172,9 +173,23 @@ fn concrete(path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rest_route_refuses_missing_bad_expired_and_wrong_scope_credentials() {
     let s = secured().await;
-    let client = reqwest::Client::new();
+    // Redirects are not followed: each route's own answer is checked (the console's `/ui`
+    // sends browsers on to `/ui/`, which needs a credential of its own).
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
     let expired = s.expired_token().await;
     assert!(s.rules.len() >= 20, "the table lists every route: {:?}", s.rules);
+    assert!(
+        s.rules.iter().any(|r| r.path == "/ui/deployments/{name}"),
+        "the console's routes are in the table"
+    );
+    #[cfg(feature = "lake")]
+    assert!(
+        s.rules.iter().any(|r| r.path == "/ui/data/{table}"),
+        "and its data pages"
+    );
     let mut checked = 0;
     for rule in &s.rules {
         let url = format!("http://{}{}", s.http, concrete(rule.path));
@@ -252,6 +267,85 @@ async fn every_rest_route_refuses_missing_bad_expired_and_wrong_scope_credential
     assert!(
         !dump.contains("keel_not_a_token") && !dump.contains(&expired),
         "no secret in the audit log"
+    );
+}
+
+#[tokio::test]
+async fn the_console_cookie_opens_the_console_only_and_browsers_are_sent_to_the_login_form() {
+    let s = secured().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let viewer = s.token(Scopes::from_iter([Scope::View])).await;
+    let cookie = format!("keel_console={viewer}");
+    let get = |path: &str, cookie: Option<&str>, html: bool| {
+        let mut request = client.get(format!("http://{}{path}", s.http));
+        if let Some(c) = cookie {
+            request = request.header("cookie", c.to_owned());
+        }
+        if html {
+            request = request.header("accept", "text/html,application/xhtml+xml");
+        }
+        request.send()
+    };
+    // The cookie is the credential of /ui pages...
+    let page = get("/ui/", Some(&cookie), true).await.expect("request");
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .expect("ascii")
+            .contains("default-src 'self'")
+    );
+    assert!(page.text().await.expect("body").contains("signed in as <b>svc</b>"));
+    // ...and of nothing else: the API ignores it (no cross-site requests with a cookie).
+    for path in ["/v1/deployments", "/v2/models/bc-lr"] {
+        let api = get(path, Some(&cookie), false).await.expect("request");
+        assert_eq!(api.status().as_u16(), 401, "{path} with the console cookie");
+    }
+    // A browser without a credential is sent to the login form, a program gets the JSON 401.
+    let browser = get("/ui/models/bc-lr", None, true).await.expect("request");
+    assert_eq!(browser.status().as_u16(), 303);
+    assert_eq!(browser.headers()["location"], "/ui/login?next=%2Fui%2Fmodels%2Fbc-lr");
+    let program = get("/ui/models/bc-lr", None, false).await.expect("request");
+    assert_eq!(program.status().as_u16(), 401);
+    // A revoked or bad cookie is cleared on the way to the login form.
+    let stale = get("/ui/", Some("keel_console=keel_not_a_token"), true)
+        .await
+        .expect("request");
+    assert_eq!(stale.status().as_u16(), 303);
+    assert!(
+        stale.headers()["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .contains("Max-Age=0")
+    );
+    // A credential without the page's scope: a page saying so, not the login form.
+    let infer = s.token(Scopes::from_iter([Scope::Infer])).await;
+    let refused = get("/ui/", Some(&format!("keel_console={infer}")), true)
+        .await
+        .expect("request");
+    assert_eq!(refused.status().as_u16(), 403);
+    assert!(refused.text().await.expect("body").contains("Not allowed"));
+    // Logging in checks the token with the same authenticator and sets the cookie.
+    let login = |token: &str| {
+        client
+            .post(format!("http://{}/ui/login", s.http))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}&next=%2Fui%2Fchanges"))
+            .send()
+    };
+    let bad = login("keel_not_a_token").await.expect("request");
+    assert_eq!(bad.status().as_u16(), 401);
+    assert!(bad.headers().get("set-cookie").is_none());
+    let good = login(&viewer).await.expect("request");
+    assert_eq!(good.status().as_u16(), 303);
+    assert_eq!(good.headers()["location"], "/ui/changes");
+    let set = good.headers()["set-cookie"].to_str().expect("ascii");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/ui"),
+        "{set}"
     );
 }
 

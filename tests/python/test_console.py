@@ -1,0 +1,381 @@
+"""The web console in a real browser: headless Chromium (Debian's ``chromium``, driven by the
+``playwright`` package; its own browser download is never used) against a live ``keel serve``
+with real data: models pushed with the CLI, a lake table ingested, deployments applied, decisions
+and feedback sent through the API.
+
+Every page is loaded; the figures that matter are compared with the JSON API's (decisions,
+rewards and reward rates against ``GET /v1/deployments/{name}/report``, aliases against the
+registry); links are followed, a table is sorted, no page logs a console error or has a failed
+request, and a screenshot of each page is saved under ``target/console-screenshots/``. A second
+server with ``--auth required`` checks the login flow and that the console's cookie never
+authorises the JSON API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from keel_bin import REPO_ROOT, free_ports, keel_bin
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is in python/requirements-dev.txt")
+
+CHROMIUM = os.environ.get("KEEL_CHROMIUM", "/usr/bin/chromium")
+FIXTURES = REPO_ROOT / "fixtures" / "models"
+ROW = json.loads((FIXTURES / "expected.json").read_text())["models"]["bc-lr"]["rows"][0]
+SHOTS = REPO_ROOT / "target" / "console-screenshots"
+
+
+class Server:
+    def __init__(self, tmp: Path, extra: list[str], name: str) -> None:
+        self.binary, self.home = keel_bin(), tmp / "home"
+        self.env = {**os.environ, "KEEL_HOME": str(self.home), "KEEL_AUTHOR": "pytest", "KEEL_USER": "ana"}
+        self.extra, self.name, self.tmp = extra, name, tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run([str(self.binary), *args], env=self.env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, f"keel {args}: {out.stderr}"
+        return out.stdout
+
+    def start(self) -> None:
+        http, grpc = free_ports(2)
+        self.url = f"http://127.0.0.1:{http}"
+        self.log = open(self.tmp / f"{self.name}.log", "w")
+        self.proc = subprocess.Popen(
+            [str(self.binary), "serve", "--http-addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc}",
+             "--log-flush-ms", "100", *self.extra],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            assert self.proc.poll() is None and time.time() < deadline, (self.tmp / f"{self.name}.log").read_text()
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=30) == 0, (self.tmp / f"{self.name}.log").read_text()
+            self.log.close()
+
+    def api(self, method: str, path: str, body: Any = None, token: str | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        req.add_header("content-type", "application/json")
+        if token:
+            req.add_header("authorization", f"Bearer {token}")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        try:
+            return status, json.loads(raw or b"null")
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+
+def seed(s: Server) -> str:
+    """Models, a lake table with lineage, a token for ana; returns the token."""
+    csv = s.tmp / "clicks.csv"
+    csv.write_text("user_email,age,clicked\n" + "".join(f"u{i}@example.com,{20 + i % 40},{i % 3 == 0}\n" for i in range(200)))
+    s.cli("data", "ingest", str(csv), "--table", "clicks", "-d", "clicks of the <b>spring</b> campaign")
+    s.cli("model", "push", "bc-lr", str(FIXTURES / "bc-lr.onnx"), "--alias", "production",
+          "--training-data", "clicks", "-m", "auc=0.97", "-d", "logistic regression")
+    s.cli("model", "push", "bc-lr", str(FIXTURES / "bc-lr-zipmap.onnx"), "-m", "auc=0.96")
+    s.cli("model", "alias", "bc-lr", "staging", "2", "--reason", "try the zipmap export")
+    s.cli("model", "push", "bc-rf", str(FIXTURES / "bc-rf.onnx"), "--alias", "production")
+    out = json.loads(s.cli("--json", "access", "token", "create", "ana", "--scope", "view", "--scope", "data:read"))
+    return out["token"]
+
+
+def traffic(s: Server, token: str | None = None) -> None:
+    """Two deployments: `promo` (plain variants, a holdout group) with two revisions, and
+    `scoring` (model variants), each with decisions and feedback through the API."""
+    promo = {"variants": [{"name": "control"}, {"name": "new-subject"}],
+             "policy": {"type": "fixed_weights", "weights": [0.5, 0.5]},
+             "control": {"variant": "control", "share": 0.1}, "report_bucket_seconds": 1}
+    assert s.api("PUT", "/v1/deployments/promo", {"spec": promo, "reason": "launch"}, token)[0] == 200
+    promo["policy"]["weights"] = [0.3, 0.7]
+    assert s.api("PUT", "/v1/deployments/promo", {"spec": promo, "reason": "more <new>"}, token)[0] == 200
+    for i in range(240):
+        status, d = s.api("POST", "/v1/deployments/promo/decide", {"unit_id": f"u{i}"}, token)
+        assert status == 200, d
+        if i % 4 != 3:
+            reward = 1.0 if (d["variant"] == "new-subject") == (i % 3 == 0) else 0.0
+            assert s.api("POST", "/v1/deployments/promo/feedback",
+                         {"decision_id": d["decision_id"], "reward": reward}, token)[0] == 200
+        if i == 120:
+            time.sleep(1.1)  # a second time bucket
+    scoring = {"variants": [{"name": "lr", "model": "bc-lr@production"}, {"name": "rf", "model": "bc-rf@production"}],
+               "policy": {"type": "thompson_beta"}}
+    assert s.api("PUT", "/v1/deployments/scoring", {"spec": scoring}, token)[0] == 200
+    inputs = [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": ROW}]
+    for i in range(30):
+        status, d = s.api("POST", "/v1/deployments/scoring/decide", {"unit_id": f"s{i}", "inputs": inputs}, token)
+        assert status == 200, d
+        s.api("POST", "/v1/deployments/scoring/feedback", {"decision_id": d["decision_id"], "reward": float(i % 2)}, token)
+
+
+class Browser:
+    """A page whose console errors, uncaught exceptions and failed requests are collected."""
+
+    def __init__(self, browser: Any, base: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1366, "height": 900})
+        self.page = self.context.new_page()
+        self.base = base
+        self.problems: list[str] = []
+        self.expected_status: set[str] = set()
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("requestfailed", self._failed)
+        self.page.on("response", self._response)
+
+    def _failed(self, r: Any) -> None:
+        # A request the browser cancels because the test navigated on (the icon of the page
+        # just left) did not fail on the server's side.
+        if r.failure != "net::ERR_ABORTED":
+            self.problems.append(f"failed: {r.url} {r.failure}")
+
+    def _console(self, m: Any) -> None:
+        # Chromium logs every non-2xx answer as an error; those a step expects are not problems.
+        expected = m.text.startswith("Failed to load resource") and \
+            m.location.get("url", "").removeprefix(self.base) in self.expected_status
+        if m.type == "error" and not expected:
+            self.problems.append(f"console: {m.text} at {m.location.get('url')}")
+
+    def _response(self, r: Any) -> None:
+        path = r.url.removeprefix(self.base)
+        if r.status >= 400 and path not in self.expected_status:
+            self.problems.append(f"{r.status}: {r.url}")
+
+    def open(self, path: str, shot: str, status: int = 200) -> Any:
+        if status >= 400:
+            self.expected_status.add(path)
+        response = self.page.goto(self.base + path)
+        assert response is not None and response.status == status, (path, response and response.status)
+        csp = response.headers.get("content-security-policy", "")
+        assert "default-src 'self'" in csp, csp
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+        assert not self.problems, self.problems
+        return response
+
+    def cell(self, table: str, row: str, key: str) -> str:
+        loc = self.page.locator(f'#{table} tr[data-row="{row}"] td[data-key="{key}"]')
+        return loc.get_attribute("data-sort") or loc.inner_text()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium", pytrace=False)
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def test_every_page_shows_the_apis_figures(tmp_path: Path, browser: Any) -> None:
+    s = Server(tmp_path, [], "open")
+    token = seed(s)
+    s.start()
+    try:
+        traffic(s)
+        b = Browser(browser, s.url)
+        page = b.page
+
+        # Overview: both deployments and their figures equal the reports'.
+        b.open("/ui/", "overview")
+        assert "auth off (loopback)" in page.inner_text("header")
+        for name in ("promo", "scoring"):
+            _, report = s.api("GET", f"/v1/deployments/{name}/report")
+            decisions = report["treated_group"]["exposures"] + (report["control_group"] or {"exposures": 0})["exposures"]
+            assert int(b.cell("deployments", name, "decisions")) == decisions
+            assert float(b.cell("deployments", name, "reward_rate")) == pytest.approx(report["treated_group"]["rate"], abs=1e-12)
+            assert int(b.cell("deployments", name, "revision")) == report["revision"]
+        assert int(b.cell("deployments", "promo", "decisions")) == 240
+        assert b.cell("models", "bc-lr", "production") == "1"
+        assert b.cell("models", "bc-lr", "latest") == "2"
+
+        # Follow the link to the deployment.
+        page.click('#deployments a[href="/ui/deployments/promo"]')
+        page.wait_for_url("**/ui/deployments/promo")
+        _, report = s.api("GET", "/v1/deployments/promo/report")
+        b.open("/ui/deployments/promo", "deployment-promo")
+        for v in report["variants"]:
+            assert int(b.cell("variants", v["name"], "exposures")) == v["exposures"]
+            assert int(b.cell("variants", v["name"], "rewards")) == v["rewards"]
+            assert float(b.cell("variants", v["name"], "rate")) == pytest.approx(v["rate"], abs=1e-12)
+            assert float(b.cell("variants", v["name"], "share")) == pytest.approx(v["share"], abs=1e-12)
+        assert int(b.cell("groups", "holdout (control)", "exposures")) == report["control_group"]["exposures"]
+        assert page.locator("#lift").count() == 1
+        assert page.locator("#srm").count() == 1
+        # Charts: titles, axes, a line per variant, a legend.
+        share = page.locator("svg#chart-share")
+        assert "Traffic share per variant" in (share.locator("title").first.text_content() or "")
+        assert share.locator("polyline").count() == 2
+        assert share.locator("text", has_text="share of decisions").count() == 1
+        assert share.locator(".legend").count() == 2
+        assert page.locator("svg#chart-rates circle").count() == 2
+
+        # Sort the variants by decisions, both ways.
+        header = page.locator("#variants th", has_text="Decisions")
+        header.click()
+        values = [int(x) for x in page.locator('#variants td[data-key="exposures"]').evaluate_all("els => els.map(e => e.dataset.sort)")]
+        assert values == sorted(values) and len(values) == 2
+        header.click()
+        values = [int(x) for x in page.locator('#variants td[data-key="exposures"]').evaluate_all("els => els.map(e => e.dataset.sort)")]
+        assert values == sorted(values, reverse=True)
+
+        # The diff between the two revisions names the changed weights.
+        b.open("/ui/deployments/promo?diff=1..2", "deployment-promo-diff")
+        diff = page.inner_text("#diff")
+        assert "- " in diff and "+ " in diff and "0.3" in diff and "0.7" in diff
+        assert "more <new>" in page.inner_text("#revisions")
+
+        b.open("/ui/deployments/scoring", "deployment-scoring")
+        page.click('#variants a[href="/ui/models/bc-lr"]')
+        page.wait_for_url("**/ui/models/bc-lr")
+
+        # Models: versions, aliases and their history, who serves what.
+        b.open("/ui/models", "models")
+        b.open("/ui/models/bc-lr", "model-bc-lr")
+        assert b.cell("aliases", "production", "version") == "1"
+        assert b.cell("aliases", "staging", "version") == "2"
+        history = page.inner_text("#alias-history")
+        assert "try the zipmap export" in history and "pytest" in history
+        assert "auc = 0.97" in b.cell("versions", "1", "metrics")
+        assert "scoring" in page.locator('#versions tr[data-row="1"] td[data-key="served_by"]').inner_text()
+
+        # The change log and its filters.
+        b.open("/ui/changes", "changes")
+        everything = int(page.locator('#count [data-key="shown"]').inner_text())
+        assert everything >= 8
+        b.open("/ui/changes?subject=deployment/promo", "changes-promo")
+        assert int(page.locator('#count [data-key="shown"]').inner_text()) == 2
+        b.open("/ui/changes?actor=nobody", "changes-nobody")
+        assert int(page.locator('#count [data-key="shown"]').inner_text()) == 0
+        b.open("/ui/changes?since=not-a-day", "changes-bad-since", status=400)
+        assert "2026-12-06" in page.inner_text("main")
+
+        # A user's mistake is a 404 page naming what is missing, with a way back.
+        b.open("/ui/deployments/nope", "deployment-missing", status=404)
+        assert "nope" in page.inner_text("h1")
+        b.open("/ui/models/nope", "model-missing", status=404)
+        b.open("/ui/deployments/promo?diff=1..9", "diff-missing", status=404)
+
+        # Data pages act as a person: anonymous is asked to log in (auth is off, the token is
+        # still verified and the catalog checks that person's grants).
+        b.open("/ui/data", "data-anonymous", status=401)
+        assert "Log in to see the data pages" in page.inner_text("h1")
+        b.open("/ui/login?next=/ui/data", "login")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/data")
+        b.open("/ui/data", "data")
+        assert "signed in as ana" in page.inner_text("header")
+        assert b.cell("tables", "clicks", "pii") == "1", "one column holds personal data"
+        assert "user_email (email)" in page.locator('#tables tr[data-row="clicks"] td[data-key="pii"]').inner_text()
+        page.click('#tables a[href="/ui/data/clicks"]')
+        page.wait_for_url("**/ui/data/clicks")
+        b.open("/ui/data/clicks", "data-clicks")
+        assert "<b>spring</b>" in page.inner_text("main"), "escaped, shown as text"
+        assert page.locator("main b", has_text="spring").count() == 0
+        graph = page.locator("svg#lineage")
+        for node in ("table/clicks", "model/bc-lr/1", "deployment/scoring", "decisions/scoring"):
+            assert graph.locator("text", has_text=node).count() >= 1, node
+        b.open("/ui/data?q=click", "data-search")
+        b.open("/ui/data/nope", "data-missing", status=404)
+
+        # Render time of the busiest page, measured in the browser (reported, not asserted).
+        times = []
+        for _ in range(5):
+            b.open("/ui/deployments/promo", "deployment-promo")
+            times.append(page.evaluate("performance.getEntriesByType('navigation')[0].responseEnd - performance.getEntriesByType('navigation')[0].requestStart"))
+        print(f"\n/ui/deployments/promo: median {sorted(times)[2]:.1f} ms from request to last byte ({times})")
+        assert not b.problems, b.problems
+    finally:
+        s.stop()
+
+    # A damaged decision log stops that deployment only: the console says so, and still shows
+    # its revisions (a page, not a 500).
+    log = s.home / "experiments" / "promo" / "events.jsonl"
+    data = bytearray(log.read_bytes())
+    at = [i for i, c in enumerate(data) if c == ord("\n")][9] + 1
+    data[at + 40] ^= 0x04
+    log.write_bytes(bytes(data))
+    s.start()
+    try:
+        b = Browser(browser, s.url)
+        b.open("/ui/", "overview-failed")
+        state = b.page.locator('#deployments tr[data-row="promo"] td').nth(1)
+        assert state.inner_text() == "failed"
+        assert "keel deployment repair promo" in (state.locator(".badge").get_attribute("title") or "")
+        assert b.page.locator('#deployments tr[data-row="scoring"] td[data-key="decisions"]').inner_text() == "30"
+        b.open("/ui/deployments/promo", "deployment-failed")
+        assert "not serving" in b.page.inner_text("main")
+        assert b.page.locator('#revisions tr[data-row="2"]').count() == 1
+        assert not b.problems, b.problems
+    finally:
+        s.stop()
+
+
+def test_login_is_required_and_the_cookie_only_opens_the_console(tmp_path: Path, browser: Any) -> None:
+    s = Server(tmp_path, ["--auth", "required"], "secured")
+    token = seed(s)
+    s.start()
+    try:
+        b = Browser(browser, s.url)
+        page = b.page
+        b.expected_status.add("/ui/login")
+        # A browser without a credential is sent to the login form, not shown a bare 401.
+        page.goto(s.url + "/ui/models/bc-lr")
+        assert page.url.startswith(s.url + "/ui/login?next="), page.url
+        assert "requires a credential" in page.inner_text("main")
+        page.fill("#token", "keel_not_a_token")
+        page.click("button[type=submit]")
+        assert "that token was refused" in page.inner_text("main")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "login-refused.png"), full_page=True)
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/ui/models/bc-lr")
+        assert "signed in as ana" in page.inner_text("header")
+        cookies = {c["name"]: c for c in b.context.cookies()}
+        cookie = cookies["keel_console"]
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+        b.open("/ui/", "overview-signed-in")
+        # The cookie is a credential for the console only: the JSON API ignores it.
+        status, _ = s.api("GET", "/v1/deployments", headers={"cookie": f"keel_console={token}"})
+        assert status == 401
+        status, _ = s.api("GET", "/ui/", headers={"cookie": f"keel_console={token}"})
+        assert status == 200
+        # A program (no text/html) gets the JSON 401 as before.
+        status, body = s.api("GET", "/ui/")
+        assert status == 401 and "error" in body
+        page.click("header button[type=submit]")  # log out
+        page.wait_for_url("**/ui/login")
+        page.goto(s.url + "/ui/")
+        assert "/ui/login" in page.url
+        assert not b.problems, b.problems
+    finally:
+        s.stop()
