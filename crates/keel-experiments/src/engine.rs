@@ -441,9 +441,13 @@ impl Deployment {
                 _ => rand::Rng::random::<f64>(&mut inner.rng),
             };
             let arm = pick(&probs, u_pick);
+            let named = control
+                .as_ref()
+                .and_then(|c| c.variant.as_deref())
+                .and_then(|v| inner.spec.variant_index(v));
             match control {
-                Some(c) if control_eligible(inner.spec.variant_index(&c.variant).unwrap_or(0)) => {
-                    let cv = inner.spec.variant_index(&c.variant).unwrap_or(0);
+                Some(c) if named.is_some_and(control_eligible) => {
+                    let cv = named.unwrap_or(0);
                     let p_c = arms.iter().position(|v| *v == cv).map_or(0.0, |i| probs[i]);
                     if u_hold < c.share {
                         (cv, c.share + (1.0 - c.share) * p_c, true)
@@ -451,6 +455,25 @@ impl Deployment {
                         let v = arms[arm];
                         let p = (1.0 - c.share) * probs[arm] + if v == cv { c.share } else { 0.0 };
                         (v, p, false)
+                    }
+                }
+                Some(c) if c.policy == Some(crate::spec::ControlPolicy::Uniform) => {
+                    // The status quo: a variant drawn uniformly among the eligible arms,
+                    // sticky per unit; the propensity is the mixture's.
+                    let pool: Vec<usize> = arms.iter().copied().filter(|v| control_eligible(*v)).collect();
+                    let k = pool.len().max(1) as f64;
+                    if u_hold < c.share && !pool.is_empty() {
+                        let u = match unit {
+                            Some(u) => sticky_unit(&format!("{}#control-pick", self.name), u),
+                            None => rand::Rng::random::<f64>(&mut inner.rng),
+                        };
+                        let v = pool[((u * k) as usize).min(pool.len() - 1)];
+                        let p_v = arms.iter().position(|a| *a == v).map_or(0.0, |i| probs[i]);
+                        (v, c.share / k + (1.0 - c.share) * p_v, true)
+                    } else {
+                        let v = arms[arm];
+                        let in_pool = if pool.contains(&v) { c.share / k } else { 0.0 };
+                        (v, (1.0 - c.share) * probs[arm] + in_pool, false)
                     }
                 }
                 _ => (arms[arm], probs[arm], false),

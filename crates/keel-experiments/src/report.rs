@@ -52,8 +52,10 @@ pub struct Report {
     pub policy_version: u64,
     pub reward_kind: RewardKind,
     pub variants: Vec<VariantReport>,
-    /// The holdout group (always the control variant) versus the policy-driven traffic.
+    /// The holdout group versus the policy-driven traffic.
     pub control_group: Option<GroupReport>,
+    /// What the holdout group gets (`variant free_dessert`, `uniform random over the variants`).
+    pub control: Option<String>,
     pub treated_group: GroupReport,
     /// Relative lift of the policy-driven traffic over the holdout group.
     pub lift_over_control_group: Option<(f64, f64, f64)>,
@@ -89,7 +91,8 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
     let control_variant = spec
         .control
         .as_ref()
-        .and_then(|ctl| spec.variant_index(&ctl.variant))
+        .and_then(|ctl| ctl.variant.as_deref())
+        .and_then(|v| spec.variant_index(v))
         .or_else(|| {
             spec.guardrails
                 .as_ref()
@@ -164,6 +167,7 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
         reward_kind: kind,
         variants,
         control_group: spec.control.as_ref().map(|_| group(&control, kind)),
+        control: spec.control.as_ref().map(|c| c.describe()),
         treated_group: group(&treated, kind),
         lift_over_control_group: spec.control.as_ref().and_then(|_| lift(&treated, &control)),
         srm: srm_check,

@@ -87,13 +87,38 @@ impl FeatureSpec {
     }
 }
 
+/// The holdout control group: the status quo the policy is measured against. Either one
+/// named variant (the business's default promotion: `{"variant": "free_dessert", "share":
+/// 0.1}`) or uniform random over the variants (rotating the promotions at random: `{"policy":
+/// "uniform", "share": 0.1}`); sticky per unit either way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlSpec {
     /// The variant the control group always gets.
-    pub variant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// `uniform`: the control group gets a variant drawn uniformly among those eligible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ControlPolicy>,
     /// Share of units in the control group, in [0, 1).
     pub share: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlPolicy {
+    Uniform,
+}
+
+impl ControlSpec {
+    /// What the control group gets, for people: `variant free_dessert` or `uniform random`.
+    pub fn describe(&self) -> String {
+        match (&self.variant, self.policy) {
+            (Some(v), _) => format!("variant {v}"),
+            (None, Some(ControlPolicy::Uniform)) => "uniform random over the variants".to_string(),
+            (None, None) => "nothing".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,12 +345,19 @@ impl DeploymentSpec {
             problems.push("reward.window_seconds must be at least 1".to_string());
         }
         if let Some(c) = &self.control {
-            match self.variant_index(&c.variant) {
-                None => problems.push(format!("control variant '{}' is not a variant", c.variant)),
-                Some(i) if self.variants[i].shadow => {
-                    problems.push(format!("control variant '{}' is a shadow", c.variant));
-                }
-                Some(_) => {}
+            match (&c.variant, c.policy) {
+                (Some(v), None) => match self.variant_index(v) {
+                    None => problems.push(format!("control variant '{v}' is not a variant")),
+                    Some(i) if self.variants[i].shadow => {
+                        problems.push(format!("control variant '{v}' is a shadow"));
+                    }
+                    Some(_) => {}
+                },
+                (None, Some(ControlPolicy::Uniform)) => {}
+                _ => problems.push(
+                    "control needs either \"variant\": NAME (one default variant) or \"policy\": \"uniform\" (random rotation), not both"
+                        .to_string(),
+                ),
             }
             if !(0.0..1.0).contains(&c.share) {
                 problems.push(format!("control.share {} must be in [0, 1)", c.share));

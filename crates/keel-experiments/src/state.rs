@@ -209,7 +209,7 @@ impl Inner {
             .guardrails
             .as_ref()
             .and_then(|g| g.baseline.as_ref())
-            .or(self.spec.control.as_ref().map(|c| &c.variant))
+            .or(self.spec.control.as_ref().and_then(|c| c.variant.as_ref()))
             .and_then(|n| self.spec.variant_index(n));
         named.unwrap_or_else(|| self.spec.arms().first().copied().unwrap_or(0))
     }

@@ -22,7 +22,11 @@ pub struct EmailConfig {
     pub customers: usize,
     pub promotions: usize,
     pub base_rate: f64,
+    /// Seed of the simulated world (customers, their tastes, their conversions).
     pub seed: u64,
+    /// Seed of keel's own randomness (the deployments' `seed`), apart from the world's so the
+    /// policy's draws never echo the world's.
+    pub policy_seed: u64,
     pub concurrency: usize,
     /// Rewards arrive this many decisions later (0: immediately).
     pub delay_decisions: usize,
@@ -30,7 +34,8 @@ pub struct EmailConfig {
     pub batch: usize,
     /// Policies to compare: uniform, best_single, thompson, contextual (square_cb), lin_ucb...
     pub policies: Vec<String>,
-    /// Share of customers held out as a control group (always the first promotion).
+    /// Share of customers held out as a control group: the status quo before keel, rotating
+    /// the promotions uniformly at random (sticky per customer).
     pub control_share: f64,
     /// Buckets of the traffic-share-over-time table.
     pub share_buckets: usize,
@@ -92,10 +97,10 @@ fn policy_spec(policy: &str, world: &World, cfg: &EmailConfig) -> anyhow::Result
         "policy": policy_json,
         "context": context_spec(),
         "reward": {"kind": "binary", "min": 0.0, "max": 1.0, "default": 0.0, "window_seconds": 3600},
-        "seed": cfg.seed,
+        "seed": cfg.policy_seed,
     });
     if cfg.control_share > 0.0 {
-        spec["control"] = json!({"variant": world.promotions[0], "share": cfg.control_share});
+        spec["control"] = json!({"policy": "uniform", "share": cfg.control_share});
     }
     Ok(spec)
 }

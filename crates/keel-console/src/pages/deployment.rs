@@ -255,6 +255,9 @@ fn variants(r: &Report, models: &BTreeMap<String, Option<String>>) -> String {
     out.push_str(&t.render("no variants"));
     if let Some(control) = &r.control_group {
         out.push_str("<h2>Holdout group</h2>");
+        if let Some(what) = &r.control {
+            let _ = write!(out, "<p>The holdout group gets: {}.</p>", crate::html::escape(what));
+        }
         let mut t = Table::new(
             "groups",
             &["Group", "Decisions", "Rewards", "Reward rate", "95% interval"],

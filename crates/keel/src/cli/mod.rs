@@ -204,8 +204,12 @@ pub struct EmailArgs {
     /// Average conversion rate of uniformly random promotions
     #[arg(long, default_value_t = 0.025)]
     pub base_rate: f64,
+    /// Seed of the simulated world (customers, tastes, conversions)
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Seed of the deployments' own randomness (kept apart from the world's)
+    #[arg(long, default_value_t = 11)]
+    pub policy_seed: u64,
     /// Concurrent simulated senders
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -222,7 +226,8 @@ pub struct EmailArgs {
         default_value = "uniform,best_single,thompson,contextual"
     )]
     pub policies: Vec<String>,
-    /// Share of customers in the holdout control group (gets the first promotion)
+    /// Share of customers in the holdout control group (the status quo: promotions rotated
+    /// uniformly at random, sticky per customer)
     #[arg(long, default_value_t = 0.0)]
     pub control_share: f64,
 }

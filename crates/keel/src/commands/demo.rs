@@ -106,7 +106,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     if args.customers > 0 {
         eprintln!(
             "\n4/5 the flagship scenario: personalised promotional e-mails for {} customers, 5 promotions, \
-             10% holdout control group; uniform random vs Thompson sampling vs a contextual bandit",
+             10% holdout control group (the status quo: promotions rotated at random); uniform random vs Thompson sampling vs a contextual bandit",
             args.customers
         );
         let cfg = keel_sim::email::EmailConfig {
@@ -116,6 +116,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
             promotions: 5,
             base_rate: 0.025,
             seed: 7,
+            policy_seed: 11,
             concurrency: 16,
             delay_decisions: 0,
             batch: 16,

@@ -276,7 +276,8 @@ pub fn print_report(r: &Report) {
     );
     if let Some(c) = &r.control_group {
         println!(
-            "\ncontrol group: {} exposures, rate {:.4} [{:.4}, {:.4}]; treated: {} exposures, rate {:.4} [{:.4}, {:.4}]",
+            "\ncontrol group ({}): {} exposures, rate {:.4} [{:.4}, {:.4}]; treated: {} exposures, rate {:.4} [{:.4}, {:.4}]",
+            r.control.as_deref().unwrap_or("holdout"),
             c.exposures,
             c.rate,
             c.rate_ci.0,

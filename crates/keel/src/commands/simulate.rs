@@ -15,6 +15,7 @@ pub async fn run(global: &Global, cmd: SimulateCommand) -> anyhow::Result<()> {
                 promotions: a.promotions,
                 base_rate: a.base_rate,
                 seed: a.seed,
+                policy_seed: a.policy_seed,
                 concurrency: a.concurrency,
                 delay_decisions: a.delay,
                 batch: a.batch,
