@@ -14,6 +14,9 @@ use crate::cli::{Global, ServeAccessArgs, ServeArgs};
 use crate::context::Context;
 
 pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
+    // Listen for SIGTERM and Ctrl-C before anything starts, so a stop that arrives while the
+    // server is still starting (a supervisor, a test) is a clean shutdown, not a kill.
+    let mut stop = Stop::listen()?;
     let ctx = Context::open(global).await?;
     let runtime = Runtime::global()?;
     tracing::info!(library = %runtime.library().display(), "ONNX Runtime ready");
@@ -52,10 +55,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let scheduler = (!args.no_schedules).then(|| start_schedules(global, &ctx));
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r.context("cannot listen for Ctrl-C")?; }
-        () = terminate() => {}
-    }
+    stop.wait().await;
     eprintln!("shutting down: draining requests in flight");
     if let Some(s) = scheduler {
         // Commands still running are stopped and handed back as retries.
@@ -181,17 +181,39 @@ async fn open_lake(_: &Context) -> anyhow::Result<Option<AppLake>> {
     Ok(None)
 }
 
-#[cfg(unix)]
-async fn terminate() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
+/// The signals that stop a server: SIGTERM and SIGINT (Ctrl-C), listened for from the start.
+struct Stop {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn terminate() {
-    std::future::pending().await
+impl Stop {
+    #[cfg(unix)]
+    fn listen() -> anyhow::Result<Stop> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Stop {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+        })
+    }
+
+    #[cfg(unix)]
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn listen() -> anyhow::Result<Stop> {
+        Ok(Stop {})
+    }
+
+    #[cfg(not(unix))]
+    async fn wait(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
