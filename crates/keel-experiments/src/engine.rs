@@ -41,14 +41,14 @@ pub(crate) struct Replayed {
 /// A running deployment.
 pub struct Deployment {
     pub name: String,
-    inner: Mutex<Inner>,
-    wal: Wal,
+    pub(crate) inner: Mutex<Inner>,
+    pub(crate) wal: Wal,
     /// The deployment's folder: active log file, segments, snapshots.
-    dir: PathBuf,
-    path: PathBuf,
-    options: LogOptions,
+    pub(crate) dir: PathBuf,
+    pub(crate) path: PathBuf,
+    pub(crate) options: LogOptions,
     /// The last snapshot taken (or restored): sequence number and when.
-    snapshot: Mutex<SnapshotMark>,
+    pub(crate) snapshot: Mutex<SnapshotMark>,
     opened: Opened,
 }
 
@@ -62,25 +62,10 @@ pub struct Opened {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct SnapshotMark {
-    seq: u64,
-    at: std::time::Instant,
-    running: bool,
-}
-
-/// One row of a batch decide: the unit decided for and its context.
-#[derive(Debug, Clone, Copy)]
-pub struct UnitContext<'a> {
-    pub unit: &'a str,
-    pub context: Option<&'a serde_json::Map<String, serde_json::Value>>,
-}
-
-/// A decision a batch run made, read back from the log (so a run that is started again
-/// does not decide a unit twice).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunDecision {
-    pub unit: String,
-    pub decision: DecisionOut,
+pub(crate) struct SnapshotMark {
+    pub(crate) seq: u64,
+    pub(crate) at: std::time::Instant,
+    pub(crate) running: bool,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -191,7 +176,7 @@ impl Deployment {
     ) -> Result<Deployment> {
         let options = options.into();
         // The writer lock first, so no other process appends while this one reads.
-        let lock = crate::wal::lock(&dir.join(name))?;
+        let lock = crate::logfile::lock(&dir.join(name))?;
         let Replayed {
             inner,
             good_len,
@@ -247,65 +232,6 @@ impl Deployment {
         experiment.wal.notify();
         tracing::info!(deployment = name, revision, replayed, from_snapshot = ?snapshot, "deployment ready");
         Ok(experiment)
-    }
-
-    /// Whether a snapshot is due: enough records since the last one, or enough time with at
-    /// least one record.
-    pub fn snapshot_due(&self) -> bool {
-        // A snapshot writes every decision in an open window: taking one no more often than
-        // every that many records keeps its cost at one waiting decision per record logged.
-        let waiting = self.inner.lock().map_or(0, |i| i.waiting.len() as u64);
-        let Ok(mark) = self.snapshot.lock() else { return false };
-        if mark.running || self.wal.failure().is_some() {
-            return false;
-        }
-        let seq = self.wal.durable_seq();
-        let since = seq.saturating_sub(mark.seq);
-        since >= self.options.snapshot_every_records.max(waiting)
-            || (since > 0 && mark.at.elapsed() >= self.options.snapshot_every)
-    }
-
-    /// Takes a snapshot of the state now: encoded under the lock, written once every record
-    /// it covers is durable (never ahead of the log), atomically. Returns its sequence number,
-    /// or `None` when nothing changed since the last one (or one is being taken).
-    pub async fn snapshot(&self) -> Result<Option<u64>> {
-        {
-            let mut mark = self.snapshot.lock().map_err(|_| lock_err())?;
-            if mark.running {
-                return Ok(None);
-            }
-            mark.running = true;
-        }
-        let result = self.snapshot_now().await;
-        let mut mark = self.snapshot.lock().map_err(|_| lock_err())?;
-        mark.running = false;
-        if let Ok(Some(seq)) = &result {
-            mark.seq = *seq;
-            mark.at = std::time::Instant::now();
-        }
-        result
-    }
-
-    async fn snapshot_now(&self) -> Result<Option<u64>> {
-        self.serving()?;
-        let last = self.snapshot.lock().map_err(|_| lock_err())?.seq;
-        let (seq, bytes) = {
-            let inner = self.inner.lock().map_err(|_| lock_err())?;
-            if inner.seq == last {
-                return Ok(None);
-            }
-            crate::snapshot::encode(&inner, Some(inner.revision), now_ms())?
-        };
-        self.wal.notify();
-        self.wal.wait_durable(seq).await?;
-        let dir = self.dir.clone();
-        let started = std::time::Instant::now();
-        let path = tokio::task::spawn_blocking(move || crate::snapshot::write(&dir, seq, &bytes))
-            .await
-            .map_err(|e| DeploymentError::Log(format!("writing a snapshot stopped: {e}")))??;
-        tracing::info!(deployment = %self.name, seq, path = %path.display(), ms = started.elapsed().as_millis() as u64, "snapshot written");
-        metrics::counter!("keel_deployment_snapshots_total").increment(1);
-        Ok(Some(seq))
     }
 
     /// How this deployment was opened (snapshot used, records replayed).
@@ -375,45 +301,10 @@ impl Deployment {
         Ok((out, notices))
     }
 
-    /// Decides for many units at once (batch jobs): one lock and one durability wait for the
-    /// whole slice, each decision logged exactly as an online one (same ids, windows, control
-    /// group and sticky assignment), tagged with `run`. A row whose context is wrong is
-    /// refused on its own (its result is the error) and logs nothing; a log failure fails the
-    /// whole call, and nothing of it is acknowledged.
-    pub async fn decide_many(
-        &self,
-        rows: &[UnitContext<'_>],
-        run: Option<&str>,
-    ) -> Result<(Vec<Result<DecisionOut>>, Vec<Notice>)> {
-        self.serving()?;
-        let (results, last, notices) = {
-            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
-            let now = now_ms();
-            let mut last = 0;
-            let mut results = Vec::with_capacity(rows.len());
-            for row in rows {
-                match self.decide_locked(&mut inner, Some(row.unit), row.context, run, None, now) {
-                    Ok((out, seq)) => {
-                        last = seq;
-                        results.push(Ok(out));
-                    }
-                    Err(e) if e.kind().is_server_fault() => return Err(e),
-                    Err(e) => results.push(Err(e)),
-                }
-            }
-            (results, last, std::mem::take(&mut inner.notices))
-        };
-        if last > 0 {
-            self.wal.notify();
-            self.wal.wait_durable(last).await?;
-        }
-        Ok((results, notices))
-    }
-
     /// The choice and its log record, under the deployment's lock: the distribution after
     /// pauses and the canary ramp, the control group, the sticky or random draw, the event.
     /// Returns the decision and its sequence number (durable once the writer says so).
-    fn decide_locked(
+    pub(crate) fn decide_locked(
         &self,
         inner: &mut Inner,
         unit: Option<&str>,
@@ -426,7 +317,7 @@ impl Deployment {
         let arms = inner.spec.arms();
         let mut probs = inner.arm_distribution((!x.is_empty()).then_some(x.as_slice()))?;
         if let Some(mask) = eligible {
-            restrict(&mut probs, &arms, mask);
+            crate::state::restrict(&mut probs, &arms, mask);
         }
         let control_eligible = |cv: usize| eligible.is_none_or(|m| m.get(cv).copied().unwrap_or(false));
         // Control group: a sticky share of units always gets the control variant.
@@ -518,50 +409,6 @@ impl Deployment {
             response: None,
         };
         Ok((out, seq))
-    }
-
-    /// Every decision the batch run `run` logged, in log order, read from the log on disk
-    /// (what a writer is appending meanwhile may be left out; a damaged log is an error).
-    pub fn run_decisions(&self, run: &str) -> Result<Vec<RunDecision>> {
-        let variants: Vec<String> = self.with_inner(|i| i.spec.variants.iter().map(|v| v.name.clone()).collect())?;
-        let mut found = Vec::new();
-        let mut revision = 0;
-        let read = read_log(&self.dir, 0, |event| {
-            match event {
-                Event::Revision { rev, .. } => revision = rev,
-                Event::Decision {
-                    id,
-                    unit: Some(unit),
-                    run: Some(r),
-                    v,
-                    p,
-                    pv,
-                    hold,
-                    ..
-                } if r == run => found.push(RunDecision {
-                    unit,
-                    decision: DecisionOut {
-                        decision_id: id.to_string(),
-                        deployment: self.name.clone(),
-                        variant: variants.get(v).cloned().unwrap_or_else(|| format!("#{v}")),
-                        propensity: p,
-                        policy_version: pv,
-                        revision,
-                        control: hold,
-                        prediction: None,
-                        prediction_id: None,
-                        fallback: None,
-                        response: None,
-                    },
-                }),
-                _ => {}
-            }
-            Ok(())
-        })?;
-        if let Some((path, damage)) = read.damage() {
-            return Err(damaged(path, damage));
-        }
-        Ok(found)
     }
 
     /// Records rewards; each is idempotent (the same reward again counts once).
@@ -780,26 +627,6 @@ impl Deployment {
             Err(e) => {
                 tracing::warn!(deployment = %self.name, error = %e, "no snapshot at close; the next start replays the log")
             }
-        }
-    }
-}
-
-/// Restricts a distribution over `arms` to the eligible variants (`mask`, by variant index)
-/// and renormalises it; uniform over the eligible arms when it gave them nothing.
-fn restrict(probs: &mut [f64], arms: &[usize], mask: &[bool]) {
-    let eligible = |i: usize| mask.get(arms[i]).copied().unwrap_or(false);
-    for (i, p) in probs.iter_mut().enumerate() {
-        if !eligible(i) {
-            *p = 0.0;
-        }
-    }
-    let total: f64 = probs.iter().sum();
-    if total > 0.0 {
-        probs.iter_mut().for_each(|p| *p /= total);
-    } else {
-        let k = (0..probs.len()).filter(|i| eligible(*i)).count().max(1) as f64;
-        for (i, p) in probs.iter_mut().enumerate() {
-            *p = if eligible(i) { 1.0 / k } else { 0.0 };
         }
     }
 }

@@ -22,11 +22,14 @@
 //! - [`offline`]: the same questions asked of what was logged: drift of a deployment's
 //!   predictions against its reference (lake feature), and OPE of a candidate on its decision log.
 
+mod batch;
+mod checkpoint;
 mod decide;
 mod drift;
 mod engine;
 mod error;
 mod event;
+pub mod logdir;
 pub mod logfile;
 mod manager;
 mod notice;
@@ -45,9 +48,10 @@ mod upkeep;
 mod variants;
 pub mod wal;
 
+pub use batch::{RunDecision, UnitContext};
 pub use decide::DecideRequest;
 pub use drift::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
-pub use engine::{Deployment, Opened, RunDecision, UnitContext};
+pub use engine::{Deployment, Opened};
 pub use error::{DeploymentError, Result};
 pub use event::Event;
 pub use manager::{Deployments, FailedDeployment, PreparedRevision, prepare_revision, record_lineage, validate_name};

@@ -314,6 +314,31 @@ fn framed_seq(line: &[u8]) -> Option<u64> {
     (json.len() as u64 == len && xxh3_64_with_seed(json, seq) == hash).then_some(seq)
 }
 
+/// Takes the deployment folder's writer lock (`writer.lock`): one process appends to a log,
+/// and `repair` refuses a log a server has open. Held while the returned file is open.
+pub(crate) fn lock(deployment_dir: &Path) -> Result<Option<File>> {
+    std::fs::create_dir_all(deployment_dir)
+        .map_err(|e| DeploymentError::Log(format!("cannot create {}: {e}", deployment_dir.display())))?;
+    let path = deployment_dir.join("writer.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| DeploymentError::Log(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DeploymentError::Log(format!(
+            "{} is open in another keel process; one server per keel home (stop the other one)",
+            active_path(deployment_dir).display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot lock the decision log; going on without the lock");
+            Ok(None)
+        }
+    }
+}
+
 /// The active file of a deployment's log (under its folder): where records are appended.
 pub fn active_path(deployment_dir: &Path) -> PathBuf {
     deployment_dir.join("events.jsonl")
@@ -446,52 +471,6 @@ pub(crate) fn read_log(
     Ok(read)
 }
 
-/// What `keel deployment verify` reports: every file of the log and every snapshot.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verify {
-    /// Valid records in the whole log, before any damage.
-    pub records: u64,
-    pub last_seq: Option<u64>,
-    /// The first damage, in which file.
-    pub damage: Option<FileDamage>,
-    /// A torn tail of the active file (dropped at start, never acknowledged).
-    pub torn_tail: Option<Damage>,
-    /// Each file read, oldest first (closed segments, then the active file).
-    pub files: Vec<LogCheck>,
-    pub snapshots: Vec<crate::snapshot::SnapshotCheck>,
-}
-
-/// Damage and the file it is in.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileDamage {
-    pub file: PathBuf,
-    #[serde(flatten)]
-    pub damage: Damage,
-}
-
-impl Verify {
-    pub fn is_ok(&self) -> bool {
-        self.damage.is_none()
-    }
-}
-
-/// Checks a deployment's whole log (every segment, from the first record, every record
-/// decoded) and its snapshots, without changing anything.
-pub fn verify(deployment_dir: &Path) -> Result<Verify> {
-    let log = read_log(deployment_dir, 0, |_| Ok(()))?;
-    Ok(Verify {
-        records: log.files.iter().map(|f| f.records).sum(),
-        last_seq: log.last_seq,
-        damage: log.damage().map(|(file, d)| FileDamage {
-            file: file.to_path_buf(),
-            damage: d.clone(),
-        }),
-        torn_tail: log.active().and_then(|a| a.torn_tail.clone()),
-        files: log.files,
-        snapshots: crate::snapshot::check_all(deployment_dir)?,
-    })
-}
-
 /// Every valid event of a deployment's log, from its first segment (offline readers: OPE);
 /// an error naming the file and offset if it is damaged.
 pub(crate) fn read_all_events(deployment_dir: &Path) -> Result<Vec<Event>> {
@@ -550,7 +529,7 @@ pub fn repair(path: &Path, from: u64) -> Result<Repair> {
     } else {
         dir
     };
-    let _lock = crate::wal::lock(lock_dir).map_err(|_| {
+    let _lock = lock(lock_dir).map_err(|_| {
         DeploymentError::InvalidRequest(format!(
             "{} is open in a running keel server; stop it before repairing the log",
             path.display()
@@ -606,82 +585,6 @@ pub fn repair(path: &Path, from: u64) -> Result<Repair> {
         moved_to,
         after: check(path)?,
     })
-}
-
-/// `keel deployment repair`: moves the bytes of deployment `name`'s log (under `dir`, the
-/// experiments folder) from `from` onward aside (see [`repair`]) and records in the change log
-/// who did it and what was moved where.
-pub async fn repair_deployment_log(
-    store: &keel_store::Store,
-    dir: &Path,
-    name: &str,
-    from: u64,
-    by: &str,
-) -> Result<Repair> {
-    crate::validate_name(name)?;
-    let deployment_dir = dir.join(name);
-    let active = active_path(&deployment_dir);
-    if !active.exists() && segments(&deployment_dir)?.is_empty() {
-        return Err(DeploymentError::InvalidRequest(format!(
-            "deployment '{name}' has no decision log at {}",
-            active.display()
-        )));
-    }
-    let task_dir = deployment_dir.clone();
-    let (done, later, snapshots) = tokio::task::spawn_blocking(move || repair_dir(&task_dir, from))
-        .await
-        .map_err(|e| DeploymentError::Log(format!("repair of {} stopped: {e}", active.display())))??;
-    let details = serde_json::json!({
-        "log": done.path.display().to_string(),
-        "from_offset": done.from_offset,
-        "moved_bytes": done.moved_bytes,
-        "moved_to": done.moved_to.display().to_string(),
-        "records_kept": done.after.records,
-        "last_seq_kept": done.after.last_seq,
-        "later_files_moved": later.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "snapshots_moved": snapshots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-    });
-    store
-        .record_change(by, "deployment.log_repaired", &format!("deployment/{name}"), &details)
-        .await?;
-    tracing::warn!(deployment = name, by, %details, "decision log repaired");
-    Ok(done)
-}
-
-/// Repairs a deployment's log at `from` in the file where `verify` finds damage (the active
-/// file when there is none): that file is cut there (see [`repair`]); every later file of the
-/// log (later segments, the active file) and every snapshot beyond the last record kept are
-/// moved aside, never deleted.
-fn repair_dir(deployment_dir: &Path, from: u64) -> Result<(Repair, Vec<PathBuf>, Vec<PathBuf>)> {
-    let found = verify(deployment_dir)?;
-    let target = found
-        .damage
-        .map(|d| d.file)
-        .unwrap_or_else(|| active_path(deployment_dir));
-    let done = repair(&target, from)?;
-    let mut later = Vec::new();
-    if target != active_path(deployment_dir) {
-        let _lock = crate::wal::lock(deployment_dir)?;
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        let mut files: Vec<PathBuf> = segments(deployment_dir)?
-            .into_iter()
-            .map(|(_, p)| p)
-            .filter(|p| p > &target)
-            .collect();
-        files.push(active_path(deployment_dir));
-        for file in files.into_iter().filter(|p| p.exists()) {
-            let name = file
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().to_string());
-            let aside = file.with_file_name(format!("{name}.moved-{stamp}-after-repair"));
-            std::fs::rename(&file, &aside)
-                .map_err(|e| DeploymentError::Log(format!("cannot move {} aside: {e}", file.display())))?;
-            later.push(aside);
-        }
-    }
-    let last_kept = read_log(deployment_dir, 0, |_| Ok(()))?.last_seq.unwrap_or(0);
-    let snapshots = crate::snapshot::set_aside_after(deployment_dir, last_kept)?;
-    Ok((done, later, snapshots))
 }
 
 #[cfg(test)]

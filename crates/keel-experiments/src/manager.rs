@@ -311,7 +311,7 @@ impl Deployments {
     pub async fn decide_many(
         &self,
         name: &str,
-        rows: &[crate::engine::UnitContext<'_>],
+        rows: &[crate::batch::UnitContext<'_>],
         run: Option<&str>,
     ) -> Result<Vec<Result<DecisionOut>>> {
         let running = self.running(name)?;

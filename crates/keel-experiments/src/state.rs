@@ -305,3 +305,23 @@ impl Inner {
         Ok(())
     }
 }
+
+/// Restricts a distribution over `arms` to the eligible variants (`mask`, by variant index)
+/// and renormalises it; uniform over the eligible arms when it gave them nothing.
+pub(crate) fn restrict(probs: &mut [f64], arms: &[usize], mask: &[bool]) {
+    let eligible = |i: usize| mask.get(arms[i]).copied().unwrap_or(false);
+    for (i, p) in probs.iter_mut().enumerate() {
+        if !eligible(i) {
+            *p = 0.0;
+        }
+    }
+    let total: f64 = probs.iter().sum();
+    if total > 0.0 {
+        probs.iter_mut().for_each(|p| *p /= total);
+    } else {
+        let k = (0..probs.len()).filter(|i| eligible(*i)).count().max(1) as f64;
+        for (i, p) in probs.iter_mut().enumerate() {
+            *p = if eligible(i) { 1.0 / k } else { 0.0 };
+        }
+    }
+}

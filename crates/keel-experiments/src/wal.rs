@@ -156,31 +156,6 @@ impl From<Durability> for LogOptions {
     }
 }
 
-/// Takes the deployment folder's writer lock (`writer.lock`): one process appends to a log,
-/// and `repair` refuses a log a server has open. Held while the returned file is open.
-pub(crate) fn lock(deployment_dir: &Path) -> Result<Option<File>> {
-    std::fs::create_dir_all(deployment_dir)
-        .map_err(|e| DeploymentError::Log(format!("cannot create {}: {e}", deployment_dir.display())))?;
-    let path = deployment_dir.join("writer.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| DeploymentError::Log(format!("cannot open {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(DeploymentError::Log(format!(
-            "{} is open in another keel process; one server per keel home (stop the other one)",
-            crate::logfile::active_path(deployment_dir).display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot lock the decision log; going on without the lock");
-            Ok(None)
-        }
-    }
-}
-
 /// Where the writer is in the active file, to know when and how to close it into a segment.
 struct Active {
     dir: PathBuf,
@@ -202,7 +177,7 @@ impl Wal {
         active_first: Option<u64>,
         options: &LogOptions,
     ) -> Result<Wal> {
-        let lock = lock(deployment_dir)?;
+        let lock = crate::logfile::lock(deployment_dir)?;
         let path = crate::logfile::active_path(deployment_dir);
         let mut file = OpenOptions::new()
             .create(true)

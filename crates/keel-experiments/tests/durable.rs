@@ -226,7 +226,7 @@ async fn damage_in_a_segment_a_start_needs_stops_the_deployment_and_names_the_fi
     bytes[at] ^= 0x01;
     std::fs::write(&first, &bytes).expect("write");
 
-    let found = keel_experiments::logfile::verify(&deployment_dir(dir.path())).expect("verify");
+    let found = keel_experiments::logdir::verify(&deployment_dir(dir.path())).expect("verify");
     let damage = found.damage.as_ref().expect("damage found");
     assert_eq!(damage.file, first);
 
@@ -246,7 +246,7 @@ async fn verify_reads_every_segment_and_snapshot() {
     exps.apply("promo", &spec(), "ana", None).await.expect("apply");
     traffic(&exps, 0, 300).await;
     exps.close();
-    let found = keel_experiments::logfile::verify(&deployment_dir(dir.path())).expect("verify");
+    let found = keel_experiments::logdir::verify(&deployment_dir(dir.path())).expect("verify");
     assert!(found.is_ok(), "{found:?}");
     assert!(found.files.len() >= 2, "{found:?}");
     // apply + 300 decisions + 100 rewards.

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use keel_experiments::logfile::{check, repair, repair_deployment_log};
+use keel_experiments::logdir::repair_deployment_log;
+use keel_experiments::logfile::{check, repair};
 use keel_experiments::{Deployment, DeploymentSpec, Deployments, Durability, RewardIn};
 use keel_store::Store;
 use keel_types::ErrorKind;

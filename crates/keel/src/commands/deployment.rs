@@ -105,7 +105,7 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
             if !dir.exists() {
                 anyhow::bail!("deployment '{name}' has no decision log in {}", dir.display());
             }
-            let found = tokio::task::spawn_blocking(move || keel_experiments::logfile::verify(&dir)).await??;
+            let found = tokio::task::spawn_blocking(move || keel_experiments::logdir::verify(&dir)).await??;
             if global.json {
                 output::json(&found)?;
             } else {
@@ -141,7 +141,7 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
         DeploymentCommand::Repair { name, from_offset } => {
             let by = principal(global);
             let dir = ctx.home.join("experiments");
-            let done = keel_experiments::logfile::repair_deployment_log(store, &dir, &name, from_offset, &by).await?;
+            let done = keel_experiments::logdir::repair_deployment_log(store, &dir, &name, from_offset, &by).await?;
             if global.json {
                 return output::json(&done);
             }

@@ -1,0 +1,107 @@
+//! Batch decisions (`keel batch decide`): many units under one lock and one durable wait, each
+//! decision logged exactly like an online one and tagged with its run, and the decisions of a
+//! run read back from the log so a run started again never decides a unit twice.
+
+use crate::Result;
+use crate::engine::{Deployment, now_ms};
+use crate::error::lock_err;
+use crate::event::Event;
+use crate::logfile::{damaged, read_log};
+use crate::notice::Notice;
+use crate::outcome::DecisionOut;
+
+/// One row of a batch decide: the unit decided for and its context.
+#[derive(Debug, Clone, Copy)]
+pub struct UnitContext<'a> {
+    pub unit: &'a str,
+    pub context: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A decision a batch run made, read back from the log (so a run that is started again
+/// does not decide a unit twice).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDecision {
+    pub unit: String,
+    pub decision: DecisionOut,
+}
+
+impl Deployment {
+    /// Decides for many units at once (batch jobs): one lock and one durability wait for the
+    /// whole slice, each decision logged exactly as an online one (same ids, windows, control
+    /// group and sticky assignment), tagged with `run`. A row whose context is wrong is
+    /// refused on its own (its result is the error) and logs nothing; a log failure fails the
+    /// whole call, and nothing of it is acknowledged.
+    pub async fn decide_many(
+        &self,
+        rows: &[UnitContext<'_>],
+        run: Option<&str>,
+    ) -> Result<(Vec<Result<DecisionOut>>, Vec<Notice>)> {
+        self.serving()?;
+        let (results, last, notices) = {
+            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
+            let now = now_ms();
+            let mut last = 0;
+            let mut results = Vec::with_capacity(rows.len());
+            for row in rows {
+                match self.decide_locked(&mut inner, Some(row.unit), row.context, run, None, now) {
+                    Ok((out, seq)) => {
+                        last = seq;
+                        results.push(Ok(out));
+                    }
+                    Err(e) if e.kind().is_server_fault() => return Err(e),
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            (results, last, std::mem::take(&mut inner.notices))
+        };
+        if last > 0 {
+            self.wal.notify();
+            self.wal.wait_durable(last).await?;
+        }
+        Ok((results, notices))
+    }
+
+    /// Every decision the batch run `run` logged, in log order, read from the log on disk
+    /// (what a writer is appending meanwhile may be left out; a damaged log is an error).
+    pub fn run_decisions(&self, run: &str) -> Result<Vec<RunDecision>> {
+        let variants: Vec<String> = self.with_inner(|i| i.spec.variants.iter().map(|v| v.name.clone()).collect())?;
+        let mut found = Vec::new();
+        let mut revision = 0;
+        let read = read_log(&self.dir, 0, |event| {
+            match event {
+                Event::Revision { rev, .. } => revision = rev,
+                Event::Decision {
+                    id,
+                    unit: Some(unit),
+                    run: Some(r),
+                    v,
+                    p,
+                    pv,
+                    hold,
+                    ..
+                } if r == run => found.push(RunDecision {
+                    unit,
+                    decision: DecisionOut {
+                        decision_id: id.to_string(),
+                        deployment: self.name.clone(),
+                        variant: variants.get(v).cloned().unwrap_or_else(|| format!("#{v}")),
+                        propensity: p,
+                        policy_version: pv,
+                        revision,
+                        control: hold,
+                        prediction: None,
+                        prediction_id: None,
+                        fallback: None,
+                        response: None,
+                    },
+                }),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        if let Some((path, damage)) = read.damage() {
+            return Err(damaged(path, damage));
+        }
+        Ok(found)
+    }
+}
