@@ -199,7 +199,13 @@ impl App {
     #[cfg(feature = "lake")]
     fn data_routes(&self) -> Option<crate::access::Routes> {
         let (store, lake) = self.data.clone()?;
-        Some(data_routes(store, lake, self.max_body_bytes))
+        let jobs = keel_data::Workspace::new(keel_catalog::Catalog::new(store.clone()), lake.clone());
+        Some(data_routes(store, lake, self.max_body_bytes).merge(crate::jobs::router(
+            jobs,
+            self.inference.registry().clone(),
+            self.deployments.clone(),
+            self.max_body_bytes,
+        )))
     }
 
     #[cfg(not(feature = "lake"))]

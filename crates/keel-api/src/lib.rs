@@ -16,6 +16,8 @@ mod experiments;
 pub mod gate;
 pub mod grpc;
 mod grpc_experiments;
+#[cfg(feature = "lake")]
+pub mod jobs;
 mod labels;
 mod metrics_endpoint;
 pub mod rest;

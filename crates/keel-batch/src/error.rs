@@ -16,8 +16,25 @@ pub enum BatchError {
     Registry(#[from] keel_registry::RegistryError),
     #[error(transparent)]
     Runtime(#[from] keel_runtime::RuntimeError),
+    #[error(transparent)]
+    Deployment(Box<keel_experiments::DeploymentError>),
+    /// The job was cancelled between two chunks; what it committed stays.
+    #[error("the job was cancelled after {rows} rows; the {written} rows written before stay")]
+    Cancelled { rows: u64, written: u64 },
+    /// Another job is already deciding for the deployment (two at once could decide a unit of
+    /// the same run twice).
+    #[error("{0}")]
+    Busy(String),
+    #[error("no job {0:?}: list jobs with GET /v1/jobs (jobs are kept in memory until the server restarts)")]
+    UnknownJob(String),
     #[error("internal error in the batch job: {0}")]
     Internal(String),
+}
+
+impl From<keel_experiments::DeploymentError> for BatchError {
+    fn from(e: keel_experiments::DeploymentError) -> Self {
+        BatchError::Deployment(Box::new(e))
+    }
 }
 
 impl From<keel_data::DataError> for BatchError {
@@ -40,6 +57,10 @@ impl BatchError {
             BatchError::Lake(e) => e.kind(),
             BatchError::Registry(e) => e.kind(),
             BatchError::Runtime(e) => e.kind(),
+            BatchError::Deployment(e) => e.kind(),
+            BatchError::Cancelled { .. } => ErrorKind::Conflict,
+            BatchError::UnknownJob(_) => ErrorKind::NotFound,
+            BatchError::Busy(_) => ErrorKind::Conflict,
             BatchError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -51,6 +72,10 @@ impl BatchError {
             BatchError::Lake(e) => e.code(),
             BatchError::Registry(e) => e.code(),
             BatchError::Runtime(e) => e.code(),
+            BatchError::Deployment(e) => e.code(),
+            BatchError::Cancelled { .. } => "cancelled",
+            BatchError::UnknownJob(_) => "unknown_job",
+            BatchError::Busy(_) => "job_running",
             BatchError::Internal(_) => "internal",
         }
     }

@@ -16,9 +16,18 @@
 //!   same model version over the same table version again finds its rows and writes nothing.
 //! - **Checked and traced**: a Read pass on the input and a Write pass on the output (the
 //!   catalog's rules and audit log); lineage `table@v -> model/version -> table@v`.
+//!
+//! [`decide`] runs a deployment over every row of a table (one durably logged decision per
+//! unit, chunked commits, a run never decides a unit twice) and [`ingest`] sends rewards in bulk
+//! to a deployment's feedback: the campaign jobs. Both report progress and stop between chunks
+//! through a [`Control`].
 
 mod columns;
+mod control;
+mod decide;
 mod error;
+mod feedback;
+mod source;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +41,11 @@ use keel_registry::{Registry, VersionSelector};
 use keel_runtime::{ModelOptions, Runtime};
 use serde::Serialize;
 
+pub use control::{Control, Example, Refusal, Refusals};
+pub use decide::{COMMIT_ROWS, DecideJob, DecideReport, decide};
 pub use error::BatchError;
+pub use feedback::{IngestJob, IngestReport, RewardKey, ingest};
+pub use source::is_file;
 
 /// One scoring run.
 #[derive(Debug, Clone)]
@@ -224,7 +237,7 @@ pub async fn score(
 }
 
 /// `table` or `table@vN`.
-fn split_table(from: &str) -> Result<(String, Option<u64>), BatchError> {
+pub(crate) fn split_table(from: &str) -> Result<(String, Option<u64>), BatchError> {
     match from.rsplit_once("@v") {
         Some((table, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok((
             table.to_owned(),

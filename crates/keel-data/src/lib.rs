@@ -3,7 +3,7 @@
 //! keel-data owns the operations on data that both transports offer: ingest a file into a
 //! table, SQL with a read check on every table it names, versions, rows, a table's card
 //! (schema, catalog entry, grants, lineage), listing, search, lineage, catalog edits and
-//! compaction, drift between two tables or files and a table's feasibility assessment. The CLI (`keel data ...`) and the REST API (`/v1/data/...`) only turn flags or
+//! compaction, export to a CSV or Parquet file, drift between two tables or files and a table's feasibility assessment. The CLI (`keel data ...`) and the REST API (`/v1/data/...`) only turn flags or
 //! requests into a [`Caller`] and a call here, then format the answer: one operation, two
 //! transports.
 //!
@@ -27,6 +27,7 @@
 
 mod analysis;
 mod error;
+mod export;
 mod ingest;
 mod read;
 mod tables;
@@ -36,6 +37,7 @@ use keel_lake::Lake;
 
 pub use analysis::{DriftInput, assess_files, drift_files, parquet_file};
 pub use error::{DataError, Result};
+pub use export::{ExportFormat, Exported};
 pub use ingest::{Ingest, Ingested};
 pub use keel_catalog::{Admin, CanRead, CanWrite, Read, TablePass, Write};
 pub use read::{Lineage, TableCard, Version};

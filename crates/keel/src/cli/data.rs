@@ -99,6 +99,25 @@ pub enum DataCommand {
     /// balance, missing values, duplicates, leakage, informativeness, a cross-validated baseline)
     /// and does it arrive fast enough (freshness, arrivals, gaps); ends with a verdict and reasons
     Assess(AssessArgs),
+    #[cfg(feature = "lake")]
+    /// Write a table (at a version: TABLE@vN) to a CSV or Parquet file, streamed; an existing
+    /// file is only replaced with --force, and a failure leaves no half-written file
+    Export(ExportArgs),
+}
+
+#[cfg(feature = "lake")]
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The lake table, optionally at a version (sends@v3)
+    pub table: String,
+    /// The file to write
+    pub file: PathBuf,
+    /// csv (with a header row) or parquet
+    #[arg(long, value_parser = ["csv", "parquet"])]
+    pub format: String,
+    /// Replace the file if it exists
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

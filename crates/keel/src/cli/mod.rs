@@ -6,10 +6,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "lake")]
+mod campaign;
 mod data;
 mod plan;
 mod schedule;
 
+#[cfg(feature = "lake")]
+pub use campaign::*;
 pub use data::*;
 pub use plan::*;
 pub use schedule::*;
@@ -114,15 +118,20 @@ pub enum Command {
     /// Apply a folder of declared state, object by object, recorded with you and its git commit
     Apply(ApplyArgs),
     /// Write what runs as a folder of declared state
-    Export(ExportArgs),
+    Export(StateExportArgs),
     #[cfg(feature = "lake")]
     /// Monitoring: labels for logged predictions, and model performance once they arrive
     #[command(subcommand)]
     Monitor(MonitorCommand),
     #[cfg(feature = "lake")]
-    /// Bulk jobs over lake tables: score a table with a model version into another table
+    /// Bulk jobs over lake tables: score a table with a model version into another table, or
+    /// decide every row of a table with a deployment
     #[command(subcommand)]
     Batch(BatchCommand),
+    #[cfg(feature = "lake")]
+    /// Rewards in bulk: conversions from a table or a file, for a deployment's decisions
+    #[command(subcommand)]
+    Feedback(FeedbackCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +140,10 @@ pub enum BatchCommand {
     /// columns, model version and run id) to another table, in one commit; re-running the same
     /// model version over the same table version writes nothing
     Score(BatchScoreArgs),
+    /// One decision per row of a lake table with a deployment's policy, each durably logged like
+    /// an online decide, written (unit, decision_id, variant, propensity, ...) to another table
+    /// in chunked commits; re-running the same run decides no unit twice
+    Decide(BatchDecideArgs),
 }
 
 #[derive(Debug, Args)]

@@ -26,7 +26,7 @@ pub struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub struct StateExportArgs {
     /// Where to write the declared files of what runs now
     pub dir: PathBuf,
     /// Overwrite declared files already there

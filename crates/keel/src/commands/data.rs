@@ -9,6 +9,8 @@ use crate::output;
 
 #[cfg(feature = "lake")]
 mod catalogued;
+#[cfg(feature = "lake")]
+mod export;
 
 pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
@@ -82,6 +84,8 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
             print_drift(global, &drift(global, &args.reference, &args.current, options).await?)?;
         }
         DataCommand::Assess(args) => assess(global, args).await?,
+        #[cfg(feature = "lake")]
+        DataCommand::Export(args) => return export::run(global, args).await,
     }
     Ok(())
 }

@@ -7,6 +7,8 @@ mod changes;
 mod data;
 mod demo;
 mod deployment;
+#[cfg(feature = "lake")]
+mod feedback;
 mod model;
 #[cfg(feature = "lake")]
 mod monitor;
@@ -38,5 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Monitor(cmd) => monitor::run(&cli.global, cmd).await,
         #[cfg(feature = "lake")]
         Command::Batch(cmd) => batch::run(&cli.global, cmd).await,
+        #[cfg(feature = "lake")]
+        Command::Feedback(cmd) => feedback::run(&cli.global, cmd).await,
     }
 }

@@ -5,7 +5,7 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use keel_plan::{Action, Plan, Source};
 
-use crate::cli::{ApplyArgs, ExportArgs, Global, PlanArgs};
+use crate::cli::{ApplyArgs, Global, PlanArgs, StateExportArgs};
 use crate::context::{Context, principal};
 use crate::output;
 
@@ -85,7 +85,7 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn export(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
+pub async fn export(global: &Global, args: StateExportArgs) -> anyhow::Result<()> {
     let ctx = Context::open(global).await?;
     let state = keel_plan::live(&ctx.registry).await?;
     std::fs::create_dir_all(&args.dir)?;

@@ -54,7 +54,8 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
             app.http
         );
     }
-    let scheduler = (!args.no_schedules).then(|| start_schedules(global, &ctx));
+    let own_url = format!("{scheme}://{}", app.http);
+    let scheduler = (!args.no_schedules).then(|| start_schedules(global, &ctx, &own_url));
     stop.wait().await;
     eprintln!("shutting down: draining requests in flight");
     if let Some(s) = scheduler {
@@ -67,7 +68,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
 
 /// Runs the store's schedules from this server: each firing as a child process of this
 /// binary, on the same home, store and lake, as the schedule's creator.
-fn start_schedules(global: &Global, ctx: &Context) -> std::sync::Arc<keel_schedule::Scheduler> {
+fn start_schedules(global: &Global, ctx: &Context, own_url: &str) -> std::sync::Arc<keel_schedule::Scheduler> {
     let mut prefix = vec!["--home".to_string(), global.home.display().to_string()];
     for (flag, value) in [
         ("--store", &global.store),
@@ -80,7 +81,8 @@ fn start_schedules(global: &Global, ctx: &Context) -> std::sync::Arc<keel_schedu
     }
     let executor = keel_schedule::ProcessExecutor {
         exe: std::env::current_exe().unwrap_or_else(|_| "keel".into()),
-        env: Vec::new(),
+        // Jobs on deployments this server holds (batch decide, feedback ingest) run in it.
+        env: vec![("KEEL_SERVER".to_string(), own_url.to_string())],
         prefix,
         json: true,
     };

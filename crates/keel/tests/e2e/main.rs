@@ -5,6 +5,7 @@
 mod support;
 
 mod batch;
+mod campaign;
 mod cli;
 mod decision_log;
 mod lake_s3;

@@ -1,0 +1,534 @@
+//! Jobs over REST (`/v1/jobs`), behind the `lake` feature: batch decide, batch score and
+//! feedback ingest run inside the server, on its lake, registry and running deployments, so an
+//! outside orchestrator (Airflow, Dagster) or `keel ... --server URL` can start one, follow it
+//! and cancel it.
+//!
+//! - `POST /v1/jobs` `{"kind": "batch_decide" | "batch_score" | "feedback_ingest", ...}` takes
+//!   the same arguments as the command (`deployment`/`model`, `from`, `into`, ...) and answers
+//!   202 with the job; the job runs on this router's task tracker.
+//! - `GET /v1/jobs`, `GET /v1/jobs/{id}`: state (`queued`, `running`, `succeeded`, `failed`,
+//!   `cancelled`), rows so far, the summary once done, the error if it failed.
+//! - `POST /v1/jobs/{id}/cancel`: the job stops between chunks; what it committed stays (a batch
+//!   score, which commits once at its end, writes nothing).
+//!
+//! Scopes: starting or cancelling a job needs `decide` (the gate checks it: batch decide and
+//! feedback ingest act on a deployment's decisions); a batch score also needs `data:write`,
+//! checked here with the gate's own refusal (403 `forbidden`); listing and following jobs need
+//! `view`. Tables are checked per
+//! table for the authenticated principal, as on `/v1/data`; the job records who started it.
+//! Every start and end is written to the change log (`job_started`, `job_succeeded`,
+//! `job_failed`, `job_cancelled`, subject `job/ID`). Jobs are kept in memory: a restart forgets
+//! them (their outcome stays in the change log, their decisions in the decision log and their
+//! committed rows in the lake; running a batch decide again resumes without deciding twice).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use keel_auth::{AuthError, Credential, Principal, Scope};
+use keel_batch::{Control, RewardKey};
+use keel_data::{Caller, Workspace};
+use keel_experiments::Deployments;
+use keel_registry::Registry;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_util::task::TaskTracker;
+
+use crate::access::{Need, Routes};
+use crate::error::{ApiError, read_body};
+
+/// Finished jobs kept for `GET /v1/jobs` (the oldest finished ones are forgotten first).
+const KEEP_FINISHED: usize = 1000;
+
+#[derive(Clone)]
+struct JobsState {
+    ws: Workspace,
+    registry: Registry,
+    deployments: Arc<Deployments>,
+    jobs: Arc<Mutex<BTreeMap<String, Arc<Job>>>>,
+    tasks: TaskTracker,
+    next: Arc<AtomicU64>,
+    max_body: usize,
+}
+
+/// The `/v1/jobs` routes.
+pub fn router(ws: Workspace, registry: Registry, deployments: Arc<Deployments>, max_body: usize) -> Routes {
+    let (view, decide) = (Need::Scope(Scope::View), Need::Scope(Scope::Decide));
+    Routes::new()
+        .post("/v1/jobs", decide, start)
+        .get("/v1/jobs", view, list)
+        .get("/v1/jobs/{id}", view, show)
+        .post("/v1/jobs/{id}/cancel", decide, cancel)
+        .with_state(JobsState {
+            ws,
+            registry,
+            deployments,
+            jobs: Arc::new(Mutex::new(BTreeMap::new())),
+            tasks: TaskTracker::new(),
+            next: Arc::new(AtomicU64::new(1)),
+            max_body,
+        })
+}
+
+/// What a job was asked to do: the command's arguments.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum JobRequest {
+    BatchDecide {
+        deployment: String,
+        from: String,
+        unit_column: String,
+        into: String,
+        #[serde(default)]
+        run_id: Option<String>,
+        #[serde(default)]
+        batch_rows: Option<usize>,
+    },
+    BatchScore {
+        model: String,
+        from: String,
+        into: String,
+        #[serde(default)]
+        keep: Vec<String>,
+        #[serde(default)]
+        features: Vec<String>,
+        #[serde(default)]
+        run_id: Option<String>,
+        #[serde(default)]
+        batch_rows: Option<usize>,
+    },
+    FeedbackIngest {
+        deployment: String,
+        from: String,
+        #[serde(default)]
+        decision_column: Option<String>,
+        #[serde(default)]
+        unit_column: Option<String>,
+        #[serde(default)]
+        run_id: Option<String>,
+        reward_column: String,
+        #[serde(default)]
+        batch_rows: Option<usize>,
+    },
+}
+
+impl JobRequest {
+    fn kind(&self) -> &'static str {
+        match self {
+            JobRequest::BatchDecide { .. } => "batch_decide",
+            JobRequest::BatchScore { .. } => "batch_score",
+            JobRequest::FeedbackIngest { .. } => "feedback_ingest",
+        }
+    }
+
+    /// The scope starting or cancelling this kind of job needs beside `decide`.
+    fn scope(&self) -> Scope {
+        match self {
+            JobRequest::BatchDecide { .. } | JobRequest::FeedbackIngest { .. } => Scope::Decide,
+            JobRequest::BatchScore { .. } => Scope::DataWrite,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    fn finished(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+/// One job: what was asked, by whom, and how far it got.
+struct Job {
+    id: String,
+    request: JobRequest,
+    principal: String,
+    created_at_ms: i64,
+    control: Control,
+    status: Mutex<Status>,
+}
+
+#[derive(Debug, Clone)]
+struct Status {
+    state: JobState,
+    started_at_ms: Option<i64>,
+    finished_at_ms: Option<i64>,
+    summary: Option<Value>,
+    error: Option<Value>,
+}
+
+impl Job {
+    fn view(&self) -> Value {
+        let status = self
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        json!({
+            "id": self.id,
+            "kind": self.request.kind(),
+            "state": status.state,
+            "principal": self.principal,
+            "request": self.request,
+            "rows": self.control.rows(),
+            "created_at_ms": self.created_at_ms,
+            "started_at_ms": status.started_at_ms,
+            "finished_at_ms": status.finished_at_ms,
+            "summary": status.summary,
+            "error": status.error,
+        })
+    }
+
+    fn set(&self, change: impl FnOnce(&mut Status)) {
+        match self.status.lock() {
+            Ok(mut s) => change(&mut s),
+            Err(p) => change(&mut p.into_inner()),
+        }
+    }
+
+    fn state(&self) -> JobState {
+        self.status.lock().map(|s| s.state).unwrap_or(JobState::Failed)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The caller a job acts as: the authenticated principal (jobs read and write tables whose
+/// grants are per person, so a credential is needed even where authentication is off).
+async fn caller(state: &JobsState, principal: &Principal) -> Result<Caller, ApiError> {
+    if principal.credential == Credential::Anonymous {
+        return Err(keel_catalog::CatalogError::Unauthenticated(
+            "jobs act as a person whose grants are checked per table: send `Authorization: Bearer <token>` \
+             (keel access token create NAME --scope decide)"
+                .into(),
+        )
+        .into());
+    }
+    Ok(state.ws.api_caller(&principal.name).await?)
+}
+
+/// The scope a job's kind needs, refused like the gate refuses.
+fn require(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
+    if principal.scopes.allows(scope) {
+        return Ok(());
+    }
+    Err(AuthError::Forbidden {
+        principal: principal.name.clone(),
+        needed: scope,
+        held: principal
+            .scopes
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+    .into())
+}
+
+async fn start(
+    State(state): State<JobsState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, state.max_body).await?;
+    let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
+        keel_batch::BatchError::Invalid(format!(
+            "the body must be a job: {{\"kind\": \"batch_decide\" | \"batch_score\" | \"feedback_ingest\", ...the command's arguments}}: {e}"
+        ))
+    })?;
+    require(&principal, request.scope())?;
+    let caller = caller(&state, &principal).await?;
+    check_request(&state, &request)?;
+    let n = state.next.fetch_add(1, Ordering::Relaxed);
+    let id = format!("job-{}-{n}", now());
+    let job = Arc::new(Job {
+        id: id.clone(),
+        request,
+        principal: principal.name.clone(),
+        created_at_ms: now(),
+        control: Control::new(),
+        status: Mutex::new(Status {
+            state: JobState::Queued,
+            started_at_ms: None,
+            finished_at_ms: None,
+            summary: None,
+            error: None,
+        }),
+    });
+    {
+        let mut jobs = state
+            .jobs
+            .lock()
+            .map_err(|_| internal("the job table lock is poisoned"))?;
+        // One batch decide per deployment at a time: two would both read the run's decisions
+        // before deciding, and could decide a unit twice.
+        if let JobRequest::BatchDecide { deployment, .. } = &job.request
+            && let Some(other) = jobs.values().find(|other| {
+                !other.state().finished()
+                    && matches!(&other.request, JobRequest::BatchDecide { deployment: d, .. } if d == deployment)
+            })
+        {
+            return Err(keel_batch::BatchError::Busy(format!(
+                "job {} is already deciding for deployment '{deployment}'; wait for it or cancel it (POST /v1/jobs/{}/cancel)",
+                other.id, other.id
+            ))
+            .into());
+        }
+        forget_old(&mut jobs);
+        jobs.insert(id.clone(), job.clone());
+    }
+    record(&state, &job, "job_started", json!({ "request": job.request })).await;
+    let task_state = state.clone();
+    let task_job = job.clone();
+    state
+        .tasks
+        .spawn(async move { run(task_state, task_job, caller).await });
+    Ok((StatusCode::ACCEPTED, axum::Json(job.view())).into_response())
+}
+
+/// Refuses what no job could run, before it is queued.
+fn check_request(state: &JobsState, request: &JobRequest) -> Result<(), ApiError> {
+    let from = match request {
+        JobRequest::BatchDecide { deployment, from, .. } | JobRequest::FeedbackIngest { deployment, from, .. } => {
+            state.deployments.get(deployment)?;
+            from
+        }
+        JobRequest::BatchScore { from, .. } => from,
+    };
+    if keel_batch::is_file(from) {
+        return Err(keel_batch::BatchError::Invalid(format!(
+            "{from:?} is a file path; a server job reads lake tables only (ingest the file with `keel data ingest FILE --table NAME` first)"
+        ))
+        .into());
+    }
+    if let JobRequest::FeedbackIngest {
+        decision_column,
+        unit_column,
+        run_id,
+        ..
+    } = request
+        && (decision_column.is_some() && unit_column.is_some() || unit_column.is_some() != run_id.is_some())
+    {
+        return Err(keel_batch::BatchError::Invalid(
+            "name the rewarded decisions either by decision_column, or by unit_column with run_id".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Runs a job to its end and records the outcome.
+async fn run(state: JobsState, job: Arc<Job>, caller: Caller) {
+    job.set(|s| {
+        s.state = JobState::Running;
+        s.started_at_ms = Some(now());
+    });
+    let outcome: Result<Value, keel_batch::BatchError> = match &job.request {
+        JobRequest::BatchDecide {
+            deployment,
+            from,
+            unit_column,
+            into,
+            run_id,
+            batch_rows,
+        } => {
+            let spec = keel_batch::DecideJob {
+                deployment: deployment.clone(),
+                from: from.clone(),
+                unit_column: unit_column.clone(),
+                into: into.clone(),
+                run_id: run_id.clone(),
+                batch_rows: batch_rows.unwrap_or(8192),
+            };
+            keel_batch::decide(&state.ws, &state.deployments, &caller, &spec, &job.control)
+                .await
+                .map(|r| json!(r))
+        }
+        JobRequest::FeedbackIngest {
+            deployment,
+            from,
+            decision_column,
+            unit_column,
+            run_id,
+            reward_column,
+            batch_rows,
+        } => {
+            let key = match (unit_column, run_id) {
+                (Some(column), Some(run)) => RewardKey::Unit {
+                    column: column.clone(),
+                    run: run.clone(),
+                },
+                _ => RewardKey::Decision {
+                    column: decision_column.clone().unwrap_or_else(|| "decision_id".into()),
+                },
+            };
+            let spec = keel_batch::IngestJob {
+                deployment: deployment.clone(),
+                from: from.clone(),
+                key,
+                reward_column: reward_column.clone(),
+                batch_rows: batch_rows.unwrap_or(8192),
+                files: false,
+            };
+            keel_batch::ingest(&state.ws, &state.deployments, &caller, &spec, &job.control)
+                .await
+                .map(|r| json!(r))
+        }
+        JobRequest::BatchScore {
+            model,
+            from,
+            into,
+            keep,
+            features,
+            run_id,
+            batch_rows,
+        } => {
+            let spec = keel_batch::ScoreJob {
+                model: model.clone(),
+                from: from.clone(),
+                into: into.clone(),
+                keep: keep.clone(),
+                features: features.clone(),
+                run_id: run_id.clone(),
+                batch_rows: batch_rows.unwrap_or(4096),
+            };
+            let control = job.control.clone();
+            let progress = move |rows: u64| control.set_rows(rows);
+            // A score commits once at its end: cancelling it drops the run before that commit.
+            let scoring = keel_batch::score(&state.ws, &state.registry, &caller, &spec, &progress);
+            tokio::select! {
+                r = scoring => r.map(|r| json!(r)),
+                () = cancelled(&job.control) => Err(keel_batch::BatchError::Cancelled { rows: job.control.rows(), written: 0 }),
+            }
+        }
+    };
+    let (state_now, kind, details) = match outcome {
+        Ok(summary) => {
+            let details = json!({ "summary": summary });
+            job.set(|s| s.summary = Some(summary));
+            (JobState::Succeeded, "job_succeeded", details)
+        }
+        Err(e) => {
+            let cancelled = matches!(e, keel_batch::BatchError::Cancelled { .. });
+            let error = json!({ "code": e.code(), "message": e.to_string() });
+            if !cancelled && e.kind().is_server_fault() {
+                tracing::error!(job = %job.id, error = %e, "job failed");
+            }
+            job.set(|s| s.error = Some(error.clone()));
+            if cancelled {
+                (JobState::Cancelled, "job_cancelled", json!({ "error": error }))
+            } else {
+                (JobState::Failed, "job_failed", json!({ "error": error }))
+            }
+        }
+    };
+    job.set(|s| {
+        s.state = state_now;
+        s.finished_at_ms = Some(now());
+    });
+    record(&state, &job, kind, details).await;
+}
+
+/// Resolves once `control` is cancelled (polled: cancellation is checked between chunks too).
+async fn cancelled(control: &Control) {
+    while !control.is_cancelled() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes a job's start or end to the change log, as the principal who started it.
+async fn record(state: &JobsState, job: &Job, kind: &'static str, mut details: Value) {
+    details["kind"] = json!(job.request.kind());
+    details["rows"] = json!(job.control.rows());
+    if let Err(e) = state
+        .ws
+        .catalog()
+        .store()
+        .record_change(&job.principal, kind, &format!("job/{}", job.id), &details)
+        .await
+    {
+        tracing::error!(job = %job.id, error = %e, "could not record a job in the change log");
+    }
+}
+
+fn forget_old(jobs: &mut BTreeMap<String, Arc<Job>>) {
+    let finished: Vec<String> = jobs
+        .iter()
+        .filter(|(_, j)| j.state().finished())
+        .map(|(id, _)| id.clone())
+        .collect();
+    if finished.len() > KEEP_FINISHED {
+        for id in finished.iter().take(finished.len() - KEEP_FINISHED) {
+            jobs.remove(id);
+        }
+    }
+}
+
+fn internal(message: &str) -> ApiError {
+    keel_batch::BatchError::Internal(message.into()).into()
+}
+
+fn find(state: &JobsState, id: &str) -> Result<Arc<Job>, ApiError> {
+    state
+        .jobs
+        .lock()
+        .map_err(|_| internal("the job table lock is poisoned"))?
+        .get(id)
+        .cloned()
+        .ok_or_else(|| keel_batch::BatchError::UnknownJob(id.escape_default().to_string()).into())
+}
+
+async fn list(State(state): State<JobsState>) -> Result<Response, ApiError> {
+    let jobs: Vec<Value> = state
+        .jobs
+        .lock()
+        .map_err(|_| internal("the job table lock is poisoned"))?
+        .values()
+        .map(|j| j.view())
+        .collect();
+    Ok(axum::Json(json!({ "jobs": jobs })).into_response())
+}
+
+async fn show(State(state): State<JobsState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(axum::Json(find(&state, &id)?.view()).into_response())
+}
+
+async fn cancel(
+    State(state): State<JobsState>,
+    Path(id): Path<String>,
+    Extension(principal): Extension<Arc<Principal>>,
+) -> Result<Response, ApiError> {
+    let job = find(&state, &id)?;
+    require(&principal, job.request.scope())?;
+    if !job.state().finished() {
+        job.control.cancel();
+        let by = principal.name.clone();
+        if let Err(e) = state
+            .ws
+            .catalog()
+            .store()
+            .record_change(&by, "job_cancel_requested", &format!("job/{}", job.id), &json!({}))
+            .await
+        {
+            tracing::error!(job = %job.id, error = %e, "could not record a job cancellation");
+        }
+    }
+    Ok((StatusCode::ACCEPTED, axum::Json(job.view())).into_response())
+}

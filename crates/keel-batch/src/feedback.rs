@@ -1,0 +1,283 @@
+//! `feedback ingest`: rewards in bulk from a lake table or a file, by decision id or by unit and
+//! the batch run that decided it, through the deployment's own feedback (the same checks as
+//! online: range, attribution window, conflicts; idempotent).
+//!
+//! Every row gets an answer and a refused row never stops the others; the summary counts what
+//! was counted, what was a duplicate (the same reward already counted), what came after its
+//! window closed (late) and what was refused, with the first few examples of each reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use keel_data::{Caller, Workspace};
+use keel_experiments::{Deployments, FeedbackOut, RewardIn};
+use keel_lake::arrow::array::Array;
+use keel_lake::arrow::datatypes::{DataType as ArrowType, Schema};
+use serde::{Deserialize, Serialize};
+
+use crate::control::{Control, Refusals};
+use crate::decide::{float_column, string_column};
+use crate::{BatchError, source};
+
+/// How rows name the decision they reward.
+#[derive(Debug, Clone)]
+pub enum RewardKey {
+    /// A column holding the decision id decide returned.
+    Decision { column: String },
+    /// A column holding the unit, decided by the batch run `run`.
+    Unit { column: String, run: String },
+}
+
+/// One bulk feedback run.
+#[derive(Debug, Clone)]
+pub struct IngestJob {
+    pub deployment: String,
+    /// A lake table (`conversions`, `conversions@v2`) or a `.parquet`/`.csv` file.
+    pub from: String,
+    pub key: RewardKey,
+    /// The column holding the reward (a number; booleans count as 0/1).
+    pub reward_column: String,
+    /// Rewards per feedback call.
+    pub batch_rows: usize,
+    /// Whether `from` may be a local file (the command line; never a server job).
+    pub files: bool,
+}
+
+/// What a bulk feedback run did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IngestReport {
+    pub deployment: String,
+    pub source: String,
+    /// Rows read.
+    pub rows: u64,
+    /// Rewards counted now.
+    pub counted: u64,
+    /// The same reward was already counted (a re-run, or the row twice): nothing changed.
+    pub duplicate: u64,
+    /// The decision's attribution window had closed: not counted.
+    pub late: u64,
+    /// Refused rows (unknown decision or unit, reward out of range, conflicting reward, nulls).
+    pub refused: u64,
+    /// Late and refused rows by code, with the first few examples.
+    pub refusals: Refusals,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+/// Sends every row's reward of `job.from` to `job.deployment`'s feedback, as `caller`.
+pub async fn ingest(
+    ws: &Workspace,
+    deployments: &Arc<Deployments>,
+    caller: &Caller,
+    job: &IngestJob,
+    control: &Control,
+) -> Result<IngestReport, BatchError> {
+    let started = Instant::now();
+    keel_experiments::validate_name(&job.deployment)?;
+    let engine = deployments.get(&job.deployment)?;
+    let key_column = match &job.key {
+        RewardKey::Decision { column } | RewardKey::Unit { column, .. } => column.clone(),
+    };
+    let details = serde_json::json!({ "job": "feedback ingest", "deployment": job.deployment });
+    let columns = vec![key_column.clone(), job.reward_column.clone()];
+    let mut source = source::open(ws, caller, &job.from, &columns, job.files, "feedback_ingest", details).await?;
+    check_columns(&source.schema, &key_column, &job.reward_column)?;
+    // By unit: the run's decisions, read from the log.
+    let by_unit: Option<HashMap<String, String>> = match &job.key {
+        RewardKey::Decision { .. } => None,
+        RewardKey::Unit { run, .. } => {
+            let run = crate::columns::checked_run_id(run)?;
+            let decisions = tokio::task::spawn_blocking(move || engine.run_decisions(&run))
+                .await
+                .map_err(|e| BatchError::Internal(format!("reading the decision log failed: {e}")))??;
+            if decisions.is_empty() {
+                return Err(BatchError::Invalid(format!(
+                    "deployment '{}' has no decision of a run {:?}: name the run keel batch decide reported (--run-id)",
+                    job.deployment,
+                    match &job.key {
+                        RewardKey::Unit { run, .. } => run.as_str(),
+                        RewardKey::Decision { .. } => "",
+                    }
+                )));
+            }
+            Some(
+                decisions
+                    .into_iter()
+                    .map(|d| (d.unit, d.decision.decision_id))
+                    .collect(),
+            )
+        }
+    };
+    let mut report = IngestReport {
+        deployment: job.deployment.clone(),
+        source: source.name.clone(),
+        rows: 0,
+        counted: 0,
+        duplicate: 0,
+        late: 0,
+        refused: 0,
+        refusals: Refusals::default(),
+        seconds: 0.0,
+        rows_per_second: 0.0,
+    };
+    let per_call = job.batch_rows.max(1);
+    let mut items: Vec<RewardIn> = Vec::with_capacity(per_call);
+    let mut in_flight = FuturesOrdered::new();
+    let mut cancelled = false;
+    'read: while let Some(batch) = source.batches.next().await {
+        let batch = batch?;
+        let keys = string_column(&batch, &key_column)?;
+        let rewards = float_column(&batch, &job.reward_column)?;
+        for i in 0..batch.num_rows() {
+            report.rows += 1;
+            if keys.is_null(i) {
+                report.refused += 1;
+                report.refusals.add(
+                    "null_key",
+                    &format!("row {}", report.rows),
+                    &format!("column {key_column:?} is null"),
+                );
+                continue;
+            }
+            let key = keys.value(i);
+            if rewards.is_null(i) {
+                report.refused += 1;
+                report
+                    .refusals
+                    .add("null_reward", key, &format!("column {:?} is null", job.reward_column));
+                continue;
+            }
+            let decision_id = match &by_unit {
+                None => key.to_owned(),
+                Some(map) => match map.get(key) {
+                    Some(id) => id.clone(),
+                    None => {
+                        report.refused += 1;
+                        report.refusals.add(
+                            "unknown_unit",
+                            key,
+                            &format!("unit {key:?} was not decided by this run"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            items.push(RewardIn {
+                decision_id,
+                reward: rewards.value(i),
+            });
+            if items.len() >= per_call {
+                let chunk = std::mem::replace(&mut items, Vec::with_capacity(per_call));
+                if in_flight.len() >= 2
+                    && let Some(done) = in_flight.next().await
+                {
+                    tally(done?, &mut report);
+                }
+                in_flight.push_back(send(deployments.clone(), job.deployment.clone(), chunk));
+                control.set_rows(report.rows);
+                if control.is_cancelled() {
+                    cancelled = true;
+                    break 'read;
+                }
+            }
+        }
+        control.set_rows(report.rows);
+    }
+    drop(source);
+    if !cancelled && !items.is_empty() {
+        in_flight.push_back(send(deployments.clone(), job.deployment.clone(), items));
+    }
+    let mut failure = None;
+    while let Some(done) = in_flight.next().await {
+        match done {
+            Ok(done) => tally(done, &mut report),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.rows_per_second = report.rows as f64 / report.seconds.max(1e-9);
+    if cancelled {
+        return Err(BatchError::Cancelled {
+            rows: report.rows,
+            written: report.counted,
+        });
+    }
+    Ok(report)
+}
+
+type Sent = (Vec<RewardIn>, Vec<keel_experiments::Result<FeedbackOut>>);
+
+/// One feedback call on the blocking pool (validation under the deployment's lock, then the
+/// durable wait).
+async fn send(deployments: Arc<Deployments>, name: String, items: Vec<RewardIn>) -> Result<Sent, BatchError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let results = handle.block_on(deployments.feedback(&name, &items))?;
+        Ok((items, results))
+    })
+    .await
+    .map_err(|e| BatchError::Internal(format!("the feedback task failed: {e}")))?
+}
+
+fn tally((items, results): Sent, report: &mut IngestReport) {
+    for (item, result) in items.iter().zip(results) {
+        match result {
+            Ok(out) if out.counted => report.counted += 1,
+            Ok(_) => report.duplicate += 1,
+            Err(e) => {
+                if e.code() == "window_closed" {
+                    report.late += 1;
+                } else {
+                    report.refused += 1;
+                }
+                report.refusals.add(e.code(), &item.decision_id, &e.to_string());
+            }
+        }
+    }
+}
+
+fn check_columns(schema: &Schema, key: &str, reward: &str) -> Result<(), BatchError> {
+    let present = || {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let key_field = schema.field_with_name(key).map_err(|_| {
+        BatchError::Invalid(format!(
+            "the input has no column {key:?}; it has {}. Name it with --decision-column or --unit-column",
+            present()
+        ))
+    })?;
+    if !matches!(
+        key_field.data_type(),
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
+    ) && !key_field.data_type().is_integer()
+    {
+        return Err(BatchError::Invalid(format!(
+            "column {key:?} is {}; decision ids and units are strings",
+            key_field.data_type()
+        )));
+    }
+    let reward_field = schema.field_with_name(reward).map_err(|_| {
+        BatchError::Invalid(format!(
+            "the input has no reward column {reward:?}; it has {}. Name it with --reward-column",
+            present()
+        ))
+    })?;
+    if !reward_field.data_type().is_numeric() && *reward_field.data_type() != ArrowType::Boolean {
+        return Err(BatchError::Invalid(format!(
+            "the reward column {reward:?} is {}; a reward is a number (or a boolean: 1 for true)",
+            reward_field.data_type()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! `keel feedback ingest`, in process or as a job of a running server (`--server URL`).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::cli::{FeedbackCommand, FeedbackIngestArgs, Global};
+use crate::commands::batch::{open_deployments, print_refusals, progress_bar, run_remote, tick};
+use crate::context::{Context, principal};
+use crate::output;
+
+pub async fn run(global: &Global, cmd: FeedbackCommand) -> anyhow::Result<()> {
+    let FeedbackCommand::Ingest(args) = cmd;
+    ingest(global, args).await
+}
+
+async fn ingest(global: &Global, args: FeedbackIngestArgs) -> anyhow::Result<()> {
+    let key = match (&args.unit_column, &args.run_id) {
+        (Some(column), Some(run)) => keel_batch::RewardKey::Unit {
+            column: column.clone(),
+            run: run.clone(),
+        },
+        _ => keel_batch::RewardKey::Decision {
+            column: args.decision_column.clone().unwrap_or_else(|| "decision_id".into()),
+        },
+    };
+    if let Some(server) = &args.server {
+        let body = serde_json::json!({
+            "kind": "feedback_ingest",
+            "deployment": args.deployment,
+            "from": args.from,
+            "decision_column": match &key { keel_batch::RewardKey::Decision { column } => Some(column), _ => None },
+            "unit_column": args.unit_column,
+            "run_id": args.run_id,
+            "reward_column": args.reward_column,
+            "batch_rows": args.batch_rows,
+        });
+        let summary = run_remote(global, server, body, "ingesting").await?;
+        if global.json {
+            return output::json(&summary);
+        }
+        let report: keel_batch::IngestReport =
+            serde_json::from_value(summary).context("the server's job summary has an unexpected format")?;
+        print_ingest(&report);
+        return Ok(());
+    }
+    let ctx = Context::open(global).await?;
+    let ws = keel_data::Workspace::new(ctx.catalog(), ctx.open_lake().await?);
+    let caller = ws.cli_caller(&principal(global)).await?;
+    let deployments = open_deployments(&ctx, &args.deployment).await?;
+    let job = keel_batch::IngestJob {
+        deployment: args.deployment,
+        from: args.from,
+        key,
+        reward_column: args.reward_column,
+        batch_rows: args.batch_rows,
+        files: true,
+    };
+    let control = keel_batch::Control::new();
+    let bar = progress_bar(global, "ingesting");
+    let ticker = tick(bar.clone(), control.clone());
+    let report = keel_batch::ingest(&ws, &deployments, &caller, &job, &control).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    deployments.shutdown(Duration::from_secs(15)).await;
+    let report = report?;
+    if global.json {
+        return output::json(&report);
+    }
+    print_ingest(&report);
+    Ok(())
+}
+
+fn print_ingest(r: &keel_batch::IngestReport) {
+    println!(
+        "{} rewards from {} for {}: {} counted, {} duplicate, {} late (window closed), {} refused in {:.1} s ({:.0} rows/s)",
+        r.rows, r.source, r.deployment, r.counted, r.duplicate, r.late, r.refused, r.seconds, r.rows_per_second
+    );
+    print_refusals(r.late + r.refused, &r.refusals);
+}
