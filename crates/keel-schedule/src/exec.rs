@@ -1,8 +1,21 @@
 //! Running a scheduled command: a child process of the keel binary, with the server's home,
 //! store and lake, as the schedule's creator.
+//!
+//! A command that reaches the server itself (a batch decide on a deployment the server holds
+//! goes to it as a job, `KEEL_SERVER`) must authenticate like any caller when the server
+//! requires it. With [`RunTokens`], each run gets its own API token for the schedule's creator
+//! (every scope but `admin`: what the creator could issue themselves; table grants still apply
+//! to them), passed as `KEEL_TOKEN`, expiring after a day at most and revoked as soon as the
+//! run ends. The secret exists only in the child's environment; issue and revocation are in the
+//! change log, by `keel-scheduler`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
+
+use keel_auth::tokens::{self, TokenRequest};
+use keel_auth::{Scope, Scopes};
+use keel_catalog::{Actor, Catalog};
 
 use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +47,65 @@ pub struct ProcessExecutor {
     pub prefix: Vec<String>,
     /// Adds `--json` before the command, so its summary can be read.
     pub json: bool,
+    /// A token per run for the creator, when the server the commands reach authenticates.
+    pub tokens: Option<RunTokens>,
+}
+
+/// Issues the short-lived token each run carries (see the module's notes).
+#[derive(Clone)]
+pub struct RunTokens {
+    pub catalog: Catalog,
+    /// How long a run's token lives if the run outlives its revocation (a crash).
+    pub lifetime: Duration,
+}
+
+impl std::fmt::Debug for RunTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunTokens")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who issues and revokes run tokens.
+pub const SCHEDULER: &str = "keel-scheduler";
+
+impl RunTokens {
+    pub fn new(catalog: Catalog) -> RunTokens {
+        RunTokens {
+            catalog,
+            lifetime: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    fn actor() -> Actor {
+        Actor {
+            name: SCHEDULER.into(),
+            is_admin: true,
+            teams: Vec::new(),
+        }
+    }
+
+    /// A token for `user`: its id and secret.
+    async fn issue(&self, user: &str) -> Result<(String, String), String> {
+        let scopes = Scopes::known(Scope::ALL.iter().filter(|s| **s != Scope::Admin).map(|s| s.as_str()));
+        let request = TokenRequest {
+            principal: user,
+            scopes,
+            label: Some("scheduled run"),
+            expires_in: Some(self.lifetime),
+        };
+        let issued = tokens::issue(&self.catalog, &Self::actor(), request)
+            .await
+            .map_err(|e| format!("could not issue the run's token for {user}: {e}"))?;
+        Ok((issued.id, issued.secret))
+    }
+
+    async fn revoke(&self, id: &str) {
+        if let Err(e) = tokens::revoke(&self.catalog, &Self::actor(), id).await {
+            tracing::warn!(token = %id, error = %e, "scheduler: revoking a run's token failed; it expires on its own");
+        }
+    }
 }
 
 /// Replaces `{date}` and `{datetime}` in each argument with the firing's UTC date
@@ -51,6 +123,26 @@ const TAIL: usize = 4096;
 impl ProcessExecutor {
     /// Runs one command to its end (or kills it when `cancel` fires). `user` is who it runs as.
     pub async fn run(&self, args: &[String], user: &str, cancel: &CancellationToken) -> std::io::Result<Executed> {
+        let token = match &self.tokens {
+            Some(tokens) => Some(tokens.issue(user).await.map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let result = self
+            .run_with(args, user, token.as_ref().map(|(_, secret)| secret.as_str()), cancel)
+            .await;
+        if let (Some(tokens), Some((id, _))) = (&self.tokens, &token) {
+            tokens.revoke(id).await;
+        }
+        result
+    }
+
+    async fn run_with(
+        &self,
+        args: &[String],
+        user: &str,
+        token: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<Executed> {
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.args(&self.prefix);
         if self.json {
@@ -60,6 +152,7 @@ impl ProcessExecutor {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("KEEL_USER", user)
             .env_remove("KEEL_TOKEN")
+            .envs(token.map(|t| ("KEEL_TOKEN", t)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

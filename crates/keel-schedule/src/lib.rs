@@ -34,7 +34,7 @@ mod runner;
 
 pub use cron::CronSpec;
 pub use error::ScheduleError;
-pub use exec::{Executed, ProcessExecutor, expand};
+pub use exec::{Executed, ProcessExecutor, RunTokens, expand};
 pub use runner::{RetryPolicy, Scheduler, SchedulerConfig};
 
 use keel_store::{NewSchedule, ScheduleRecord, ScheduleRun, Store};

@@ -41,7 +41,51 @@ fn sh() -> ProcessExecutor {
         env: Vec::new(),
         prefix: vec!["-c".into()],
         json: false,
+        tokens: None,
     }
+}
+
+/// A run reaching an authenticating server carries its own token for the schedule's creator:
+/// it authenticates as them while the run lasts, without `admin`, and is revoked at its end.
+#[tokio::test]
+async fn each_run_carries_a_token_for_its_creator_revoked_when_it_ends() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = sqlite(dir.path()).await;
+    let seen = dir.path().join("token");
+    let mut exec = sh();
+    exec.tokens = Some(keel_schedule::RunTokens::new(keel_catalog::Catalog::new(store.clone())));
+    let script = format!("printf %s \"$KEEL_TOKEN\" > '{}'", seen.display());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let done = exec.run(&[script], "ana", &cancel).await.expect("run");
+    assert!(done.succeeded(), "{done:?}");
+    let secret = std::fs::read_to_string(&seen).expect("the child saw a token");
+    assert!(!secret.is_empty(), "KEEL_TOKEN was set");
+    let record = store
+        .token_by_hash(&keel_auth::tokens::secret_hash(&secret))
+        .await
+        .expect("store")
+        .expect("the token was issued in the store");
+    assert_eq!(record.principal, "ana");
+    assert_eq!(record.created_by, "keel-scheduler");
+    assert!(!record.scopes.split(' ').any(|s| s == "admin"), "{}", record.scopes);
+    assert!(record.scopes.split(' ').any(|s| s == "decide"), "{}", record.scopes);
+    assert!(record.expires_at.is_some(), "it expires on its own if never revoked");
+    assert!(record.revoked_at.is_some(), "revoked once the run ended");
+
+    // Without run tokens, no token reaches a run, not even one put in its environment.
+    let mut plain = sh();
+    plain.env = vec![("KEEL_TOKEN".into(), "keel_leaked".into())];
+    plain.tokens = None;
+    let done = plain
+        .run(
+            &[format!("printf %s \"$KEEL_TOKEN\" > '{}'", seen.display())],
+            "ana",
+            &cancel,
+        )
+        .await
+        .expect("run");
+    assert!(done.succeeded(), "{done:?}");
+    assert_eq!(std::fs::read_to_string(&seen).expect("file"), "");
 }
 
 fn config(runner: &str) -> SchedulerConfig {

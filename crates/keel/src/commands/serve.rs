@@ -55,7 +55,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let own_url = format!("{scheme}://{}", app.http);
-    let scheduler = (!args.no_schedules).then(|| start_schedules(global, &ctx, &own_url));
+    let scheduler = (!args.no_schedules).then(|| start_schedules(global, &ctx, &own_url, app.auth_required));
     stop.wait().await;
     eprintln!("shutting down: draining requests in flight");
     if let Some(s) = scheduler {
@@ -67,8 +67,14 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Runs the store's schedules from this server: each firing as a child process of this
-/// binary, on the same home, store and lake, as the schedule's creator.
-fn start_schedules(global: &Global, ctx: &Context, own_url: &str) -> std::sync::Arc<keel_schedule::Scheduler> {
+/// binary, on the same home, store and lake, as the schedule's creator (with a token of its
+/// own for the run when this server requires authentication).
+fn start_schedules(
+    global: &Global,
+    ctx: &Context,
+    own_url: &str,
+    auth_required: bool,
+) -> std::sync::Arc<keel_schedule::Scheduler> {
     let mut prefix = vec!["--home".to_string(), global.home.display().to_string()];
     for (flag, value) in [
         ("--store", &global.store),
@@ -85,6 +91,7 @@ fn start_schedules(global: &Global, ctx: &Context, own_url: &str) -> std::sync::
         env: vec![("KEEL_SERVER".to_string(), own_url.to_string())],
         prefix,
         json: true,
+        tokens: auth_required.then(|| keel_schedule::RunTokens::new(ctx.catalog())),
     };
     let scheduler = keel_schedule::Scheduler::new(
         ctx.registry.store().clone(),

@@ -666,3 +666,90 @@ async fn jobs_run_in_the_server_with_scopes_and_cancel() {
     assert_eq!(kinds.get("job_succeeded"), Some(&3), "{changes}");
     assert_eq!(kinds.get("job_cancelled"), Some(&1), "{changes}");
 }
+
+/// A schedule's batch decide on a deployment the server holds goes to that server as a job;
+/// when the server requires authentication, the run carries a token of its own for the
+/// schedule's creator (revoked once it ends), so it succeeds and is attributed to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_batch_decide_authenticates_as_its_creator() {
+    let keel = Keel::quiet();
+    let spec = json!({
+        "variants": [{"name": "a"}, {"name": "b"}],
+        "policy": {"type": "fixed_weights", "weights": [0.5, 0.5]},
+        "reward": {"kind": "binary", "min": 0, "max": 1, "window_seconds": 3600}
+    });
+    keel.ok(&[
+        "deployment",
+        "apply",
+        "weekly",
+        "-f",
+        &keel.file("weekly.json", spec.to_string()),
+    ]);
+    customers(&keel, "customers", 40, &[]);
+    keel.ok(&["access", "team", "create", "marketing"]);
+    keel.ok(&["access", "team", "add", "marketing", "campaigns"]);
+    keel.ok(&["access", "grant", "customers", "marketing", "read"]);
+    keel.ok(&[
+        "--user",
+        "campaigns",
+        "schedule",
+        "create",
+        "monday-sends",
+        "--cron",
+        "0 6 * * MON",
+        "--",
+        "batch",
+        "decide",
+        "weekly",
+        "--from",
+        "customers",
+        "--unit-column",
+        "customer_id",
+        "--into",
+        "sends_{date}",
+    ]);
+    keel.ok(&["schedule", "run-now", "monday-sends"]);
+    let server = keel.serve(&["--auth", "required"]).ready().await;
+    let run: Value = eventually(Duration::from_secs(60), Duration::from_millis(200), async || {
+        let runs = keel.json(&["schedule", "runs", "monday-sends"]);
+        match items(&runs).first() {
+            Some(r) if r["status"] == "succeeded" || r["status"] == "failed" || r["status"] == "retrying" => {
+                Ok(r.clone())
+            }
+            other => Err(format!("not run yet: {other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["rows"], 40, "{run}");
+
+    // The job ran in the server as the schedule's creator.
+    let viewer = token(&keel, "auditor", "view");
+    let jobs: Value = server
+        .client
+        .get(server.url("/v1/jobs"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .expect("jobs")
+        .json()
+        .await
+        .expect("json");
+    let job = items(&jobs["jobs"])
+        .first()
+        .cloned()
+        .unwrap_or_else(|| panic!("{jobs}"));
+    assert_eq!(job["principal"], "campaigns", "{job}");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    server.stop();
+
+    // Its token is revoked: nothing the run held still authenticates.
+    let tokens = keel.json(&["access", "token", "ls"]);
+    let run_tokens: Vec<&Value> = items(&tokens)
+        .iter()
+        .filter(|t| t["label"] == "scheduled run")
+        .collect();
+    assert_eq!(run_tokens.len(), 1, "{tokens}");
+    assert_eq!(run_tokens[0]["principal"], "campaigns", "{tokens}");
+    assert!(!run_tokens[0]["revoked_at"].is_null(), "revoked: {tokens}");
+}
