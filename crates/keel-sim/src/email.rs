@@ -71,7 +71,9 @@ pub struct EmailReport {
     pub results: Vec<PolicyResult>,
 }
 
-fn policy_spec(policy: &str, world: &World, cfg: &EmailConfig) -> anyhow::Result<serde_json::Value> {
+/// The deployment spec the simulator creates for `policy` (`uniform`, `thompson`, `contextual`,
+/// ...) over the world's promotions, with the configured control group and seed.
+pub fn policy_spec(policy: &str, world: &World, cfg: &EmailConfig) -> anyhow::Result<serde_json::Value> {
     let k = world.k();
     let policy_json = match policy {
         "uniform" => json!({"type": "fixed_weights", "weights": vec![1.0; k]}),

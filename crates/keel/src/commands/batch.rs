@@ -113,7 +113,7 @@ async fn decide(global: &Global, args: BatchDecideArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_decide(r: &keel_batch::DecideReport) {
+pub(crate) fn print_decide(r: &keel_batch::DecideReport) {
     println!(
         "{} rows of {}@v{}: {} decided by {} into {} (version {}) in {:.1} s ({:.0} rows/s), run {}",
         r.rows,

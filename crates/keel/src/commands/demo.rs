@@ -14,13 +14,16 @@ use crate::cli::{DemoArgs, Global, ServeArgs};
 use crate::context::Context;
 use crate::output;
 
+#[cfg(feature = "lake")]
+mod weekly;
+
 pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     let expected = selfcheck::Expected::read(&args.fixtures)?;
     let ctx = Context::open(global).await?;
     let runtime = keel_runtime::Runtime::global()?;
     eprintln!("ONNX Runtime: {}", runtime.library().display());
 
-    eprintln!("1/5 registering {} fixture models", expected.models.len());
+    eprintln!("1/7 registering {} fixture models", expected.models.len());
     for name in expected.models.keys() {
         register(&ctx, &args.fixtures, name).await?;
     }
@@ -60,9 +63,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         bail!("model {name} did not load: {e}");
     }
     let (http, grpc) = (app.http, app.grpc);
-    eprintln!("2/5 serving on http://{http} and grpc://{grpc}");
+    eprintln!("2/7 serving on http://{http} and grpc://{grpc}");
 
-    eprintln!("3/5 checking every model over REST and gRPC against onnxruntime's outputs");
+    eprintln!("3/7 checking every model over REST and gRPC against onnxruntime's outputs");
     let checks = selfcheck::check_models(http, grpc, &expected).await?;
     let all_ok = checks.iter().all(|c| c.ok);
     if global.json {
@@ -103,35 +106,39 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         );
         println!("try: curl -s http://{http}/v2/models/bc-lr | jq");
     }
+    let email = keel_sim::email::EmailConfig {
+        url: format!("http://{http}"),
+        prefix: "email-promos".into(),
+        customers: args.customers,
+        promotions: PROMOTIONS,
+        base_rate: BASE_RATE,
+        seed: WORLD_SEED,
+        policy_seed: 11,
+        concurrency: 16,
+        delay_decisions: 0,
+        batch: 16,
+        policies: vec!["uniform".into(), "thompson".into(), "contextual".into()],
+        control_share: 0.1,
+        share_buckets: 5,
+        token: None,
+    };
+    #[cfg(feature = "lake")]
+    if args.customers > 0 {
+        weekly_batch(global, &ctx, &app, &email).await?;
+    }
     if args.customers > 0 {
         eprintln!(
-            "\n4/5 the flagship scenario: personalised promotional e-mails for {} customers, 5 promotions, \
+            "\n5/7 online: personalised promotional e-mails for {} customers, 5 promotions, \
              10% holdout control group (the status quo: promotions rotated at random); uniform random vs Thompson sampling vs a contextual bandit",
             args.customers
         );
-        let cfg = keel_sim::email::EmailConfig {
-            url: format!("http://{http}"),
-            prefix: "email-promos".into(),
-            customers: args.customers,
-            promotions: 5,
-            base_rate: 0.025,
-            seed: 7,
-            policy_seed: 11,
-            concurrency: 16,
-            delay_decisions: 0,
-            batch: 16,
-            policies: vec!["uniform".into(), "thompson".into(), "contextual".into()],
-            control_share: 0.1,
-            share_buckets: 5,
-            token: None,
-        };
-        let report = keel_sim::email::run(&cfg, &|line: &str| eprintln!("  {line}")).await?;
+        let report = keel_sim::email::run(&email, &|line: &str| eprintln!("  {line}")).await?;
         if global.json {
             output::json(&report)?;
         }
         let contextual = app.deployments.report("email-promos-contextual")?;
         if !global.json {
-            println!();
+            eprintln!("\n6/7 the contextual deployment's report");
             super::deployment::print_report(&contextual);
             println!(
                 "\nthe decision log (one JSON line per decision and reward; segments and snapshots beside it) is in {}",
@@ -158,6 +165,36 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The flagship's world: promotions, uniform conversion rate and seed the online campaign and
+/// the weekly batch share.
+const PROMOTIONS: usize = 5;
+const BASE_RATE: f64 = 0.025;
+const WORLD_SEED: u64 = 7;
+
+/// Step 4: the weekly batch over the customer table, with its own contextual deployment.
+#[cfg(feature = "lake")]
+async fn weekly_batch(
+    global: &Global,
+    ctx: &Context,
+    app: &keel_api::RunningApp,
+    email: &keel_sim::email::EmailConfig,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "\n4/7 the weekly batch: each Monday one promotion per customer of the customer table, the list exported for the e-mail system, conversions credited in bulk"
+    );
+    let ws = keel_data::Workspace::new(ctx.catalog(), ctx.open_lake().await?);
+    let caller = ws.cli_caller(&crate::context::principal(global)).await?;
+    let world = keel_sim::world::World::new(email.customers, email.promotions, email.base_rate, email.seed)?;
+    let campaign = weekly::Campaign {
+        deployment: "email-promos-weekly",
+        spec: keel_sim::email::policy_spec("contextual", &world, email)?,
+        world,
+        weeks: 3,
+        seed: email.seed * 1000,
+    };
+    weekly::run(global, &ws, &caller, &app.deployments, &campaign).await
+}
+
 /// Pushes a fixture unless the same bytes are already registered; points `@production` at it.
 async fn register(ctx: &Context, dir: &Path, name: &str) -> anyhow::Result<()> {
     let path = dir.join(format!("{name}.onnx"));
@@ -181,12 +218,12 @@ async fn register(ctx: &Context, dir: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Step 5: the campaign's decisions and rewards, logged to the lake while it ran, become
+/// Step 7: the campaign's decisions and rewards, logged to the lake while it ran, become
 /// catalogued tables with lineage, an outcomes table the data team can train on, the lift
 /// against the control group by SQL, and a feasibility assessment of that table.
 #[cfg(feature = "lake")]
 async fn campaign_data(global: &Global, ctx: &Context) -> anyhow::Result<()> {
-    eprintln!("\n5/5 the campaign's data: decisions and rewards in the lake, catalogued, assessed");
+    eprintln!("\n7/7 the campaign's data: decisions and rewards in the lake, catalogued, assessed");
     let ws = keel_data::Workspace::new(ctx.catalog(), ctx.open_lake().await?);
     let caller = ws.cli_caller(&crate::context::principal(global)).await?;
     let (deployment, table) = ("email-promos-contextual", "email_outcomes");

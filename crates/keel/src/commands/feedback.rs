@@ -71,7 +71,7 @@ async fn ingest(global: &Global, args: FeedbackIngestArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-fn print_ingest(r: &keel_batch::IngestReport) {
+pub(crate) fn print_ingest(r: &keel_batch::IngestReport) {
     println!(
         "{} rewards from {} for {}: {} counted, {} duplicate, {} late (window closed), {} refused in {:.1} s ({:.0} rows/s)",
         r.rows, r.source, r.deployment, r.counted, r.duplicate, r.late, r.refused, r.seconds, r.rows_per_second
