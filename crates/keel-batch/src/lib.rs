@@ -34,9 +34,9 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use keel_data::{Caller, TablePass, Workspace, Write};
+use keel_lake::VersionOrTimestamp;
 use keel_lake::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use keel_lake::arrow::datatypes::{DataType as ArrowType, Field, Schema, TimeUnit};
-use keel_lake::{VersionOrTimestamp, WriteMode};
 use keel_registry::{Registry, VersionSelector};
 use keel_runtime::{ModelOptions, Runtime};
 use serde::Serialize;
@@ -178,7 +178,8 @@ pub async fn score(
     let parallel = ModelOptions::default().sessions.max(1);
     let mut total = 0u64;
     let scored_at = chrono::Utc::now().timestamp_micros();
-    let mut outputs = Vec::new();
+    // Outputs go to Parquet files as chunks finish; the one commit comes after the last chunk.
+    let mut sink = ws.append_stream(&output)?;
     let mut stream = chunked
         .map(|chunk| {
             let (model, plan) = (model.clone(), plan.clone());
@@ -193,19 +194,19 @@ pub async fn score(
     while let Some(next) = stream.next().await {
         let (chunk, scored) = next?;
         total += chunk.num_rows() as u64;
-        outputs.push(with_run_columns(
+        let batch = with_run_columns(
             plan.output_batch(&chunk, scored)?,
             &name,
             record.version,
             &run_id,
             scored_at,
-        )?);
+        )?;
+        sink.send(batch).await.map_err(keel_data::DataError::from)?;
         progress(total);
     }
     drop(stream);
     report.rows = total;
-    if total > 0 {
-        let version = ws.write(&output, outputs, WriteMode::Append).await?;
+    if let Some(version) = sink.finish().await.map_err(keel_data::DataError::from)? {
         let details =
             serde_json::json!({ "run_id": run_id, "model": name, "model_version": record.version, "rows": total });
         ws.record_commit(&output, version, false, details).await?;

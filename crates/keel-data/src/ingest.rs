@@ -120,6 +120,12 @@ impl Workspace {
         })
     }
 
+    /// Appends a stream of batches to the pass's table as one new version, in bounded memory
+    /// (see [`keel_lake::StreamAppend`]); nothing commits before its `finish`.
+    pub fn append_stream(&self, pass: &TablePass<impl CanWrite>) -> Result<keel_lake::StreamAppend> {
+        Ok(self.lake.append_stream(pass.table())?)
+    }
+
     /// Records in the catalog that `version` of the pass's table was committed by its holder:
     /// catalogues a new table, updates columns and schema history, and (with `detect_pii`) flags
     /// the columns a sample of that version shows to hold personal data. Returns those columns.

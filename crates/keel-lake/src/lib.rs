@@ -23,6 +23,7 @@ mod error;
 mod read;
 mod s3;
 mod source;
+mod stream_append;
 mod types;
 mod write;
 
@@ -41,6 +42,7 @@ pub use deltalake::parquet;
 pub use error::{LakeError, Result};
 pub use read::{json_rows, pretty};
 pub use source::{Format, parse_schema};
+pub use stream_append::StreamAppend;
 pub use types::{
     CompactReport, IngestOptions, IngestReport, TableFiles, VersionInfo, VersionOrTimestamp, WriteMode,
     validate_table_name,
