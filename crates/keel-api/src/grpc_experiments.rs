@@ -66,6 +66,7 @@ impl ExperimentsApi for GrpcDeployments {
             prediction_id: out.prediction_id.unwrap_or_default(),
             fallback: out.fallback.is_some(),
             fallback_json: out.fallback.map(|f| f.to_string()).unwrap_or_default(),
+            no_action: out.no_action,
         }))
     }
 

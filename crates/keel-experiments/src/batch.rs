@@ -84,7 +84,10 @@ impl Deployment {
                     decision: DecisionOut {
                         decision_id: id.to_string(),
                         deployment: self.name.clone(),
-                        variant: variants.get(v).cloned().unwrap_or_else(|| format!("#{v}")),
+                        variant: v.map_or_else(String::new, |v| {
+                            variants.get(v).cloned().unwrap_or_else(|| format!("#{v}"))
+                        }),
+                        no_action: v.is_none(),
                         propensity: p,
                         policy_version: pv,
                         revision,

@@ -69,6 +69,10 @@ impl RunningDeployment {
         let (mut out, notices) = self.engine.decide_among(unit, context, eligible).await?;
         services.record_notices(&self.name, notices).await;
         services.log_decision(&self.name, unit, &out);
+        // No action (a no-action control group): no model runs, not even a shadow.
+        if out.no_action {
+            return Ok(out);
+        }
         let (Some(request), Some(inference)) = (inputs, &services.inference) else {
             return Ok(out);
         };

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use keel_bandit::{PolicyConfig, pick, sticky_unit};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
@@ -278,8 +277,9 @@ impl Deployment {
     /// Decides among the `eligible` variants only (by name; `None`: all). The policy's
     /// distribution is restricted to them and renormalised, so the logged propensity and
     /// distribution are over that set (one eligible variant: propensity 1); when the policy
-    /// gives none of them any probability, the choice is uniform over them. The control group
-    /// holds a unit back only when the control variant is eligible for it.
+    /// gives none of them any probability, the choice is uniform over them. A named-variant
+    /// control group holds a unit back only when the control variant is eligible for it; a
+    /// no-action control group holds it back whatever its eligible variants.
     pub async fn decide_among(
         &self,
         unit: Option<&str>,
@@ -319,56 +319,27 @@ impl Deployment {
         if let Some(mask) = eligible {
             crate::state::restrict(&mut probs, &arms, mask);
         }
-        let control_eligible = |cv: usize| eligible.is_none_or(|m| m.get(cv).copied().unwrap_or(false));
-        // Control group: a sticky share of units always gets the control variant.
-        let (variant, propensity, hold) = {
-            let control = inner.spec.control.clone();
-            let u_hold = match unit {
-                Some(u) => sticky_unit(&format!("{}#control", self.name), u),
-                None => rand::Rng::random::<f64>(&mut inner.rng),
+        let crate::control::Assigned {
+            variant,
+            propensity,
+            hold,
+        } = {
+            let spec = &inner.spec;
+            let draw = crate::control::Draw {
+                name: &self.name,
+                unit,
+                probs: &probs,
+                arms: &arms,
+                eligible,
+                control: spec.control.as_ref(),
+                control_variant: spec
+                    .control
+                    .as_ref()
+                    .and_then(|c| c.variant_name())
+                    .and_then(|v| spec.variant_index(v)),
+                sticky_pick: matches!(spec.policy, keel_bandit::PolicyConfig::FixedWeights { .. }),
             };
-            let u_pick = match (unit, &inner.spec.policy) {
-                (Some(u), PolicyConfig::FixedWeights { .. }) => sticky_unit(&self.name, u),
-                _ => rand::Rng::random::<f64>(&mut inner.rng),
-            };
-            let arm = pick(&probs, u_pick);
-            let named = control
-                .as_ref()
-                .and_then(|c| c.variant.as_deref())
-                .and_then(|v| inner.spec.variant_index(v));
-            match control {
-                Some(c) if named.is_some_and(control_eligible) => {
-                    let cv = named.unwrap_or(0);
-                    let p_c = arms.iter().position(|v| *v == cv).map_or(0.0, |i| probs[i]);
-                    if u_hold < c.share {
-                        (cv, c.share + (1.0 - c.share) * p_c, true)
-                    } else {
-                        let v = arms[arm];
-                        let p = (1.0 - c.share) * probs[arm] + if v == cv { c.share } else { 0.0 };
-                        (v, p, false)
-                    }
-                }
-                Some(c) if c.policy == Some(crate::spec::ControlPolicy::Uniform) => {
-                    // The status quo: a variant drawn uniformly among the eligible arms,
-                    // sticky per unit; the propensity is the mixture's.
-                    let pool: Vec<usize> = arms.iter().copied().filter(|v| control_eligible(*v)).collect();
-                    let k = pool.len().max(1) as f64;
-                    if u_hold < c.share && !pool.is_empty() {
-                        let u = match unit {
-                            Some(u) => sticky_unit(&format!("{}#control-pick", self.name), u),
-                            None => rand::Rng::random::<f64>(&mut inner.rng),
-                        };
-                        let v = pool[((u * k) as usize).min(pool.len() - 1)];
-                        let p_v = arms.iter().position(|a| *a == v).map_or(0.0, |i| probs[i]);
-                        (v, c.share / k + (1.0 - c.share) * p_v, true)
-                    } else {
-                        let v = arms[arm];
-                        let in_pool = if pool.contains(&v) { c.share / k } else { 0.0 };
-                        (v, (1.0 - c.share) * probs[arm] + in_pool, false)
-                    }
-                }
-                _ => (arms[arm], probs[arm], false),
-            }
+            crate::control::assign(&mut inner.rng, &draw)
         };
         let id = Uuid::now_v7();
         let seq = inner.next_seq();
@@ -398,7 +369,8 @@ impl Deployment {
         let out = DecisionOut {
             decision_id: id.to_string(),
             deployment: self.name.clone(),
-            variant: inner.spec.variants[variant].name.clone(),
+            variant: variant.map_or_else(String::new, |v| inner.spec.variants[v].name.clone()),
+            no_action: variant.is_none(),
             propensity,
             policy_version: pv,
             revision: inner.revision,
@@ -503,7 +475,9 @@ impl Deployment {
             default: false,
         };
         inner.commit(&self.wal, &event)?;
-        inner.check_guardrails(&self.wal, variant, now)?;
+        if let Some(variant) = variant {
+            inner.check_guardrails(&self.wal, variant, now)?;
+        }
         Ok((
             FeedbackOut {
                 decision_id: item.decision_id.clone(),
@@ -542,7 +516,9 @@ impl Deployment {
                             default: true,
                         };
                         inner.commit(&self.wal, &event)?;
-                        inner.check_guardrails(&self.wal, variant, now)?;
+                        if let Some(variant) = variant {
+                            inner.check_guardrails(&self.wal, variant, now)?;
+                        }
                         last = inner.seq;
                         defaults.push((id.to_string(), default));
                     }

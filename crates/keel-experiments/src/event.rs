@@ -6,6 +6,9 @@ use uuid::Uuid;
 /// An event of the log. Field names are short: there is one line per decision.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
+// Decisions are most records and are built, applied and framed at once; boxing the variant
+// would add an allocation per decision for no saving (events are not kept in memory).
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// The deployment started serving this revision.
     Revision { seq: u64, ts: i64, rev: i64, reset: bool },
@@ -21,9 +24,11 @@ pub enum Event {
         /// The variants (indices) the decision was restricted to; empty: all of them.
         #[serde(skip_serializing_if = "Vec::is_empty", default)]
         el: Vec<usize>,
-        /// Index into the deployment's variants.
-        v: usize,
-        /// Probability of this variant under the logging distribution.
+        /// Index into the deployment's variants; absent when the unit got no action (a unit of
+        /// a `"policy": "none"` control group, then `hold` is set).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        v: Option<usize>,
+        /// Probability of this variant (or of no action) under the logging distribution.
         p: f64,
         /// Policy version (updates applied) when decided.
         pv: u64,

@@ -24,11 +24,13 @@
 
 mod batch;
 mod checkpoint;
+pub mod control;
 mod decide;
 mod drift;
 mod engine;
 mod error;
 mod event;
+pub mod lift;
 pub mod logdir;
 pub mod logfile;
 mod manager;
@@ -49,6 +51,7 @@ mod variants;
 pub mod wal;
 
 pub use batch::{RunDecision, UnitContext};
+pub use control::{ControlArm, ControlPolicy, ControlSpec};
 pub use decide::DecideRequest;
 pub use drift::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
 pub use engine::{Deployment, Opened};

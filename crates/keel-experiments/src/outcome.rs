@@ -5,14 +5,24 @@ use serde::{Deserialize, Serialize};
 use crate::notice::Notice;
 
 /// What `decide` answers.
+///
+/// A unit of a no-action control group (`"control": {"policy": "none"}`) gets no variant:
+/// `no_action` is true, `control` is true, `variant` is empty here and `null` in JSON, and
+/// `propensity` is the probability of being held back (the control's share).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DecisionOut {
     pub decision_id: String,
     pub deployment: String,
+    /// The variant chosen; empty (`null` in JSON) when `no_action`. Variant names are never
+    /// empty, so an empty name always means no action: see [`DecisionOut::chosen`].
+    #[serde(serialize_with = "variant_or_null")]
     pub variant: String,
+    /// True when the unit gets no action at all (a no-action control group).
+    pub no_action: bool,
     pub propensity: f64,
     pub policy_version: u64,
     pub revision: i64,
+    /// True when the unit is in the control (holdout) group.
     pub control: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction: Option<serde_json::Value>,
@@ -27,6 +37,21 @@ pub struct DecisionOut {
     /// such as gRPC); not part of the JSON answer.
     #[serde(skip)]
     pub response: Option<keel_serving::InferResponse>,
+}
+
+impl DecisionOut {
+    /// The variant chosen; `None` for no action.
+    pub fn chosen(&self) -> Option<&str> {
+        (!self.no_action && !self.variant.is_empty()).then_some(self.variant.as_str())
+    }
+}
+
+fn variant_or_null<S: serde::Serializer>(variant: &str, s: S) -> Result<S::Ok, S::Error> {
+    if variant.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(variant)
+    }
 }
 
 /// What `feedback` answers for one event.

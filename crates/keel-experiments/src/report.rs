@@ -1,10 +1,13 @@
 //! The experiment report: per variant exposures, rewards, rates with intervals, probability
-//! to be best, lift over control; the control group; traffic share over time; checks.
+//! to be best, lift over control; the control group (what it gets, its share, its figures);
+//! the lifts of the policy over the control, uniform and the best single variant
+//! ([`crate::lift`] says how they are computed); traffic share over time; checks.
 
 use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::RewardKind;
+pub use crate::lift::{Lift, Lifts};
+use crate::spec::{ControlArm, ControlSpec, RewardKind};
 use crate::state::Inner;
 use crate::stats::{Sums, lift, mean_interval, prob_best, srm, wilson};
 
@@ -36,6 +39,36 @@ pub struct GroupReport {
     pub rate_ci: (f64, f64),
 }
 
+/// What the control group is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ControlReport {
+    /// `variant` (one named variant), `uniform` (random rotation over the variants) or `none`
+    /// (no action).
+    pub kind: String,
+    /// The variant, for `variant`.
+    pub variant: Option<String>,
+    /// Share of units held back in the control group.
+    pub share: f64,
+    /// For people: `variant free_dessert`, `uniform random over the variants`, `no action`.
+    pub description: String,
+}
+
+impl ControlReport {
+    fn of(c: &ControlSpec) -> ControlReport {
+        let (kind, variant) = match c.arm() {
+            Some(ControlArm::Variant(v)) => ("variant", Some(v.to_string())),
+            Some(ControlArm::Uniform) => ("uniform", None),
+            Some(ControlArm::NoAction) | None => ("none", None),
+        };
+        ControlReport {
+            kind: kind.to_string(),
+            variant,
+            share: c.share,
+            description: c.describe(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SrmCheck {
     pub chi_square: f64,
@@ -54,11 +87,16 @@ pub struct Report {
     pub variants: Vec<VariantReport>,
     /// The holdout group versus the policy-driven traffic.
     pub control_group: Option<GroupReport>,
-    /// What the holdout group gets (`variant free_dessert`, `uniform random over the variants`).
-    pub control: Option<String>,
+    /// What the holdout group gets and its share.
+    pub control: Option<ControlReport>,
     pub treated_group: GroupReport,
-    /// Relative lift of the policy-driven traffic over the holdout group.
+    /// Relative lift of the policy-driven traffic over the holdout group (as
+    /// `lifts.over_control.relative`).
     pub lift_over_control_group: Option<(f64, f64, f64)>,
+    /// The policy-driven traffic over the control group, uniform rotation and the best single
+    /// variant, each with its interval and the counts it rests on.
+    #[serde(default)]
+    pub lifts: Lifts,
     pub srm: Option<SrmCheck>,
     pub canary_share: Option<f64>,
     /// Exposures per variant per time bucket: (bucket start, ms since epoch; counts).
@@ -91,7 +129,7 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
     let control_variant = spec
         .control
         .as_ref()
-        .and_then(|ctl| ctl.variant.as_deref())
+        .and_then(|ctl| ctl.variant_name())
         .and_then(|v| spec.variant_index(v))
         .or_else(|| {
             spec.guardrails
@@ -109,7 +147,8 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
     );
     let sum = |v: &[Sums]| v.iter().fold(Sums::default(), |acc, s| merge(&acc, s));
     let treated = sum(&c.policy);
-    let control = sum(&c.control);
+    // The control group: the held-back decisions of every variant, and those of no action.
+    let control = merge(&sum(&c.control), &c.no_action);
     let variants = spec
         .variants
         .iter()
@@ -167,9 +206,10 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
         reward_kind: kind,
         variants,
         control_group: spec.control.as_ref().map(|_| group(&control, kind)),
-        control: spec.control.as_ref().map(|c| c.describe()),
+        control: spec.control.as_ref().map(ControlReport::of),
         treated_group: group(&treated, kind),
         lift_over_control_group: spec.control.as_ref().and_then(|_| lift(&treated, &control)),
+        lifts: crate::lift::lifts(spec, c, &treated, &control),
         srm: srm_check,
         canary_share: spec.canary.as_ref().map(|cs| {
             let cv = spec.variant_index(&cs.variant).unwrap_or(0);

@@ -13,8 +13,8 @@
 //! `KEELSNP1` (8 bytes), the payload's length (u64 LE) and its XXH3-64 (u64 LE), then the
 //! payload: the length of a JSON header (u32 LE), the header (sequence, revision, the spec it
 //! was taken under, policy state, counters, pauses, canary step, how many decisions follow),
-//! then one binary record per waiting decision: id (16 bytes), variant (u32), arm (u32,
-//! `u32::MAX` for none), time (i64 ms), flags (u8: 1 hold, 2 rewarded), reward (f64, present
+//! then one binary record per waiting decision: id (16 bytes), variant (u32, `u32::MAX` for no
+//! action), arm (u32, `u32::MAX` for none), time (i64 ms), flags (u8: 1 hold, 2 rewarded), reward (f64, present
 //! when rewarded), the context's length (u32) and numbers (f64 each), all little-endian.
 //! JSON for the header because it is small and readable; binary for the decisions because
 //! there may be millions and JSON would triple the size and the time (no binary serde format
@@ -107,7 +107,7 @@ pub(crate) fn encode(inner: &Inner, last_rev: Option<i64>, taken_at: i64) -> Res
     payload.extend_from_slice(&json);
     for (id, w) in &inner.waiting {
         payload.extend_from_slice(&id.as_u128().to_le_bytes());
-        payload.extend_from_slice(&(w.variant() as u32).to_le_bytes());
+        payload.extend_from_slice(&w.variant().map_or(u32::MAX, |v| v as u32).to_le_bytes());
         payload.extend_from_slice(&w.arm().map_or(u32::MAX, |a| a as u32).to_le_bytes());
         payload.extend_from_slice(&w.ts.to_le_bytes());
         let reward = w.reward();
@@ -228,7 +228,8 @@ fn decode(bytes: &[u8]) -> std::result::Result<(Header, HashMap<Uuid, Waiting>),
     let mut waiting = HashMap::with_capacity(header.waiting as usize);
     for _ in 0..header.waiting {
         let id = Uuid::from_u128(u128::from_le_bytes(r.take(16)?.try_into().map_err(|_| "short id")?));
-        let variant = r.u32()? as usize;
+        let variant = r.u32()?;
+        let variant = (variant != u32::MAX).then_some(variant as usize);
         let arm = r.u32()?;
         let ts = r.i64()?;
         let flags = r.take(1)?[0];
@@ -415,11 +416,13 @@ mod tests {
     fn state() -> Inner {
         let mut inner = Inner::new(spec(), 3).expect("inner");
         for i in 0..50u128 {
+            // Every fifth a unit of a no-action control group: no variant, no arm.
+            let no_action = i % 5 == 0;
             let mut w = Waiting::new(
                 1_000 + i as i64,
-                (i % 2) as usize,
-                Some((i % 2) as usize),
-                i % 7 == 0,
+                (!no_action).then_some((i % 2) as usize),
+                (!no_action).then_some((i % 2) as usize),
+                no_action || i % 7 == 0,
                 vec![0.5, -1.25].into_boxed_slice(),
             );
             if i % 3 == 0 {
@@ -427,8 +430,10 @@ mod tests {
             }
             inner.waiting.insert(Uuid::from_u128(i + 1), w);
         }
-        inner.counters.exposure(1, false, 1_000);
-        inner.counters.reward(1, false, 1.0, false);
+        inner.counters.exposure(Some(1), false, 1_000);
+        inner.counters.reward(Some(1), false, 1.0, false);
+        inner.counters.exposure(None, true, 1_000);
+        inner.counters.reward(None, true, 1.0, false);
         inner.paused[1] = true;
         inner.seq = 77;
         inner

@@ -4,6 +4,7 @@
 use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::control::{ControlArm, ControlPolicy, ControlSpec};
 use crate::{DeploymentError, Result};
 
 /// A deployment as a team writes it (JSON).
@@ -17,7 +18,8 @@ pub struct DeploymentSpec {
     /// Features of the context, for contextual policies (and logged for every policy).
     #[serde(default)]
     pub context: Vec<FeatureSpec>,
-    /// A holdout group that always gets one variant, to prove lift against it.
+    /// A holdout group (one named variant, uniform rotation over the variants, or no action),
+    /// to prove lift against the status quo: see [`ControlSpec`].
     #[serde(default)]
     pub control: Option<ControlSpec>,
     #[serde(default)]
@@ -83,40 +85,6 @@ impl FeatureSpec {
         match self {
             FeatureSpec::Numeric { .. } => 1,
             FeatureSpec::Categorical { levels, .. } => levels.len(),
-        }
-    }
-}
-
-/// The holdout control group: the status quo the policy is measured against. Either one
-/// named variant (the business's default promotion: `{"variant": "free_dessert", "share":
-/// 0.1}`) or uniform random over the variants (rotating the promotions at random: `{"policy":
-/// "uniform", "share": 0.1}`); sticky per unit either way.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlSpec {
-    /// The variant the control group always gets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    /// `uniform`: the control group gets a variant drawn uniformly among those eligible.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<ControlPolicy>,
-    /// Share of units in the control group, in [0, 1).
-    pub share: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ControlPolicy {
-    Uniform,
-}
-
-impl ControlSpec {
-    /// What the control group gets, for people: `variant free_dessert` or `uniform random`.
-    pub fn describe(&self) -> String {
-        match (&self.variant, self.policy) {
-            (Some(v), _) => format!("variant {v}"),
-            (None, Some(ControlPolicy::Uniform)) => "uniform random over the variants".to_string(),
-            (None, None) => "nothing".to_string(),
         }
     }
 }
@@ -345,22 +313,30 @@ impl DeploymentSpec {
             problems.push("reward.window_seconds must be at least 1".to_string());
         }
         if let Some(c) = &self.control {
-            match (&c.variant, c.policy) {
-                (Some(v), None) => match self.variant_index(v) {
-                    None => problems.push(format!("control variant '{v}' is not a variant")),
-                    Some(i) if self.variants[i].shadow => {
-                        problems.push(format!("control variant '{v}' is a shadow"));
-                    }
+            match c.arm() {
+                Some(ControlArm::Variant(v)) => match self.variant_index(v) {
+                    None => problems.push(format!(
+                        "control variant '{v}' is not a variant (its variants: {})",
+                        self.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                    Some(i) if self.variants[i].shadow => problems.push(format!("control variant '{v}' is a shadow")),
                     Some(_) => {}
                 },
-                (None, Some(ControlPolicy::Uniform)) => {}
-                _ => problems.push(
-                    "control needs either \"variant\": NAME (one default variant) or \"policy\": \"uniform\" (random rotation), not both"
+                Some(ControlArm::Uniform | ControlArm::NoAction) => {}
+                None if c.variant.is_none() && c.policy.is_none() => problems.push(
+                    "control needs \"policy\": \"uniform\" (random rotation), \"none\" (no action) or {\"variant\": NAME} (one default variant)"
+                        .to_string(),
+                ),
+                None => problems.push(
+                    "control has both \"variant\" and \"policy\": give one (\"policy\": {\"variant\": NAME} is the same as \"variant\": NAME)"
                         .to_string(),
                 ),
             }
             if !(0.0..1.0).contains(&c.share) {
-                problems.push(format!("control.share {} must be in [0, 1)", c.share));
+                problems.push(format!(
+                    "control.share {} must be in [0, 1) (the share of units held back)",
+                    c.share
+                ));
             }
         }
         if let Some(slo) = &self.slo

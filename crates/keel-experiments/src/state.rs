@@ -26,7 +26,8 @@ pub(crate) struct Waiting {
     reward: f64,
     /// The context, for the policy update when the reward comes; emptied once it has.
     pub(crate) x: Box<[f64]>,
-    pub(crate) variant: u32,
+    /// Index into the variants; `u32::MAX` for no action (a unit of a no-action control group).
+    variant: u32,
     /// Index into the serving arms; `u32::MAX` for a variant that is not one (control).
     arm: u32,
     pub(crate) hold: bool,
@@ -45,12 +46,12 @@ impl PartialEq for Waiting {
 }
 
 impl Waiting {
-    pub(crate) fn new(ts: i64, variant: usize, arm: Option<usize>, hold: bool, x: Box<[f64]>) -> Waiting {
+    pub(crate) fn new(ts: i64, variant: Option<usize>, arm: Option<usize>, hold: bool, x: Box<[f64]>) -> Waiting {
         Waiting {
             ts,
             reward: f64::NAN,
             x,
-            variant: variant as u32,
+            variant: variant.map_or(u32::MAX, |v| v as u32),
             arm: arm.map_or(u32::MAX, |a| a as u32),
             hold,
         }
@@ -68,8 +69,9 @@ impl Waiting {
         (self.arm != u32::MAX).then_some(self.arm as usize)
     }
 
-    pub(crate) fn variant(&self) -> usize {
-        self.variant as usize
+    /// The variant decided; `None` for no action.
+    pub(crate) fn variant(&self) -> Option<usize> {
+        (self.variant != u32::MAX).then_some(self.variant as usize)
     }
 }
 
@@ -131,7 +133,7 @@ impl Inner {
         match event {
             Event::Revision { .. } => {}
             Event::Decision { ts, id, v, hold, x, .. } => {
-                let arm = self.spec.arms().iter().position(|a| a == v);
+                let arm = v.and_then(|v| self.spec.arms().iter().position(|a| *a == v));
                 self.waiting
                     .insert(*id, Waiting::new(*ts, *v, arm, *hold, x.clone().into_boxed_slice()));
                 self.expiry.push_back((ts + self.window_ms(), *id));
@@ -209,7 +211,8 @@ impl Inner {
             .guardrails
             .as_ref()
             .and_then(|g| g.baseline.as_ref())
-            .or(self.spec.control.as_ref().and_then(|c| c.variant.as_ref()))
+            .map(String::as_str)
+            .or(self.spec.control.as_ref().and_then(|c| c.variant_name()))
             .and_then(|n| self.spec.variant_index(n));
         named.unwrap_or_else(|| self.spec.arms().first().copied().unwrap_or(0))
     }

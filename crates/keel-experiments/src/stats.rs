@@ -61,11 +61,15 @@ impl Sums {
 }
 
 /// Counters of a deployment: per variant, split into the policy-driven traffic and the
-/// control (holdout) group, plus exposures per time bucket.
+/// control (holdout) group, the control group's units that got no action, plus exposures per
+/// time bucket (of variants: no action is in no bucket).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
     pub(crate) policy: Vec<Sums>,
     pub(crate) control: Vec<Sums>,
+    /// Decisions of a no-action control group (absent from snapshots taken before it existed).
+    #[serde(default)]
+    pub(crate) no_action: Sums,
     step: Vec<u64>,
     bucket_ms: i64,
     pub(crate) buckets: BTreeMap<i64, Vec<u64>>,
@@ -76,14 +80,20 @@ impl Counters {
         Counters {
             policy: vec![Sums::default(); variants],
             control: vec![Sums::default(); variants],
+            no_action: Sums::default(),
             step: vec![0; variants],
             bucket_ms: (bucket_seconds.max(1) as i64) * 1000,
             buckets: BTreeMap::new(),
         }
     }
 
-    pub fn exposure(&mut self, variant: usize, hold: bool, ts: i64) {
+    /// Counts a decision: of `variant`, or of no action (`None`).
+    pub fn exposure(&mut self, variant: Option<usize>, hold: bool, ts: i64) {
         let n = self.policy.len();
+        let Some(variant) = variant else {
+            self.no_action.exposures += 1;
+            return;
+        };
         if variant >= n {
             return;
         }
@@ -96,7 +106,12 @@ impl Counters {
         self.buckets.entry(bucket).or_insert_with(|| vec![0; n])[variant] += 1;
     }
 
-    pub fn reward(&mut self, variant: usize, hold: bool, r: f64, default: bool) {
+    /// Counts a reward of a decision of `variant`, or of no action (`None`).
+    pub fn reward(&mut self, variant: Option<usize>, hold: bool, r: f64, default: bool) {
+        let Some(variant) = variant else {
+            self.no_action.add_reward(r, default);
+            return;
+        };
         if variant >= self.policy.len() {
             return;
         }

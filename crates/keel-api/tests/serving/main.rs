@@ -2,6 +2,7 @@
 //! store, real ONNX Runtime, real HTTP and gRPC clients.
 
 mod access;
+mod control;
 mod errors;
 mod experiments;
 mod fuzz_http;

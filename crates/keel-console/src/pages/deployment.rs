@@ -256,7 +256,12 @@ fn variants(r: &Report, models: &BTreeMap<String, Option<String>>) -> String {
     if let Some(control) = &r.control_group {
         out.push_str("<h2>Holdout group</h2>");
         if let Some(what) = &r.control {
-            let _ = write!(out, "<p>The holdout group gets: {}.</p>", crate::html::escape(what));
+            let _ = write!(
+                out,
+                "<p>The holdout group ({} of units) gets: {}.</p>",
+                pct(what.share),
+                crate::html::escape(&what.description)
+            );
         }
         let mut t = Table::new(
             "groups",

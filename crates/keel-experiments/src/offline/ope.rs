@@ -33,7 +33,9 @@ pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> Result<LoggedBandit
     for event in events {
         match event {
             Event::Decision { id, v, p, x, .. } => {
-                if let Some(arm) = arms.iter().position(|a| *a == v) {
+                // No-action decisions (a no-action control group) are not the logging
+                // policy's: they are left out, like decisions of non-serving variants.
+                if let Some(arm) = v.and_then(|v| arms.iter().position(|a| *a == v)) {
                     decisions.insert(id, (arm, p, x));
                 }
             }
@@ -199,7 +201,7 @@ mod tests {
             unit: None,
             run: None,
             el: Vec::new(),
-            v,
+            v: Some(v),
             p,
             pv: 0,
             hold: false,

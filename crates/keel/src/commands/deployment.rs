@@ -231,6 +231,33 @@ fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
 
+/// The lifts of the policy-driven traffic, one line each, with the counts they rest on.
+fn print_lifts(l: &keel_experiments::report::Lifts) {
+    let lifts = [
+        ("control", &l.over_control),
+        ("uniform", &l.over_uniform),
+        ("best variant", &l.over_best_variant),
+    ];
+    if lifts.iter().all(|(_, x)| x.is_none()) {
+        return;
+    }
+    println!("\nlift of the policy-driven traffic (95% intervals):");
+    for (over, lift) in lifts {
+        let Some(x) = lift else {
+            println!("  over {over}: - (fewer than 2 rewards on a side)");
+            continue;
+        };
+        let relative = x.relative.map_or("-".into(), |(l, lo, hi)| {
+            format!("{} [{}, {}]", pct(l), pct(lo), pct(hi))
+        });
+        let (d, lo, hi) = x.difference;
+        println!(
+            "  over {over} ({}): {relative}; difference {d:+.4} [{lo:+.4}, {hi:+.4}]; rate {:.4} on {} rewards vs {:.4} on {}",
+            x.baseline, x.treated_rate, x.treated_rewards, x.baseline_rate, x.baseline_rewards
+        );
+    }
+}
+
 pub fn print_report(r: &Report) {
     println!(
         "deployment {} revision {}  policy {} (version {})  waiting for reward: {}",
@@ -276,8 +303,9 @@ pub fn print_report(r: &Report) {
     );
     if let Some(c) = &r.control_group {
         println!(
-            "\ncontrol group ({}): {} exposures, rate {:.4} [{:.4}, {:.4}]; treated: {} exposures, rate {:.4} [{:.4}, {:.4}]",
-            r.control.as_deref().unwrap_or("holdout"),
+            "\ncontrol group ({}, {} of units): {} exposures, rate {:.4} [{:.4}, {:.4}]; treated: {} exposures, rate {:.4} [{:.4}, {:.4}]",
+            r.control.as_ref().map_or("holdout", |c| c.description.as_str()),
+            r.control.as_ref().map_or("-".into(), |c| pct(c.share)),
             c.exposures,
             c.rate,
             c.rate_ci.0,
@@ -287,15 +315,8 @@ pub fn print_report(r: &Report) {
             r.treated_group.rate_ci.0,
             r.treated_group.rate_ci.1
         );
-        if let Some((l, lo, hi)) = r.lift_over_control_group {
-            println!(
-                "lift of the treated traffic over the control group: {} [{}, {}]",
-                pct(l),
-                pct(lo),
-                pct(hi)
-            );
-        }
     }
+    print_lifts(&r.lifts);
     if let Some(s) = &r.srm {
         println!(
             "sample ratio check: chi2 {:.2}, p = {:.4}{}",
