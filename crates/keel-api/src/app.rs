@@ -159,7 +159,7 @@ impl App {
         let services = Services {
             inference: self.inference.clone(),
             experiments: Some(self.deployments.clone()),
-            extra_rest: self.data_routes(),
+            extra_rest: Some(self.own_routes()),
             access: ServerAccess {
                 auth: Some(auth),
                 required,
@@ -183,6 +183,24 @@ impl App {
             shutdown,
             task,
         })
+    }
+
+    /// The registry and batch routes (crate::models, crate::batch_routes), with the data
+    /// routes when the build has the lake.
+    fn own_routes(&self) -> crate::access::Routes {
+        let models = crate::models::router(
+            self.inference.registry().clone(),
+            self.max_body_bytes,
+            self.access.limits.model_bytes,
+        )
+        .merge(crate::batch_routes::router(
+            self.deployments.clone(),
+            self.max_body_bytes,
+        ));
+        match self.data_routes() {
+            Some(data) => models.merge(data),
+            None => models,
+        }
     }
 
     #[cfg(feature = "lake")]

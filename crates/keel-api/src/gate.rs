@@ -55,6 +55,9 @@ impl std::str::FromStr for AuthMode {
     }
 }
 
+/// The default of `--max-model-bytes`: 2 GiB, the most one ONNX protobuf can hold.
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 /// How many requests may be in flight at once, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -65,6 +68,8 @@ pub struct Limits {
     pub admin: usize,
     /// A request still running after this is answered 503 (`timeout`) and abandoned.
     pub request_timeout: Duration,
+    /// The largest model a push over the API accepts (`--max-model-bytes`), in bytes.
+    pub model_bytes: u64,
 }
 
 impl Default for Limits {
@@ -75,6 +80,7 @@ impl Default for Limits {
             decide: 256,
             admin: 32,
             request_timeout: Duration::from_secs(30),
+            model_bytes: DEFAULT_MAX_MODEL_BYTES,
         }
     }
 }
@@ -412,7 +418,7 @@ fn console_refusal(req: &Request, status: StatusCode, message: &str) -> Response
 /// first (up to `limit` bytes, for at most [`DRAIN_TIME`]; nothing is kept), so that an HTTP/1.1
 /// client still sending it receives the answer rather than a reset connection. A body that was
 /// not drained closes the connection after the answer.
-async fn after_draining(req: Request, limit: usize, mut response: Response) -> Response {
+pub(crate) async fn after_draining(req: Request, limit: usize, mut response: Response) -> Response {
     use http_body_util::BodyExt;
     let mut body = req.into_body();
     let drained = tokio::time::timeout(DRAIN_TIME, async {

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod app;
+mod batch_routes;
 #[cfg(feature = "lake")]
 pub mod data;
 pub mod error;
@@ -20,6 +21,7 @@ mod grpc_experiments;
 pub mod jobs;
 mod labels;
 mod metrics_endpoint;
+pub mod models;
 pub mod rest;
 pub mod selfcheck;
 mod server;

@@ -14,6 +14,16 @@ pub enum RegistryError {
         #[source]
         reason: crate::onnx::SignatureError,
     },
+    /// An uploaded artifact is larger than the server accepts.
+    #[error(
+        "the model is over the limit of {limit} bytes; raise the server's --max-model-bytes if it must be this large"
+    )]
+    TooLarge { limit: u64 },
+    /// The uploaded bytes are not the ones the client hashed (corrupted or cut in transit).
+    #[error(
+        "the uploaded bytes have sha256 {actual} but the request said {expected}: the file was changed or cut in transit; nothing was stored, push it again"
+    )]
+    HashMismatch { expected: String, actual: String },
     /// The artifact store could not be read or written.
     #[error("artifact store: {0}")]
     Artifact(String),
@@ -30,7 +40,8 @@ impl RegistryError {
     pub fn kind(&self) -> keel_types::ErrorKind {
         use keel_types::ErrorKind as K;
         match self {
-            RegistryError::Invalid(_) => K::InvalidArgument,
+            RegistryError::Invalid(_) | RegistryError::HashMismatch { .. } => K::InvalidArgument,
+            RegistryError::TooLarge { .. } => K::PayloadTooLarge,
             RegistryError::InvalidArtifact { reason } => reason.kind(),
             RegistryError::Store(e) => e.kind(),
             RegistryError::Artifact(_) | RegistryError::Config(_) => K::Internal,
@@ -42,6 +53,8 @@ impl RegistryError {
         match self {
             RegistryError::Invalid(_) => "invalid",
             RegistryError::InvalidArtifact { .. } => "invalid_artifact",
+            RegistryError::TooLarge { .. } => "payload_too_large",
+            RegistryError::HashMismatch { .. } => "hash_mismatch",
             RegistryError::Artifact(_) => "artifact_store",
             RegistryError::Config(_) => "config",
             RegistryError::Store(e) => e.code(),

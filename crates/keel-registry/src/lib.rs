@@ -8,10 +8,12 @@
 //! It depends on the store and on the object store; it must never depend on HTTP, gRPC or
 //! the inference runtime: pushing a model does not need ONNX Runtime.
 
+mod compact;
 mod error;
 mod names;
 pub mod onnx;
 mod push;
+mod upload;
 
 use std::sync::Arc;
 
@@ -20,11 +22,13 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sha2::{Digest, Sha256};
 
+pub use compact::read_signature_from;
 pub use error::{RegistryError, Result};
 pub use keel_store::{Alias, AliasEvent, ChangeEvent, ModelSummary, ModelVersion, Store};
 pub use names::{VersionSelector, validate_alias, validate_model_name};
 pub use onnx::{Signature, SignatureError, TensorSignature, read_signature};
 pub use push::{alias_names, content_hash, parse_metrics};
+pub use upload::{UploadCheck, parse_sha256};
 
 /// The alias `keel serve` prefers when it picks the version of a model to serve.
 pub const PRODUCTION_ALIAS: &str = "production";
@@ -112,19 +116,7 @@ impl Registry {
     /// Stores a new immutable version. The bytes are checked to be an ONNX model and their
     /// signature read before anything is written; on any failure the registry is unchanged.
     pub async fn push(&self, request: PushRequest, bytes: Bytes) -> Result<ModelVersion> {
-        validate_model_name(&request.name)?;
-        if request.author.trim().is_empty() {
-            return Err(RegistryError::Invalid("the author must not be empty".into()));
-        }
-        let metrics = match request.metrics {
-            serde_json::Value::Null => serde_json::json!({}),
-            serde_json::Value::Object(m) => serde_json::Value::Object(m),
-            _ => {
-                return Err(RegistryError::Invalid(
-                    "metrics must be a JSON object such as {\"auc\": 0.97}".into(),
-                ));
-            }
-        };
+        let metrics = self.validate_push(&request)?;
         let signature = read_signature(&bytes).map_err(|reason| RegistryError::InvalidArtifact { reason })?;
         let hex = hex::encode(Sha256::digest(&bytes));
         let key = format!("models/{}/{}.onnx", request.name, hex);
@@ -144,11 +136,46 @@ impl Registry {
                 Err(e) => return Err(RegistryError::Artifact(format!("cannot write {key}: {e}"))),
             }
         }
+        let size = bytes.len() as i64;
+        self.record(request, metrics, signature, format!("sha256:{hex}"), key, size, existed)
+            .await
+    }
+
+    /// Checks a push's name, author and metrics (before any byte is read or written); returns
+    /// the metrics as the object recorded.
+    fn validate_push(&self, request: &PushRequest) -> Result<serde_json::Value> {
+        validate_model_name(&request.name)?;
+        if request.author.trim().is_empty() {
+            return Err(RegistryError::Invalid("the author must not be empty".into()));
+        }
+        match &request.metrics {
+            serde_json::Value::Null => Ok(serde_json::json!({})),
+            serde_json::Value::Object(m) => Ok(serde_json::Value::Object(m.clone())),
+            _ => Err(RegistryError::Invalid(
+                "metrics must be a JSON object such as {\"auc\": 0.97}".into(),
+            )),
+        }
+    }
+
+    /// Records a version whose artifact is at `key` (written by this push unless `existed`);
+    /// when the store refuses, an artifact this push wrote is removed again.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        request: PushRequest,
+        metrics: serde_json::Value,
+        signature: Signature,
+        content_hash: String,
+        key: String,
+        size_bytes: i64,
+        existed: bool,
+    ) -> Result<ModelVersion> {
+        let path = ObjectPath::from(key.as_str());
         let new = keel_store::NewModelVersion {
-            model: request.name.clone(),
-            content_hash: format!("sha256:{hex}"),
+            model: request.name,
+            content_hash,
             artifact_key: key,
-            size_bytes: bytes.len() as i64,
+            size_bytes,
             format: "onnx".to_string(),
             author: request.author,
             description: request.description,

@@ -467,6 +467,10 @@ pub struct ServeAccessArgs {
     /// A request still running after this many seconds is answered 503 and abandoned
     #[arg(long, default_value_t = 30)]
     pub request_timeout_s: u64,
+    /// The largest model a push over the API (POST /v1/models/NAME/versions) accepts, in bytes;
+    /// past it: 413
+    #[arg(long, default_value_t = keel_api::gate::DEFAULT_MAX_MODEL_BYTES)]
+    pub max_model_bytes: u64,
 }
 
 #[derive(Debug, Args)]

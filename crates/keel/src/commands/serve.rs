@@ -156,6 +156,7 @@ fn access_config(args: &ServeAccessArgs) -> anyhow::Result<AccessConfig> {
             decide: args.max_in_flight_decide,
             admin: args.max_in_flight_admin,
             request_timeout: Duration::from_secs(args.request_timeout_s.max(1)),
+            model_bytes: args.max_model_bytes,
         },
     })
 }

@@ -5,12 +5,14 @@
 mod support;
 
 mod batch;
+mod batch_api;
 mod campaign;
 mod cli;
 mod decision_log;
 mod lake_s3;
 mod plan;
 mod predlog;
+mod registry_api;
 mod restart;
 mod schedules;
 mod security;
