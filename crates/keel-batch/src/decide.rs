@@ -417,19 +417,20 @@ impl Writer<'_> {
     }
 }
 
-/// The output table's columns: unit, decision_id, variant, propensity, policy_version,
-/// revision, control, run_id, decided_at.
+/// The output table's columns: unit, decision_id, variant (null when the unit is held back with
+/// no action), propensity, policy_version, revision, control, no_action, run_id, decided_at.
 fn output_batch(rows: &[Row], run_id: &str) -> Result<RecordBatch, BatchError> {
     let n = rows.len();
     let now = chrono::Utc::now().timestamp_micros();
     let fields = vec![
         Field::new("unit", ArrowType::Utf8, false),
         Field::new("decision_id", ArrowType::Utf8, false),
-        Field::new("variant", ArrowType::Utf8, false),
+        Field::new("variant", ArrowType::Utf8, true),
         Field::new("propensity", ArrowType::Float64, false),
         Field::new("policy_version", ArrowType::UInt64, false),
         Field::new("revision", ArrowType::Int64, false),
         Field::new("control", ArrowType::Boolean, false),
+        Field::new("no_action", ArrowType::Boolean, false),
         Field::new("run_id", ArrowType::Utf8, false),
         Field::new(
             "decided_at",
@@ -442,9 +443,7 @@ fn output_batch(rows: &[Row], run_id: &str) -> Result<RecordBatch, BatchError> {
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.decision.decision_id.as_str()),
         )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.decision.variant.as_str()),
-        )),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.decision.chosen()))),
         Arc::new(Float64Array::from_iter_values(
             rows.iter().map(|r| r.decision.propensity),
         )),
@@ -453,6 +452,7 @@ fn output_batch(rows: &[Row], run_id: &str) -> Result<RecordBatch, BatchError> {
         )),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.decision.revision))),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.decision.control)))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.decision.no_action)))),
         Arc::new(StringArray::from(vec![run_id; n])),
         Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC")),
     ];

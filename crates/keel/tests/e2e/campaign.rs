@@ -753,3 +753,53 @@ async fn a_scheduled_batch_decide_authenticates_as_its_creator() {
     assert_eq!(run_tokens[0]["principal"], "campaigns", "{tokens}");
     assert!(!run_tokens[0]["revoked_at"].is_null(), "revoked: {tokens}");
 }
+
+#[test]
+fn a_no_action_control_group_is_written_as_held_back_with_no_variant() {
+    let keel = Keel::quiet();
+    let spec = json!({
+        "variants": [{"name": "discount"}, {"name": "free_dessert"}],
+        "policy": {"type": "lin_ucb", "alpha": 1.0, "floor": 0.05},
+        "context": [{"name": "age", "type": "numeric"}],
+        "control": {"policy": "none", "share": 0.2},
+        "reward": {"kind": "binary", "min": 0, "max": 1, "window_seconds": 3600},
+        "seed": 11
+    });
+    let path = keel.file("promo.json", spec.to_string());
+    keel.ok(&["deployment", "apply", "promo", "-f", &path]);
+    customers(&keel, "customers", 1000, &[]);
+    let done = keel.json(&[
+        "batch",
+        "decide",
+        "promo",
+        "--from",
+        "customers",
+        "--unit-column",
+        "customer_id",
+        "--into",
+        "sends",
+    ]);
+    assert_eq!(done["decided"], 1000, "{done}");
+    let rows = keel.json(&[
+        "data",
+        "sql",
+        "SELECT unit, variant, control, no_action, propensity FROM sends",
+    ]);
+    let rows = items(&rows);
+    assert_eq!(rows.len(), 1000);
+    let held: Vec<&Value> = rows.iter().filter(|r| r["no_action"] == true).collect();
+    // 20 % held back: 200 expected, sd 12.6; a band of about 4 sd.
+    assert!((150..=250).contains(&held.len()), "{} held back", held.len());
+    for r in &held {
+        assert!(r["variant"].is_null(), "a held-back unit names no variant: {r}");
+        assert_eq!(r["control"], true, "{r}");
+        assert_eq!(r["propensity"].as_f64(), Some(0.2), "the share is the propensity: {r}");
+    }
+    for r in rows.iter().filter(|r| r["no_action"] == false) {
+        assert!(
+            matches!(r["variant"].as_str(), Some("discount" | "free_dessert")),
+            "{r}"
+        );
+        assert_eq!(r["control"], false, "{r}");
+    }
+}
