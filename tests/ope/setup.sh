@@ -1,9 +1,33 @@
 #!/usr/bin/env bash
-# Creates tests/ope/.venv with obp 0.5.7 for crosscheck.py. Idempotent.
-# obp 0.5.7 declares Python < 3.11: a Python 3.10 is used when one is found (PATH or pyenv),
-# with the pins of requirements.txt; otherwise python3 with --ignore-requires-python.
+# Creates the Python environment of crosscheck.py. Idempotent.
+#
+#   bash tests/ope/setup.sh        tests/ope/.venv: obp 0.5.7 with all its requirements (torch
+#                                  included), a Python 3.10 (PATH or pyenv) with the pins of
+#                                  requirements.txt; else python3 with --ignore-requires-python
+#   bash tests/ope/setup.sh --ci   tests/ope/.venv-ci: python3 (3.11), requirements-ci.txt, then
+#                                  obp 0.5.7 with --no-deps (no torch): what scripts/test runs,
+#                                  about 40 s the first time, nothing when its stamp matches
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+
+if [ "${1:-}" = "--ci" ]; then
+  venv="$here/.venv-ci"
+  want="$(cat "$here/requirements-ci.txt" | sha256sum | cut -d' ' -f1) obp==0.5.7"
+  stamp="$venv/.keel-ci.stamp"
+  if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "ok: $venv up to date"; exit 0
+  fi
+  rm -rf "$venv"
+  "${PYTHON:-python3}" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --only-binary :all: -r "$here/requirements-ci.txt"
+  # obp 0.5.7 is published as a source package only; it ships the Open Bandit Dataset sample
+  # (all, men, women) under obp/dataset/obd.
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --ignore-requires-python obp==0.5.7
+  echo "$want" > "$stamp"
+  echo "ok: $venv (obp 0.5.7 without torch)"
+  exit 0
+fi
+
 venv="$here/.venv"
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import obp" 2>/dev/null; then
   echo "ok: $venv already has obp"; exit 0

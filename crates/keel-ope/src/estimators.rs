@@ -1,5 +1,5 @@
-//! The off-policy estimators: DM, IPW, SNIPW, DR and SNDR, as obp 0.5.7 defines them
-//! (`obp/ope/estimators.py`).
+//! The off-policy estimators: DM, IPW, SNIPW, DR, SNDR, Switch-DR and DR-OS, as obp 0.5.7
+//! defines them (`obp/ope/estimators.py`).
 //!
 //! Notation: round `i` logged action `a_i` at position `k_i` with reward `r_i` and
 //! propensity `p_i`; `pi_e` is the evaluation policy's action distribution and `q_hat` the
@@ -15,11 +15,17 @@
 //! - SNIPW: `w_i r_i / mean(w)` (never clipped)
 //! - DR: `DM_i + w_i (r_i - q_hat(i,a_i,k_i))`
 //! - SNDR: `DM_i + w_i (r_i - q_hat(i,a_i,k_i)) / mean(w)` (never clipped)
+//! - Switch-DR (obp's `SwitchDoublyRobust`, `lambda_` = `tau`): `DM_i + 1[w_i <= tau] w_i (r_i -
+//!   q_hat(i,a_i,k_i))`: DR where the weight is at most `tau`, DM above it
+//! - DR-OS (obp's `DoublyRobustWithShrinkage`, `lambda_` = `lambda`): `DM_i + w'_i (r_i -
+//!   q_hat(i,a_i,k_i))` with the optimistically shrunk weight `w'_i = lambda w_i / (w_i^2 + lambda)`
+//!   (`w_i` itself when `lambda` is infinite, 0 when `lambda` is 0; obp gives NaN there when `w_i = 0`)
 //!
 //! The normal 95% interval is `mean ± 1.96 · sd(terms) / sqrt(n)`; the bootstrap interval
 //! resamples the same terms, as obp's `estimate_interval` does.
 
 use crate::action_dist::ActionDist;
+use crate::diagnostics::{Coverage, Diagnostics};
 use crate::error::{OpeError, Result};
 use crate::interval::{Bootstrap, Z_95, bootstrap_interval, mean_and_std_err};
 use crate::log::LoggedBandit;
@@ -37,16 +43,22 @@ pub enum EstimatorKind {
     Dr,
     /// Self-Normalized Doubly Robust.
     Sndr,
+    /// Switch Doubly Robust: DR where the importance weight is at most `tau`, DM above it.
+    SwitchDr,
+    /// Doubly Robust with optimistic shrinkage of the importance weights.
+    DrOs,
 }
 
 impl EstimatorKind {
     /// Every estimator, in the order [`evaluate`](crate::evaluate) reports them.
-    pub const ALL: [EstimatorKind; 5] = [
+    pub const ALL: [EstimatorKind; 7] = [
         EstimatorKind::Dm,
         EstimatorKind::Ipw,
         EstimatorKind::Snipw,
         EstimatorKind::Dr,
         EstimatorKind::Sndr,
+        EstimatorKind::SwitchDr,
+        EstimatorKind::DrOs,
     ];
 
     /// obp's `estimator_name`.
@@ -57,13 +69,19 @@ impl EstimatorKind {
             EstimatorKind::Snipw => "snipw",
             EstimatorKind::Dr => "dr",
             EstimatorKind::Sndr => "sndr",
+            EstimatorKind::SwitchDr => "switch-dr",
+            EstimatorKind::DrOs => "dr-os",
         }
     }
 
     /// Whether the estimator needs an estimated reward `q_hat`.
     pub fn needs_q_hat(self) -> bool {
         match self {
-            EstimatorKind::Dm | EstimatorKind::Dr | EstimatorKind::Sndr => true,
+            EstimatorKind::Dm
+            | EstimatorKind::Dr
+            | EstimatorKind::Sndr
+            | EstimatorKind::SwitchDr
+            | EstimatorKind::DrOs => true,
             EstimatorKind::Ipw | EstimatorKind::Snipw => false,
         }
     }
@@ -81,7 +99,7 @@ pub enum IntervalMethod {
 /// An estimated policy value with its uncertainty.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
-    /// obp's estimator name (`dm`, `ipw`, `snipw`, `dr`, `sndr`).
+    /// obp's estimator name (`dm`, `ipw`, `snipw`, `dr`, `sndr`, `switch-dr`, `dr-os`).
     pub name: &'static str,
     /// Estimated policy value: the mean of the per-round terms (obp's `estimate_policy_value`).
     pub value: f64,
@@ -95,6 +113,8 @@ pub struct Estimate {
     pub n: usize,
     /// How the interval was computed.
     pub interval: IntervalMethod,
+    /// Whether the estimate can be believed: importance-weight and coverage diagnostics.
+    pub diagnostics: Diagnostics,
 }
 
 /// An estimator with its settings.
@@ -102,22 +122,35 @@ pub struct Estimate {
 pub struct Estimator {
     /// Which estimator.
     pub kind: EstimatorKind,
-    /// Largest importance weight kept by IPW and DR (obp's `lambda_`); infinity: no clipping.
+    /// obp's `lambda_`: the largest importance weight kept by IPW and DR (infinity: no
+    /// clipping), Switch-DR's threshold `tau`, DR-OS's shrinkage `lambda`; unused by the others.
     pub lambda: f64,
 }
 
 impl Estimator {
-    /// The estimator without clipping, as obp's defaults.
+    /// The estimator with obp's defaults: no clipping, Switch-DR's `tau` infinite (it is DR),
+    /// DR-OS's `lambda` 0 (it is DM).
     pub fn new(kind: EstimatorKind) -> Self {
-        Estimator {
-            kind,
-            lambda: f64::INFINITY,
-        }
+        let lambda = match kind {
+            EstimatorKind::DrOs => 0.0,
+            EstimatorKind::Dm
+            | EstimatorKind::Ipw
+            | EstimatorKind::Snipw
+            | EstimatorKind::Dr
+            | EstimatorKind::Sndr
+            | EstimatorKind::SwitchDr => f64::INFINITY,
+        };
+        Estimator { kind, lambda }
+    }
+
+    /// Sets obp's `lambda_`: the clipping of IPW and DR, Switch-DR's `tau`, DR-OS's `lambda`.
+    pub fn with_lambda(self, lambda: f64) -> Self {
+        Estimator { lambda, ..self }
     }
 
     /// Clips importance weights at `lambda` (IPW and DR only, as in obp).
     pub fn with_clipping(self, lambda: f64) -> Self {
-        Estimator { lambda, ..self }
+        self.with_lambda(lambda)
     }
 
     /// Per-round terms whose mean is the estimate (obp's `_estimate_round_rewards`), after
@@ -128,6 +161,10 @@ impl Estimator {
         action_dist: &ActionDist,
         q_hat: Option<&ActionDist>,
     ) -> Result<Vec<f64>> {
+        Ok(self.compute(log, action_dist, q_hat)?.terms)
+    }
+
+    fn compute(&self, log: &LoggedBandit, action_dist: &ActionDist, q_hat: Option<&ActionDist>) -> Result<Computed> {
         if self.lambda.is_nan() || self.lambda < 0.0 {
             return Err(OpeError::InvalidParameter {
                 name: "lambda",
@@ -160,31 +197,60 @@ impl Estimator {
             (false, _) => None,
         };
         let name = self.kind.name();
-        let terms = match (self.kind, q_hat) {
+        let raw = weights(log, action_dist);
+        let (terms, used) = match (self.kind, q_hat) {
             (EstimatorKind::Ipw, _) => {
-                let w = weights(log, action_dist, self.lambda);
-                w.iter().zip(&log.rewards).map(|(w, r)| r * w).collect()
+                let w = clip(&raw, self.lambda);
+                (w.iter().zip(&log.rewards).map(|(w, r)| r * w).collect(), Some(w))
             }
             (EstimatorKind::Snipw, _) => {
-                let w = weights(log, action_dist, f64::INFINITY);
-                let norm = normalizer(&w, name)?;
-                w.iter().zip(&log.rewards).map(|(w, r)| r * w / norm).collect()
+                let norm = normalizer(&raw, name)?;
+                let terms = raw.iter().zip(&log.rewards).map(|(w, r)| r * w / norm).collect();
+                (terms, Some(raw.clone()))
             }
-            (EstimatorKind::Dm, Some(q)) => dm_terms(log, action_dist, q),
+            (EstimatorKind::Dm, Some(q)) => (dm_terms(log, action_dist, q), None),
             (EstimatorKind::Dr, Some(q)) => {
-                let w = weights(log, action_dist, self.lambda);
-                correction(log, action_dist, q, &w, 1.0)
+                let w = clip(&raw, self.lambda);
+                (correction(log, action_dist, q, &w, 1.0), Some(w))
             }
             (EstimatorKind::Sndr, Some(q)) => {
-                let w = weights(log, action_dist, f64::INFINITY);
-                let norm = normalizer(&w, name)?;
-                correction(log, action_dist, q, &w, norm)
+                let norm = normalizer(&raw, name)?;
+                (correction(log, action_dist, q, &raw, norm), Some(raw.clone()))
             }
-            (EstimatorKind::Dm | EstimatorKind::Dr | EstimatorKind::Sndr, None) => {
+            (EstimatorKind::SwitchDr, Some(q)) => {
+                let tau = self.lambda;
+                let w: Vec<f64> = raw.iter().map(|&w| if w <= tau { w } else { 0.0 }).collect();
+                (correction(log, action_dist, q, &w, 1.0), Some(w))
+            }
+            (EstimatorKind::DrOs, Some(q)) => {
+                let lambda = self.lambda;
+                let w: Vec<f64> = raw
+                    .iter()
+                    .map(|&w| {
+                        if lambda == f64::INFINITY {
+                            w
+                        } else if lambda == 0.0 {
+                            0.0
+                        } else {
+                            (lambda * w) / (w * w + lambda)
+                        }
+                    })
+                    .collect();
+                (correction(log, action_dist, q, &w, 1.0), Some(w))
+            }
+            (
+                EstimatorKind::Dm
+                | EstimatorKind::Dr
+                | EstimatorKind::Sndr
+                | EstimatorKind::SwitchDr
+                | EstimatorKind::DrOs,
+                None,
+            ) => {
                 return Err(OpeError::MissingRewardModel { estimator: name });
             }
         };
-        Ok(terms)
+        let diagnostics = Coverage::of(log, action_dist, &raw).diagnose(used.as_deref());
+        Ok(Computed { terms, diagnostics })
     }
 
     /// The estimate with a normal-approximation 95% interval.
@@ -194,7 +260,7 @@ impl Estimator {
         action_dist: &ActionDist,
         q_hat: Option<&ActionDist>,
     ) -> Result<Estimate> {
-        let terms = self.round_rewards(log, action_dist, q_hat)?;
+        let Computed { terms, diagnostics } = self.compute(log, action_dist, q_hat)?;
         let (value, std_err) = mean_and_std_err(&terms);
         Ok(Estimate {
             name: self.kind.name(),
@@ -204,6 +270,7 @@ impl Estimator {
             ci_high: value + Z_95 * std_err,
             n: terms.len(),
             interval: IntervalMethod::Normal,
+            diagnostics,
         })
     }
 
@@ -216,7 +283,7 @@ impl Estimator {
         q_hat: Option<&ActionDist>,
         bootstrap: &Bootstrap,
     ) -> Result<Estimate> {
-        let terms = self.round_rewards(log, action_dist, q_hat)?;
+        let Computed { terms, diagnostics } = self.compute(log, action_dist, q_hat)?;
         let (value, _) = mean_and_std_err(&terms);
         let b = bootstrap_interval(&terms, bootstrap)?;
         Ok(Estimate {
@@ -227,6 +294,7 @@ impl Estimator {
             ci_high: b.ci_high,
             n: terms.len(),
             interval: IntervalMethod::Bootstrap(*bootstrap),
+            diagnostics,
         })
     }
 }
@@ -251,15 +319,41 @@ pub fn dr(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist) -> R
     Estimator::new(EstimatorKind::Dr).estimate(log, action_dist, Some(q_hat))
 }
 
+/// Switch-DR estimate with threshold `tau` (DR where the weight is at most `tau`, DM above),
+/// normal 95% interval.
+pub fn switch_dr(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist, tau: f64) -> Result<Estimate> {
+    Estimator::new(EstimatorKind::SwitchDr)
+        .with_lambda(tau)
+        .estimate(log, action_dist, Some(q_hat))
+}
+
+/// DR with optimistic shrinkage `lambda` (DR-OS), normal 95% interval.
+pub fn dr_os(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist, lambda: f64) -> Result<Estimate> {
+    Estimator::new(EstimatorKind::DrOs)
+        .with_lambda(lambda)
+        .estimate(log, action_dist, Some(q_hat))
+}
+
 /// Self-Normalized Doubly Robust estimate, normal 95% interval.
 pub fn sndr(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist) -> Result<Estimate> {
     Estimator::new(EstimatorKind::Sndr).estimate(log, action_dist, Some(q_hat))
 }
 
-/// Importance weights `min(pi_e(a_i | i, k_i) / p_i, lambda)`.
-fn weights(log: &LoggedBandit, action_dist: &ActionDist, lambda: f64) -> Vec<f64> {
+/// The per-round terms and the diagnostics of the weights they used.
+struct Computed {
+    terms: Vec<f64>,
+    diagnostics: Diagnostics,
+}
+
+/// `min(w, lambda)` for each weight (obp's `np.minimum(iw, lambda_)`).
+fn clip(raw: &[f64], lambda: f64) -> Vec<f64> {
+    raw.iter().map(|w| w.min(lambda)).collect()
+}
+
+/// Importance weights `pi_e(a_i | i, k_i) / p_i`.
+pub(crate) fn weights(log: &LoggedBandit, action_dist: &ActionDist) -> Vec<f64> {
     (0..log.n_rounds())
-        .map(|i| (action_dist.get(i, log.actions[i], log.position(i)) / log.propensities[i]).min(lambda))
+        .map(|i| action_dist.get(i, log.actions[i], log.position(i)) / log.propensities[i])
         .collect()
 }
 

@@ -112,3 +112,65 @@ fn missing_column_empty_file_and_missing_file() {
     let err = read_obd_csv(Path::new("/nonexistent/obd.csv")).unwrap_err();
     assert_eq!(err.code(), "ope.io");
 }
+
+/// The Bernoulli TS log of the women campaign evaluated with uniform random: a few rows with
+/// propensities down to 1e-6 carry the whole IPW estimate. keel must say do_not_trust.
+#[test]
+fn uniform_random_on_the_women_thompson_log_is_not_to_be_trusted() {
+    use keel_ope::{ActionDist, Verdict, evaluate};
+    let obd = read_obd_csv(&fixture("obd_bts_women.csv")).unwrap();
+    let log = &obd.log;
+    assert_eq!((log.n_rounds(), log.n_actions, log.len_list()), (10_000, 46, 3));
+    let n = log.n_rounds();
+    let uniform = ActionDist::tiled(n, &vec![vec![1.0 / 46.0; 3]; 46]).unwrap();
+    let q_hat = ActionDist::tiled(n, &vec![vec![log.mean_reward(); 3]; 46]).unwrap();
+    let estimates = evaluate(log, &uniform, Some(&q_hat)).unwrap();
+    assert_eq!(estimates.len(), 7);
+    let raw = estimates[0].diagnostics.raw_weights;
+    assert!(raw.max > 20_000.0, "{raw:?}");
+    assert!((raw.max - (1.0 / 46.0) / 1e-6).abs() < 1e-6, "{raw:?}");
+    assert!(raw.ess > 1.5 && raw.ess < 2.5, "{raw:?}");
+    // uniform puts most of its mass on items the Thompson logger almost never showed
+    let rare = estimates[0].diagnostics.rare_mass;
+    assert!(rare > 0.05, "{rare}");
+    for e in &estimates {
+        match e.name {
+            // Switch-DR (tau 100) and DR-OS (lambda 1e4) tame the weights but fall back on the
+            // model for the rare items; the rare-action mass alone keeps them from `trust`.
+            "dm" | "switch-dr" | "dr-os" => assert_ne!(e.diagnostics.verdict, Verdict::Trust, "{e:?}"),
+            _ => {
+                assert_eq!(e.diagnostics.verdict, Verdict::DoNotTrust, "{e:?}");
+                assert!(
+                    e.diagnostics.reasons[0].starts_with("effective sample size 2."),
+                    "{:?}",
+                    e.diagnostics.reasons
+                );
+            }
+        }
+    }
+}
+
+/// The uniform random log evaluated with a Thompson-like candidate that spreads over every
+/// item: the weights are bounded by n_actions and the estimate is trusted.
+#[test]
+fn a_spread_candidate_on_a_uniform_log_is_trusted() {
+    use keel_ope::{ActionDist, Verdict, evaluate};
+    let (n, k) = (4_000, 10);
+    let actions: Vec<usize> = (0..n).map(|i| (i * 7 + i / 13) % k).collect();
+    let rewards: Vec<f64> = (0..n).map(|i| f64::from(u8::from(i % 5 == 0))).collect();
+    let log = keel_ope::LoggedBandit::new(k, actions, rewards, vec![0.1; n]).unwrap();
+    let row: Vec<f64> = (0..k).map(|a| (a + 1) as f64 / 55.0).collect();
+    let pi = ActionDist::from_rows(&vec![row; n]).unwrap();
+    let q = ActionDist::from_rows(&vec![vec![0.2; k]; n]).unwrap();
+    for e in evaluate(&log, &pi, Some(&q)).unwrap() {
+        let want = if e.name == "dm" {
+            Verdict::Caution
+        } else {
+            Verdict::Trust
+        };
+        assert_eq!(e.diagnostics.verdict, want, "{}: {:?}", e.name, e.diagnostics.reasons);
+        if let Some(w) = e.diagnostics.weights {
+            assert!(w.max <= 10.0 / 55.0 * 10.0 + 1e-12 && w.ess > 2_500.0, "{w:?}");
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! Property tests of the estimators on synthetic data whose true policy value is known.
 
 use keel_ope::{
-    ActionDist, Bootstrap, Estimator, EstimatorKind, IntervalMethod, LoggedBandit, OpeError, dm, dr, evaluate, ipw,
-    sndr, snipw,
+    ActionDist, Bootstrap, Estimator, EstimatorKind, IntervalMethod, LoggedBandit, OpeError, dm, dr, dr_os, evaluate,
+    ipw, sndr, snipw, switch_dr,
 };
 use proptest::prelude::*;
 
@@ -197,6 +197,68 @@ proptest! {
         prop_assert!(clipped <= full + 1e-12);
         prop_assert_eq!(est.with_clipping(0.0).estimate(&log, &pi_e, None).unwrap().value, 0.0);
     }
+
+    /// Switch-DR and DR-OS sit between DM and DR: with tau or lambda infinite they are DR,
+    /// with 0 they are DM; Switch-DR at a tau above every weight is DR; DR-OS's shrunk weight
+    /// is below both the weight and sqrt(lambda) / 2, so its correction is never larger than DR's
+    /// row by row; and their diagnostics see the weights they use.
+    #[test]
+    fn switch_dr_and_dr_os_between_dm_and_dr(
+        p in problem(),
+        seed in any::<u64>(),
+        q in prop::collection::vec(0.0f64..1.0, 5),
+        lambda in 0.01f64..100.0,
+    ) {
+        let n = 80;
+        let log = p.simulate(n, &mut Rng(seed));
+        let k = p.pi_b.len();
+        let pi_e = ActionDist::from_rows(&vec![p.pi_e.clone(); n]).unwrap();
+        let q_hat = ActionDist::from_rows(&vec![q[..k].to_vec(); n]).unwrap();
+        let dm_v = dm(&log, &pi_e, &q_hat).unwrap().value;
+        let dr_terms = Estimator::new(EstimatorKind::Dr).round_rewards(&log, &pi_e, Some(&q_hat)).unwrap();
+        let dr_v = dr(&log, &pi_e, &q_hat).unwrap().value;
+        prop_assert!((switch_dr(&log, &pi_e, &q_hat, f64::INFINITY).unwrap().value - dr_v).abs() < 1e-12);
+        prop_assert!((switch_dr(&log, &pi_e, &q_hat, 0.0).unwrap().value - dm_v).abs() < 1e-12);
+        prop_assert!((switch_dr(&log, &pi_e, &q_hat, 1e6).unwrap().value - dr_v).abs() < 1e-12);
+        prop_assert!((dr_os(&log, &pi_e, &q_hat, f64::INFINITY).unwrap().value - dr_v).abs() < 1e-12);
+        prop_assert!((dr_os(&log, &pi_e, &q_hat, 0.0).unwrap().value - dm_v).abs() < 1e-12);
+        let os = Estimator::new(EstimatorKind::DrOs).with_lambda(lambda);
+        let os_terms = os.round_rewards(&log, &pi_e, Some(&q_hat)).unwrap();
+        let dm_terms = Estimator::new(EstimatorKind::Dm).round_rewards(&log, &pi_e, Some(&q_hat)).unwrap();
+        for i in 0..n {
+            let full = (dr_terms[i] - dm_terms[i]).abs();
+            let shrunk = (os_terms[i] - dm_terms[i]).abs();
+            prop_assert!(shrunk <= full + 1e-12, "row {i}: {shrunk} > {full}");
+        }
+        let w = os.estimate(&log, &pi_e, Some(&q_hat)).unwrap().diagnostics.weights.unwrap();
+        prop_assert!(w.max <= lambda.sqrt() / 2.0 + 1e-12, "{w:?} lambda {lambda}");
+        let raw = Estimator::new(EstimatorKind::Dr).estimate(&log, &pi_e, Some(&q_hat)).unwrap().diagnostics;
+        prop_assert!(w.max <= raw.raw_weights.max + 1e-12);
+        prop_assert_eq!(raw.weights.unwrap(), raw.raw_weights);
+    }
+}
+
+/// Switch-DR and DR-OS by hand on three rounds (weights 0.4, 1.6 and 1.6).
+#[test]
+fn switch_dr_and_dr_os_by_hand() {
+    let log = LoggedBandit::new(2, vec![0, 1, 1], vec![1.0, 0.0, 1.0], vec![0.5; 3]).unwrap();
+    let pi_e = ActionDist::from_rows(&vec![vec![0.2, 0.8]; 3]).unwrap();
+    let q = ActionDist::from_rows(&vec![vec![0.5, 0.25]; 3]).unwrap();
+    let dm_i = 0.2 * 0.5 + 0.8 * 0.25; // 0.3
+    // tau = 1: only round 1 (w = 0.4) keeps its correction 0.4 * (1 - 0.5).
+    let s = switch_dr(&log, &pi_e, &q, 1.0).unwrap();
+    assert!((s.value - (dm_i + 0.4 * 0.5 / 3.0)).abs() < 1e-15, "{s:?}");
+    assert_eq!(s.diagnostics.weights.unwrap().max, 0.4);
+    // lambda = 4: w' = 4w / (w^2 + 4): 0.4 -> 1.6 / 4.16, 1.6 -> 6.4 / 6.56.
+    let e = dr_os(&log, &pi_e, &q, 4.0).unwrap();
+    let (a, b) = (1.6 / 4.16, 6.4 / 6.56);
+    let want = dm_i + (a * 0.5 + b * (0.0 - 0.25) + b * (1.0 - 0.25)) / 3.0;
+    assert!((e.value - want).abs() < 1e-15, "{} vs {want}", e.value);
+    let err = Estimator::new(EstimatorKind::SwitchDr)
+        .with_lambda(-1.0)
+        .estimate(&log, &pi_e, Some(&q))
+        .unwrap_err();
+    assert_eq!(err.code(), "ope.invalid_parameter");
 }
 
 #[test]
@@ -258,7 +320,7 @@ fn evaluate_reports_what_applies() {
         .iter()
         .map(|e| e.name)
         .collect();
-    assert_eq!(names, ["dm", "ipw", "snipw", "dr", "sndr"]);
+    assert_eq!(names, ["dm", "ipw", "snipw", "dr", "sndr", "switch-dr", "dr-os"]);
 }
 
 #[test]

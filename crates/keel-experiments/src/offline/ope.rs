@@ -3,7 +3,8 @@
 //!
 //! The candidate is a policy definition (the `policy` of a deployment). It is warmed up on the
 //! first part of the log (replaying the logged actions and rewards), then its action
-//! probabilities on the remaining rounds are evaluated with DM, IPW, SNIPW, DR and SNDR. The
+//! probabilities on the remaining rounds are evaluated with DM, IPW, SNIPW, DR, SNDR, Switch-DR
+//! and DR-OS, each with its diagnostics and verdict (`keel_ope::Diagnostics`). The
 //! reward model of DM/DR/SNDR is the per-action (and per-position) mean reward of the warm-up
 //! part, shrunk to the overall mean.
 
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use keel_bandit::{PolicyConfig, PolicyState};
-use keel_ope::{ActionDist, Estimate, LoggedBandit, evaluate};
+use keel_ope::{ActionDist, Estimate, LoggedBandit, Settings, evaluate_with};
 
 use super::{OfflineError, Result};
 use crate::{DeploymentSpec, Event};
@@ -73,16 +74,18 @@ pub struct CandidateEstimate {
     pub train_rounds: usize,
     /// The logging policy's mean reward on the evaluated rounds.
     pub logged_mean: f64,
-    /// DM, IPW, SNIPW, DR and SNDR.
+    /// DM, IPW, SNIPW, DR, SNDR, Switch-DR and DR-OS, each with its diagnostics.
     pub estimates: Vec<Estimate>,
 }
 
 /// Warms `candidate` up on the first `train_fraction` of `log` and estimates its value on the
-/// rest (CPU work: call it on a blocking thread for large logs).
+/// rest, Switch-DR and DR-OS with `settings` (CPU work: call it on a blocking thread for large
+/// logs).
 pub fn estimate_candidate(
     log: &LoggedBandit,
     candidate: &PolicyConfig,
     train_fraction: f64,
+    settings: &Settings,
 ) -> Result<CandidateEstimate> {
     if !(0.0..1.0).contains(&train_fraction) {
         return Err(OfflineError::InvalidArgument {
@@ -161,7 +164,7 @@ pub fn estimate_candidate(
     sub.validate()?;
     let action_dist = ActionDist::new(m, log.n_actions, len_list, values)?;
     let q_hat = ActionDist::new(m, log.n_actions, len_list, q_values)?;
-    let estimates = evaluate(&sub, &action_dist, Some(&q_hat))?;
+    let estimates = evaluate_with(&sub, &action_dist, Some(&q_hat), settings)?;
     Ok(CandidateEstimate {
         rounds: m,
         train_rounds: train,
@@ -263,15 +266,15 @@ mod tests {
             timestamps: None,
         };
         let candidate: PolicyConfig = serde_json::from_str(r#"{"type": "thompson_beta"}"#).expect("policy");
-        let out = estimate_candidate(&log, &candidate, 0.5).expect("estimate");
+        let out = estimate_candidate(&log, &candidate, 0.5, &Settings::default()).expect("estimate");
         assert_eq!((out.rounds, out.train_rounds), (20, 20));
         assert!((out.logged_mean - 0.5).abs() < 1e-12);
-        assert_eq!(out.estimates.len(), 5);
+        assert_eq!(out.estimates.len(), 7);
         // after the warm-up the candidate prefers arm 1, which always pays: worth more than 0.5
         assert!(out.estimates.iter().all(|e| e.value > 0.5), "{:?}", out.estimates);
-        let e = estimate_candidate(&log, &candidate, 1.0).expect_err("fraction");
+        let e = estimate_candidate(&log, &candidate, 1.0, &Settings::default()).expect_err("fraction");
         assert_eq!(e.code(), "offline.invalid_argument");
-        let e = estimate_candidate(&log, &candidate, 0.99).expect_err("too few");
+        let e = estimate_candidate(&log, &candidate, 0.99, &Settings::default()).expect_err("too few");
         assert!(
             matches!(
                 e,

@@ -9,12 +9,14 @@ use clap::{Args, Parser, Subcommand};
 #[cfg(feature = "lake")]
 mod campaign;
 mod data;
+mod ope;
 mod plan;
 mod schedule;
 
 #[cfg(feature = "lake")]
 pub use campaign::*;
 pub use data::*;
+pub use ope::*;
 pub use plan::*;
 pub use schedule::*;
 
@@ -168,31 +170,6 @@ pub struct BatchScoreArgs {
     /// Rows per model call
     #[arg(long, default_value_t = 4096)]
     pub batch_rows: usize,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum OpeCommand {
-    /// On an Open Bandit Dataset CSV (e.g. ../shared/data/obd/random/all/all.csv)
-    Obd {
-        file: PathBuf,
-        /// The candidate policy: JSON inline or a file, e.g. '{"type": "thompson_beta"}'
-        #[arg(long)]
-        candidate: String,
-        /// Share of the log (oldest first) used to warm the candidate up
-        #[arg(long, default_value_t = 0.5)]
-        train_fraction: f64,
-        /// A log of the candidate itself, whose observed mean reward is printed as ground truth
-        #[arg(long)]
-        ground_truth: Option<PathBuf>,
-    },
-    /// On a deployment's own decision log
-    Deployment {
-        name: String,
-        #[arg(long)]
-        candidate: String,
-        #[arg(long, default_value_t = 0.5)]
-        train_fraction: f64,
-    },
 }
 
 #[derive(Debug, Subcommand)]

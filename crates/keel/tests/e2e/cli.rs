@@ -94,7 +94,7 @@ fn off_policy_evaluation_on_an_open_bandit_dataset_file() {
     let result = keel.json(&["ope", "obd", &csv, "--candidate", r#"{"type": "thompson_beta"}"#]);
     assert_eq!(
         strings(&result["estimates"], "/estimator"),
-        vec!["dm", "ipw", "snipw", "dr", "sndr"]
+        vec!["dm", "ipw", "snipw", "dr", "sndr", "switch-dr", "dr-os"]
     );
     for e in items(&result["estimates"]) {
         let (v, lo, hi) = (
@@ -103,7 +103,37 @@ fn off_policy_evaluation_on_an_open_bandit_dataset_file() {
             e["ci_high"].as_f64().expect("hi"),
         );
         assert!(v.is_finite() && lo <= v && v <= hi, "{e}");
+        // 3 evaluated rounds: nothing here can be trusted, and the output says why.
+        assert_eq!(e["diagnostics"]["verdict"], "do_not_trust", "{e}");
+        assert!(!strings(&e["diagnostics"]["reasons"], "").is_empty(), "{e}");
     }
+
+    // The Open Bandit Dataset's women campaign, logged by Thompson sampling, evaluated with
+    // uniform random: a few rows with propensities down to 1e-6 carry the whole estimate.
+    let women = repo_file("crates/keel-ope/tests/fixtures/obd_bts_women.csv");
+    let uniform = format!(r#"{{"type": "fixed_weights", "weights": [{}]}}"#, ["1"; 46].join(", "));
+    let result = keel.json(&["ope", "obd", &women, "--candidate", &uniform, "--train-fraction", "0"]);
+    assert_eq!(result["rounds_evaluated"], 10_000);
+    let max_weight = result["importance_weights"]["max_weight"].as_f64().expect("max weight");
+    let ess = result["importance_weights"]["effective_sample_size"]
+        .as_f64()
+        .expect("ess");
+    assert!(max_weight > 20_000.0 && ess < 3.0, "{result}");
+    for e in items(&result["estimates"]) {
+        let verdict = e["diagnostics"]["verdict"].as_str().expect("verdict");
+        match e["estimator"].as_str() {
+            Some("ipw" | "snipw" | "dr" | "sndr") => assert_eq!(verdict, "do_not_trust", "{e}"),
+            _ => assert_ne!(verdict, "trust", "{e}"),
+        }
+    }
+    let out = keel.ok(&["ope", "obd", &women, "--candidate", &uniform, "--train-fraction", "0"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("VERDICT") && table.contains("do_not_trust"), "{table}");
+    assert!(table.contains("ipw: effective sample size 2."), "{table}");
+    assert_refused(
+        &keel.run(&["ope", "obd", &women, "--candidate", &uniform, "--switch-tau=-1"]),
+        "--switch-tau",
+    );
     // A candidate that is not a policy: a clear error.
     assert_refused(
         &keel.run(&["ope", "obd", &csv, "--candidate", r#"{"type": "magic"}"#]),
