@@ -7,6 +7,7 @@ mod support;
 mod batch;
 mod campaign;
 mod cli;
+mod control_group;
 mod decision_log;
 mod lake_s3;
 mod plan;
