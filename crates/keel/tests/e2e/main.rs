@@ -8,6 +8,7 @@ mod batch;
 mod batch_api;
 mod campaign;
 mod cli;
+mod control_group;
 mod decision_log;
 mod lake_s3;
 mod plan;
