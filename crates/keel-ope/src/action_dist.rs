@@ -146,6 +146,63 @@ impl ActionDist {
         self.values[(round * self.n_actions + action) * self.len_list + position]
     }
 
+    /// Restricts each round's distribution to the actions eligible in that round of `log`, as
+    /// keel's decide does: the others get 0 and the rest is renormalised (uniform over the
+    /// eligible actions when the policy gave them nothing). Without eligible sets, unchanged.
+    pub fn restrict_to_eligible(&mut self, log: &LoggedBandit) -> Result<()> {
+        self.check_fits("action_dist", log)?;
+        if log.eligible.is_none() {
+            return Ok(());
+        }
+        for i in 0..self.n_rounds {
+            for k in 0..self.len_list {
+                let idx = |a: usize| (i * self.n_actions + a) * self.len_list + k;
+                let mut total = 0.0;
+                for a in 0..self.n_actions {
+                    if log.is_eligible(i, a) {
+                        total += self.values[idx(a)];
+                    } else {
+                        self.values[idx(a)] = 0.0;
+                    }
+                }
+                let count = (0..self.n_actions).filter(|a| log.is_eligible(i, *a)).count().max(1) as f64;
+                for a in (0..self.n_actions).filter(|a| log.is_eligible(i, *a)) {
+                    self.values[idx(a)] = if total > 0.0 {
+                        self.values[idx(a)] / total
+                    } else {
+                        1.0 / count
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the distribution gives no probability to an action outside a round's
+    /// eligible set (the logger could not have taken it, so no row can tell its reward).
+    pub(crate) fn check_eligible(&self, log: &LoggedBandit) -> Result<()> {
+        if log.eligible.is_none() {
+            return Ok(());
+        }
+        for i in 0..self.n_rounds {
+            for a in (0..self.n_actions).filter(|a| !log.is_eligible(i, *a)) {
+                for k in 0..self.len_list {
+                    if self.get(i, a, k) > 0.0 {
+                        return Err(OpeError::InvalidTensor {
+                            what: "action_dist",
+                            round: i + 1,
+                            reason: format!(
+                                "gives probability {} to action {a}, which was not eligible; restrict the candidate to the eligible set",
+                                self.get(i, a, k)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that this tensor fits `log`: same rounds and actions, and a position axis
     /// covering every logged position (obp's `check_ope_inputs`).
     pub(crate) fn check_fits(&self, what: &'static str, log: &LoggedBandit) -> Result<()> {
@@ -237,6 +294,18 @@ mod tests {
         assert!(d.check_probabilities().is_err());
         let d = ActionDist::from_rows(&[vec![1.5, -0.5]]).unwrap();
         assert!(d.check_probabilities().is_err());
+    }
+
+    #[test]
+    fn restricting_to_eligible_sets_renormalises() {
+        let mut log = LoggedBandit::new(3, vec![0, 2], vec![1.0, 0.0], vec![0.5, 1.0]).unwrap();
+        log.eligible = Some(vec![vec![0, 1], vec![2]]);
+        let mut d = ActionDist::from_rows(&[vec![0.125, 0.375, 0.5], vec![0.5, 0.5, 0.0]]).unwrap();
+        assert!(d.check_eligible(&log).is_err());
+        d.restrict_to_eligible(&log).unwrap();
+        assert_eq!(d.values(), &[0.25, 0.75, 0.0, 0.0, 0.0, 1.0]);
+        d.check_eligible(&log).unwrap();
+        d.check_probabilities().unwrap();
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   the maximum weight's share of the sum; DM uses no weights and has none;
 //! - the **rare-action mass**: the share of the candidate's probability, averaged over rounds, on
 //!   actions the logger took in fewer than `1 / (10 · n_actions)` of the rounds (per position
-//!   when the log has positions). The logger's frequency of an action is the empirical estimate
+//!   when the log has positions; among the rounds where the action was eligible, when the log
+//!   has eligible sets). The logger's frequency of an action is the empirical estimate
 //!   of its average propensity `E_x[pi_b(a | x)]`; an action never logged counts as rare. The
 //!   estimators learn about such actions from few rows (IPW) or from the reward model's
 //!   extrapolation (DM, and DR where it falls back on the model).
@@ -145,19 +146,21 @@ impl Coverage {
     pub(crate) fn of(log: &LoggedBandit, action_dist: &ActionDist, raw_weights: &[f64]) -> Coverage {
         let (n, n_actions, len_list) = action_dist.shape();
         let rare_threshold = 1.0 / (RARE_FACTOR * n_actions as f64);
-        // The logger's frequency of each action at each position.
+        // The logger's frequency of each action at each position, among the rounds where the
+        // action was eligible (every round without eligible sets).
         let mut counts = vec![0.0_f64; n_actions * len_list];
-        let mut per_position = vec![0.0_f64; len_list];
+        let mut offered = vec![0.0_f64; n_actions * len_list];
         for i in 0..n {
             let k = log.position(i);
             counts[log.actions[i] * len_list + k] += 1.0;
-            per_position[k] += 1.0;
+            for a in 0..n_actions {
+                if log.is_eligible(i, a) {
+                    offered[a * len_list + k] += 1.0;
+                }
+            }
         }
         let rare: Vec<bool> = (0..n_actions * len_list)
-            .map(|idx| {
-                let total = per_position[idx % len_list];
-                total == 0.0 || counts[idx] / total < rare_threshold
-            })
+            .map(|idx| offered[idx] == 0.0 || counts[idx] / offered[idx] < rare_threshold)
             .collect();
         let mut mass = 0.0;
         for i in 0..n {

@@ -177,6 +177,7 @@ impl Estimator {
         log.validate()?;
         action_dist.check_fits("action_dist", log)?;
         action_dist.check_probabilities()?;
+        action_dist.check_eligible(log)?;
         let q_hat = match (self.kind.needs_q_hat(), q_hat) {
             (true, None) => {
                 return Err(OpeError::MissingRewardModel {

@@ -26,6 +26,10 @@ pub struct LoggedBandit {
     pub contexts: Option<Vec<Vec<f64>>>,
     /// Timestamp of each round.
     pub timestamps: Option<Vec<i64>>,
+    /// The actions each round was restricted to (an empty set: every action), when the logger
+    /// decided among an eligible set; the logged propensity is then over that set, and the
+    /// candidate's distribution must be too (see [`ActionDist::restrict_to_eligible`](crate::ActionDist::restrict_to_eligible)).
+    pub eligible: Option<Vec<Vec<usize>>>,
 }
 
 impl LoggedBandit {
@@ -39,6 +43,7 @@ impl LoggedBandit {
             positions: None,
             contexts: None,
             timestamps: None,
+            eligible: None,
         };
         log.validate()?;
         Ok(log)
@@ -55,6 +60,14 @@ impl LoggedBandit {
             .as_ref()
             .and_then(|p| p.iter().max().map(|m| m + 1))
             .unwrap_or(1)
+    }
+
+    /// Whether action `a` was eligible in round `i` (always, without eligible sets).
+    pub fn is_eligible(&self, i: usize, a: usize) -> bool {
+        match &self.eligible {
+            Some(sets) => sets[i].is_empty() || sets[i].contains(&a),
+            None => true,
+        }
     }
 
     /// Position of round `i` (0 when the log has no positions, as obp does).
@@ -106,6 +119,31 @@ impl LoggedBandit {
         }
         if let Some(t) = &self.timestamps {
             check_len("timestamps", t.len())?;
+        }
+        if let Some(sets) = &self.eligible {
+            check_len("eligible", sets.len())?;
+            for (i, set) in sets.iter().enumerate() {
+                if let Some(a) = set.iter().find(|a| **a >= self.n_actions) {
+                    return Err(OpeError::InvalidRow {
+                        row: i + 1,
+                        field: "eligible",
+                        reason: format!(
+                            "action {a} is out of range; actions must be below n_actions = {}",
+                            self.n_actions
+                        ),
+                    });
+                }
+                if !set.is_empty() && !set.contains(&self.actions[i]) {
+                    return Err(OpeError::InvalidRow {
+                        row: i + 1,
+                        field: "eligible",
+                        reason: format!(
+                            "the logged action {} is not in the eligible set {set:?}; log the set the logger chose from",
+                            self.actions[i]
+                        ),
+                    });
+                }
+            }
         }
         for i in 0..n {
             check_action(i + 1, self.actions[i], self.n_actions)?;
@@ -187,6 +225,7 @@ mod tests {
             positions: None,
             contexts: None,
             timestamps: None,
+            eligible: None,
         }
     }
 
@@ -216,6 +255,20 @@ mod tests {
         let mut log = base();
         log.propensities[0] = 1.5;
         assert!(log.validate().is_err());
+
+        let mut log = base();
+        log.eligible = Some(vec![vec![], vec![0, 2], vec![2]]);
+        assert!(log.validate().unwrap_err().to_string().contains("row 2: eligible"));
+        log.eligible = Some(vec![vec![], vec![1, 3], vec![2]]);
+        assert!(
+            log.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("action 3 is out of range")
+        );
+        log.eligible = Some(vec![vec![], vec![1, 2], vec![2]]);
+        log.validate().unwrap();
+        assert!(log.is_eligible(0, 1) && log.is_eligible(1, 2) && !log.is_eligible(2, 0));
 
         let mut log = base();
         log.contexts = Some(vec![vec![1.0], vec![1.0, 2.0], vec![0.0]]);

@@ -304,6 +304,7 @@ pub fn read_obd_csv(path: &Path) -> Result<ObdLog> {
         positions,
         contexts: Some(order.iter().map(|&i| contexts[i].clone()).collect()),
         timestamps: timestamp_col.map(|_| order.iter().map(|&i| rows[i].timestamp.unwrap_or(0)).collect()),
+        eligible: None,
     };
     log.validate()?;
     Ok(ObdLog {

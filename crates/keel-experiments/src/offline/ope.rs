@@ -6,7 +6,9 @@
 //! probabilities on the remaining rounds are evaluated with DM, IPW, SNIPW, DR, SNDR, Switch-DR
 //! and DR-OS, each with its diagnostics and verdict (`keel_ope::Diagnostics`). The
 //! reward model of DM/DR/SNDR is the per-action (and per-position) mean reward of the warm-up
-//! part, shrunk to the overall mean.
+//! part, shrunk to the overall mean. Decisions made among an eligible set (`"eligible"` in
+//! decide) are evaluated over the same set: the candidate's distribution is restricted to it
+//! and renormalised, as decide does, and the logged propensity is already over it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,20 +31,28 @@ pub fn decision_log_dir(home: &Path, name: &str) -> PathBuf {
 pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> Result<LoggedBandit> {
     let events = crate::logfile::read_all_events(path)?;
     let arms = spec.arms();
-    let mut decisions: HashMap<uuid::Uuid, (usize, f64, Vec<f64>)> = HashMap::new();
-    let mut rounds: Vec<(usize, f64, f64, Vec<f64>)> = Vec::new();
+    // arm, propensity, context, eligible arms (empty: all)
+    type Logged = (usize, f64, Vec<f64>, Vec<usize>);
+    let mut decisions: HashMap<uuid::Uuid, Logged> = HashMap::new();
+    // the decision with its reward
+    let mut rounds: Vec<(f64, Logged)> = Vec::new();
     for event in events {
         match event {
-            Event::Decision { id, v, p, x, .. } => {
+            Event::Decision { id, v, p, x, el, .. } => {
                 // No-action decisions (a no-action control group) are not the logging
                 // policy's: they are left out, like decisions of non-serving variants.
                 if let Some(arm) = v.and_then(|v| arms.iter().position(|a| *a == v)) {
-                    decisions.insert(id, (arm, p, x));
+                    // `el` holds variant indices; OPE works on arms (serving variants).
+                    let eligible = el
+                        .iter()
+                        .filter_map(|variant| arms.iter().position(|a| a == variant))
+                        .collect();
+                    decisions.insert(id, (arm, p, x, eligible));
                 }
             }
             Event::Reward { id, r, .. } => {
-                if let Some((arm, p, x)) = decisions.remove(&id) {
-                    rounds.push((arm, r, p, x));
+                if let Some(decision) = decisions.remove(&id) {
+                    rounds.push((r, decision));
                 }
             }
             Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
@@ -53,15 +63,19 @@ pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> Result<LoggedBandit
             path: path.to_path_buf(),
         });
     }
-    let has_context = rounds.iter().all(|r| !r.3.is_empty());
+    let has_context = rounds.iter().all(|(_, d)| !d.2.is_empty());
     Ok(LoggedBandit {
         n_actions: arms.len(),
-        actions: rounds.iter().map(|r| r.0).collect(),
-        rewards: rounds.iter().map(|r| r.1).collect(),
-        propensities: rounds.iter().map(|r| r.2).collect(),
+        actions: rounds.iter().map(|(_, d)| d.0).collect(),
+        rewards: rounds.iter().map(|(r, _)| *r).collect(),
+        propensities: rounds.iter().map(|(_, d)| d.1).collect(),
         positions: None,
-        contexts: has_context.then(|| rounds.iter().map(|r| r.3.clone()).collect()),
+        contexts: has_context.then(|| rounds.iter().map(|(_, d)| d.2.clone()).collect()),
         timestamps: None,
+        eligible: rounds
+            .iter()
+            .any(|(_, d)| !d.3.is_empty())
+            .then(|| rounds.iter().map(|(_, d)| d.3.clone()).collect()),
     })
 }
 
@@ -160,9 +174,15 @@ pub fn estimate_candidate(
         positions: log.positions.as_ref().map(|p| eval.iter().map(|i| p[*i]).collect()),
         contexts: None,
         timestamps: None,
+        eligible: log
+            .eligible
+            .as_ref()
+            .map(|e| eval.iter().map(|i| e[*i].clone()).collect()),
     };
     sub.validate()?;
-    let action_dist = ActionDist::new(m, log.n_actions, len_list, values)?;
+    // The candidate decides among the same eligible variants as the logger did.
+    let mut action_dist = ActionDist::new(m, log.n_actions, len_list, values)?;
+    action_dist.restrict_to_eligible(&sub)?;
     let q_hat = ActionDist::new(m, log.n_actions, len_list, q_values)?;
     let estimates = evaluate_with(&sub, &action_dist, Some(&q_hat), settings)?;
     Ok(CandidateEstimate {
@@ -264,6 +284,7 @@ mod tests {
             positions: None,
             contexts: None,
             timestamps: None,
+            eligible: None,
         };
         let candidate: PolicyConfig = serde_json::from_str(r#"{"type": "thompson_beta"}"#).expect("policy");
         let out = estimate_candidate(&log, &candidate, 0.5, &Settings::default()).expect("estimate");
@@ -285,5 +306,51 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn eligible_sets_restrict_the_candidate_like_decide() {
+        // Three arms; odd rounds could only get arm 2 (propensity 1), even rounds chose
+        // uniformly between arms 0 and 1.
+        let n = 40;
+        let log = LoggedBandit {
+            n_actions: 3,
+            actions: (0..n).map(|i| if i % 2 == 1 { 2 } else { (i / 2) % 2 }).collect(),
+            rewards: (0..n).map(|i| f64::from(u8::from(i % 3 == 0))).collect(),
+            propensities: (0..n).map(|i| if i % 2 == 1 { 1.0 } else { 0.5 }).collect(),
+            positions: None,
+            contexts: None,
+            timestamps: None,
+            eligible: Some((0..n).map(|i| if i % 2 == 1 { vec![2] } else { vec![0, 1] }).collect()),
+        };
+        // Uniform over all three arms, restricted to each round's set, is the logger itself:
+        // every weight is 1 and IPW is the logged mean.
+        let candidate: PolicyConfig =
+            serde_json::from_str(r#"{"type": "fixed_weights", "weights": [1, 1, 1]}"#).expect("policy");
+        let out = estimate_candidate(&log, &candidate, 0.5, &Settings::default()).expect("estimate");
+        let ipw = out.estimates.iter().find(|e| e.name == "ipw").expect("ipw");
+        assert!((ipw.value - out.logged_mean).abs() < 1e-12, "{ipw:?}");
+        let raw = ipw.diagnostics.raw_weights;
+        assert_eq!((raw.max, raw.mean, raw.ess), (1.0, 1.0, 20.0));
+        assert_eq!(ipw.diagnostics.rare_mass, 0.0);
+
+        // The decision log keeps the eligible set, as arms.
+        let dir = tempfile::tempdir().expect("tmp");
+        let ids: Vec<uuid::Uuid> = (0..2).map(|_| uuid::Uuid::new_v4()).collect();
+        let mut restricted = decision(1, ids[0], 1, 1.0);
+        if let Event::Decision { el, .. } = &mut restricted {
+            *el = vec![1];
+        }
+        let path = write_log(
+            dir.path(),
+            &[
+                restricted,
+                decision(2, ids[1], 0, 0.5),
+                reward(3, ids[0], 1.0),
+                reward(4, ids[1], 0.0),
+            ],
+        );
+        let log = deployment_log(&path, &spec()).expect("log");
+        assert_eq!(log.eligible, Some(vec![vec![1], vec![]]));
     }
 }
