@@ -185,21 +185,18 @@ impl App {
         })
     }
 
-    /// The registry and batch routes (crate::models, crate::batch_routes), with the data
-    /// routes when the build has the lake.
+    /// The registry and batch routes ([`client_routes`]), with the data routes when the build
+    /// has the lake.
     fn own_routes(&self) -> crate::access::Routes {
-        let models = crate::models::router(
+        let routes = client_routes(
             self.inference.registry().clone(),
-            self.max_body_bytes,
-            self.access.limits.model_bytes,
-        )
-        .merge(crate::batch_routes::router(
             self.deployments.clone(),
             self.max_body_bytes,
-        ));
+            self.access.limits.model_bytes,
+        );
         match self.data_routes() {
-            Some(data) => models.merge(data),
-            None => models,
+            Some(data) => routes.merge(data),
+            None => routes,
         }
     }
 
@@ -230,6 +227,18 @@ impl App {
     fn data_routes(&self) -> Option<crate::access::Routes> {
         None
     }
+}
+
+/// The model registry's routes (`/v1/models/...`, pushes up to `max_model_bytes`) and the batch
+/// decide and feedback routes, as `keel serve` mounts them.
+pub fn client_routes(
+    registry: Registry,
+    deployments: Arc<Deployments>,
+    max_body_bytes: usize,
+    max_model_bytes: u64,
+) -> crate::access::Routes {
+    crate::models::router(registry, max_body_bytes, max_model_bytes)
+        .merge(crate::batch_routes::router(deployments, max_body_bytes))
 }
 
 /// The `/v1/data` routes and the console's data pages over `lake`, checked by the catalog in

@@ -103,6 +103,30 @@ async fn push_and_fetch_through_an_s3_bucket() {
         .await
         .expect("body");
     assert!(listing.contains(&format!("team-a/{}", v.artifact_key)), "{listing}");
+    // A streamed push (the REST push) goes to the bucket in parts, and reads back the same.
+    let forest =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/bc-rf.onnx"))
+            .expect("fixture");
+    let chunks: Vec<Result<bytes::Bytes, String>> = forest
+        .chunks(10_000)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let check = keel_registry::UploadCheck {
+        sha256: Some(keel_registry::content_hash(&forest)),
+        max_bytes: 1 << 20,
+    };
+    let request = PushRequest {
+        name: "bc-rf".into(),
+        author: "ci".into(),
+        ..Default::default()
+    };
+    let streamed = registry
+        .push_stream(request, futures::stream::iter(chunks), check)
+        .await
+        .expect("streamed push to S3");
+    assert_eq!(streamed.size_bytes, forest.len() as i64);
+    let got = registry.fetch(&streamed).await.expect("fetch");
+    assert_eq!(got.as_ref(), forest.as_slice());
     // A bucket that does not exist: a clear error, nothing recorded.
     let store2 = Store::open("sqlite::memory:").await.expect("store");
     let missing = Registry::open_with(store2.clone(), "s3://no-such-bucket", &config).expect("registry");

@@ -63,8 +63,15 @@ async fn secured() -> Secured {
     .expect("auth");
     let services = Services {
         inference: service.clone(),
-        experiments: Some(experiments),
-        extra_rest: data_routes(&catalog, dir.path()),
+        experiments: Some(experiments.clone()),
+        // The registry's and the batch routes, and the data routes, as `keel serve` mounts them.
+        extra_rest: Some({
+            let routes = keel_api::app::client_routes(registry.clone(), experiments, 1 << 20, 1 << 20);
+            match data_routes(&catalog, dir.path()) {
+                Some(data) => routes.merge(data),
+                None => routes,
+            }
+        }),
         access: ServerAccess {
             auth: Some(auth),
             required: true,
@@ -167,7 +174,9 @@ fn all_but(needed: Scope) -> Scopes {
 }
 
 fn concrete(path: &str) -> String {
-    path.replace("{name}", "bc-lr").replace("{version}", "1")
+    path.replace("{name}", "bc-lr")
+        .replace("{version}", "1")
+        .replace("{alias}", "staging")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
