@@ -18,9 +18,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use keel_auth::Scope;
 use keel_experiments::{DecideRequest, DecisionOut, DeploymentError, Deployments, RewardIn, UnitContext};
-use keel_serving::metrics::Protocol;
 use keel_types::{ErrorKind, KeelError};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::access::{Need, Routes};
@@ -93,20 +91,6 @@ fn items<'a>(body: &'a [u8], field: &'static str) -> BatchResult<Vec<&'a RawValu
     Ok(list)
 }
 
-/// One decide item, as the single decide route takes it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecideItem {
-    #[serde(default)]
-    unit_id: Option<String>,
-    #[serde(default)]
-    context: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default)]
-    eligible: Option<Vec<String>>,
-    #[serde(default)]
-    inputs: Option<serde::de::IgnoredAny>,
-}
-
 /// An item's failure as its result says it.
 fn item_error(index: usize, e: &dyn KeelError) -> serde_json::Value {
     serde_json::json!({ "index": index, "error": e.to_string(), "code": e.code() })
@@ -117,22 +101,7 @@ fn decided(index: usize, out: &DecisionOut) -> serde_json::Value {
 }
 
 fn decode_item(raw: &RawValue) -> Result<DecideRequest, DeploymentError> {
-    let item: DecideItem = serde_json::from_str(raw.get())
-        .map_err(|e| DeploymentError::InvalidRequest(format!("malformed decide request: {e}")))?;
-    let inputs = match item.inputs {
-        None => None,
-        Some(_) => Some(
-            keel_serving::protocol::decode_json_request(raw.get().as_bytes(), None)
-                .map_err(DeploymentError::Serving)?,
-        ),
-    };
-    Ok(DecideRequest {
-        unit: item.unit_id,
-        context: item.context,
-        inputs,
-        eligible: item.eligible,
-        protocol: Protocol::Rest,
-    })
+    crate::experiments::decode_decide(raw.get().as_bytes())
 }
 
 async fn decide_batch(State(s): State<BatchState>, Path(name): Path<String>, req: Request) -> BatchResult<Response> {

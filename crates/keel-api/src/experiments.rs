@@ -134,26 +134,29 @@ struct DecideBody {
 
 async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
     let body = read_body(req.into_body(), s.max_body).await.map_err(ApiError::from)?;
-    let decide: DecideBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::from(DeploymentError::InvalidRequest(format!("malformed request JSON: {e}"))))?;
+    let request = decode_decide(&body)?;
+    let out = s.experiments.decide_request(&name, request).await?;
+    Ok(axum::Json(out).into_response())
+}
+
+/// One decide request from its JSON body (the single route's body, or one item of
+/// `decide:batch`).
+pub(crate) fn decode_decide(body: &[u8]) -> Result<DecideRequest, DeploymentError> {
+    let decide: DecideBody = serde_json::from_slice(body)
+        .map_err(|e| DeploymentError::InvalidRequest(format!("malformed request JSON: {e}")))?;
     // The body has no `id`, `parameters` or `outputs` (refused above), so as an infer request
     // it is exactly its `inputs`.
     let inputs = match decide.inputs {
         None => None,
-        Some(_) => Some(
-            keel_serving::protocol::decode_json_request(&body, None)
-                .map_err(|e| ApiError::from(DeploymentError::Serving(e)))?,
-        ),
+        Some(_) => Some(keel_serving::protocol::decode_json_request(body, None).map_err(DeploymentError::Serving)?),
     };
-    let request = DecideRequest {
+    Ok(DecideRequest {
         unit: decide.unit_id,
         context: decide.context,
         inputs,
         eligible: decide.eligible,
         protocol: Protocol::Rest,
-    };
-    let out = s.experiments.decide_request(&name, request).await?;
-    Ok(axum::Json(out).into_response())
+    })
 }
 
 async fn feedback(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {

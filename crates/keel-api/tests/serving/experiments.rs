@@ -488,16 +488,23 @@ async fn guardrail_fallback_alert_webhook_and_automatic_rollback() {
         assert!(std::time::Instant::now() < deadline, "no rollback: {current} / {got:?}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let changes = server
-        .registry
-        .store()
-        .list_changes(20, Some("deployment/guarded"))
-        .await
-        .expect("changes");
-    let rollback = changes
-        .iter()
-        .find(|c| c.kind == "deployment.rollback")
-        .expect("rollback recorded");
+    // The rollback is recorded in the change log just after the swap the loop above saw.
+    let (rollback, changes) = loop {
+        let changes = server
+            .registry
+            .store()
+            .list_changes(20, Some("deployment/guarded"))
+            .await
+            .expect("changes");
+        if let Some(c) = changes.iter().find(|c| c.kind == "deployment.rollback") {
+            break (c.clone(), changes);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rollback not recorded in the change log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(rollback.actor, "keel-alert/wrong-outputs");
     assert_eq!(
         (

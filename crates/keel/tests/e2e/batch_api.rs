@@ -92,7 +92,8 @@ async fn a_batch_decides_every_good_item_durably_and_reports_the_bad_ones_by_ind
     let mut events: Vec<Value> = ids.iter().map(|id| json!({"decision_id": id, "reward": 1})).collect();
     events.insert(
         3,
-        json!({"decision_id": "01a24d0c-0000-7000-8000-000000000000", "reward": 1}),
+        // An id of now that no decision has (a fixed one would fall out of the window in time).
+        json!({"decision_id": uuid::Uuid::now_v7().to_string(), "reward": 1}),
     );
     events.insert(5, json!({"decision_id": ids[0], "reward": "lots"}));
     let (status, fed) = server
