@@ -143,7 +143,9 @@ def test_decide_and_feedback_single_and_batched(keel: Client) -> None:
     assert isinstance(pinned, Decision) and pinned.variant == "b" and pinned.propensity == 1.0
 
     events = [(d.decision_id, float(i % 2)) for i, d in enumerate(decisions)]
-    events.insert(5, ("01a24d0c-0000-7000-8000-000000000000", 1.0))
+    # A UUIDv7 of now that no decision has: a fixed id would fall out of the attribution window.
+    now_ms = f"{int(time.time() * 1000):012x}"
+    events.insert(5, (f"{now_ms[:8]}-{now_ms[8:]}-7000-8000-000000000000", 1.0))
     fed = keel.feedback_batch("promo", events)
     assert len(fed) == 100
     assert isinstance(fed[5], ItemError) and fed[5].index == 5 and fed[5].code == "unknown_decision", fed[5]
