@@ -150,8 +150,8 @@ pub async fn score(
         .await
         .map_err(|e| BatchError::Internal(format!("model loading task failed: {e}")))??,
     );
-    // Only the columns the job needs are read, as a stream: memory holds the chunks being scored
-    // and the outputs (a few columns per row), not the input table.
+    // Only the columns the job needs are read, as a stream, and the outputs stream to Parquet
+    // files: memory holds the chunks being scored and the file being written, not the tables.
     let schema = ws.lake().schema(&table).await?;
     let plan = columns::Plan::new(model.inputs(), &schema, &job.features, &job.keep)?;
     let batches = ws
