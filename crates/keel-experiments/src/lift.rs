@@ -23,9 +23,13 @@
 //!   (policy-driven and held back); under a contextual policy a variant is shown where the
 //!   policy expects it to do well, so this average can flatter uniform (`keel ope` with a
 //!   uniform candidate, or a uniform control group, measure it without that bias).
-//! - **best single variant**: the serving variant with the highest mean reward over every
-//!   decision that got it (at least two rewards). Picked on the same data, it is optimistic
-//!   (the winner's curse): a lift over it that stays positive is strong evidence.
+//! - **best single variant**: the serving variant with the highest mean reward (at least two
+//!   rewards). With a uniform control group it is judged within that group (each variant's
+//!   rate on the held-back units randomly given it: an unbiased estimate of sending that variant
+//!   to everyone, with wide intervals on a small group). Otherwise it is judged over every
+//!   decision that got it, which under an adaptive policy flatters the variant (it was shown
+//!   where it does well). Picked on the same data either way, it is optimistic (the winner's
+//!   curse): a lift over it that stays positive is strong evidence.
 //!
 //! Every figure needs at least two rewards on each side; otherwise it is absent.
 
@@ -157,9 +161,22 @@ pub(crate) fn lifts(spec: &DeploymentSpec, c: &Counters, treated: &Sums, control
             )
         })
     };
+    // With a uniform control group each variant's rate among its units is a randomised
+    // estimate of sending that variant to everyone; elsewhere a variant's rate is over the
+    // units it was shown to, which an adaptive policy picks where it does well.
+    let (basis, candidates): (&str, Vec<Option<MeanEstimate>>) = if arm == Some(ControlArm::Uniform) {
+        (
+            " within the control group's random rotation",
+            arms.iter()
+                .map(|v| c.control.get(*v).and_then(MeanEstimate::of))
+                .collect(),
+        )
+    } else {
+        ("", per_variant.clone())
+    };
     let best = arms
         .iter()
-        .zip(&per_variant)
+        .zip(&candidates)
         .filter_map(|(v, e)| e.map(|e| (*v, e)))
         .fold(None::<(usize, MeanEstimate)>, |best, (v, e)| match best {
             Some((_, b)) if b.mean >= e.mean => best,
@@ -167,7 +184,10 @@ pub(crate) fn lifts(spec: &DeploymentSpec, c: &Counters, treated: &Sums, control
         });
     let over_best_variant = best.map(|(v, b)| {
         Lift::between(
-            format!("variant {} (the best single variant by rate)", spec.variants[v].name),
+            format!(
+                "variant {} (the best single variant by rate{basis})",
+                spec.variants[v].name
+            ),
             t,
             b,
         )
@@ -238,6 +258,31 @@ mod tests {
             MeanEstimate::average(&[a, None]).is_none(),
             "a variant without rewards: no average"
         );
+    }
+
+    #[test]
+    fn with_a_uniform_control_the_best_variant_is_judged_within_the_control_group() {
+        let spec = DeploymentSpec::from_json(&serde_json::json!({
+            "variants": [{"name": "a"}, {"name": "b"}],
+            "policy": {"type": "thompson_beta"},
+            "control": {"policy": "uniform", "share": 0.1}
+        }))
+        .expect("spec");
+        let mut c = Counters::new(2, 60);
+        // Where the policy showed it, b looks best (0.3 against 0.05); in the randomised
+        // control group a is (0.2 against 0.1): sending a to everyone is the better single choice.
+        c.policy[0] = sums(100, 5);
+        c.policy[1] = sums(900, 270);
+        c.control[0] = sums(50, 10);
+        c.control[1] = sums(50, 5);
+        let l = lifts(&spec, &c, &sums(1000, 275), &sums(100, 15));
+        let best = l.over_best_variant.expect("best");
+        assert_eq!(
+            best.baseline,
+            "variant a (the best single variant by rate within the control group's random rotation)"
+        );
+        close(best.baseline_rate, 0.2);
+        assert_eq!(best.baseline_rewards, 50);
     }
 
     #[test]
