@@ -203,17 +203,7 @@ pub(crate) fn lifts(spec: &DeploymentSpec, c: &Counters, treated: &Sums, control
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sums(n: u64, conv: u64) -> Sums {
-        Sums {
-            exposures: n,
-            rewards: n,
-            defaults: 0,
-            conversions: conv,
-            reward_sum: conv as f64,
-            reward_sq_sum: conv as f64,
-        }
-    }
+    use crate::stats::binary_sums as sums;
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");

@@ -272,20 +272,24 @@ pub fn srm(observed: &[u64], expected_shares: &[f64]) -> Option<(f64, f64)> {
     Some((stat, 1.0 - dist.cdf(stat)))
 }
 
+/// `n` rewarded binary decisions of which `conv` converted (for tests of the report's math).
+#[cfg(test)]
+pub(crate) fn binary_sums(n: u64, conv: u64) -> Sums {
+    Sums {
+        exposures: n,
+        rewards: n,
+        defaults: 0,
+        conversions: conv,
+        reward_sum: conv as f64,
+        reward_sq_sum: conv as f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sums(n: u64, conv: u64) -> Sums {
-        Sums {
-            exposures: n,
-            rewards: n,
-            defaults: 0,
-            conversions: conv,
-            reward_sum: conv as f64,
-            reward_sq_sum: conv as f64,
-        }
-    }
+    use super::binary_sums as sums;
 
     #[test]
     fn wilson_matches_known_values() {
