@@ -2,7 +2,11 @@
 //! system `protoc` is needed on a fresh machine).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/grpc_service.proto", "proto/keel_experiments.proto"];
+    let protos = [
+        "proto/grpc_service.proto",
+        "proto/keel_experiments.proto",
+        "proto/keel_jobs.proto",
+    ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

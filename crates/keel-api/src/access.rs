@@ -219,6 +219,13 @@ pub const GRPC_RULES: &[(&str, Need)] = &[
         Need::Scope(Scope::Decide),
     ),
     ("/keel.experiments.v1.Experiments/Report", Need::Scope(Scope::View)),
+    // Starting and cancelling a job need `decide` here; a batch score also needs `data:write`,
+    // checked by the jobs service (as on REST /v1/jobs).
+    ("/keel.jobs.v1.Jobs/Start", Need::Scope(Scope::Decide)),
+    ("/keel.jobs.v1.Jobs/Cancel", Need::Scope(Scope::Decide)),
+    ("/keel.jobs.v1.Jobs/Get", Need::Scope(Scope::View)),
+    ("/keel.jobs.v1.Jobs/List", Need::Scope(Scope::View)),
+    ("/keel.jobs.v1.Jobs/Watch", Need::Scope(Scope::View)),
 ];
 
 /// The rule of a gRPC method path; `None` for a method without one (refused).

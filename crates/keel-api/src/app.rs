@@ -91,6 +91,9 @@ pub struct App {
     tls: Option<crate::tls::TlsConfig>,
     #[cfg_attr(not(feature = "lake"), allow(dead_code))]
     data: Option<(keel_store::Store, AppLake)>,
+    /// The job table both transports serve (REST `/v1/jobs`, gRPC `keel.jobs.v1.Jobs`).
+    #[cfg(feature = "lake")]
+    jobs: Option<crate::jobs::Jobs>,
 }
 
 impl App {
@@ -125,7 +128,14 @@ impl App {
         if let Some(lake) = &lake {
             deployments.set_reference_source(Arc::new(LakeReferences(lake.clone())));
         }
+        #[cfg(feature = "lake")]
+        let jobs = lake.as_ref().map(|lake| {
+            let ws = keel_data::Workspace::new(keel_catalog::Catalog::new(store.clone()), lake.clone());
+            crate::jobs::Jobs::new(ws, inference.registry().clone(), deployments.clone())
+        });
         Ok(App {
+            #[cfg(feature = "lake")]
+            jobs,
             inference,
             deployments,
             prediction_log,
@@ -160,6 +170,7 @@ impl App {
             inference: self.inference.clone(),
             experiments: Some(self.deployments.clone()),
             extra_rest: Some(self.own_routes()),
+            extra_grpc: self.grpc_services(),
             access: ServerAccess {
                 auth: Some(auth),
                 required,
@@ -214,13 +225,22 @@ impl App {
     #[cfg(feature = "lake")]
     fn data_routes(&self) -> Option<crate::access::Routes> {
         let (store, lake) = self.data.clone()?;
-        let jobs = keel_data::Workspace::new(keel_catalog::Catalog::new(store.clone()), lake.clone());
-        Some(data_routes(store, lake, self.max_body_bytes).merge(crate::jobs::router(
-            jobs,
-            self.inference.registry().clone(),
-            self.deployments.clone(),
-            self.max_body_bytes,
-        )))
+        Some(
+            data_routes(store, lake, self.max_body_bytes)
+                .merge(crate::jobs::router(self.jobs.clone()?, self.max_body_bytes)),
+        )
+    }
+
+    /// The jobs service (`keel.jobs.v1.Jobs`) over the same job table as `/v1/jobs`.
+    #[cfg(feature = "lake")]
+    fn grpc_services(&self) -> Option<tonic::service::Routes> {
+        let jobs = crate::jobs::GrpcJobs::server(self.jobs.clone()?).max_decoding_message_size(self.max_body_bytes);
+        Some(tonic::service::Routes::new(jobs))
+    }
+
+    #[cfg(not(feature = "lake"))]
+    fn grpc_services(&self) -> Option<tonic::service::Routes> {
+        None
     }
 
     #[cfg(not(feature = "lake"))]

@@ -51,8 +51,17 @@ mod keel {
             tonic::include_proto!("keel.experiments.v1");
         }
     }
+    pub mod jobs {
+        pub mod v1 {
+            #![allow(clippy::all, clippy::pedantic, missing_docs, unused_qualifications)]
+            tonic::include_proto!("keel.jobs.v1");
+        }
+    }
 }
 /// The generated experimentation API (`keel.experiments.v1` package).
 pub use keel::experiments::v1 as experiments_proto;
+/// The generated jobs API (`keel.jobs.v1` package): batch decide, batch score and feedback
+/// ingest inside the server, the gRPC twin of `/v1/jobs`.
+pub use keel::jobs::v1 as jobs_proto;
 /// `inference` as the generated experimentation API names it.
 use proto as inference;

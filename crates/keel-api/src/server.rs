@@ -56,6 +56,9 @@ pub struct Services {
     pub experiments: Option<Arc<Deployments>>,
     /// More REST routes merged into the app (the `/v1/data` routes when the binary has the lake).
     pub extra_rest: Option<Routes>,
+    /// More gRPC services beside inference and experiments (the jobs service when the binary
+    /// has the lake), behind the same gate.
+    pub extra_grpc: Option<tonic::service::Routes>,
     /// Who may call, how many at once.
     pub access: ServerAccess,
 }
@@ -240,9 +243,13 @@ impl BoundServer {
         if traced {
             builder = builder.trace_fn(crate::trace::grpc);
         }
-        let mut router = builder.layer(GrpcLayer(gate.clone())).add_service(grpc_service);
+        let mut routes = services
+            .extra_grpc
+            .clone()
+            .unwrap_or_default()
+            .add_service(grpc_service);
         if let Some(experiments) = services.experiments.clone() {
-            router = router.add_service(
+            routes = routes.add_service(
                 ExperimentsServer::new(GrpcDeployments::new(experiments.clone()))
                     .max_decoding_message_size(self.config.max_body_bytes),
             );
@@ -250,6 +257,7 @@ impl BoundServer {
             // own task tracker (drained by `shutdown` below).
             experiments.spawn_upkeep();
         }
+        let router = builder.layer(GrpcLayer(gate.clone())).add_routes(routes);
         let grpc = match &self.tls {
             None => Either::Left(router.serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(self.grpc),

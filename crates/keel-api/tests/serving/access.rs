@@ -72,6 +72,7 @@ async fn secured() -> Secured {
                 None => routes,
             }
         }),
+        extra_grpc: None,
         access: ServerAccess {
             auth: Some(auth),
             required: true,

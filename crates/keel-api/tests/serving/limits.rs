@@ -55,6 +55,7 @@ impl LimitedServer {
             inference: Arc::clone(&service),
             experiments: Some(experiments),
             extra_rest,
+            extra_grpc: None,
             access: ServerAccess {
                 auth: Some(auth),
                 ..ServerAccess::default()

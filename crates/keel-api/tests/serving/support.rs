@@ -108,6 +108,7 @@ impl TestServer {
             inference: service.clone(),
             experiments: Some(experiments),
             extra_rest: None,
+            extra_grpc: None,
             access: keel_api::ServerAccess::default(),
         };
         tokio::spawn(server.run(services, shutdown.clone()));

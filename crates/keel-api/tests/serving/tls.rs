@@ -122,6 +122,7 @@ impl TlsServer {
             inference: service.clone(),
             experiments: None,
             extra_rest: None,
+            extra_grpc: None,
             access: keel_api::ServerAccess::default(),
         };
         let task = tokio::spawn(server.run(services, shutdown.clone()));

@@ -31,7 +31,7 @@ fn contextual(keel: &Keel, name: &str, window_seconds: u64) {
 }
 
 /// `customers` with `n` rows (customer_id, age, segment, spend) plus `extra` CSV lines.
-fn customers(keel: &Keel, table: &str, n: usize, extra: &[&str]) {
+pub(crate) fn customers(keel: &Keel, table: &str, n: usize, extra: &[&str]) {
     let segments = ["new", "loyal", "lapsed"];
     let mut csv = String::from("customer_id,age,segment,spend\n");
     for i in 0..n {
@@ -453,7 +453,7 @@ fn bad_input_is_refused_before_anything_is_decided() {
     assert!(!tables.to_string().contains("\"out\""), "{tables}");
 }
 
-fn token(keel: &Keel, name: &str, scope: &str) -> String {
+pub(crate) fn token(keel: &Keel, name: &str, scope: &str) -> String {
     let out = keel.json(&["access", "token", "create", name, "--scope", scope]);
     out["token"].as_str().expect("secret").to_owned()
 }

@@ -10,6 +10,7 @@ mod campaign;
 mod cli;
 mod control_group;
 mod decision_log;
+mod jobs_grpc;
 mod lake_s3;
 mod plan;
 mod predlog;

@@ -1,34 +1,38 @@
-//! Jobs over REST (`/v1/jobs`), behind the `lake` feature: batch decide, batch score and
-//! feedback ingest run inside the server, on its lake, registry and running deployments, so an
-//! outside orchestrator (Airflow, Dagster) or `keel ... --server URL` can start one, follow it
-//! and cancel it.
+//! Jobs inside the server: batch decide, batch score and feedback ingest run on its lake,
+//! registry and running deployments, so an outside orchestrator (Airflow, Dagster) or
+//! `keel ... --server URL` can start one, follow it and cancel it. One job table ([`Jobs`]), two
+//! transports: REST under `/v1/jobs` ([`router`]) and gRPC `keel.jobs.v1.Jobs` ([`GrpcJobs`]);
+//! a job started on one is seen and cancelled on the other. Behind the `lake` feature.
 //!
-//! - `POST /v1/jobs` `{"kind": "batch_decide" | "batch_score" | "feedback_ingest", ...}` takes
-//!   the same arguments as the command (`deployment`/`model`, `from`, `into`, ...) and answers
-//!   202 with the job; the job runs on this router's task tracker.
-//! - `GET /v1/jobs`, `GET /v1/jobs/{id}`: state (`queued`, `running`, `succeeded`, `failed`,
-//!   `cancelled`), rows so far, the summary once done, the error if it failed.
-//! - `POST /v1/jobs/{id}/cancel`: the job stops between chunks; what it committed stays (a batch
-//!   score, which commits once at its end, writes nothing).
+//! - Start: `POST /v1/jobs` `{"kind": "batch_decide" | "batch_score" | "feedback_ingest", ...}`
+//!   or `Jobs/Start` takes the same arguments as the command (`deployment`/`model`, `from`,
+//!   `into`, ...) and answers at once (202) with the job; the job runs on the table's task
+//!   tracker.
+//! - Follow: `GET /v1/jobs`, `GET /v1/jobs/{id}`, `Jobs/List`, `Jobs/Get`: state (`queued`,
+//!   `running`, `succeeded`, `failed`, `cancelled`), rows so far, the summary once done, the
+//!   error if it failed. `Jobs/Watch` streams the status each time it changes (checked every
+//!   [`WATCH_EVERY`]) until the job has finished.
+//! - Cancel: `POST /v1/jobs/{id}/cancel`, `Jobs/Cancel`: the job stops between chunks; what it
+//!   committed stays (a batch score, which commits once at its end, writes nothing).
 //!
 //! Scopes: starting or cancelling a job needs `decide` (the gate checks it: batch decide and
 //! feedback ingest act on a deployment's decisions); a batch score also needs `data:write`,
-//! checked here with the gate's own refusal (403 `forbidden`); listing and following jobs need
-//! `view`. Tables are checked per
-//! table for the authenticated principal, as on `/v1/data`; the job records who started it.
-//! Every start and end is written to the change log (`job_started`, `job_succeeded`,
-//! `job_failed`, `job_cancelled`, subject `job/ID`). Jobs are kept in memory: a restart forgets
-//! them (their outcome stays in the change log, their decisions in the decision log and their
-//! committed rows in the lake; running a batch decide again resumes without deciding twice).
+//! checked here with the gate's own refusal (403 `forbidden`, gRPC `PERMISSION_DENIED`); listing
+//! and following jobs need `view`. Tables are checked per table for the authenticated
+//! principal, as on `/v1/data`; the job records who started it. Every start and end is written
+//! to the change log (`job_started`, `job_succeeded`, `job_failed`, `job_cancelled`, subject
+//! `job/ID`). Jobs are kept in memory: a restart forgets them (their outcome stays in the
+//! change log, their decisions in the decision log and their committed rows in the lake;
+//! running a batch decide again resumes without deciding twice).
+
+mod grpc;
+mod rest;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Extension, Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use keel_auth::{AuthError, Credential, Principal, Scope};
 use keel_batch::{Control, RewardKey};
 use keel_data::{Caller, Workspace};
@@ -38,40 +42,135 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::task::TaskTracker;
 
-use crate::access::{Need, Routes};
-use crate::error::{ApiError, read_body};
+use crate::error::ApiError;
 
-/// Finished jobs kept for `GET /v1/jobs` (the oldest finished ones are forgotten first).
+pub use grpc::GrpcJobs;
+pub use rest::router;
+
+/// Finished jobs kept for listing (the oldest finished ones are forgotten first).
 const KEEP_FINISHED: usize = 1000;
 
+/// How often `Jobs/Watch` looks at a job's rows and state.
+pub const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// The server's job table and the operations both transports call.
 #[derive(Clone)]
-struct JobsState {
+pub struct Jobs {
     ws: Workspace,
     registry: Registry,
     deployments: Arc<Deployments>,
     jobs: Arc<Mutex<BTreeMap<String, Arc<Job>>>>,
     tasks: TaskTracker,
     next: Arc<AtomicU64>,
-    max_body: usize,
 }
 
-/// The `/v1/jobs` routes.
-pub fn router(ws: Workspace, registry: Registry, deployments: Arc<Deployments>, max_body: usize) -> Routes {
-    let (view, decide) = (Need::Scope(Scope::View), Need::Scope(Scope::Decide));
-    Routes::new()
-        .post("/v1/jobs", decide, start)
-        .get("/v1/jobs", view, list)
-        .get("/v1/jobs/{id}", view, show)
-        .post("/v1/jobs/{id}/cancel", decide, cancel)
-        .with_state(JobsState {
+impl Jobs {
+    /// An empty job table over a lake (through `ws`), a registry and the running deployments.
+    pub fn new(ws: Workspace, registry: Registry, deployments: Arc<Deployments>) -> Jobs {
+        Jobs {
             ws,
             registry,
             deployments,
             jobs: Arc::new(Mutex::new(BTreeMap::new())),
             tasks: TaskTracker::new(),
             next: Arc::new(AtomicU64::new(1)),
-            max_body,
-        })
+        }
+    }
+
+    /// Checks and queues `request` for `principal`; the job runs in the background.
+    async fn start(&self, principal: &Principal, request: JobRequest) -> Result<Arc<Job>, ApiError> {
+        require(principal, request.scope())?;
+        let caller = caller(&self.ws, principal).await?;
+        check_request(self, &request)?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("job-{}-{n}", now());
+        let job = Arc::new(Job {
+            id: id.clone(),
+            request,
+            principal: principal.name.clone(),
+            created_at_ms: now(),
+            control: Control::new(),
+            status: Mutex::new(Status {
+                state: JobState::Queued,
+                started_at_ms: None,
+                finished_at_ms: None,
+                summary: None,
+                error: None,
+            }),
+        });
+        {
+            let mut jobs = self
+                .jobs
+                .lock()
+                .map_err(|_| internal("the job table lock is poisoned"))?;
+            // One batch decide per deployment at a time: two would both read the run's decisions
+            // before deciding, and could decide a unit twice.
+            if let JobRequest::BatchDecide { deployment, .. } = &job.request
+                && let Some(other) = jobs.values().find(|other| {
+                    !other.state().finished()
+                        && matches!(&other.request, JobRequest::BatchDecide { deployment: d, .. } if d == deployment)
+                })
+            {
+                return Err(keel_batch::BatchError::Busy(format!(
+                    "job {} is already deciding for deployment '{deployment}'; wait for it or cancel it (POST /v1/jobs/{}/cancel)",
+                    other.id, other.id
+                ))
+                .into());
+            }
+            forget_old(&mut jobs);
+            jobs.insert(id.clone(), job.clone());
+        }
+        record(self, &job, "job_started", json!({ "request": job.request })).await;
+        let (table, task_job) = (self.clone(), job.clone());
+        self.tasks.spawn(async move { run(table, task_job, caller).await });
+        Ok(job)
+    }
+
+    /// Every job in the table, oldest first.
+    fn list(&self) -> Result<Vec<Arc<Job>>, ApiError> {
+        Ok(self
+            .jobs
+            .lock()
+            .map_err(|_| internal("the job table lock is poisoned"))?
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    /// The job `id`.
+    fn find(&self, id: &str) -> Result<Arc<Job>, ApiError> {
+        self.jobs
+            .lock()
+            .map_err(|_| internal("the job table lock is poisoned"))?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| keel_batch::BatchError::UnknownJob(id.escape_default().to_string()).into())
+    }
+
+    /// Asks job `id` to stop between chunks, as `principal` (who needs the scope starting it
+    /// needs); a finished job is left as it is.
+    async fn cancel(&self, principal: &Principal, id: &str) -> Result<Arc<Job>, ApiError> {
+        let job = self.find(id)?;
+        require(principal, job.request.scope())?;
+        if !job.state().finished() {
+            job.control.cancel();
+            if let Err(e) = self
+                .ws
+                .catalog()
+                .store()
+                .record_change(
+                    &principal.name,
+                    "job_cancel_requested",
+                    &format!("job/{}", job.id),
+                    &json!({}),
+                )
+                .await
+            {
+                tracing::error!(job = %job.id, error = %e, "could not record a job cancellation");
+            }
+        }
+        Ok(job)
+    }
 }
 
 /// What a job was asked to do: the command's arguments.
@@ -171,11 +270,7 @@ struct Status {
 
 impl Job {
     fn view(&self) -> Value {
-        let status = self
-            .status
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
+        let status = self.snapshot();
         json!({
             "id": self.id,
             "kind": self.request.kind(),
@@ -189,6 +284,14 @@ impl Job {
             "summary": status.summary,
             "error": status.error,
         })
+    }
+
+    /// The status now.
+    fn snapshot(&self) -> Status {
+        self.status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn set(&self, change: impl FnOnce(&mut Status)) {
@@ -212,7 +315,7 @@ fn now() -> i64 {
 
 /// The caller a job acts as: the authenticated principal (jobs read and write tables whose
 /// grants are per person, so a credential is needed even where authentication is off).
-async fn caller(state: &JobsState, principal: &Principal) -> Result<Caller, ApiError> {
+async fn caller(ws: &Workspace, principal: &Principal) -> Result<Caller, ApiError> {
     if principal.credential == Credential::Anonymous {
         return Err(keel_catalog::CatalogError::Unauthenticated(
             "jobs act as a person whose grants are checked per table: send `Authorization: Bearer <token>` \
@@ -221,7 +324,7 @@ async fn caller(state: &JobsState, principal: &Principal) -> Result<Caller, ApiE
         )
         .into());
     }
-    Ok(state.ws.api_caller(&principal.name).await?)
+    Ok(ws.api_caller(&principal.name).await?)
 }
 
 /// The scope a job's kind needs, refused like the gate refuses.
@@ -242,69 +345,8 @@ fn require(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
     .into())
 }
 
-async fn start(
-    State(state): State<JobsState>,
-    Extension(principal): Extension<Arc<Principal>>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let body = read_body(body, state.max_body).await?;
-    let request: JobRequest = serde_json::from_slice(&body).map_err(|e| {
-        keel_batch::BatchError::Invalid(format!(
-            "the body must be a job: {{\"kind\": \"batch_decide\" | \"batch_score\" | \"feedback_ingest\", ...the command's arguments}}: {e}"
-        ))
-    })?;
-    require(&principal, request.scope())?;
-    let caller = caller(&state, &principal).await?;
-    check_request(&state, &request)?;
-    let n = state.next.fetch_add(1, Ordering::Relaxed);
-    let id = format!("job-{}-{n}", now());
-    let job = Arc::new(Job {
-        id: id.clone(),
-        request,
-        principal: principal.name.clone(),
-        created_at_ms: now(),
-        control: Control::new(),
-        status: Mutex::new(Status {
-            state: JobState::Queued,
-            started_at_ms: None,
-            finished_at_ms: None,
-            summary: None,
-            error: None,
-        }),
-    });
-    {
-        let mut jobs = state
-            .jobs
-            .lock()
-            .map_err(|_| internal("the job table lock is poisoned"))?;
-        // One batch decide per deployment at a time: two would both read the run's decisions
-        // before deciding, and could decide a unit twice.
-        if let JobRequest::BatchDecide { deployment, .. } = &job.request
-            && let Some(other) = jobs.values().find(|other| {
-                !other.state().finished()
-                    && matches!(&other.request, JobRequest::BatchDecide { deployment: d, .. } if d == deployment)
-            })
-        {
-            return Err(keel_batch::BatchError::Busy(format!(
-                "job {} is already deciding for deployment '{deployment}'; wait for it or cancel it (POST /v1/jobs/{}/cancel)",
-                other.id, other.id
-            ))
-            .into());
-        }
-        forget_old(&mut jobs);
-        jobs.insert(id.clone(), job.clone());
-    }
-    record(&state, &job, "job_started", json!({ "request": job.request })).await;
-    let task_state = state.clone();
-    let task_job = job.clone();
-    state
-        .tasks
-        .spawn(async move { run(task_state, task_job, caller).await });
-    Ok((StatusCode::ACCEPTED, axum::Json(job.view())).into_response())
-}
-
 /// Refuses what no job could run, before it is queued.
-fn check_request(state: &JobsState, request: &JobRequest) -> Result<(), ApiError> {
+fn check_request(state: &Jobs, request: &JobRequest) -> Result<(), ApiError> {
     let from = match request {
         JobRequest::BatchDecide { deployment, from, .. } | JobRequest::FeedbackIngest { deployment, from, .. } => {
             state.deployments.get(deployment)?;
@@ -335,7 +377,7 @@ fn check_request(state: &JobsState, request: &JobRequest) -> Result<(), ApiError
 }
 
 /// Runs a job to its end and records the outcome.
-async fn run(state: JobsState, job: Arc<Job>, caller: Caller) {
+async fn run(state: Jobs, job: Arc<Job>, caller: Caller) {
     job.set(|s| {
         s.state = JobState::Running;
         s.started_at_ms = Some(now());
@@ -454,7 +496,7 @@ async fn cancelled(control: &Control) {
 }
 
 /// Writes a job's start or end to the change log, as the principal who started it.
-async fn record(state: &JobsState, job: &Job, kind: &'static str, mut details: Value) {
+async fn record(state: &Jobs, job: &Job, kind: &'static str, mut details: Value) {
     details["kind"] = json!(job.request.kind());
     details["rows"] = json!(job.control.rows());
     if let Err(e) = state
@@ -483,52 +525,4 @@ fn forget_old(jobs: &mut BTreeMap<String, Arc<Job>>) {
 
 fn internal(message: &str) -> ApiError {
     keel_batch::BatchError::Internal(message.into()).into()
-}
-
-fn find(state: &JobsState, id: &str) -> Result<Arc<Job>, ApiError> {
-    state
-        .jobs
-        .lock()
-        .map_err(|_| internal("the job table lock is poisoned"))?
-        .get(id)
-        .cloned()
-        .ok_or_else(|| keel_batch::BatchError::UnknownJob(id.escape_default().to_string()).into())
-}
-
-async fn list(State(state): State<JobsState>) -> Result<Response, ApiError> {
-    let jobs: Vec<Value> = state
-        .jobs
-        .lock()
-        .map_err(|_| internal("the job table lock is poisoned"))?
-        .values()
-        .map(|j| j.view())
-        .collect();
-    Ok(axum::Json(json!({ "jobs": jobs })).into_response())
-}
-
-async fn show(State(state): State<JobsState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(axum::Json(find(&state, &id)?.view()).into_response())
-}
-
-async fn cancel(
-    State(state): State<JobsState>,
-    Path(id): Path<String>,
-    Extension(principal): Extension<Arc<Principal>>,
-) -> Result<Response, ApiError> {
-    let job = find(&state, &id)?;
-    require(&principal, job.request.scope())?;
-    if !job.state().finished() {
-        job.control.cancel();
-        let by = principal.name.clone();
-        if let Err(e) = state
-            .ws
-            .catalog()
-            .store()
-            .record_change(&by, "job_cancel_requested", &format!("job/{}", job.id), &json!({}))
-            .await
-        {
-            tracing::error!(job = %job.id, error = %e, "could not record a job cancellation");
-        }
-    }
-    Ok((StatusCode::ACCEPTED, axum::Json(job.view())).into_response())
 }
