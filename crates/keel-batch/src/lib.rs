@@ -178,6 +178,7 @@ pub async fn score(
     let parallel = ModelOptions::default().sessions.max(1);
     let mut total = 0u64;
     let scored_at = chrono::Utc::now().timestamp_micros();
+    let mut run_columns = RunColumns::new(&name, record.version, &run_id, scored_at);
     // Outputs go to Parquet files as chunks finish; the one commit comes after the last chunk.
     let mut sink = ws.append_stream(&output)?;
     let mut stream = chunked
@@ -194,13 +195,7 @@ pub async fn score(
     while let Some(next) = stream.next().await {
         let (chunk, scored) = next?;
         total += chunk.num_rows() as u64;
-        let batch = with_run_columns(
-            plan.output_batch(&chunk, scored)?,
-            &name,
-            record.version,
-            &run_id,
-            scored_at,
-        )?;
+        let batch = run_columns.add(plan.output_batch(&chunk, scored)?)?;
         sink.send(batch).await.map_err(keel_data::DataError::from)?;
         progress(total);
     }
@@ -291,30 +286,59 @@ async fn already_scored(
     Ok(Some((n as u64, version)))
 }
 
-/// `batch` with the run's columns appended: model, model_version, run_id, scored_at.
-fn with_run_columns(
-    batch: RecordBatch,
-    model: &str,
-    version: i64,
-    run_id: &str,
+/// The run's constant columns (model, model_version, run_id, scored_at) appended to each output
+/// chunk: built once at the chunk size and sliced (no copy) for each chunk, instead of repeating
+/// the strings row by row for every chunk.
+struct RunColumns {
+    fields: [Field; 4],
+    model: String,
+    version: u64,
+    run_id: String,
     scored_at_us: i64,
-) -> Result<RecordBatch, BatchError> {
-    let n = batch.num_rows();
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    fields.push(Field::new("model", ArrowType::Utf8, false));
-    columns.push(Arc::new(StringArray::from(vec![model; n])));
-    fields.push(Field::new("model_version", ArrowType::UInt64, false));
-    columns.push(Arc::new(UInt64Array::from(vec![version.max(0) as u64; n])));
-    fields.push(Field::new("run_id", ArrowType::Utf8, false));
-    columns.push(Arc::new(StringArray::from(vec![run_id; n])));
-    fields.push(Field::new(
-        "scored_at",
-        ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        false,
-    ));
-    columns.push(Arc::new(
-        TimestampMicrosecondArray::from(vec![scored_at_us; n]).with_timezone("UTC"),
-    ));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| BatchError::Internal(e.to_string()))
+    /// Columns of `rows` rows, rebuilt when a chunk is longer.
+    built: Vec<ArrayRef>,
+    rows: usize,
+}
+
+impl RunColumns {
+    fn new(model: &str, version: i64, run_id: &str, scored_at_us: i64) -> RunColumns {
+        RunColumns {
+            fields: [
+                Field::new("model", ArrowType::Utf8, false),
+                Field::new("model_version", ArrowType::UInt64, false),
+                Field::new("run_id", ArrowType::Utf8, false),
+                Field::new(
+                    "scored_at",
+                    ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    false,
+                ),
+            ],
+            model: model.to_owned(),
+            version: version.max(0) as u64,
+            run_id: run_id.to_owned(),
+            scored_at_us,
+            built: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// `batch` with the run's columns appended.
+    fn add(&mut self, batch: RecordBatch) -> Result<RecordBatch, BatchError> {
+        let n = batch.num_rows();
+        if n > self.rows || self.built.is_empty() {
+            let repeat = |s: &str| StringArray::from_iter_values(std::iter::repeat_n(s, n));
+            self.built = vec![
+                Arc::new(repeat(&self.model)),
+                Arc::new(UInt64Array::from_value(self.version, n)),
+                Arc::new(repeat(&self.run_id)),
+                Arc::new(TimestampMicrosecondArray::from_value(self.scored_at_us, n).with_timezone("UTC")),
+            ];
+            self.rows = n;
+        }
+        let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        fields.extend(self.fields.iter().cloned());
+        columns.extend(self.built.iter().map(|c| c.slice(0, n)));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| BatchError::Internal(e.to_string()))
+    }
 }
