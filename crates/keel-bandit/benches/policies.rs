@@ -69,14 +69,23 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
             PolicyConfig::LinUcb {
                 alpha: 1.0,
                 floor: 0.05,
+                half_life: None,
             },
         ),
-        ("linear_thompson", PolicyConfig::LinearThompson { v: 0.3, floor: 0.05 }),
+        (
+            "linear_thompson",
+            PolicyConfig::LinearThompson {
+                v: 0.3,
+                floor: 0.05,
+                half_life: None,
+            },
+        ),
         (
             "square_cb",
             PolicyConfig::SquareCb {
                 gamma: 50.0,
                 floor: 0.05,
+                half_life: None,
             },
         ),
     ]
