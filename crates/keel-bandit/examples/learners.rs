@@ -7,7 +7,8 @@
 //! Vowpal Wabbit, which reads them from `dump`), and the policy learns it at once. The figures use
 //! expected conversions (`p[i][a]` of the chosen promotion), which are less noisy than the draws.
 //!
-//! `learners run SEEDS CUSTOMERS [DRIFT_AT]` prints one JSON line per (world, learner);
+//! `learners run SEEDS CUSTOMERS [DRIFT_AT]` prints one JSON line per (world, learner); a seed
+//! written `k7` is keel's own world (the flagship's, `World::new`) under seed 7 instead of a drawn one;
 //! `learners dump SEED CUSTOMERS [DRIFT_AT]` prints the world as CSV for the VW side:
 //! 17 features, then `p_0..p_{k-1}` in force at that round, then `u`.
 
@@ -79,8 +80,13 @@ struct Run {
 }
 
 impl Run {
-    fn new(seed: u64, customers: usize, drift_at: Option<usize>) -> anyhow::Result<Run> {
-        let world = World::drawn(customers, PROMOTIONS, BASE_RATE, seed)?;
+    fn new(token: &str, customers: usize, drift_at: Option<usize>) -> anyhow::Result<Run> {
+        let seed = seed_of(token)?;
+        let world = if token.starts_with('k') {
+            World::new(customers, PROMOTIONS, BASE_RATE, seed)?
+        } else {
+            World::drawn(customers, PROMOTIONS, BASE_RATE, seed)?
+        };
         let after = drift_at.map(|at| (at, world.drifted(seed)));
         let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xc0ffee);
         let u = (0..customers).map(|_| rng.random::<f64>()).collect();
@@ -107,6 +113,10 @@ impl Run {
     }
 }
 
+fn seed_of(token: &str) -> anyhow::Result<u64> {
+    Ok(token.trim_start_matches('k').parse()?)
+}
+
 fn share(chosen: &[f64], run: &Run, lo: usize, hi: usize) -> f64 {
     let rate = chosen[lo..hi].iter().sum::<f64>() / (hi - lo) as f64;
     let (uniform, oracle) = run.anchors(lo, hi);
@@ -127,7 +137,7 @@ fn main() -> anyhow::Result<()> {
     }
     match args[0].as_str() {
         "dump" => {
-            let run = Run::new(args[1].parse()?, customers, drift_at)?;
+            let run = Run::new(&args[1], customers, drift_at)?;
             let mut out = String::new();
             for (i, c) in run.world.customers.iter().enumerate() {
                 let row: Vec<String> = c
@@ -143,9 +153,9 @@ fn main() -> anyhow::Result<()> {
             print!("{out}");
         }
         "run" => {
-            let seeds: Vec<u64> = args[1].split(',').map(str::parse).collect::<Result<_, _>>()?;
-            for seed in seeds {
-                let run = Run::new(seed, customers, drift_at)?;
+            for token in args[1].split(',') {
+                let run = Run::new(token, customers, drift_at)?;
+                let seed = seed_of(token)?;
                 let xs: Vec<Vec<f64>> = run.world.customers.iter().map(|c| c.features()).collect();
                 for (name, config) in grid(drift_at.is_some()) {
                     let config: PolicyConfig = serde_json::from_value(config)?;
@@ -165,6 +175,7 @@ fn main() -> anyhow::Result<()> {
                         "learner": "keel",
                         "policy": name,
                         "seed": seed,
+                        "world": if token.starts_with('k') { "keel" } else { "drawn" },
                         "customers": customers,
                         "share": share(&chosen, &run, 0, customers),
                         "rounds_per_second": customers as f64 / seconds,

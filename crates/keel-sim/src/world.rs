@@ -308,6 +308,16 @@ impl World {
         }
     }
 
+    /// This world for customers `0..at`, then [`drifted`](Self::drifted)`(seed)` for the rest: what
+    /// a campaign that reaches its customers in order sees when the appeal shifts during it.
+    pub fn shifting_at(&self, at: usize, seed: u64) -> World {
+        let mut after = self.drifted(seed);
+        for (i, row) in after.p.iter_mut().enumerate().take(at) {
+            row.clone_from(&self.p[i]);
+        }
+        after
+    }
+
     pub fn k(&self) -> usize {
         self.promotions.len()
     }
@@ -427,6 +437,14 @@ mod tests {
         let stale: f64 = w.p.iter().zip(&d.p).map(|(a, b)| b[best(a)]).sum::<f64>() / w.p.len() as f64;
         let share = (stale - d.uniform_rate()) / (d.oracle_rate() - d.uniform_rate());
         assert!(share < 0.7, "the old oracle keeps {share} of the new lift");
+    }
+
+    #[test]
+    fn a_shift_splices_the_two_worlds_at_the_customer() {
+        let w = World::drawn(1_000, 4, 0.025, 8).expect("world");
+        let s = w.shifting_at(600, 8);
+        let d = w.drifted(8);
+        assert!(s.p[..600] == w.p[..600] && s.p[600..] == d.p[600..]);
     }
 
     #[test]
