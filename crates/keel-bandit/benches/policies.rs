@@ -88,6 +88,15 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
                 half_life: None,
             },
         ),
+        ("contextual (logistic_thompson)", PolicyConfig::recommended_contextual()),
+        (
+            "lin_ucb_half_life_5000",
+            PolicyConfig::LinUcb {
+                alpha: 1.0,
+                floor: 0.05,
+                half_life: Some(5000.0),
+            },
+        ),
     ]
 }
 
