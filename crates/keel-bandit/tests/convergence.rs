@@ -132,6 +132,12 @@ fn contextual_policies_beat_uniform_random() {
             floor: 0.0,
             half_life: None,
         },
+        PolicyConfig::Contextual {},
+        PolicyConfig::LinUcb {
+            alpha: 1.0,
+            floor: 0.0,
+            half_life: Some(2_000.0),
+        },
     ] {
         let (policy, uniform, best) = contextual_value(config.clone(), 5);
         // Uniform random earns 0.50, the best action 0.74 (the mean of the largest of four uniforms).
