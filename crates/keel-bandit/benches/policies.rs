@@ -69,14 +69,32 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
             PolicyConfig::LinUcb {
                 alpha: 1.0,
                 floor: 0.05,
+                half_life: None,
             },
         ),
-        ("linear_thompson", PolicyConfig::LinearThompson { v: 0.3, floor: 0.05 }),
+        (
+            "linear_thompson",
+            PolicyConfig::LinearThompson {
+                v: 0.3,
+                floor: 0.05,
+                half_life: None,
+            },
+        ),
         (
             "square_cb",
             PolicyConfig::SquareCb {
                 gamma: 50.0,
                 floor: 0.05,
+                half_life: None,
+            },
+        ),
+        ("contextual (logistic_thompson)", PolicyConfig::recommended_contextual()),
+        (
+            "lin_ucb_half_life_5000",
+            PolicyConfig::LinUcb {
+                alpha: 1.0,
+                floor: 0.05,
+                half_life: Some(5000.0),
             },
         ),
     ]

@@ -78,6 +78,10 @@ pub enum PolicyConfig {
         /// Exploration floor in `[0, 1)`.
         #[serde(default)]
         floor: f64,
+        /// Discounting for worlds that change: an observation's weight halves every `half_life`
+        /// updates (see the crate doc). Absent: never forget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        half_life: Option<f64>,
     },
     /// Linear Thompson sampling (Agrawal & Goyal 2013) per action, `theta ~ N(theta_hat, v^2 A^-1)`,
     /// by probability matching over a Monte Carlo estimate (see the crate doc).
@@ -87,6 +91,10 @@ pub enum PolicyConfig {
         /// Exploration floor in `[0, 1)`.
         #[serde(default)]
         floor: f64,
+        /// Discounting for worlds that change: an observation's weight halves every `half_life`
+        /// updates (see the crate doc). Absent: never forget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        half_life: Option<f64>,
     },
     /// SquareCB (Foster & Rakhlin 2020) over per-action online ridge regression:
     /// `p_a = 1 / (K + gamma * (yhat_best - yhat_a))` for `a != best`, the rest to the best; then the floor.
@@ -96,7 +104,35 @@ pub enum PolicyConfig {
         /// Exploration floor in `[0, 1)`.
         #[serde(default)]
         floor: f64,
+        /// Discounting for worlds that change: an observation's weight halves every `half_life`
+        /// updates (see the crate doc). Absent: never forget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        half_life: Option<f64>,
     },
+    /// Thompson sampling over one Bayesian logistic regression per action (Chapelle & Li 2011),
+    /// for conversions (rewards in `[0, 1]`): prior `N(0, prior_variance I)`, posterior by online
+    /// Laplace approximation with a full covariance, log-odds draws `N(m.x, v^2 x'Sx)`, sampled by
+    /// probability matching over a Monte Carlo estimate like linear Thompson (see the crate doc).
+    LogisticThompson {
+        /// Posterior scale (>= 0; below 1 explores less than exact Thompson sampling).
+        #[serde(default = "one")]
+        v: f64,
+        /// Prior variance of every weight (> 0).
+        #[serde(default = "prior_var")]
+        prior_variance: f64,
+        /// Exploration floor in `[0, 1)`.
+        #[serde(default)]
+        floor: f64,
+        /// Discounting for worlds that change: an observation's weight halves every `half_life`
+        /// updates (see the crate doc). Absent: never forget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        half_life: Option<f64>,
+    },
+    /// keel's recommended contextual learner, with settings chosen on the learner study
+    /// (bench/README.md, "Contextual learners"): for teams that do not want to tune. Resolved to
+    /// the concrete policy by [`PolicyConfig::resolved`] when a deployment is created, so a
+    /// later keel with another recommendation never changes a running deployment.
+    Contextual {},
 }
 
 impl PolicyConfig {
@@ -126,6 +162,14 @@ impl PolicyConfig {
                 problems.push(format!("{name} is {value}; it must be {want}"));
             }
         };
+        if let Some(h) = self.half_life() {
+            check(
+                "half_life",
+                h,
+                h >= 1.0,
+                "finite and >= 1 (updates after which an observation counts half)",
+            );
+        }
         match self {
             PolicyConfig::FixedWeights { weights } => {
                 if weights.len() != actions {
@@ -179,18 +223,34 @@ impl PolicyConfig {
                 );
                 check("floor", *floor, valid_floor(*floor), "in [0, 1)");
             }
-            PolicyConfig::LinUcb { alpha, floor } => {
+            PolicyConfig::LinUcb { alpha, floor, .. } => {
                 check("alpha", *alpha, *alpha >= 0.0, "finite and >= 0");
                 check("floor", *floor, valid_floor(*floor), "in [0, 1)");
             }
-            PolicyConfig::LinearThompson { v, floor } => {
+            PolicyConfig::LinearThompson { v, floor, .. } => {
                 check("v", *v, *v >= 0.0, "finite and >= 0");
                 check("floor", *floor, valid_floor(*floor), "in [0, 1)");
             }
-            PolicyConfig::SquareCb { gamma, floor } => {
+            PolicyConfig::SquareCb { gamma, floor, .. } => {
                 check("gamma", *gamma, *gamma >= 0.0, "finite and >= 0");
                 check("floor", *floor, valid_floor(*floor), "in [0, 1)");
             }
+            PolicyConfig::LogisticThompson {
+                v,
+                prior_variance,
+                floor,
+                ..
+            } => {
+                check("v", *v, *v >= 0.0, "finite and >= 0");
+                check(
+                    "prior_variance",
+                    *prior_variance,
+                    *prior_variance > 0.0,
+                    "finite and > 0",
+                );
+                check("floor", *floor, valid_floor(*floor), "in [0, 1)");
+            }
+            PolicyConfig::Contextual {} => {}
         }
         if problems.is_empty() {
             Ok(())
@@ -202,7 +262,11 @@ impl PolicyConfig {
     /// Whether the policy uses the context (and so requires one on every call).
     pub fn is_contextual(&self) -> bool {
         match self {
-            PolicyConfig::LinUcb { .. } | PolicyConfig::LinearThompson { .. } | PolicyConfig::SquareCb { .. } => true,
+            PolicyConfig::LinUcb { .. }
+            | PolicyConfig::LinearThompson { .. }
+            | PolicyConfig::SquareCb { .. }
+            | PolicyConfig::LogisticThompson { .. }
+            | PolicyConfig::Contextual {} => true,
             PolicyConfig::FixedWeights { .. }
             | PolicyConfig::EpsilonGreedy { .. }
             | PolicyConfig::Ucb1 { .. }
@@ -222,6 +286,8 @@ impl PolicyConfig {
             PolicyConfig::LinUcb { .. } => "lin_ucb",
             PolicyConfig::LinearThompson { .. } => "linear_thompson",
             PolicyConfig::SquareCb { .. } => "square_cb",
+            PolicyConfig::LogisticThompson { .. } => "logistic_thompson",
+            PolicyConfig::Contextual {} => "contextual",
         }
     }
 
@@ -235,7 +301,50 @@ impl PolicyConfig {
             | PolicyConfig::ThompsonGaussian { floor, .. }
             | PolicyConfig::LinUcb { floor, .. }
             | PolicyConfig::LinearThompson { floor, .. }
-            | PolicyConfig::SquareCb { floor, .. } => *floor,
+            | PolicyConfig::SquareCb { floor, .. }
+            | PolicyConfig::LogisticThompson { floor, .. } => *floor,
+            PolicyConfig::Contextual {} => PolicyConfig::recommended_contextual().floor(),
+        }
+    }
+
+    /// The discounting half-life (in updates) of the policies that have one.
+    pub fn half_life(&self) -> Option<f64> {
+        match self {
+            PolicyConfig::LinUcb { half_life, .. }
+            | PolicyConfig::LinearThompson { half_life, .. }
+            | PolicyConfig::SquareCb { half_life, .. }
+            | PolicyConfig::LogisticThompson { half_life, .. } => *half_life,
+            _ => None,
+        }
+    }
+
+    /// The per-update discount `2^(-1 / half_life)` (1 without discounting).
+    pub fn discount(&self) -> f64 {
+        self.half_life().map_or(1.0, |h| (-std::f64::consts::LN_2 / h).exp())
+    }
+
+    /// The concrete policy: `contextual` becomes [`recommended_contextual`](Self::recommended_contextual),
+    /// every other policy is itself.
+    pub fn resolved(&self) -> PolicyConfig {
+        match self {
+            PolicyConfig::Contextual {} => PolicyConfig::recommended_contextual(),
+            other => other.clone(),
+        }
+    }
+
+    /// What `{"type": "contextual"}` stands for: the winner of the learner study over five
+    /// simulated e-mail worlds (bench/README.md, "Contextual learners"): logistic Thompson
+    /// sampling with half the posterior's spread and a 1% floor kept 93.0% of the oracle's lift
+    /// over uniform on average (90.3% on the hardest world), ahead of every ridge-based setting
+    /// tried and of Vowpal Wabbit's `--squarecb` and `--bag 5` on every world. No discounting:
+    /// it cost about half a point in worlds that do not change; add `half_life` (2,500 to 5,000
+    /// updates) where appeal drifts.
+    pub fn recommended_contextual() -> PolicyConfig {
+        PolicyConfig::LogisticThompson {
+            v: 0.5,
+            prior_variance: 1.0,
+            floor: 0.01,
+            half_life: None,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The decision policies of keel's experiments: fixed A/B/n weights, multi-armed bandits
 //! (epsilon-greedy, UCB1, Beta and Gaussian Thompson sampling) and contextual bandits (disjoint
-//! LinUCB, linear Thompson sampling, SquareCB). This crate owns the math only: a [`PolicyConfig`]
+//! LinUCB, linear Thompson sampling, SquareCB, Bayesian logistic Thompson sampling for
+//! conversions, each optionally discounted for worlds that change; `contextual` names the one
+//! keel recommends). This crate owns the math only: a [`PolicyConfig`]
 //! (the spec model and its validation), a serde-able [`PolicyState`] that decides and learns, and
 //! the sticky assignment hash. Every decision comes with the exact probability of every action
 //! ([`Decision::probabilities`]), which keel logs for off-policy evaluation, and every policy with a
@@ -17,7 +19,23 @@
 //!   policy version, so [`PolicyState::probabilities`] is a deterministic function of the state and
 //!   context and can be recomputed for OPE. For linear TS the score `x'theta_a` of a posterior draw
 //!   is univariate normal, `N(x'theta_hat_a, v^2 x'A_a^-1 x)`, so it is drawn directly: no
-//!   Cholesky factor and no d^3 work per decision.
+//!   Cholesky factor and no d^3 work per decision. Logistic TS draws the log-odds
+//!   `x'w_a ~ N(x'm_a, v^2 x'S_a x)` the same way (the conversion probability is increasing in
+//!   the log-odds, so the argmax is the same) and follows the same contract: the logged
+//!   propensity is exactly the distribution sampled from, which estimates the Thompson
+//!   distribution with a standard error of at most `sqrt(0.25 / 64) = 0.0625` per action.
+//! - Logistic TS keeps, per action, a Gaussian posterior `N(m_a, S_a)` updated by an online
+//!   Laplace approximation (Chapelle & Li 2011, with a full covariance): the exact mode of the
+//!   old posterior times the new observation's likelihood (a one-dimensional Newton solve along
+//!   `S_a x`), and the likelihood's curvature at the mode added to the precision by
+//!   Sherman-Morrison, O(d^2) per update (see `logistic.rs`).
+//! - Discounting (`half_life` h on the contextual policies): before each update every action's
+//!   posterior is raised to the power `gamma = 2^(-1/h)` and multiplied by the prior to the
+//!   power `1 - gamma` (precision `gamma P + (1 - gamma) P_0`, precision-weighted mean times
+//!   `gamma`), so an observation weighs half after h updates and an action's uncertainty grows
+//!   back while it is not chosen (D-LinUCB's weights, Russac et al. 2019). That update is not
+//!   rank-one: the precision is kept and inverted by Cholesky for every action, O(K d^3) per
+//!   update, about 6x slower than without discounting at K = 5, d = 18.
 //! - Gaussian TS (continuous rewards such as revenue) puts a Normal prior
 //!   `N(prior_mean, prior_variance)` on each mean and handles the unknown noise variance by a
 //!   plug-in: the larger of the action's own sample variance and the variance pooled over all
@@ -34,6 +52,7 @@
 mod config;
 mod error;
 mod linear;
+mod logistic;
 mod state;
 
 pub use config::{MAX_ACTIONS, MAX_FEATURES, MAX_MATRIX_ENTRIES, PolicyConfig};

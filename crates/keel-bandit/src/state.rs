@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::PolicyConfig;
 use crate::error::{BanditError, Result};
 use crate::linear::LinearModel;
+use crate::logistic::LogisticModel;
 use crate::pick;
 
 /// Monte Carlo draws of the probability of being best for non-contextual Thompson sampling.
@@ -103,6 +104,8 @@ pub struct PolicyState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     linear: Option<LinearModel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    logistic: Option<LogisticModel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     sampled: Option<Sampled>,
 }
 
@@ -117,6 +120,8 @@ struct StateRepr {
     arms: Vec<ArmStats>,
     #[serde(default)]
     linear: Option<LinearModel>,
+    #[serde(default)]
+    logistic: Option<LogisticModel>,
     #[serde(default)]
     sampled: Option<Sampled>,
 }
@@ -136,11 +141,30 @@ impl TryFrom<StateRepr> for PolicyState {
         {
             return bad("arm statistics hold a non-finite value");
         }
-        match (&r.linear, r.config.is_contextual()) {
+        if matches!(r.config, PolicyConfig::Contextual {}) {
+            return bad("the policy is 'contextual' instead of the learner it resolved to");
+        }
+        let logistic = matches!(r.config, PolicyConfig::LogisticThompson { .. });
+        let discounted = r.config.half_life().is_some();
+        match (&r.linear, r.config.is_contextual() && !logistic) {
             (Some(l), true) => l.check(r.actions, r.features)?,
             (None, false) => {}
             (None, true) => return bad("a contextual policy without its linear model"),
-            (Some(_), false) => return bad("a linear model for a non-contextual policy"),
+            (Some(_), false) => return bad("a linear model for a policy that has none"),
+        }
+        match (&r.logistic, logistic) {
+            (Some(l), true) => l.check(r.actions, r.features)?,
+            (None, false) => {}
+            (None, true) => return bad("a logistic policy without its model"),
+            (Some(_), false) => return bad("a logistic model for another policy"),
+        }
+        let kept = r
+            .linear
+            .as_ref()
+            .map(|l| l.a.is_some())
+            .or(r.logistic.as_ref().map(|l| l.precision.is_some()));
+        if kept.is_some_and(|k| k != discounted) {
+            return bad("the model's discounting matrices do not match the policy's half_life");
         }
         if let Some(s) = &r.sampled {
             let sum: f64 = s.probabilities.iter().sum();
@@ -160,6 +184,7 @@ impl TryFrom<StateRepr> for PolicyState {
             updates: r.updates,
             arms: r.arms,
             linear: r.linear,
+            logistic: r.logistic,
             sampled: r.sampled,
         })
     }
@@ -175,9 +200,24 @@ fn is_thompson(config: &PolicyConfig) -> bool {
 impl PolicyState {
     /// A fresh policy over `actions` actions; `features` is the context width of contextual
     /// policies (ignored by the others, so 0 or the deployment's logged width both work).
+    ///
+    /// `contextual` is replaced by the learner it stands for ([`PolicyConfig::resolved`]).
     pub fn new(config: PolicyConfig, actions: usize, features: usize) -> Result<PolicyState> {
+        let config = config.resolved();
         config.validate(actions, features)?;
-        let linear = config.is_contextual().then(|| LinearModel::new(actions, features));
+        let discounted = config.half_life().is_some();
+        let (linear, logistic) = match config {
+            PolicyConfig::LogisticThompson { prior_variance, .. } => (
+                None,
+                Some(LogisticModel::new(actions, features, prior_variance, discounted)),
+            ),
+            _ => (
+                config
+                    .is_contextual()
+                    .then(|| LinearModel::new(actions, features, discounted)),
+                None,
+            ),
+        };
         let mut state = PolicyState {
             config,
             actions,
@@ -185,6 +225,7 @@ impl PolicyState {
             updates: 0,
             arms: vec![ArmStats::default(); actions],
             linear,
+            logistic,
             sampled: None,
         };
         state.refresh_sampled(true)?;
@@ -212,7 +253,7 @@ impl PolicyState {
             });
         }
         let (min, max) = match self.config {
-            PolicyConfig::ThompsonBeta { .. } => (0.0, 1.0),
+            PolicyConfig::ThompsonBeta { .. } | PolicyConfig::LogisticThompson { .. } => (0.0, 1.0),
             _ => (-MAX_ABS_REWARD, MAX_ABS_REWARD),
         };
         if !reward.is_finite() || reward < min || reward > max {
@@ -225,8 +266,14 @@ impl PolicyState {
         }
         if self.config.is_contextual() {
             let x = self.context(context)?;
+            let gamma = self.config.discount();
             if let Some(linear) = &mut self.linear {
-                linear.update(action, &x, reward)?;
+                linear.update(action, &x, reward, gamma)?;
+            }
+            if let (Some(model), PolicyConfig::LogisticThompson { prior_variance, .. }) =
+                (&mut self.logistic, &self.config)
+            {
+                model.update(action, &x, reward, gamma, *prior_variance)?;
             }
         }
         self.arms[action].add(reward);
@@ -280,18 +327,24 @@ impl PolicyState {
                         (mean, v * quad.sqrt())
                     })
                     .collect();
-                let mut rng = ChaCha8Rng::seed_from_u64(mc_seed(self.updates));
-                let mut wins = vec![0u32; k];
-                for _ in 0..LINEAR_THOMPSON_DRAWS {
-                    let best = argmax(posterior.iter().map(|(m, s)| {
-                        let z: f64 = rng.sample(StandardNormal);
-                        m + s * z
-                    }));
-                    wins[best] += 1;
-                }
-                wins.iter()
-                    .map(|w| f64::from(*w) / LINEAR_THOMPSON_DRAWS as f64)
-                    .collect()
+                matching(&posterior, self.updates)
+            }
+            PolicyConfig::LogisticThompson { v, .. } => {
+                let x = self.context(context)?;
+                let model = self
+                    .logistic
+                    .as_ref()
+                    .ok_or_else(|| BanditError::Numerical("logistic policy without its model".to_string()))?;
+                let posterior: Vec<(f64, f64)> = (0..k)
+                    .map(|a| {
+                        let (mean, var) = model.score(a, &x);
+                        (mean, v * var.sqrt())
+                    })
+                    .collect();
+                matching(&posterior, self.updates)
+            }
+            PolicyConfig::Contextual {} => {
+                return Err(BanditError::Numerical("'contextual' was not resolved".to_string()));
             }
             PolicyConfig::SquareCb { gamma, .. } => {
                 let x = self.context(context)?;
@@ -502,6 +555,23 @@ fn gaussian_posterior(arm: &ArmStats, prior_mean: f64, prior_variance: f64, pool
     let precision = 1.0 / prior_variance + n / noise;
     let mean = (prior_mean / prior_variance + n * arm.mean / noise) / precision;
     (mean, precision.recip().sqrt())
+}
+
+/// Probability matching for independent Normal scores `(mean, sd)` per action: the share of
+/// [`LINEAR_THOMPSON_DRAWS`] joint draws (fixed seed mixed with the version) each action wins.
+fn matching(posterior: &[(f64, f64)], version: u64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(mc_seed(version));
+    let mut wins = vec![0u32; posterior.len()];
+    for _ in 0..LINEAR_THOMPSON_DRAWS {
+        let best = argmax(posterior.iter().map(|(m, s)| {
+            let z: f64 = rng.sample(StandardNormal);
+            m + s * z
+        }));
+        wins[best] += 1;
+    }
+    wins.iter()
+        .map(|w| f64::from(*w) / LINEAR_THOMPSON_DRAWS as f64)
+        .collect()
 }
 
 fn mc_seed(version: u64) -> u64 {

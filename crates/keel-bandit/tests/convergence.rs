@@ -117,11 +117,26 @@ fn contextual_value(config: PolicyConfig, seed: u64) -> (f64, f64, f64) {
 #[test]
 fn contextual_policies_beat_uniform_random() {
     for config in [
-        PolicyConfig::LinUcb { alpha: 1.0, floor: 0.0 },
-        PolicyConfig::LinearThompson { v: 0.3, floor: 0.0 },
+        PolicyConfig::LinUcb {
+            alpha: 1.0,
+            floor: 0.0,
+            half_life: None,
+        },
+        PolicyConfig::LinearThompson {
+            v: 0.3,
+            floor: 0.0,
+            half_life: None,
+        },
         PolicyConfig::SquareCb {
             gamma: 50.0,
             floor: 0.0,
+            half_life: None,
+        },
+        PolicyConfig::Contextual {},
+        PolicyConfig::LinUcb {
+            alpha: 1.0,
+            floor: 0.0,
+            half_life: Some(2_000.0),
         },
     ] {
         let (policy, uniform, best) = contextual_value(config.clone(), 5);

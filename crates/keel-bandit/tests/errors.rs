@@ -3,7 +3,16 @@
 use keel_bandit::{BanditError, PolicyConfig, PolicyState};
 
 fn lin() -> PolicyState {
-    PolicyState::new(PolicyConfig::LinUcb { alpha: 1.0, floor: 0.1 }, 3, 2).expect("test setup")
+    PolicyState::new(
+        PolicyConfig::LinUcb {
+            alpha: 1.0,
+            floor: 0.1,
+            half_life: None,
+        },
+        3,
+        2,
+    )
+    .expect("test setup")
 }
 
 #[test]
@@ -51,6 +60,7 @@ fn contextual_policy_without_features_needs_no_context() {
         PolicyConfig::SquareCb {
             gamma: 10.0,
             floor: 0.0,
+            half_life: None,
         },
         2,
         0,
@@ -150,8 +160,24 @@ fn invalid_configs_are_refused_with_every_problem() {
     }
     for floor in [-0.1, 1.0, f64::NAN] {
         problems(PolicyConfig::Ucb1 { floor }, 2, 0);
-        problems(PolicyConfig::LinUcb { alpha: 1.0, floor }, 2, 1);
-        problems(PolicyConfig::SquareCb { gamma: 1.0, floor }, 2, 1);
+        problems(
+            PolicyConfig::LinUcb {
+                alpha: 1.0,
+                floor,
+                half_life: None,
+            },
+            2,
+            1,
+        );
+        problems(
+            PolicyConfig::SquareCb {
+                gamma: 1.0,
+                floor,
+                half_life: None,
+            },
+            2,
+            1,
+        );
         problems(
             PolicyConfig::ThompsonBeta {
                 prior_alpha: 1.0,
@@ -185,6 +211,7 @@ fn invalid_configs_are_refused_with_every_problem() {
         PolicyConfig::LinUcb {
             alpha: -1.0,
             floor: 0.0,
+            half_life: None,
         },
         2,
         1,
@@ -193,6 +220,7 @@ fn invalid_configs_are_refused_with_every_problem() {
         PolicyConfig::LinearThompson {
             v: f64::INFINITY,
             floor: 0.0,
+            half_life: None,
         },
         2,
         1,
@@ -201,11 +229,20 @@ fn invalid_configs_are_refused_with_every_problem() {
         PolicyConfig::SquareCb {
             gamma: -1.0,
             floor: 0.0,
+            half_life: None,
         },
         2,
         1,
     );
-    problems(PolicyConfig::LinUcb { alpha: 1.0, floor: 0.0 }, 2, 10_000);
+    problems(
+        PolicyConfig::LinUcb {
+            alpha: 1.0,
+            floor: 0.0,
+            half_life: None,
+        },
+        2,
+        10_000,
+    );
     problems(PolicyConfig::Ucb1 { floor: 0.0 }, 5000, 0);
 
     let e = PolicyState::new(PolicyConfig::EpsilonGreedy { epsilon: 2.0 }, 2, 0).unwrap_err();
@@ -246,19 +283,28 @@ fn config_json_has_defaults_and_refuses_unknown_fields() {
     );
     assert_eq!(
         parse(r#"{"type": "lin_ucb", "alpha": 1.0}"#).unwrap(),
-        PolicyConfig::LinUcb { alpha: 1.0, floor: 0.0 }
+        PolicyConfig::LinUcb {
+            alpha: 1.0,
+            floor: 0.0,
+            half_life: None
+        }
     );
     assert_eq!(
         parse(r#"{"type": "square_cb", "gamma": 50}"#).unwrap(),
         PolicyConfig::SquareCb {
             gamma: 50.0,
-            floor: 0.0
+            floor: 0.0,
+            half_life: None,
         }
     );
     assert!(parse(r#"{"type": "ucb1", "flor": 0.1}"#).is_err());
     assert!(parse(r#"{"type": "lin_ucb"}"#).is_err());
     assert!(parse(r#"{"type": "ucb2"}"#).is_err());
-    let c = PolicyConfig::LinearThompson { v: 0.5, floor: 0.05 };
+    let c = PolicyConfig::LinearThompson {
+        v: 0.5,
+        floor: 0.05,
+        half_life: None,
+    };
     let json = serde_json::to_string(&c).unwrap();
     assert_eq!(json, r#"{"type":"linear_thompson","v":0.5,"floor":0.05}"#);
     assert_eq!(parse(&json).unwrap(), c);
@@ -298,6 +344,7 @@ fn bad_input_is_the_callers_fault_and_a_broken_state_is_keels() {
             PolicyConfig::LinUcb {
                 alpha: -1.0,
                 floor: 0.1,
+                half_life: None,
             },
             3,
             2,

@@ -11,6 +11,10 @@ fn floor() -> impl Strategy<Value = f64> {
     prop_oneof![Just(0.0), 0.0..0.99f64]
 }
 
+fn half_life() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![Just(None), (1.0..50.0f64).prop_map(Some)]
+}
+
 fn config(k: usize) -> impl Strategy<Value = PolicyConfig> {
     prop_oneof![
         prop::collection::vec(0.0..10.0f64, k)
@@ -32,9 +36,40 @@ fn config(k: usize) -> impl Strategy<Value = PolicyConfig> {
                 floor,
             }
         }),
-        (0.0..3.0f64, floor()).prop_map(|(alpha, floor)| PolicyConfig::LinUcb { alpha, floor }),
-        (0.0..3.0f64, floor()).prop_map(|(v, floor)| PolicyConfig::LinearThompson { v, floor }),
-        (0.0..100.0f64, floor()).prop_map(|(gamma, floor)| PolicyConfig::SquareCb { gamma, floor }),
+        (0.0..3.0f64, floor()).prop_map(|(alpha, floor)| PolicyConfig::LinUcb {
+            alpha,
+            floor,
+            half_life: None
+        }),
+        (0.0..3.0f64, floor()).prop_map(|(v, floor)| PolicyConfig::LinearThompson {
+            v,
+            floor,
+            half_life: None
+        }),
+        (0.0..100.0f64, floor()).prop_map(|(gamma, floor)| PolicyConfig::SquareCb {
+            gamma,
+            floor,
+            half_life: None
+        }),
+        (0.0..3.0f64, 0.1..10.0f64, floor(), half_life()).prop_map(|(v, prior_variance, floor, half_life)| {
+            PolicyConfig::LogisticThompson {
+                v,
+                prior_variance,
+                floor,
+                half_life,
+            }
+        }),
+        (0.0..3.0f64, floor(), 1.0..50.0f64).prop_map(|(alpha, floor, h)| PolicyConfig::LinUcb {
+            alpha,
+            floor,
+            half_life: Some(h)
+        }),
+        (0.0..100.0f64, floor(), 1.0..50.0f64).prop_map(|(gamma, floor, h)| PolicyConfig::SquareCb {
+            gamma,
+            floor,
+            half_life: Some(h)
+        }),
+        Just(PolicyConfig::Contextual {}),
     ]
 }
 
@@ -147,11 +182,18 @@ fn decisions_follow_their_probabilities() {
         PolicyConfig::SquareCb {
             gamma: 10.0,
             floor: 0.1,
+            half_life: None,
         },
         PolicyConfig::ThompsonBeta {
             prior_alpha: 1.0,
             prior_beta: 1.0,
             floor: 0.05,
+        },
+        PolicyConfig::LogisticThompson {
+            v: 1.0,
+            prior_variance: 1.0,
+            floor: 0.05,
+            half_life: Some(3.0),
         },
     ];
     for config in cases {

@@ -114,6 +114,7 @@ fn main() {
             PolicyConfig::SquareCb {
                 gamma: 400.0,
                 floor: 0.01,
+                half_life: None,
             },
             json!({"type": "square_cb", "gamma": 400.0, "floor": 0.01}),
         ),
@@ -122,6 +123,7 @@ fn main() {
             PolicyConfig::LinUcb {
                 alpha: 0.5,
                 floor: 0.01,
+                half_life: None,
             },
             json!({"type": "lin_ucb", "alpha": 0.5, "floor": 0.01}),
         ),

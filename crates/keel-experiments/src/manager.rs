@@ -476,6 +476,7 @@ async fn record(
     by: &str,
     reason: Option<&str>,
 ) -> Result<DeploymentRevision> {
+    let spec = &DeploymentSpec::recorded_form(spec);
     let revision = store.put_deployment(name, spec, by, reason).await?;
     record_lineage(store, name, served, by).await;
     Ok(revision)

@@ -196,12 +196,29 @@ impl OutputGuardsSpec {
 }
 
 impl DeploymentSpec {
-    /// Parses and validates a JSON definition.
+    /// Parses and validates a JSON definition. `"policy": {"type": "contextual"}` becomes the
+    /// learner keel recommends ([`PolicyConfig::resolved`]).
     pub fn from_json(value: &serde_json::Value) -> Result<DeploymentSpec> {
-        let spec: DeploymentSpec =
+        let mut spec: DeploymentSpec =
             serde_json::from_value(value.clone()).map_err(|e| DeploymentError::InvalidSpec(vec![e.to_string()]))?;
+        spec.policy = spec.policy.resolved();
         spec.validate()?;
         Ok(spec)
+    }
+
+    /// The definition as a revision records it: as written, except that
+    /// `"policy": {"type": "contextual"}` is replaced by the concrete learner it stands for
+    /// today, so a later keel that recommends another learner never changes a running
+    /// deployment (nor finds its saved state at odds with its definition).
+    pub fn recorded_form(raw: &serde_json::Value) -> serde_json::Value {
+        let mut out = raw.clone();
+        if raw["policy"]["type"] == "contextual"
+            && let Ok(policy) = serde_json::from_value::<PolicyConfig>(raw["policy"].clone())
+            && let Ok(resolved) = serde_json::to_value(policy.resolved())
+        {
+            out["policy"] = resolved;
+        }
+        out
     }
 
     /// Variants the policy chooses among (shadows excluded), in order.
@@ -512,6 +529,36 @@ mod tests {
 
     fn spec(v: serde_json::Value) -> Result<DeploymentSpec> {
         DeploymentSpec::from_json(&v)
+    }
+
+    #[test]
+    fn the_contextual_default_needs_no_knobs() {
+        let raw = serde_json::json!({
+            "variants": [{"name": "a"}, {"name": "b"}],
+            "policy": {"type": "contextual"},
+            "context": [{"type": "numeric", "name": "recency"}],
+        });
+        let s = spec(raw.clone()).expect("the default parses");
+        assert_eq!(s.policy, PolicyConfig::recommended_contextual());
+        assert!(s.policy.is_contextual());
+        let recorded = DeploymentSpec::recorded_form(&raw);
+        assert_eq!(
+            recorded["policy"],
+            serde_json::to_value(PolicyConfig::recommended_contextual()).unwrap()
+        );
+        assert_eq!(recorded["variants"], raw["variants"], "the rest is kept as written");
+        assert_eq!(spec(recorded).expect("parses").policy, s.policy);
+        // Other policies are recorded as written; knobs on "contextual" are refused.
+        let other = serde_json::json!({"variants": [{"name": "a"}], "policy": {"type": "ucb1"}});
+        assert_eq!(DeploymentSpec::recorded_form(&other), other);
+        let mut knobs = raw.clone();
+        knobs["policy"]["gamma"] = serde_json::json!(10);
+        assert!(spec(knobs).is_err());
+        // Like every contextual policy, it needs context features.
+        let mut bare = raw;
+        bare["context"] = serde_json::json!([]);
+        let err = spec(bare).expect_err("no context").to_string();
+        assert!(err.contains("needs context features"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub struct EmailConfig {
     pub base_rate: f64,
     /// Seed of the simulated world (customers, their tastes, their conversions).
     pub seed: u64,
+    /// Draw the promotions' appeal from `seed` too ([`World::drawn`]) instead of keel's own world.
+    pub drawn_world: bool,
+    /// The promotions' appeal shifts from this customer on ([`World::shifting_at`]); the expected
+    /// rates (uniform, best single, oracle) are then over the customers as each one found it.
+    pub drift_at: Option<usize>,
     /// Seed of keel's own randomness (the deployments' `seed`), apart from the world's so the
     /// policy's draws never echo the world's.
     pub policy_seed: u64,
@@ -85,11 +90,14 @@ pub fn policy_spec(policy: &str, world: &World, cfg: &EmailConfig) -> anyhow::Re
         "thompson" | "thompson_beta" => json!({"type": "thompson_beta"}),
         "ucb1" => json!({"type": "ucb1"}),
         "epsilon_greedy" => json!({"type": "epsilon_greedy", "epsilon": 0.1}),
-        "contextual" | "square_cb" => json!({"type": "square_cb", "gamma": 400.0, "floor": 0.01}),
+        // keel's recommended contextual learner, as a marketer who does not tune would write it.
+        "contextual" => json!({"type": "contextual"}),
+        "square_cb" => json!({"type": "square_cb", "gamma": 400.0, "floor": 0.01}),
+        "logistic_thompson" => json!({"type": "logistic_thompson", "v": 0.5, "floor": 0.01}),
         "lin_ucb" => json!({"type": "lin_ucb", "alpha": 0.5, "floor": 0.01}),
         "linear_thompson" => json!({"type": "linear_thompson", "v": 0.05, "floor": 0.01}),
         other => bail!(
-            "unknown policy '{other}'; use uniform, best_single, thompson, ucb1, epsilon_greedy, contextual (square_cb), lin_ucb or linear_thompson"
+            "unknown policy '{other}'; use uniform, best_single, thompson, ucb1, epsilon_greedy, contextual (keel's recommended learner), square_cb, lin_ucb, linear_thompson or logistic_thompson"
         ),
     };
     let variants: Vec<serde_json::Value> = world.promotions.iter().map(|p| json!({"name": p})).collect();
@@ -109,7 +117,15 @@ pub fn policy_spec(policy: &str, world: &World, cfg: &EmailConfig) -> anyhow::Re
 
 /// Runs every configured policy in turn and reports.
 pub async fn run(cfg: &EmailConfig, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<EmailReport> {
-    let world = Arc::new(World::new(cfg.customers, cfg.promotions, cfg.base_rate, cfg.seed)?);
+    let world = if cfg.drawn_world {
+        World::drawn(cfg.customers, cfg.promotions, cfg.base_rate, cfg.seed)?
+    } else {
+        World::new(cfg.customers, cfg.promotions, cfg.base_rate, cfg.seed)?
+    };
+    let world = Arc::new(match cfg.drift_at {
+        Some(at) => world.shifting_at(at, cfg.seed),
+        None => world,
+    });
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = &cfg.token {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))

@@ -8,6 +8,7 @@
 //!
 //! It must never depend on keel's crates: it is a client, like any other.
 
+#[cfg(feature = "client")]
 pub mod email;
 pub mod weekly;
 pub mod world;

@@ -197,6 +197,12 @@ pub struct EmailArgs {
     /// Seed of the simulated world (customers, tastes, conversions)
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Draw the promotions' appeal from the seed too (a world other than keel's own)
+    #[arg(long)]
+    pub drawn_world: bool,
+    /// The promotions' appeal shifts from this customer on (a season, a competitor's offer)
+    #[arg(long)]
+    pub drift_at: Option<usize>,
     /// Seed of the deployments' own randomness (kept apart from the world's)
     #[arg(long, default_value_t = 11)]
     pub policy_seed: u64,

@@ -113,6 +113,8 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
         promotions: PROMOTIONS,
         base_rate: BASE_RATE,
         seed: WORLD_SEED,
+        drawn_world: false,
+        drift_at: None,
         policy_seed: 11,
         concurrency: 16,
         delay_decisions: 0,

@@ -15,6 +15,8 @@ pub async fn run(global: &Global, cmd: SimulateCommand) -> anyhow::Result<()> {
                 promotions: a.promotions,
                 base_rate: a.base_rate,
                 seed: a.seed,
+                drawn_world: a.drawn_world,
+                drift_at: a.drift_at,
                 policy_seed: a.policy_seed,
                 concurrency: a.concurrency,
                 delay_decisions: a.delay,

@@ -12,6 +12,7 @@ mod control_group;
 mod decision_log;
 mod jobs_grpc;
 mod lake_s3;
+mod learners;
 mod plan;
 mod predlog;
 mod registry_api;
