@@ -22,6 +22,7 @@
 //! - [`offline`]: the same questions asked of what was logged: drift of a deployment's
 //!   predictions against its reference (lake feature), and OPE of a candidate on its decision log.
 
+pub mod anytime;
 mod batch;
 mod checkpoint;
 pub mod control;

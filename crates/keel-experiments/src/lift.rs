@@ -32,6 +32,11 @@
 //!   curse): a lift over it that stays positive is strong evidence.
 //!
 //! Every figure needs at least two rewards on each side; otherwise it is absent.
+//!
+//! These intervals are fixed-horizon: valid when read once. Each comes with its anytime-valid
+//! counterpart (`difference_cs`, `relative_cs`): the normal-mixture confidence sequence of
+//! [`crate::anytime`] on the same estimate and variance, with `n` the rewarded decisions of
+//! both sides.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +58,9 @@ pub struct MeanEstimate {
     /// Variance of the mean (the squared standard error).
     pub var: f64,
     pub rewards: u64,
+    /// Enough rewards for the normal approximation the confidence sequences rest on
+    /// ([`crate::anytime::settled`]).
+    pub settled: bool,
 }
 
 impl MeanEstimate {
@@ -62,6 +70,7 @@ impl MeanEstimate {
             mean: s.mean(),
             var: s.variance() / s.rewards as f64,
             rewards: s.rewards,
+            settled: crate::anytime::settled(s),
         })
     }
 
@@ -76,6 +85,7 @@ impl MeanEstimate {
             mean: parts.iter().map(|p| p.mean).sum::<f64>() / k,
             var: parts.iter().map(|p| p.var).sum::<f64>() / (k * k),
             rewards: parts.iter().map(|p| p.rewards).sum(),
+            settled: parts.iter().all(|p| p.settled),
         })
     }
 }
@@ -96,6 +106,14 @@ pub struct Lift {
     /// `treated_rate / baseline_rate - 1`, with its 95% interval (delta method); `null` when
     /// the baseline rate is 0.
     pub relative: Option<(f64, f64, f64)>,
+    /// The difference with its 95% confidence sequence (anytime-valid: [`crate::anytime`]);
+    /// `null` until both sides have enough rewards for it ([`crate::anytime::settled`]).
+    #[serde(default)]
+    pub difference_cs: Option<(f64, f64, f64)>,
+    /// The relative lift with its 95% confidence sequence (on the log of the ratio); `null`
+    /// until both sides have enough rewards, or when a side's mean is not positive.
+    #[serde(default)]
+    pub relative_cs: Option<(f64, f64, f64)>,
 }
 
 impl Lift {
@@ -117,6 +135,8 @@ impl Lift {
             baseline_rewards: b.rewards,
             difference: (d, d - half, d + half),
             relative,
+            difference_cs: crate::anytime::difference_cs(&t, &b),
+            relative_cs: crate::anytime::relative_cs(&t, &b),
         }
     }
 }
@@ -233,6 +253,24 @@ mod tests {
         close(lo, 1.0 - Z95 * var.sqrt());
         close(hi, 1.0 + Z95 * var.sqrt());
         assert!((hi - 1.6562577).abs() < 1e-6, "{hi}");
+        // The sequences at n = 2,000 of the mixture tuned to 10,000 (hand-computed in Python:
+        // ρ² = 7.936155e-4, radius(2000) = sqrt(2·2.587231/(2000²·7.936155e-4)·ln(√2.587231/0.05))
+        // = 0.07521882): the difference 0.05 ± sqrt(1.3763764e-4·2000)·radius = 0.05 ± 0.03946482;
+        // the lift on the log of the ratio, ln 2 ± sqrt((v_t/0.1² + v_b/0.05²)·2000)·radius =
+        // ln 2 ± 0.5631677, so [exp(ln 2 - 0.5631677) - 1, exp(ln 2 + 0.5631677) - 1] =
+        // [0.1388050, 2.5124539].
+        let (dd, dlo, dhi) = l.difference_cs.expect("difference cs");
+        close(dd, 0.05);
+        assert!(
+            (dhi - 0.05 - 0.03946482).abs() < 1e-8 && (0.05 - dlo - 0.03946482).abs() < 1e-8,
+            "{dlo} {dhi}"
+        );
+        let (rr, rlo, rhi) = l.relative_cs.expect("relative cs");
+        close(rr, 1.0);
+        assert!(
+            (rlo - 0.1388050).abs() < 1e-7 && (rhi - 2.5124539).abs() < 1e-7,
+            "{rlo} {rhi}"
+        );
         assert_eq!((l.treated_rewards, l.baseline_rewards), (1000, 1000));
     }
 

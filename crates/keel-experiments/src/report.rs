@@ -1,11 +1,14 @@
 //! The experiment report: per variant exposures, rewards, rates with intervals, probability
-//! to be best, lift over control; the control group (what it gets, its share, its figures);
+//! to be best, lift over control, each fixed-horizon figure beside its anytime-valid
+//! counterpart ([`crate::anytime`]); the control group (what it gets, its share, its figures);
 //! the lifts of the policy over the control, uniform and the best single variant
 //! ([`crate::lift`] says how they are computed); traffic share over time; checks.
 
 use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::anytime::Statistics;
+use crate::anytime::{ALPHA, lift_cs, may_be_best, rate_cs};
 pub use crate::lift::{Lift, Lifts};
 use crate::spec::{ControlArm, ControlSpec, RewardKind};
 use crate::state::Inner;
@@ -24,11 +27,24 @@ pub struct VariantReport {
     pub conversions: u64,
     /// Mean reward (the conversion rate for binary rewards).
     pub rate: f64,
+    /// Fixed-horizon 95% interval of `rate` (Wilson for binary rewards).
     pub rate_ci: (f64, f64),
+    /// Anytime-valid 95% confidence sequence of `rate` ([`crate::anytime`]); `null` for a
+    /// continuous reward below two rewards.
+    #[serde(default)]
+    pub rate_cs: Option<(f64, f64)>,
+    /// Posterior probability of the highest mean reward (fixed-horizon reading).
     pub prob_best: f64,
+    /// Whether the confidence sequences still allow this variant to be the best (anytime-valid:
+    /// false once another variant is surely better); false for shadows.
+    #[serde(default)]
+    pub may_be_best: bool,
     /// Relative lift of the mean reward over the holdout group (or, without one, over the
-    /// guardrail baseline variant), with its 95% interval.
+    /// guardrail baseline variant), with its fixed-horizon 95% interval.
     pub lift_vs_control: Option<(f64, f64, f64)>,
+    /// The same lift with its anytime-valid 95% confidence sequence.
+    #[serde(default)]
+    pub lift_vs_control_cs: Option<(f64, f64, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,7 +52,11 @@ pub struct GroupReport {
     pub exposures: u64,
     pub rewards: u64,
     pub rate: f64,
+    /// Fixed-horizon 95% interval.
     pub rate_ci: (f64, f64),
+    /// Anytime-valid 95% confidence sequence.
+    #[serde(default)]
+    pub rate_cs: Option<(f64, f64)>,
 }
 
 /// What the control group is.
@@ -93,6 +113,9 @@ pub struct Report {
     /// Relative lift of the policy-driven traffic over the holdout group (as
     /// `lifts.over_control.relative`).
     pub lift_over_control_group: Option<(f64, f64, f64)>,
+    /// The same lift with its anytime-valid 95% confidence sequence.
+    #[serde(default)]
+    pub lift_over_control_group_cs: Option<(f64, f64, f64)>,
     /// The policy-driven traffic over the control group, uniform rotation and the best single
     /// variant, each with its interval and the counts it rests on.
     #[serde(default)]
@@ -103,6 +126,9 @@ pub struct Report {
     pub traffic: Vec<(i64, Vec<u64>)>,
     /// Decisions inside their attribution window that have no reward yet.
     pub waiting_for_reward: usize,
+    /// Which figures are fixed-horizon (read once) and which anytime-valid (read at any time).
+    #[serde(default)]
+    pub statistics: Statistics,
 }
 
 fn interval(s: &Sums, kind: RewardKind) -> (f64, f64) {
@@ -118,6 +144,7 @@ fn group(s: &Sums, kind: RewardKind) -> GroupReport {
         rewards: s.rewards,
         rate: s.mean(),
         rate_ci: interval(s, kind),
+        rate_cs: rate_cs(s, kind, ALPHA),
     }
 }
 
@@ -140,11 +167,9 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
     // Variant rows describe the policy-driven traffic; the holdout group is reported apart.
     let totals: Vec<Sums> = c.policy.clone();
     let arms = spec.arms();
-    let best = prob_best(
-        &arms.iter().map(|a| &totals[*a]).collect::<Vec<_>>(),
-        kind == RewardKind::Binary,
-        4000,
-    );
+    let arm_sums: Vec<&Sums> = arms.iter().map(|a| &totals[*a]).collect();
+    let best = prob_best(&arm_sums, kind == RewardKind::Binary, 4000);
+    let contenders = may_be_best(&arm_sums, kind);
     let sum = |v: &[Sums]| v.iter().fold(Sums::default(), |acc, s| merge(&acc, s));
     let treated = sum(&c.policy);
     // The control group: the held-back decisions of every variant, and those of no action.
@@ -155,6 +180,12 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
         .enumerate()
         .map(|(i, v)| {
             let s = &c.policy[i];
+            // The holdout group, or without one the guardrail baseline (not for itself).
+            let baseline = if spec.control.is_some() {
+                Some(&control)
+            } else {
+                control_variant.filter(|cv| *cv != i).map(|cv| &totals[cv])
+            };
             VariantReport {
                 name: v.name.clone(),
                 shadow: v.shadow,
@@ -169,15 +200,11 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
                 conversions: totals[i].conversions,
                 rate: totals[i].mean(),
                 rate_ci: interval(&totals[i], kind),
+                rate_cs: rate_cs(&totals[i], kind, ALPHA),
                 prob_best: arms.iter().position(|a| *a == i).map_or(0.0, |k| best[k]),
-                lift_vs_control: if spec.control.is_some() {
-                    lift(&totals[i], &control)
-                } else {
-                    match control_variant {
-                        Some(cv) if cv != i => lift(&totals[i], &totals[cv]),
-                        _ => None,
-                    }
-                },
+                may_be_best: arms.iter().position(|a| *a == i).is_some_and(|k| contenders[k]),
+                lift_vs_control: baseline.and_then(|b| lift(&totals[i], b)),
+                lift_vs_control_cs: baseline.and_then(|b| lift_cs(&totals[i], b)),
             }
         })
         .collect();
@@ -209,6 +236,7 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
         control: spec.control.as_ref().map(ControlReport::of),
         treated_group: group(&treated, kind),
         lift_over_control_group: spec.control.as_ref().and_then(|_| lift(&treated, &control)),
+        lift_over_control_group_cs: spec.control.as_ref().and_then(|_| lift_cs(&treated, &control)),
         lifts: crate::lift::lifts(spec, c, &treated, &control),
         srm: srm_check,
         canary_share: spec.canary.as_ref().map(|cs| {
@@ -221,6 +249,7 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
         }),
         traffic: c.buckets.iter().map(|(k, v)| (*k, v.clone())).collect(),
         waiting_for_reward: waiting,
+        statistics: Statistics::default(),
     }
 }
 

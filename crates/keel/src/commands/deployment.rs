@@ -241,21 +241,43 @@ fn print_lifts(l: &keel_experiments::report::Lifts) {
     if lifts.iter().all(|(_, x)| x.is_none()) {
         return;
     }
-    println!("\nlift of the policy-driven traffic (95% intervals):");
+    println!("\nlift of the policy-driven traffic (95%: fixed-horizon interval, then anytime-valid sequence):");
     for (over, lift) in lifts {
         let Some(x) = lift else {
             println!("  over {over}: - (fewer than 2 rewards on a side)");
             continue;
         };
-        let relative = x.relative.map_or("-".into(), |(l, lo, hi)| {
-            format!("{} [{}, {}]", pct(l), pct(lo), pct(hi))
-        });
         let (d, lo, hi) = x.difference;
+        let anytime = x.difference_cs.map_or("- (too few rewards yet)".into(), |(_, lo, hi)| {
+            format!("[{lo:+.4}, {hi:+.4}]")
+        });
         println!(
-            "  over {over} ({}): {relative}; difference {d:+.4} [{lo:+.4}, {hi:+.4}]; rate {:.4} on {} rewards vs {:.4} on {}",
-            x.baseline, x.treated_rate, x.treated_rewards, x.baseline_rate, x.baseline_rewards
+            "  over {over} ({}): {}, anytime {}; difference {d:+.4} [{lo:+.4}, {hi:+.4}], anytime {anytime}; rate {:.4} on {} rewards vs {:.4} on {}",
+            x.baseline,
+            lift_text(x.relative),
+            bounds_text(x.relative_cs),
+            x.treated_rate,
+            x.treated_rewards,
+            x.baseline_rate,
+            x.baseline_rewards
         );
     }
+}
+
+/// A relative lift and its interval in percent, or `-`.
+fn lift_text(l: Option<(f64, f64, f64)>) -> String {
+    l.map_or("-".into(), |(l, lo, hi)| {
+        format!("{} [{}, {}]", pct(l), pct(lo), pct(hi))
+    })
+}
+
+/// Only the bounds of a relative lift's interval in percent, or `-`.
+fn bounds_text(l: Option<(f64, f64, f64)>) -> String {
+    l.map_or("-".into(), |(_, lo, hi)| format!("[{}, {}]", pct(lo), pct(hi)))
+}
+
+fn range_text(r: Option<(f64, f64)>) -> String {
+    r.map_or("-".into(), |(lo, hi)| format!("[{lo:.4}, {hi:.4}]"))
 }
 
 pub fn print_report(r: &Report) {
@@ -280,10 +302,17 @@ pub fn print_report(r: &Report) {
                 v.conversions.to_string(),
                 format!("{:.4}", v.rate),
                 format!("[{:.4}, {:.4}]", v.rate_ci.0, v.rate_ci.1),
+                range_text(v.rate_cs),
                 pct(v.prob_best),
-                v.lift_vs_control.map_or("-".into(), |(l, lo, hi)| {
-                    format!("{} [{}, {}]", pct(l), pct(lo), pct(hi))
-                }),
+                if v.shadow {
+                    "-".into()
+                } else if v.may_be_best {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                lift_text(v.lift_vs_control),
+                bounds_text(v.lift_vs_control_cs),
             ]
         })
         .collect();
@@ -295,28 +324,37 @@ pub fn print_report(r: &Report) {
             "REWARDS",
             "CONVERSIONS",
             "RATE",
-            "95% CI",
-            "P(BEST)",
-            "LIFT VS CONTROL",
+            "95% CI (FIXED)",
+            "95% CS (ANYTIME)",
+            "P(BEST) (FIXED)",
+            "MAY BE BEST (ANYTIME)",
+            "LIFT VS CONTROL (FIXED)",
+            "LIFT CS (ANYTIME)",
         ],
         &rows,
     );
     if let Some(c) = &r.control_group {
         println!(
-            "\ncontrol group ({}, {} of units): {} exposures, rate {:.4} [{:.4}, {:.4}]; treated: {} exposures, rate {:.4} [{:.4}, {:.4}]",
+            "\ncontrol group ({}, {} of units): {} exposures, rate {:.4} [{:.4}, {:.4}] anytime {}; treated: {} exposures, rate {:.4} [{:.4}, {:.4}] anytime {}",
             r.control.as_ref().map_or("holdout", |c| c.description.as_str()),
             r.control.as_ref().map_or("-".into(), |c| pct(c.share)),
             c.exposures,
             c.rate,
             c.rate_ci.0,
             c.rate_ci.1,
+            range_text(c.rate_cs),
             r.treated_group.exposures,
             r.treated_group.rate,
             r.treated_group.rate_ci.0,
-            r.treated_group.rate_ci.1
+            r.treated_group.rate_ci.1,
+            range_text(r.treated_group.rate_cs)
         );
     }
     print_lifts(&r.lifts);
+    println!(
+        "\nFIXED: valid when the report is read once, at a sample size fixed in advance. ANYTIME: confidence sequences, valid however often the report is read (normal mixture tuned to {} rewarded decisions; `--json` states the method).",
+        r.statistics.tuning_n
+    );
     if let Some(s) = &r.srm {
         println!(
             "sample ratio check: chi2 {:.2}, p = {:.4}{}",
