@@ -379,3 +379,82 @@ def test_login_is_required_and_the_cookie_only_opens_the_console(tmp_path: Path,
         assert not b.problems, b.problems
     finally:
         s.stop()
+
+
+def test_the_deployment_page_shows_the_apis_anytime_figures(tmp_path: Path, browser: Any) -> None:
+    """A fixed-weight A/B test with a uniform control group, fed 6,000 decisions and their
+    rewards through the batch API: the report's anytime-valid figures (confidence sequences,
+    may be best) equal an independent Python computation from the report's own counts, and the
+    console's deployment page shows the same numbers as the API, beside the fixed-horizon ones."""
+    import random
+
+    from test_report_math import check_lifts, check_rates
+
+    s = Server(tmp_path, [], "anytime")
+    s.start()
+    try:
+        spec = {"variants": [{"name": "a"}, {"name": "b"}], "policy": {"type": "fixed_weights", "weights": [0.5, 0.5]},
+                "control": {"policy": "uniform", "share": 0.3}}
+        assert s.api("PUT", "/v1/deployments/ab", {"spec": spec})[0] == 200
+        rng = random.Random(5)
+        for chunk in range(6):
+            reqs = [{"unit_id": f"u{chunk}-{i}"} for i in range(1000)]
+            status, out = s.api("POST", "/v1/deployments/ab/decide:batch", {"requests": reqs})
+            assert status == 200 and out["failed"] == 0, out
+            events = []
+            for r in out["results"]:
+                d = r["decision"]
+                rate = 0.10 if d["variant"] == "a" else 0.16
+                events.append({"decision_id": d["decision_id"], "reward": 1.0 if rng.random() < rate else 0.0})
+            status, fb = s.api("POST", "/v1/deployments/ab/feedback:batch", {"events": events})
+            assert status == 200 and fb["failed"] == 0, fb
+        status, r = s.api("GET", "/v1/deployments/ab/report")
+        assert status == 200, r
+
+        # The API's figures by an independent computation. The control group rotates the
+        # variants uniformly, so it is the uniform baseline; the best variant is judged within it.
+        check_rates(r)
+        held = r["control_group"]
+        best = r["lifts"]["over_best_variant"]
+        assert best["baseline"].startswith("variant b"), best["baseline"]
+        best_counts = [(round(best["baseline_rate"] * best["baseline_rewards"]), best["baseline_rewards"])]
+        baselines = {"over_control": [(round(held["rate"] * held["rewards"]), held["rewards"])],
+                     "over_best_variant": best_counts}
+        baselines["over_uniform"] = baselines["over_control"]
+        assert check_lifts(r, baselines) == 3, "6,000 decisions settle every side"
+        assert "anytime-valid" in r["statistics"]["anytime_valid"] and r["statistics"]["tuning_n"] == 10_000
+        # b converts 60% more: the sequences already say a is not the best.
+        assert [v["may_be_best"] for v in r["variants"]] == [False, True], r["variants"]
+
+        # The console shows the API's numbers.
+        b = Browser(browser, s.url)
+        page = b.page
+        b.open("/ui/deployments/ab", "deployment-anytime")
+
+        def span(table: str, row: str, key: str) -> Any:
+            return page.locator(f'#{table} tr[data-row="{row}"] td[data-key="{key}"] span')
+
+        for v in r["variants"]:
+            cs = span("variants", v["name"], "rate_cs")
+            assert float(cs.get_attribute("data-lo")) == v["rate_cs"][0]
+            assert float(cs.get_attribute("data-hi")) == v["rate_cs"][1]
+            assert b.cell("variants", v["name"], "may_be_best") == ("yes" if v["may_be_best"] else "no")
+            for key, field in (("lift", "lift_vs_control"), ("lift_cs", "lift_vs_control_cs")):
+                lift = span("variants", v["name"], key)
+                assert [float(lift.get_attribute(a)) for a in ("data-value", "data-lo", "data-hi")] == v[field]
+        for group, figures in (("holdout (control)", r["control_group"]), ("policy-driven", r["treated_group"])):
+            cs = span("groups", group, "rate_cs")
+            assert [float(cs.get_attribute("data-lo")), float(cs.get_attribute("data-hi"))] == figures["rate_cs"]
+        lift_cs = page.locator("#lift-cs")
+        assert [float(lift_cs.get_attribute("data-lo")), float(lift_cs.get_attribute("data-hi"))] == \
+            r["lift_over_control_group_cs"][1:]
+        for row, name in (("control", "over_control"), ("uniform", "over_uniform"), ("best variant", "over_best_variant")):
+            for key in ("difference", "difference_cs", "relative", "relative_cs"):
+                lift = span("lifts", row, key)
+                assert [float(lift.get_attribute(a)) for a in ("data-value", "data-lo", "data-hi")] == r["lifts"][name][key]
+        headers = page.inner_text("#variants thead")
+        assert "95% interval (fixed-horizon)" in headers and "95% sequence (anytime)" in headers
+        assert "P(best) (fixed-horizon)" in headers and "May be best (anytime)" in headers
+        assert not b.problems, b.problems
+    finally:
+        s.stop()
