@@ -165,6 +165,19 @@ impl Estimator {
     }
 
     fn compute(&self, log: &LoggedBandit, action_dist: &ActionDist, q_hat: Option<&ActionDist>) -> Result<Computed> {
+        let prepared = Prepared::of(log, action_dist)?;
+        self.compute_prepared(log, action_dist, q_hat, &prepared)
+    }
+
+    /// [`Estimator::compute`] on a log and candidate already checked, with their raw weights
+    /// and coverage ([`Prepared`]), which every estimator of one evaluation shares.
+    fn compute_prepared(
+        &self,
+        log: &LoggedBandit,
+        action_dist: &ActionDist,
+        q_hat: Option<&ActionDist>,
+        prepared: &Prepared,
+    ) -> Result<Computed> {
         if self.lambda.is_nan() || self.lambda < 0.0 {
             return Err(OpeError::InvalidParameter {
                 name: "lambda",
@@ -174,10 +187,6 @@ impl Estimator {
                 ),
             });
         }
-        log.validate()?;
-        action_dist.check_fits("action_dist", log)?;
-        action_dist.check_probabilities()?;
-        action_dist.check_eligible(log)?;
         let q_hat = match (self.kind.needs_q_hat(), q_hat) {
             (true, None) => {
                 return Err(OpeError::MissingRewardModel {
@@ -198,25 +207,25 @@ impl Estimator {
             (false, _) => None,
         };
         let name = self.kind.name();
-        let raw = weights(log, action_dist);
+        let raw = &prepared.raw;
         let (terms, used) = match (self.kind, q_hat) {
             (EstimatorKind::Ipw, _) => {
-                let w = clip(&raw, self.lambda);
+                let w = clip(raw, self.lambda);
                 (w.iter().zip(&log.rewards).map(|(w, r)| r * w).collect(), Some(w))
             }
             (EstimatorKind::Snipw, _) => {
-                let norm = normalizer(&raw, name)?;
+                let norm = normalizer(raw, name)?;
                 let terms = raw.iter().zip(&log.rewards).map(|(w, r)| r * w / norm).collect();
                 (terms, Some(raw.clone()))
             }
             (EstimatorKind::Dm, Some(q)) => (dm_terms(log, action_dist, q), None),
             (EstimatorKind::Dr, Some(q)) => {
-                let w = clip(&raw, self.lambda);
+                let w = clip(raw, self.lambda);
                 (correction(log, action_dist, q, &w, 1.0), Some(w))
             }
             (EstimatorKind::Sndr, Some(q)) => {
-                let norm = normalizer(&raw, name)?;
-                (correction(log, action_dist, q, &raw, norm), Some(raw.clone()))
+                let norm = normalizer(raw, name)?;
+                (correction(log, action_dist, q, raw, norm), Some(raw.clone()))
             }
             (EstimatorKind::SwitchDr, Some(q)) => {
                 let tau = self.lambda;
@@ -250,8 +259,34 @@ impl Estimator {
                 return Err(OpeError::MissingRewardModel { estimator: name });
             }
         };
-        let diagnostics = Coverage::of(log, action_dist, &raw).diagnose(used.as_deref());
+        let diagnostics = prepared.coverage.diagnose(used.as_deref());
         Ok(Computed { terms, diagnostics })
+    }
+
+    /// [`Estimator::estimate`] on a prepared log and candidate (see [`evaluate_with`](crate::evaluate_with)).
+    pub(crate) fn estimate_prepared(
+        &self,
+        log: &LoggedBandit,
+        action_dist: &ActionDist,
+        q_hat: Option<&ActionDist>,
+        prepared: &Prepared,
+    ) -> Result<Estimate> {
+        let computed = self.compute_prepared(log, action_dist, q_hat, prepared)?;
+        Ok(self.normal(computed))
+    }
+
+    fn normal(&self, Computed { terms, diagnostics }: Computed) -> Estimate {
+        let (value, std_err) = mean_and_std_err(&terms);
+        Estimate {
+            name: self.kind.name(),
+            value,
+            std_err,
+            ci_low: value - Z_95 * std_err,
+            ci_high: value + Z_95 * std_err,
+            n: terms.len(),
+            interval: IntervalMethod::Normal,
+            diagnostics,
+        }
     }
 
     /// The estimate with a normal-approximation 95% interval.
@@ -261,18 +296,7 @@ impl Estimator {
         action_dist: &ActionDist,
         q_hat: Option<&ActionDist>,
     ) -> Result<Estimate> {
-        let Computed { terms, diagnostics } = self.compute(log, action_dist, q_hat)?;
-        let (value, std_err) = mean_and_std_err(&terms);
-        Ok(Estimate {
-            name: self.kind.name(),
-            value,
-            std_err,
-            ci_low: value - Z_95 * std_err,
-            ci_high: value + Z_95 * std_err,
-            n: terms.len(),
-            interval: IntervalMethod::Normal,
-            diagnostics,
-        })
+        Ok(self.normal(self.compute(log, action_dist, q_hat)?))
     }
 
     /// The estimate with a seeded percentile-bootstrap interval (obp's `estimate_interval`);
@@ -338,6 +362,27 @@ pub fn dr_os(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist, l
 /// Self-Normalized Doubly Robust estimate, normal 95% interval.
 pub fn sndr(log: &LoggedBandit, action_dist: &ActionDist, q_hat: &ActionDist) -> Result<Estimate> {
     Estimator::new(EstimatorKind::Sndr).estimate(log, action_dist, Some(q_hat))
+}
+
+/// What every estimator of one evaluation shares, computed once: the log and the candidate
+/// checked, the raw importance weights and the coverage diagnostics (the logger's frequency of
+/// each action, the candidate's mass on rare ones), which cost `O(rounds x actions)` each.
+pub(crate) struct Prepared {
+    raw: Vec<f64>,
+    coverage: Coverage,
+}
+
+impl Prepared {
+    /// Checks `log` and `action_dist` and computes the shared parts.
+    pub(crate) fn of(log: &LoggedBandit, action_dist: &ActionDist) -> Result<Prepared> {
+        log.validate()?;
+        action_dist.check_fits("action_dist", log)?;
+        action_dist.check_probabilities()?;
+        action_dist.check_eligible(log)?;
+        let raw = weights(log, action_dist);
+        let coverage = Coverage::of(log, action_dist, &raw);
+        Ok(Prepared { raw, coverage })
+    }
 }
 
 /// The per-round terms and the diagnostics of the weights they used.

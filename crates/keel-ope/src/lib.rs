@@ -80,10 +80,13 @@ pub fn evaluate_with(
     q_hat: Option<&ActionDist>,
     settings: &Settings,
 ) -> Result<Vec<Estimate>> {
+    // The checks, raw weights and coverage diagnostics are the same for every estimator:
+    // computed once, shared by all seven.
+    let prepared = estimators::Prepared::of(log, action_dist)?;
     EstimatorKind::ALL
         .into_iter()
         .filter(|k| q_hat.is_some() || !k.needs_q_hat())
-        .map(|k| estimator(k, settings).estimate(log, action_dist, q_hat))
+        .map(|k| estimator(k, settings).estimate_prepared(log, action_dist, q_hat, &prepared))
         .collect()
 }
 
