@@ -213,6 +213,33 @@ async fn server_health(State(s): State<ExpState>) -> ExpResult<Response> {
     .into_response())
 }
 
-async fn report(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {
-    Ok(axum::Json(s.experiments.report(&name)?).into_response())
+/// `?segment_by=FEATURE`: the report broken down by a context feature (from the decision log).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    segment_by: Option<String>,
+}
+
+async fn report(
+    State(s): State<ExpState>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> ExpResult<Response> {
+    let axum::extract::Query(query) = query.map_err(|e| {
+        ApiError::from(DeploymentError::InvalidRequest(format!(
+            "{}; the report takes only ?segment_by=FEATURE",
+            e.body_text()
+        )))
+    })?;
+    let mut report = s.experiments.report(&name)?;
+    if let Some(feature) = query.segment_by {
+        let experiments = s.experiments.clone();
+        let segments = tokio::task::spawn_blocking(move || {
+            keel_experiments::offline::segments::of_running(&experiments, &name, &feature)
+        })
+        .await
+        .map_err(|e| ApiError::from(DeploymentError::Log(format!("the segment breakdown failed: {e}"))))??;
+        report.segments = Some(segments);
+    }
+    Ok(axum::Json(report).into_response())
 }

@@ -129,6 +129,10 @@ pub struct Report {
     /// Which figures are fixed-horizon (read once) and which anytime-valid (read at any time).
     #[serde(default)]
     pub statistics: Statistics,
+    /// The report broken down by a context feature, when asked for (`--segment-by`,
+    /// `?segment_by=`): computed from the decision log by [`crate::offline::segments`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<crate::offline::segments::Segments>,
 }
 
 fn interval(s: &Sums, kind: RewardKind) -> (f64, f64) {
@@ -250,6 +254,7 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
         traffic: c.buckets.iter().map(|(k, v)| (*k, v.clone())).collect(),
         waiting_for_reward: waiting,
         statistics: Statistics::default(),
+        segments: None,
     }
 }
 

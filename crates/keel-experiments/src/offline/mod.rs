@@ -1,8 +1,9 @@
 //! Offline analysis of a deployment, beside the live code: drift of its logged inputs and scores
 //! against a reference table (`drift`, with the `lake` feature: it reads the prediction log from
 //! the lake), and its decision log as logged bandit feedback for off-policy evaluation of a
-//! candidate policy (`ope`). The CLI (`keel monitor drift`, `keel ope deployment`) and any API
-//! are thin callers of these operations.
+//! candidate policy (`ope`), and the report broken down by a context feature (`segments`). The
+//! CLI (`keel monitor drift`, `keel ope deployment`, `keel deployment report --segment-by`) and
+//! the API are thin callers of these operations.
 
 #[cfg(feature = "lake")]
 pub mod drift;
@@ -10,5 +11,6 @@ mod error;
 pub mod ope;
 #[cfg(feature = "lake")]
 pub mod outcomes;
+pub mod segments;
 
 pub use error::{OfflineError, Result};

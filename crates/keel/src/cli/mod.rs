@@ -270,6 +270,10 @@ pub enum ExperimentCommand {
         /// Ask a running server (e.g. http://127.0.0.1:8080) instead of reading the decision log
         #[arg(long)]
         url: Option<String>,
+        /// Break the report down by this context feature (per-segment rates and lifts over the
+        /// control group, with Bonferroni-adjusted intervals), from the decision log
+        #[arg(long, value_name = "FEATURE")]
+        segment_by: Option<String>,
     },
 }
 

@@ -1,6 +1,7 @@
 //! `keel deployment ...` and `keel experiment report`.
 
 use anyhow::Context as _;
+use keel_experiments::offline::segments;
 use keel_experiments::{Deployment, DeploymentSpec, Report};
 
 use crate::cli::{DeploymentCommand, ExperimentCommand, Global};
@@ -188,11 +189,14 @@ fn print_check(check: &keel_experiments::logfile::LogCheck) {
 
 pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Result<()> {
     match cmd {
-        ExperimentCommand::Report { name, url } => {
+        ExperimentCommand::Report { name, url, segment_by } => {
             let report: Report = match url {
                 Some(url) => {
                     let url = format!("{}/v1/deployments/{name}/report", url.trim_end_matches('/'));
                     let mut request = reqwest::Client::new().get(&url);
+                    if let Some(feature) = &segment_by {
+                        request = request.query(&[("segment_by", feature)]);
+                    }
                     if let Some(token) = &global.token {
                         request = request.bearer_auth(token);
                     }
@@ -212,9 +216,15 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
                     let d = ctx.registry.store().get_deployment(&name).await?;
                     let spec = DeploymentSpec::from_json(&d.spec)?;
                     let dir = ctx.home.join("experiments");
-                    let report =
-                        tokio::task::spawn_blocking(move || Deployment::offline_report(&name, &spec, d.revision, &dir))
-                            .await??;
+                    let log_dir = keel_experiments::offline::ope::decision_log_dir(&ctx.home, &name);
+                    let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
+                        let mut report = Deployment::offline_report(&name, &spec, d.revision, &dir)?;
+                        if let Some(feature) = &segment_by {
+                            report.segments = Some(segments::segments(&log_dir, &spec, feature)?);
+                        }
+                        Ok(report)
+                    })
+                    .await??;
                     if global.json {
                         return output::json(&report);
                     }
@@ -262,6 +272,59 @@ fn print_lifts(l: &keel_experiments::report::Lifts) {
             x.baseline_rewards
         );
     }
+}
+
+/// The report by segment: each segment's rates, and its lift over the control group with the
+/// Bonferroni-adjusted figures.
+fn print_segments(s: &segments::Segments) {
+    println!(
+        "\nby {} ({}; {} rewarded decisions, {} without the feature):",
+        s.feature, s.kind, s.rewards, s.missing
+    );
+    let mut headers = vec!["SEGMENT".to_string(), "REWARDS".to_string()];
+    headers.extend(s.segments.first().map_or(Vec::new(), |g| {
+        g.variants
+            .iter()
+            .map(|v| format!("RATE {}", v.name.to_uppercase()))
+            .collect()
+    }));
+    headers.extend(
+        [
+            "TREATED",
+            "CONTROL",
+            "DIFFERENCE (95%)",
+            "DIFFERENCE (ADJUSTED)",
+            "ANYTIME (ADJUSTED)",
+        ]
+        .map(String::from),
+    );
+    let rows: Vec<Vec<String>> = s
+        .segments
+        .iter()
+        .map(|g| {
+            let mut row = vec![g.value.clone(), g.rewards.to_string()];
+            row.extend(g.variants.iter().map(|v| format!("{:.4} ({})", v.rate, v.rewards)));
+            row.push(format!("{:.4} ({})", g.treated_rate, g.treated_rewards));
+            row.push(
+                g.control_rate
+                    .zip(g.control_rewards)
+                    .map_or("-".into(), |(r, n)| format!("{r:.4} ({n})")),
+            );
+            let span = |x: (f64, f64, f64)| format!("{:+.4} [{:+.4}, {:+.4}]", x.0, x.1, x.2);
+            match &g.lift_over_control {
+                Some(l) => {
+                    row.push(span(l.lift.difference));
+                    row.push(span(l.difference_adjusted));
+                    row.push(l.difference_cs_adjusted.map_or("- (too few rewards)".into(), span));
+                }
+                None => row.extend(["-".to_string(), "-".to_string(), "-".to_string()]),
+            }
+            row
+        })
+        .collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    output::table(&headers, &rows);
+    println!("{}", s.note);
 }
 
 /// A relative lift and its interval in percent, or `-`.
@@ -351,6 +414,9 @@ pub fn print_report(r: &Report) {
         );
     }
     print_lifts(&r.lifts);
+    if let Some(s) = &r.segments {
+        print_segments(s);
+    }
     println!(
         "\nFIXED: valid when the report is read once, at a sample size fixed in advance. ANYTIME: confidence sequences, valid however often the report is read (normal mixture tuned to {} rewarded decisions; `--json` states the method).",
         r.statistics.tuning_n
