@@ -398,13 +398,15 @@ def test_the_deployment_page_shows_the_apis_anytime_figures(tmp_path: Path, brow
         assert s.api("PUT", "/v1/deployments/ab", {"spec": spec})[0] == 200
         rng = random.Random(5)
         for chunk in range(6):
-            reqs = [{"unit_id": f"u{chunk}-{i}", "context": {"region": ["north", "south"][i % 2]}} for i in range(1000)]
+            reqs = [{"unit_id": f"u{chunk}-{i}", "context": {"region": ["north", "south"][i % 2], "before": float(i % 10)}}
+                    for i in range(1000)]
             status, out = s.api("POST", "/v1/deployments/ab/decide:batch", {"requests": reqs})
             assert status == 200 and out["failed"] == 0, out
             events = []
-            for r in out["results"]:
+            for i, r in enumerate(out["results"]):
                 d = r["decision"]
-                rate = 0.10 if d["variant"] == "a" else 0.16
+                # last month's activity (`before`, 0-9) raises the rate: CUPED removes that part
+                rate = (0.10 if d["variant"] == "a" else 0.16) + 0.03 * (i % 10 - 4.5)
                 events.append({"decision_id": d["decision_id"], "reward": 1.0 if rng.random() < rate else 0.0})
             status, fb = s.api("POST", "/v1/deployments/ab/feedback:batch", {"events": events})
             assert status == 200 and fb["failed"] == 0, fb
@@ -479,7 +481,18 @@ def test_the_deployment_page_shows_the_apis_anytime_figures(tmp_path: Path, brow
         assert status == 400 and "country" in err["error"], err
         status, err = s.api("GET", "/v1/deployments/ab/report?segmentby=region")
         assert status == 400 and "segment_by" in err["error"], err
-        out = s.cli("experiment", "report", "ab", "--url", s.url, "--segment-by", "region")
+        # CUPED by the pre-period covariate: the same difference, less variance.
+        status, cu = s.api("GET", "/v1/deployments/ab/report?cuped=before")
+        assert status == 200, cu
+        c = cu["cuped"]
+        assert (c["covariate"], c["baseline"], c["rewards"], c["missing"]) == ("before", "a", r["treated_group"]["rewards"], 0), c
+        cmp = c["comparisons"][0]
+        assert cmp["variant"] == "b" and 0.03 < cmp["variance_reduction"] <= c["correlation"] ** 2 + 0.01, c
+        assert cmp["adjusted_difference"][2] - cmp["adjusted_difference"][1] < cmp["difference"][2] - cmp["difference"][1]
+        status, err = s.api("GET", "/v1/deployments/ab/report?cuped=region")
+        assert status == 400 and "numeric 'region'" in err["error"], err
+        out = s.cli("experiment", "report", "ab", "--url", s.url, "--segment-by", "region", "--cuped", "before")
+        assert "CUPED by before" in out and "VARIANCE REMOVED" in out, out
         assert "by region (categorical; 6000 rewarded decisions" in out and "Bonferroni" in out, out
         assert "FIXED: valid when the report is read once" in out and "95% CS (ANYTIME)" in out, out
     finally:

@@ -218,6 +218,8 @@ async fn server_health(State(s): State<ExpState>) -> ExpResult<Response> {
 #[serde(deny_unknown_fields)]
 struct ReportQuery {
     segment_by: Option<String>,
+    /// `?cuped=FEATURE`: a fixed-weight test's differences adjusted by a pre-period covariate.
+    cuped: Option<String>,
 }
 
 async fn report(
@@ -227,11 +229,12 @@ async fn report(
 ) -> ExpResult<Response> {
     let axum::extract::Query(query) = query.map_err(|e| {
         ApiError::from(DeploymentError::InvalidRequest(format!(
-            "{}; the report takes only ?segment_by=FEATURE",
+            "{}; the report takes only ?segment_by=FEATURE and ?cuped=FEATURE",
             e.body_text()
         )))
     })?;
     let mut report = s.experiments.report(&name)?;
+    let name_for_cuped = name.clone();
     if let Some(feature) = query.segment_by {
         let experiments = s.experiments.clone();
         let segments = tokio::task::spawn_blocking(move || {
@@ -240,6 +243,15 @@ async fn report(
         .await
         .map_err(|e| ApiError::from(DeploymentError::Log(format!("the segment breakdown failed: {e}"))))??;
         report.segments = Some(segments);
+    }
+    if let Some(covariate) = query.cuped {
+        let experiments = s.experiments.clone();
+        let cuped = tokio::task::spawn_blocking(move || {
+            keel_experiments::offline::cuped::of_running(&experiments, &name_for_cuped, &covariate)
+        })
+        .await
+        .map_err(|e| ApiError::from(DeploymentError::Log(format!("the CUPED adjustment failed: {e}"))))??;
+        report.cuped = Some(cuped);
     }
     Ok(axum::Json(report).into_response())
 }

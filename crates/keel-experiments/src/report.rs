@@ -133,6 +133,10 @@ pub struct Report {
     /// `?segment_by=`): computed from the decision log by [`crate::offline::segments`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<crate::offline::segments::Segments>,
+    /// The variants' differences adjusted by a pre-period covariate (CUPED), when asked for
+    /// (`--cuped`, `?cuped=`): computed from the decision log by [`crate::offline::cuped`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuped: Option<crate::offline::cuped::Cuped>,
 }
 
 fn interval(s: &Sums, kind: RewardKind) -> (f64, f64) {
@@ -255,6 +259,7 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
         waiting_for_reward: waiting,
         statistics: Statistics::default(),
         segments: None,
+        cuped: None,
     }
 }
 

@@ -141,3 +141,85 @@ async fn segments_by_a_categorical_and_a_numeric_feature_from_the_log() {
     );
     exps.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuped_adjusts_a_fixed_weight_test_by_a_pre_period_covariate() {
+    use keel_experiments::offline::cuped::{cuped, of_running};
+    let dir = tempfile::tempdir().expect("dir");
+    let exps = open(dir.path()).await;
+    let raw = json!({
+        "variants": [{"name": "a"}, {"name": "b"}],
+        "policy": {"type": "fixed_weights", "weights": [1, 1]},
+        "context": [{"name": "spend_before", "type": "numeric"}],
+        "reward": {"kind": "continuous", "min": 0, "max": 1000, "window_seconds": 3600},
+        "seed": 9
+    });
+    exps.apply("ab", &raw, "ana", None).await.expect("apply");
+    // Revenue follows last month's spend closely; b adds 2 on average.
+    let mut kept: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..2000u64 {
+        let x = 20.0 + (i * 37 % 100) as f64;
+        let ctx = json!({"spend_before": x});
+        let d = exps
+            .decide("ab", Some(&format!("u{i}")), ctx.as_object())
+            .await
+            .expect("decide");
+        let b = usize::from(d.variant == "b");
+        let noise = ((i * 7919) % 13) as f64 - 6.0;
+        let y = 0.8 * x + noise + 2.0 * b as f64;
+        let fb = RewardIn {
+            decision_id: d.decision_id.clone(),
+            reward: y,
+        };
+        exps.feedback("ab", &[fb]).await.expect("feedback");
+        kept[b].push((x, y));
+    }
+    let c = of_running(&exps, "ab", "spend_before").expect("cuped");
+    // theta by the test's own arithmetic
+    let all: Vec<(f64, f64)> = kept.iter().flatten().copied().collect();
+    let n = all.len() as f64;
+    let (mx, my) = (
+        all.iter().map(|p| p.0).sum::<f64>() / n,
+        all.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = all.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = all.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    let theta = sxy / sxx;
+    assert!((c.theta - theta).abs() < 1e-9, "{} {theta}", c.theta);
+    let adj_mean = |v: &[(f64, f64)]| v.iter().map(|(x, y)| y - theta * (x - mx)).sum::<f64>() / v.len() as f64;
+    let cmp = &c.comparisons[0];
+    assert_eq!((c.baseline.as_str(), cmp.variant.as_str(), c.rewards), ("a", "b", 2000));
+    assert!((cmp.adjusted_difference.0 - (adj_mean(&kept[1]) - adj_mean(&kept[0]))).abs() < 1e-9);
+    // The covariate explains most of the variance: the adjusted interval is far narrower, and
+    // the effect of 2 is inside it.
+    assert!(cmp.variance_reduction > 0.9, "{}", cmp.variance_reduction);
+    assert!(
+        cmp.variance_reduction <= c.correlation.powi(2) + 0.01,
+        "{} {}",
+        cmp.variance_reduction,
+        c.correlation
+    );
+    let (_, lo, hi) = cmp.adjusted_difference;
+    assert!(lo < 2.0 && 2.0 < hi && lo > 0.0, "{lo} {hi}");
+    let (_, rlo, rhi) = cmp.difference;
+    assert!(
+        rhi - rlo > 3.0 * (hi - lo),
+        "raw [{rlo}, {rhi}] vs adjusted [{lo}, {hi}]"
+    );
+    assert!(cmp.adjusted_difference_cs.is_some());
+
+    let spec = DeploymentSpec::from_json(&raw).expect("spec");
+    let logdir = dir.path().join("experiments").join("ab");
+    let e = cuped(&logdir, &spec, "country").expect_err("unknown covariate");
+    assert!(e.to_string().contains("spend_before"), "{e}");
+    let mut bandit = raw.clone();
+    bandit["policy"] = json!({"type": "thompson_gaussian"});
+    let e = cuped(
+        &logdir,
+        &DeploymentSpec::from_json(&bandit).expect("spec"),
+        "spend_before",
+    )
+    .expect_err("bandit");
+    assert!(e.to_string().contains("fixed-weight"), "{e}");
+    exps.close();
+}

@@ -5,6 +5,7 @@
 //! CLI (`keel monitor drift`, `keel ope deployment`, `keel deployment report --segment-by`) and
 //! the API are thin callers of these operations.
 
+pub mod cuped;
 #[cfg(feature = "lake")]
 pub mod drift;
 mod error;

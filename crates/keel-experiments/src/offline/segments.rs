@@ -96,20 +96,20 @@ pub struct Segments {
 
 /// A feature's value in one decision.
 #[derive(Debug, Clone, PartialEq)]
-enum Value {
+pub(super) enum Value {
     Level(String),
     Number(f64),
 }
 
 /// Where `feature` is in the deployment's encoded context, if it declares one.
-enum Source {
+pub(super) enum Source {
     /// The spec's context: offset into `x`, and the levels for a categorical feature.
     Encoded { offset: usize, levels: Option<Vec<String>> },
     /// No declared context: the raw context logged with each decision.
     Raw,
 }
 
-fn source(spec: &DeploymentSpec, feature: &str) -> Result<Source> {
+pub(super) fn source(spec: &DeploymentSpec, feature: &str) -> Result<Source> {
     if spec.context.is_empty() {
         return Ok(Source::Raw);
     }
@@ -131,7 +131,7 @@ fn source(spec: &DeploymentSpec, feature: &str) -> Result<Source> {
     })
 }
 
-fn value_of(source: &Source, feature: &str, x: &[f64], ctx: Option<&serde_json::Value>) -> Option<Value> {
+pub(super) fn value_of(source: &Source, feature: &str, x: &[f64], ctx: Option<&serde_json::Value>) -> Option<Value> {
     match source {
         Source::Encoded { offset, levels: None } => x.get(*offset).map(|v| Value::Number(*v)),
         Source::Encoded {

@@ -274,6 +274,10 @@ pub enum ExperimentCommand {
         /// control group, with Bonferroni-adjusted intervals), from the decision log
         #[arg(long, value_name = "FEATURE")]
         segment_by: Option<String>,
+        /// For a fixed-weight A/B test: adjust the variants' differences by this pre-period
+        /// covariate of the decide context (CUPED), from the decision log
+        #[arg(long, value_name = "FEATURE")]
+        cuped: Option<String>,
     },
 }
 

@@ -189,13 +189,21 @@ fn print_check(check: &keel_experiments::logfile::LogCheck) {
 
 pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Result<()> {
     match cmd {
-        ExperimentCommand::Report { name, url, segment_by } => {
+        ExperimentCommand::Report {
+            name,
+            url,
+            segment_by,
+            cuped,
+        } => {
             let report: Report = match url {
                 Some(url) => {
                     let url = format!("{}/v1/deployments/{name}/report", url.trim_end_matches('/'));
                     let mut request = reqwest::Client::new().get(&url);
                     if let Some(feature) = &segment_by {
                         request = request.query(&[("segment_by", feature)]);
+                    }
+                    if let Some(covariate) = &cuped {
+                        request = request.query(&[("cuped", covariate)]);
                     }
                     if let Some(token) = &global.token {
                         request = request.bearer_auth(token);
@@ -221,6 +229,9 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
                         let mut report = Deployment::offline_report(&name, &spec, d.revision, &dir)?;
                         if let Some(feature) = &segment_by {
                             report.segments = Some(segments::segments(&log_dir, &spec, feature)?);
+                        }
+                        if let Some(covariate) = &cuped {
+                            report.cuped = Some(keel_experiments::offline::cuped::cuped(&log_dir, &spec, covariate)?);
                         }
                         Ok(report)
                     })
@@ -327,6 +338,38 @@ fn print_segments(s: &segments::Segments) {
     println!("{}", s.note);
 }
 
+/// The CUPED-adjusted differences beside the raw ones, with the variance removed.
+fn print_cuped(c: &keel_experiments::offline::cuped::Cuped) {
+    println!(
+        "\nCUPED by {} (theta {:.4}, correlation {:.3}; {} rewarded decisions, {} without it): each variant against {}",
+        c.covariate, c.theta, c.correlation, c.rewards, c.missing, c.baseline
+    );
+    let span = |x: (f64, f64, f64)| format!("{:+.4} [{:+.4}, {:+.4}]", x.0, x.1, x.2);
+    let rows: Vec<Vec<String>> = c
+        .comparisons
+        .iter()
+        .map(|x| {
+            vec![
+                x.variant.clone(),
+                span(x.difference),
+                span(x.adjusted_difference),
+                x.adjusted_difference_cs.map_or("- (too few rewards)".into(), span),
+                pct(x.variance_reduction),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "VARIANT",
+            "DIFFERENCE (FIXED)",
+            "CUPED DIFFERENCE (FIXED)",
+            "CUPED DIFFERENCE (ANYTIME)",
+            "VARIANCE REMOVED",
+        ],
+        &rows,
+    );
+}
+
 /// A relative lift and its interval in percent, or `-`.
 fn lift_text(l: Option<(f64, f64, f64)>) -> String {
     l.map_or("-".into(), |(l, lo, hi)| {
@@ -416,6 +459,9 @@ pub fn print_report(r: &Report) {
     print_lifts(&r.lifts);
     if let Some(s) = &r.segments {
         print_segments(s);
+    }
+    if let Some(c) = &r.cuped {
+        print_cuped(c);
     }
     println!(
         "\nFIXED: valid when the report is read once, at a sample size fixed in advance. ANYTIME: confidence sequences, valid however often the report is read (normal mixture tuned to {} rewarded decisions; `--json` states the method).",
