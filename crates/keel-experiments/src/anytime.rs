@@ -29,9 +29,8 @@ use keel_stats::sequential::NormalMixture;
 use serde::{Deserialize, Serialize};
 use statrs::function::beta::ln_beta;
 
-use crate::lift::MeanEstimate;
 use crate::spec::RewardKind;
-use crate::stats::Sums;
+use crate::stats::{MeanEstimate, Sums};
 
 /// Error rate of every interval and sequence of the report (95% coverage).
 pub const ALPHA: f64 = 0.05;
@@ -131,22 +130,7 @@ pub fn rate_cs(s: &Sums, kind: RewardKind, alpha: f64) -> Option<(f64, f64)> {
     }
 }
 
-/// Rewarded decisions a side needs before its normal-mixture sequences are given.
-pub const MIN_REWARDS: u64 = 100;
-/// Conversions and non-conversions a side of 0/1 rewards needs before its normal-mixture
-/// sequences are given.
-pub const MIN_OUTCOMES: u64 = 25;
-
-/// Whether a group has enough rewards for the normal approximation the normal-mixture
-/// sequences rest on: [`MIN_REWARDS`] rewards and, when every reward is 0 or 1, at least
-/// [`MIN_OUTCOMES`] conversions and as many non-conversions. Before that a group of five
-/// conversions in a hundred (or none) has an estimated variance far from the true one, and the
-/// sequence would be too narrow (the A/A benchmark shows it).
-pub fn settled(s: &Sums) -> bool {
-    let zero_one = s.reward_sq_sum == s.reward_sum && s.conversions as f64 == s.reward_sum;
-    s.rewards >= MIN_REWARDS
-        && (!zero_one || (s.conversions >= MIN_OUTCOMES && s.rewards - s.conversions >= MIN_OUTCOMES))
-}
+pub use crate::stats::{MIN_OUTCOMES, MIN_REWARDS, settled};
 
 /// The difference `t - b` with its 95% normal-mixture sequence; `None` until both sides are
 /// [`settled`].

@@ -41,6 +41,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{ControlArm, DeploymentSpec};
+pub use crate::stats::MeanEstimate;
 use crate::stats::{Counters, Sums};
 
 const Z95: f64 = 1.959_963_984_540_054;
@@ -50,45 +51,6 @@ pub const METHOD: &str = "lifts of the policy-driven traffic; difference of mean
 relative lift (ratio - 1) with a 95% interval by the delta method on the ratio of mean rewards; sides treated as \
 independent samples; uniform is the control group when it rotates the variants, else the equally weighted average \
 of the variants' rates";
-
-/// A mean reward and the variance of that mean, with the rewarded decisions behind it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MeanEstimate {
-    pub mean: f64,
-    /// Variance of the mean (the squared standard error).
-    pub var: f64,
-    pub rewards: u64,
-    /// Enough rewards for the normal approximation the confidence sequences rest on
-    /// ([`crate::anytime::settled`]).
-    pub settled: bool,
-}
-
-impl MeanEstimate {
-    /// The mean of a group's rewards; `None` below two rewards.
-    pub fn of(s: &Sums) -> Option<MeanEstimate> {
-        (s.rewards >= 2).then(|| MeanEstimate {
-            mean: s.mean(),
-            var: s.variance() / s.rewards as f64,
-            rewards: s.rewards,
-            settled: crate::anytime::settled(s),
-        })
-    }
-
-    /// The equally weighted average of several means; `None` when one of them is missing.
-    pub fn average(parts: &[Option<MeanEstimate>]) -> Option<MeanEstimate> {
-        if parts.is_empty() {
-            return None;
-        }
-        let parts: Vec<MeanEstimate> = parts.iter().copied().collect::<Option<_>>()?;
-        let k = parts.len() as f64;
-        Some(MeanEstimate {
-            mean: parts.iter().map(|p| p.mean).sum::<f64>() / k,
-            var: parts.iter().map(|p| p.var).sum::<f64>() / (k * k),
-            rewards: parts.iter().map(|p| p.rewards).sum(),
-            settled: parts.iter().all(|p| p.settled),
-        })
-    }
-}
 
 /// The policy-driven traffic against one baseline.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

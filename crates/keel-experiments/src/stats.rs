@@ -60,6 +60,62 @@ impl Sums {
     }
 }
 
+/// A mean reward and the variance of that mean, with the rewarded decisions behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanEstimate {
+    pub mean: f64,
+    /// Variance of the mean (the squared standard error).
+    pub var: f64,
+    pub rewards: u64,
+    /// Enough rewards for the normal approximation the confidence sequences rest on
+    /// ([`settled`]).
+    pub settled: bool,
+}
+
+impl MeanEstimate {
+    /// The mean of a group's rewards; `None` below two rewards.
+    pub fn of(s: &Sums) -> Option<MeanEstimate> {
+        (s.rewards >= 2).then(|| MeanEstimate {
+            mean: s.mean(),
+            var: s.variance() / s.rewards as f64,
+            rewards: s.rewards,
+            settled: settled(s),
+        })
+    }
+
+    /// The equally weighted average of several means; `None` when one of them is missing.
+    pub fn average(parts: &[Option<MeanEstimate>]) -> Option<MeanEstimate> {
+        if parts.is_empty() {
+            return None;
+        }
+        let parts: Vec<MeanEstimate> = parts.iter().copied().collect::<Option<_>>()?;
+        let k = parts.len() as f64;
+        Some(MeanEstimate {
+            mean: parts.iter().map(|p| p.mean).sum::<f64>() / k,
+            var: parts.iter().map(|p| p.var).sum::<f64>() / (k * k),
+            rewards: parts.iter().map(|p| p.rewards).sum(),
+            settled: parts.iter().all(|p| p.settled),
+        })
+    }
+}
+
+/// Rewarded decisions a side needs before its normal-mixture sequences are given.
+pub const MIN_REWARDS: u64 = 100;
+/// Conversions and non-conversions a side of 0/1 rewards needs before its normal-mixture
+/// sequences are given.
+pub const MIN_OUTCOMES: u64 = 25;
+
+/// Whether a group has enough rewards for the normal approximation the normal-mixture
+/// sequences rest on: [`MIN_REWARDS`] rewards and, when every reward is 0 or 1, at least
+/// [`MIN_OUTCOMES`] conversions and as many non-conversions. Before that a group of five
+/// conversions in a hundred (or none) has an estimated variance far from the true one, and the
+/// sequence would be too narrow (the A/A benchmark shows it).
+pub fn settled(s: &Sums) -> bool {
+    let zero_one = s.reward_sq_sum == s.reward_sum && s.conversions as f64 == s.reward_sum;
+    s.rewards >= MIN_REWARDS
+        && (!zero_one || (s.conversions >= MIN_OUTCOMES && s.rewards - s.conversions >= MIN_OUTCOMES))
+}
+
 /// Counters of a deployment: per variant, split into the policy-driven traffic and the
 /// control (holdout) group, the control group's units that got no action, plus exposures per
 /// time bucket (of variants: no action is in no bucket).
