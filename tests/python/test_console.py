@@ -497,3 +497,7 @@ def test_the_deployment_page_shows_the_apis_anytime_figures(tmp_path: Path, brow
         assert "FIXED: valid when the report is read once" in out and "95% CS (ANYTIME)" in out, out
     finally:
         s.stop()
+    # With the server stopped, the CLI reads the decision log on disk: the same breakdowns.
+    out = s.cli("--json", "experiment", "report", "ab", "--segment-by", "region", "--cuped", "before")
+    offline = json.loads(out)
+    assert offline["segments"] == seg["segments"] and offline["cuped"] == cu["cuped"], out
