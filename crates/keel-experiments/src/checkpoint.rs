@@ -46,6 +46,9 @@ impl Deployment {
 
     async fn snapshot_now(&self) -> Result<Option<u64>> {
         self.serving()?;
+        if let Some(pg) = self.wal.pg() {
+            return self.snapshot_pg(pg).await;
+        }
         let last = self.snapshot.lock().map_err(|_| lock_err())?.seq;
         let (seq, bytes) = {
             let inner = self.inner.lock().map_err(|_| lock_err())?;

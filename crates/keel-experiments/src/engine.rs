@@ -6,7 +6,7 @@
 //! `kill -9`, no acknowledged decision or reward is lost.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::error::lock_err;
 use crate::event::Event;
+use crate::log::Log;
 use crate::logfile::{damaged, read_log};
 use crate::notice::Notice;
 use crate::outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
@@ -40,15 +41,16 @@ pub(crate) struct Replayed {
 /// A running deployment.
 pub struct Deployment {
     pub name: String,
-    pub(crate) inner: Mutex<Inner>,
-    pub(crate) wal: Wal,
+    pub(crate) inner: Arc<Mutex<Inner>>,
+    /// The durable log: local files, or PostgreSQL (replicas).
+    pub(crate) wal: Log,
     /// The deployment's folder: active log file, segments, snapshots.
     pub(crate) dir: PathBuf,
     pub(crate) path: PathBuf,
     pub(crate) options: LogOptions,
     /// The last snapshot taken (or restored): sequence number and when.
     pub(crate) snapshot: Mutex<SnapshotMark>,
-    opened: Opened,
+    pub(crate) opened: Opened,
 }
 
 /// How a deployment was opened: from which snapshot, and how many log records were replayed.
@@ -187,11 +189,11 @@ impl Deployment {
         } = Deployment::replay(name, &spec, revision, dir, false)?;
         drop(lock);
         let replayed = events;
-        let wal = Wal::open(&dir, good_len, inner.seq, active_first, &options)?;
+        let wal = Log::File(Wal::open(&dir, good_len, inner.seq, active_first, &options)?);
         let path = crate::logfile::active_path(&dir);
         let experiment = Deployment {
             name: name.to_string(),
-            inner: Mutex::new(inner),
+            inner: Arc::new(Mutex::new(inner)),
             wal,
             dir,
             path,
@@ -386,6 +388,9 @@ impl Deployment {
     /// Records rewards; each is idempotent (the same reward again counts once).
     pub async fn feedback(&self, items: &[RewardIn]) -> Result<(Vec<Result<FeedbackOut>>, Vec<Notice>)> {
         self.serving()?;
+        if let Some(pg) = self.wal.pg() {
+            return self.feedback_pg(pg, items).await;
+        }
         let (results, last_seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
             let now = now_ms();
@@ -408,6 +413,41 @@ impl Deployment {
     }
 
     fn one_reward(&self, inner: &mut Inner, item: &RewardIn, now: i64) -> Result<(FeedbackOut, Option<u64>)> {
+        let Some(id) = self.check_reward(inner, item, now)? else {
+            return Ok((
+                FeedbackOut {
+                    decision_id: item.decision_id.clone(),
+                    counted: false,
+                },
+                None,
+            ));
+        };
+        let variant = inner.waiting.get(&id).and_then(|w| w.variant());
+        let seq = inner.next_seq();
+        let event = Event::Reward {
+            seq,
+            ts: now,
+            id,
+            r: item.reward,
+            default: false,
+        };
+        inner.commit(&self.wal, &event)?;
+        if let Some(variant) = variant {
+            inner.check_guardrails(&self.wal, variant, now)?;
+        }
+        Ok((
+            FeedbackOut {
+                decision_id: item.decision_id.clone(),
+                counted: true,
+            },
+            Some(inner.seq),
+        ))
+    }
+
+    /// Checks a reward against the state: a decision id, a reward in range, a known decision
+    /// whose window is open. `None`: the decision has this reward already (a duplicate);
+    /// another reward is a conflict.
+    pub(crate) fn check_reward(&self, inner: &mut Inner, item: &RewardIn, now: i64) -> Result<Option<Uuid>> {
         let id = Uuid::parse_str(&item.decision_id).map_err(|_| {
             DeploymentError::InvalidRequest(format!(
                 "decision_id '{}' is not a decision id (a UUID returned by decide)",
@@ -451,13 +491,7 @@ impl Deployment {
         }
         if let Some(existing) = waiting.reward() {
             if existing == item.reward {
-                return Ok((
-                    FeedbackOut {
-                        decision_id: item.decision_id.clone(),
-                        counted: false,
-                    },
-                    None,
-                ));
+                return Ok(None);
             }
             return Err(DeploymentError::ConflictingReward {
                 id: item.decision_id.clone(),
@@ -465,26 +499,7 @@ impl Deployment {
                 new: item.reward,
             });
         }
-        let variant = waiting.variant();
-        let seq = inner.next_seq();
-        let event = Event::Reward {
-            seq,
-            ts: now,
-            id,
-            r: item.reward,
-            default: false,
-        };
-        inner.commit(&self.wal, &event)?;
-        if let Some(variant) = variant {
-            inner.check_guardrails(&self.wal, variant, now)?;
-        }
-        Ok((
-            FeedbackOut {
-                decision_id: item.decision_id.clone(),
-                counted: true,
-            },
-            Some(inner.seq),
-        ))
+        Ok(Some(id))
     }
 
     /// Closes the windows that ended before `now`: applies the default reward to decisions
@@ -492,6 +507,9 @@ impl Deployment {
     /// (decision id, reward) and the notices of guardrails they moved.
     pub async fn close_windows(&self, now: i64) -> Result<ClosedWindows> {
         self.serving()?;
+        if let Some(pg) = self.wal.pg() {
+            return self.close_windows_pg(pg, now).await;
+        }
         let mut defaults = Vec::new();
         let (closed, seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
@@ -581,7 +599,8 @@ impl Deployment {
     /// or the next revision, replays nothing), unless the writer failed.
     pub fn close(&self) {
         self.wal.close();
-        if self.wal.failure().is_some() {
+        if self.wal.failure().is_some() || self.wal.pg().is_some() {
+            // PostgreSQL: the periodic snapshots are there; nothing more to write at close.
             return;
         }
         let Ok(mark) = self.snapshot.lock().map(|m| *m) else {
@@ -607,7 +626,7 @@ impl Deployment {
     }
 }
 
-fn uuid_ms(id: &Uuid) -> Option<i64> {
+pub(crate) fn uuid_ms(id: &Uuid) -> Option<i64> {
     let (secs, nanos) = id.get_timestamp()?.to_unix();
     Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
 }

@@ -84,4 +84,16 @@ impl Event {
             | Event::Output { seq, .. } => *seq,
         }
     }
+
+    /// Gives the event its place in the log.
+    pub(crate) fn set_seq(&mut self, to: u64) {
+        match self {
+            Event::Revision { seq, .. }
+            | Event::Decision { seq, .. }
+            | Event::Reward { seq, .. }
+            | Event::Pause { seq, .. }
+            | Event::CanaryStep { seq, .. }
+            | Event::Output { seq, .. } => *seq = to,
+        }
+    }
 }

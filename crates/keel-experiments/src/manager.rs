@@ -100,16 +100,25 @@ impl Deployments {
 
     /// Starts a revision: closes the previous one's log, opens (recovers) the engine, and puts
     /// the new running revision in place of the old one in one step.
-    async fn start(&self, revision: &DeploymentRevision, spec: DeploymentSpec, variants: Variants) -> Result<()> {
+    pub(crate) async fn start(
+        &self,
+        revision: &DeploymentRevision,
+        spec: DeploymentSpec,
+        variants: Variants,
+    ) -> Result<()> {
         let (name, rev, dir, log) = (revision.name.clone(), revision.revision, self.dir.clone(), self.log);
         if let Ok(previous) = self.running(&name) {
             previous.engine.close();
         }
         let engine_spec = spec.clone();
-        let opened = tokio::task::spawn_blocking(move || Deployment::open(&name, engine_spec, rev, &dir, log))
-            .await
-            .map_err(|e| DeploymentError::Log(format!("opening the deployment failed: {e}")))
-            .and_then(|r| r);
+        let opened = match self.services.store.postgres_pool() {
+            // A PostgreSQL store: the log is there, shared by every replica.
+            Some(pool) => Deployment::open_pg(&name, engine_spec, rev, pool, &dir, log).await,
+            None => tokio::task::spawn_blocking(move || Deployment::open(&name, engine_spec, rev, &dir, log))
+                .await
+                .map_err(|e| DeploymentError::Log(format!("opening the deployment failed: {e}")))
+                .and_then(|r| r),
+        };
         let engine = match opened {
             Ok(engine) => engine,
             Err(e) => {

@@ -334,32 +334,72 @@ pub(crate) fn restore(
             }
             continue;
         }
-        if !reusable(&header.spec, spec) || header.paused.len() != spec.variants.len() {
+        let Some(last_rev) = install(header, waiting, spec, inner) else {
             // A spec whose state would differ: replaying the log under it defines the state.
             tracing::info!(path = %path.display(), "the newest snapshot was taken under a spec that learns differently; replaying the log");
             return Ok(None);
-        }
-        let window = inner.window_ms();
-        let mut order: Vec<(i64, Uuid)> = waiting.iter().map(|(id, w)| (w.ts, *id)).collect();
-        order.sort_unstable();
-        inner.expiry = order
-            .into_iter()
-            .map(|(ts, id)| (ts + window, id))
-            .collect::<VecDeque<_>>();
-        inner.waiting = waiting;
-        inner.policy = header.policy;
-        inner.counters = header.counters;
-        inner.paused = header.paused;
-        inner.canary_step = header.canary_step;
-        inner.revision = header.revision;
-        inner.seq = header.seq;
+        };
         return Ok(Some(Loaded {
-            seq: header.seq,
-            last_rev: header.last_rev,
+            seq: inner.seq,
+            last_rev,
             path,
         }));
     }
     Ok(None)
+}
+
+/// What a snapshot read from bytes (PostgreSQL's `deployment_snapshots`) gave.
+pub(crate) enum FromBytes {
+    /// Restored: its sequence number and the revision of the last `Revision` before it.
+    Restored { seq: u64, last_rev: Option<i64> },
+    /// Taken under a spec that learns differently: the log is replayed instead.
+    OtherSpec,
+}
+
+/// Restores the snapshot `bytes` (numbered `seq`) into `inner`; an error saying why it cannot
+/// be used (damaged, or not the snapshot `seq`).
+pub(crate) fn restore_bytes(
+    bytes: &[u8],
+    seq: u64,
+    spec: &DeploymentSpec,
+    inner: &mut Inner,
+) -> std::result::Result<FromBytes, String> {
+    let (header, waiting) = decode(bytes)?;
+    if header.seq != seq {
+        return Err(format!("it is numbered {seq} but holds the state at {}", header.seq));
+    }
+    Ok(match install(header, waiting, spec, inner) {
+        Some(last_rev) => FromBytes::Restored { seq, last_rev },
+        None => FromBytes::OtherSpec,
+    })
+}
+
+/// Puts a decoded snapshot's state into `inner`; `None` (and `inner` unchanged) when it was
+/// taken under a spec that learns differently; else the revision of its last `Revision`.
+fn install(
+    header: Header,
+    waiting: HashMap<Uuid, Waiting>,
+    spec: &DeploymentSpec,
+    inner: &mut Inner,
+) -> Option<Option<i64>> {
+    if !reusable(&header.spec, spec) || header.paused.len() != spec.variants.len() {
+        return None;
+    }
+    let window = inner.window_ms();
+    let mut order: Vec<(i64, Uuid)> = waiting.iter().map(|(id, w)| (w.ts, *id)).collect();
+    order.sort_unstable();
+    inner.expiry = order
+        .into_iter()
+        .map(|(ts, id)| (ts + window, id))
+        .collect::<VecDeque<_>>();
+    inner.waiting = waiting;
+    inner.policy = header.policy;
+    inner.counters = header.counters;
+    inner.paused = header.paused;
+    inner.canary_step = header.canary_step;
+    inner.revision = header.revision;
+    inner.seq = header.seq;
+    Some(header.last_rev)
 }
 
 /// Checks every snapshot of a deployment without changing anything.

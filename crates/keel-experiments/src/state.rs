@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use crate::error::lock_err;
 use crate::event::Event;
+use crate::log::Log;
 use crate::notice::Notice;
 use crate::spec::DeploymentSpec;
 use crate::stats::Counters;
-use crate::wal::Wal;
 use crate::{DeploymentError, Result};
 
 /// A decision inside its attribution window. Kept small (48 bytes, plus the context's
@@ -222,27 +222,40 @@ impl Inner {
         self.spec.arms().iter().position(|v| *v == base).unwrap_or(0)
     }
 
-    /// Appends an event to the log buffer (framed: see [`crate::logfile`]). Refused once the
-    /// log writer has failed, so nothing is applied that cannot be written.
-    pub(crate) fn push(&mut self, wal: &Wal, event: &Event) -> Result<u64> {
-        if let Some(failure) = wal.failure() {
+    /// Appends an event to the file log's buffer (framed: see [`crate::logfile`]), or stages
+    /// it for the PostgreSQL writer. Refused once the log writer has failed, so nothing is
+    /// applied that cannot be written.
+    fn push(&mut self, log: &Log, event: &Event) -> Result<u64> {
+        if let Some(failure) = log.failure() {
             return Err(DeploymentError::Log(failure));
         }
-        let json = serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
-        let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
-        crate::logfile::frame(&mut pending.bytes, event.seq(), &json);
-        pending.last_seq = event.seq();
-        Ok(event.seq())
+        match log {
+            Log::File(wal) => {
+                let json =
+                    serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
+                let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
+                crate::logfile::frame(&mut pending.bytes, event.seq(), &json);
+                pending.last_seq = event.seq();
+                Ok(event.seq())
+            }
+            Log::Pg(pg) => pg.stage(event.clone()),
+        }
     }
 
-    /// Applies an event and appends it to the log. If either fails, the event's sequence
-    /// number is given back, so the log never has a gap.
-    pub(crate) fn commit(&mut self, wal: &Wal, event: &Event) -> Result<u64> {
-        if let Some(failure) = wal.failure() {
+    /// Appends an event to the log. On the file log it is applied now; on PostgreSQL it is
+    /// staged, and applied by the writer at its place in the global order (the number returned
+    /// is then a ticket to wait on, and the state's sequence number is left as it was). If
+    /// anything fails, the event's sequence number is given back, so the log never has a gap.
+    pub(crate) fn commit(&mut self, log: &Log, event: &Event) -> Result<u64> {
+        if let Some(failure) = log.failure() {
             self.seq = event.seq() - 1;
             return Err(DeploymentError::Log(failure));
         }
-        let result = self.apply(event).and_then(|_| self.push(wal, event));
+        if let Log::Pg(_) = log {
+            self.seq = event.seq() - 1;
+            return self.push(log, event);
+        }
+        let result = self.apply(event).and_then(|_| self.push(log, event));
         if result.is_err() {
             self.seq = event.seq() - 1;
         }
@@ -255,11 +268,45 @@ impl Inner {
     }
 
     /// Guardrails and canary progression after a reward: emits pause / step events.
-    pub(crate) fn check_guardrails(&mut self, wal: &Wal, variant: usize, now: i64) -> Result<()> {
+    pub(crate) fn check_guardrails(&mut self, log: &Log, variant: usize, now: i64) -> Result<()> {
+        let Some((mut event, notice)) = self.guardrail_move(variant, now) else {
+            return Ok(());
+        };
+        event.set_seq(self.next_seq());
+        self.commit(log, &event)?;
+        if let Event::CanaryStep { .. } = event {
+            self.counters.reset_step(variant);
+        }
+        self.notices.push(notice);
+        Ok(())
+    }
+
+    /// The same on a replicated (PostgreSQL) log: a pause or a canary step follows from the
+    /// rewards applied in the global order, so every replica derives it at the same place and
+    /// none logs it; the replica whose reward caused it (`mine`) reports the notice.
+    pub(crate) fn derive_guardrails(&mut self, variant: usize, ts: i64, mine: bool) -> Result<()> {
+        let Some((event, notice)) = self.guardrail_move(variant, ts) else {
+            return Ok(());
+        };
+        let seq = self.seq;
+        self.apply(&event)?;
+        self.seq = seq;
+        if let Event::CanaryStep { .. } = event {
+            self.counters.reset_step(variant);
+        }
+        if mine {
+            self.notices.push(notice);
+        }
+        Ok(())
+    }
+
+    /// The pause or canary step a reward for `variant` calls for, if any (its sequence number
+    /// left at 0), with its notice.
+    fn guardrail_move(&mut self, variant: usize, now: i64) -> Option<(Event, Notice)> {
         let (min, alpha) = match (&self.spec.guardrails, &self.spec.canary) {
             (Some(g), _) => (g.min_rewards, g.alpha),
             (None, Some(_)) => (500, 0.01),
-            (None, None) => return Ok(()),
+            (None, None) => return None,
         };
         let base = self.baseline_variant();
         if variant != base && !self.paused[variant] {
@@ -269,43 +316,38 @@ impl Inner {
                     "mean reward of '{}' is below '{}' (one-sided p = {p_value:.2e} < {alpha})",
                     self.spec.variants[variant].name, self.spec.variants[base].name
                 );
-                let seq = self.next_seq();
                 let event = Event::Pause {
-                    seq,
+                    seq: 0,
                     ts: now,
                     v: variant,
                     why: why.clone(),
                 };
-                self.commit(wal, &event)?;
                 let (variant, revision) = (self.spec.variants[variant].name.clone(), self.revision);
-                self.notices.push(if self.spec.canary.is_some() {
+                let notice = if self.spec.canary.is_some() {
                     Notice::CanaryRolledBack { variant, why, revision }
                 } else {
                     Notice::Paused { variant, why, revision }
-                });
-                return Ok(());
+                };
+                return Some((event, notice));
             }
         }
-        if let Some(c) = self.spec.canary.clone() {
-            let canary = self.spec.variant_index(&c.variant).unwrap_or(0);
-            if variant == canary
-                && !self.paused[canary]
-                && self.canary_step + 1 < c.steps.len()
-                && self.counters.step_rewards(canary) >= c.min_rewards_per_step
-            {
-                let step = self.canary_step + 1;
-                let seq = self.next_seq();
-                let event = Event::CanaryStep { seq, ts: now, step };
-                self.commit(wal, &event)?;
-                self.counters.reset_step(canary);
-                self.notices.push(Notice::CanaryStepped {
-                    variant: c.variant,
-                    share: c.steps[step],
-                    revision: self.revision,
-                });
-            }
+        let c = self.spec.canary.as_ref()?;
+        let canary = self.spec.variant_index(&c.variant).unwrap_or(0);
+        if variant == canary
+            && !self.paused[canary]
+            && self.canary_step + 1 < c.steps.len()
+            && self.counters.step_rewards(canary) >= c.min_rewards_per_step
+        {
+            let step = self.canary_step + 1;
+            let event = Event::CanaryStep { seq: 0, ts: now, step };
+            let notice = Notice::CanaryStepped {
+                variant: c.variant.clone(),
+                share: c.steps[step],
+                revision: self.revision,
+            };
+            return Some((event, notice));
         }
-        Ok(())
+        None
     }
 }
 

@@ -32,6 +32,7 @@ impl Deployments {
                         // SLOs, guardrail trips and alert rules (notifications, rollbacks).
                         me.watch_tick().await;
                         me.snapshot_tick();
+                        me.reload_newer().await;
                     }
                 }
             }
@@ -68,6 +69,30 @@ impl Deployments {
                     tracing::warn!(deployment = %engine.name, error = %e, "snapshot failed; the next start replays more of the log");
                 }
             });
+        }
+    }
+
+    /// Reloads the deployments another replica moved to a newer revision (replicas on a
+    /// PostgreSQL store see it in the shared log), from the store.
+    async fn reload_newer(&self) {
+        for running in self.all_running() {
+            let Some(rev) = running.engine.newer_revision() else {
+                continue;
+            };
+            let reloaded = async {
+                let revision = self.services.store.get_deployment(&running.name).await?;
+                let spec = crate::DeploymentSpec::from_json(&revision.spec)?;
+                let variants = crate::variants::Variants::resolve(&spec, self.services.inference.as_deref()).await?;
+                self.start(&revision, spec, variants).await
+            };
+            match reloaded.await {
+                Ok(()) => {
+                    tracing::info!(deployment = %running.name, revision = rev, "reloaded the revision another replica started")
+                }
+                Err(e) => {
+                    tracing::error!(deployment = %running.name, revision = rev, error = %e, "cannot reload the revision another replica started")
+                }
+            }
         }
     }
 

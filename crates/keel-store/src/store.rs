@@ -122,6 +122,15 @@ impl Store {
         }
     }
 
+    /// The connection pool of a PostgreSQL store (`None` on SQLite): the replicated decision
+    /// log of deployments (keel-experiments) runs its own batched statements on it.
+    pub fn postgres_pool(&self) -> Option<PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool.clone()),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
     /// Closes every connection; later calls on this store or its clones fail.
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)

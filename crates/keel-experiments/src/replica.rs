@@ -1,0 +1,384 @@
+//! A deployment served by replicas on a PostgreSQL store (the log itself: [`crate::pglog`]):
+//! opening from PostgreSQL (the newest snapshot there, then the events after it), applying
+//! events in the global order, feedback (whose idempotency a unique constraint decides),
+//! closing windows, and snapshots written to PostgreSQL.
+//!
+//! Why propensities stay exact although a replica may be a few events behind the log: a
+//! decision is drawn from the distribution of the state the deciding replica has applied (a
+//! prefix of the log), and the propensity and distribution logged with it are that
+//! distribution's, the one the choice was actually sampled from. The learning that lags is the
+//! policy's, never what its decisions record, so off-policy estimates over the log stay
+//! unbiased.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::engine::{Deployment, Opened, SnapshotMark, now_ms, uuid_ms};
+use crate::error::lock_err;
+use crate::event::Event;
+use crate::log::Log;
+use crate::notice::Notice;
+use crate::outcome::{ClosedWindows, FeedbackOut, RewardIn};
+use crate::pglog::{Outcome, PgLog, pg_err, read_rows};
+use crate::snapshot::FromBytes;
+use crate::spec::DeploymentSpec;
+use crate::state::{Inner, compatible};
+use crate::wal::LogOptions;
+use crate::{DeploymentError, Result};
+
+/// Snapshots kept per deployment in PostgreSQL (the newest ones).
+const KEEP_SNAPSHOTS: i64 = 2;
+
+/// What applying one event of the global log did.
+pub(crate) enum Applied {
+    Done,
+    /// A `Revision` newer than the one this replica runs: it is not applied (the replica
+    /// reloads the deployment from the store).
+    NewerRevision(i64),
+}
+
+/// Applies one event of the global log to the state, as every replica does at the same place:
+/// a `Revision` resets the state when it says so (once per revision, whichever replica
+/// started it); a reward moves guardrails and canaries (derived, not logged: see
+/// [`Inner::derive_guardrails`]); an event naming a variant the running spec does not have
+/// (a replica still on an older revision) is skipped.
+pub(crate) fn apply_replicated(
+    inner: &mut Inner,
+    event: &Event,
+    mine: bool,
+    last_rev: &mut Option<i64>,
+) -> Result<Applied> {
+    let n = inner.spec.variants.len();
+    match event {
+        Event::Revision { rev, reset, .. } => {
+            if *rev > inner.revision {
+                return Ok(Applied::NewerRevision(*rev));
+            }
+            if *last_rev != Some(*rev) {
+                *last_rev = Some(*rev);
+                if *reset {
+                    let (seq, spec, revision) = (inner.seq, inner.spec.clone(), inner.revision);
+                    *inner = Inner::new(spec, revision)?;
+                    inner.seq = seq;
+                }
+            }
+        }
+        Event::Decision { v: Some(v), .. } | Event::Pause { v, .. } if *v >= n => {
+            tracing::warn!(
+                seq = event.seq(),
+                variant = v,
+                "an event of the log names a variant this revision does not have; skipped"
+            );
+        }
+        Event::Reward { id, ts, .. } => {
+            let variant = inner
+                .waiting
+                .get(id)
+                .filter(|w| w.reward().is_none())
+                .map(|w| w.variant());
+            inner.apply(event)?;
+            if let Some(Some(variant)) = variant {
+                inner.derive_guardrails(variant, *ts, mine)?;
+            }
+        }
+        _ => inner.apply(event)?,
+    }
+    inner.seq = inner.seq.max(event.seq());
+    Ok(Applied::Done)
+}
+
+impl Deployment {
+    /// Opens a deployment whose log is in PostgreSQL: restores the newest usable snapshot
+    /// there, applies every event after it in order, starts this replica's writer, and logs
+    /// the start of `revision` unless the log's last revision is it already.
+    pub async fn open_pg(
+        name: &str,
+        spec: DeploymentSpec,
+        revision: i64,
+        pool: PgPool,
+        dir: &Path,
+        options: impl Into<LogOptions>,
+    ) -> Result<Deployment> {
+        let options = options.into();
+        sqlx::query("INSERT INTO deployment_log_heads (deployment, last_seq) VALUES ($1, 0) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .execute(&pool)
+            .await
+            .map_err(pg_err)?;
+        let mut inner = Inner::new(spec.clone(), revision)?;
+        let (snapshot, mut last_rev) = match restore_snapshot(&pool, name, &spec, &mut inner).await? {
+            Some((seq, last_rev)) => (Some(seq), last_rev),
+            None => (None, None),
+        };
+        let mut replayed = 0;
+        loop {
+            let rows = read_rows(&pool, name, inner.seq).await?;
+            let n = rows.len();
+            for row in rows {
+                if let Applied::NewerRevision(rev) = apply_replicated(&mut inner, &row.event, false, &mut last_rev)? {
+                    return Err(DeploymentError::Log(format!(
+                        "the log of deployment '{name}' has revision {rev}, newer than revision {revision} being opened; open the newest revision"
+                    )));
+                }
+                replayed += 1;
+            }
+            if n < crate::pglog::BATCH {
+                break;
+            }
+        }
+        let applied = inner.seq;
+        let reset = last_rev.is_some() && last_rev != Some(revision) && !compatible(&inner.spec, &spec);
+        let inner = Arc::new(Mutex::new(inner));
+        let pg = PgLog::start(pool, name, inner.clone(), applied, last_rev);
+        let deployment = Deployment {
+            name: name.to_string(),
+            inner,
+            wal: Log::Pg(pg),
+            dir: dir.join(name),
+            path: format!("postgres:deployment_log/{name}").into(),
+            options,
+            snapshot: Mutex::new(SnapshotMark {
+                seq: snapshot.unwrap_or(0),
+                at: std::time::Instant::now(),
+                running: false,
+            }),
+            opened: Opened { snapshot, replayed },
+        };
+        if last_rev != Some(revision) {
+            let event = Event::Revision {
+                seq: 0,
+                ts: now_ms(),
+                rev: revision,
+                reset,
+            };
+            let ticket = deployment.with_inner(|inner| inner.commit(&deployment.wal, &event))??;
+            deployment.wal.notify();
+            deployment.wal.wait_durable(ticket).await?;
+        }
+        deployment.with_inner(|inner| {
+            // Re-seed so decisions after a restart do not repeat those before it (and two
+            // replicas do not draw the same sequence).
+            let salt = crate::pglog::replica_name()
+                .bytes()
+                .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+            inner.rng = ChaCha8Rng::seed_from_u64(inner.spec.seed ^ inner.seq.rotate_left(17) ^ salt);
+        })?;
+        tracing::info!(deployment = name, revision, replayed, from_snapshot = ?snapshot, replica = %crate::pglog::replica_name(), "deployment ready (log in PostgreSQL)");
+        Ok(deployment)
+    }
+
+    /// A revision newer than this one that another replica started (this one then reloads).
+    pub fn newer_revision(&self) -> Option<i64> {
+        self.wal.pg().and_then(PgLog::newer_revision)
+    }
+
+    /// Feedback on a replicated log: a reward for a decision this replica has not applied yet
+    /// (another replica made it a moment ago) catches up from PostgreSQL first; whether a
+    /// reward is new, a duplicate or a conflict is decided by PostgreSQL's unique constraint,
+    /// so it holds across replicas.
+    pub(crate) async fn feedback_pg(
+        &self,
+        pg: &PgLog,
+        items: &[RewardIn],
+    ) -> Result<(Vec<Result<FeedbackOut>>, Vec<Notice>)> {
+        let unseen = self.with_inner(|inner| {
+            let (now, window) = (now_ms(), inner.window_ms());
+            items.iter().any(|item| {
+                Uuid::parse_str(&item.decision_id).is_ok_and(|id| {
+                    !inner.waiting.contains_key(&id) && uuid_ms(&id).is_some_and(|ts| ts + window >= now)
+                })
+            })
+        })?;
+        if unseen {
+            pg.catch_up().await?;
+        }
+        let mut results: Vec<Result<FeedbackOut>> = Vec::with_capacity(items.len());
+        let mut staged = Vec::new();
+        {
+            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
+            let now = now_ms();
+            for (i, item) in items.iter().enumerate() {
+                match self.check_reward(&mut inner, item, now) {
+                    Ok(Some(id)) => {
+                        let seq = inner.next_seq();
+                        let event = Event::Reward {
+                            seq,
+                            ts: now,
+                            id,
+                            r: item.reward,
+                            default: false,
+                        };
+                        staged.push((i, inner.commit(&self.wal, &event)?));
+                        results.push(Ok(counted(item, true)));
+                    }
+                    Ok(None) => results.push(Ok(counted(item, false))),
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+        }
+        if let Some((_, last)) = staged.last() {
+            self.wal.notify();
+            self.wal.wait_durable(*last).await?;
+        }
+        for (i, ticket) in staged {
+            match pg.outcome(ticket) {
+                None => {}
+                Some(Outcome::Duplicate) => results[i] = Ok(counted(&items[i], false)),
+                Some(Outcome::Conflict(existing)) => {
+                    results[i] = Err(DeploymentError::ConflictingReward {
+                        id: items[i].decision_id.clone(),
+                        existing,
+                        new: items[i].reward,
+                    })
+                }
+            }
+        }
+        let notices = self.with_inner(|inner| std::mem::take(&mut inner.notices))?;
+        Ok((results, notices))
+    }
+
+    /// Closes expired windows on a replicated log: every replica proposes the default reward of
+    /// a decision that got none; one of them is logged (the unique constraint), the others
+    /// learn it from the log.
+    pub(crate) async fn close_windows_pg(&self, pg: &PgLog, now: i64) -> Result<ClosedWindows> {
+        let mut staged = Vec::new();
+        let mut closed = 0;
+        {
+            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
+            while let Some((expires, id)) = inner.expiry.front().copied() {
+                if expires > now {
+                    break;
+                }
+                inner.expiry.pop_front();
+                let Some(w) = inner.waiting.get(&id) else { continue };
+                match (w.reward(), inner.spec.reward.default) {
+                    (None, Some(default)) => {
+                        let seq = inner.next_seq();
+                        let event = Event::Reward {
+                            seq,
+                            ts: now,
+                            id,
+                            r: default,
+                            default: true,
+                        };
+                        staged.push((id, default, inner.commit(&self.wal, &event)?));
+                    }
+                    _ => {
+                        closed += 1;
+                        inner.waiting.remove(&id);
+                    }
+                }
+            }
+        }
+        if let Some((_, _, last)) = staged.last() {
+            self.wal.notify();
+            self.wal.wait_durable(*last).await?;
+        }
+        let mut defaults = Vec::new();
+        let mut inner = self.inner.lock().map_err(|_| lock_err())?;
+        for (id, default, ticket) in staged {
+            closed += 1;
+            match pg.outcome(ticket) {
+                None => defaults.push((id.to_string(), default)),
+                // Another replica's default, or a reward that came first: applied already.
+                Some(_) => {
+                    inner.waiting.remove(&id);
+                }
+            }
+        }
+        let notices = std::mem::take(&mut inner.notices);
+        Ok(ClosedWindows {
+            closed,
+            defaults,
+            notices,
+        })
+    }
+
+    /// Writes a snapshot of the state now to PostgreSQL (every event it covers is committed:
+    /// only committed events are applied) and keeps the newest [`KEEP_SNAPSHOTS`].
+    pub(crate) async fn snapshot_pg(&self, pg: &PgLog) -> Result<Option<u64>> {
+        let last = self.snapshot.lock().map_err(|_| lock_err())?.seq;
+        let (seq, bytes) = {
+            let inner = self.inner.lock().map_err(|_| lock_err())?;
+            if inner.seq == last {
+                return Ok(None);
+            }
+            crate::snapshot::encode(&inner, pg.last_rev(), now_ms())?
+        };
+        let started = std::time::Instant::now();
+        let name = &self.name;
+        sqlx::query(
+            "INSERT INTO deployment_snapshots (deployment, seq, replica, taken_at, body) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(seq as i64)
+        .bind(pg.replica())
+        .bind(now_ms())
+        .bind(&bytes)
+        .execute(pg.pool())
+        .await
+        .map_err(pg_err)?;
+        sqlx::query(
+            "DELETE FROM deployment_snapshots WHERE deployment = $1 AND seq < \
+             (SELECT MIN(seq) FROM (SELECT seq FROM deployment_snapshots WHERE deployment = $1 ORDER BY seq DESC LIMIT $2) newest)",
+        )
+        .bind(name)
+        .bind(KEEP_SNAPSHOTS)
+        .execute(pg.pool())
+        .await
+        .map_err(pg_err)?;
+        tracing::info!(deployment = %name, seq, bytes = bytes.len(), ms = started.elapsed().as_millis() as u64, "snapshot written to PostgreSQL");
+        metrics::counter!("keel_deployment_snapshots_total").increment(1);
+        Ok(Some(seq))
+    }
+}
+
+fn counted(item: &RewardIn, counted: bool) -> FeedbackOut {
+    FeedbackOut {
+        decision_id: item.decision_id.clone(),
+        counted,
+    }
+}
+
+/// Restores the newest usable snapshot of `name` from PostgreSQL into `inner`: its sequence
+/// number and last revision. A damaged one is skipped with a warning (and kept: nothing is
+/// deleted), as is one beyond the end of the log.
+async fn restore_snapshot(
+    pool: &PgPool,
+    name: &str,
+    spec: &DeploymentSpec,
+    inner: &mut Inner,
+) -> Result<Option<(u64, Option<i64>)>> {
+    let (head,): (i64,) = sqlx::query_as("SELECT last_seq FROM deployment_log_heads WHERE deployment = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .map_err(pg_err)?;
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, body FROM deployment_snapshots WHERE deployment = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 4",
+    )
+    .bind(name)
+    .bind(head)
+    .fetch_all(pool)
+    .await
+    .map_err(pg_err)?;
+    for (seq, bytes) in rows {
+        match crate::snapshot::restore_bytes(&bytes, seq as u64, spec, inner) {
+            Ok(FromBytes::Restored { seq, last_rev }) => {
+                tracing::info!(deployment = name, seq, "state restored from a snapshot in PostgreSQL");
+                return Ok(Some((seq, last_rev)));
+            }
+            Ok(FromBytes::OtherSpec) => return Ok(None),
+            Err(why) => {
+                tracing::warn!(deployment = name, seq, reason = %why, "a snapshot in PostgreSQL cannot be used (kept in deployment_snapshots); an earlier one or the log is used")
+            }
+        }
+    }
+    Ok(None)
+}
