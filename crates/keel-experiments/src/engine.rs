@@ -367,7 +367,8 @@ impl Deployment {
             pred: None,
             shadow: None,
         };
-        inner.commit(&self.wal, &event)?;
+        // File log: the sequence number; PostgreSQL: the ticket to wait on.
+        let seq = inner.commit(&self.wal, &event)?;
         let out = DecisionOut {
             decision_id: id.to_string(),
             deployment: self.name.clone(),

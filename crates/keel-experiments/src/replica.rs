@@ -150,13 +150,15 @@ impl Deployment {
             opened: Opened { snapshot, replayed },
         };
         if last_rev != Some(revision) {
-            let event = Event::Revision {
-                seq: 0,
-                ts: now_ms(),
-                rev: revision,
-                reset,
-            };
-            let ticket = deployment.with_inner(|inner| inner.commit(&deployment.wal, &event))??;
+            let ticket = deployment.with_inner(|inner| {
+                let event = Event::Revision {
+                    seq: inner.next_seq(),
+                    ts: now_ms(),
+                    rev: revision,
+                    reset,
+                };
+                inner.commit(&deployment.wal, &event)
+            })??;
             deployment.wal.notify();
             deployment.wal.wait_durable(ticket).await?;
         }

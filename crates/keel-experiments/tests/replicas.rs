@@ -1,0 +1,269 @@
+//! Replicas on the PostgreSQL at 127.0.0.1:5432 (or `KEEL_TEST_POSTGRES_URL`): two sets of
+//! deployments (two replicas, each with its own pool) on one store, each test in a database of
+//! its own. Decide on one, reward on the other: both apply every event in the log's order and
+//! their reports agree; idempotency and conflicts hold across them; a restart restores from a
+//! snapshot in PostgreSQL plus the tail; a damaged row stops the deployment loudly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_experiments::{DeploymentError, Deployments, LogOptions, RewardIn};
+use keel_store::Store;
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+fn admin_url() -> String {
+    std::env::var("KEEL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh database (dropped when the value is dropped) and its url.
+struct Database {
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn new() -> Database {
+        let name = format!("keel_replicas_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("PostgreSQL for the replica tests");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let base = admin_url();
+        let server = &base[..base.rfind('/').expect("a database in the url")];
+        Database {
+            url: format!("{server}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin, name) = (admin_url(), self.name.clone());
+        // Dropped on a thread of its own: the test's runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut c) = PgConnection::connect(&admin).await {
+                    let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn options() -> LogOptions {
+    LogOptions {
+        snapshot_every_records: u64::MAX,
+        snapshot_every: Duration::from_secs(3600),
+        ..LogOptions::default()
+    }
+}
+
+/// One replica: its own store handle (pool) and its own local folder.
+async fn replica(db: &Database, dir: &Path) -> Arc<Deployments> {
+    let store = Store::open(&db.url).await.expect("store");
+    Deployments::open(store, dir.to_path_buf(), options())
+        .await
+        .expect("open")
+}
+
+fn spec() -> Value {
+    json!({
+        "variants": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+        "policy": {"type": "thompson_beta"},
+        "reward": {"kind": "binary", "min": 0, "max": 1, "window_seconds": 3600},
+        "seed": 3
+    })
+}
+
+/// What two replicas must agree on: exposures, rewards and their sums per variant.
+fn counts(exps: &Deployments) -> Vec<(String, u64, u64, String)> {
+    let report = serde_json::to_value(exps.report("promo").expect("report")).expect("json");
+    report["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().expect("name").to_string(),
+                v["exposures"].as_u64().expect("exposures"),
+                v["rewards"].as_u64().expect("rewards"),
+                v["mean_reward"].to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn converged(a: &Deployments, b: &Deployments) -> Vec<(String, u64, u64, String)> {
+    for _ in 0..200 {
+        if counts(a) == counts(b) {
+            return counts(a);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the replicas did not converge: {:?} vs {:?}", counts(a), counts(b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_on_one_replica_reward_on_the_other_and_both_converge() {
+    let db = Database::new().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = replica(&db, &tmp.path().join("a")).await;
+    a.apply("promo", &spec(), "tester", None).await.expect("apply");
+    let b = replica(&db, &tmp.path().join("b")).await;
+
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        let (decider, rewarder) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let d = decider
+            .decide("promo", Some(&format!("u{i}")), None)
+            .await
+            .expect("decide");
+        // The other replica has not applied this decision yet: it catches up, not refuses.
+        let r = rewarder
+            .feedback(
+                "promo",
+                &[RewardIn {
+                    decision_id: d.decision_id.clone(),
+                    reward: (i % 3 == 0) as u8 as f64,
+                }],
+            )
+            .await
+            .expect("feedback");
+        assert!(r[0].as_ref().expect("counted").counted, "{:?}", r[0]);
+        ids.push((d.decision_id, (i % 3 == 0) as u8 as f64));
+    }
+    let agreed = converged(&a, &b).await;
+    assert_eq!(agreed.iter().map(|c| c.1).sum::<u64>(), 300, "{agreed:?}");
+    assert_eq!(agreed.iter().map(|c| c.2).sum::<u64>(), 300, "{agreed:?}");
+
+    // Idempotency and conflicts across replicas: a's rewards again on b, and the other value.
+    let again: Vec<RewardIn> = ids
+        .iter()
+        .map(|(id, r)| RewardIn {
+            decision_id: id.clone(),
+            reward: *r,
+        })
+        .collect();
+    for r in a.feedback("promo", &again).await.expect("again") {
+        assert!(!r.expect("duplicate").counted);
+    }
+    let flipped = RewardIn {
+        decision_id: ids[0].0.clone(),
+        reward: 1.0 - ids[0].1,
+    };
+    let r = b.feedback("promo", &[flipped]).await.expect("feedback");
+    assert!(
+        matches!(r[0], Err(DeploymentError::ConflictingReward { .. })),
+        "{:?}",
+        r[0]
+    );
+    // Both replicas reward the same fresh decision at once, with different values: exactly one
+    // counts, the other is a conflict, on either replica.
+    let d = a.decide("promo", Some("race"), None).await.expect("decide");
+    let one = [RewardIn {
+        decision_id: d.decision_id.clone(),
+        reward: 1.0,
+    }];
+    let zero = [RewardIn {
+        decision_id: d.decision_id.clone(),
+        reward: 0.0,
+    }];
+    let (ra, rb) = tokio::join!(a.feedback("promo", &one), b.feedback("promo", &zero));
+    let (ra, rb) = (ra.expect("a").remove(0), rb.expect("b").remove(0));
+    assert_eq!(
+        [&ra, &rb].iter().filter(|r| matches!(r, Ok(o) if o.counted)).count(),
+        1,
+        "{ra:?} {rb:?}"
+    );
+    assert_eq!(
+        [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Err(DeploymentError::ConflictingReward { .. })))
+            .count(),
+        1,
+        "{ra:?} {rb:?}"
+    );
+    let agreed = converged(&a, &b).await;
+
+    // A restart restores a snapshot from PostgreSQL and applies only the tail.
+    let snap = a.get("promo").expect("engine").snapshot().await.expect("snapshot");
+    assert!(snap.is_some());
+    b.decide("promo", Some("after-snapshot"), None).await.expect("decide");
+    a.close();
+    let a2 = replica(&db, &tmp.path().join("a2")).await;
+    let opened = a2.get("promo").expect("engine").opened();
+    assert_eq!(opened.snapshot, snap, "{opened:?}");
+    assert!(opened.replayed <= 2, "{opened:?}");
+    let after = converged(&a2, &b).await;
+    assert_eq!(
+        after.iter().map(|c| c.1).sum::<u64>(),
+        agreed.iter().map(|c| c.1).sum::<u64>() + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_row_stops_the_deployment_loudly_and_is_kept() {
+    let db = Database::new().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = replica(&db, &tmp.path().join("a")).await;
+    a.apply("promo", &spec(), "tester", None).await.expect("apply");
+    for i in 0..20 {
+        a.decide("promo", Some(&format!("u{i}")), None).await.expect("decide");
+    }
+    let mut c = PgConnection::connect(&db.url).await.expect("connect");
+    let changed = sqlx::query(
+        "UPDATE deployment_log SET body = replace(body, '\"p\":', '\"p\": ') WHERE deployment = 'promo' AND seq = 7",
+    )
+    .execute(&mut c)
+    .await
+    .expect("damage a row");
+    assert_eq!(changed.rows_affected(), 1);
+
+    // A new replica refuses to start the deployment, naming the row; the row is still there.
+    let b = replica(&db, &tmp.path().join("b")).await;
+    let failed = b.failed();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].reason.contains("damaged at seq 7") && failed[0].reason.contains("checksum"),
+        "{}",
+        failed[0].reason
+    );
+    let err = b.decide("promo", Some("x"), None).await.expect_err("not serving");
+    assert!(err.to_string().contains("seq 7"), "{err}");
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM deployment_log WHERE deployment = 'promo'")
+        .fetch_one(&mut c)
+        .await
+        .expect("count");
+    assert_eq!(rows, 21, "one revision and 20 decisions, all kept");
+
+    // A missing row (a gap) is refused too.
+    sqlx::query(
+        "UPDATE deployment_log SET body = replace(body, '\"p\": ', '\"p\":') WHERE deployment = 'promo' AND seq = 7",
+    )
+    .execute(&mut c)
+    .await
+    .expect("undo");
+    sqlx::query("UPDATE deployment_log SET seq = 100 WHERE deployment = 'promo' AND seq = 9")
+        .execute(&mut c)
+        .await
+        .expect("gap");
+    let d = replica(&db, &tmp.path().join("d")).await;
+    let failed = d.failed();
+    assert!(
+        failed.len() == 1 && failed[0].reason.contains("expected seq 9"),
+        "{failed:?}"
+    );
+}
