@@ -8,8 +8,8 @@
 //!    decision), in decision order so two replicas never deadlock; a reward whose decision
 //!    has one already is not logged: the same value is a duplicate (`counted: false`),
 //!    another is a conflict, whichever replica received the first;
-//! 2. locks the deployment's row of `deployment_log_heads`, takes the next sequence numbers
-//!    and inserts the events into `deployment_log` (one statement, `UNNEST` of arrays), each
+//! 2. takes the next sequence numbers from the deployment's row of `deployment_log_heads`
+//!    (an `UPDATE ... RETURNING`, which locks the row) and inserts the events into `deployment_log` (one statement, `UNNEST` of arrays), each
 //!    with its XXH3 checksum seeded with its sequence number, as in the file log.
 //!
 //! The head row stays locked until the commit, so sequence numbers are given out in commit
@@ -155,6 +155,24 @@ pub(crate) async fn read_rows(pool: &PgPool, deployment: &str, after: u64) -> Re
         out.push(row);
     }
     Ok(out)
+}
+
+/// Every event of deployment `deployment`'s log in PostgreSQL, checked, in order (offline
+/// readers: OPE); an error at the first damaged row.
+pub(crate) async fn read_all(pool: &PgPool, deployment: &str) -> Result<Vec<Event>> {
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let rows = read_rows(pool, deployment, after).await?;
+        let n = rows.len();
+        for row in rows {
+            after = row.seq;
+            events.push(row.event);
+        }
+        if n < BATCH {
+            return Ok(events);
+        }
+    }
 }
 
 pub(crate) fn pg_err(e: sqlx::Error) -> DeploymentError {
@@ -471,12 +489,17 @@ async fn commit(shared: &Shared, batch: Vec<(u64, Event)>) -> Result<()> {
             outcomes.extend(refused);
         }
     }
-    let (base,): (i64,) = sqlx::query_as("SELECT last_seq FROM deployment_log_heads WHERE deployment = $1 FOR UPDATE")
-        .bind(&shared.deployment)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(pg_err)?;
-    let base = base as u64;
+    // Taking the numbers locks the head row until the commit (one round trip).
+    let n = kept.len() as i64;
+    let (last,): (i64,) = sqlx::query_as(
+        "UPDATE deployment_log_heads SET last_seq = last_seq + $2 WHERE deployment = $1 RETURNING last_seq",
+    )
+    .bind(&shared.deployment)
+    .bind(n)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(pg_err)?;
+    let base = (last - n) as u64;
     let (mut seqs, mut hashes, mut bodies) = (
         Vec::with_capacity(kept.len()),
         Vec::with_capacity(kept.len()),
@@ -503,12 +526,6 @@ async fn commit(shared: &Shared, batch: Vec<(u64, Event)>) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(pg_err)?;
-        sqlx::query("UPDATE deployment_log_heads SET last_seq = $2 WHERE deployment = $1")
-            .bind(&shared.deployment)
-            .bind(base as i64 + kept.len() as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(pg_err)?;
     }
     tx.commit().await.map_err(pg_err)?;
     metrics::counter!("keel_deployment_log_commits_total", "backend" => "postgres").increment(1);

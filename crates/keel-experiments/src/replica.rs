@@ -341,6 +341,44 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// The report of a deployment rebuilt from its log without writing anything, wherever the
+    /// log lives: in PostgreSQL on a PostgreSQL store (the newest snapshot there and the events
+    /// after it), else in the deployment's folder under `dir` (see [`Deployment::offline_report`]).
+    pub async fn offline_report_in(
+        store: &keel_store::Store,
+        name: &str,
+        spec: &DeploymentSpec,
+        revision: i64,
+        dir: &Path,
+    ) -> Result<crate::Report> {
+        let Some(pool) = store.postgres_pool() else {
+            let (name, spec, dir) = (name.to_string(), spec.clone(), dir.to_path_buf());
+            return tokio::task::spawn_blocking(move || Deployment::offline_report(&name, &spec, revision, &dir))
+                .await
+                .map_err(|e| DeploymentError::Log(format!("reading the decision log stopped: {e}")))?;
+        };
+        let mut inner = Inner::new(spec.clone(), revision)?;
+        let mut last_rev = restore_snapshot(&pool, name, spec, &mut inner)
+            .await?
+            .and_then(|(_, r)| r);
+        'read: loop {
+            let rows = read_rows(&pool, name, inner.seq).await?;
+            let n = rows.len();
+            for row in rows {
+                if let Applied::NewerRevision(_) = apply_replicated(&mut inner, &row.event, false, &mut last_rev)? {
+                    break 'read;
+                }
+            }
+            if n < crate::pglog::BATCH {
+                break;
+            }
+        }
+        let waiting = inner.waiting.values().filter(|w| w.reward().is_none()).count();
+        Ok(crate::report::build(name, &inner, waiting))
+    }
+}
+
 fn counted(item: &RewardIn, counted: bool) -> FeedbackOut {
     FeedbackOut {
         decision_id: item.decision_id.clone(),
@@ -357,11 +395,12 @@ async fn restore_snapshot(
     spec: &DeploymentSpec,
     inner: &mut Inner,
 ) -> Result<Option<(u64, Option<i64>)>> {
-    let (head,): (i64,) = sqlx::query_as("SELECT last_seq FROM deployment_log_heads WHERE deployment = $1")
+    let head: Option<(i64,)> = sqlx::query_as("SELECT last_seq FROM deployment_log_heads WHERE deployment = $1")
         .bind(name)
-        .fetch_one(pool)
+        .fetch_optional(pool)
         .await
         .map_err(pg_err)?;
+    let head = head.map_or(0, |(h,)| h);
     let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
         "SELECT seq, body FROM deployment_snapshots WHERE deployment = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 4",
     )

@@ -30,6 +30,33 @@ pub fn decision_log_dir(home: &Path, name: &str) -> PathBuf {
 /// logged with and their encoded context.
 pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> Result<LoggedBandit> {
     let events = crate::logfile::read_all_events(path)?;
+    logged_bandit(events, spec, path)
+}
+
+/// Deployment `name`'s decision log as logged bandit feedback, wherever it lives: in
+/// PostgreSQL when `store` is a PostgreSQL store (the log replicas share), else in the
+/// deployment's folder under `home` (see [`deployment_log`]).
+pub async fn deployment_log_in(
+    store: &keel_store::Store,
+    home: &Path,
+    name: &str,
+    spec: &DeploymentSpec,
+) -> Result<LoggedBandit> {
+    match store.postgres_pool() {
+        Some(pool) => {
+            let events = crate::pglog::read_all(&pool, name).await?;
+            logged_bandit(events, spec, Path::new(&format!("postgres:deployment_log/{name}")))
+        }
+        None => {
+            let (dir, spec) = (decision_log_dir(home, name), spec.clone());
+            tokio::task::spawn_blocking(move || deployment_log(&dir, &spec))
+                .await
+                .map_err(|e| crate::DeploymentError::Log(format!("reading the decision log stopped: {e}")))?
+        }
+    }
+}
+
+fn logged_bandit(events: Vec<Event>, spec: &DeploymentSpec, path: &Path) -> Result<LoggedBandit> {
     let arms = spec.arms();
     // arm, propensity, context, eligible arms (empty: all)
     type Logged = (usize, f64, Vec<f64>, Vec<usize>);

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use keel_bandit::PolicyConfig;
 use keel_experiments::DeploymentSpec;
-use keel_experiments::offline::ope::{decision_log_dir, deployment_log, estimate_candidate};
+use keel_experiments::offline::ope::{deployment_log_in, estimate_candidate};
 use keel_ope::{Estimate, Settings, WeightStats, diagnostics, read_obd_csv};
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ pub async fn run(global: &Global, cmd: OpeCommand) -> anyhow::Result<()> {
             let ctx = Context::open(global).await?;
             let d = ctx.registry.store().get_deployment(&name).await?;
             let spec = DeploymentSpec::from_json(&d.spec)?;
-            deployment_log(&decision_log_dir(&ctx.home, &name), &spec)?
+            deployment_log_in(ctx.registry.store(), &ctx.home, &name, &spec).await?
         }
     };
     let truth_rate = match truth {

@@ -16,6 +16,7 @@ mod learners;
 mod plan;
 mod predlog;
 mod registry_api;
+mod replicas;
 mod restart;
 mod schedules;
 mod security;

@@ -22,7 +22,13 @@ fn bc_lr_features() -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_decision_or_reward() {
-    let keel = Keel::quiet().env("KEEL_AUTHOR", "tester");
+    kill_9_scenario(Keel::quiet().env("KEEL_AUTHOR", "tester")).await;
+}
+
+/// Decide/feedback traffic from eight clients, SIGKILL, restart on the same addresses: every
+/// acknowledged decision and reward is there. Run on the file log (above) and on PostgreSQL
+/// (`replicas.rs`), whichever store `keel` is given.
+pub async fn kill_9_scenario(keel: Keel) {
     let spec = json!({
         "variants": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
         "policy": {"type": "thompson_beta"},
