@@ -4,7 +4,8 @@
 #   PG_URL (default postgres://postgres@127.0.0.1:5432/test: the server, and a database from
 #   which to create the bench's own), CONNECTIONS (default 64), DURATION (default 10 s),
 #   MODES (default "cross same": feedback on the other replica, or on the one that decided),
-#   PROFILE (cargo profile, default release), CARGO_TARGET_DIR as usual.
+#   PROFILE (cargo profile, default release; dev for a check of the script), FEATURES (default
+#   --no-default-features), CARGO_TARGET_DIR as usual.
 # Anchor, in the same run: the same load against one replica on the embedded (SQLite) store,
 # whose log is a local file.
 set -euo pipefail
@@ -13,7 +14,9 @@ root=$(cd "$here/../.." && pwd)
 cd "$root"
 profile=${PROFILE:-release}
 target=${CARGO_TARGET_DIR:-$root/target}
-cargo build -q --profile "$profile" -p keel --no-default-features   # serving and experiments only: no Delta Lake
+# Serving and experiments only, no Delta Lake (FEATURES=" " builds the default features).
+cargo build -q --profile "$profile" -p keel ${FEATURES:---no-default-features}
+cargo bench -q --profile "$profile" -p keel-experiments --bench http_load --no-run 2>/dev/null
 bin="$target/$profile/keel"
 [ "$profile" = dev ] && bin="$target/debug/keel"
 pg=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -45,7 +48,7 @@ serve() { # home store ("": the embedded one) port -> starts a server, records i
 }
 load() { # mode url... -> JSON line
   MODE=$1 CONNECTIONS=${CONNECTIONS:-64} DURATION=${DURATION:-10} \
-    cargo bench -q -p keel-experiments --bench http_load -- promo "${@:2}" 2>/dev/null | tail -1
+    cargo bench -q --profile "$profile" -p keel-experiments --bench http_load -- promo "${@:2}" 2>/dev/null | tail -1
 }
 base=$((20000 + RANDOM % 20000))
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), profile $profile, fsync on"

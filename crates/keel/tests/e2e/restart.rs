@@ -41,8 +41,10 @@ pub async fn kill_9_scenario(keel: Keel) {
     let mut server = keel.serve(&[]).ready().await;
 
     // Eight clients: decide, then reward every other decision; remember what was acknowledged.
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..8 {
+        let acknowledged = acknowledged.clone();
         let (client, base) = (server.client.clone(), server.base.clone());
         workers.push(tokio::spawn(async move {
             let mut decided = Vec::new();
@@ -77,6 +79,7 @@ pub async fn kill_9_scenario(keel: Keel) {
                     if r.status().is_success() {
                         in_flight = None;
                         rewarded.push((id, reward));
+                        acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     } else {
                         break;
                     }
@@ -86,6 +89,12 @@ pub async fn kill_9_scenario(keel: Keel) {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // On a loaded machine (or a PostgreSQL store, two commits per pair) traffic may be slow:
+    // enough of it before the kill, whatever the time it takes.
+    let started = std::time::Instant::now();
+    while acknowledged.load(std::sync::atomic::Ordering::Relaxed) <= 60 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.kill();
     let mut decided = Vec::new();
     let mut rewarded = Vec::new();
