@@ -12,11 +12,14 @@
 //! The engine calls the same five operations on either ([`Log::failure`], [`Log::notify`],
 //! [`Log::wait_durable`], [`Log::durable_seq`], [`Log::close`]) and [`crate::state::Inner::commit`]
 //! appends to either; the paths whose answers differ (feedback, whose idempotency a PostgreSQL
-//! constraint decides; closing windows; opening) are in [`crate::replica`].
+//! constraint decides; closing windows; opening) are in `replica.rs`.
 
-use crate::Result;
+use crate::error::lock_err;
+use crate::event::Event;
 use crate::pglog::PgLog;
+use crate::state::Inner;
 use crate::wal::Wal;
+use crate::{DeploymentError, Result};
 
 /// A deployment's decision log, on one backend.
 pub(crate) enum Log {
@@ -72,5 +75,62 @@ impl Log {
             Log::Pg(pg) => Some(pg),
             Log::File(_) => None,
         }
+    }
+}
+
+/// Appending to the log, and the guardrail events that follow a reward on the file log.
+impl Inner {
+    /// Appends an event to the file log's buffer (framed: see [`crate::logfile`]), or stages
+    /// it for the PostgreSQL writer. Refused once the log writer has failed, so nothing is
+    /// applied that cannot be written.
+    fn push(&mut self, log: &Log, event: &Event) -> Result<u64> {
+        if let Some(failure) = log.failure() {
+            return Err(DeploymentError::Log(failure));
+        }
+        match log {
+            Log::File(wal) => {
+                let json =
+                    serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
+                let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
+                crate::logfile::frame(&mut pending.bytes, event.seq(), &json);
+                pending.last_seq = event.seq();
+                Ok(event.seq())
+            }
+            Log::Pg(pg) => pg.stage(event.clone()),
+        }
+    }
+
+    /// Appends an event to the log. On the file log it is applied now; on PostgreSQL it is
+    /// staged, and applied by the writer at its place in the global order (the number returned
+    /// is then a ticket to wait on, and the state's sequence number is left as it was). If
+    /// anything fails, the event's sequence number is given back, so the log never has a gap.
+    pub(crate) fn commit(&mut self, log: &Log, event: &Event) -> Result<u64> {
+        if let Some(failure) = log.failure() {
+            self.seq = event.seq() - 1;
+            return Err(DeploymentError::Log(failure));
+        }
+        if let Log::Pg(_) = log {
+            self.seq = event.seq() - 1;
+            return self.push(log, event);
+        }
+        let result = self.apply(event).and_then(|_| self.push(log, event));
+        if result.is_err() {
+            self.seq = event.seq() - 1;
+        }
+        result
+    }
+
+    /// Guardrails and canary progression after a reward: emits pause / step events.
+    pub(crate) fn check_guardrails(&mut self, log: &Log, variant: usize, now: i64) -> Result<()> {
+        let Some((mut event, notice)) = self.guardrail_move(variant, now) else {
+            return Ok(());
+        };
+        event.set_seq(self.next_seq());
+        self.commit(log, &event)?;
+        if let Event::CanaryStep { .. } = event {
+            self.counters.reset_step(variant);
+        }
+        self.notices.push(notice);
+        Ok(())
     }
 }

@@ -403,8 +403,8 @@ fn apply_rows(shared: &Shared, rows: impl Iterator<Item = (u64, Event, bool)>, t
         if seq > through {
             break;
         }
-        if let crate::replica::Applied::NewerRevision(rev) =
-            crate::replica::apply_replicated(&mut inner, &event, mine, &mut last_rev)?
+        if let crate::state::Applied::NewerRevision(rev) =
+            crate::state::apply_replicated(&mut inner, &event, mine, &mut last_rev)?
         {
             if let Ok(mut r) = shared.newer_revision.lock() {
                 *r = Some(rev);

@@ -27,70 +27,12 @@ use crate::outcome::{ClosedWindows, FeedbackOut, RewardIn};
 use crate::pglog::{Outcome, PgLog, pg_err, read_rows};
 use crate::snapshot::FromBytes;
 use crate::spec::DeploymentSpec;
-use crate::state::{Inner, compatible};
+use crate::state::{Applied, Inner, apply_replicated, compatible};
 use crate::wal::LogOptions;
 use crate::{DeploymentError, Result};
 
 /// Snapshots kept per deployment in PostgreSQL (the newest ones).
 const KEEP_SNAPSHOTS: i64 = 2;
-
-/// What applying one event of the global log did.
-pub(crate) enum Applied {
-    Done,
-    /// A `Revision` newer than the one this replica runs: it is not applied (the replica
-    /// reloads the deployment from the store).
-    NewerRevision(i64),
-}
-
-/// Applies one event of the global log to the state, as every replica does at the same place:
-/// a `Revision` resets the state when it says so (once per revision, whichever replica
-/// started it); a reward moves guardrails and canaries (derived, not logged: see
-/// [`Inner::derive_guardrails`]); an event naming a variant the running spec does not have
-/// (a replica still on an older revision) is skipped.
-pub(crate) fn apply_replicated(
-    inner: &mut Inner,
-    event: &Event,
-    mine: bool,
-    last_rev: &mut Option<i64>,
-) -> Result<Applied> {
-    let n = inner.spec.variants.len();
-    match event {
-        Event::Revision { rev, reset, .. } => {
-            if *rev > inner.revision {
-                return Ok(Applied::NewerRevision(*rev));
-            }
-            if *last_rev != Some(*rev) {
-                *last_rev = Some(*rev);
-                if *reset {
-                    let (seq, spec, revision) = (inner.seq, inner.spec.clone(), inner.revision);
-                    *inner = Inner::new(spec, revision)?;
-                    inner.seq = seq;
-                }
-            }
-        }
-        Event::Decision { v: Some(v), .. } | Event::Pause { v, .. } if *v >= n => {
-            tracing::warn!(
-                seq = event.seq(),
-                variant = v,
-                "an event of the log names a variant this revision does not have; skipped"
-            );
-        }
-        Event::Reward { id, ts, .. } => {
-            let variant = inner
-                .waiting
-                .get(id)
-                .filter(|w| w.reward().is_none())
-                .map(|w| w.variant());
-            inner.apply(event)?;
-            if let Some(Some(variant)) = variant {
-                inner.derive_guardrails(variant, *ts, mine)?;
-            }
-        }
-        _ => inner.apply(event)?,
-    }
-    inner.seq = inner.seq.max(event.seq());
-    Ok(Applied::Done)
-}
 
 impl Deployment {
     /// Opens a deployment whose log is in PostgreSQL: restores the newest usable snapshot

@@ -8,13 +8,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
-use crate::error::lock_err;
+use crate::Result;
 use crate::event::Event;
-use crate::log::Log;
 use crate::notice::Notice;
 use crate::spec::DeploymentSpec;
 use crate::stats::Counters;
-use crate::{DeploymentError, Result};
 
 /// A decision inside its attribution window. Kept small (48 bytes, plus the context's
 /// numbers while no reward has come): the map of these is what a deployment's memory grows
@@ -222,63 +220,9 @@ impl Inner {
         self.spec.arms().iter().position(|v| *v == base).unwrap_or(0)
     }
 
-    /// Appends an event to the file log's buffer (framed: see [`crate::logfile`]), or stages
-    /// it for the PostgreSQL writer. Refused once the log writer has failed, so nothing is
-    /// applied that cannot be written.
-    fn push(&mut self, log: &Log, event: &Event) -> Result<u64> {
-        if let Some(failure) = log.failure() {
-            return Err(DeploymentError::Log(failure));
-        }
-        match log {
-            Log::File(wal) => {
-                let json =
-                    serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
-                let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
-                crate::logfile::frame(&mut pending.bytes, event.seq(), &json);
-                pending.last_seq = event.seq();
-                Ok(event.seq())
-            }
-            Log::Pg(pg) => pg.stage(event.clone()),
-        }
-    }
-
-    /// Appends an event to the log. On the file log it is applied now; on PostgreSQL it is
-    /// staged, and applied by the writer at its place in the global order (the number returned
-    /// is then a ticket to wait on, and the state's sequence number is left as it was). If
-    /// anything fails, the event's sequence number is given back, so the log never has a gap.
-    pub(crate) fn commit(&mut self, log: &Log, event: &Event) -> Result<u64> {
-        if let Some(failure) = log.failure() {
-            self.seq = event.seq() - 1;
-            return Err(DeploymentError::Log(failure));
-        }
-        if let Log::Pg(_) = log {
-            self.seq = event.seq() - 1;
-            return self.push(log, event);
-        }
-        let result = self.apply(event).and_then(|_| self.push(log, event));
-        if result.is_err() {
-            self.seq = event.seq() - 1;
-        }
-        result
-    }
-
     pub(crate) fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
-    }
-
-    /// Guardrails and canary progression after a reward: emits pause / step events.
-    pub(crate) fn check_guardrails(&mut self, log: &Log, variant: usize, now: i64) -> Result<()> {
-        let Some((mut event, notice)) = self.guardrail_move(variant, now) else {
-            return Ok(());
-        };
-        event.set_seq(self.next_seq());
-        self.commit(log, &event)?;
-        if let Event::CanaryStep { .. } = event {
-            self.counters.reset_step(variant);
-        }
-        self.notices.push(notice);
-        Ok(())
     }
 
     /// The same on a replicated (PostgreSQL) log: a pause or a canary step follows from the
@@ -302,7 +246,7 @@ impl Inner {
 
     /// The pause or canary step a reward for `variant` calls for, if any (its sequence number
     /// left at 0), with its notice.
-    fn guardrail_move(&mut self, variant: usize, now: i64) -> Option<(Event, Notice)> {
+    pub(crate) fn guardrail_move(&mut self, variant: usize, now: i64) -> Option<(Event, Notice)> {
         let (min, alpha) = match (&self.spec.guardrails, &self.spec.canary) {
             (Some(g), _) => (g.min_rewards, g.alpha),
             (None, Some(_)) => (500, 0.01),
@@ -369,4 +313,62 @@ pub(crate) fn restrict(probs: &mut [f64], arms: &[usize], mask: &[bool]) {
             *p = if eligible(i) { 1.0 / k } else { 0.0 };
         }
     }
+}
+
+/// What applying one event of the global log did.
+pub(crate) enum Applied {
+    Done,
+    /// A `Revision` newer than the one this replica runs: it is not applied (the replica
+    /// reloads the deployment from the store).
+    NewerRevision(i64),
+}
+
+/// Applies one event of the global log to the state, as every replica does at the same place:
+/// a `Revision` resets the state when it says so (once per revision, whichever replica
+/// started it); a reward moves guardrails and canaries (derived, not logged: see
+/// [`Inner::derive_guardrails`]); an event naming a variant the running spec does not have
+/// (a replica still on an older revision) is skipped.
+pub(crate) fn apply_replicated(
+    inner: &mut Inner,
+    event: &Event,
+    mine: bool,
+    last_rev: &mut Option<i64>,
+) -> Result<Applied> {
+    let n = inner.spec.variants.len();
+    match event {
+        Event::Revision { rev, reset, .. } => {
+            if *rev > inner.revision {
+                return Ok(Applied::NewerRevision(*rev));
+            }
+            if *last_rev != Some(*rev) {
+                *last_rev = Some(*rev);
+                if *reset {
+                    let (seq, spec, revision) = (inner.seq, inner.spec.clone(), inner.revision);
+                    *inner = Inner::new(spec, revision)?;
+                    inner.seq = seq;
+                }
+            }
+        }
+        Event::Decision { v: Some(v), .. } | Event::Pause { v, .. } if *v >= n => {
+            tracing::warn!(
+                seq = event.seq(),
+                variant = v,
+                "an event of the log names a variant this revision does not have; skipped"
+            );
+        }
+        Event::Reward { id, ts, .. } => {
+            let variant = inner
+                .waiting
+                .get(id)
+                .filter(|w| w.reward().is_none())
+                .map(|w| w.variant());
+            inner.apply(event)?;
+            if let Some(Some(variant)) = variant {
+                inner.derive_guardrails(variant, *ts, mine)?;
+            }
+        }
+        _ => inner.apply(event)?,
+    }
+    inner.seq = inner.seq.max(event.seq());
+    Ok(Applied::Done)
 }
