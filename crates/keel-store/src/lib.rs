@@ -1,7 +1,8 @@
 //! Metadata persistence for keel: model versions, aliases with their history,
 //! deployments, the data catalog (tables, columns, PII flags, schema history,
-//! lineage), access (principals, teams, grants, tokens, audit log) and the
-//! append-only change log, behind one [`Store`] that runs on embedded
+//! lineage), access (principals, teams, grants, tokens, audit log), the
+//! append-only change log, approvals (policies and changes held for a second
+//! person) and webhooks (subscriptions and a delivery outbox), behind one [`Store`] that runs on embedded
 //! SQLite (the default) or PostgreSQL (chosen by a `postgres://` url), with
 //! versioned migrations applied on open.
 //!
@@ -20,15 +21,18 @@ mod deployments;
 mod error;
 mod location;
 mod models;
+mod pending;
 mod records;
 mod rows;
 mod schedules;
 mod store;
 mod tokens;
+mod webhooks;
 
 pub use access::{NewAuditEvent, PERMISSIONS, TEAM_ROLES};
 pub use catalog::{ColumnEdit, ObservedColumn};
 pub use error::{Result, StoreError};
+pub use pending::{ApprovalOutcome, NewPendingChange, PendingChange};
 pub use records::{
     Alias, AliasEvent, AuditEvent, CatalogColumn, ChangeEvent, DeploymentRevision, Grant, LineageEdge, ModelSummary,
     ModelVersion, NewModelVersion, Principal, SchemaVersion, TableEntry, Team, TeamMember,
@@ -36,3 +40,4 @@ pub use records::{
 pub use schedules::{Firing, NewSchedule, RunOutcome, ScheduleRecord, ScheduleRun};
 pub use store::{Backend, Store};
 pub use tokens::{NewToken, Revoked, TokenRecord, TokenRevocations};
+pub use webhooks::{Attempt, AttemptRecord, Delivery, DueDelivery, WebhookRecord, redact_url};

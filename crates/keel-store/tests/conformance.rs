@@ -64,6 +64,11 @@ store_conformance_suite!(
     catalog::first_principal_is_admin_and_teams_have_members,
     catalog::tables_columns_pii_schema_history_and_grants,
     catalog::tokens_lineage_and_audit,
+    approvals::policies_are_set_read_and_removed_with_the_change_log,
+    approvals::a_change_is_requested_claimed_by_another_and_approved,
+    approvals::a_failed_approval_returns_the_change_to_pending_and_rejection_closes_it,
+    webhooks::subscriptions_are_added_listed_and_removed_without_their_secrets,
+    webhooks::events_are_queued_per_subscriber_claimed_once_and_retried,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
