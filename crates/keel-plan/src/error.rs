@@ -13,6 +13,15 @@ pub enum PlanError {
     /// `export` into a folder that already holds declared files.
     #[error("{0}")]
     Refused(String),
+    /// The person may not do this (approve their own change).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A held change's target moved since it was requested.
+    #[error("{0}")]
+    Stale(String),
+    /// An approved change failed to apply; it is still waiting.
+    #[error("{0}")]
+    Failed(String),
     #[error(transparent)]
     Store(#[from] keel_store::StoreError),
     #[error(transparent)]
@@ -23,7 +32,8 @@ impl KeelError for PlanError {
     fn kind(&self) -> ErrorKind {
         match self {
             PlanError::File { .. } | PlanError::Invalid(_) => ErrorKind::InvalidArgument,
-            PlanError::Refused(_) => ErrorKind::Conflict,
+            PlanError::Refused(_) | PlanError::Stale(_) | PlanError::Failed(_) => ErrorKind::Conflict,
+            PlanError::Forbidden(_) => ErrorKind::PermissionDenied,
             PlanError::Store(e) => e.kind(),
             PlanError::Registry(e) => e.kind(),
         }
@@ -34,6 +44,9 @@ impl KeelError for PlanError {
             PlanError::File { .. } => "plan.bad_file",
             PlanError::Invalid(_) => "plan.invalid",
             PlanError::Refused(_) => "plan.refused",
+            PlanError::Forbidden(_) => "change.forbidden",
+            PlanError::Stale(_) => "change.stale",
+            PlanError::Failed(_) => "change.failed",
             PlanError::Store(e) => e.code(),
             PlanError::Registry(e) => e.code(),
         }

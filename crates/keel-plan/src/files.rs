@@ -27,6 +27,8 @@ pub struct Declared {
     pub aliases: BTreeMap<String, BTreeMap<String, i64>>,
     pub schedules: BTreeMap<String, ScheduleDecl>,
     pub grants: Grants,
+    /// `policy.json`'s approvals policy, if the folder has one.
+    pub policy: Option<crate::approvals::Policy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -115,6 +117,11 @@ pub fn read_dir(dir: &Path) -> Result<Declared> {
         let list: Vec<GrantDecl> = read_json(&grants)?;
         out.grants = list.into_iter().map(|g| (g.table, g.team, g.permission)).collect();
     }
+    let policy = dir.join("policy.json");
+    if policy.exists() {
+        let file: crate::approvals::PolicyFile = read_json(&policy)?;
+        out.policy = Some(file.approvals);
+    }
     Ok(out)
 }
 
@@ -178,5 +185,16 @@ pub fn export(state: &Declared, dir: &Path, force: bool) -> Result<Vec<String>> 
         .collect();
     write(&dir.join("grants.json"), &grants)?;
     written.push("grants.json".into());
+    let policy = dir.join("policy.json");
+    match &state.policy {
+        Some(p) => {
+            write(&policy, &crate::approvals::PolicyFile { approvals: p.clone() })?;
+            written.push("policy.json".into());
+        }
+        None if policy.exists() => {
+            std::fs::remove_file(&policy).map_err(|e| bad(&policy, format!("cannot remove it: {e}")))?;
+        }
+        None => {}
+    }
     Ok(written)
 }

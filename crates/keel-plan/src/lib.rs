@@ -7,7 +7,11 @@
 //!   schedules/<name>.json     {"cron": "0 6 * * MON", "command": ["batch", ...], "notify": null}
 //!   aliases.json              {"bc-lr": {"production": 3, "staging": 4}}
 //!   grants.json               [{"table": "customers", "team": "marketing", "permission": "read"}]
+//!   policy.json               {"approvals": {"aliases": ["production"], "deployment_traffic": ["*"], "pii_grants": true}}
 //! ```
+//!
+//! The approvals policy ([`approvals`]) names changes that need a second person; `apply` holds
+//! such changes as pending (with the git commit) instead of applying them, and says so.
 //!
 //! JSON rather than YAML: the same format the API and `keel deployment apply` take, so a file
 //! can be moved between them unchanged, and no second parser (no YAML crate is a dependency).
@@ -21,6 +25,7 @@
 //! unmanaged and left alone; `--prune` deletes aliases, schedules and grants among them
 //! (deployments are never deleted: their decision logs are history).
 
+pub mod approvals;
 mod diff;
 mod error;
 mod files;
@@ -102,6 +107,7 @@ pub async fn live(registry: &Registry) -> Result<Declared> {
     for g in store.list_grants().await? {
         out.grants.insert((g.table, g.team, g.permission));
     }
+    out.policy = approvals::Policy::live(registry).await?;
     Ok(out)
 }
 
@@ -177,6 +183,20 @@ pub fn plan(declared: &Declared, live: &Declared, prune: bool) -> Plan {
     for g in live.grants.difference(&declared.grants) {
         changes.push(change(gone(true), "grant", &grant_name(g), vec![]));
     }
+    match (&declared.policy, &live.policy) {
+        (Some(want), have) if Some(want) != have.as_ref() => {
+            let old = have.as_ref().map_or(Value::Null, |p| serde_json::json!(p));
+            let action = if have.is_some() { Action::Update } else { Action::Create };
+            changes.push(change(
+                action,
+                "policy",
+                approvals::POLICY,
+                diff::json(&old, &serde_json::json!(want)),
+            ));
+        }
+        (None, Some(_)) => changes.push(change(gone(true), "policy", approvals::POLICY, vec![])),
+        _ => {}
+    }
     Plan { changes }
 }
 
@@ -189,7 +209,7 @@ fn change(action: Action, kind: &'static str, name: &str, details: Vec<String>) 
     }
 }
 
-fn summary_of_spec(spec: &Value) -> Vec<String> {
+pub(crate) fn summary_of_spec(spec: &Value) -> Vec<String> {
     let variants: Vec<&str> = spec["variants"]
         .as_array()
         .map(|v| v.iter().filter_map(|x| x["name"].as_str()).collect())
@@ -315,8 +335,62 @@ pub async fn validate(plan: &Plan, declared: &Declared, registry: &Registry) -> 
 #[derive(Debug, Clone, Serialize)]
 pub struct Applied {
     pub change: Change,
-    /// `None`: applied; else why it failed (the changes after it are still tried).
+    /// `None`: applied (or held); else why it failed (the changes after it are still tried).
     pub error: Option<String>,
+    /// Held for approval under the approvals policy: the pending change's id.
+    pub pending: Option<i64>,
+    /// What to tell the person about a held change.
+    pub message: Option<String>,
+}
+
+/// The approvable form of a change: alias moves and removals, deployment revisions, grants and
+/// the policy (schedules, revocations: `None`, applied directly).
+fn proposal_for(c: &Change, declared: &Declared) -> Option<approvals::Proposal> {
+    use approvals::Proposal;
+    match (c.kind, &c.action) {
+        ("deployment", Action::Create | Action::Update) => Some(Proposal::Deployment {
+            name: c.name.clone(),
+            spec: declared.deployments.get(&c.name).cloned().unwrap_or(Value::Null),
+            reason: None,
+        }),
+        ("alias", action) => {
+            let (model, alias) = c.name.split_once('@').unwrap_or((&c.name, ""));
+            let version = match action {
+                Action::Delete => None,
+                _ => Some(
+                    declared
+                        .aliases
+                        .get(model)
+                        .and_then(|a| a.get(alias))
+                        .copied()
+                        .unwrap_or(0),
+                ),
+            };
+            Some(Proposal::Alias {
+                model: model.to_string(),
+                alias: alias.to_string(),
+                version,
+                reason: None,
+            })
+        }
+        ("grant", Action::Create) => {
+            let mut parts = c.name.splitn(3, ' ');
+            let (team, permission, table) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(Proposal::Grant {
+                table: table.to_string(),
+                team: team.to_string(),
+                permission: permission.to_string(),
+            })
+        }
+        ("policy", action) => Some(Proposal::Policy {
+            policy: if *action == Action::Delete {
+                None
+            } else {
+                declared.policy.clone()
+            },
+        }),
+        _ => None,
+    }
 }
 
 /// Applies the plan's changes, each on its own (one object, one transaction), after
@@ -329,42 +403,45 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
     let by = source.by.as_str();
     let mut done = Vec::new();
     for c in plan.actionable() {
-        let result: std::result::Result<(), String> = async {
-            match (c.kind, &c.action) {
-                ("deployment", _) => {
-                    let spec = declared.deployments.get(&c.name).cloned().unwrap_or(Value::Null);
-                    let prepared = keel_experiments::prepare_revision(registry, &c.name, spec)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    prepared
-                        .record(store, by, Some(&reason))
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+        let proposal = proposal_for(c, declared);
+        if let Some(p) = &proposal {
+            let who = approvals::Requester {
+                by,
+                source: "apply",
+                git_commit: source.git_commit.as_deref(),
+            };
+            match approvals::gate(registry, p, who).await {
+                Ok(approvals::Gate::Held(held)) => {
+                    done.push(Applied {
+                        change: c.clone(),
+                        error: None,
+                        pending: Some(held.id),
+                        message: Some(approvals::held_message(&held)),
+                    });
+                    continue;
                 }
+                Ok(approvals::Gate::Proceed) => {}
+                Err(e) => {
+                    done.push(Applied {
+                        change: c.clone(),
+                        error: Some(e.to_string()),
+                        pending: None,
+                        message: None,
+                    });
+                    continue;
+                }
+            }
+        }
+        let result: std::result::Result<(), String> = async {
+            if let Some(p) = &proposal {
+                return approvals::execute(registry, None, p, by, Some(&reason))
+                    .await
+                    .map(|_| ());
+            }
+            match (c.kind, &c.action) {
                 ("alias", Action::Delete) => {
                     let (model, alias) = c.name.split_once('@').unwrap_or((&c.name, ""));
                     registry.delete_alias(model, alias, by).await.map_err(|e| e.to_string())
-                }
-                ("alias", _) => {
-                    let (model, alias) = c.name.split_once('@').unwrap_or((&c.name, ""));
-                    let v = declared
-                        .aliases
-                        .get(model)
-                        .and_then(|a| a.get(alias))
-                        .copied()
-                        .unwrap_or(0);
-                    registry
-                        .set_alias(
-                            model,
-                            alias,
-                            &keel_registry::VersionSelector::Number(v),
-                            by,
-                            Some(&reason),
-                        )
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
                 }
                 ("schedule", action) => {
                     if matches!(action, Action::Update | Action::Delete) {
@@ -378,18 +455,14 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
                     }
                     Ok(())
                 }
-                ("grant", action) => {
+                ("grant", Action::Delete) => {
                     let mut parts = c.name.splitn(3, ' ');
-                    let (team, perm, table) = (
+                    let (team, _perm, table) = (
                         parts.next().unwrap_or(""),
                         parts.next().unwrap_or(""),
                         parts.next().unwrap_or(""),
                     );
-                    if *action == Action::Delete {
-                        store.revoke(table, team, by).await.map_err(|e| e.to_string())
-                    } else {
-                        store.grant(table, team, perm, by).await.map_err(|e| e.to_string())
-                    }
+                    store.revoke(table, team, by).await.map_err(|e| e.to_string())
                 }
                 _ => Ok(()),
             }
@@ -398,11 +471,13 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
         done.push(Applied {
             change: c.clone(),
             error: result.err(),
+            pending: None,
+            message: None,
         });
     }
     let summary: Vec<Value> = done
         .iter()
-        .map(|a| serde_json::json!({"action": a.change.action, "kind": a.change.kind, "name": a.change.name, "error": a.error}))
+        .map(|a| serde_json::json!({"action": a.change.action, "kind": a.change.kind, "name": a.change.name, "error": a.error, "pending": a.pending}))
         .collect();
     store
         .record_change(

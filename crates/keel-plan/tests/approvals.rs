@@ -1,0 +1,328 @@
+//! Approvals on a real registry (SQLite, an artifacts folder, the fixture models): changes the
+//! policy names wait for a second person from `keel apply` and from a direct request, apply as
+//! the approver, are refused to their requester and when stale, and rejections close them.
+
+use std::path::Path;
+
+use keel_plan::{Source, apply, export, live, plan, read_dir};
+use keel_registry::Registry;
+use keel_store::Store;
+use serde_json::json;
+
+/// Pushes a fixture model file as the next version of `name`.
+async fn push(registry: &Registry, name: &str, file: &str) -> i64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models")
+        .join(file);
+    let bytes = std::fs::read(path).expect("fixture model");
+    let request = keel_registry::PushRequest {
+        name: name.into(),
+        author: "ana".into(),
+        description: None,
+        metrics: json!({}),
+        training_data: None,
+    };
+    registry.push(request, bytes.into()).await.expect("push").version
+}
+
+async fn registry(dir: &Path) -> Registry {
+    let store = Store::open(&format!("sqlite://{}", dir.join("keel.db").display()))
+        .await
+        .expect("store");
+    Registry::open(store, &dir.join("artifacts").display().to_string()).expect("registry")
+}
+
+fn write(dir: &Path, rel: &str, value: serde_json::Value) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, serde_json::to_string_pretty(&value).expect("json")).expect("write");
+}
+
+fn promo(policy: serde_json::Value) -> serde_json::Value {
+    json!({
+        "variants": [{"name": "half_price"}, {"name": "free_dessert"}],
+        "policy": policy,
+        "reward": {"kind": "binary", "min": 0, "max": 1, "window_seconds": 3600}
+    })
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=ci@keel", "-c", "user.name=ci"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+use keel_plan::PlanError;
+use keel_plan::approvals::{self, Gate, Proposal, Requester};
+
+fn policy_file(dir: &Path) {
+    write(
+        dir,
+        "policy.json",
+        json!({"approvals": {"aliases": ["production"], "deployment_traffic": ["*"]}}),
+    );
+}
+
+#[tokio::test]
+async fn a_named_change_waits_for_a_second_person_and_applies_as_the_approver() {
+    let home = tempfile::tempdir().expect("home");
+    let reg = registry(home.path()).await;
+    push(&reg, "bc-lr", "bc-lr.onnx").await;
+    push(&reg, "bc-lr", "bc-rf.onnx").await;
+    let folder = tempfile::tempdir().expect("folder");
+    let dir = folder.path();
+    write(dir, "aliases.json", json!({"bc-lr": {"production": 1, "staging": 1}}));
+    policy_file(dir);
+    // No policy yet: the first apply sets it and the aliases directly.
+    let first = apply_dir(&reg, dir, "ana").await;
+    assert!(
+        first.iter().all(|a| a.error.is_none() && a.pending.is_none()),
+        "{first:?}"
+    );
+    assert_eq!(
+        reg.store()
+            .get_alias("bc-lr", "production")
+            .await
+            .expect("alias")
+            .version,
+        1
+    );
+    assert!(plan(&read_dir(dir).expect("read"), &live(&reg).await.expect("live"), false).is_empty());
+
+    git(dir, &["init", "-q"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-qm", "policy"]);
+    write(dir, "aliases.json", json!({"bc-lr": {"production": 2, "staging": 2}}));
+    git(dir, &["commit", "-qam", "production to 2"]);
+    let commit = git(dir, &["rev-parse", "HEAD"]);
+    let second = apply_dir(&reg, dir, "ana").await;
+    // staging moves; production waits.
+    let held: Vec<_> = second.iter().filter_map(|a| a.pending).collect();
+    assert_eq!(held.len(), 1, "{second:?}");
+    assert_eq!(
+        reg.store().get_alias("bc-lr", "staging").await.expect("alias").version,
+        2
+    );
+    assert_eq!(
+        reg.store()
+            .get_alias("bc-lr", "production")
+            .await
+            .expect("alias")
+            .version,
+        1
+    );
+    let message = second.iter().find_map(|a| a.message.clone()).expect("message");
+    assert!(
+        message.contains("someone other than ana") && message.contains("keel approve"),
+        "{message}"
+    );
+    let pending = reg.store().pending_change(held[0]).await.expect("pending");
+    assert_eq!(pending.requested_by, "ana");
+    assert_eq!(pending.source, "apply");
+    assert_eq!(pending.git_commit.as_deref(), Some(commit.as_str()));
+    assert_eq!(pending.diff, vec!["version 1 -> 2"]);
+    assert_eq!(pending.rule, "aliases: production");
+
+    let own = approvals::approve(&reg, None, held[0], "ana")
+        .await
+        .expect_err("own change");
+    assert!(matches!(own, PlanError::Forbidden(_)), "{own}");
+    assert!(own.to_string().contains("another person"), "{own}");
+    let anonymous = approvals::approve(&reg, None, held[0], "anonymous")
+        .await
+        .expect_err("anonymous");
+    assert!(matches!(anonymous, PlanError::Forbidden(_)), "{anonymous}");
+    assert_eq!(
+        reg.store()
+            .get_alias("bc-lr", "production")
+            .await
+            .expect("alias")
+            .version,
+        1
+    );
+
+    let done = approvals::approve(&reg, None, held[0], "bob").await.expect("approve");
+    assert_eq!(
+        (done.status.as_str(), done.decided_by.as_deref()),
+        ("approved", Some("bob"))
+    );
+    let moved = reg.store().get_alias("bc-lr", "production").await.expect("alias");
+    assert_eq!((moved.version, moved.updated_by.as_str()), (2, "bob"));
+    let history = reg
+        .store()
+        .alias_history("bc-lr", Some("production"))
+        .await
+        .expect("history");
+    let last = history.last().expect("event");
+    assert!(
+        last.reason.as_deref().is_some_and(|r| r.contains("requested by ana")),
+        "{last:?}"
+    );
+    let log = reg
+        .store()
+        .list_changes(5, Some("model/bc-lr/alias/production"))
+        .await
+        .expect("log");
+    let approved = log
+        .iter()
+        .find(|c| c.kind == "change.approved")
+        .expect("approved entry");
+    assert_eq!(approved.details["requested_by"], json!("ana"));
+    assert_eq!(approved.details["approved_by"], json!("bob"));
+    assert_eq!(approved.details["git_commit"], json!(commit));
+    assert!(plan(&read_dir(dir).expect("read"), &live(&reg).await.expect("live"), false).is_empty());
+    // Approved once: not again.
+    assert!(approvals::approve(&reg, None, held[0], "carol").await.is_err());
+}
+
+#[tokio::test]
+async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
+    let home = tempfile::tempdir().expect("home");
+    let reg = registry(home.path()).await;
+    push(&reg, "bc-lr", "bc-lr.onnx").await;
+    push(&reg, "bc-lr", "bc-rf.onnx").await;
+    reg.store()
+        .set_alias("bc-lr", "production", 1, "ana", None)
+        .await
+        .expect("alias");
+    let policy = approvals::Policy {
+        aliases: vec!["bc-lr@production".into()],
+        ..Default::default()
+    };
+    approvals::execute(&reg, None, &Proposal::Policy { policy: Some(policy) }, "ana", None)
+        .await
+        .expect("policy");
+    let who = Requester {
+        by: "ana",
+        source: "cli",
+        git_commit: None,
+    };
+    let to = |version| Proposal::Alias {
+        model: "bc-lr".into(),
+        alias: "production".into(),
+        version,
+        reason: Some("better auc".into()),
+    };
+    let Gate::Held(stale) = approvals::gate(&reg, &to(Some(2)), who).await.expect("gate") else {
+        panic!("a production move must be held");
+    };
+    let Gate::Held(removal) = approvals::gate(&reg, &to(None), who).await.expect("gate") else {
+        panic!("removing production must be held");
+    };
+    // Another alias is not named by the policy.
+    let staging = Proposal::Alias {
+        model: "bc-lr".into(),
+        alias: "staging".into(),
+        version: Some(2),
+        reason: None,
+    };
+    assert!(matches!(
+        approvals::gate(&reg, &staging, who).await.expect("gate"),
+        Gate::Proceed
+    ));
+
+    // The alias moves behind the request's back: approving it now is refused, nothing changes.
+    reg.store()
+        .set_alias("bc-lr", "production", 2, "carol", Some("hotfix"))
+        .await
+        .expect("move");
+    reg.store()
+        .set_alias("bc-lr", "production", 1, "carol", Some("rollback"))
+        .await
+        .expect("move");
+    let err = approvals::approve(&reg, None, stale.id, "bob").await;
+    // Same version as requested: the base matches again, so it applies.
+    assert!(err.is_ok(), "{err:?}");
+    let Gate::Held(again) = approvals::gate(&reg, &to(Some(1)), who).await.expect("gate") else {
+        panic!("held");
+    };
+    reg.store()
+        .set_alias("bc-lr", "production", 1, "carol", Some("hotfix"))
+        .await
+        .expect("move");
+    let stale_err = approvals::approve(&reg, None, again.id, "bob")
+        .await
+        .expect_err("stale");
+    assert!(matches!(stale_err, PlanError::Stale(_)), "{stale_err}");
+    assert!(
+        stale_err.to_string().contains("version 2 then, version 1 now"),
+        "{stale_err}"
+    );
+    assert_eq!(
+        reg.store().pending_change(again.id).await.expect("row").status,
+        "pending"
+    );
+
+    let no_reason = approvals::reject(&reg, removal.id, "bob", "  ")
+        .await
+        .expect_err("reason");
+    assert!(matches!(no_reason, PlanError::Invalid(_)));
+    let closed = approvals::reject(&reg, removal.id, "bob", "production stays")
+        .await
+        .expect("reject");
+    assert_eq!(closed.status, "rejected");
+    assert!(approvals::approve(&reg, None, removal.id, "carol").await.is_err());
+    assert!(reg.store().get_alias("bc-lr", "production").await.is_ok());
+
+    // While the policy holds anything, weakening it is held too.
+    let Gate::Held(weaken) = approvals::gate(&reg, &Proposal::Policy { policy: None }, who)
+        .await
+        .expect("gate")
+    else {
+        panic!("a policy change must be held");
+    };
+    assert_eq!(weaken.kind, "policy");
+}
+
+#[tokio::test]
+async fn deployment_traffic_changes_are_held_and_export_writes_the_policy() {
+    let home = tempfile::tempdir().expect("home");
+    let reg = registry(home.path()).await;
+    let folder = tempfile::tempdir().expect("folder");
+    let dir = folder.path();
+    policy_file(dir);
+    apply_dir(&reg, dir, "ana").await;
+    write(dir, "deployments/promo.json", promo(json!({"type": "thompson_beta"})));
+    let held = apply_dir(&reg, dir, "ana").await;
+    let id = held
+        .iter()
+        .find_map(|a| a.pending)
+        .expect("a new deployment takes traffic: held");
+    assert!(reg.store().get_deployment("promo").await.is_err());
+    approvals::approve(&reg, None, id, "bob").await.expect("approve");
+    let revision = reg.store().get_deployment("promo").await.expect("deployed");
+    assert_eq!((revision.revision, revision.created_by.as_str()), (1, "bob"));
+
+    // A revision that leaves variants, policy and control alone is not a traffic change.
+    let mut spec = promo(json!({"type": "thompson_beta"}));
+    spec["reward"]["window_seconds"] = json!(7200);
+    write(dir, "deployments/promo.json", spec);
+    let direct = apply_dir(&reg, dir, "ana").await;
+    assert!(
+        direct.iter().all(|a| a.pending.is_none() && a.error.is_none()),
+        "{direct:?}"
+    );
+    assert_eq!(reg.store().get_deployment("promo").await.expect("rev").revision, 2);
+
+    let out = tempfile::tempdir().expect("export");
+    export(&live(&reg).await.expect("live"), out.path(), false).expect("export");
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("policy.json")).expect("policy.json"))
+            .expect("json");
+    assert_eq!(
+        exported,
+        json!({"approvals": {"aliases": ["production"], "deployment_traffic": ["*"]}})
+    );
+}
+
+async fn apply_dir(reg: &Registry, dir: &Path, by: &str) -> Vec<keel_plan::Applied> {
+    let declared = read_dir(dir).expect("read");
+    let p = plan(&declared, &live(reg).await.expect("live"), false);
+    apply(&p, &declared, reg, &Source::of(dir, by)).await.expect("apply")
+}
