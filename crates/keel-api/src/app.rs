@@ -257,7 +257,8 @@ pub fn client_routes(
     max_body_bytes: usize,
     max_model_bytes: u64,
 ) -> crate::access::Routes {
-    crate::models::router(registry, max_body_bytes, max_model_bytes)
+    crate::models::router(registry.clone(), max_body_bytes, max_model_bytes)
+        .merge(crate::changes::router(registry, deployments.clone(), max_body_bytes))
         .merge(crate::batch_routes::router(deployments, max_body_bytes))
 }
 

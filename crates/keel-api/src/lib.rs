@@ -10,6 +10,7 @@
 pub mod access;
 pub mod app;
 mod batch_routes;
+mod changes;
 #[cfg(feature = "lake")]
 pub mod data;
 pub mod error;

@@ -27,6 +27,7 @@ pub const SHA256_HEADER: &str = "x-keel-sha256";
 #[derive(Clone)]
 struct ModelsState {
     registry: Registry,
+    events: keel_guard::webhook::Events,
     max_body: usize,
     max_model_bytes: u64,
 }
@@ -50,6 +51,7 @@ pub fn router(registry: Registry, max_body: usize, max_model_bytes: u64) -> Rout
             axum::routing::delete(delete_alias),
         )
         .with_state(ModelsState {
+            events: keel_guard::webhook::Events::new(registry.store().clone()),
             registry,
             max_body,
             max_model_bytes,
@@ -139,7 +141,25 @@ async fn push(
             return ApiError::from(e).into_response();
         }
     };
+    s.events
+        .emit(
+            "model.pushed",
+            serde_json::json!({"model": version.model, "version": version.version, "content_hash": version.content_hash, "by": principal.name}),
+        )
+        .await;
     for alias in aliases {
+        let proposal = keel_plan::approvals::Proposal::Alias {
+            model: version.model.clone(),
+            alias: alias.clone(),
+            version: Some(version.version),
+            reason: Some("set at push".into()),
+        };
+        match crate::changes::held(s.registry.store(), &proposal, &principal).await {
+            Ok(None) => {}
+            // The version is pushed either way; the alias waits for its approval.
+            Ok(Some(_)) => continue,
+            Err(e) => return e.into_response(),
+        }
         let selector = VersionSelector::Number(version.version);
         if let Err(e) = s
             .registry
@@ -242,19 +262,81 @@ async fn set_alias(
         }
     };
     let alias = alias.trim_start_matches('@');
+    let version = s.registry.resolve(&name, &selector).await?.version;
+    let proposal = keel_plan::approvals::Proposal::Alias {
+        model: name.clone(),
+        alias: alias.to_string(),
+        version: Some(version),
+        reason: body.reason.clone(),
+    };
+    if let Some(held) = crate::changes::held(s.registry.store(), &proposal, &principal).await? {
+        return Ok(held);
+    }
     let moved = s
         .registry
-        .set_alias(&name, alias, &selector, &principal.name, body.reason.as_deref())
+        .set_alias(
+            &name,
+            alias,
+            &VersionSelector::Number(version),
+            &principal.name,
+            body.reason.as_deref(),
+        )
         .await?;
+    s.events
+        .emit(
+            "alias.moved",
+            serde_json::json!({"model": name, "alias": alias, "version": moved.version, "by": principal.name, "reason": body.reason}),
+        )
+        .await;
     Ok(axum::Json(moved).into_response())
 }
 
+/// The optional body of an alias removal: why.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeleteAliasBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `DELETE /v1/models/NAME/aliases/ALIAS` with `{"reason": "why"}` as the body (or
+/// `?reason=why`; both optional, as for a move).
 async fn delete_alias(
     State(s): State<ModelsState>,
     Extension(principal): Extension<Arc<Principal>>,
     Path((name, alias)): Path<(String, String)>,
+    Query(query): Query<DeleteAliasBody>,
+    req: Request,
 ) -> ModelsResult<Response> {
+    let body = read_body(req.into_body(), s.max_body).await?;
+    let body: DeleteAliasBody = if body.iter().all(u8::is_ascii_whitespace) {
+        DeleteAliasBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            invalid(format!(
+                "malformed request JSON: {e}; send {{\"reason\": \"why\"}} or no body"
+            ))
+        })?
+    };
+    let reason = body.reason.or(query.reason);
     let alias = alias.trim_start_matches('@');
-    s.registry.delete_alias(&name, alias, &principal.name).await?;
+    let proposal = keel_plan::approvals::Proposal::Alias {
+        model: name.clone(),
+        alias: alias.to_string(),
+        version: None,
+        reason: reason.clone(),
+    };
+    if let Some(held) = crate::changes::held(s.registry.store(), &proposal, &principal).await? {
+        return Ok(held);
+    }
+    s.registry
+        .delete_alias(&name, alias, &principal.name, reason.as_deref())
+        .await?;
+    s.events
+        .emit(
+            "alias.moved",
+            serde_json::json!({"model": name, "alias": alias, "version": null, "by": principal.name, "reason": reason}),
+        )
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

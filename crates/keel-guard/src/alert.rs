@@ -280,13 +280,8 @@ pub fn notify_all(
     }
 }
 
-/// Why a notification failed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    Timeout,
-    Status(u16),
-    Transport(String),
-}
+/// Why a notification failed (the one sender's failures).
+pub use crate::webhook::Failure;
 
 /// Sends one notification and waits for the answer (at most the notifier's timeout).
 pub async fn send(
@@ -294,14 +289,10 @@ pub async fn send(
     n: &Notifier,
     body: &serde_json::Value,
 ) -> std::result::Result<(), Failure> {
-    let request = client.post(&n.url).json(body).send();
-    match tokio::time::timeout(Duration::from_secs(n.timeout_seconds), request).await {
-        Err(_) => Err(Failure::Timeout),
-        Ok(Err(e)) if e.is_timeout() => Err(Failure::Timeout),
-        Ok(Err(e)) => Err(Failure::Transport(e.to_string())),
-        Ok(Ok(r)) if r.status().is_success() => Ok(()),
-        Ok(Ok(r)) => Err(Failure::Status(r.status().as_u16())),
-    }
+    let bytes = serde_json::to_vec(body).map_err(|e| Failure::Transport(e.to_string()))?;
+    crate::webhook::post(client, &n.url, bytes, &[], Duration::from_secs(n.timeout_seconds))
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

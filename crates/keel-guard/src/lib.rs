@@ -8,6 +8,9 @@
 //!   caller), with pending/firing/resolved states, and notifications to webhooks as JSON or in
 //!   Slack's format. A slow or failing webhook is timed out and counted; it never blocks the
 //!   caller.
+//! - [`webhook`]: the one webhook sender (alerts, schedule failures and events all use it),
+//!   HMAC-SHA256 signatures, keel's events queued in the store's outbox and the deliverer that
+//!   drains it with retries and backoff.
 //!
 //! The crate knows nothing of deployments, models or HTTP serving: keel-experiments feeds it
 //! observations and acts on its verdicts (fallback, rollback).
@@ -15,6 +18,7 @@
 pub mod alert;
 pub mod output;
 pub mod slo;
+pub mod webhook;
 
 pub use alert::{AlertEvent, AlertRule, AlertState, Condition, Notifier, Signals, WebhookFormat};
 pub use output::{OutputGuard, OutputGuardSpec, Violation};

@@ -19,7 +19,7 @@
 
 use keel_experiments::Deployments;
 use keel_registry::{Registry, VersionSelector};
-use keel_store::{ApprovalOutcome, NewPendingChange, PendingChange, StoreError};
+use keel_store::{ApprovalOutcome, NewPendingChange, PendingChange, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -53,8 +53,8 @@ impl Policy {
     }
 
     /// The live policy (none set: holds nothing).
-    pub async fn live(registry: &Registry) -> Result<Option<Policy>> {
-        match registry.store().get_policy(POLICY).await? {
+    pub async fn live(store: &Store) -> Result<Option<Policy>> {
+        match store.get_policy(POLICY).await? {
             None => Ok(None),
             Some(body) => serde_json::from_value(body)
                 .map(Some)
@@ -142,8 +142,7 @@ pub enum Gate {
 }
 
 /// The current state of a change's target: what an approval compares with the request's.
-async fn base_of(registry: &Registry, p: &Proposal) -> Result<Value> {
-    let store = registry.store();
+async fn base_of(store: &Store, p: &Proposal) -> Result<Value> {
     Ok(match p {
         Proposal::Alias { model, alias, .. } => match store.get_alias(model, alias).await {
             Ok(a) => json!({ "version": a.version }),
@@ -169,7 +168,7 @@ async fn base_of(registry: &Registry, p: &Proposal) -> Result<Value> {
 }
 
 /// The rule of `policy` that holds `p`, if any.
-async fn rule_for(registry: &Registry, policy: &Policy, p: &Proposal, base: &Value) -> Result<Option<String>> {
+async fn rule_for(store: &Store, policy: &Policy, p: &Proposal, base: &Value) -> Result<Option<String>> {
     Ok(match p {
         Proposal::Alias { model, alias, .. } => policy
             .aliases
@@ -188,8 +187,7 @@ async fn rule_for(registry: &Registry, policy: &Policy, p: &Proposal, base: &Val
                 .map(|d| format!("deployment_traffic: {d}"))
         }
         Proposal::Grant { table, .. } if policy.pii_grants => {
-            let pii: Vec<String> = registry
-                .store()
+            let pii: Vec<String> = store
                 .table_entry(table)
                 .await?
                 .map(|t| t.columns.into_iter().filter(|c| c.pii).map(|c| c.name).collect())
@@ -236,18 +234,17 @@ fn diff_of(p: &Proposal, base: &Value) -> Vec<String> {
 }
 
 /// Holds `p` as pending when the live policy names it; else says to proceed.
-pub async fn gate(registry: &Registry, p: &Proposal, who: Requester<'_>) -> Result<Gate> {
-    let Some(policy) = Policy::live(registry).await?.filter(Policy::holds_anything) else {
+pub async fn gate(store: &Store, p: &Proposal, who: Requester<'_>) -> Result<Gate> {
+    let Some(policy) = Policy::live(store).await?.filter(Policy::holds_anything) else {
         return Ok(Gate::Proceed);
     };
-    let base = base_of(registry, p).await?;
-    let Some(rule) = rule_for(registry, &policy, p, &base).await? else {
+    let base = base_of(store, p).await?;
+    let Some(rule) = rule_for(store, &policy, p, &base).await? else {
         return Ok(Gate::Proceed);
     };
     let proposal = serde_json::to_value(p).map_err(|e| PlanError::Invalid(vec![e.to_string()]))?;
     let diff = diff_of(p, &base);
-    let held = registry
-        .store()
+    let held = store
         .request_change(NewPendingChange {
             kind: p.kind(),
             subject: &p.subject(),
@@ -309,7 +306,7 @@ pub async fn execute(
             version: None,
             ..
         } => registry
-            .delete_alias(model, alias, by)
+            .delete_alias(model, alias, by, reason)
             .await
             .map(|()| json!({ "removed": true }))
             .map_err(|e| e.to_string()),
@@ -368,7 +365,7 @@ pub async fn approve(
     }
     let p = proposal_of(&change)?;
     let change = store.claim_approval(id, approver).await?;
-    let now = base_of(registry, &p).await?;
+    let now = base_of(store, &p).await?;
     if now != change.base {
         let why = format!(
             "stale: {} changed since change #{id} was requested ({} then, {} now); reject it and request the change again",
@@ -397,6 +394,28 @@ pub async fn approve(
                 .await?;
             Err(PlanError::Failed(format!("change #{id} could not be applied: {error}")))
         }
+    }
+}
+
+/// The event (name and data) of the change an approval applied: `alias.moved` or
+/// `deployment.changed` (none for grants and the policy).
+pub fn event_of(done: &PendingChange) -> Option<(&'static str, Value)> {
+    let by = done.decided_by.clone();
+    match proposal_of(done).ok()? {
+        Proposal::Alias {
+            model,
+            alias,
+            version,
+            reason,
+        } => Some((
+            "alias.moved",
+            json!({"model": model, "alias": alias, "version": version, "by": by, "reason": reason, "approved_change": done.id}),
+        )),
+        Proposal::Deployment { name, reason, .. } => Some((
+            "deployment.changed",
+            json!({"deployment": name, "by": by, "reason": reason, "approved_change": done.id}),
+        )),
+        _ => None,
     }
 }
 

@@ -107,7 +107,7 @@ pub async fn live(registry: &Registry) -> Result<Declared> {
     for g in store.list_grants().await? {
         out.grants.insert((g.table, g.team, g.permission));
     }
-    out.policy = approvals::Policy::live(registry).await?;
+    out.policy = approvals::Policy::live(store).await?;
     Ok(out)
 }
 
@@ -410,7 +410,7 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
                 source: "apply",
                 git_commit: source.git_commit.as_deref(),
             };
-            match approvals::gate(registry, p, who).await {
+            match approvals::gate(store, p, who).await {
                 Ok(approvals::Gate::Held(held)) => {
                     done.push(Applied {
                         change: c.clone(),
@@ -441,7 +441,10 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
             match (c.kind, &c.action) {
                 ("alias", Action::Delete) => {
                     let (model, alias) = c.name.split_once('@').unwrap_or((&c.name, ""));
-                    registry.delete_alias(model, alias, by).await.map_err(|e| e.to_string())
+                    registry
+                        .delete_alias(model, alias, by, Some(&reason))
+                        .await
+                        .map_err(|e| e.to_string())
                 }
                 ("schedule", action) => {
                     if matches!(action, Action::Update | Action::Delete) {

@@ -209,10 +209,10 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
         version,
         reason: Some("better auc".into()),
     };
-    let Gate::Held(stale) = approvals::gate(&reg, &to(Some(2)), who).await.expect("gate") else {
+    let Gate::Held(stale) = approvals::gate(reg.store(), &to(Some(2)), who).await.expect("gate") else {
         panic!("a production move must be held");
     };
-    let Gate::Held(removal) = approvals::gate(&reg, &to(None), who).await.expect("gate") else {
+    let Gate::Held(removal) = approvals::gate(reg.store(), &to(None), who).await.expect("gate") else {
         panic!("removing production must be held");
     };
     // Another alias is not named by the policy.
@@ -223,7 +223,7 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
         reason: None,
     };
     assert!(matches!(
-        approvals::gate(&reg, &staging, who).await.expect("gate"),
+        approvals::gate(reg.store(), &staging, who).await.expect("gate"),
         Gate::Proceed
     ));
 
@@ -239,7 +239,7 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
     let err = approvals::approve(&reg, None, stale.id, "bob").await;
     // Same version as requested: the base matches again, so it applies.
     assert!(err.is_ok(), "{err:?}");
-    let Gate::Held(again) = approvals::gate(&reg, &to(Some(1)), who).await.expect("gate") else {
+    let Gate::Held(again) = approvals::gate(reg.store(), &to(Some(1)), who).await.expect("gate") else {
         panic!("held");
     };
     reg.store()
@@ -271,7 +271,7 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
     assert!(reg.store().get_alias("bc-lr", "production").await.is_ok());
 
     // While the policy holds anything, weakening it is held too.
-    let Gate::Held(weaken) = approvals::gate(&reg, &Proposal::Policy { policy: None }, who)
+    let Gate::Held(weaken) = approvals::gate(reg.store(), &Proposal::Policy { policy: None }, who)
         .await
         .expect("gate")
     else {

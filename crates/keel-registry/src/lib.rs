@@ -268,10 +268,10 @@ impl Registry {
         Ok(self.store.set_alias(name, alias, version.version, by, reason).await?)
     }
 
-    pub async fn delete_alias(&self, name: &str, alias: &str, by: &str) -> Result<()> {
+    pub async fn delete_alias(&self, name: &str, alias: &str, by: &str, reason: Option<&str>) -> Result<()> {
         validate_model_name(name)?;
         validate_alias(alias)?;
-        Ok(self.store.delete_alias(name, alias, by).await?)
+        Ok(self.store.delete_alias(name, alias, by, reason).await?)
     }
 
     pub async fn list_aliases(&self, name: &str) -> Result<Vec<Alias>> {

@@ -188,7 +188,7 @@ async fn aliases_move_with_history_and_resolve() {
             .code(),
         "invalid"
     );
-    reg.delete_alias("m", "staging", "bo").await.expect("delete");
+    reg.delete_alias("m", "staging", "bo", None).await.expect("delete");
     assert!(
         reg.resolve("m", &VersionSelector::Alias("staging".into()))
             .await

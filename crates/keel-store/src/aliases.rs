@@ -124,8 +124,8 @@ impl Store {
     }
 
     /// Removes `alias` from `model`, recording an alias event (with no
-    /// `to_version`) and an `alias.delete` change in the same transaction.
-    pub async fn delete_alias(&self, model: &str, alias: &str, by: &str) -> Result<()> {
+    /// `to_version`, with the reason) and an `alias.delete` change in the same transaction.
+    pub async fn delete_alias(&self, model: &str, alias: &str, by: &str, reason: Option<&str>) -> Result<()> {
         require_non_empty("model name", model)?;
         require_non_empty("alias name", alias)?;
         require_non_empty("actor", by)?;
@@ -154,7 +154,7 @@ impl Store {
                 .bind(None::<i64>)
                 .bind(at_ms)
                 .bind(by)
-                .bind(None::<&str>)
+                .bind(reason)
                 .execute(&mut *tx)
                 .await?;
             let change = NewChange {
@@ -166,6 +166,7 @@ impl Store {
                     "model": model,
                     "alias": alias,
                     "from_version": previous.version,
+                    "reason": reason,
                 }),
             };
             append_change!(&mut *tx, change);

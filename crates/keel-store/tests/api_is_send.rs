@@ -34,7 +34,7 @@ async fn every_operation(store: Store) {
     let _ = store.list_model_versions(&model).await;
     let _ = store.list_models().await;
     let _ = store.set_alias(&model, "prod", 1, "a", Some("r")).await;
-    let _ = store.delete_alias(&model, "prod", "a").await;
+    let _ = store.delete_alias(&model, "prod", "a", None).await;
     let _ = store.get_alias(&model, "prod").await;
     let _ = store.list_aliases(&model).await;
     let _ = store.alias_history(&model, Some("prod")).await;

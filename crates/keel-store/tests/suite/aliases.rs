@@ -39,7 +39,10 @@ pub async fn alias_set_move_delete_with_history(fx: Fixture) {
         .set_alias("bc-lr", "canary", 3, "bob", None)
         .await
         .expect("canary");
-    fx.store.delete_alias("bc-lr", "prod", "erin").await.expect("delete");
+    fx.store
+        .delete_alias("bc-lr", "prod", "erin", Some("retired"))
+        .await
+        .expect("delete");
     let err = fx.store.get_alias("bc-lr", "prod").await.expect_err("deleted");
     assert_eq!(err.code(), "not_found");
     assert!(err.to_string().contains("'prod'"), "{err}");
@@ -54,7 +57,7 @@ pub async fn alias_set_move_delete_with_history(fx: Fixture) {
         vec![
             (None, Some(1), "bob", Some("first launch")),
             (Some(1), Some(2), "carol", None),
-            (Some(2), None, "erin", None),
+            (Some(2), None, "erin", Some("retired")),
         ]
     );
     assert!(history.iter().all(|e| e.model == "bc-lr" && e.alias == "prod"));
@@ -109,12 +112,16 @@ pub async fn alias_to_missing_version_is_not_found_and_changes_nothing(fx: Fixtu
 
 pub async fn delete_missing_alias_is_not_found(fx: Fixture) {
     push_all(&fx.store, "bc-lr", &["a"]).await;
-    let err = fx.store.delete_alias("bc-lr", "prod", "bob").await.expect_err("absent");
+    let err = fx
+        .store
+        .delete_alias("bc-lr", "prod", "bob", None)
+        .await
+        .expect_err("absent");
     assert_eq!(err.code(), "not_found");
     assert!(err.to_string().contains("'prod'"), "{err}");
     let err = fx
         .store
-        .delete_alias("ghost", "prod", "bob")
+        .delete_alias("ghost", "prod", "bob", None)
         .await
         .expect_err("no model");
     assert_eq!(err.code(), "not_found");

@@ -11,7 +11,10 @@ pub async fn change_log_records_every_change(fx: Fixture) {
         .set_alias("bc-lr", "prod", 2, "bob", Some("better auc"))
         .await
         .expect("set");
-    fx.store.delete_alias("bc-lr", "prod", "carol").await.expect("delete");
+    fx.store
+        .delete_alias("bc-lr", "prod", "carol", None)
+        .await
+        .expect("delete");
 
     let changes = fx.store.list_changes(100, None).await.expect("changes");
     let summary: Vec<_> = changes

@@ -196,7 +196,7 @@ pub async fn empty_names_are_invalid(fx: Fixture) {
     assert_eq!(err.code(), "invalid");
     let err = fx
         .store
-        .delete_alias("bc-lr", "", "bob")
+        .delete_alias("bc-lr", "", "bob", None)
         .await
         .expect_err("empty alias");
     assert_eq!(err.code(), "invalid");

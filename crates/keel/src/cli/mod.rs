@@ -121,6 +121,13 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Write what runs as a folder of declared state
     Export(StateExportArgs),
+    /// Approve a change held for a second person, and apply it as you
+    Approve(ApproveArgs),
+    /// Close a change held for a second person without applying it
+    Reject(RejectArgs),
+    /// Webhooks: keel's events posted, signed, to URLs
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     #[cfg(feature = "lake")]
     /// Monitoring: labels for logged predictions, and model performance once they arrive
     #[command(subcommand)]
@@ -345,6 +352,15 @@ pub struct ServeArgs {
     /// Do not run schedules here (another server on the same store runs them)
     #[arg(long)]
     pub no_schedules: bool,
+    /// Do not deliver webhook events here (another server on the same store delivers them)
+    #[arg(long)]
+    pub no_webhooks: bool,
+    /// Attempts per webhook delivery, the first included
+    #[arg(long, default_value_t = 6)]
+    pub webhook_attempts: i64,
+    /// Seconds before a failed webhook delivery's first retry (doubled after each failure)
+    #[arg(long, default_value_t = 10.0)]
+    pub webhook_backoff: f64,
     /// REST address (Open Inference Protocol, /metrics)
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -478,7 +494,10 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ChangesArgs {
+    #[command(subcommand)]
+    pub command: Option<ChangesCommand>,
     /// How many entries, newest first
     #[arg(long, default_value_t = 50)]
     pub limit: i64,

@@ -71,6 +71,14 @@ pub async fn run(global: &Global, cmd: AccessCommand) -> anyhow::Result<()> {
             permission,
         } => {
             let permission: Permission = permission.parse()?;
+            let proposal = keel_plan::approvals::Proposal::Grant {
+                table: table.clone(),
+                team: team.clone(),
+                permission: permission.as_str().to_string(),
+            };
+            if crate::commands::changes::held(global, &ctx.registry.store().clone(), &proposal, &actor.name).await? {
+                return Ok(());
+            }
             catalog.grant(&actor, &table, &team, permission, Via::Cli).await?;
             done(global, &format!("team {team} may now {permission} table {table}"))?;
         }

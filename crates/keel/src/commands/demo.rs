@@ -30,6 +30,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<()> {
 
     let serve_args = ServeArgs {
         no_schedules: true,
+        no_webhooks: true,
+        webhook_attempts: 6,
+        webhook_backoff: 10.0,
         http_addr: if args.keep_serving {
             "127.0.0.1:8080"
         } else {

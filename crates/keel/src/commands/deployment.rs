@@ -25,7 +25,22 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
             if let Some(monitor) = &prepared.spec.monitor {
                 check_reference(global, &ctx, &name, &monitor.reference).await?;
             }
-            let revision = prepared.record(store, &author(&by), reason.as_deref()).await?;
+            let by = author(&by);
+            let proposal = keel_plan::approvals::Proposal::Deployment {
+                name: name.clone(),
+                spec: serde_json::from_str(&text)?,
+                reason: reason.clone(),
+            };
+            if crate::commands::changes::held(global, store, &proposal, &by).await? {
+                return Ok(());
+            }
+            let revision = prepared.record(store, &by, reason.as_deref()).await?;
+            keel_guard::webhook::Events::new(store.clone())
+                .emit(
+                    "deployment.changed",
+                    serde_json::json!({"deployment": revision.name, "revision": revision.revision, "by": by, "reason": reason}),
+                )
+                .await;
             if global.json {
                 return output::json(&revision);
             }

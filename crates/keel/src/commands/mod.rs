@@ -17,6 +17,7 @@ mod plan;
 mod schedule;
 mod serve;
 mod simulate;
+mod webhook;
 
 use crate::cli::{Cli, Command};
 
@@ -36,6 +37,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => plan::plan(&cli.global, args).await,
         Command::Apply(args) => plan::apply(&cli.global, args).await,
         Command::Export(args) => plan::export(&cli.global, args).await,
+        Command::Approve(args) => changes::approve(&cli.global, args).await,
+        Command::Reject(args) => changes::reject(&cli.global, args).await,
+        Command::Webhook(cmd) => webhook::run(&cli.global, cmd).await,
         #[cfg(feature = "lake")]
         Command::Monitor(cmd) => monitor::run(&cli.global, cmd).await,
         #[cfg(feature = "lake")]

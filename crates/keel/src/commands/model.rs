@@ -19,6 +19,8 @@ pub async fn run(global: &Global, cmd: ModelCommand) -> anyhow::Result<()> {
 }
 
 /// Reads the file and pushes it with its metrics and aliases.
+/// Pushes the file, then sets each `--alias` through the approvals policy (an alias it names
+/// waits for approval; the version is pushed either way).
 pub async fn push_file(registry: &Registry, args: &PushArgs) -> anyhow::Result<keel_registry::ModelVersion> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let request = PushRequest {
@@ -28,10 +30,46 @@ pub async fn push_file(registry: &Registry, args: &PushArgs) -> anyhow::Result<k
         metrics: keel_registry::parse_metrics(&args.metrics)?,
         training_data: args.training_data.clone(),
     };
-    keel_registry::alias_names(&args.aliases)?;
+    let aliases = keel_registry::alias_names(&args.aliases)?;
     let refused = || format!("push of {} refused", args.file.display());
-    let pushed = registry.push_with_aliases(request, bytes.into(), &args.aliases).await;
-    pushed.with_context(refused)
+    let by = request.author.clone();
+    let version = registry.push(request, bytes.into()).await.with_context(refused)?;
+    let events = keel_guard::webhook::Events::new(registry.store().clone());
+    events
+        .emit(
+            "model.pushed",
+            serde_json::json!({"model": version.model, "version": version.version, "content_hash": version.content_hash, "by": by}),
+        )
+        .await;
+    for alias in aliases {
+        let proposal = keel_plan::approvals::Proposal::Alias {
+            model: version.model.clone(),
+            alias: alias.clone(),
+            version: Some(version.version),
+            reason: Some("set at push".into()),
+        };
+        if let Some(change) = crate::commands::changes::gate(registry.store(), &proposal, &by).await? {
+            // On stderr: stdout stays the pushed version (one JSON document with --json).
+            eprintln!("{}", keel_plan::approvals::held_message(&change));
+            continue;
+        }
+        registry
+            .set_alias(
+                &version.model,
+                &alias,
+                &VersionSelector::Number(version.version),
+                &by,
+                Some("set at push"),
+            )
+            .await?;
+        events
+            .emit(
+                "alias.moved",
+                serde_json::json!({"model": version.model, "alias": alias, "version": version.version, "by": by, "reason": "set at push"}),
+            )
+            .await;
+    }
+    Ok(version)
 }
 
 async fn push(global: &Global, registry: &Registry, args: PushArgs) -> anyhow::Result<()> {
@@ -167,21 +205,46 @@ async fn show(global: &Global, registry: &Registry, reference: &str) -> anyhow::
 async fn alias(global: &Global, registry: &Registry, args: AliasArgs) -> anyhow::Result<()> {
     let alias = args.alias.trim_start_matches('@');
     let by = author(&args.author);
+    let version = match (args.delete, args.version.as_deref()) {
+        (true, _) => None,
+        (false, Some(v)) => Some(registry.resolve(&args.name, &VersionSelector::parse(v)?).await?.version),
+        (false, None) => bail!("give the version to point at (a number, 'latest' or @alias), or --delete"),
+    };
+    let proposal = keel_plan::approvals::Proposal::Alias {
+        model: args.name.clone(),
+        alias: alias.to_string(),
+        version,
+        reason: args.reason.clone(),
+    };
+    if crate::commands::changes::held(global, registry.store(), &proposal, &by).await? {
+        return Ok(());
+    }
     if args.delete {
-        registry.delete_alias(&args.name, alias, &by).await?;
+        registry
+            .delete_alias(&args.name, alias, &by, args.reason.as_deref())
+            .await?;
+        keel_guard::webhook::Events::new(registry.store().clone())
+            .emit(
+                "alias.moved",
+                serde_json::json!({"model": args.name, "alias": alias, "version": null, "by": by, "reason": args.reason}),
+            )
+            .await;
         if global.json {
             return output::json(&serde_json::json!({ "model": args.name, "alias": alias, "deleted": true }));
         }
         println!("deleted @{alias} of {}", args.name);
         return Ok(());
     }
-    let Some(version) = args.version.as_deref() else {
-        bail!("give the version to point at (a number, 'latest' or @alias), or --delete");
-    };
-    let selector = VersionSelector::parse(version)?;
+    let selector = VersionSelector::Number(version.unwrap_or_default());
     let set = registry
         .set_alias(&args.name, alias, &selector, &by, args.reason.as_deref())
         .await?;
+    keel_guard::webhook::Events::new(registry.store().clone())
+        .emit(
+            "alias.moved",
+            serde_json::json!({"model": set.model, "alias": set.alias, "version": set.version, "by": by, "reason": args.reason}),
+        )
+        .await;
     if global.json {
         return output::json(&set);
     }

@@ -59,9 +59,15 @@ pub async fn apply(global: &Global, args: ApplyArgs) -> anyhow::Result<()> {
         output::json(&serde_json::json!({"applied": done, "source": source}))?;
     } else {
         for a in &done {
-            match &a.error {
-                None => println!("done    {} {}", a.change.kind, a.change.name),
-                Some(e) => println!("FAILED  {} {}: {e}", a.change.kind, a.change.name),
+            match (&a.error, a.pending) {
+                (None, Some(id)) => println!(
+                    "PENDING {} {}: waits for approval as change #{id}\n        {}",
+                    a.change.kind,
+                    a.change.name,
+                    a.message.as_deref().unwrap_or("")
+                ),
+                (None, None) => println!("done    {} {}", a.change.kind, a.change.name),
+                (Some(e), _) => println!("FAILED  {} {}: {e}", a.change.kind, a.change.name),
             }
         }
         let from = source

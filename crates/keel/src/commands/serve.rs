@@ -56,14 +56,36 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     }
     let own_url = format!("{scheme}://{}", app.http);
     let scheduler = (!args.no_schedules).then(|| start_schedules(global, &ctx, &own_url, app.auth_required));
+    let hooks = (!args.no_webhooks).then(|| start_webhooks(&ctx, &args));
     stop.wait().await;
     eprintln!("shutting down: draining requests in flight");
+    if let Some((stop_hooks, task)) = hooks {
+        // A delivery in flight finishes (bounded by its timeout); the rest wait in the outbox.
+        stop_hooks.cancel();
+        let _ = task.await;
+    }
     if let Some(s) = scheduler {
         // Commands still running are stopped and handed back as retries.
         s.shutdown(Duration::from_secs(10)).await;
     }
     app.stop().await?;
     Ok(())
+}
+
+/// Delivers the store's webhook outbox from this server until the returned token is cancelled.
+fn start_webhooks(
+    ctx: &Context,
+    args: &ServeArgs,
+) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
+    let retry = keel_guard::webhook::RetryPolicy {
+        max_attempts: args.webhook_attempts.max(1),
+        first_backoff: Duration::from_secs_f64(args.webhook_backoff.clamp(0.01, 86_400.0)),
+        ..Default::default()
+    };
+    let deliverer = keel_guard::webhook::Deliverer::new(ctx.registry.store().clone(), reqwest::Client::new(), retry);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(deliverer.run(Duration::from_millis(250), stop.clone()));
+    (stop, task)
 }
 
 /// Runs the store's schedules from this server: each firing as a child process of this

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod approvals;
 mod batch;
 mod batch_api;
 mod campaign;

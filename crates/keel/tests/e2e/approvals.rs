@@ -1,0 +1,272 @@
+//! Approvals and webhook events end to end, over a real `keel serve --auth required` on
+//! loopback and a real webhook receiver that checks every signature with its own HMAC: a policy
+//! applied from a folder holds a production alias move as pending (202); the requester may not
+//! approve it (403), nor may a token without the `registry` scope; another person approves it
+//! and the alias moves as them, with both people in the change log; a change whose target moved
+//! is refused as stale; the CLI lists and rejects; the receiver gets the events signed, a
+//! failed delivery is retried, and every attempt is recorded.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+
+use crate::support::{Keel, Ports, eventually, repo_file};
+
+const SECRET: &str = "whsec-test-2f9c";
+
+fn token(keel: &Keel, name: &str, scopes: &str) -> String {
+    let out = keel.json(&["access", "token", "create", name, "--scope", scopes]);
+    out["token"].as_str().expect("secret").to_owned()
+}
+
+/// What the receiver got: (event header, body, signature valid).
+type Received = Arc<Mutex<Vec<(String, Value, bool)>>>;
+
+/// A webhook receiver on loopback: checks `keel-signature` (t=...,v1=HMAC-SHA256 of "t.body")
+/// over the raw body, answers 500 to the very first request (to see a retry), then 204.
+async fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hooks/keel?token=abc", listener.local_addr().expect("addr"));
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/hooks/keel",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let state = state.clone();
+            async move {
+                let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                let signature = header("keel-signature");
+                let (t, v1) = signature
+                    .split_once(",v1=")
+                    .map(|(t, v)| (t.trim_start_matches("t=").to_string(), v.to_string()))
+                    .unwrap_or_default();
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+                mac.update(format!("{t}.").as_bytes());
+                mac.update(&body);
+                let valid = hex::decode(&v1).is_ok_and(|v| mac.verify_slice(&v).is_ok());
+                let fresh = t
+                    .parse::<i64>()
+                    .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
+                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let mut all = state.lock().expect("lock");
+                all.push((header("keel-event"), value, valid && fresh));
+                if all.len() == 1 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_production_move_waits_for_a_second_person_and_events_arrive_signed() {
+    let keel = Keel::quiet();
+    let model = |f: &str| repo_file(&format!("fixtures/models/{f}.onnx"));
+    keel.ok(&["model", "push", "bc", &model("bc-lr"), "--alias", "production"]);
+    keel.ok(&["model", "push", "bc", &model("bc-rf")]);
+    let alice = token(&keel, "alice", "registry view");
+    let bob = token(&keel, "bob", "registry view");
+    let viewer = token(&keel, "dashboard", "view");
+    let folder = keel.home().join("declared");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(
+        folder.join("policy.json"),
+        r#"{"approvals": {"aliases": ["production"]}}"#,
+    )
+    .expect("policy");
+    std::fs::write(folder.join("aliases.json"), r#"{"bc": {"production": 1}}"#).expect("aliases");
+    keel.ok(&["--user", "ops", "apply", folder.to_str().expect("utf-8"), "--yes"]);
+
+    let (url, got) = receiver().await;
+    let events = "alias.moved,change.pending,change.approved,change.rejected";
+    let hook = keel.json(&[
+        "webhook",
+        "add",
+        &url,
+        "--events",
+        events,
+        "--secret-env",
+        "HOOK_SECRET",
+    ]);
+    assert!(
+        !hook.to_string().contains("token=abc"),
+        "the URL's secret part is not shown: {hook}"
+    );
+    let server = keel
+        .serve_on(
+            Ports::free(),
+            &["--auth", "required", "--webhook-backoff", "0.2"],
+            &[("HOOK_SECRET", SECRET)],
+        )
+        .ready()
+        .await;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>, token: &str| {
+        let mut req = server.client.request(method, server.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move {
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let alias_of = || async {
+        let (_, v) = call(
+            reqwest::Method::GET,
+            "/v1/models/bc/versions/@production",
+            None,
+            &viewer,
+        )
+        .await;
+        v["version"].as_i64()
+    };
+
+    // Alice's move is held: 202 with the change and who must approve it.
+    let (status, held) = call(
+        reqwest::Method::PUT,
+        "/v1/models/bc/aliases/production",
+        Some(json!({"version": 2, "reason": "rf wins offline"})),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 202, "{held}");
+    assert_eq!(held["status"], "pending");
+    let id = held["change"]["id"].as_i64().expect("id");
+    assert_eq!(held["change"]["requested_by"], "alice");
+    assert_eq!(held["change"]["diff"], json!(["version 1 -> 2"]));
+    let message = held["message"].as_str().expect("message");
+    assert!(
+        message.contains("someone other than alice") && message.contains("registry"),
+        "{message}"
+    );
+    assert_eq!(alias_of().await, Some(1));
+    let (status, listed) = call(reqwest::Method::GET, "/v1/changes/pending", None, &viewer).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().map(|a| a.len()), Some(1), "{listed}");
+
+    // Not by the requester, not without the change's scope.
+    let approve = format!("/v1/changes/pending/{id}/approve");
+    let (status, body) = call(reqwest::Method::POST, &approve, None, &alice).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("another person"),
+        "{body}"
+    );
+    let (status, body) = call(reqwest::Method::POST, &approve, None, &viewer).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("`registry` scope"),
+        "{body}"
+    );
+    assert_eq!(alias_of().await, Some(1));
+
+    let (status, done) = call(reqwest::Method::POST, &approve, None, &bob).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (done["status"].as_str(), done["decided_by"].as_str()),
+        (Some("approved"), Some("bob"))
+    );
+    assert_eq!(alias_of().await, Some(2));
+    let (status, again) = call(reqwest::Method::POST, &approve, None, &bob).await;
+    assert_eq!(status, 409, "{again}");
+    let log = keel.json(&["changes", "--subject", "model/bc/alias/production", "--limit", "5"]);
+    let approved = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .find(|c| c["kind"] == "change.approved")
+        .expect("approved entry");
+    assert_eq!(
+        (approved["details"]["requested_by"].as_str(), approved["actor"].as_str()),
+        (Some("alice"), Some("bob"))
+    );
+    let moved = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .find(|c| c["kind"] == "alias.set")
+        .expect("move");
+    assert_eq!(moved["actor"], "bob");
+
+    // Two requests on the same alias: once one applies, the other is stale.
+    let (status, removal) = call(
+        reqwest::Method::DELETE,
+        "/v1/models/bc/aliases/production",
+        Some(json!({"reason": "retire bc"})),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 202, "{removal}");
+    let (status, back) = call(
+        reqwest::Method::PUT,
+        "/v1/models/bc/aliases/production",
+        Some(json!({"version": 1})),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 202, "{back}");
+    let pending = keel.json(&["changes", "pending"]);
+    assert_eq!(pending.as_array().map(|a| a.len()), Some(2), "{pending}");
+    let removal_id = removal["change"]["id"].as_i64().expect("id");
+    keel.ok(&["--user", "carol", "approve", &removal_id.to_string()]);
+    assert_eq!(alias_of().await, None);
+    let history = keel.json(&["model", "history", "bc", "--alias", "production"]);
+    let last = history.as_array().and_then(|h| h.last()).expect("event").clone();
+    assert!(
+        last.to_string().contains("retire bc"),
+        "the removal's reason is kept: {last}"
+    );
+    let back_id = back["change"]["id"].as_i64().expect("id");
+    let stale = keel.run(&["--user", "carol", "approve", &back_id.to_string()]);
+    assert!(!stale.status.success());
+    let said = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        said.contains("stale") && said.contains("request the change again"),
+        "{said}"
+    );
+    let own = keel.run(&["--user", "alice", "approve", &back_id.to_string()]);
+    assert!(
+        String::from_utf8_lossy(&own.stderr).contains("another person must approve"),
+        "{own:?}"
+    );
+    keel.ok(&["--user", "carol", "reject", &back_id.to_string(), "--reason", "stale"]);
+    assert_eq!(keel.json(&["changes", "pending"]), json!([]));
+
+    // Events: every request signed and fresh; the first attempt failed and was retried.
+    eventually(Duration::from_secs(20), Duration::from_millis(100), async || {
+        let seen = got.lock().expect("lock").clone();
+        let kinds: Vec<&str> = seen.iter().map(|(e, _, _)| e.as_str()).collect();
+        let wanted = ["change.pending", "change.approved", "alias.moved", "change.rejected"];
+        if wanted.iter().all(|k| kinds.contains(k)) && seen.len() >= 7 {
+            Ok(())
+        } else {
+            Err(format!("events so far: {kinds:?}"))
+        }
+    })
+    .await;
+    let seen = got.lock().expect("lock").clone();
+    assert!(
+        seen.iter().all(|(_, _, valid)| *valid),
+        "a signature did not verify: {seen:?}"
+    );
+    let moved_event = seen.iter().find(|(e, _, _)| e == "alias.moved").expect("alias.moved");
+    assert_eq!(moved_event.1["event"], "alias.moved");
+    assert_eq!(moved_event.1["data"]["model"], "bc");
+    let deliveries = keel.json(&["webhook", "deliveries"]);
+    let all = deliveries.as_array().expect("deliveries");
+    let retried = all
+        .iter()
+        .find(|d| d["attempts"].as_array().is_some_and(|a| a.len() == 2))
+        .expect("a retried delivery");
+    assert_eq!(retried["attempts"][0]["status_code"], 500);
+    assert_eq!(retried["delivery"]["status"], "delivered");
+    assert!(!deliveries.to_string().contains(SECRET), "the secret is never shown");
+    server.stop();
+}
