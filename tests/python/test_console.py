@@ -501,3 +501,82 @@ def test_the_deployment_page_shows_the_apis_anytime_figures(tmp_path: Path, brow
     out = s.cli("--json", "experiment", "report", "ab", "--segment-by", "region", "--cuped", "before")
     offline = json.loads(out)
     assert offline["segments"] == seg["segments"] and offline["cuped"] == cu["cuped"], out
+
+
+def login(b: Browser, token: str, next_path: str) -> None:
+    b.page.goto(f"{b.base}/ui/login?next={next_path}")
+    b.page.fill("#token", token)
+    b.page.click("main button[type=submit]")
+    b.page.wait_for_url(f"**{next_path}")
+
+
+def test_a_second_person_approves_a_pending_alias_move_in_the_browser(tmp_path: Path, browser: Any) -> None:
+    """The approvals policy holds alice's production move; alice cannot approve it in the
+    console, bob can, and then the alias has moved (as bob, with both in the change log)."""
+    s = Server(tmp_path, ["--auth", "required"], "approvals")
+    s.cli("model", "push", "bc-lr", str(FIXTURES / "bc-lr.onnx"), "--alias", "production")
+    s.cli("model", "push", "bc-lr", str(FIXTURES / "bc-rf.onnx"))
+    tokens = {
+        who: json.loads(s.cli("--json", "access", "token", "create", who, "--scope", "registry", "--scope", "view"))["token"]
+        for who in ("alice", "bob")
+    }
+    declared = tmp_path / "declared"
+    declared.mkdir()
+    (declared / "policy.json").write_text(json.dumps({"approvals": {"aliases": ["production"]}}))
+    (declared / "aliases.json").write_text(json.dumps({"bc-lr": {"production": 1}}))
+    s.cli("apply", str(declared), "--yes")
+    s.start()
+    try:
+        status, held = s.api("PUT", "/v1/models/bc-lr/aliases/production",
+                             {"version": 2, "reason": "rf wins <offline>"}, tokens["alice"])
+        assert status == 202, held
+        change = held["change"]["id"]
+        approve = f"/ui/changes/pending/{change}/approve"
+
+        # Alice sees her change waiting and may not approve it herself.
+        b = Browser(browser, s.url)
+        page = b.page
+        login(b, tokens["alice"], "/ui/changes/pending")
+        b.open("/ui/changes/pending", "approvals-pending")
+        row = page.locator(f'#pending tr[data-row="{change}"]')
+        assert row.count() == 1
+        assert "version 1 -> 2" in row.inner_text()
+        assert "alice" in row.locator('td[data-key="by"]').inner_text()
+        b.expected_status.add(approve)
+        with page.expect_navigation():
+            page.click(f'button.approve[data-change="{change}"]')
+        assert "another person must approve" in page.inner_text("#error")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "approvals-own-refused.png"), full_page=True)
+        status, version = s.api("GET", "/v1/models/bc-lr/versions/@production", token=tokens["bob"])
+        assert (status, version["version"]) == (200, 1)
+        page.click("header button[type=submit]")  # log out
+        page.wait_for_url("**/ui/login")
+
+        # A form posted from another site is refused, whoever's cookie it carries.
+        status, _ = s.api("POST", approve, headers={"cookie": f"keel_console={tokens['bob']}",
+                                                     "origin": "http://attacker.example"})
+        assert status == 403
+
+        # Bob approves it in the browser; the alias moves, as bob.
+        b.problems.clear()
+        login(b, tokens["bob"], "/ui/changes/pending")
+        with page.expect_navigation():
+            page.click(f'button.approve[data-change="{change}"]')
+        page.wait_for_url("**/ui/changes/pending?done=approved*")
+        assert f"Change #{change} approved." in page.inner_text("#notice")
+        assert page.locator(f'#pending tr[data-row="{change}"]').count() == 0
+        decided = page.locator(f'#decided tr[data-row="{change}"]')
+        assert "approved" in decided.inner_text() and "bob" in decided.inner_text()
+        page.screenshot(path=str(SHOTS / "approvals-approved.png"), full_page=True)
+        status, version = s.api("GET", "/v1/models/bc-lr/versions/@production", token=tokens["bob"])
+        assert (status, version["version"]) == (200, 2)
+        status, aliases = s.api("GET", "/v1/models/bc-lr/aliases", token=tokens["bob"])
+        production = [a for a in aliases["aliases"] if a["alias"] == "production"][0]
+        assert production["updated_by"] == "bob"
+        b.open("/ui/changes?subject=model/bc-lr/alias/production", "approvals-change-log")
+        log = page.inner_text("#changes")
+        assert "change.approved" in log and "change.requested" in log
+        assert not b.problems, b.problems
+    finally:
+        s.stop()

@@ -142,7 +142,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, data: bool, body: &str) -> Str
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{t} · keel</title><link rel="icon" href="/ui/assets/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/assets/console.css"><script src="/ui/assets/console.js" defer></script></head>
-<body><header class="top"><a class="brand" href="/ui/">keel</a><nav><a href="/ui/">Overview</a><a href="/ui/models">Models</a><a href="/ui/changes">Changes</a>{d}</nav><div class="who">{w}</div></header>
+<body><header class="top"><a class="brand" href="/ui/">keel</a><nav><a href="/ui/">Overview</a><a href="/ui/models">Models</a><a href="/ui/changes">Changes</a><a href="/ui/changes/pending">Approvals</a>{d}</nav><div class="who">{w}</div></header>
 <main><h1>{t}</h1>
 "#,
         t = esc(title),

@@ -10,7 +10,8 @@
 //! page: keel-api declares each route of [`routes`] with the scope it needs and its gate checks
 //! the credential (the cookie, for `/ui` paths only) before a handler runs. It never depends on
 //! keel-api (keel-api mounts it), and holds no state of its own beyond handles to the libraries.
-//! The pages change nothing: there is no form that writes, except logging in and out.
+//! The pages change nothing, except logging in and out and the approval buttons of
+//! `/ui/changes/pending` (forms refused from another site; see `pages::approvals`).
 
 use std::sync::Arc;
 
@@ -114,6 +115,20 @@ pub fn routes() -> Vec<Route<Arc<Console>>> {
             get(pages::models::model_handler),
         ),
         route(Method::GET, "/ui/changes", view, get(pages::changes::handler)),
+        route(Method::GET, "/ui/changes/pending", view, get(pages::approvals::handler)),
+        // The change's own scope is checked by the handler (it depends on the change).
+        route(
+            Method::POST,
+            "/ui/changes/pending/{id}/approve",
+            view,
+            post(pages::approvals::approve),
+        ),
+        route(
+            Method::POST,
+            "/ui/changes/pending/{id}/reject",
+            view,
+            post(pages::approvals::reject),
+        ),
         route(Method::GET, "/ui/login", Access::Open, get(login::form)),
         route(Method::POST, "/ui/login", Access::OpenLimited, post(login::submit)),
         route(Method::POST, "/ui/logout", Access::OpenLimited, post(login::logout)),

@@ -81,7 +81,7 @@ pub(crate) async fn form(State(console): State<Arc<Console>>, Query(q): Query<Lo
 
 /// A cross-site form post is refused: when the browser says where the form came from, it must
 /// be this server.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };

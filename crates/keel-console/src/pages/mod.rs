@@ -8,6 +8,7 @@ use keel_auth::Principal;
 
 use crate::html::Viewer;
 
+pub(crate) mod approvals;
 pub(crate) mod changes;
 #[cfg(feature = "lake")]
 pub(crate) mod data;
