@@ -209,10 +209,10 @@ async fn decide(c: &Console, id: i64, headers: &HeaderMap, who: &Who, reason: Op
         Err(e) => return refused(c, who, 409, &e.to_string()).await,
     };
     // The requester may withdraw their own change; anyone else needs its scope.
-    if reason.is_none() || change.requested_by != principal.name {
-        if let Err(why) = may_decide(&principal, &proposal) {
-            return refused(c, who, 403, &why).await;
-        }
+    if (reason.is_none() || change.requested_by != principal.name)
+        && let Err(why) = may_decide(&principal, &proposal)
+    {
+        return refused(c, who, 403, &why).await;
     }
     let events = Events::new(store.clone());
     let result = match reason {
