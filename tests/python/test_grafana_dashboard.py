@@ -109,8 +109,13 @@ def test_every_metric_the_dashboard_names_is_exported(tmp_path: Path) -> None:
         bad = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": ROW[:3]}]}
         assert post(f"{base}/v2/models/bc-lr/infer", infer) == 401  # refused: no credential
         assert post(f"{base}/v2/models/bc-lr/infer", bad, token) == 400  # an error code
-        for _ in range(5):
-            assert post(f"{base}/v1/deployments/promo/decide", {"unit_id": "u"}, token) == 200
+        for i in range(5):
+            req = urllib.request.Request(f"{base}/v1/deployments/promo/decide", data=json.dumps({"unit_id": f"u{i}"}).encode(),
+                                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                decision = json.loads(r.read())
+            # A reward per decision: keel_feedback_total is on the dashboard too.
+            assert post(f"{base}/v1/deployments/promo/feedback", {"decision_id": decision["decision_id"], "reward": 1.0}, token) == 200
 
         missing: Set[str] = set(wanted)
         deadline = time.time() + 30

@@ -131,6 +131,11 @@ async fn decide_batch(State(s): State<BatchState>, Path(name): Path<String>, req
                         Err(e) => item_error(index, e),
                     });
                 }
+                crate::metrics_endpoint::count_decisions(
+                    &name,
+                    "rest_batch",
+                    outs.iter().filter(|o| o.is_ok()).count(),
+                );
                 return Ok(answer(results));
             }
             // Model variants need inputs per item: each item below says so on its own.
@@ -148,12 +153,14 @@ async fn decide_batch(State(s): State<BatchState>, Path(name): Path<String>, req
             }
         }
     });
-    for (index, out) in futures::future::join_all(runs).await.iter().enumerate() {
+    let outs = futures::future::join_all(runs).await;
+    for (index, out) in outs.iter().enumerate() {
         results.push(match out {
             Ok(out) => decided(index, out),
             Err(e) => item_error(index, e),
         });
     }
+    crate::metrics_endpoint::count_decisions(&name, "rest_batch", outs.iter().filter(|o| o.is_ok()).count());
     Ok(answer(results))
 }
 
@@ -166,8 +173,29 @@ fn answer(results: Vec<serde_json::Value>) -> Response {
 
 async fn feedback_batch(State(s): State<BatchState>, Path(name): Path<String>, req: Request) -> BatchResult<Response> {
     let body = read_body(req.into_body(), s.max_body).await?;
-    let raw = items(&body, "events")?;
-    s.experiments.get(&name)?;
+    feedback_items(&s.experiments, &name, &body).await
+}
+
+/// `POST /v1/deployments/NAME/feedback/batch`, the older spelling kept for existing clients
+/// (keel-sim): the same answer as `feedback:batch`, with `Deprecation: true` and a `Link` to
+/// the route to use.
+pub(crate) async fn deprecated_feedback_batch(experiments: &Deployments, name: &str, body: &[u8]) -> Response {
+    let mut r = match feedback_items(experiments, name, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    r.headers_mut()
+        .insert("deprecation", axum::http::HeaderValue::from_static("true"));
+    let link = format!("</v1/deployments/{name}/feedback:batch>; rel=\"successor-version\"");
+    if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
+        r.headers_mut().insert(axum::http::header::LINK, v);
+    }
+    r
+}
+
+async fn feedback_items(experiments: &Deployments, name: &str, body: &[u8]) -> BatchResult<Response> {
+    let raw = items(body, "events")?;
+    experiments.get(name)?;
     let parsed: Vec<Result<RewardIn, DeploymentError>> = raw
         .iter()
         .map(|r| {
@@ -179,7 +207,7 @@ async fn feedback_batch(State(s): State<BatchState>, Path(name): Path<String>, r
         })
         .collect();
     let good: Vec<RewardIn> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let mut outcomes = s.experiments.feedback(&name, &good).await?.into_iter();
+    let mut outcomes = experiments.feedback(name, &good).await?.into_iter();
     let mut counted = 0;
     let mut results = Vec::with_capacity(parsed.len());
     for (index, item) in parsed.iter().enumerate() {
@@ -199,6 +227,7 @@ async fn feedback_batch(State(s): State<BatchState>, Path(name): Path<String>, r
         });
     }
     let failed = results.iter().filter(|r| r.get("error").is_some()).count();
+    crate::metrics_endpoint::count_feedback(name, counted, results.len() - failed - counted, failed);
     Ok(axum::Json(serde_json::json!({
         "ok": results.len() - failed,
         "counted": counted,

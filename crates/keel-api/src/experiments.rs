@@ -152,6 +152,7 @@ async fn decide(State(s): State<ExpState>, Path(name): Path<String>, req: Reques
     let body = read_body(req.into_body(), s.max_body).await.map_err(ApiError::from)?;
     let request = decode_decide(&body)?;
     let out = s.experiments.decide_request(&name, request).await?;
+    crate::metrics_endpoint::count_decisions(&name, "rest", 1);
     Ok(axum::Json(out).into_response())
 }
 
@@ -181,37 +182,15 @@ async fn feedback(State(s): State<ExpState>, Path(name): Path<String>, req: Requ
     let one = results
         .pop()
         .ok_or_else(|| ApiError::from(DeploymentError::InvalidRequest("no feedback given".into())))?;
-    Ok(axum::Json(one?).into_response())
+    let one = one?;
+    crate::metrics_endpoint::count_feedback(&name, usize::from(one.counted), usize::from(!one.counted), 0);
+    Ok(axum::Json(one).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchRequest {
-    events: Vec<RewardIn>,
-}
-
+/// The deprecated `/feedback/batch`: `feedback:batch`'s handler (see batch_routes).
 async fn feedback_batch(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
-    let body: BatchRequest = json_body(req, s.max_body).await?;
-    let results = s.experiments.feedback(&name, &body.events).await?;
-    let mut counted = 0;
-    let mut failed = 0;
-    let items: Vec<serde_json::Value> = results
-        .into_iter()
-        .zip(&body.events)
-        .map(|(r, e)| match r {
-            Ok(out) => {
-                if out.counted {
-                    counted += 1;
-                }
-                serde_json::json!({"decision_id": out.decision_id, "counted": out.counted})
-            }
-            Err(err) => {
-                failed += 1;
-                serde_json::json!({"decision_id": e.decision_id, "error": err.to_string(), "code": err.code()})
-            }
-        })
-        .collect();
-    Ok(axum::Json(serde_json::json!({"counted": counted, "failed": failed, "results": items})).into_response())
+    let body = read_body(req.into_body(), s.max_body).await.map_err(ApiError::from)?;
+    Ok(crate::batch_routes::deprecated_feedback_batch(&s.experiments, &name, &body).await)
 }
 
 async fn health(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {

@@ -55,6 +55,7 @@ impl ExperimentsApi for GrpcDeployments {
             .decide_request(&r.deployment, request)
             .await
             .map_err(status)?;
+        crate::metrics_endpoint::count_decisions(&r.deployment, "grpc", 1);
         Ok(Response::new(pb::DecideResponse {
             decision_id: out.decision_id,
             variant: out.variant,
@@ -85,6 +86,7 @@ impl ExperimentsApi for GrpcDeployments {
             .pop()
             .ok_or_else(|| Status::invalid_argument("no feedback given"))?
             .map_err(status)?;
+        crate::metrics_endpoint::count_feedback(&r.deployment, usize::from(out.counted), usize::from(!out.counted), 0);
         Ok(Response::new(pb::FeedbackResponse {
             decision_id: out.decision_id,
             counted: out.counted,
@@ -128,7 +130,14 @@ impl ExperimentsApi for GrpcDeployments {
                     }
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let total = results.len() as u64;
+        crate::metrics_endpoint::count_feedback(
+            &r.deployment,
+            counted as usize,
+            (total - counted - failed) as usize,
+            failed as usize,
+        );
         Ok(Response::new(pb::FeedbackBatchResponse {
             results,
             counted,

@@ -32,3 +32,23 @@ pub fn prometheus() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Counts decisions answered: `keel_decisions_total{deployment, api}` (`rest`, `rest_batch`,
+/// `grpc`), so a dashboard shows decisions per second per deployment.
+pub(crate) fn count_decisions(deployment: &str, api: &'static str, n: usize) {
+    if n > 0 {
+        metrics::counter!("keel_decisions_total", "deployment" => deployment.to_string(), "api" => api)
+            .increment(n as u64);
+    }
+}
+
+/// Counts feedback events: `keel_feedback_total{deployment, result}` with `counted` (a new
+/// reward), `duplicate` (already recorded) and `failed` (refused).
+pub(crate) fn count_feedback(deployment: &str, counted: usize, duplicate: usize, failed: usize) {
+    for (result, n) in [("counted", counted), ("duplicate", duplicate), ("failed", failed)] {
+        if n > 0 {
+            metrics::counter!("keel_feedback_total", "deployment" => deployment.to_string(), "result" => result)
+                .increment(n as u64);
+        }
+    }
+}

@@ -262,6 +262,12 @@ pub fn notify_all(
     event: &AlertEvent,
     notifiers: &[Notifier],
 ) {
+    if event.status == "firing"
+        && let Some(events) = crate::webhook::installed()
+    {
+        let data = serde_json::to_value(event).unwrap_or_default();
+        tasks.spawn(async move { events.emit("alert.fired", data).await });
+    }
     for n in notifiers {
         let (client, n, body) = (client.clone(), n.clone(), event.body(n.format));
         let rule = event.rule.clone();

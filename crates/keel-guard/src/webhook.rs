@@ -158,6 +158,20 @@ impl Events {
     }
 }
 
+static INSTALLED: std::sync::OnceLock<Events> = std::sync::OnceLock::new();
+
+/// Makes `events` the process's outbox for events raised where no store is at hand (alert
+/// firings, raised by [`crate::alert::notify_all`]); `keel serve` installs its store's at start.
+/// A second installation is ignored.
+pub fn install(events: Events) {
+    let _ = INSTALLED.set(events);
+}
+
+/// The installed outbox, if any.
+pub fn installed() -> Option<Events> {
+    INSTALLED.get().cloned()
+}
+
 /// How deliveries are retried.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {

@@ -295,6 +295,19 @@ impl Scheduler {
             }
             Err(e) => tracing::error!(schedule = %name, error = %e, "scheduler: recording a run's outcome failed"),
         }
+        let (rows, error) = match &outcome {
+            RunOutcome::Succeeded { rows } => (*rows, None),
+            RunOutcome::Failed { error, .. } => (None, Some(error.as_str())),
+        };
+        keel_guard::webhook::Events::new(self.store.clone())
+            .emit(
+                "schedule.run",
+                serde_json::json!({
+                    "schedule": name, "status": status, "attempt": attempt, "rows": rows, "error": error,
+                    "scheduled_for": chrono::DateTime::<chrono::Utc>::from_timestamp_millis(scheduled_for),
+                }),
+            )
+            .await;
         if let (RunOutcome::Failed { retry_at: None, error }, Some(url)) = (&outcome, &schedule.notify) {
             self.notify(&schedule, url, scheduled_for, attempt, error).await;
         }

@@ -56,6 +56,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<()> {
     }
     let own_url = format!("{scheme}://{}", app.http);
     let scheduler = (!args.no_schedules).then(|| start_schedules(global, &ctx, &own_url, app.auth_required));
+    keel_guard::webhook::install(keel_guard::webhook::Events::new(ctx.registry.store().clone()));
     let hooks = (!args.no_webhooks).then(|| start_webhooks(&ctx, &args));
     stop.wait().await;
     eprintln!("shutting down: draining requests in flight");
