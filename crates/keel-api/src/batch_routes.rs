@@ -68,6 +68,17 @@ pub fn router(experiments: Arc<Deployments>, max_body: usize) -> Routes {
         .with_state(BatchState { experiments, max_body })
 }
 
+/// The older `POST /v1/deployments/{name}/feedback/batch`, mounted with the deployments' routes.
+pub(crate) fn deprecated_router(experiments: Arc<Deployments>, max_body: usize) -> Routes {
+    Routes::new()
+        .post(
+            "/v1/deployments/{name}/feedback/batch",
+            Need::Scope(Scope::Decide),
+            deprecated_feedback_batch,
+        )
+        .with_state(BatchState { experiments, max_body })
+}
+
 /// Reads `{"<field>": [item, ...]}` keeping each item's text, so an item that does not parse
 /// fails alone and is parsed once.
 fn items<'a>(body: &'a [u8], field: &'static str) -> BatchResult<Vec<&'a RawValue>> {
@@ -179,8 +190,12 @@ async fn feedback_batch(State(s): State<BatchState>, Path(name): Path<String>, r
 /// `POST /v1/deployments/NAME/feedback/batch`, the older spelling kept for existing clients
 /// (keel-sim): the same answer as `feedback:batch`, with `Deprecation: true` and a `Link` to
 /// the route to use.
-pub(crate) async fn deprecated_feedback_batch(experiments: &Deployments, name: &str, body: &[u8]) -> Response {
-    let mut r = match feedback_items(experiments, name, body).await {
+async fn deprecated_feedback_batch(State(s): State<BatchState>, Path(name): Path<String>, req: Request) -> Response {
+    let result = match read_body(req.into_body(), s.max_body).await {
+        Ok(body) => feedback_items(&s.experiments, &name, &body).await,
+        Err(e) => Err(e.into()),
+    };
+    let mut r = match result {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };

@@ -46,7 +46,6 @@ pub fn router(experiments: Arc<Deployments>, max_body: usize, references: Option
         .put("/v1/deployments/{name}", deploy, apply)
         .post("/v1/deployments/{name}/decide", decide_scope, decide)
         .post("/v1/deployments/{name}/feedback", decide_scope, feedback)
-        .post("/v1/deployments/{name}/feedback/batch", decide_scope, feedback_batch)
         .get("/v1/deployments/{name}/report", view, report)
         .get("/v1/deployments/{name}/health", view, health)
         .get("/v1/health", view, server_health)
@@ -185,12 +184,6 @@ async fn feedback(State(s): State<ExpState>, Path(name): Path<String>, req: Requ
     let one = one?;
     crate::metrics_endpoint::count_feedback(&name, usize::from(one.counted), usize::from(!one.counted), 0);
     Ok(axum::Json(one).into_response())
-}
-
-/// The deprecated `/feedback/batch`: `feedback:batch`'s handler (see batch_routes).
-async fn feedback_batch(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
-    let body = read_body(req.into_body(), s.max_body).await.map_err(ApiError::from)?;
-    Ok(crate::batch_routes::deprecated_feedback_batch(&s.experiments, &name, &body).await)
 }
 
 async fn health(State(s): State<ExpState>, Path(name): Path<String>) -> ExpResult<Response> {

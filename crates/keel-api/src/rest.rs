@@ -67,7 +67,9 @@ pub fn router(
         .with_state(state)
         .merge(labels);
     match experiments {
-        Some(e) => routes.merge(crate::experiments::router(e, max_body, references)),
+        Some(e) => routes
+            .merge(crate::batch_routes::deprecated_router(e.clone(), max_body))
+            .merge(crate::experiments::router(e, max_body, references)),
         None => routes,
     }
 }
