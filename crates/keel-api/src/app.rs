@@ -258,6 +258,7 @@ pub fn client_routes(
     max_model_bytes: u64,
 ) -> crate::access::Routes {
     crate::models::router(registry.clone(), max_body_bytes, max_model_bytes)
+        .merge(crate::webhooks::router(registry.store().clone(), max_body_bytes))
         .merge(crate::changes::router(registry, deployments.clone(), max_body_bytes))
         .merge(crate::batch_routes::router(deployments, max_body_bytes))
 }

@@ -29,6 +29,7 @@ mod server;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
+mod webhooks;
 
 pub use app::{App, AppConfig, AppError, AppLake, PredictionLogConfig, RunningApp};
 pub use error::{ApiError, BodyError, grpc_code, grpc_status, http_status, read_body};

@@ -73,6 +73,7 @@ async fn a_production_move_waits_for_a_second_person_and_events_arrive_signed() 
     let alice = token(&keel, "alice", "registry view");
     let bob = token(&keel, "bob", "registry view");
     let viewer = token(&keel, "dashboard", "view");
+    let admin = token(&keel, "root", "admin");
     let folder = keel.home().join("declared");
     std::fs::create_dir_all(&folder).expect("folder");
     std::fs::write(
@@ -127,6 +128,16 @@ async fn a_production_move_waits_for_a_second_person_and_events_arrive_signed() 
         .await;
         v["version"].as_i64()
     };
+
+    // Subscriptions over REST: admin only; the secret's variable is a name, never a secret.
+    let (status, _) = call(reqwest::Method::GET, "/v1/webhooks", None, &alice).await;
+    assert_eq!(status, 403);
+    let bad = json!({"url": url, "events": ["alias.moved"], "secret_env": "my secret!"});
+    let (status, body) = call(reqwest::Method::POST, "/v1/webhooks", Some(bad), &admin).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, hooks) = call(reqwest::Method::GET, "/v1/webhooks", None, &admin).await;
+    assert_eq!((status, hooks.as_array().map(Vec::len)), (200, Some(1)), "{hooks}");
+    assert!(!hooks.to_string().contains("token=abc"), "{hooks}");
 
     // Alice's move is held: 202 with the change and who must approve it.
     let (status, held) = call(
