@@ -206,3 +206,31 @@ def test_refusals_are_typed_exceptions_with_the_servers_message(server: Server) 
         assert e.value.code == "unknown_deployment" and "no-such-deployment" in e.value.message
         with pytest.raises(NotFoundError):
             keel.set_alias("bc-lr", "production", 99)
+
+
+def test_a_held_alias_move_is_approved_by_another_token(server: Server) -> None:
+    """With an approvals policy naming the alias, the client's move comes back pending; the
+    requester may not approve it; another token does, and the alias moves."""
+    declared = server.tmp / "declared"
+    declared.mkdir()
+    (declared / "policy.json").write_text(json.dumps({"approvals": {"aliases": ["guarded"]}}))
+    server.cli("apply", str(declared), "--yes")
+    approver = server.token("approver", "registry view")
+    with Client(server.url, token=server.service) as ci, Client(server.url, token=approver) as other:
+        held = ci.set_alias("bc-lr", "guarded", 1, reason="ship it")
+        assert held["status"] == "pending", held
+        change = held["change"]["id"]
+        assert [c["id"] for c in other.pending_changes()] == [change]
+        with pytest.raises(PermissionDeniedError, match="another person"):
+            ci.approve_change(change)
+        with pytest.raises(NotFoundError):
+            other.get_version("bc-lr", "@guarded")
+        done = other.approve_change(change)
+        assert (done["status"], done["decided_by"]) == ("approved", "approver")
+        assert other.get_version("bc-lr", "@guarded")["version"] == 1
+        removal = ci.delete_alias("bc-lr", "guarded", reason="retire")
+        assert removal is not None and removal["status"] == "pending"
+        rejected = other.reject_change(removal["change"]["id"], "keep it")
+        assert (rejected["status"], rejected["note"]) == ("rejected", "keep it")
+        assert other.pending_changes() == []
+        assert other.get_version("bc-lr", "@guarded")["version"] == 1

@@ -328,15 +328,33 @@ class Client:
 
     def set_alias(self, name: str, alias: str, version: Union[int, str], reason: Optional[str] = None) -> Dict[str, Any]:
         """Points ``alias`` of ``name`` at ``version`` (a number, ``"latest"`` or ``"@other"``);
-        the move is recorded with the token's principal and ``reason``."""
+        the move is recorded with the token's principal and ``reason``. Returns the alias; when
+        the server's approvals policy holds the move for a second person (HTTP 202), returns
+        ``{"status": "pending", "change": {...}, "message": ...}`` instead (see
+        :meth:`approve_change`)."""
         body: Dict[str, Any] = {"version": version}
         if reason is not None:
             body["reason"] = reason
         return self._request("PUT", f"/v1/models/{self._seg(name)}/aliases/{self._seg(alias)}", json=body)
 
-    def delete_alias(self, name: str, alias: str) -> None:
-        """Removes an alias (recorded in its history with the token's principal)."""
-        self._request("DELETE", f"/v1/models/{self._seg(name)}/aliases/{self._seg(alias)}")
+    def delete_alias(self, name: str, alias: str, reason: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """Removes an alias (recorded in its history with the token's principal and ``reason``).
+        Returns ``None``, or the pending change when the approvals policy holds the removal."""
+        body = {"reason": reason} if reason is not None else None
+        return self._request("DELETE", f"/v1/models/{self._seg(name)}/aliases/{self._seg(alias)}", json=body)
+
+    def pending_changes(self, all: bool = False) -> List[Dict[str, Any]]:
+        """Changes held for a second person (``all``: decided ones too, newest first)."""
+        return self._request("GET", "/v1/changes/pending", params={"status": "all" if all else "pending"})
+
+    def approve_change(self, change: int) -> Dict[str, Any]:
+        """Approves a held change and applies it as this token's principal (who must not have
+        requested it, and needs the change's own scope). Returns the decided change."""
+        return self._request("POST", f"/v1/changes/pending/{int(change)}/approve")
+
+    def reject_change(self, change: int, reason: str) -> Dict[str, Any]:
+        """Closes a held change without applying it."""
+        return self._request("POST", f"/v1/changes/pending/{int(change)}/reject", json={"reason": reason})
 
     def aliases(self, name: str) -> Dict[str, Any]:
         """A model's aliases (``aliases``) and every move of them (``history``: who, when, why)."""
