@@ -54,8 +54,10 @@ async fn a_queued_run_is_taken_by_the_server_and_recorded() {
     assert_eq!(created["created_by"], "ana", "{created}");
     assert_eq!(created["args"], serde_json::json!(["model", "ls"]));
     keel.ok(&["schedule", "run-now", "weekly-models"]);
+    // A subscriber to schedule.run (nothing listens there: its delivery fails and is recorded).
+    keel.ok(&["webhook", "add", "http://127.0.0.1:9/hooks", "--events", "schedule.run"]);
 
-    let server = keel.serve(&[]).ready().await;
+    let server = keel.serve(&["--webhook-attempts", "1"]).ready().await;
     let run: Value = eventually(Duration::from_secs(30), Duration::from_millis(200), async || {
         let runs = keel.json(&["schedule", "runs", "weekly-models"]);
         match items(&runs).first() {
@@ -66,6 +68,18 @@ async fn a_queued_run_is_taken_by_the_server_and_recorded() {
     .await;
     assert_eq!(run["trigger"], "manual");
     assert_eq!(run["attempts"], 1);
+    let delivery: Value = eventually(Duration::from_secs(30), Duration::from_millis(200), async || {
+        let deliveries = keel.json(&["webhook", "deliveries"]);
+        match items(&deliveries).first() {
+            Some(d) if d["delivery"]["status"] == "failed" => Ok(d.clone()),
+            other => Err(format!("not attempted yet: {other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(delivery["delivery"]["event"], "schedule.run", "{delivery}");
+    assert_eq!(delivery["delivery"]["payload"]["data"]["schedule"], "weekly-models");
+    assert_eq!(delivery["delivery"]["payload"]["data"]["status"], "succeeded");
+    assert_eq!(delivery["attempts"].as_array().map(Vec::len), Some(1), "{delivery}");
     server.stop();
 
     let changes = keel.json(&["changes"]);
