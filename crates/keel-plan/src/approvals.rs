@@ -112,6 +112,17 @@ impl Proposal {
         }
     }
 
+    /// The same change, with `reason` where it has none (alias moves and deployment revisions
+    /// keep why they were asked for; `keel apply` gives its folder and git commit).
+    pub fn with_reason(mut self, why: &str) -> Proposal {
+        if let Proposal::Alias { reason, .. } | Proposal::Deployment { reason, .. } = &mut self
+            && reason.is_none()
+        {
+            *reason = Some(why.to_string());
+        }
+        self
+    }
+
     /// The API scope that making this change takes, and so approving it too: `registry`,
     /// `deploy` or `admin`.
     pub fn scope(&self) -> &'static str {

@@ -403,7 +403,7 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
     let by = source.by.as_str();
     let mut done = Vec::new();
     for c in plan.actionable() {
-        let proposal = proposal_for(c, declared);
+        let proposal = proposal_for(c, declared).map(|p| p.with_reason(&reason));
         if let Some(p) = &proposal {
             let who = approvals::Requester {
                 by,

@@ -164,6 +164,13 @@ async fn a_named_change_waits_for_a_second_person_and_applies_as_the_approver() 
         last.reason.as_deref().is_some_and(|r| r.contains("requested by ana")),
         "{last:?}"
     );
+    // The request's reason is kept: the folder and the git commit it came from.
+    assert!(
+        last.reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&format!("git {commit}"))),
+        "{last:?}"
+    );
     let log = reg
         .store()
         .list_changes(5, Some("model/bc-lr/alias/production"))
