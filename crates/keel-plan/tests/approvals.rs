@@ -333,3 +333,64 @@ async fn apply_dir(reg: &Registry, dir: &Path, by: &str) -> Vec<keel_plan::Appli
     let p = plan(&declared, &live(reg).await.expect("live"), false);
     apply(&p, &declared, reg, &Source::of(dir, by)).await.expect("apply")
 }
+
+#[tokio::test]
+async fn grants_on_tables_with_personal_data_wait_and_others_do_not() {
+    let home = tempfile::tempdir().expect("home");
+    let reg = registry(home.path()).await;
+    let store = reg.store();
+    store.create_team("data", None, "ana").await.expect("team");
+    store.create_team("marketing", None, "ana").await.expect("team");
+    for (table, pii) in [("customers", Some("email")), ("clicks", None)] {
+        store.register_table(table, "data", None, "ana").await.expect("table");
+        let columns = vec![keel_store::ObservedColumn {
+            name: "contact".into(),
+            data_type: "string".into(),
+            detected_pii: pii.map(str::to_string),
+        }];
+        store
+            .record_table_write(table, 0, &columns, "ana")
+            .await
+            .expect("columns");
+    }
+    let policy = approvals::Policy {
+        pii_grants: true,
+        ..Default::default()
+    };
+    approvals::execute(&reg, None, &Proposal::Policy { policy: Some(policy) }, "ana", None)
+        .await
+        .expect("policy");
+    let who = Requester {
+        by: "ana",
+        source: "cli",
+        git_commit: None,
+    };
+    let grant = |table: &str| Proposal::Grant {
+        table: table.into(),
+        team: "marketing".into(),
+        permission: "read".into(),
+    };
+    assert!(matches!(
+        approvals::gate(store, &grant("clicks"), who).await.expect("gate"),
+        Gate::Proceed
+    ));
+    let Gate::Held(held) = approvals::gate(store, &grant("customers"), who).await.expect("gate") else {
+        panic!("a grant on a table with an email column must wait");
+    };
+    assert!(
+        held.rule.contains("customers has PII columns (contact)"),
+        "{}",
+        held.rule
+    );
+    assert_eq!(held.diff, vec!["marketing on customers: (none) -> read"]);
+    assert!(store.list_grants().await.expect("grants").is_empty());
+    approvals::approve(&reg, None, held.id, "bob").await.expect("approve");
+    let grants = store.list_grants().await.expect("grants");
+    assert_eq!(
+        grants
+            .iter()
+            .map(|g| (g.table.as_str(), g.team.as_str(), g.granted_by.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("customers", "marketing", "bob")]
+    );
+}
