@@ -281,3 +281,85 @@ async fn a_production_move_waits_for_a_second_person_and_events_arrive_signed() 
     assert!(!deliveries.to_string().contains(SECRET), "the secret is never shown");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traffic_change_waits_and_the_approval_switches_the_running_deployment() {
+    let keel = Keel::quiet();
+    let spec = |weights: [f64; 2]| json!({"variants": [{"name": "a"}, {"name": "b"}], "policy": {"type": "fixed_weights", "weights": weights}});
+    let file = keel.file("promo.json", spec([1.0, 0.0]).to_string());
+    keel.ok(&["deployment", "apply", "promo", "-f", &file]);
+    let folder = keel.home().join("declared");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(
+        folder.join("policy.json"),
+        r#"{"approvals": {"deployment_traffic": ["*"]}}"#,
+    )
+    .expect("policy");
+    keel.ok(&["--user", "ops", "apply", folder.to_str().expect("utf-8"), "--yes"]);
+    let alice = token(&keel, "alice", "deploy decide view");
+    let bob = token(&keel, "bob", "deploy view");
+    let server = keel.serve(&["--auth", "required"]).ready().await;
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>, token: &str| {
+        let mut req = server.client.request(method, server.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move {
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let body = json!({"spec": spec([0.0, 1.0]), "reason": "all to b"});
+    let (status, held) = call(reqwest::Method::PUT, "/v1/deployments/promo", Some(body), &alice).await;
+    assert_eq!(status, 202, "{held}");
+    assert!(held["change"]["diff"].to_string().contains("policy.weights"), "{held}");
+    let (_, d) = call(
+        reqwest::Method::POST,
+        "/v1/deployments/promo/decide",
+        Some(json!({"unit_id": "u1"})),
+        &alice,
+    )
+    .await;
+    assert_eq!(d["variant"], "a", "still the old traffic: {d}");
+    // A bad spec is refused at once, not held.
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        "/v1/deployments/promo",
+        Some(json!({"spec": {"variants": []}})),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let id = held["change"]["id"].as_i64().expect("id");
+    let (status, done) = call(
+        reqwest::Method::POST,
+        &format!("/v1/changes/pending/{id}/approve"),
+        None,
+        &bob,
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    let (_, current) = call(reqwest::Method::GET, "/v1/deployments/promo", None, &bob).await;
+    assert_eq!(
+        (current["revision"].as_i64(), current["created_by"].as_str()),
+        (Some(2), Some("bob"))
+    );
+    assert!(
+        current["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("requested by alice: all to b")),
+        "{current}"
+    );
+    // The running deployment switched: every unit now gets b.
+    let (_, d) = call(
+        reqwest::Method::POST,
+        "/v1/deployments/promo/decide",
+        Some(json!({"unit_id": "u2"})),
+        &alice,
+    )
+    .await;
+    assert_eq!(d["variant"], "b", "{d}");
+    server.stop();
+}
