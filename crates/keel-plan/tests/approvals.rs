@@ -6,57 +6,10 @@ use std::path::Path;
 
 use keel_plan::{Source, apply, export, live, plan, read_dir};
 use keel_registry::Registry;
-use keel_store::Store;
 use serde_json::json;
+use support::{git, promo, push, registry, write};
 
-/// Pushes a fixture model file as the next version of `name`.
-async fn push(registry: &Registry, name: &str, file: &str) -> i64 {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/models")
-        .join(file);
-    let bytes = std::fs::read(path).expect("fixture model");
-    let request = keel_registry::PushRequest {
-        name: name.into(),
-        author: "ana".into(),
-        description: None,
-        metrics: json!({}),
-        training_data: None,
-    };
-    registry.push(request, bytes.into()).await.expect("push").version
-}
-
-async fn registry(dir: &Path) -> Registry {
-    let store = Store::open(&format!("sqlite://{}", dir.join("keel.db").display()))
-        .await
-        .expect("store");
-    Registry::open(store, &dir.join("artifacts").display().to_string()).expect("registry")
-}
-
-fn write(dir: &Path, rel: &str, value: serde_json::Value) {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, serde_json::to_string_pretty(&value).expect("json")).expect("write");
-}
-
-fn promo(policy: serde_json::Value) -> serde_json::Value {
-    json!({
-        "variants": [{"name": "half_price"}, {"name": "free_dessert"}],
-        "policy": policy,
-        "reward": {"kind": "binary", "min": 0, "max": 1, "window_seconds": 3600}
-    })
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.email=ci@keel", "-c", "user.name=ci"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+mod support;
 
 use keel_plan::PlanError;
 use keel_plan::approvals::{self, Gate, Proposal, Requester};
