@@ -104,3 +104,62 @@ async fn the_default_contextual_policy_runs_a_deployment() {
     assert!(after as f64 / 300.0 > 0.8, "right {after} of 300 after the restart");
     exps.close();
 }
+
+/// A revision that changes only a learner's exploration settings (here LinUCB's floor) decides
+/// with the new settings at once and keeps what was learned; a restart agrees.
+#[tokio::test]
+async fn a_revision_of_a_learners_settings_applies_at_once_and_keeps_the_learning() {
+    let dir = tempfile::tempdir().expect("dir");
+    let exps = open(dir.path()).await;
+    let with_floor = |floor: f64| {
+        let mut s = spec();
+        s["policy"] = json!({"type": "lin_ucb", "alpha": 0.5, "floor": floor});
+        s
+    };
+    exps.apply("promo", &with_floor(0.01), "ana", None)
+        .await
+        .expect("apply");
+    traffic(&exps, 0, 600).await;
+    let propensities = |exps: Arc<Deployments>| async move {
+        let units: Vec<String> = (0..50).map(|i| format!("p{i}")).collect();
+        let mut context = serde_json::Map::new();
+        context.insert("recency".into(), json!(3.0));
+        context.insert("tier".into(), json!("gold"));
+        let rows: Vec<UnitContext<'_>> = units
+            .iter()
+            .map(|u| UnitContext {
+                unit: u,
+                context: Some(&context),
+            })
+            .collect();
+        exps.decide_many("promo", &rows, None)
+            .await
+            .expect("decide")
+            .into_iter()
+            .map(|d| d.expect("decided").propensity)
+            .collect::<Vec<f64>>()
+    };
+    let before = propensities(exps.clone()).await;
+    assert!(
+        before.iter().any(|p| *p > 0.9),
+        "learned and greedy under floor 0.01: {before:?}"
+    );
+    exps.apply("promo", &with_floor(0.3), "ana", None)
+        .await
+        .expect("revise");
+    let report = serde_json::to_value(exps.report("promo").expect("report")).expect("json");
+    assert_eq!(report["policy_version"], 600, "the learning is kept: {report}");
+    let after = propensities(exps.clone()).await;
+    assert!(
+        after.iter().all(|p| (0.1 - 1e-9..=0.8 + 1e-9).contains(p)),
+        "floor 0.3 (an exploration mass split over 3 variants) bounds every propensity to [0.1, 0.8]: {after:?}"
+    );
+    exps.close();
+    let exps = open(dir.path()).await;
+    let restarted = propensities(exps.clone()).await;
+    assert!(
+        restarted.iter().all(|p| (0.1 - 1e-9..=0.8 + 1e-9).contains(p)),
+        "after a restart too: {restarted:?}"
+    );
+    exps.close();
+}
