@@ -143,6 +143,7 @@ pub enum Command {
     Feedback(FeedbackCommand),
 }
 
+#[cfg(feature = "lake")]
 #[derive(Debug, Subcommand)]
 pub enum BatchCommand {
     /// Score every row of a lake table with a model and append the outputs (with the key
@@ -155,6 +156,7 @@ pub enum BatchCommand {
     Decide(BatchDecideArgs),
 }
 
+#[cfg(feature = "lake")]
 #[derive(Debug, Args)]
 pub struct BatchScoreArgs {
     /// NAME, NAME@alias or NAME:version (NAME alone: @production, else the newest)
