@@ -16,16 +16,15 @@
 //! `θ` is estimated on the same data, which costs one degree of freedom: negligible at the
 //! sizes where the figures are read.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
-use super::segments::{Value, source, value_of};
+use super::segments::{Value, rewarded_decisions, source, value_of};
 use super::{OfflineError, Result};
+use crate::DeploymentSpec;
 use crate::lift::{Lift, MeanEstimate};
-use crate::{DeploymentSpec, Event};
 
 /// One variant, raw and adjusted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,11 +97,10 @@ fn estimate(values: &[f64], settled: bool) -> Option<MeanEstimate> {
     if n < 2 {
         return None;
     }
-    let mean = values.iter().sum::<f64>() / n as f64;
-    let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+    let (mean, sd) = keel_stats::mean_std_sample(values);
     Some(MeanEstimate {
         mean,
-        var: ss / (n as f64 - 1.0) / n as f64,
+        var: sd * sd / n as f64,
         rewards: n as u64,
         settled,
     })
@@ -118,36 +116,22 @@ pub fn cuped(dir: &Path, spec: &DeploymentSpec, covariate: &str) -> Result<Cuped
     }
     let source = source(spec, covariate)?;
     let n_variants = spec.variants.len();
-    let mut pending: HashMap<uuid::Uuid, (usize, Option<f64>)> = HashMap::new();
     let mut rows: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n_variants];
     let mut missing = 0;
-    for event in crate::logfile::read_all_events(dir)? {
-        match event {
-            Event::Revision { reset: true, .. } => {
-                pending.clear();
-                rows.iter_mut().for_each(Vec::clear);
-                missing = 0;
-            }
-            Event::Decision {
-                id,
-                v: Some(v),
-                hold: false,
-                x,
-                ctx,
-                ..
-            } if v < n_variants => {
-                let value = match value_of(&source, covariate, &x, ctx.as_ref()) {
-                    Some(Value::Number(n)) => Some(n),
-                    _ => None,
-                };
-                pending.insert(id, (v, value));
-            }
-            Event::Reward { id, r, .. } => match pending.remove(&id) {
-                Some((v, Some(x))) => rows[v].push((x, r)),
-                Some((_, None)) => missing += 1,
-                None => {}
-            },
-            _ => {}
+    let treated = rewarded_decisions(dir, |v, hold, x, ctx| match v {
+        Some(v) if !hold && v < n_variants => {
+            let value = match value_of(&source, covariate, x, ctx) {
+                Some(Value::Number(n)) => Some(n),
+                _ => None,
+            };
+            Some((v, value))
+        }
+        _ => None,
+    })?;
+    for ((v, value), r) in treated {
+        match value {
+            Some(x) => rows[v].push((x, r)),
+            None => missing += 1,
         }
     }
     let all: Vec<(f64, f64)> = rows.iter().flatten().copied().collect();

@@ -167,16 +167,17 @@ fn add(s: &mut Sums, r: f64) {
     s.reward_sq_sum += r * r;
 }
 
-/// The segments of the deployment whose log folder is `dir`, by `feature`.
-pub fn segments(dir: &Path, spec: &DeploymentSpec, feature: &str) -> Result<Segments> {
-    let source = source(spec, feature)?;
-    let events = crate::logfile::read_all_events(dir)?;
-    let n_variants = spec.variants.len();
-    // decision id -> (variant or no action, held back, value)
-    type Pending = (Option<usize>, bool, Option<Value>);
-    let mut pending: HashMap<uuid::Uuid, Pending> = HashMap::new();
-    let mut rewarded: Vec<(Option<usize>, bool, Option<Value>, f64)> = Vec::new();
-    for event in events {
+/// Every rewarded decision since the last revision that reset the counters, in log order, with
+/// its reward: what `keep` takes from the decision (its variant or no action, whether it was held
+/// back, its features and context), or nothing to leave it out. The one pass over the log that
+/// segments and CUPED share.
+pub(super) fn rewarded_decisions<T>(
+    dir: &Path,
+    mut keep: impl FnMut(Option<usize>, bool, &[f64], Option<&serde_json::Value>) -> Option<T>,
+) -> Result<Vec<(T, f64)>> {
+    let mut pending: HashMap<uuid::Uuid, T> = HashMap::new();
+    let mut rewarded = Vec::new();
+    for event in crate::logfile::read_all_events(dir)? {
         match event {
             Event::Revision { reset: true, .. } => {
                 pending.clear();
@@ -185,17 +186,31 @@ pub fn segments(dir: &Path, spec: &DeploymentSpec, feature: &str) -> Result<Segm
             Event::Decision {
                 id, v, hold, x, ctx, ..
             } => {
-                let value = value_of(&source, feature, &x, ctx.as_ref());
-                pending.insert(id, (v, hold, value));
+                if let Some(kept) = keep(v, hold, &x, ctx.as_ref()) {
+                    pending.insert(id, kept);
+                }
             }
             Event::Reward { id, r, .. } => {
-                if let Some((v, hold, value)) = pending.remove(&id) {
-                    rewarded.push((v, hold, value, r));
+                if let Some(kept) = pending.remove(&id) {
+                    rewarded.push((kept, r));
                 }
             }
             Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
         }
     }
+    Ok(rewarded)
+}
+
+/// The segments of the deployment whose log folder is `dir`, by `feature`.
+pub fn segments(dir: &Path, spec: &DeploymentSpec, feature: &str) -> Result<Segments> {
+    let source = source(spec, feature)?;
+    let rewarded: Vec<(Option<usize>, bool, Option<Value>, f64)> = rewarded_decisions(dir, |v, hold, x, ctx| {
+        Some((v, hold, value_of(&source, feature, x, ctx)))
+    })?
+    .into_iter()
+    .map(|((v, hold, value), r)| (v, hold, value, r))
+    .collect();
+    let n_variants = spec.variants.len();
     if matches!(source, Source::Raw) && !rewarded.iter().any(|d| d.2.is_some()) {
         return Err(OfflineError::InvalidArgument {
             name: "segment_by",
