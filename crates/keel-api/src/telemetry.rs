@@ -17,7 +17,21 @@ use crate::trace::TRACE_TARGET;
 /// rustls warns about every client that sends an IP address as its TLS server name (wrk, curl
 /// with --resolve...): noise, and handshake failures are counted in
 /// `keel_tls_handshake_failures_total` anyway.
-const DEFAULT_FILTER: &str = "warn,rustls=error,keel=info,keel_api=info,keel_serving=info,keel_experiments=info,keel_registry=info,keel_lake=info";
+const SERVER_FILTER: &str = "warn,rustls=error,keel=info,keel_api=info,keel_serving=info,keel_experiments=info,keel_registry=info,keel_lake=info";
+
+/// A command that runs and exits prints its own results; its log keeps to warnings and errors,
+/// so lines such as "model loaded" do not interleave with what it reports.
+const COMMAND_FILTER: &str = "warn,rustls=error";
+
+/// Which default the log filter starts from when the filter variable is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDefault {
+    /// A long-running server (`keel serve`): its lifecycle (models loaded, deployments ready,
+    /// snapshots written) at info.
+    Server,
+    /// A command that runs and exits: warnings and errors only.
+    Command,
+}
 
 /// Flushes the traces still buffered when dropped (call [`Telemetry::shutdown`] inside the
 /// runtime to wait for it).
@@ -59,12 +73,18 @@ pub struct TelemetryConfig<'a> {
     pub filter_env: &'a str,
     /// An OTLP/gRPC collector to export traces to; none: no traces.
     pub otlp_endpoint: Option<&'a str>,
+    /// The filter used when `filter_env` is not set.
+    pub default: LogDefault,
 }
 
 /// Sets up logging, and tracing over OTLP when an endpoint is set. Must run inside the Tokio
 /// runtime (the OTLP exporter's connection lives there).
 pub fn init(config: TelemetryConfig<'_>) -> Result<Telemetry, TelemetryError> {
-    let filter = EnvFilter::try_from_env(config.filter_env).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let default = match config.default {
+        LogDefault::Server => SERVER_FILTER,
+        LogDefault::Command => COMMAND_FILTER,
+    };
+    let filter = EnvFilter::try_from_env(config.filter_env).unwrap_or_else(|_| EnvFilter::new(default));
     // The log layer never shows request-path spans (they are for traces).
     let off = format!("{TRACE_TARGET}=off")
         .parse()

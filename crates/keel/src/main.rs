@@ -8,6 +8,15 @@ mod output;
 
 use clap::Parser;
 
+/// Servers log their lifecycle at info; commands that run and exit only warn (`KEEL_LOG`
+/// overrides both).
+fn log_default(command: &cli::Command) -> keel_api::telemetry::LogDefault {
+    match command {
+        cli::Command::Serve(_) => keel_api::telemetry::LogDefault::Server,
+        _ => keel_api::telemetry::LogDefault::Command,
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -28,6 +37,7 @@ fn main() -> std::process::ExitCode {
             log_format: &cli.global.log_format,
             filter_env: cli::env::LOG,
             otlp_endpoint: cli.global.otlp_endpoint.as_deref(),
+            default: log_default(&cli.command),
         })?;
         let result = commands::run(cli).await;
         telemetry.shutdown().await;
