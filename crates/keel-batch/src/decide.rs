@@ -198,6 +198,7 @@ pub async fn decide(
     let mut pending = Pending::new(rows_per_chunk);
     let mut out_rows: Vec<Row> = Vec::new();
     let mut in_flight = FuturesOrdered::new();
+    let mut turn: Option<Turn> = None;
     let mut writer = Writer {
         ws,
         output: &output,
@@ -250,12 +251,15 @@ pub async fn decide(
                 {
                     collect(done?, &mut report, &mut out_rows);
                 }
-                in_flight.push_back(decide_chunk(
+                let (acknowledged, next) = decide_chunk(
                     deployments.clone(),
                     job.deployment.clone(),
                     run_id.clone(),
                     chunk,
-                ));
+                    turn.take(),
+                );
+                turn = Some(next);
+                in_flight.push_back(acknowledged);
                 if out_rows.len() >= COMMIT_ROWS {
                     writer.commit(std::mem::take(&mut out_rows), &mut report).await?;
                 }
@@ -270,12 +274,14 @@ pub async fn decide(
     }
     drop(batches);
     if !cancelled && !pending.units.is_empty() {
-        in_flight.push_back(decide_chunk(
+        let (acknowledged, _) = decide_chunk(
             deployments.clone(),
             job.deployment.clone(),
             run_id.clone(),
             pending,
-        ));
+            turn.take(),
+        );
+        in_flight.push_back(acknowledged);
     }
     // Every decision made is durable in the log; write them all, even when cancelled.
     let mut failure = None;
@@ -322,16 +328,29 @@ impl Pending {
 
 type Decided = (Vec<String>, Vec<keel_experiments::Result<DecisionOut>>);
 
-/// Decides one chunk on the blocking pool (the policy's work under the deployment's lock is
-/// CPU work; the durable wait follows), so the async workers stay free.
-async fn decide_chunk(
+/// Signalled when a chunk's decisions are made: the next chunk decides only then, so chunks are
+/// decided in input order (the policy's random draws follow the rows, and the same input decides
+/// the same way again) while one chunk's log write overlaps the next chunk's decisions.
+type Turn = std::sync::mpsc::Receiver<()>;
+
+/// Starts deciding one chunk on the blocking pool (the policy's work under the deployment's lock
+/// is CPU work) once `previous` has decided; the returned future waits for the chunk's
+/// durability and acknowledges it. The returned turn is the next chunk's `previous`.
+fn decide_chunk(
     deployments: Arc<Deployments>,
     name: String,
     run: String,
     chunk: Pending,
-) -> Result<Decided, BatchError> {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
+    previous: Option<Turn>,
+) -> (impl Future<Output = Result<Decided, BatchError>>, Turn) {
+    let (done, turn) = std::sync::mpsc::sync_channel(1);
+    let deciding = deployments.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        if let Some(previous) = previous {
+            // An error means the previous chunk's task ended without deciding (it failed,
+            // and that failure is reported by its own future): deciding this one is still right.
+            let _ = previous.recv();
+        }
         let rows: Vec<UnitContext<'_>> = chunk
             .units
             .iter()
@@ -341,12 +360,17 @@ async fn decide_chunk(
                 context: context.as_ref(),
             })
             .collect();
-        let results = handle.block_on(deployments.decide_many(&name, &rows, Some(&run)))?;
-        drop(rows);
-        Ok((chunk.units, results))
-    })
-    .await
-    .map_err(|e| BatchError::Internal(format!("the decide task failed: {e}")))?
+        let decided = deciding.decide_many_now(&name, &rows, Some(&run));
+        let _ = done.send(());
+        decided
+    });
+    let acknowledged = async move {
+        let decided = decided
+            .await
+            .map_err(|e| BatchError::Internal(format!("the decide task failed: {e}")))??;
+        Ok(decided.durable_with_units(&deployments).await?)
+    };
+    (acknowledged, turn)
 }
 
 fn collect((units, results): Decided, report: &mut DecideReport, out: &mut Vec<Row>) {

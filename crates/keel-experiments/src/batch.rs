@@ -36,6 +36,22 @@ impl Deployment {
         rows: &[UnitContext<'_>],
         run: Option<&str>,
     ) -> Result<(Vec<Result<DecisionOut>>, Vec<Notice>)> {
+        let (results, notices, last) = self.decide_many_now(rows, run)?;
+        self.wait_logged(last).await?;
+        Ok((results, notices))
+    }
+
+    /// The first half of [`Deployment::decide_many`]: decides the rows in the order given under
+    /// one lock and hands the events to the log's writer, which starts making them durable at
+    /// once. Nothing is acknowledged until [`Deployment::wait_logged`] of the returned sequence
+    /// number has returned. Two calls decide in the order they take the lock, so a caller that
+    /// wants its chunks decided in order calls this in order (the policy's random draws then
+    /// follow the input's order, and a re-run of the same input decides the same way).
+    pub(crate) fn decide_many_now(
+        &self,
+        rows: &[UnitContext<'_>],
+        run: Option<&str>,
+    ) -> Result<(Vec<Result<DecisionOut>>, Vec<Notice>, u64)> {
         self.serving()?;
         let (results, last, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
@@ -56,9 +72,16 @@ impl Deployment {
         };
         if last > 0 {
             self.wal.notify();
+        }
+        Ok((results, notices, last))
+    }
+
+    /// Waits until every event up to `last` (from [`Deployment::decide_many_now`]) is durable.
+    pub(crate) async fn wait_logged(&self, last: u64) -> Result<()> {
+        if last > 0 {
             self.wal.wait_durable(last).await?;
         }
-        Ok((results, notices))
+        Ok(())
     }
 
     /// Every decision the batch run `run` logged, in log order, read from the log on disk

@@ -61,7 +61,9 @@ pub use drift::{Batches, MonitorSpec, MonitorStatus, ReferenceSource};
 pub use engine::{Deployment, Opened};
 pub use error::{DeploymentError, Result};
 pub use event::Event;
-pub use manager::{Deployments, FailedDeployment, PreparedRevision, prepare_revision, record_lineage, validate_name};
+pub use manager::{
+    DecidedBatch, Deployments, FailedDeployment, PreparedRevision, prepare_revision, record_lineage, validate_name,
+};
 pub use notice::Notice;
 pub use outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
 pub use report::Report;

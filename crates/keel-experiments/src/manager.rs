@@ -323,6 +323,19 @@ impl Deployments {
         rows: &[crate::batch::UnitContext<'_>],
         run: Option<&str>,
     ) -> Result<Vec<Result<DecisionOut>>> {
+        self.decide_many_now(name, rows, run)?.durable(self).await
+    }
+
+    /// The first half of [`Deployments::decide_many`], for a batch job that keeps its chunks in
+    /// order while one chunk's log write overlaps the next chunk's decisions: decides `rows`
+    /// now (CPU work under the deployment's lock: call it off the async workers) and returns
+    /// them unacknowledged; [`DecidedBatch::durable`] waits for the log and acknowledges them.
+    pub fn decide_many_now(
+        &self,
+        name: &str,
+        rows: &[crate::batch::UnitContext<'_>],
+        run: Option<&str>,
+    ) -> Result<DecidedBatch> {
         let running = self.running(name)?;
         if running.variants.has_models() {
             return Err(DeploymentError::InvalidRequest(format!(
@@ -331,19 +344,24 @@ impl Deployments {
             )));
         }
         let started = std::time::Instant::now();
-        let result = running.engine.decide_many(rows, run).await;
-        let server_side = matches!(&result, Err(e) if e.kind().is_server_fault());
-        running
-            .safeguards
-            .record(now_ms(), started.elapsed().as_secs_f64() * 1000.0, server_side);
-        let (results, notices) = result?;
-        self.services.record_notices(name, notices).await;
-        for (row, out) in rows.iter().zip(&results) {
-            if let Ok(out) = out {
-                self.services.log_decision(name, Some(row.unit), out);
-            }
+        let decided = running.engine.decide_many_now(rows, run);
+        if let Err(e) = &decided {
+            running.safeguards.record(
+                now_ms(),
+                started.elapsed().as_secs_f64() * 1000.0,
+                e.kind().is_server_fault(),
+            );
         }
-        Ok(results)
+        let (results, notices, last) = decided?;
+        Ok(DecidedBatch {
+            name: name.to_owned(),
+            running,
+            units: rows.iter().map(|r| r.unit.to_owned()).collect(),
+            results,
+            notices,
+            last,
+            started,
+        })
     }
 
     /// SLO status, guardrail trips and alert states of a running deployment.
@@ -489,4 +507,45 @@ async fn record(
     let revision = store.put_deployment(name, spec, by, reason).await?;
     record_lineage(store, name, served, by).await;
     Ok(revision)
+}
+
+/// Decisions made by [`Deployments::decide_many_now`] and handed to the log, not yet durable:
+/// nothing of them is acknowledged until [`DecidedBatch::durable`] returns.
+#[must_use = "the decisions are acknowledged only once `durable` returns"]
+pub struct DecidedBatch {
+    name: String,
+    running: Arc<RunningDeployment>,
+    units: Vec<String>,
+    results: Vec<Result<DecisionOut>>,
+    notices: Vec<crate::notice::Notice>,
+    last: u64,
+    started: std::time::Instant,
+}
+
+impl DecidedBatch {
+    /// Waits until every decision is durable in the log, then records the batch's notices and
+    /// sends the decisions to the prediction log; the results, one per row, in row order.
+    pub async fn durable(self, deployments: &Deployments) -> Result<Vec<Result<DecisionOut>>> {
+        Ok(self.durable_with_units(deployments).await?.1)
+    }
+
+    /// [`DecidedBatch::durable`], with the units decided for (in row order) beside the results.
+    pub async fn durable_with_units(
+        self,
+        deployments: &Deployments,
+    ) -> Result<(Vec<String>, Vec<Result<DecisionOut>>)> {
+        let waited = self.running.engine.wait_logged(self.last).await;
+        let server_side = matches!(&waited, Err(e) if e.kind().is_server_fault());
+        self.running
+            .safeguards
+            .record(now_ms(), self.started.elapsed().as_secs_f64() * 1000.0, server_side);
+        waited?;
+        deployments.services.record_notices(&self.name, self.notices).await;
+        for (unit, out) in self.units.iter().zip(&self.results) {
+            if let Ok(out) = out {
+                deployments.services.log_decision(&self.name, Some(unit), out);
+            }
+        }
+        Ok((self.units, self.results))
+    }
 }
