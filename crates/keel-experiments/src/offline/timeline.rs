@@ -357,6 +357,9 @@ pub fn timeline(dir: &Path, deployment: &str, spec: &DeploymentSpec, size: Bucke
     Ok(b.finish(deployment, spec))
 }
 
+/// Where one followed log is kept (empty until first read, or after a failed read).
+type Slot = Arc<tokio::sync::Mutex<Option<Follower>>>;
+
 /// One followed log: the fold so far and the last record it took.
 struct Follower {
     builder: Builder,
@@ -369,7 +372,7 @@ struct Follower {
 /// API each hold one. At most [`FOLLOWED`] are kept; past that the oldest entry is dropped.
 #[derive(Default)]
 pub struct Timelines {
-    followed: std::sync::Mutex<Vec<((String, BucketSize), Arc<tokio::sync::Mutex<Option<Follower>>>)>>,
+    followed: std::sync::Mutex<Vec<((String, BucketSize), Slot)>>,
 }
 
 /// Logs followed by one [`Timelines`] at most.
@@ -380,7 +383,7 @@ impl Timelines {
         Timelines::default()
     }
 
-    fn entry(&self, name: &str, size: BucketSize) -> Arc<tokio::sync::Mutex<Option<Follower>>> {
+    fn entry(&self, name: &str, size: BucketSize) -> Slot {
         let key = (name.to_owned(), size);
         let Ok(mut all) = self.followed.lock() else {
             return Arc::default();
@@ -391,7 +394,7 @@ impl Timelines {
         if all.len() >= FOLLOWED {
             all.remove(0);
         }
-        let f: Arc<tokio::sync::Mutex<Option<Follower>>> = Arc::default();
+        let f: Slot = Arc::default();
         all.push((key, f.clone()));
         f
     }
