@@ -232,10 +232,54 @@ def test_every_page_shows_the_apis_figures(tmp_path: Path, browser: Any) -> None
         # Charts: titles, axes, a line per variant, a legend.
         share = page.locator("svg#chart-share")
         assert "Traffic share per variant" in (share.locator("title").first.text_content() or "")
-        assert share.locator("polyline").count() == 2
+        assert share.locator("polyline").count() == 3, "two variants and the holdout group"
         assert share.locator("text", has_text="share of decisions").count() == 1
-        assert share.locator(".legend").count() == 2
+        assert share.locator("text", has_text="time (UTC)").count() == 1
+        assert share.locator(".legend").count() == 3
         assert page.locator("svg#chart-rates circle").count() == 2
+        # Over time, from the decision log: every point of the rate, share and decisions charts
+        # is the timeline API's figure for its bucket and variant.
+        bucket_ms = int(page.locator("#timeline").get_attribute("data-bucket-ms"))
+        status, timeline = s.api("GET", f"/v1/deployments/promo/timeline?bucket={bucket_ms // 1000}s")
+        assert status == 200, timeline
+        assert timeline["bucket_ms"] == bucket_ms and timeline["variants"] == ["control", "new-subject"]
+        assert timeline["decisions"] == 240 and len(timeline["buckets"]) >= 2, timeline
+        assert sum(b["decisions"] + b["holdout"]["decisions"] for b in timeline["buckets"]) == 240
+        assert sum(c["rewards"] for b in timeline["buckets"] for c in [*b["variants"], b["holdout"]]) == 180
+
+        def points(chart: str) -> dict[tuple[str, int], float]:
+            found = page.locator(f"svg#{chart} circle").evaluate_all(
+                "els => els.map(e => [e.dataset.series, e.dataset.x, e.dataset.y])")
+            return {(name, int(float(x))): float(y) for name, x, y in found}
+
+        def expected(figure: str) -> dict[tuple[str, int], float]:
+            want = {}
+            for b in timeline["buckets"]:
+                for name, c in [*zip(timeline["variants"], b["variants"]), ("holdout group", b["holdout"])]:
+                    value = c[figure]
+                    if figure == "share" and name != "holdout group" and b["decisions"] == 0:
+                        value = None
+                    if value is not None:
+                        want[(name, b["start_ms"])] = float(value)
+            return want
+
+        assert points("chart-rate") == expected("rate") != {}
+        assert points("chart-share") == expected("share") != {}
+        assert points("chart-decisions") == expected("decisions") != {}
+        rate_chart = page.locator("svg#chart-rate")
+        y_label = "conversion rate" if report["reward_kind"] == "binary" else "mean reward"
+        assert rate_chart.locator("text.label", has_text=y_label).count() == 1
+        assert rate_chart.locator(".legend").count() == 3
+        # The same call behind both: a bad bucket is a 400 saying how to write one.
+        status, err = s.api("GET", "/v1/deployments/promo/timeline?bucket=5x")
+        assert status == 400 and "30s, 5m, 1h, 1d" in err["error"], err
+        status, err = s.api("GET", "/v1/deployments/promo/timeline?width=5m")
+        assert status == 400 and "bucket" in err["error"], err
+        status, err = s.api("GET", "/v1/deployments/nope/timeline")
+        assert status == 404, err
+        b.open("/ui/deployments/promo?bucket=5x", "deployment-bad-bucket", status=400)
+        assert "30s, 5m, 1h, 1d" in page.inner_text("main")
+        b.open("/ui/deployments/promo", "deployment-promo")
 
         # Sort the variants by decisions, both ways.
         header = page.locator("#variants th", has_text="Decisions")
@@ -577,6 +621,125 @@ def test_a_second_person_approves_a_pending_alias_move_in_the_browser(tmp_path: 
         b.open("/ui/changes?subject=model/bc-lr/alias/production", "approvals-change-log")
         log = page.inner_text("#changes")
         assert "change.approved" in log and "change.requested" in log
+        assert not b.problems, b.problems
+    finally:
+        s.stop()
+
+
+def wait_for(what: str, check: Any, within: float = 90.0) -> Any:
+    """Polls `check()` until it returns something other than None; fails naming `what`."""
+    deadline = time.time() + within
+    while True:
+        found = check()
+        if found is not None:
+            return found
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_monitoring_and_performance_show_the_libraries_figures(tmp_path: Path, browser: Any) -> None:
+    """A model deployment watched by a live monitor against a reference table: decisions in
+    distribution, then with feature 0 moved far away, all labelled. The deployment page's drift,
+    quality and AUC equal `GET /v1/deployments/{name}/health`; the monitoring page draws both
+    histograms of every column (bars adding up to the reference's and the window's rows) with
+    the drift `keel monitor drift` computes on the same rows; the model's performance page shows
+    `keel monitor performance`'s AUC per version."""
+    s = Server(tmp_path, [], "monitoring")
+    s.cli("model", "push", "bc-lr", str(FIXTURES / "bc-lr.onnx"), "--alias", "production")
+
+    def jittered(i: int) -> list[float]:
+        return [x * (1.0 + (i % 17) / 100.0) for x in ROW]
+
+    csv = tmp_path / "bc_train.csv"
+    csv.write_text(",".join(f"input_{j}" for j in range(30)) + ",label\n" + "".join(
+        ",".join(str(x) for x in jittered(i)) + f",{i % 2}\n" for i in range(340)))
+    s.cli("data", "ingest", str(csv), "--table", "bc_train")
+    token = json.loads(s.cli("--json", "access", "token", "create", "ana", "--scope", "view", "--scope", "data:read"))["token"]
+    s.start()
+    try:
+        spec = {"variants": [{"name": "lr", "model": "bc-lr@production"}],
+                "policy": {"type": "fixed_weights", "weights": [1]},
+                "monitor": {"reference": "bc_train", "ignore": ["label"], "window_seconds": 3600, "step_seconds": 1,
+                            "min_rows": 40, "min_labels": 20}}
+        assert s.api("PUT", "/v1/deployments/scoring", {"spec": spec})[0] == 200
+
+        def health() -> Any:
+            status, h = s.api("GET", "/v1/deployments/scoring/health")
+            assert status == 200, h
+            return h
+
+        wait_for("a ready monitor", lambda: True if health()["monitor"]["state"] == "ready" else None)
+        labels = []
+        for i in range(120):
+            x = jittered(i)
+            if i >= 80:
+                x[0] = ROW[0] * 3.0 + i / 10.0
+            status, d = s.api("POST", "/v1/deployments/scoring/decide",
+                              {"unit_id": f"u{i}", "inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": x}]})
+            assert status == 200, d
+            labels.append({"prediction_id": d["prediction_id"], "label": int(i % 3 == 0)})
+        status, stored = s.api("POST", "/v1/labels", labels)
+        assert status == 200, stored
+        wait_for("a window of 120 rows with a live AUC", lambda: True if (
+            (health()["monitor"].get("last_window") or {}).get("window_rows_seen") == 120
+            and health()["monitor"]["auc"] is not None) else None)
+
+        b = Browser(browser, s.url)
+        page = b.page
+        b.open("/ui/deployments/scoring", "deployment-monitored")
+        m = health()["monitor"]
+        assert float(page.locator("#live-auc").get_attribute("data-value")) == m["auc"]
+        assert int(page.locator("[data-key=\"labelled\"]").first.inner_text()) == m["labelled"] == 120
+        for c in m["last_window"]["features"]["columns"]:
+            assert float(b.cell("drift", c["name"], "score")) == c["score"], c["name"]
+            assert b.cell("drift", c["name"], "drifted") == str(int(c["drifted"])), c["name"]
+        assert "input_0" in m["last_window"]["features"]["drifted_columns"], m["last_window"]["features"]
+        for column, counts in m["quality"].items():
+            for kind, n in counts.items():
+                assert int(b.cell("quality", column, kind)) == n, (column, kind)
+        for p in m["last_window"]["predictions"]:
+            assert float(b.cell("score-drift", p["name"], "score")) == p["score"]
+
+        # The monitoring page reads the tables as the signed-in person.
+        login(b, token, "/ui/deployments/scoring/monitoring")
+
+        def monitoring_rows() -> Any:
+            b.open("/ui/deployments/scoring/monitoring", "monitoring")
+            return True if page.locator('[data-key="current_rows"]').inner_text() == "120" else None
+
+        wait_for("the window's 120 rows in the prediction log", monitoring_rows)
+        assert page.locator('[data-key="reference_rows"]').inner_text() == "340"
+        for column in ("input_0", "input_5"):
+            chart = page.locator(f"svg#hist-{column}")
+            assert chart.locator("text.label", has_text="share of rows").count() == 1
+            assert chart.locator(".legend").count() == 2
+            for side, rows in (("reference bc_train", 340), ("window", 120)):
+                counts = chart.locator(f'rect.bar[data-series="{side}"]').evaluate_all("els => els.map(e => +e.dataset.count)")
+                assert len(counts) == 20 and sum(counts) == rows, (column, side, counts)
+        offline = json.loads(s.cli("--json", "monitor", "drift", "scoring", "--reference", "bc_train", "--ignore", "label",
+                                   "--window-seconds", "3600"))
+        for c in offline["features"]["columns"]:
+            assert float(b.cell("drift", c["name"], "score")) == pytest.approx(c["score"], abs=1e-9), c["name"]
+            assert b.cell("drift", c["name"], "drifted") == str(int(c["drifted"])), c["name"]
+
+        # Performance over time once labels arrive, as `keel monitor performance` reports it.
+        def performance() -> Any:
+            report = json.loads(s.cli("--json", "monitor", "performance", "bc-lr", "--bucket", "hour"))
+            return report if report["versions"] and report["versions"][0]["labelled"] == 120 else None
+
+        report = wait_for("the labels in the lake", performance)
+        b.open("/ui/models/bc-lr", "model-monitored")
+        page.click("#performance-link")
+        page.wait_for_url("**/ui/models/bc-lr/performance")
+        b.open("/ui/models/bc-lr/performance", "model-performance")
+        v = report["versions"][0]
+        assert float(b.cell("performance", "v1@all", "auc")) == v["auc"]
+        assert int(b.cell("performance", "v1@all", "labelled")) == 120
+        for g in report["buckets"]:
+            assert float(b.cell("performance", f"v1@{g['bucket']}", "auc")) == g["auc"]
+        assert page.locator("svg#chart-auc circle").count() == len(report["buckets"])
+        b.open("/ui/models/bc-lr/performance?bucket=week", "performance-bad-bucket", status=400)
+        assert "hour or day" in page.inner_text("main")
         assert not b.problems, b.problems
     finally:
         s.stop()

@@ -27,6 +27,7 @@ pub mod rest;
 pub mod selfcheck;
 mod server;
 pub mod telemetry;
+mod timeline;
 pub mod tls;
 pub mod trace;
 mod webhooks;

@@ -24,6 +24,7 @@ use keel_registry::Registry;
 use keel_types::{ErrorKind, KeelError};
 
 pub mod assets;
+pub mod bars;
 pub mod html;
 pub mod login;
 mod pages;
@@ -70,6 +71,8 @@ pub struct Tls(pub bool);
 /// Handles to the libraries the pages read.
 pub struct Console {
     pub(crate) deployments: Arc<Deployments>,
+    /// The deployments' timelines (charts over time), followed as their logs grow.
+    pub(crate) timelines: keel_experiments::offline::timeline::Timelines,
     pub(crate) registry: Registry,
     pub(crate) auth: Option<Arc<Authenticator>>,
     pub(crate) auth_required: bool,
@@ -87,6 +90,7 @@ impl Console {
     ) -> Console {
         Console {
             deployments,
+            timelines: keel_experiments::offline::timeline::Timelines::new(),
             registry,
             auth,
             auth_required,
@@ -147,6 +151,18 @@ pub fn data_routes() -> Vec<Route<Arc<DataConsole>>> {
     vec![
         route(Method::GET, "/ui/data", read, get(pages::data::list_handler)),
         route(Method::GET, "/ui/data/{table}", read, get(pages::data::table_handler)),
+        route(
+            Method::GET,
+            "/ui/deployments/{name}/monitoring",
+            read,
+            get(pages::monitoring::monitoring_handler),
+        ),
+        route(
+            Method::GET,
+            "/ui/models/{name}/performance",
+            read,
+            get(pages::monitoring::performance_handler),
+        ),
     ]
 }
 

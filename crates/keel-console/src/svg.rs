@@ -7,13 +7,14 @@ use std::fmt::Write as _;
 
 use crate::html::{esc, segment, time_ms};
 
-const W: f64 = 760.0;
-const H: f64 = 300.0;
-const LEFT: f64 = 64.0;
-const RIGHT: f64 = 16.0;
-const TOP: f64 = 34.0;
-const BOTTOM: f64 = 70.0;
-/// Points are marked (with a tooltip each) only below this many per series.
+pub(crate) const W: f64 = 760.0;
+pub(crate) const H: f64 = 300.0;
+pub(crate) const LEFT: f64 = 64.0;
+pub(crate) const RIGHT: f64 = 16.0;
+pub(crate) const TOP: f64 = 34.0;
+pub(crate) const BOTTOM: f64 = 70.0;
+/// Points are marked (with a tooltip and their exact `data-x`, `data-y` each) only below this
+/// many per series.
 const MAX_MARKED: usize = 120;
 
 /// What the y values are.
@@ -28,7 +29,7 @@ pub enum Unit {
 }
 
 impl Unit {
-    fn format(self, v: f64) -> String {
+    pub(crate) fn format(self, v: f64) -> String {
         match self {
             Unit::Percent => {
                 let p = v * 100.0;
@@ -98,7 +99,7 @@ impl Scale {
 }
 
 /// A "nice" step (1, 2 or 5 times a power of ten) giving about `n` ticks over `span`.
-fn nice_step(span: f64, n: f64) -> f64 {
+pub(crate) fn nice_step(span: f64, n: f64) -> f64 {
     if span <= 0.0 || !span.is_finite() {
         return 1.0;
     }
@@ -118,7 +119,7 @@ fn nice_step(span: f64, n: f64) -> f64 {
 }
 
 /// The y range `[0, top]` with a nice top covering `max`.
-fn y_top(max: f64, unit: Unit) -> f64 {
+pub(crate) fn y_top(max: f64, unit: Unit) -> f64 {
     if max <= 0.0 || !max.is_finite() {
         return 1.0;
     }
@@ -144,7 +145,7 @@ fn axis_time_label(ms: f64, span_ms: f64) -> String {
     }
 }
 
-fn open_svg(out: &mut String, id: &str, title: &str, height: f64) {
+pub(crate) fn open_svg(out: &mut String, id: &str, title: &str, height: f64) {
     let _ = write!(
         out,
         r#"<figure class="chart"><svg id="{id}" class="chart" viewBox="0 0 {W} {height}" role="img" aria-labelledby="{id}-title"><title id="{id}-title">{t}</title><text class="title" x="{LEFT}" y="20">{t}</text>"#,
@@ -153,7 +154,7 @@ fn open_svg(out: &mut String, id: &str, title: &str, height: f64) {
     );
 }
 
-fn legend(out: &mut String, names: &[&str], y: f64) {
+pub(crate) fn legend(out: &mut String, names: &[&str], y: f64) {
     let mut x = LEFT;
     for (i, name) in names.iter().enumerate() {
         let _ = write!(
@@ -254,7 +255,7 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
             for (x, y) in &s.points {
                 let _ = write!(
                     out,
-                    r#"<circle class="dot s{c}" cx="{cx:.1}" cy="{cy:.1}" r="3"><title>{n}: {v} at {t}</title></circle>"#,
+                    r#"<circle class="dot s{c}" cx="{cx:.1}" cy="{cy:.1}" r="3" data-series="{n}" data-x="{x}" data-y="{y}"><title>{n}: {v} at {t}</title></circle>"#,
                     c = i % 8,
                     cx = sx.at(*x),
                     cy = sy.at(*y),

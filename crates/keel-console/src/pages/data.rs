@@ -22,8 +22,8 @@ use crate::{Failure, answer};
 
 /// The data pages' handles: the workspace (catalog + lake) and keel-api's status mapping.
 pub struct DataConsole {
-    ws: Workspace,
-    status_of: fn(ErrorKind) -> u16,
+    pub(crate) ws: Workspace,
+    pub(crate) status_of: fn(ErrorKind) -> u16,
 }
 
 impl DataConsole {
@@ -43,7 +43,7 @@ pub(crate) struct ListQuery {
 
 /// The person the data pages act as: the catalog checks their grants, so an anonymous request
 /// (a loopback server without auth) must log in first.
-async fn caller(d: &DataConsole, who: &Who) -> Result<Caller, Failure> {
+pub(crate) async fn caller(d: &DataConsole, who: &Who) -> Result<Caller, Failure> {
     let p = who.as_ref().map(|e| e.0.clone());
     match p {
         Some(p) if p.credential != Credential::Anonymous => {

@@ -15,6 +15,8 @@ pub(crate) mod data;
 pub(crate) mod deployment;
 pub(crate) mod diff;
 pub(crate) mod models;
+#[cfg(feature = "lake")]
+pub(crate) mod monitoring;
 pub(crate) mod overview;
 
 /// The principal the gate put into the request.

@@ -1,5 +1,6 @@
 //! `/ui/models` and `/ui/models/{name}`: versions with their signatures and metrics, aliases
-//! with their history (who, when, why), and the deployments that serve each version.
+//! with their history (who, when, why), and the deployments that serve each version; with the
+//! lake, a link to the version's performance over time (`monitoring`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -197,6 +198,13 @@ async fn render(c: &Console, name: &str) -> Result<String, Failure> {
             },
         ),
     ]));
+    if crate::DATA_PAGES {
+        let _ = write!(
+            out,
+            r#"<p class="hint">Performance over time once labels arrive (AUC, positive rate, calibration per version): <a id="performance-link" href="/ui/models/{}/performance">performance</a> (reads the prediction log as you, with your grants).</p>"#,
+            esc(&crate::html::segment(name))
+        );
+    }
 
     out.push_str("<h2>Aliases</h2>");
     let mut t = Table::new("aliases", &["Alias", "Version", "Moved", "By"]);

@@ -1,7 +1,8 @@
 //! Offline analysis of a deployment, beside the live code: drift of its logged inputs and scores
 //! against a reference table (`drift`, with the `lake` feature: it reads the prediction log from
 //! the lake), and its decision log as logged bandit feedback for off-policy evaluation of a
-//! candidate policy (`ope`), and the report broken down by a context feature (`segments`). The
+//! candidate policy (`ope`), the report broken down by a context feature (`segments`), and each
+//! variant's decisions, share and reward rate over time (`timeline`). The
 //! CLI (`keel monitor drift`, `keel ope deployment`, `keel deployment report --segment-by`) and
 //! the API are thin callers of these operations.
 
@@ -9,9 +10,12 @@ pub mod cuped;
 #[cfg(feature = "lake")]
 pub mod drift;
 mod error;
+#[cfg(feature = "lake")]
+pub mod histograms;
 pub mod ope;
 #[cfg(feature = "lake")]
 pub mod outcomes;
 pub mod segments;
+pub mod timeline;
 
 pub use error::{OfflineError, Result};

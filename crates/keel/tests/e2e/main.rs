@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerts;
 mod approvals;
 mod batch;
 mod batch_api;
