@@ -70,6 +70,7 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
                 alpha: 1.0,
                 floor: 0.05,
                 half_life: None,
+                shared: false,
             },
         ),
         (
@@ -95,6 +96,7 @@ fn policies() -> Vec<(&'static str, PolicyConfig)> {
                 alpha: 1.0,
                 floor: 0.05,
                 half_life: Some(5000.0),
+                shared: false,
             },
         ),
     ]

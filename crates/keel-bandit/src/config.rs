@@ -82,6 +82,11 @@ pub enum PolicyConfig {
         /// updates (see the crate doc). Absent: never forget.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         half_life: Option<f64>,
+        /// One ridge regression shared by every action over context x action features (Vowpal
+        /// Wabbit's `--cb_explore_adf` with `-q`), instead of one per action: an action added
+        /// later starts from what was learned from actions with similar features.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared: bool,
     },
     /// Linear Thompson sampling (Agrawal & Goyal 2013) per action, `theta ~ N(theta_hat, v^2 A^-1)`,
     /// by probability matching over a Monte Carlo estimate (see the crate doc).
@@ -127,6 +132,10 @@ pub enum PolicyConfig {
         /// updates (see the crate doc). Absent: never forget.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         half_life: Option<f64>,
+        /// One logistic regression shared by every action over context x action features (see
+        /// `lin_ucb`'s `shared`), instead of one per action.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared: bool,
     },
     /// keel's recommended contextual learner, with settings chosen on the learner study
     /// (bench/README.md, "Contextual learners"): for teams that do not want to tune. Resolved to
@@ -318,6 +327,15 @@ impl PolicyConfig {
         }
     }
 
+    /// Whether one model is shared by every action over context x action features (the policy
+    /// then needs every action's features: [`PolicyState::with_action_features`](crate::PolicyState::with_action_features)).
+    pub fn is_shared(&self) -> bool {
+        matches!(
+            self,
+            PolicyConfig::LinUcb { shared: true, .. } | PolicyConfig::LogisticThompson { shared: true, .. }
+        )
+    }
+
     /// The per-update discount `2^(-1 / half_life)` (1 without discounting).
     pub fn discount(&self) -> f64 {
         self.half_life().map_or(1.0, |h| (-std::f64::consts::LN_2 / h).exp())
@@ -345,6 +363,7 @@ impl PolicyConfig {
             prior_variance: 1.0,
             floor: 0.01,
             half_life: None,
+            shared: false,
         }
     }
 }

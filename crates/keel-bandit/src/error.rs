@@ -56,6 +56,9 @@ pub enum BanditError {
         /// Largest accepted reward.
         max: f64,
     },
+    /// The eligible set given to a decision does not fit the policy's actions.
+    #[error("invalid eligible set: {0}")]
+    InvalidEligible(String),
     /// The policy state cannot be used (a corrupted or hand-edited state, or overflow).
     #[error("numerical problem in the policy state: {0}; reset the policy or restore a saved state")]
     Numerical(String),
@@ -72,7 +75,8 @@ impl BanditError {
             | BanditError::ContextLength { .. }
             | BanditError::InvalidContextValue { .. }
             | BanditError::ActionOutOfRange { .. }
-            | BanditError::InvalidReward { .. } => K::InvalidArgument,
+            | BanditError::InvalidReward { .. }
+            | BanditError::InvalidEligible(_) => K::InvalidArgument,
             BanditError::Numerical(_) => K::Internal,
         }
     }
@@ -86,6 +90,7 @@ impl BanditError {
             BanditError::InvalidContextValue { .. } => "invalid_context_value",
             BanditError::ActionOutOfRange { .. } => "action_out_of_range",
             BanditError::InvalidReward { .. } => "invalid_reward",
+            BanditError::InvalidEligible(_) => "invalid_eligible",
             BanditError::Numerical(_) => "policy_numerical",
         }
     }

@@ -46,20 +46,35 @@
 //!   `theta = A^-1 b`, updated by Sherman-Morrison in O(d^2). Matrices are flat `Vec<f64>` and the
 //!   loops are hand-written: d is small (tens), a linear-algebra crate would bring its own matrix
 //!   types into the serialized state, and flat vectors serialize as plain numbers.
+//! - Shared models (`"shared": true` on `lin_ucb` and `logistic_thompson`, Vowpal Wabbit's
+//!   `--cb_explore_adf -q`): one model over `z = x ⊗ [1, a]`, the context (intercept first)
+//!   times the action's features (a leading 1, so the context's own effect is learned too), of
+//!   dimension `(d + 1)(m + 1)`. An action is only its features, so a new action scores from
+//!   what the others taught the model, and the state does not depend on the number of actions
+//!   ([`PolicyState::carry`] keeps it across a change of the action set). Scoring every action
+//!   costs one contraction of the covariance with the context, `(nnz(x)(m + 1))^2`, then
+//!   `(m + 1)^2` per action (`shared.rs`), instead of `K` quadratic forms of size `D^2`.
+//! - Eligibility ([`PolicyState::probabilities_among`]): the policy decides among the eligible
+//!   actions as if the others did not exist, so the logged distribution is over that set.
 //! - [`sticky_unit`] hashes with XXH3-64 (a published, versioned spec), never with std's hasher,
 //!   whose output may change between Rust releases.
 
+mod carry;
 mod config;
+mod draws;
 mod error;
 mod linear;
 mod logistic;
+mod shared;
 mod state;
+mod thompson;
 
 pub use config::{MAX_ACTIONS, MAX_FEATURES, MAX_MATRIX_ENTRIES, PolicyConfig};
+pub use draws::LINEAR_THOMPSON_DRAWS;
 pub use error::{BanditError, Result};
+pub use shared::MAX_ACTION_FEATURES;
 pub use state::{
-    ArmSummary, Decision, LINEAR_THOMPSON_DRAWS, MAX_ABS_FEATURE, MAX_ABS_REWARD, PolicyState, THOMPSON_DRAWS,
-    THOMPSON_MAX_STALE_UPDATES,
+    ArmSummary, Decision, MAX_ABS_FEATURE, MAX_ABS_REWARD, PolicyState, THOMPSON_DRAWS, THOMPSON_MAX_STALE_UPDATES,
 };
 
 /// A stable uniform number in `[0, 1)` for the pair (`experiment`, `unit`), for sticky assignment.

@@ -1,11 +1,10 @@
 //! The learned state of a policy: decisions, updates and the exact action probabilities.
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Beta, Distribution, StandardNormal};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::PolicyConfig;
+use crate::draws::{argmax_among, matching};
 use crate::error::{BanditError, Result};
 use crate::linear::LinearModel;
 use crate::logistic::LogisticModel;
@@ -13,17 +12,12 @@ use crate::pick;
 
 /// Monte Carlo draws of the probability of being best for non-contextual Thompson sampling.
 pub const THOMPSON_DRAWS: usize = 2000;
-/// Monte Carlo draws of the action distribution of linear Thompson sampling, per context.
-pub const LINEAR_THOMPSON_DRAWS: usize = 64;
 /// Largest absolute context value accepted (scale larger features).
 pub const MAX_ABS_FEATURE: f64 = 1e9;
 /// Largest absolute reward accepted by the policies without a narrower range.
 pub const MAX_ABS_REWARD: f64 = 1e12;
 /// Updates after which the Thompson probabilities are always recomputed (see [`PolicyState`]).
 pub const THOMPSON_MAX_STALE_UPDATES: u64 = 256;
-
-/// Internal seed of the Monte Carlo estimates, mixed with the policy version.
-const MC_SEED: u64 = 0x6b65_656c_2d62_616e;
 
 /// One decision: the chosen action, its probability, and the whole distribution it was drawn from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -57,12 +51,12 @@ pub struct ArmSummary {
 
 /// Running statistics of one action's rewards (Welford).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-struct ArmStats {
-    pulls: u64,
-    reward_sum: f64,
-    mean: f64,
+pub(crate) struct ArmStats {
+    pub(crate) pulls: u64,
+    pub(crate) reward_sum: f64,
+    pub(crate) mean: f64,
     /// Sum of squared deviations from the mean.
-    m2: f64,
+    pub(crate) m2: f64,
 }
 
 impl ArmStats {
@@ -77,9 +71,9 @@ impl ArmStats {
 
 /// Cached Thompson probabilities (before the floor) and the version they were computed at.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-struct Sampled {
-    computed_at: u64,
-    probabilities: Vec<f64>,
+pub(crate) struct Sampled {
+    pub(crate) computed_at: u64,
+    pub(crate) probabilities: Vec<f64>,
 }
 
 /// The state of a policy over `K` actions (and `d` features for contextual policies).
@@ -96,17 +90,20 @@ struct Sampled {
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(try_from = "StateRepr")]
 pub struct PolicyState {
-    config: PolicyConfig,
-    actions: usize,
-    features: usize,
-    updates: u64,
-    arms: Vec<ArmStats>,
+    pub(crate) config: PolicyConfig,
+    pub(crate) actions: usize,
+    pub(crate) features: usize,
+    pub(crate) updates: u64,
+    pub(crate) arms: Vec<ArmStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    linear: Option<LinearModel>,
+    pub(crate) linear: Option<LinearModel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    logistic: Option<LogisticModel>,
+    pub(crate) logistic: Option<LogisticModel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    sampled: Option<Sampled>,
+    pub(crate) sampled: Option<Sampled>,
+    /// Every action's features, for a policy whose one model is shared by every action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) action_features: Option<Vec<Vec<f64>>>,
 }
 
 /// The serialized form of [`PolicyState`], checked before use.
@@ -124,6 +121,8 @@ struct StateRepr {
     logistic: Option<LogisticModel>,
     #[serde(default)]
     sampled: Option<Sampled>,
+    #[serde(default)]
+    action_features: Option<Vec<Vec<f64>>>,
 }
 
 impl TryFrom<StateRepr> for PolicyState {
@@ -146,14 +145,24 @@ impl TryFrom<StateRepr> for PolicyState {
         }
         let logistic = matches!(r.config, PolicyConfig::LogisticThompson { .. });
         let discounted = r.config.half_life().is_some();
+        // A shared model is one model over context x action features.
+        let (models, width) = match (&r.action_features, r.config.is_shared()) {
+            (Some(af), true) => {
+                let width = crate::shared::check_action_features(af, r.actions)?;
+                (1, crate::shared::dim(r.features, width) - 1)
+            }
+            (None, false) => (r.actions, r.features),
+            (None, true) => return bad("a shared policy without its actions' features"),
+            (Some(_), false) => return bad("action features for a policy that does not share its model"),
+        };
         match (&r.linear, r.config.is_contextual() && !logistic) {
-            (Some(l), true) => l.check(r.actions, r.features)?,
+            (Some(l), true) => l.check(models, width)?,
             (None, false) => {}
             (None, true) => return bad("a contextual policy without its linear model"),
             (Some(_), false) => return bad("a linear model for a policy that has none"),
         }
         match (&r.logistic, logistic) {
-            (Some(l), true) => l.check(r.actions, r.features)?,
+            (Some(l), true) => l.check(models, width)?,
             (None, false) => {}
             (None, true) => return bad("a logistic policy without its model"),
             (Some(_), false) => return bad("a logistic model for another policy"),
@@ -186,6 +195,7 @@ impl TryFrom<StateRepr> for PolicyState {
             linear: r.linear,
             logistic: r.logistic,
             sampled: r.sampled,
+            action_features: r.action_features,
         })
     }
 }
@@ -202,19 +212,45 @@ impl PolicyState {
     /// policies (ignored by the others, so 0 or the deployment's logged width both work).
     ///
     /// `contextual` is replaced by the learner it stands for ([`PolicyConfig::resolved`]).
+    ///
+    /// A policy that shares one model across actions (`"shared": true`) needs every action's
+    /// features: it is created by [`with_action_features`](Self::with_action_features) instead.
     pub fn new(config: PolicyConfig, actions: usize, features: usize) -> Result<PolicyState> {
         let config = config.resolved();
+        if config.is_shared() {
+            return Err(BanditError::InvalidConfig(vec![format!(
+                "the {} policy with \"shared\": true learns over the actions' features; give every action its features",
+                config.name()
+            )]));
+        }
+        PolicyState::build(config, actions, features, None)
+    }
+
+    pub(crate) fn build(
+        config: PolicyConfig,
+        actions: usize,
+        features: usize,
+        action_features: Option<Vec<Vec<f64>>>,
+    ) -> Result<PolicyState> {
         config.validate(actions, features)?;
         let discounted = config.half_life().is_some();
+        // Per action: `actions` models over the context; shared: one over context x action.
+        let (models, width) = match &action_features {
+            Some(af) => (
+                1,
+                crate::shared::dim(features, crate::shared::check_action_features(af, actions)?) - 1,
+            ),
+            None => (actions, features),
+        };
         let (linear, logistic) = match config {
             PolicyConfig::LogisticThompson { prior_variance, .. } => (
                 None,
-                Some(LogisticModel::new(actions, features, prior_variance, discounted)),
+                Some(LogisticModel::new(models, width, prior_variance, discounted)),
             ),
             _ => (
                 config
                     .is_contextual()
-                    .then(|| LinearModel::new(actions, features, discounted)),
+                    .then(|| LinearModel::new(models, width, discounted)),
                 None,
             ),
         };
@@ -227,6 +263,7 @@ impl PolicyState {
             linear,
             logistic,
             sampled: None,
+            action_features,
         };
         state.refresh_sampled(true)?;
         Ok(state)
@@ -265,15 +302,23 @@ impl PolicyState {
             });
         }
         if self.config.is_contextual() {
-            let x = self.context(context)?;
+            let mut x = self.context(context)?;
             let gamma = self.config.discount();
+            // A shared model learns on the context x the action's features, as its only model.
+            let model = match &self.action_features {
+                Some(af) => {
+                    x = crate::shared::joint(&x, &af[action]);
+                    0
+                }
+                None => action,
+            };
             if let Some(linear) = &mut self.linear {
-                linear.update(action, &x, reward, gamma)?;
+                linear.update(model, &x, reward, gamma)?;
             }
-            if let (Some(model), PolicyConfig::LogisticThompson { prior_variance, .. }) =
+            if let (Some(logistic), PolicyConfig::LogisticThompson { prior_variance, .. }) =
                 (&mut self.logistic, &self.config)
             {
-                model.update(action, &x, reward, gamma, *prior_variance)?;
+                logistic.update(model, &x, reward, gamma, *prior_variance)?;
             }
         }
         self.arms[action].add(reward);
@@ -288,80 +333,98 @@ impl PolicyState {
     /// version), so the result is a deterministic function of the state and the context, and it is
     /// exactly the distribution `decide` samples from.
     pub fn probabilities(&mut self, context: Option<&[f64]>) -> Result<Vec<f64>> {
+        self.probabilities_among(context, None)
+    }
+
+    /// The distribution over the `eligible` actions only (`None`: all): the policy chooses among
+    /// them as if the others did not exist (argmax, Thompson draws, SquareCB's gaps and the
+    /// floor are over the eligible set), so every other action has probability 0 and the
+    /// eligible ones sum to 1 (one eligible action: probability 1). Policies whose distribution
+    /// does not depend on the context and is kept between updates (fixed weights, non-contextual
+    /// Thompson) restrict theirs and renormalise it, uniform over the eligible actions when it
+    /// gave them nothing.
+    pub fn probabilities_among(&mut self, context: Option<&[f64]>, eligible: Option<&[bool]>) -> Result<Vec<f64>> {
         let k = self.actions;
+        if let Some(mask) = eligible
+            && (mask.len() != k || !mask.iter().any(|e| *e))
+        {
+            return Err(BanditError::InvalidEligible(format!(
+                "{} eligibility flags ({} set) for {k} actions; give one flag per action, at least one set",
+                mask.len(),
+                mask.iter().filter(|e| **e).count()
+            )));
+        }
+        let ok = |a: usize| eligible.is_none_or(|m| m[a]);
         let p = match &self.config {
-            PolicyConfig::FixedWeights { weights } => {
-                let total: f64 = weights.iter().sum();
-                weights.iter().map(|w| w / total).collect()
-            }
+            PolicyConfig::FixedWeights { weights } => restrict(weights.clone(), ok),
             PolicyConfig::EpsilonGreedy { .. } => {
-                let best = match self.arms.iter().position(|a| a.pulls == 0) {
+                let best = match (0..k).position(|a| ok(a) && self.arms[a].pulls == 0) {
                     Some(untried) => untried,
-                    None => argmax(self.arms.iter().map(|a| a.mean)),
+                    None => argmax_among(self.arms.iter().map(|a| a.mean), ok),
                 };
                 one_hot(k, best)
             }
-            PolicyConfig::Ucb1 { .. } => one_hot(k, self.ucb1_arm()),
+            PolicyConfig::Ucb1 { .. } => one_hot(k, self.ucb1_arm(ok)),
             PolicyConfig::ThompsonBeta { .. } | PolicyConfig::ThompsonGaussian { .. } => {
                 self.refresh_sampled(false)?;
                 match &self.sampled {
-                    Some(s) => s.probabilities.clone(),
+                    Some(s) => restrict(s.probabilities.clone(), ok),
                     None => return Err(BanditError::Numerical("Thompson probabilities missing".to_string())),
                 }
             }
             PolicyConfig::LinUcb { alpha, .. } => {
-                let x = self.context(context)?;
-                let linear = self.linear()?;
-                let best = argmax((0..k).map(|a| {
-                    let (mean, quad) = linear.mean_and_quad(a, &x);
-                    mean + alpha * quad.sqrt()
-                }));
-                one_hot(k, best)
+                let scores = self.scores(context, ok)?;
+                one_hot(k, argmax_among(scores.iter().map(|(m, q)| m + alpha * q.sqrt()), ok))
             }
-            PolicyConfig::LinearThompson { v, .. } => {
-                let x = self.context(context)?;
-                let linear = self.linear()?;
-                let posterior: Vec<(f64, f64)> = (0..k)
-                    .map(|a| {
-                        let (mean, quad) = linear.mean_and_quad(a, &x);
-                        (mean, v * quad.sqrt())
-                    })
+            PolicyConfig::LinearThompson { v, .. } | PolicyConfig::LogisticThompson { v, .. } => {
+                let v = *v;
+                let posterior: Vec<(f64, f64)> = self
+                    .scores(context, ok)?
+                    .into_iter()
+                    .map(|(mean, quad)| (mean, v * quad.sqrt()))
                     .collect();
-                matching(&posterior, self.updates)
-            }
-            PolicyConfig::LogisticThompson { v, .. } => {
-                let x = self.context(context)?;
-                let model = self
-                    .logistic
-                    .as_ref()
-                    .ok_or_else(|| BanditError::Numerical("logistic policy without its model".to_string()))?;
-                let posterior: Vec<(f64, f64)> = (0..k)
-                    .map(|a| {
-                        let (mean, var) = model.score(a, &x);
-                        (mean, v * var.sqrt())
-                    })
-                    .collect();
-                matching(&posterior, self.updates)
+                matching(&posterior, self.updates, ok)
             }
             PolicyConfig::Contextual {} => {
                 return Err(BanditError::Numerical("'contextual' was not resolved".to_string()));
             }
             PolicyConfig::SquareCb { gamma, .. } => {
-                let x = self.context(context)?;
-                let linear = self.linear()?;
-                let yhat: Vec<f64> = (0..k).map(|a| linear.mean(a, &x)).collect();
-                let best = argmax(yhat.iter().copied());
+                let yhat: Vec<f64> = self.scores(context, ok)?.into_iter().map(|(m, _)| m).collect();
+                let best = argmax_among(yhat.iter().copied(), ok);
+                let n = (0..k).filter(|a| ok(*a)).count() as f64;
                 let mut p = vec![0.0; k];
                 let mut rest = 0.0;
-                for a in (0..k).filter(|a| *a != best) {
-                    p[a] = 1.0 / (k as f64 + gamma * (yhat[best] - yhat[a]));
+                for a in (0..k).filter(|a| *a != best && ok(*a)) {
+                    p[a] = 1.0 / (n + gamma * (yhat[best] - yhat[a]));
                     rest += p[a];
                 }
                 p[best] = 1.0 - rest;
                 p
             }
         };
-        Ok(mix_floor(p, self.config.floor()))
+        Ok(mix_floor(p, self.config.floor(), ok))
+    }
+
+    /// Every action's predicted score and its quadratic form (`x'A^-1 x` or `x'Sx`), from the
+    /// per-action models or the shared one; actions `ok` refuses are left at 0.
+    fn scores(&self, context: Option<&[f64]>, ok: impl Fn(usize) -> bool) -> Result<Vec<(f64, f64)>> {
+        let x = self.context(context)?;
+        let k = self.actions;
+        let (linear, logistic) = (self.linear.as_ref(), self.logistic.as_ref());
+        if let Some(af) = &self.action_features {
+            let (w, s) = match (linear, logistic) {
+                (Some(l), _) => (&l.theta, &l.a_inv),
+                (None, Some(l)) => (&l.mean, &l.cov),
+                (None, None) => return Err(BanditError::Numerical("shared policy without its model".into())),
+            };
+            return Ok(crate::shared::scores(w, s, &x, af));
+        }
+        let score = |a: usize| match (linear, logistic) {
+            (Some(l), _) => Ok(l.mean_and_quad(a, &x)),
+            (None, Some(l)) => Ok(l.score(a, &x)),
+            (None, None) => Err(BanditError::Numerical("contextual policy without its model".into())),
+        };
+        (0..k).map(|a| if ok(a) { score(a) } else { Ok((0.0, 0.0)) }).collect()
     }
 
     /// Number of updates applied; keel reports it as the policy version.
@@ -413,12 +476,6 @@ impl PolicyState {
             .collect()
     }
 
-    fn linear(&self) -> Result<&LinearModel> {
-        self.linear
-            .as_ref()
-            .ok_or_else(|| BanditError::Numerical("contextual policy without a linear model".to_string()))
-    }
-
     /// Validates a context and prepends the intercept.
     fn context(&self, context: Option<&[f64]>) -> Result<Vec<f64>> {
         let values = match context {
@@ -454,16 +511,19 @@ impl PolicyState {
         Ok(x)
     }
 
-    fn ucb1_arm(&self) -> usize {
-        if let Some(untried) = self.arms.iter().position(|a| a.pulls == 0) {
+    fn ucb1_arm(&self, ok: impl Fn(usize) -> bool) -> usize {
+        if let Some(untried) = (0..self.actions).position(|a| ok(a) && self.arms[a].pulls == 0) {
             return untried;
         }
         let log_n = (self.updates.max(1) as f64).ln();
-        argmax(self.arms.iter().map(|a| a.mean + (2.0 * log_n / a.pulls as f64).sqrt()))
+        argmax_among(
+            self.arms.iter().map(|a| a.mean + (2.0 * log_n / a.pulls as f64).sqrt()),
+            ok,
+        )
     }
 
     /// Recomputes the Thompson probabilities when due (or when `force`d); no-op for other policies.
-    fn refresh_sampled(&mut self, force: bool) -> Result<()> {
+    pub(crate) fn refresh_sampled(&mut self, force: bool) -> Result<()> {
         if !is_thompson(&self.config) {
             return Ok(());
         }
@@ -480,115 +540,6 @@ impl PolicyState {
         });
         Ok(())
     }
-
-    /// Monte Carlo probability that each action has the highest posterior draw.
-    fn probability_of_best(&self) -> Result<Vec<f64>> {
-        let k = self.actions;
-        let mut rng = ChaCha8Rng::seed_from_u64(mc_seed(self.updates));
-        let mut wins = vec![0u32; k];
-        let mut draws = vec![0.0; k];
-        match self.config {
-            PolicyConfig::ThompsonBeta {
-                prior_alpha,
-                prior_beta,
-                ..
-            } => {
-                let posteriors = self
-                    .arms
-                    .iter()
-                    .map(|a| {
-                        let alpha = prior_alpha + a.reward_sum;
-                        let beta = prior_beta + (a.pulls as f64 - a.reward_sum).max(0.0);
-                        Beta::new(alpha, beta)
-                            .map_err(|e| BanditError::Numerical(format!("beta posterior ({alpha}, {beta}): {e}")))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                for _ in 0..THOMPSON_DRAWS {
-                    for (d, p) in draws.iter_mut().zip(&posteriors) {
-                        *d = p.sample(&mut rng);
-                    }
-                    wins[argmax(draws.iter().copied())] += 1;
-                }
-            }
-            PolicyConfig::ThompsonGaussian {
-                prior_mean,
-                prior_variance,
-                ..
-            } => {
-                let pooled = pooled_variance(&self.arms, prior_variance);
-                let posteriors: Vec<(f64, f64)> = self
-                    .arms
-                    .iter()
-                    .map(|a| gaussian_posterior(a, prior_mean, prior_variance, pooled))
-                    .collect();
-                for _ in 0..THOMPSON_DRAWS {
-                    for (d, (m, s)) in draws.iter_mut().zip(&posteriors) {
-                        let z: f64 = rng.sample(StandardNormal);
-                        *d = m + s * z;
-                    }
-                    wins[argmax(draws.iter().copied())] += 1;
-                }
-            }
-            _ => return Ok(vec![1.0 / k as f64; k]),
-        }
-        Ok(wins.iter().map(|w| f64::from(*w) / THOMPSON_DRAWS as f64).collect())
-    }
-}
-
-/// Noise variance pooled over all actions: `(prior_variance + sum M2) / (1 + sum max(n - 1, 0))`,
-/// the pooled sample variance with the prior variance as one pseudo-observation.
-fn pooled_variance(arms: &[ArmStats], prior_variance: f64) -> f64 {
-    let m2: f64 = arms.iter().map(|a| a.m2).sum();
-    let dof: u64 = arms.iter().map(|a| a.pulls.saturating_sub(1)).sum();
-    (prior_variance + m2) / (1.0 + dof as f64)
-}
-
-/// Posterior mean and standard deviation of an action's mean reward: Normal prior
-/// `N(prior_mean, prior_variance)` and a Normal likelihood with the plug-in noise variance
-/// `max(pooled, own sample variance)`. The pooled floor matters for sparse rewards (revenue is
-/// mostly 0): an action whose few rewards were all 0 has sample variance 0 and would otherwise
-/// look certain and be starved.
-fn gaussian_posterior(arm: &ArmStats, prior_mean: f64, prior_variance: f64, pooled: f64) -> (f64, f64) {
-    let n = arm.pulls as f64;
-    let own = if arm.pulls >= 2 { arm.m2 / (n - 1.0) } else { 0.0 };
-    let noise = pooled.max(own);
-    let precision = 1.0 / prior_variance + n / noise;
-    let mean = (prior_mean / prior_variance + n * arm.mean / noise) / precision;
-    (mean, precision.recip().sqrt())
-}
-
-/// Probability matching for independent Normal scores `(mean, sd)` per action: the share of
-/// [`LINEAR_THOMPSON_DRAWS`] joint draws (fixed seed mixed with the version) each action wins.
-fn matching(posterior: &[(f64, f64)], version: u64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(mc_seed(version));
-    let mut wins = vec![0u32; posterior.len()];
-    for _ in 0..LINEAR_THOMPSON_DRAWS {
-        let best = argmax(posterior.iter().map(|(m, s)| {
-            let z: f64 = rng.sample(StandardNormal);
-            m + s * z
-        }));
-        wins[best] += 1;
-    }
-    wins.iter()
-        .map(|w| f64::from(*w) / LINEAR_THOMPSON_DRAWS as f64)
-        .collect()
-}
-
-fn mc_seed(version: u64) -> u64 {
-    MC_SEED ^ version.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Index of the largest value, the lowest index on ties; NaN never wins.
-fn argmax(values: impl Iterator<Item = f64>) -> usize {
-    let mut best = 0;
-    let mut best_value = f64::NEG_INFINITY;
-    for (i, v) in values.enumerate() {
-        if v > best_value {
-            best = i;
-            best_value = v;
-        }
-    }
-    best
 }
 
 fn one_hot(k: usize, action: usize) -> Vec<f64> {
@@ -597,12 +548,35 @@ fn one_hot(k: usize, action: usize) -> Vec<f64> {
     p
 }
 
-/// `(1 - floor) * p + floor / K`.
-fn mix_floor(mut p: Vec<f64>, floor: f64) -> Vec<f64> {
+/// `p` with the actions `ok` refuses set to 0, renormalised; uniform over the allowed ones
+/// when they had nothing.
+fn restrict(mut p: Vec<f64>, ok: impl Fn(usize) -> bool) -> Vec<f64> {
+    for (a, v) in p.iter_mut().enumerate() {
+        if !ok(a) {
+            *v = 0.0;
+        }
+    }
+    let total: f64 = p.iter().sum();
+    if total > 0.0 && total.is_finite() {
+        p.iter_mut().for_each(|v| *v /= total);
+    } else {
+        let n = (0..p.len()).filter(|a| ok(*a)).count().max(1) as f64;
+        for (a, v) in p.iter_mut().enumerate() {
+            *v = if ok(a) { 1.0 / n } else { 0.0 };
+        }
+    }
+    p
+}
+
+/// `(1 - floor) * p + floor / K` over the `K` actions `ok` allows (the others stay at 0).
+fn mix_floor(mut p: Vec<f64>, floor: f64, ok: impl Fn(usize) -> bool) -> Vec<f64> {
     if floor > 0.0 {
-        let share = floor / p.len() as f64;
-        for v in &mut p {
-            *v = (1.0 - floor) * *v + share;
+        let n = (0..p.len()).filter(|a| ok(*a)).count().max(1);
+        let share = floor / n as f64;
+        for (a, v) in p.iter_mut().enumerate() {
+            if ok(a) {
+                *v = (1.0 - floor) * *v + share;
+            }
         }
     }
     p

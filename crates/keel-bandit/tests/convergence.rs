@@ -121,6 +121,7 @@ fn contextual_policies_beat_uniform_random() {
             alpha: 1.0,
             floor: 0.0,
             half_life: None,
+            shared: false,
         },
         PolicyConfig::LinearThompson {
             v: 0.3,
@@ -137,6 +138,7 @@ fn contextual_policies_beat_uniform_random() {
             alpha: 1.0,
             floor: 0.0,
             half_life: Some(2_000.0),
+            shared: false,
         },
     ] {
         let (policy, uniform, best) = contextual_value(config.clone(), 5);

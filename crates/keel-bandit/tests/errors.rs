@@ -8,6 +8,7 @@ fn lin() -> PolicyState {
             alpha: 1.0,
             floor: 0.1,
             half_life: None,
+            shared: false,
         },
         3,
         2,
@@ -165,6 +166,7 @@ fn invalid_configs_are_refused_with_every_problem() {
                 alpha: 1.0,
                 floor,
                 half_life: None,
+                shared: false,
             },
             2,
             1,
@@ -212,6 +214,7 @@ fn invalid_configs_are_refused_with_every_problem() {
             alpha: -1.0,
             floor: 0.0,
             half_life: None,
+            shared: false,
         },
         2,
         1,
@@ -239,6 +242,7 @@ fn invalid_configs_are_refused_with_every_problem() {
             alpha: 1.0,
             floor: 0.0,
             half_life: None,
+            shared: false,
         },
         2,
         10_000,
@@ -286,7 +290,8 @@ fn config_json_has_defaults_and_refuses_unknown_fields() {
         PolicyConfig::LinUcb {
             alpha: 1.0,
             floor: 0.0,
-            half_life: None
+            half_life: None,
+            shared: false,
         }
     );
     assert_eq!(
@@ -345,6 +350,7 @@ fn bad_input_is_the_callers_fault_and_a_broken_state_is_keels() {
                 alpha: -1.0,
                 floor: 0.1,
                 half_life: None,
+                shared: false,
             },
             3,
             2,

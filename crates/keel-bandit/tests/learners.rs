@@ -18,6 +18,7 @@ fn logistic_thompson_learns_a_logistic_world() {
         prior_variance: 1.0,
         floor: 0.0,
         half_life: None,
+        shared: false,
     };
     let mut state = PolicyState::new(config, 2, 1).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -59,6 +60,7 @@ fn discounting_follows_a_world_that_flips() {
             alpha: 0.0,
             floor: 0.0,
             half_life,
+            shared: false,
         };
         let mut state = PolicyState::new(config, 2, 1).unwrap();
         let x = [1.0];
@@ -84,6 +86,7 @@ fn bad_settings_and_rewards_are_refused() {
         prior_variance: 1.0,
         floor: 0.0,
         half_life,
+        shared: false,
     };
     let err = PolicyState::new(logistic(Some(0.5)), 2, 1).unwrap_err();
     assert!(err.to_string().contains("half_life is 0.5"), "{err}");
@@ -93,6 +96,7 @@ fn bad_settings_and_rewards_are_refused() {
         prior_variance: 0.0,
         floor: 1.0,
         half_life: None,
+        shared: false,
     };
     match bad.validate(2, 1) {
         Err(BanditError::InvalidConfig(problems)) => assert_eq!(problems.len(), 3, "{problems:?}"),

@@ -39,7 +39,8 @@ fn config(k: usize) -> impl Strategy<Value = PolicyConfig> {
         (0.0..3.0f64, floor()).prop_map(|(alpha, floor)| PolicyConfig::LinUcb {
             alpha,
             floor,
-            half_life: None
+            half_life: None,
+            shared: false,
         }),
         (0.0..3.0f64, floor()).prop_map(|(v, floor)| PolicyConfig::LinearThompson {
             v,
@@ -57,12 +58,14 @@ fn config(k: usize) -> impl Strategy<Value = PolicyConfig> {
                 prior_variance,
                 floor,
                 half_life,
+                shared: false,
             }
         }),
         (0.0..3.0f64, floor(), 1.0..50.0f64).prop_map(|(alpha, floor, h)| PolicyConfig::LinUcb {
             alpha,
             floor,
-            half_life: Some(h)
+            half_life: Some(h),
+            shared: false,
         }),
         (0.0..100.0f64, floor(), 1.0..50.0f64).prop_map(|(gamma, floor, h)| PolicyConfig::SquareCb {
             gamma,
@@ -194,6 +197,7 @@ fn decisions_follow_their_probabilities() {
             prior_variance: 1.0,
             floor: 0.05,
             half_life: Some(3.0),
+            shared: false,
         },
     ];
     for config in cases {

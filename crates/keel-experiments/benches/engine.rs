@@ -124,6 +124,7 @@ fn main() {
                 alpha: 0.5,
                 floor: 0.01,
                 half_life: None,
+                shared: false,
             },
             json!({"type": "lin_ucb", "alpha": 0.5, "floor": 0.01}),
         ),

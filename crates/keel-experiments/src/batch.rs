@@ -87,12 +87,15 @@ impl Deployment {
     /// Every decision the batch run `run` logged, in log order, read from the log on disk
     /// (what a writer is appending meanwhile may be left out; a damaged log is an error).
     pub fn run_decisions(&self, run: &str) -> Result<Vec<RunDecision>> {
-        let variants: Vec<String> = self.with_inner(|i| i.spec.variants.iter().map(|v| v.name.clone()).collect())?;
+        let mut variants: Vec<String> =
+            self.with_inner(|i| i.spec.variants.iter().map(|v| v.name.clone()).collect())?;
         let mut found = Vec::new();
         let mut revision = 0;
         let read = read_log(&self.dir, 0, |event| {
             match event {
                 Event::Revision { rev, .. } => revision = rev,
+                // Variant indices are those of the spec in force when the decision was made.
+                Event::Spec { spec, .. } => variants = spec.variants.iter().map(|v| v.name.clone()).collect(),
                 Event::Decision {
                     id,
                     unit: Some(unit),

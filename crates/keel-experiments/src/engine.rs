@@ -17,9 +17,10 @@ use crate::event::Event;
 use crate::log::Log;
 use crate::logfile::{damaged, read_log};
 use crate::notice::Notice;
-use crate::outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
-use crate::spec::{DeploymentSpec, RewardKind};
+use crate::outcome::DecisionOut;
+use crate::spec::DeploymentSpec;
 use crate::state::{Inner, compatible};
+use crate::transition::carryable;
 use crate::wal::{LogOptions, Wal};
 use crate::{DeploymentError, Result};
 
@@ -207,20 +208,24 @@ impl Deployment {
         };
         if last_rev != Some(revision) {
             let mut inner = experiment.inner.lock().map_err(|_| lock_err())?;
-            let reset = last_rev.is_some() && !compatible(&inner.spec, &spec);
-            if reset {
-                let seq = inner.seq;
-                *inner = Inner::new(spec.clone(), revision)?;
-                inner.seq = seq;
-            }
+            let same = compatible(&inner.spec, &spec);
+            let reset = last_rev.is_some() && !same && !carryable(&inner.spec, &spec);
             inner.revision = revision;
-            inner.spec = spec;
             let seq = inner.next_seq();
             let event = Event::Revision {
                 seq,
                 ts: now_ms(),
                 rev: revision,
                 reset,
+            };
+            inner.commit(&experiment.wal, &event)?;
+            // The spec in force from here: applying it keeps, carries or restarts the state,
+            // live now and at the same place when the log is replayed.
+            let seq = inner.next_seq();
+            let event = Event::Spec {
+                seq,
+                ts: now_ms(),
+                spec: Box::new(spec),
             };
             inner.commit(&experiment.wal, &event)?;
         }
@@ -317,7 +322,10 @@ impl Deployment {
     ) -> Result<(DecisionOut, u64)> {
         let x = inner.spec.encode_context(context)?;
         let arms = inner.spec.arms();
-        let mut probs = inner.arm_distribution((!x.is_empty()).then_some(x.as_slice()))?;
+        // The eligible variants as a mask over the arms: the policy decides among them.
+        let arm_mask: Option<Vec<bool>> =
+            eligible.map(|m| arms.iter().map(|v| m.get(*v).copied().unwrap_or(false)).collect());
+        let mut probs = inner.arm_distribution((!x.is_empty()).then_some(x.as_slice()), arm_mask.as_deref())?;
         if let Some(mask) = eligible {
             crate::state::restrict(&mut probs, &arms, mask);
         }
@@ -386,185 +394,6 @@ impl Deployment {
         Ok((out, seq))
     }
 
-    /// Records rewards; each is idempotent (the same reward again counts once).
-    pub async fn feedback(&self, items: &[RewardIn]) -> Result<(Vec<Result<FeedbackOut>>, Vec<Notice>)> {
-        self.serving()?;
-        if let Some(pg) = self.wal.pg() {
-            return self.feedback_pg(pg, items).await;
-        }
-        let (results, last_seq, notices) = {
-            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
-            let now = now_ms();
-            let mut results = Vec::with_capacity(items.len());
-            let mut last_seq = 0;
-            for item in items {
-                let r = self.one_reward(&mut inner, item, now);
-                if let Ok((_, Some(seq))) = &r {
-                    last_seq = *seq;
-                }
-                results.push(r.map(|(out, _)| out));
-            }
-            (results, last_seq, std::mem::take(&mut inner.notices))
-        };
-        if last_seq > 0 {
-            self.wal.notify();
-            self.wal.wait_durable(last_seq).await?;
-        }
-        Ok((results, notices))
-    }
-
-    fn one_reward(&self, inner: &mut Inner, item: &RewardIn, now: i64) -> Result<(FeedbackOut, Option<u64>)> {
-        let Some(id) = self.check_reward(inner, item, now)? else {
-            return Ok((
-                FeedbackOut {
-                    decision_id: item.decision_id.clone(),
-                    counted: false,
-                },
-                None,
-            ));
-        };
-        let variant = inner.waiting.get(&id).and_then(|w| w.variant());
-        let seq = inner.next_seq();
-        let event = Event::Reward {
-            seq,
-            ts: now,
-            id,
-            r: item.reward,
-            default: false,
-        };
-        inner.commit(&self.wal, &event)?;
-        if let Some(variant) = variant {
-            inner.check_guardrails(&self.wal, variant, now)?;
-        }
-        Ok((
-            FeedbackOut {
-                decision_id: item.decision_id.clone(),
-                counted: true,
-            },
-            Some(inner.seq),
-        ))
-    }
-
-    /// Checks a reward against the state: a decision id, a reward in range, a known decision
-    /// whose window is open. `None`: the decision has this reward already (a duplicate);
-    /// another reward is a conflict.
-    pub(crate) fn check_reward(&self, inner: &mut Inner, item: &RewardIn, now: i64) -> Result<Option<Uuid>> {
-        let id = Uuid::parse_str(&item.decision_id).map_err(|_| {
-            DeploymentError::InvalidRequest(format!(
-                "decision_id '{}' is not a decision id (a UUID returned by decide)",
-                item.decision_id.escape_default()
-            ))
-        })?;
-        let spec = &inner.spec.reward;
-        if !item.reward.is_finite() || item.reward < spec.min || item.reward > spec.max {
-            return Err(DeploymentError::InvalidRequest(format!(
-                "reward {} is outside the declared range [{}, {}]{}",
-                item.reward,
-                spec.min,
-                spec.max,
-                if spec.kind == RewardKind::Binary {
-                    " (a conversion is 1, none is 0)"
-                } else {
-                    ""
-                }
-            )));
-        }
-        let window = inner.window_ms();
-        let Some(waiting) = inner.waiting.get(&id) else {
-            // Forgotten ids are those whose window closed: the id carries its creation time.
-            if let Some(ts) = uuid_ms(&id)
-                && ts + window < now
-            {
-                return Err(DeploymentError::WindowClosed {
-                    id: item.decision_id.clone(),
-                    closed_at: fmt_ms(ts + window),
-                    window_seconds: inner.spec.reward.window_seconds,
-                });
-            }
-            return Err(DeploymentError::UnknownDecision(item.decision_id.clone()));
-        };
-        if waiting.ts + window < now {
-            return Err(DeploymentError::WindowClosed {
-                id: item.decision_id.clone(),
-                closed_at: fmt_ms(waiting.ts + window),
-                window_seconds: inner.spec.reward.window_seconds,
-            });
-        }
-        if let Some(existing) = waiting.reward() {
-            if existing == item.reward {
-                return Ok(None);
-            }
-            return Err(DeploymentError::ConflictingReward {
-                id: item.decision_id.clone(),
-                existing,
-                new: item.reward,
-            });
-        }
-        Ok(Some(id))
-    }
-
-    /// Closes the windows that ended before `now`: applies the default reward to decisions
-    /// that got none, forgets the others. Returns how many closed, the default rewards applied
-    /// (decision id, reward) and the notices of guardrails they moved.
-    pub async fn close_windows(&self, now: i64) -> Result<ClosedWindows> {
-        self.serving()?;
-        if let Some(pg) = self.wal.pg() {
-            return self.close_windows_pg(pg, now).await;
-        }
-        let mut defaults = Vec::new();
-        let (closed, seq, notices) = {
-            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
-            let mut closed = 0;
-            let mut last = 0;
-            while let Some((expires, id)) = inner.expiry.front().copied() {
-                if expires > now {
-                    break;
-                }
-                inner.expiry.pop_front();
-                let Some(w) = inner.waiting.get(&id) else { continue };
-                closed += 1;
-                match (w.reward(), inner.spec.reward.default) {
-                    (None, Some(default)) => {
-                        let variant = w.variant();
-                        let seq = inner.next_seq();
-                        let event = Event::Reward {
-                            seq,
-                            ts: now,
-                            id,
-                            r: default,
-                            default: true,
-                        };
-                        inner.commit(&self.wal, &event)?;
-                        if let Some(variant) = variant {
-                            inner.check_guardrails(&self.wal, variant, now)?;
-                        }
-                        last = inner.seq;
-                        defaults.push((id.to_string(), default));
-                    }
-                    _ => {
-                        inner.waiting.remove(&id);
-                    }
-                }
-            }
-            // Memory follows the open windows down, not only up: after a campaign's windows
-            // close, a map sized for its peak is given back (rarely: amortised over the closes).
-            if inner.waiting.capacity() > 4096 && inner.waiting.len() * 4 < inner.waiting.capacity() {
-                inner.waiting.shrink_to_fit();
-                inner.expiry.shrink_to_fit();
-            }
-            (closed, last, std::mem::take(&mut inner.notices))
-        };
-        if seq > 0 {
-            self.wal.notify();
-            self.wal.wait_durable(seq).await?;
-        }
-        Ok(ClosedWindows {
-            closed,
-            defaults,
-            notices,
-        })
-    }
-
     /// Logs a model variant's answer to a decision (no durability wait: it changes no state).
     pub fn log_output(&self, id: &str, variant: usize, shadow: bool, pred: serde_json::Value) -> Result<()> {
         let id = Uuid::parse_str(id).map_err(|_| DeploymentError::InvalidRequest(format!("bad decision id {id}")))?;
@@ -583,6 +412,34 @@ impl Deployment {
         }
         self.wal.notify();
         Ok(())
+    }
+
+    /// What the policy would do now for this context, among the `eligible` variants (`None`:
+    /// all): each serving variant with its probability (pauses and the canary ramp applied,
+    /// not the control group), and the policy version. Nothing is logged or drawn.
+    pub fn distribution(
+        &self,
+        context: Option<&serde_json::Map<String, serde_json::Value>>,
+        eligible: Option<&[String]>,
+    ) -> Result<(Vec<(String, f64)>, u64)> {
+        let mut inner = self.inner.lock().map_err(|_| lock_err())?;
+        let x = inner.spec.encode_context(context)?;
+        let arms = inner.spec.arms();
+        let mask = match eligible {
+            Some(names) => Some(inner.spec.eligible_mask(&self.name, names)?),
+            None => None,
+        };
+        let arm_mask: Option<Vec<bool>> = mask.as_ref().map(|m| arms.iter().map(|v| m[*v]).collect());
+        let mut probs = inner.arm_distribution((!x.is_empty()).then_some(x.as_slice()), arm_mask.as_deref())?;
+        if let Some(mask) = &mask {
+            crate::state::restrict(&mut probs, &arms, mask);
+        }
+        let named = arms
+            .iter()
+            .zip(probs)
+            .map(|(v, p)| (inner.spec.variants[*v].name.clone(), p))
+            .collect();
+        Ok((named, inner.policy.updates()))
     }
 
     /// The variant index of a name.
@@ -632,6 +489,6 @@ pub(crate) fn uuid_ms(id: &Uuid) -> Option<i64> {
     Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
 }
 
-fn fmt_ms(ms: i64) -> String {
+pub(crate) fn fmt_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
 }

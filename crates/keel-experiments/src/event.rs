@@ -61,6 +61,17 @@ pub enum Event {
     Pause { seq: u64, ts: i64, v: usize, why: String },
     /// A canary moved to a step (index into `canary.steps`).
     CanaryStep { seq: u64, ts: i64, step: usize },
+    /// The definition in force from here on (written after each `Revision`), so a replay reads
+    /// every event under the spec it was logged with: variant indices, context and the
+    /// variants' features. A revision that changes the variants keeps the learned state (the
+    /// variants that continue keep theirs, by name) unless the context, the variants'
+    /// features or the kind of policy changed (then the state starts afresh, and the
+    /// `Revision` before says `reset`).
+    Spec {
+        seq: u64,
+        ts: i64,
+        spec: Box<crate::spec::DeploymentSpec>,
+    },
     /// A model variant's answer to a decision's inputs: the chosen variant's (returned to the
     /// caller) or a shadow's (logged only).
     Output {
@@ -81,6 +92,7 @@ impl Event {
             | Event::Reward { seq, .. }
             | Event::Pause { seq, .. }
             | Event::CanaryStep { seq, .. }
+            | Event::Spec { seq, .. }
             | Event::Output { seq, .. } => *seq,
         }
     }
@@ -93,6 +105,7 @@ impl Event {
             | Event::Reward { seq, .. }
             | Event::Pause { seq, .. }
             | Event::CanaryStep { seq, .. }
+            | Event::Spec { seq, .. }
             | Event::Output { seq, .. } => *seq = to,
         }
     }

@@ -18,6 +18,11 @@ pub struct DeploymentSpec {
     /// Features of the context, for contextual policies (and logged for every policy).
     #[serde(default)]
     pub context: Vec<FeatureSpec>,
+    /// Features every serving variant gives values for (`"features"` of each variant), for a
+    /// policy that shares one model across variants (`"shared": true`): a variant is then
+    /// known by its features, so one added later starts from what similar ones taught.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub action_features: Vec<FeatureSpec>,
     /// A holdout group (one named variant, uniform rotation over the variants, or no action),
     /// to prove lift against the status quo: see [`ControlSpec`].
     #[serde(default)]
@@ -64,6 +69,9 @@ pub struct VariantSpec {
     /// A shadow variant gets a copy of every request; its answer is logged, never returned.
     #[serde(default)]
     pub shadow: bool,
+    /// The variant's values of the deployment's `action_features` (numbers and category levels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -298,19 +306,7 @@ impl DeploymentSpec {
         if self.policy.is_contextual() && self.context.is_empty() {
             problems.push("a contextual policy needs context features (\"context\": [...])".to_string());
         }
-        for (i, f) in self.context.iter().enumerate() {
-            if f.name().trim().is_empty() {
-                problems.push(format!("context feature {} has an empty name", i + 1));
-            }
-            if self.context[..i].iter().any(|o| o.name() == f.name()) {
-                problems.push(format!("context feature '{}' appears twice", f.name()));
-            }
-            if let FeatureSpec::Categorical { name, levels } = f
-                && levels.is_empty()
-            {
-                problems.push(format!("categorical feature '{name}' needs at least one level"));
-            }
-        }
+        problems.extend(self.feature_problems());
         let r = &self.reward;
         if !(r.min.is_finite() && r.max.is_finite() && r.min < r.max) {
             problems.push(format!(
@@ -461,65 +457,6 @@ impl DeploymentSpec {
         } else {
             Err(DeploymentError::InvalidSpec(problems))
         }
-    }
-
-    /// Encodes a JSON object of feature values into the policy's context vector.
-    pub fn encode_context(&self, context: Option<&serde_json::Map<String, serde_json::Value>>) -> Result<Vec<f64>> {
-        let mut out = Vec::with_capacity(self.feature_width());
-        if self.context.is_empty() {
-            return Ok(out);
-        }
-        let Some(context) = context else {
-            return Err(DeploymentError::InvalidRequest(format!(
-                "this deployment needs a context with the features {}",
-                self.feature_names()
-            )));
-        };
-        for f in &self.context {
-            let value = context.get(f.name()).ok_or_else(|| {
-                DeploymentError::InvalidRequest(format!(
-                    "context is missing feature '{}'; this deployment needs {}",
-                    f.name(),
-                    self.feature_names()
-                ))
-            })?;
-            match f {
-                FeatureSpec::Numeric { name } => {
-                    let v = value.as_f64().filter(|v| v.is_finite()).ok_or_else(|| {
-                        DeploymentError::InvalidRequest(format!(
-                            "context feature '{name}' must be a finite number, got {value}"
-                        ))
-                    })?;
-                    out.push(v);
-                }
-                FeatureSpec::Categorical { name, levels } => {
-                    let v = value.as_str().ok_or_else(|| {
-                        DeploymentError::InvalidRequest(format!(
-                            "context feature '{name}' must be a string (one of {levels:?}), got {value}"
-                        ))
-                    })?;
-                    out.extend(levels.iter().map(|l| if l == v { 1.0 } else { 0.0 }));
-                }
-            }
-        }
-        if let Some(extra) = context
-            .keys()
-            .find(|k| !self.context.iter().any(|f| f.name() == k.as_str()))
-        {
-            return Err(DeploymentError::InvalidRequest(format!(
-                "context has unknown feature '{extra}'; this deployment knows {}",
-                self.feature_names()
-            )));
-        }
-        Ok(out)
-    }
-
-    fn feature_names(&self) -> String {
-        self.context
-            .iter()
-            .map(|f| format!("'{}'", f.name()))
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 

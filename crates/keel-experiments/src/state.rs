@@ -98,13 +98,19 @@ pub(crate) fn compatible(old: &DeploymentSpec, new: &DeploymentSpec) -> bool {
     };
     names(old) == names(new)
         && std::mem::discriminant(&old.policy) == std::mem::discriminant(&new.policy)
+        && old.policy.is_shared() == new.policy.is_shared()
         && old.context == new.context
+        && old.action_features == new.action_features
+        && old
+            .variants
+            .iter()
+            .zip(&new.variants)
+            .all(|(a, b)| a.features == b.features)
 }
 
 impl Inner {
     pub(crate) fn new(spec: DeploymentSpec, revision: i64) -> Result<Inner> {
-        let arms = spec.arms().len();
-        let policy = PolicyState::new(spec.policy.clone(), arms, spec.feature_width())?;
+        let policy = spec.new_policy()?;
         let n = spec.variants.len();
         Ok(Inner {
             rng: ChaCha8Rng::seed_from_u64(spec.seed),
@@ -159,13 +165,15 @@ impl Inner {
                 }
             }
             Event::CanaryStep { step, .. } => self.canary_step = *step,
+            Event::Spec { spec, .. } => self.transition(spec)?,
             Event::Output { .. } => {}
         }
         Ok(())
     }
 
-    /// Distribution over arms after pauses and the canary ramp.
-    pub(crate) fn arm_distribution(&mut self, x: Option<&[f64]>) -> Result<Vec<f64>> {
+    /// Distribution over arms after pauses and the canary ramp; a policy that learns decides
+    /// among the `eligible` arms only (a mask over the arms) when there is such a set.
+    pub(crate) fn arm_distribution(&mut self, x: Option<&[f64]>, eligible: Option<&[bool]>) -> Result<Vec<f64>> {
         let arms = self.spec.arms();
         let mut probs = match (&self.spec.canary, &self.spec.policy) {
             (Some(c), PolicyConfig::FixedWeights { .. }) => {
@@ -179,7 +187,7 @@ impl Inner {
                     .map(|v| if *v == canary { share } else { 1.0 - share })
                     .collect()
             }
-            _ => self.policy.probabilities(x)?,
+            _ => self.policy.probabilities_among(x, eligible)?,
         };
         let any_paused = arms.iter().any(|v| self.paused[*v]);
         if any_paused {

@@ -249,9 +249,9 @@ async fn verify_reads_every_segment_and_snapshot() {
     let found = keel_experiments::logdir::verify(&deployment_dir(dir.path())).expect("verify");
     assert!(found.is_ok(), "{found:?}");
     assert!(found.files.len() >= 2, "{found:?}");
-    // apply + 300 decisions + 100 rewards.
-    assert_eq!(found.records, 401);
-    assert_eq!(found.last_seq, Some(401));
+    // apply (its revision and spec) + 300 decisions + 100 rewards.
+    assert_eq!(found.records, 402);
+    assert_eq!(found.last_seq, Some(402));
     assert_eq!(found.snapshots.len(), 1);
     assert!(found.snapshots[0].problem.is_none());
 }

@@ -243,11 +243,11 @@ async fn repair_moves_the_damaged_part_aside_and_records_who_did_it() {
     assert_eq!(change.details["moved_to"], json!(done.moved_to.display().to_string()));
     assert_eq!(change.details["moved_bytes"], json!(bytes.len() - at));
 
-    // Starts with the records before the offset (record 1 is the revision, then decisions and
-    // rewards: 1 + d + r = 7 with r = ceil(d / 2) gives 4 decisions).
+    // Starts with the records before the offset (records 1 and 2 are the revision and its
+    // spec, then decisions and rewards: 2 + d + r = 7 with r = ceil(d / 2) gives 3 decisions).
     let exps = open(dir.path()).await;
     assert!(exps.failed().is_empty());
-    assert_eq!(exposures(&exps, "promo"), 4);
+    assert_eq!(exposures(&exps, "promo"), 3);
     exps.decide("promo", None, None).await.expect("decides");
     // A log a server holds open is not repaired.
     let e = repair(&path, 0).expect_err("locked");

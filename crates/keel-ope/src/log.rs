@@ -30,6 +30,9 @@ pub struct LoggedBandit {
     /// decided among an eligible set; the logged propensity is then over that set, and the
     /// candidate's distribution must be too (see [`ActionDist::restrict_to_eligible`](crate::ActionDist::restrict_to_eligible)).
     pub eligible: Option<Vec<Vec<usize>>>,
+    /// Every action's own features (one row per action, every row as wide), for candidates
+    /// that learn over context x action features.
+    pub action_features: Option<Vec<Vec<f64>>>,
 }
 
 impl LoggedBandit {
@@ -44,6 +47,7 @@ impl LoggedBandit {
             contexts: None,
             timestamps: None,
             eligible: None,
+            action_features: None,
         };
         log.validate()?;
         Ok(log)
@@ -119,6 +123,23 @@ impl LoggedBandit {
         }
         if let Some(t) = &self.timestamps {
             check_len("timestamps", t.len())?;
+        }
+        if let Some(rows) = &self.action_features {
+            let width = rows.first().map_or(0, Vec::len);
+            if rows.len() != self.n_actions
+                || rows
+                    .iter()
+                    .any(|r| r.len() != width || r.iter().any(|v| !v.is_finite()))
+            {
+                return Err(OpeError::InvalidParameter {
+                    name: "action_features",
+                    reason: format!(
+                        "{} rows for {} actions; give one row of finite numbers per action, every row as wide",
+                        rows.len(),
+                        self.n_actions
+                    ),
+                });
+            }
         }
         if let Some(sets) = &self.eligible {
             check_len("eligible", sets.len())?;
@@ -226,6 +247,7 @@ mod tests {
             contexts: None,
             timestamps: None,
             eligible: None,
+            action_features: None,
         }
     }
 

@@ -305,6 +305,7 @@ pub fn read_obd_csv(path: &Path) -> Result<ObdLog> {
         contexts: Some(order.iter().map(|&i| contexts[i].clone()).collect()),
         timestamps: timestamp_col.map(|_| order.iter().map(|&i| rows[i].timestamp.unwrap_or(0)).collect()),
         eligible: None,
+        action_features: None,
     };
     log.validate()?;
     Ok(ObdLog {

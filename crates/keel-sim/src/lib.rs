@@ -10,5 +10,6 @@
 
 #[cfg(feature = "client")]
 pub mod email;
+pub mod newpromo;
 pub mod weekly;
 pub mod world;

@@ -12,7 +12,8 @@
 //! [`World::new`] is keel's own world (the flagship's), with the promotions' appeal fixed by
 //! hand; [`World::drawn`] draws the appeal from the seed too, so studies can run over several
 //! different worlds; [`World::drifted`] is the same customers after the appeal shifted (a
-//! season, a competitor's offer), for learners that must follow a changing world.
+//! season, a competitor's offer), for learners that must follow a changing world;
+//! [`crate::newpromo`] gives promotions features and adds one during the campaign.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -86,7 +87,7 @@ impl Customer {
     }
 
     /// Standardised numeric features followed by one-hot categories.
-    fn z(&self) -> Vec<f64> {
+    pub(crate) fn z(&self) -> Vec<f64> {
         let mut z = vec![
             (self.recency_days.ln_1p() - 3.0) / 1.0,
             (self.visits_per_month - 2.0) / 1.5,
@@ -122,16 +123,16 @@ pub fn context_spec() -> serde_json::Value {
 pub struct World {
     pub customers: Vec<Customer>,
     pub promotions: Vec<String>,
-    weights: Vec<Vec<f64>>,
+    pub(crate) weights: Vec<Vec<f64>>,
     /// Per-promotion shift of the log-odds (0 until the appeal drifts).
-    offsets: Vec<f64>,
-    base: f64,
+    pub(crate) offsets: Vec<f64>,
+    pub(crate) base: f64,
     /// Conversion probability of every (customer, promotion).
     pub p: Vec<Vec<f64>>,
 }
 
 /// Log-odds before the intercept, `offset_a + w_a . z`, of every (customer, promotion).
-fn logits(zs: &[Vec<f64>], weights: &[Vec<f64>], offsets: &[f64]) -> Vec<Vec<f64>> {
+pub(crate) fn logits(zs: &[Vec<f64>], weights: &[Vec<f64>], offsets: &[f64]) -> Vec<Vec<f64>> {
     zs.iter()
         .map(|z| {
             weights
@@ -143,7 +144,7 @@ fn logits(zs: &[Vec<f64>], weights: &[Vec<f64>], offsets: &[f64]) -> Vec<Vec<f64
         .collect()
 }
 
-fn sigmoid(x: f64) -> f64 {
+pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 

@@ -22,6 +22,11 @@ pub enum OfflineError {
     /// A contextual candidate on a log without contexts.
     #[error("a contextual candidate needs contexts in the log")]
     NoContexts,
+    /// A candidate that shares one model across actions, on a log whose actions carry no features.
+    #[error(
+        "a candidate with \"shared\": true learns over the variants' features, and this deployment's variants have none; declare \"action_features\" and give every variant its \"features\""
+    )]
+    NoActionFeatures,
     /// The candidate policy cannot be built or updated.
     #[error(transparent)]
     Policy(Box<keel_bandit::BanditError>),
@@ -88,6 +93,7 @@ impl OfflineError {
             OfflineError::NoRewardedDecisions { .. }
             | OfflineError::TooFewRounds { .. }
             | OfflineError::NoContexts
+            | OfflineError::NoActionFeatures
             | OfflineError::Ope(_)
             | OfflineError::Drift(_)
             | OfflineError::ColumnsDoNotLineUp { .. }
@@ -104,6 +110,7 @@ impl OfflineError {
             OfflineError::InvalidArgument { .. } => "offline.invalid_argument",
             OfflineError::TooFewRounds { .. } => "offline.too_few_rounds",
             OfflineError::NoContexts => "offline.no_contexts",
+            OfflineError::NoActionFeatures => "offline.no_action_features",
             OfflineError::Policy(_) => "offline.policy",
             OfflineError::Ope(_) => "offline.ope",
             OfflineError::Drift(_) => "offline.drift",

@@ -58,6 +58,21 @@ pub async fn deployment_log_in(
 
 fn logged_bandit(events: Vec<Event>, spec: &DeploymentSpec, path: &Path) -> Result<LoggedBandit> {
     let arms = spec.arms();
+    // A variant of the spec a decision was logged under -> the arm of `spec` of the same name.
+    let mapping = |then: &DeploymentSpec| -> Vec<Option<usize>> {
+        then.variants
+            .iter()
+            .map(|v| {
+                spec.variant_index(&v.name)
+                    .and_then(|i| arms.iter().position(|a| *a == i))
+                    .filter(|_| !v.shadow)
+            })
+            .collect()
+    };
+    // Logs without `Spec` events were written under one set of variants: `spec`'s.
+    let mut to_arm = mapping(spec);
+    // Arms that existed when the decision was made; empty: all of `spec`'s.
+    let mut present: Vec<usize> = Vec::new();
     // arm, propensity, context, eligible arms (empty: all)
     type Logged = (usize, f64, Vec<f64>, Vec<usize>);
     let mut decisions: HashMap<uuid::Uuid, Logged> = HashMap::new();
@@ -65,15 +80,27 @@ fn logged_bandit(events: Vec<Event>, spec: &DeploymentSpec, path: &Path) -> Resu
     let mut rounds: Vec<(f64, Logged)> = Vec::new();
     for event in events {
         match event {
+            Event::Spec { spec: then, .. } => {
+                to_arm = mapping(&then);
+                let mut now: Vec<usize> = then.arms().iter().filter_map(|v| to_arm[*v]).collect();
+                now.sort_unstable();
+                // A decision made while some of today's variants did not exist was made among
+                // the others: that is its eligible set.
+                present = if now.len() == arms.len() { Vec::new() } else { now };
+            }
             Event::Decision { id, v, p, x, el, .. } => {
                 // No-action decisions (a no-action control group) are not the logging
-                // policy's: they are left out, like decisions of non-serving variants.
-                if let Some(arm) = v.and_then(|v| arms.iter().position(|a| *a == v)) {
+                // policy's: they are left out, like decisions of non-serving variants and of
+                // variants `spec` no longer has.
+                if let Some(arm) = v.and_then(|v| to_arm.get(v).copied().flatten()) {
                     // `el` holds variant indices; OPE works on arms (serving variants).
-                    let eligible = el
+                    let mut eligible: Vec<usize> = el
                         .iter()
-                        .filter_map(|variant| arms.iter().position(|a| a == variant))
+                        .filter_map(|variant| to_arm.get(*variant).copied().flatten())
                         .collect();
+                    if eligible.is_empty() {
+                        eligible.clone_from(&present);
+                    }
                     decisions.insert(id, (arm, p, x, eligible));
                 }
             }
@@ -103,6 +130,7 @@ fn logged_bandit(events: Vec<Event>, spec: &DeploymentSpec, path: &Path) -> Resu
             .iter()
             .any(|(_, d)| !d.3.is_empty())
             .then(|| rounds.iter().map(|(_, d)| d.3.clone()).collect()),
+        action_features: spec.action_feature_rows()?,
     })
 }
 
@@ -151,7 +179,12 @@ pub fn estimate_candidate(
         return Err(OfflineError::NoContexts);
     }
     candidate.validate(log.n_actions, features)?;
-    let mut policy = PolicyState::new(candidate.clone(), log.n_actions, features)?;
+    // A candidate that shares one model across actions learns over the actions' features.
+    let mut policy = match (&log.action_features, candidate.is_shared()) {
+        (Some(rows), true) => PolicyState::with_action_features(candidate.clone(), features, rows.clone())?,
+        (None, true) => return Err(OfflineError::NoActionFeatures),
+        (_, false) => PolicyState::new(candidate.clone(), log.n_actions, features)?,
+    };
     let ctx = |i: usize| -> Option<&[f64]> {
         if features == 0 {
             None
@@ -184,7 +217,13 @@ pub fn estimate_candidate(
     let mut values = Vec::with_capacity(eval.len() * log.n_actions * len_list);
     let mut q_values = Vec::with_capacity(values.capacity());
     for &i in &eval {
-        let p = policy.probabilities(ctx(i))?;
+        // The candidate decides among the logged eligible set, as it would live.
+        let mask: Option<Vec<bool>> = log
+            .eligible
+            .as_ref()
+            .filter(|e| !e[i].is_empty())
+            .map(|e| (0..log.n_actions).map(|a| e[i].contains(&a)).collect());
+        let p = policy.probabilities_among(ctx(i), mask.as_deref())?;
         for (a, pa) in p.iter().enumerate() {
             for k in 0..len_list {
                 values.push(*pa);
@@ -205,6 +244,7 @@ pub fn estimate_candidate(
             .eligible
             .as_ref()
             .map(|e| eval.iter().map(|i| e[*i].clone()).collect()),
+        action_features: None,
     };
     sub.validate()?;
     // The candidate decides among the same eligible variants as the logger did.
@@ -312,6 +352,7 @@ mod tests {
             contexts: None,
             timestamps: None,
             eligible: None,
+            action_features: None,
         };
         let candidate: PolicyConfig = serde_json::from_str(r#"{"type": "thompson_beta"}"#).expect("policy");
         let out = estimate_candidate(&log, &candidate, 0.5, &Settings::default()).expect("estimate");
@@ -349,6 +390,7 @@ mod tests {
             contexts: None,
             timestamps: None,
             eligible: Some((0..n).map(|i| if i % 2 == 1 { vec![2] } else { vec![0, 1] }).collect()),
+            action_features: None,
         };
         // Uniform over all three arms, restricted to each round's set, is the logger itself:
         // every weight is 1 and IPW is the logged mean.
@@ -379,5 +421,106 @@ mod tests {
         );
         let log = deployment_log(&path, &spec()).expect("log");
         assert_eq!(log.eligible, Some(vec![vec![1], vec![]]));
+    }
+
+    fn shared_spec(variants: serde_json::Value) -> DeploymentSpec {
+        DeploymentSpec::from_json(&serde_json::json!({
+            "variants": variants,
+            "policy": {"type": "logistic_thompson", "v": 0.5, "floor": 0.01, "shared": true},
+            "context": [{"type": "numeric", "name": "age"}],
+            "action_features": [{"type": "numeric", "name": "value"}]
+        }))
+        .expect("valid spec")
+    }
+
+    #[test]
+    fn a_shared_candidate_decides_over_the_logged_eligible_set_and_the_variants_of_their_time() {
+        // Revision 1 had a and b; revision 2 added c. Every decision of revision 2 was made
+        // with one eligible variant (propensity 1), so any candidate that decides among the
+        // logged set has weight 1 there; decisions of revision 1 are among a and b.
+        let two = shared_spec(serde_json::json!([
+            {"name": "a", "features": {"value": 0.2}}, {"name": "b", "features": {"value": 0.8}}
+        ]));
+        let three = shared_spec(serde_json::json!([
+            {"name": "a", "features": {"value": 0.2}}, {"name": "b", "features": {"value": 0.8}},
+            {"name": "c", "features": {"value": 0.5}}
+        ]));
+        let spec_event = |seq, spec: &DeploymentSpec| Event::Spec {
+            seq,
+            ts: 0,
+            spec: Box::new(spec.clone()),
+        };
+        let mut events = vec![spec_event(1, &two)];
+        let mut seq = 1;
+        // Two sequence numbers per round: the decision's and its reward's.
+        let mut next = || {
+            seq += 2;
+            seq - 1
+        };
+        let round = |events: &mut Vec<Event>, v: usize, p: f64, el: Vec<usize>, age: f64, r: f64, seq: u64| {
+            let id = uuid::Uuid::new_v4();
+            let mut d = decision(seq, id, v, p);
+            if let Event::Decision { el: e, x, .. } = &mut d {
+                *e = el;
+                *x = vec![age];
+            }
+            events.push(d);
+            events.push(reward(seq + 1, id, r));
+        };
+        for i in 0..20 {
+            let s = next();
+            round(
+                &mut events,
+                i % 2,
+                0.5,
+                Vec::new(),
+                (i % 7) as f64,
+                f64::from(u8::from(i % 3 == 0)),
+                s,
+            );
+        }
+        let s = next();
+        events.push(spec_event(s, &three));
+        for i in 0..40 {
+            let v = i % 3;
+            let s = next();
+            round(
+                &mut events,
+                v,
+                1.0,
+                vec![v],
+                (i % 5) as f64,
+                f64::from(u8::from(i % 4 == 0)),
+                s,
+            );
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = write_log(dir.path(), &events);
+        let log = deployment_log(&path, &three).expect("log");
+        assert_eq!(log.n_actions, 3);
+        assert_eq!(
+            log.eligible.as_ref().expect("sets")[0],
+            vec![0, 1],
+            "c did not exist yet"
+        );
+        assert_eq!(log.eligible.as_ref().expect("sets")[20], vec![0]);
+        assert_eq!(log.action_features, Some(vec![vec![0.2], vec![0.8], vec![0.5]]));
+
+        let candidate: PolicyConfig = serde_json::from_value(serde_json::json!(
+            {"type": "logistic_thompson", "v": 0.5, "floor": 0.01, "shared": true}
+        ))
+        .expect("policy");
+        // Evaluated on revision 2's rounds only (the last 40 of 60): weight 1 everywhere.
+        let out = estimate_candidate(&log, &candidate, 0.34, &Settings::default()).expect("estimate");
+        assert_eq!(out.rounds, 40);
+        let ipw = out.estimates.iter().find(|e| e.name == "ipw").expect("ipw");
+        assert!((ipw.value - out.logged_mean).abs() < 1e-12, "{ipw:?}");
+        assert_eq!(ipw.diagnostics.raw_weights.max, 1.0);
+
+        // Without the variants' features a shared candidate has nothing to learn over.
+        let mut bare = log.clone();
+        bare.action_features = None;
+        let e = estimate_candidate(&bare, &candidate, 0.5, &Settings::default()).expect_err("no features");
+        assert_eq!(e.code(), "offline.no_action_features");
     }
 }

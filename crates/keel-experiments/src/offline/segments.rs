@@ -177,11 +177,22 @@ pub(super) fn rewarded_decisions<T>(
 ) -> Result<Vec<(T, f64)>> {
     let mut pending: HashMap<uuid::Uuid, T> = HashMap::new();
     let mut rewarded = Vec::new();
+    let mut variants: Option<Vec<String>> = None;
     for event in crate::logfile::read_all_events(dir)? {
         match event {
             Event::Revision { reset: true, .. } => {
                 pending.clear();
                 rewarded.clear();
+            }
+            // A revision that changed the variants keeps the policy's learning but starts the
+            // report afresh (its variant indices changed too).
+            Event::Spec { spec, .. } => {
+                let names: Vec<String> = spec.variants.iter().map(|v| v.name.clone()).collect();
+                if variants.as_ref().is_some_and(|old| *old != names) {
+                    pending.clear();
+                    rewarded.clear();
+                }
+                variants = Some(names);
             }
             Event::Decision {
                 id, v, hold, x, ctx, ..
