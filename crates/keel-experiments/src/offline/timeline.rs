@@ -202,6 +202,12 @@ struct Builder {
     decisions: u64,
     rewards: u64,
     revisions: Vec<RevisionMark>,
+    /// Every variant name the log's spec records named, in order of first appearance: a
+    /// variant keeps its place in the chart when a revision adds or removes others.
+    names: Vec<String>,
+    /// The running revision's variant index -> its place in `names` (`None` until the log
+    /// records a spec: logs written before spec records use the current spec's order).
+    current: Option<Vec<usize>>,
 }
 
 impl Builder {
@@ -217,7 +223,14 @@ impl Builder {
             decisions: 0,
             rewards: 0,
             revisions: Vec::new(),
+            names: Vec::new(),
+            current: None,
         }
+    }
+
+    /// Where the running revision's variant `v` is charted.
+    fn place(&self, v: usize) -> usize {
+        self.current.as_ref().and_then(|m| m.get(v).copied()).unwrap_or(v)
     }
 
     fn event(&mut self, event: Event) -> Result<()> {
@@ -227,9 +240,23 @@ impl Builder {
                 revision: rev,
                 reset,
             }),
+            Event::Spec { spec, .. } => {
+                let mut map = Vec::with_capacity(spec.variants.len());
+                for variant in &spec.variants {
+                    let at = match self.names.iter().position(|n| *n == variant.name) {
+                        Some(at) => at,
+                        None => {
+                            self.names.push(variant.name.clone());
+                            self.names.len() - 1
+                        }
+                    };
+                    map.push(at);
+                }
+                self.current = Some(map);
+            }
             Event::Decision { ts, id, v, hold, .. } => {
                 self.decisions += 1;
-                let group = if hold { None } else { v };
+                let group = if hold { None } else { v.map(|v| self.place(v)) };
                 let key = ts.div_euclid(self.bucket_ms);
                 self.buckets.entry(key).or_default().group(group).decisions += 1;
                 let group = group.and_then(|g| u32::try_from(g).ok());
@@ -292,8 +319,12 @@ impl Builder {
 
     fn finish(&self, deployment: &str, spec: &DeploymentSpec) -> Timeline {
         let seen = self.buckets.values().map(|r| r.variants.len()).max().unwrap_or(0);
-        let n = seen.max(spec.variants.len());
-        let mut names: Vec<String> = spec.variants.iter().map(|v| v.name.clone()).collect();
+        let mut names: Vec<String> = if self.names.is_empty() {
+            spec.variants.iter().map(|v| v.name.clone()).collect()
+        } else {
+            self.names.clone()
+        };
+        let n = seen.max(names.len());
         while names.len() < n {
             names.push(format!("variant #{}", names.len()));
         }
