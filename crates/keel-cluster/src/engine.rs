@@ -44,7 +44,7 @@ impl BallistaEngine {
         }
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
         let port = url.port().ok_or_else(|| bad("no port"))?;
-        if url.path().trim_matches('/') != "" || url.query().is_some() {
+        if !url.path().trim_matches('/').is_empty() || url.query().is_some() {
             return Err(bad("only a host and a port"));
         }
         Ok(BallistaEngine {
