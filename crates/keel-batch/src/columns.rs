@@ -8,17 +8,19 @@ use keel_lake::arrow::array::{
 use keel_lake::arrow::compute::cast;
 use keel_lake::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use keel_runtime::{DataType, IoSpec, Model, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use crate::BatchError;
 
 /// Which columns feed which input, which are kept: decided once, before any row is scored.
-#[derive(Debug, Clone)]
+/// Serialisable: an engine ships it to the processes that score (keel-cluster's executors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Plan {
     inputs: Vec<InputPlan>,
     keep: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct InputPlan {
     name: String,
     datatype: DataType,
@@ -116,6 +118,24 @@ impl Plan {
             }
         }
         all
+    }
+
+    /// The columns feeding the model's inputs, input by input (no kept column).
+    pub(crate) fn input_columns(&self) -> Vec<String> {
+        self.inputs.iter().flat_map(|p| p.columns.iter().cloned()).collect()
+    }
+
+    /// The kept columns.
+    pub(crate) fn keep(&self) -> &[String] {
+        &self.keep
+    }
+
+    /// The same plan without kept columns.
+    pub(crate) fn without_keep(&self) -> Plan {
+        Plan {
+            inputs: self.inputs.clone(),
+            keep: Vec::new(),
+        }
     }
 
     /// The model's outputs for one chunk of rows.

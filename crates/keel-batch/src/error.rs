@@ -27,6 +27,9 @@ pub enum BatchError {
     Busy(String),
     #[error("no job {0:?}: list jobs with GET /v1/jobs (jobs are kept in memory until the server restarts)")]
     UnknownJob(String),
+    /// The engine scoring the rows elsewhere (a Ballista cluster) failed or was unreachable.
+    #[error("{0}")]
+    Engine(String),
     #[error("internal error in the batch job: {0}")]
     Internal(String),
 }
@@ -61,6 +64,7 @@ impl BatchError {
             BatchError::Cancelled { .. } => ErrorKind::Conflict,
             BatchError::UnknownJob(_) => ErrorKind::NotFound,
             BatchError::Busy(_) => ErrorKind::Conflict,
+            BatchError::Engine(_) => ErrorKind::Unavailable,
             BatchError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -76,6 +80,7 @@ impl BatchError {
             BatchError::Cancelled { .. } => "cancelled",
             BatchError::UnknownJob(_) => "unknown_job",
             BatchError::Busy(_) => "job_running",
+            BatchError::Engine(_) => "engine_failed",
             BatchError::Internal(_) => "internal",
         }
     }

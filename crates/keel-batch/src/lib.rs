@@ -25,6 +25,7 @@
 mod columns;
 mod control;
 mod decide;
+mod engine;
 mod error;
 mod feedback;
 mod source;
@@ -43,6 +44,7 @@ use serde::Serialize;
 
 pub use control::{Control, Example, Refusal, Refusals};
 pub use decide::{COMMIT_ROWS, DecideJob, DecideReport, decide};
+pub use engine::{ScoreEngine, ScoreSpec, ScoredBatches};
 pub use error::BatchError;
 pub use feedback::{IngestJob, IngestReport, RewardKey, ingest};
 pub use source::is_file;
@@ -78,6 +80,9 @@ pub struct ScoreReport {
     pub output: String,
     /// The output table's version holding this run's rows.
     pub output_version: Option<u64>,
+    /// Where the rows were scored: `in-process`, or the engine (`ballista://HOST:PORT`); empty
+    /// when the run had already been written.
+    pub engine: String,
     pub rows: u64,
     /// The run had already been written: nothing was scored or appended.
     pub already_done: bool,
@@ -85,14 +90,28 @@ pub struct ScoreReport {
     pub rows_per_second: f64,
 }
 
-/// Scores `job.from` with `job.model` into `job.into` as `caller`; `progress` hears the rows
-/// scored so far as chunks finish.
+/// Scores `job.from` with `job.model` into `job.into` as `caller`, in this process; `progress`
+/// hears the rows scored so far as chunks finish.
 pub async fn score(
     ws: &Workspace,
     registry: &Registry,
     caller: &Caller,
     job: &ScoreJob,
     progress: &(dyn Fn(u64) + Sync),
+) -> Result<ScoreReport, BatchError> {
+    score_on(ws, registry, caller, job, progress, None).await
+}
+
+/// [`score`], with the rows scored by `engine` (`None`: in this process). The checks, the run
+/// id, the one commit and the lineage are the same either way: only where the model runs
+/// differs.
+pub async fn score_on(
+    ws: &Workspace,
+    registry: &Registry,
+    caller: &Caller,
+    job: &ScoreJob,
+    progress: &(dyn Fn(u64) + Sync),
+    engine: Option<&dyn ScoreEngine>,
 ) -> Result<ScoreReport, BatchError> {
     let started = Instant::now();
     let (table, at) = split_table(&job.from)?;
@@ -129,6 +148,7 @@ pub async fn score(
         input_version,
         output: job.into.clone(),
         output_version: None,
+        engine: String::new(),
         rows: 0,
         already_done: false,
         seconds: 0.0,
@@ -154,56 +174,42 @@ pub async fn score(
     // files: memory holds the chunks being scored and the file being written, not the tables.
     let schema = ws.lake().schema(&table).await?;
     let plan = columns::Plan::new(model.inputs(), &schema, &job.features, &job.keep)?;
-    let batches = ws
-        .scan_stream(
-            &input,
-            Some(VersionOrTimestamp::Version(input_version)),
-            &plan.columns(),
-        )
-        .await?;
-    let rows_per_chunk = job.batch_rows.max(1);
-    let chunked = batches
-        .map(move |read| match read {
-            Ok(batch) => futures::stream::iter(
-                columns::chunks(&[batch], rows_per_chunk)
-                    .into_iter()
-                    .map(Ok)
-                    .collect::<Vec<_>>(),
-            ),
-            Err(e) => futures::stream::iter(vec![Err(BatchError::Internal(format!(
-                "reading the input table failed: {e}"
-            )))]),
-        })
-        .flatten();
-    let parallel = ModelOptions::default().sessions.max(1);
+    let mut stream: ScoredBatches = match engine {
+        None => {
+            report.engine = "in-process".into();
+            in_process(ws, &input, input_version, model, plan, job.batch_rows).await?
+        }
+        Some(engine) => {
+            report.engine = engine.name();
+            if ws.lake().local_root().is_none() {
+                return Err(BatchError::Invalid(format!(
+                    "{} reads the lake's data files where they are, and this lake is in a bucket ({}); score in process (no --engine)",
+                    engine.name(),
+                    ws.lake().location()
+                )));
+            }
+            let spec = ScoreSpec::probe(&name, record.version, &model, &plan)?;
+            // The engine's processes read the version's data files themselves.
+            let files = ws.files(&input, Some(input_version)).await?;
+            engine.score(&spec, files.paths()).await?
+        }
+    };
     let mut total = 0u64;
     let scored_at = chrono::Utc::now().timestamp_micros();
     let mut run_columns = RunColumns::new(&name, record.version, &run_id, scored_at);
     // Outputs go to Parquet files as chunks finish; the one commit comes after the last chunk.
     let mut sink = ws.append_stream(&output)?;
-    let mut stream = chunked
-        .map(|chunk| {
-            let (model, plan) = (model.clone(), plan.clone());
-            async move {
-                let chunk = chunk?;
-                tokio::task::spawn_blocking(move || plan.score(&model, &chunk).map(|scored| (chunk, scored)))
-                    .await
-                    .map_err(|e| BatchError::Internal(format!("scoring task failed: {e}")))?
-            }
-        })
-        .buffered(parallel);
     while let Some(next) = stream.next().await {
-        let (chunk, scored) = next?;
-        total += chunk.num_rows() as u64;
-        let batch = run_columns.add(plan.output_batch(&chunk, scored)?)?;
+        let scored = next?;
+        total += scored.num_rows() as u64;
+        let batch = run_columns.add(scored)?;
         sink.send(batch).await.map_err(keel_data::DataError::from)?;
         progress(total);
     }
     drop(stream);
     report.rows = total;
     if let Some(version) = sink.finish().await.map_err(keel_data::DataError::from)? {
-        let details =
-            serde_json::json!({ "run_id": run_id, "model": name, "model_version": record.version, "rows": total });
+        let details = serde_json::json!({ "run_id": run_id, "model": name, "model_version": record.version, "rows": total, "engine": report.engine });
         ws.record_commit(&output, version, false, details).await?;
         let store = ws.catalog().store();
         let model_node = format!("model/{name}/{}", record.version);
@@ -230,6 +236,53 @@ pub async fn score(
     report.seconds = started.elapsed().as_secs_f64();
     report.rows_per_second = total as f64 / report.seconds.max(1e-9);
     Ok(report)
+}
+
+/// The input table's version scored in this process: only the needed columns read as a stream,
+/// cut into chunks of `batch_rows`, as many chunks scored at once on the blocking pool as the
+/// model has sessions; yields the kept columns then the outputs.
+async fn in_process(
+    ws: &Workspace,
+    input: &TablePass<keel_data::Read>,
+    input_version: u64,
+    model: Arc<keel_runtime::Model>,
+    plan: columns::Plan,
+    batch_rows: usize,
+) -> Result<ScoredBatches, BatchError> {
+    let batches = ws
+        .scan_stream(input, Some(VersionOrTimestamp::Version(input_version)), &plan.columns())
+        .await?;
+    let rows_per_chunk = batch_rows.max(1);
+    let chunked = batches
+        .map(move |read| match read {
+            Ok(batch) => futures::stream::iter(
+                columns::chunks(&[batch], rows_per_chunk)
+                    .into_iter()
+                    .map(Ok)
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => futures::stream::iter(vec![Err(BatchError::Internal(format!(
+                "reading the input table failed: {e}"
+            )))]),
+        })
+        .flatten();
+    let parallel = ModelOptions::default().sessions.max(1);
+    let plan = Arc::new(plan);
+    Ok(chunked
+        .map(move |chunk| {
+            let (model, plan) = (model.clone(), plan.clone());
+            async move {
+                let chunk = chunk?;
+                tokio::task::spawn_blocking(move || {
+                    let scored = plan.score(&model, &chunk)?;
+                    plan.output_batch(&chunk, scored)
+                })
+                .await
+                .map_err(|e| BatchError::Internal(format!("scoring task failed: {e}")))?
+            }
+        })
+        .buffered(parallel)
+        .boxed())
 }
 
 /// `table` or `table@vN`.

@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[cfg(feature = "lake")]
 mod campaign;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod data;
 mod ope;
 mod plan;
@@ -15,6 +17,8 @@ mod schedule;
 
 #[cfg(feature = "lake")]
 pub use campaign::*;
+#[cfg(feature = "cluster")]
+pub use cluster::*;
 pub use data::*;
 pub use ope::*;
 pub use plan::*;
@@ -141,6 +145,11 @@ pub enum Command {
     /// Rewards in bulk: conversions from a table or a file, for a deployment's decisions
     #[command(subcommand)]
     Feedback(FeedbackCommand),
+    #[cfg(feature = "cluster")]
+    /// The distributed engine: an Apache DataFusion Ballista scheduler, or an executor that
+    /// scores with this keel home's models (`keel batch score --engine ballista://HOST:PORT`)
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 #[cfg(feature = "lake")]
@@ -179,6 +188,11 @@ pub struct BatchScoreArgs {
     /// Rows per model call
     #[arg(long, default_value_t = 4096)]
     pub batch_rows: usize,
+    /// Where the rows are scored: in this process (default), or on a Ballista cluster named by
+    /// its scheduler, ballista://HOST:PORT (`keel cluster scheduler`; needs a keel built with
+    /// the `cluster` feature). The output is written here either way, in one commit
+    #[arg(long)]
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,8 +31,17 @@ async fn score(global: &Global, args: BatchScoreArgs) -> anyhow::Result<()> {
         run_id: args.run_id,
         batch_rows: args.batch_rows,
     };
+    let engine = engine(args.engine.as_deref(), job.batch_rows)?;
     let bar = progress_bar(global, "scoring");
-    let report = keel_batch::score(&ws, &ctx.registry, &caller, &job, &|done| bar.set_position(done)).await;
+    let report = keel_batch::score_on(
+        &ws,
+        &ctx.registry,
+        &caller,
+        &job,
+        &|done| bar.set_position(done),
+        engine.as_deref(),
+    )
+    .await;
     bar.finish_and_clear();
     let report = report?;
     if global.json {
@@ -50,7 +59,7 @@ async fn score(global: &Global, args: BatchScoreArgs) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "scored {} rows of {}@v{} with {} version {} into {} (version {}) in {:.1} s ({:.0} rows/s), run {}",
+            "scored {} rows of {}@v{} with {} version {} into {} (version {}) in {:.1} s ({:.0} rows/s, {}), run {}",
             report.rows,
             report.input,
             report.input_version,
@@ -60,10 +69,31 @@ async fn score(global: &Global, args: BatchScoreArgs) -> anyhow::Result<()> {
             report.output_version.map_or("-".into(), |v| v.to_string()),
             report.seconds,
             report.rows_per_second,
+            report.engine,
             report.run_id
         );
     }
     Ok(())
+}
+
+/// The engine `--engine` names (`None`: score in this process).
+#[cfg(feature = "cluster")]
+fn engine(engine: Option<&str>, batch_rows: usize) -> anyhow::Result<Option<Box<dyn keel_batch::ScoreEngine>>> {
+    Ok(match engine {
+        None => None,
+        Some(e) => Some(Box::new(keel_cluster::BallistaEngine::parse(e, batch_rows)?)),
+    })
+}
+
+#[cfg(not(feature = "cluster"))]
+fn engine(engine: Option<&str>, _batch_rows: usize) -> anyhow::Result<Option<Box<dyn keel_batch::ScoreEngine>>> {
+    match engine {
+        None => Ok(None),
+        Some(e) => anyhow::bail!(
+            "--engine {e}: this keel was built without the distributed engine; build it with \
+             `cargo build -p keel --features cluster`, or score in process (no --engine)"
+        ),
+    }
 }
 
 async fn decide(global: &Global, args: BatchDecideArgs) -> anyhow::Result<()> {

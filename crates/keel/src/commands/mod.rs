@@ -4,6 +4,8 @@ mod access;
 #[cfg(feature = "lake")]
 mod batch;
 mod changes;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod data;
 mod demo;
 mod deployment;
@@ -46,5 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Batch(cmd) => batch::run(&cli.global, cmd).await,
         #[cfg(feature = "lake")]
         Command::Feedback(cmd) => feedback::run(&cli.global, cmd).await,
+        #[cfg(feature = "cluster")]
+        Command::Cluster(cmd) => cluster::run(&cli.global, cmd).await,
     }
 }
