@@ -50,13 +50,34 @@ load() { # mode url... -> JSON line
   MODE=$1 CONNECTIONS=${CONNECTIONS:-64} DURATION=${DURATION:-10} \
     cargo bench -q --profile "$profile" -p keel-experiments --bench http_load -- promo "${@:2}" 2>/dev/null | tail -1
 }
+# Cumulative CPU ticks: "keel-servers postgres machine-busy machine-total" (what bounds the run).
+cpu() {
+  local k=0 p=0 f c d
+  for d in "${servers[@]}"; do
+    read -r -a f < "/proc/$d/stat" 2>/dev/null && k=$((k + f[13] + f[14]))
+  done
+  for d in /proc/[0-9]*; do
+    c=$(cat "$d/comm" 2>/dev/null) || continue
+    [ "$c" = postgres ] && read -r -a f < "$d/stat" 2>/dev/null && p=$((p + f[13] + f[14]))
+  done
+  read -r _ u n sy i w x y z _ < /proc/stat
+  echo "$k $p $((u + n + sy + x + y + z)) $((u + n + sy + i + w + x + y + z))"
+}
+cpu_share() { # before after -> a line
+  read -r k0 p0 b0 t0 <<< "$1"
+  read -r k1 p1 b1 t1 <<< "$2"
+  awk -v k=$((k1 - k0)) -v p=$((p1 - p0)) -v b=$((b1 - b0)) -v t=$((t1 - t0)) -v n="$(nproc)" \
+    'BEGIN {printf "CPU over the load: machine %.0f%% busy (%d cores); keel servers %.2f cores, PostgreSQL %.2f cores, the rest (load generator, other) %.2f cores\n", 100 * b / t, n, n * k / t, n * p / t, n * (b - k - p) / t}'
+}
 base=$((20000 + RANDOM % 20000))
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), profile $profile, fsync on"
 
 echo "== anchor: one replica, embedded store (file log)"
 "$bin" --home "$home/solo" deployment apply promo -f "$home/spec.json" >/dev/null
 serve "$home/solo" "" $((base + 10))
+before=$(cpu)
 load same "http://127.0.0.1:$((base + 10))" | tee "$out/anchor.json"
+cpu_share "$before" "$(cpu)" | tee -a "$out/cpu-anchor.txt"
 kill "${servers[0]}"; wait "${servers[0]}" 2>/dev/null || true; servers=()
 
 echo "== two replicas on PostgreSQL ($store)"
@@ -64,7 +85,9 @@ echo "== two replicas on PostgreSQL ($store)"
 serve "$home/a" "$store" "$base"
 serve "$home/b" "$store" $((base + 2))
 for mode in ${MODES:-cross same}; do
+  before=$(cpu)
   load "$mode" "http://127.0.0.1:$base" "http://127.0.0.1:$((base + 2))" | tee "$out/replicas-$mode.json"
+  cpu_share "$before" "$(cpu)" | tee -a "$out/cpu-$mode.txt"
 done
 # Both replicas answer the same report (converged) once the load stops.
 sleep 1
@@ -74,6 +97,8 @@ echo "replica a: $ra"
 echo "replica b: $rb"
 [ "$ra" = "$rb" ] && echo "reports agree" || echo "REPORTS DIFFER"
 rows=$(psql "$store" -qtAc "SELECT COUNT(*) FROM deployment_log")
-commits=$(curl -s "http://127.0.0.1:$base/metrics" "http://127.0.0.1:$((base + 2))/metrics" | awk '/^keel_deployment_log_commits_total/ {s += $NF} END {print s}')
-echo "log rows: $rows, transactions (both replicas): $commits"
+metrics=$(curl -s "http://127.0.0.1:$base/metrics" "http://127.0.0.1:$((base + 2))/metrics")
+commits=$(echo "$metrics" | awk '/^keel_deployment_log_commits_total/ {s += $NF} END {print s + 0}')
+flushes=$(echo "$metrics" | awk '/^keel_deployment_log_flushes_total/ {s += $NF} END {print s + 0}')
+echo "log rows: $rows, commits (both replicas): $commits, $(awk "BEGIN {printf \"%.1f\", $rows / ($commits > 0 ? $commits : 1)}") events per commit; WAL flushes asked for: $flushes"
 echo "results in $out"

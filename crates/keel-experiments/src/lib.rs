@@ -41,6 +41,7 @@ mod manager;
 mod notice;
 pub mod offline;
 mod outcome;
+pub mod pgcheck;
 mod pglog;
 mod replica;
 pub mod report;

@@ -421,8 +421,31 @@ impl Deployments {
                 "deployments' background tasks did not finish in time; shutting down without them"
             );
         }
+        self.snapshot_replicated(timeout).await;
         self.close();
         drained
+    }
+
+    /// A snapshot of every deployment whose log is in PostgreSQL, written there before the
+    /// writers stop (at most `timeout` for all), so the next start of any replica replays only
+    /// what was logged after it. A failure is logged: the periodic snapshots and the log remain.
+    async fn snapshot_replicated(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for running in self.all_running() {
+            if running.engine.wal.pg().is_none() {
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, running.engine.snapshot()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(deployment = %running.engine.name, error = %e, "no snapshot at shutdown; the next start replays more of the log")
+                }
+                Err(_) => {
+                    tracing::warn!(deployment = %running.engine.name, "snapshot at shutdown did not finish in time; the next start replays more of the log");
+                    return;
+                }
+            }
+        }
     }
 }
 

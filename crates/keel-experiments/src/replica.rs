@@ -73,6 +73,10 @@ impl Deployment {
                 break;
             }
         }
+        if replayed > 0 {
+            // What was read may be committed by another replica and not yet flushed.
+            crate::pglog::flush(&pool).await?;
+        }
         let applied = inner.seq;
         let reset = last_rev.is_some() && last_rev != Some(revision) && !compatible(&inner.spec, &spec);
         let inner = Arc::new(Mutex::new(inner));

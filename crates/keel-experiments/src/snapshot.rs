@@ -402,6 +402,12 @@ fn install(
     Some(header.last_rev)
 }
 
+/// Checks one snapshot's bytes (one kept in PostgreSQL): the sequence number it covers and
+/// its decisions in open windows, or why it cannot be used.
+pub(crate) fn check_bytes(bytes: &[u8]) -> std::result::Result<(u64, u64), String> {
+    decode(bytes).map(|(h, _)| (h.seq, h.waiting))
+}
+
 /// Checks every snapshot of a deployment without changing anything.
 pub fn check_all(deployment_dir: &Path) -> Result<Vec<SnapshotCheck>> {
     let mut out = Vec::new();

@@ -267,3 +267,181 @@ async fn a_damaged_row_stops_the_deployment_loudly_and_is_kept() {
         "{failed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
+    let db = Database::new().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = replica(&db, &tmp.path().join("a")).await;
+    a.apply("promo", &spec(), "tester", None).await.expect("apply");
+    for i in 0..12 {
+        let d = a.decide("promo", Some(&format!("u{i}")), None).await.expect("decide");
+        let reward = RewardIn {
+            decision_id: d.decision_id,
+            reward: 1.0,
+        };
+        a.feedback("promo", &[reward]).await.expect("feedback");
+    }
+    a.close();
+    let store = Store::open(&db.url).await.expect("store");
+    let pool = store.postgres_pool().expect("a PostgreSQL store");
+    let clean = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
+    assert!(clean.is_ok(), "{clean:?}");
+    assert_eq!((clean.rows, clean.valid, clean.head), (25, 25, 25), "{clean:?}");
+
+    // One byte of row 10 changed behind the log's back.
+    let mut c = PgConnection::connect(&db.url).await.expect("connect");
+    let (before,): (String,) =
+        sqlx::query_as("SELECT body FROM deployment_log WHERE deployment = 'promo' AND seq = 10")
+            .fetch_one(&mut c)
+            .await
+            .expect("row 10");
+    sqlx::query(
+        "UPDATE deployment_log SET body = replace(body, '\"p\":', '\"p\": ') WHERE deployment = 'promo' AND seq = 10",
+    )
+    .execute(&mut c)
+    .await
+    .expect("damage row 10");
+    let found = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
+    assert!(!found.is_ok());
+    assert_eq!(found.first_damage(), Some(10), "{found:?}");
+    assert_eq!((found.problems, found.valid), (1, 24), "{found:?}");
+    assert!(found.damage[0].reason.contains("checksum"), "{found:?}");
+
+    // The deployment refuses to start, naming the row.
+    let b = replica(&db, &tmp.path().join("b")).await;
+    let failed = b.failed();
+    assert!(
+        failed.len() == 1 && failed[0].reason.contains("damaged at seq 10"),
+        "{failed:?}"
+    );
+    b.close();
+
+    // Repair from seq 10: rows 10..25 move aside, exactly as they were, under one repair id;
+    // the rewards they logged too; the head goes back to 9; the change log says who did it.
+    let done = keel_experiments::pgcheck::repair(&store, "promo", 10, "ana")
+        .await
+        .expect("repair");
+    assert_eq!(
+        (done.moved_rows, done.head_before, done.head_after),
+        (16, 25, 9),
+        "{done:?}"
+    );
+    assert!(done.after.is_ok(), "{:?}", done.after);
+    assert_eq!(done.after.repaired_rows, 16);
+    let aside: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, body FROM deployment_log_repaired WHERE deployment = 'promo' AND repair_id = $1 ORDER BY seq",
+    )
+    .bind(&done.repair_id)
+    .fetch_all(&mut c)
+    .await
+    .expect("moved rows");
+    assert_eq!(
+        aside.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (10..=25).collect::<Vec<i64>>()
+    );
+    assert_eq!(aside[0].1, before.replace("\"p\":", "\"p\": "), "kept as damaged");
+    // Rows 2..=9 are 4 decisions and their 4 rewards; rows 10..=25 hold 8 rewards.
+    assert_eq!(done.moved_rewards, 8, "{done:?}");
+    let (rewards,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM deployment_rewards WHERE deployment = 'promo'")
+        .fetch_one(&mut c)
+        .await
+        .expect("rewards");
+    assert_eq!(rewards, 4);
+    let changes = store.list_changes(10, Some("deployment/promo")).await.expect("changes");
+    let change = changes
+        .iter()
+        .find(|c| c.kind == "deployment.log_repaired")
+        .expect("repair recorded");
+    assert_eq!(change.actor, "ana");
+    assert_eq!(change.details["from_seq"], json!(10));
+    assert_eq!(change.details["moved_rows"], json!(16));
+    assert_eq!(change.details["repair_id"], json!(done.repair_id));
+
+    // A cut beyond the end, or at 0, is refused and changes nothing.
+    for bad in [0, 11] {
+        let err = keel_experiments::pgcheck::repair(&store, "promo", bad, "ana")
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, DeploymentError::InvalidRequest(_)), "{err}");
+    }
+
+    // The deployment starts again from the rows kept and goes on after them.
+    let d = replica(&db, &tmp.path().join("d")).await;
+    assert!(d.failed().is_empty(), "{:?}", d.failed());
+    assert_eq!(counts(&d).iter().map(|c| c.1).sum::<u64>(), 4);
+    d.decide("promo", Some("after-repair"), None).await.expect("decide");
+    let again = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
+    assert!(again.is_ok() && again.last_seq == Some(10), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_traffic_on_both_replicas_is_logged_once_in_order_and_converges() {
+    let db = Database::new().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = replica(&db, &tmp.path().join("a")).await;
+    a.apply("promo", &spec(), "tester", None).await.expect("apply");
+    let b = replica(&db, &tmp.path().join("b")).await;
+    // 16 workers, half deciding on each replica, each rewarding on the other: many batches in
+    // flight on both writers at once.
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let (decider, rewarder) = if w % 2 == 0 {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        workers.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let d = decider
+                    .decide("promo", Some(&format!("w{w}-{i}")), None)
+                    .await
+                    .expect("decide");
+                let r = rewarder
+                    .feedback(
+                        "promo",
+                        &[RewardIn {
+                            decision_id: d.decision_id,
+                            reward: f64::from((i % 2) as u8),
+                        }],
+                    )
+                    .await
+                    .expect("feedback");
+                assert!(r[0].as_ref().expect("counted").counted);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let agreed = converged(&a, &b).await;
+    assert_eq!(agreed.iter().map(|c| c.1).sum::<u64>(), 640, "{agreed:?}");
+    assert_eq!(agreed.iter().map(|c| c.2).sum::<u64>(), 640, "{agreed:?}");
+    let pool = Store::open(&db.url)
+        .await
+        .expect("store")
+        .postgres_pool()
+        .expect("PostgreSQL");
+    let found = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
+    // The revision, then every acknowledged decision and reward once, gap-free.
+    assert!(found.is_ok(), "{found:?}");
+    assert_eq!((found.rows, found.head), (1 + 640 * 2, 1 + 640 * 2), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_shut_down_leaves_a_snapshot_so_the_next_start_replays_nothing() {
+    let db = Database::new().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = replica(&db, &tmp.path().join("a")).await;
+    a.apply("promo", &spec(), "tester", None).await.expect("apply");
+    for i in 0..30 {
+        a.decide("promo", Some(&format!("u{i}")), None).await.expect("decide");
+    }
+    // No periodic snapshot (options()): only the one taken at shutdown.
+    assert!(a.shutdown(Duration::from_secs(30)).await);
+    let b = replica(&db, &tmp.path().join("b")).await;
+    let opened = b.get("promo").expect("engine").opened();
+    assert_eq!(opened.snapshot, Some(31), "{opened:?}");
+    assert_eq!(opened.replayed, 0, "{opened:?}");
+    assert_eq!(counts(&b).iter().map(|c| c.1).sum::<u64>(), 30);
+}

@@ -274,13 +274,17 @@ pub enum DeploymentCommand {
     /// Check a deployment's decision log: records, sequence range, damage and its offset
     /// (exits non-zero on damage)
     Verify { name: String },
-    /// Move a damaged decision log's bytes from an offset onward aside into a sibling file
-    /// (nothing is deleted) and record the repair in the change log
+    /// Move a damaged decision log's records from a point onward aside (nothing is deleted):
+    /// a log in files from a byte offset into a sibling file, a log in PostgreSQL from a
+    /// sequence number into deployment_log_repaired; record the repair in the change log
     Repair {
         name: String,
-        /// Where to cut: the offset `keel deployment verify` reports
+        /// Where to cut a log in files: the offset `keel deployment verify` reports
+        #[arg(long, conflicts_with = "from_seq")]
+        from_offset: Option<u64>,
+        /// Where to cut a log in PostgreSQL: the sequence number `keel deployment verify` reports
         #[arg(long)]
-        from_offset: u64,
+        from_seq: Option<u64>,
     },
 }
 

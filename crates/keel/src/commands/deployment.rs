@@ -5,8 +5,10 @@ use keel_experiments::offline::segments;
 use keel_experiments::{Deployment, DeploymentSpec, Report};
 
 use crate::cli::{DeploymentCommand, ExperimentCommand, Global};
-use crate::context::{Context, author, principal};
+use crate::context::{Context, author};
 use crate::output;
+
+mod log;
 
 pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> {
     let ctx = Context::open(global).await?;
@@ -115,91 +117,14 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
                 .collect();
             output::table(&["REVISION", "WHEN (UTC)", "BY", "POLICY", "REASON"], &rows);
         }
-        DeploymentCommand::Verify { name } => {
-            keel_experiments::validate_name(&name)?;
-            let dir = keel_experiments::offline::ope::decision_log_dir(&ctx.home, &name);
-            if !dir.exists() {
-                anyhow::bail!("deployment '{name}' has no decision log in {}", dir.display());
-            }
-            let found = tokio::task::spawn_blocking(move || keel_experiments::logdir::verify(&dir)).await??;
-            if global.json {
-                output::json(&found)?;
-            } else {
-                for check in &found.files {
-                    print_check(check);
-                }
-                for snap in &found.snapshots {
-                    match &snap.problem {
-                        None => println!(
-                            "snapshot {}: through record {}, {} decisions in open windows, {} bytes",
-                            snap.path.display(),
-                            snap.seq.unwrap_or(0),
-                            snap.waiting.unwrap_or(0),
-                            snap.bytes
-                        ),
-                        Some(p) => println!(
-                            "snapshot {}: UNUSABLE ({p}); the log is replayed instead",
-                            snap.path.display()
-                        ),
-                    }
-                }
-            }
-            if let Some(d) = &found.damage {
-                anyhow::bail!(
-                    "the decision log of '{name}' is damaged at byte {} of {}; move the damaged part aside with \
-                     `keel deployment repair {name} --from-offset {}`",
-                    d.damage.offset,
-                    d.file.display(),
-                    d.damage.offset
-                );
-            }
-        }
-        DeploymentCommand::Repair { name, from_offset } => {
-            let by = principal(global);
-            let dir = ctx.home.join("experiments");
-            let done = keel_experiments::logdir::repair_deployment_log(store, &dir, &name, from_offset, &by).await?;
-            if global.json {
-                return output::json(&done);
-            }
-            println!(
-                "moved {} bytes of {} from byte {} to {}; recorded in the change log as done by {by}",
-                done.moved_bytes,
-                done.path.display(),
-                done.from_offset,
-                done.moved_to.display()
-            );
-            print_check(&done.after);
-        }
+        DeploymentCommand::Verify { name } => log::verify(global, &ctx, name).await?,
+        DeploymentCommand::Repair {
+            name,
+            from_offset,
+            from_seq,
+        } => log::repair(global, &ctx, name, from_offset, from_seq).await?,
     }
     Ok(())
-}
-
-/// What `keel deployment verify` found, for people.
-fn print_check(check: &keel_experiments::logfile::LogCheck) {
-    let range = match (check.first_seq, check.last_seq) {
-        (Some(a), Some(b)) => format!("sequence {a}..{b}"),
-        _ => "no records".to_string(),
-    };
-    println!(
-        "{}: {} bytes, {} valid records ({} without checksum, from before framing), {range}, valid up to byte {}",
-        check.path.display(),
-        check.bytes,
-        check.records,
-        check.legacy_records,
-        check.good_bytes
-    );
-    if let Some(t) = &check.torn_tail {
-        println!(
-            "torn tail at byte {} ({}): never acknowledged, dropped when the deployment starts",
-            t.offset, t.reason
-        );
-    }
-    if let Some(d) = &check.damage {
-        let next = d
-            .next_valid
-            .map_or_else(String::new, |n| format!("; valid records again from byte {n}"));
-        println!("DAMAGED at byte {} ({}){next}", d.offset, d.reason);
-    }
 }
 
 pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Result<()> {

@@ -6,12 +6,12 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Keel, eventually, items};
+use crate::support::{Keel, assert_refused, eventually, items};
 
 fn admin_url() -> String {
     std::env::var("KEEL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -119,11 +119,12 @@ async fn two_replicas_decide_and_reward_across_and_survive_a_kill_9() {
     // replica stops answering, the client goes on with the survivor. A request that failed is
     // sent again to the survivor, so what it acknowledges is known exactly.
     let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..8 {
         let client = reqwest::Client::new();
         let (base_a, base_b) = (a.base.clone(), b.base.clone());
-        let stop = stop.clone();
+        let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
         workers.push(tokio::spawn(async move {
             let mut bases = if w % 2 == 0 {
                 [base_a, base_b]
@@ -156,14 +157,32 @@ async fn two_replicas_decide_and_reward_across_and_survive_a_kill_9() {
                         .expect("the survivor takes the reward the dead replica may have logged");
                 }
                 rewarded.push((id, reward));
+                acknowledged.fetch_add(1, Ordering::Relaxed);
             }
             (decided, rewarded)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // Traffic on both, then the kill, then traffic on the survivor alone: waits on acknowledged
+    // pairs, not on time.
+    let pairs = |n: usize| {
+        let acknowledged = acknowledged.clone();
+        async move {
+            eventually(Duration::from_secs(180), Duration::from_millis(20), async || {
+                let got = acknowledged.load(Ordering::Relaxed);
+                if got >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{got} pairs acknowledged, waiting for {n}"))
+                }
+            })
+            .await
+        }
+    };
+    pairs(150).await;
     a.kill();
     let at_kill = b.get("/v1/deployments/promo/report").await.1;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after_kill = acknowledged.load(Ordering::Relaxed);
+    pairs(after_kill + 100).await;
     stop.store(true, Ordering::Relaxed);
     let (mut decided, mut rewarded) = (Vec::new(), Vec::new());
     for w in workers {
@@ -243,4 +262,68 @@ async fn kill_9_loses_no_acknowledged_decision_or_reward_on_postgres() {
         .env("KEEL_AUTHOR", "tester")
         .env("KEEL_STORE_URL", db.url.clone());
     crate::restart::kill_9_scenario(keel).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_repair_a_damaged_log_in_postgres_from_the_cli() {
+    let db = Database::new();
+    let keel = Keel::quiet()
+        .env("KEEL_AUTHOR", "tester")
+        .env("KEEL_STORE_URL", db.url.clone());
+    let spec_path = keel.file("spec.json", spec().to_string());
+    keel.ok(&["deployment", "apply", "promo", "-f", &spec_path]);
+    let server = keel.serve(&[]).ready().await;
+    for i in 0..8 {
+        let (status, d) = server
+            .post("/v1/deployments/promo/decide", &json!({"unit_id": format!("u{i}")}))
+            .await;
+        assert_eq!(status, 200, "{d}");
+    }
+    server.stop();
+    let clean = keel.json(&["deployment", "verify", "promo"]);
+    assert_eq!(clean["problems"], 0, "{clean}");
+    assert_eq!(clean["last_seq"], 9, "{clean}");
+
+    psql(
+        &db.url,
+        "UPDATE deployment_log SET body = replace(body, '\"p\":', '\"p\": ') WHERE deployment = 'promo' AND seq = 5",
+    );
+    let out = keel.run(&["deployment", "verify", "promo"]);
+    assert_refused(&out, "damaged at seq 5");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("DAMAGED at seq 5 (written by replica"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_refused(
+        &keel.run(&["deployment", "repair", "promo", "--from-offset", "5"]),
+        "--from-seq",
+    );
+
+    let done = keel.json(&["deployment", "repair", "promo", "--from-seq", "5"]);
+    assert_eq!(done["moved_rows"], 5, "{done}");
+    assert_eq!(done["after"]["problems"], 0, "{done}");
+    assert_eq!(
+        psql(
+            &db.url,
+            "SELECT COUNT(*) FROM deployment_log_repaired WHERE deployment = 'promo'"
+        ),
+        "5"
+    );
+    assert_eq!(
+        psql(
+            &db.url,
+            "SELECT actor || ' ' || (details::json->>'from_seq') FROM change_events WHERE kind = 'deployment.log_repaired'"
+        ),
+        "tester 5"
+    );
+    keel.ok(&["deployment", "verify", "promo"]);
+    // It serves again from the records kept: 3 decisions, then new ones.
+    let server = keel.serve(&[]).ready().await;
+    let (status, d) = server
+        .post("/v1/deployments/promo/decide", &json!({"unit_id": "after"}))
+        .await;
+    assert_eq!(status, 200, "{d}");
+    let report = server.get("/v1/deployments/promo/report").await.1;
+    assert_eq!(counts(&report).iter().map(|c| c.1).sum::<u64>(), 4, "{report}");
 }
