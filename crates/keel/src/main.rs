@@ -8,11 +8,13 @@ mod output;
 
 use clap::Parser;
 
-/// Servers log their lifecycle at info; commands that run and exit only warn (`KEEL_LOG`
+/// Servers (`keel serve`, a cluster's scheduler and executors) log their lifecycle at info; commands that run and exit only warn (`KEEL_LOG`
 /// overrides both).
 fn log_default(command: &cli::Command) -> keel_api::telemetry::LogDefault {
     match command {
         cli::Command::Serve(_) => keel_api::telemetry::LogDefault::Server,
+        #[cfg(feature = "cluster")]
+        cli::Command::Cluster(_) => keel_api::telemetry::LogDefault::Server,
         _ => keel_api::telemetry::LogDefault::Command,
     }
 }

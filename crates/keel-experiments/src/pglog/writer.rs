@@ -35,13 +35,13 @@ pub(super) struct Committed {
 pub(super) fn fail(shared: &Shared, e: &DeploymentError) {
     let done = shared.applied.load(Ordering::Acquire);
     tracing::error!(deployment = %shared.deployment, error = %e, applied_seq = done, "decision log on PostgreSQL failed; this replica refuses decisions and feedback for the deployment until it is opened again");
-    if let Ok(mut f) = shared.failed.lock() {
-        if f.is_none() {
-            *f = Some(format!(
-                "{e}; nothing this replica staged after it was acknowledged; \
-                 check PostgreSQL, then restart keel or apply the deployment again"
-            ));
-        }
+    if let Ok(mut f) = shared.failed.lock()
+        && f.is_none()
+    {
+        *f = Some(format!(
+            "{e}; nothing this replica staged after it was acknowledged; \
+             check PostgreSQL, then restart keel or apply the deployment again"
+        ));
     }
     shared.has_failed.store(true, Ordering::Release);
     // Wake every waiter, so it sees the failure.
