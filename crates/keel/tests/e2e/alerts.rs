@@ -5,55 +5,13 @@
 //! waits on keel's own delivery record (`GET /v1/webhooks/deliveries`), then checks what the
 //! receiver got.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
 use crate::support::{Keel, Ports, eventually};
 
 const SECRET: &str = "whsec-alerts-77a1";
-
-/// What the receiver got: (event header, body, signature valid and fresh).
-type Received = Arc<Mutex<Vec<(String, Value, bool)>>>;
-
-/// A receiver on loopback that verifies `keel-signature` (`t=...,v1=` HMAC-SHA256 of
-/// `"{t}.{body}"`) and answers 204.
-async fn receiver() -> (String, Received) {
-    let got: Received = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/alerts", listener.local_addr().expect("addr"));
-    let state = got.clone();
-    let app = axum::Router::new().route(
-        "/alerts",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let state = state.clone();
-            async move {
-                let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                let (t, v1) = header("keel-signature")
-                    .split_once(",v1=")
-                    .map(|(t, v)| (t.trim_start_matches("t=").to_string(), v.to_string()))
-                    .unwrap_or_default();
-                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
-                mac.update(format!("{t}.").as_bytes());
-                mac.update(&body);
-                let valid = hex::decode(&v1).is_ok_and(|v| mac.verify_slice(&v).is_ok());
-                let fresh = t
-                    .parse::<i64>()
-                    .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
-                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                state
-                    .lock()
-                    .expect("lock")
-                    .push((header("keel-event"), value, valid && fresh));
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
-    (url, got)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firing_alert_reaches_the_webhook_signed() {
@@ -66,7 +24,7 @@ async fn a_firing_alert_reaches_the_webhook_signed() {
     });
     let file = keel.file("promo.json", spec.to_string());
     keel.ok(&["deployment", "apply", "promo", "-f", &file]);
-    let (url, got) = receiver().await;
+    let (url, got) = crate::receiver::start(SECRET, "/alerts", false).await;
     keel.ok(&[
         "webhook",
         "add",

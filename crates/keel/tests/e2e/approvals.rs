@@ -6,10 +6,8 @@
 //! is refused as stale; the CLI lists and rejects; the receiver gets the events signed, a
 //! failed delivery is retried, and every attempt is recorded.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
 use crate::support::{Keel, Ports, eventually, repo_file};
@@ -19,49 +17,6 @@ const SECRET: &str = "whsec-test-2f9c";
 fn token(keel: &Keel, name: &str, scopes: &str) -> String {
     let out = keel.json(&["access", "token", "create", name, "--scope", scopes]);
     out["token"].as_str().expect("secret").to_owned()
-}
-
-/// What the receiver got: (event header, body, signature valid).
-type Received = Arc<Mutex<Vec<(String, Value, bool)>>>;
-
-/// A webhook receiver on loopback: checks `keel-signature` (t=...,v1=HMAC-SHA256 of "t.body")
-/// over the raw body, answers 500 to the very first request (to see a retry), then 204.
-async fn receiver() -> (String, Received) {
-    let got: Received = Arc::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hooks/keel?token=abc", listener.local_addr().expect("addr"));
-    let state = got.clone();
-    let app = axum::Router::new().route(
-        "/hooks/keel",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let state = state.clone();
-            async move {
-                let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                let signature = header("keel-signature");
-                let (t, v1) = signature
-                    .split_once(",v1=")
-                    .map(|(t, v)| (t.trim_start_matches("t=").to_string(), v.to_string()))
-                    .unwrap_or_default();
-                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
-                mac.update(format!("{t}.").as_bytes());
-                mac.update(&body);
-                let valid = hex::decode(&v1).is_ok_and(|v| mac.verify_slice(&v).is_ok());
-                let fresh = t
-                    .parse::<i64>()
-                    .is_ok_and(|t| (chrono::Utc::now().timestamp() - t).abs() < 300);
-                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let mut all = state.lock().expect("lock");
-                all.push((header("keel-event"), value, valid && fresh));
-                if all.len() == 1 {
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("receiver") });
-    (url, got)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +39,8 @@ async fn a_production_move_waits_for_a_second_person_and_events_arrive_signed() 
     std::fs::write(folder.join("aliases.json"), r#"{"bc": {"production": 1}}"#).expect("aliases");
     keel.ok(&["--user", "ops", "apply", folder.to_str().expect("utf-8"), "--yes"]);
 
-    let (url, got) = receiver().await;
+    let (url, got) = crate::receiver::start(SECRET, "/hooks/keel", true).await;
+    let url = format!("{url}?token=abc");
     let events = "alias.moved,change.pending,change.approved,change.rejected";
     let hook = keel.json(&[
         "webhook",

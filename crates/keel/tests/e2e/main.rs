@@ -17,6 +17,7 @@ mod lake_s3;
 mod learners;
 mod plan;
 mod predlog;
+mod receiver;
 mod registry_api;
 mod replicas;
 mod restart;
