@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::html::esc;
-use crate::svg::{BOTTOM, H, LEFT, RIGHT, Scale, TOP, Unit, W, legend, nice_step, open_svg, y_top};
+use crate::svg::{BOTTOM, H, LEFT, RIGHT, Scale, TOP, Unit, W, legend, open_svg, y_grid, y_top};
 
 /// One side: its name in the legend and its count per bin.
 #[derive(Debug, Clone)]
@@ -42,19 +42,7 @@ pub fn histogram(id: &str, title: &str, x_label: &str, edges: &[f64], sides: &[S
     let (plot_bottom, plot_right) = (H - BOTTOM, W - RIGHT);
     let sx = Scale::new((0.0, bins as f64), (LEFT, plot_right));
     let sy = Scale::new((0.0, top), (plot_bottom, TOP));
-    let step = nice_step(top, 5.0);
-    let mut v = 0.0;
-    while v <= top * (1.0 + 1e-9) {
-        let y = sy.at(v);
-        let _ = write!(
-            out,
-            r#"<line class="grid" x1="{LEFT}" x2="{plot_right}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{xl:.1}" y="{yt:.1}" text-anchor="end">{l}</text>"#,
-            xl = LEFT - 6.0,
-            yt = y + 4.0,
-            l = esc(&Unit::Percent.format(v)),
-        );
-        v += step;
-    }
+    y_grid(&mut out, &sy, top, plot_right, Unit::Percent);
     // about six labelled edges
     let every = bins.div_ceil(5).max(1);
     for (i, e) in edges.iter().enumerate() {

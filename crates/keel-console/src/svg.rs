@@ -145,6 +145,24 @@ fn axis_time_label(ms: f64, span_ms: f64) -> String {
     }
 }
 
+/// The y axis from 0 to `top`: about five ticks, each a grid line across the plot and the
+/// unit's label.
+pub(crate) fn y_grid(out: &mut String, sy: &Scale, top: f64, plot_right: f64, unit: Unit) {
+    let step = nice_step(top, 5.0);
+    let mut v = 0.0;
+    while v <= top * (1.0 + 1e-9) {
+        let y = sy.at(v);
+        let _ = write!(
+            out,
+            r#"<line class="grid" x1="{LEFT}" x2="{plot_right}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{xl:.1}" y="{yt:.1}" text-anchor="end">{l}</text>"#,
+            xl = LEFT - 6.0,
+            yt = y + 4.0,
+            l = esc(&unit.format(v)),
+        );
+        v += step;
+    }
+}
+
 pub(crate) fn open_svg(out: &mut String, id: &str, title: &str, height: f64) {
     let _ = write!(
         out,
@@ -192,20 +210,7 @@ pub fn line_chart(c: &LineChart<'_>) -> String {
     let (plot_bottom, plot_right) = (H - BOTTOM, W - RIGHT);
     let sx = Scale::new((x0, x1), (LEFT, plot_right));
     let sy = Scale::new((0.0, top), (plot_bottom, TOP));
-    // y axis: ticks, grid lines and the unit's labels
-    let step = nice_step(top, 5.0);
-    let mut v = 0.0;
-    while v <= top * (1.0 + 1e-9) {
-        let y = sy.at(v);
-        let _ = write!(
-            out,
-            r#"<line class="grid" x1="{LEFT}" x2="{plot_right}" y1="{y:.1}" y2="{y:.1}"/><text class="tick" x="{xl:.1}" y="{yt:.1}" text-anchor="end">{l}</text>"#,
-            xl = LEFT - 6.0,
-            yt = y + 4.0,
-            l = esc(&c.unit.format(v)),
-        );
-        v += step;
-    }
+    y_grid(&mut out, &sy, top, plot_right, c.unit);
     // x axis: about six time ticks
     let span = x1 - x0;
     let n = if span > 0.0 { 6 } else { 1 };
