@@ -2,8 +2,8 @@
 //! counters updated on every row, and drift over a sliding window of recent rows.
 //!
 //! The window is `window_ms` long and slides by `step_ms`: rows land in one bucket per step,
-//! each bucket keeps a uniform sample (reservoir) of at most `max_rows / buckets` rows, and an
-//! evaluation compares the union of the buckets still inside the window with the reference,
+//! the window keeps a uniform sample of at most `max_rows` of its rows however they are spread
+//! over the buckets ([`window`]), and an evaluation compares that sample with the reference,
 //! using the same per-column tests as [`crate::drift_files`]. Memory is bounded by `max_rows`
 //! whatever the traffic. The model's scores are watched too, one track per model (variant): each
 //! track compares its window with the model's scores on the reference sample when the caller
@@ -13,7 +13,6 @@
 //! Updating (`observe_row`) is cheap and allocation-free for numeric columns; evaluating
 //! ([`Evaluation::run`]) is CPU work for a blocking thread, done outside any lock.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
@@ -28,9 +27,11 @@ use crate::{DriftOptions, column};
 mod reference;
 #[cfg(test)]
 mod tests;
+mod window;
 
 use reference::RefColumn;
 pub use reference::{Reference, sample_batches};
+use window::{Buf, Window};
 
 /// Relative slack of the reference range (float32 keeps about 7 significant digits).
 const F32_SLACK: f64 = 1e-6;
@@ -86,29 +87,6 @@ impl QualityCounts {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Buf {
-    Num(Vec<f64>),
-    Cat(Vec<Option<String>>),
-}
-
-/// A uniform sample (reservoir) of one track's scores in one bucket.
-#[derive(Debug, Default)]
-struct Scores {
-    values: Vec<f64>,
-    seen: u64,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    start_ms: i64,
-    seen: u64,
-    rows: Vec<Buf>,
-    kept: usize,
-    /// Per score track.
-    scores: Vec<Scores>,
-}
-
 /// What a score track's windows are compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,7 +110,7 @@ struct ScoreTrack {
 pub struct LiveMonitor {
     reference: Arc<Reference>,
     options: LiveOptions,
-    buckets: VecDeque<Bucket>,
+    window: Window,
     quality: Vec<QualityCounts>,
     rows_seen: u64,
     rng: ChaCha8Rng,
@@ -205,11 +183,19 @@ pub struct Evaluation {
 impl LiveMonitor {
     pub fn new(reference: Arc<Reference>, options: LiveOptions) -> LiveMonitor {
         let n = reference.names.len();
+        let template = reference
+            .columns
+            .iter()
+            .map(|c| match c {
+                RefColumn::Numeric { .. } => Buf::Num(Vec::new()),
+                RefColumn::Categorical { .. } => Buf::Cat(Vec::new()),
+            })
+            .collect();
         LiveMonitor {
             rng: ChaCha8Rng::seed_from_u64(options.seed),
+            window: Window::new(options.window_ms, options.step_ms, options.max_rows, template),
             reference,
             options,
-            buckets: VecDeque::new(),
             quality: vec![QualityCounts::default(); n],
             rows_seen: 0,
             tracks: Vec::new(),
@@ -254,41 +240,6 @@ impl LiveMonitor {
         &self.reference
     }
 
-    fn buckets_per_window(&self) -> usize {
-        (self.options.window_ms / self.options.step_ms.max(1)).max(1) as usize
-    }
-
-    fn bucket_cap(&self) -> usize {
-        (self.options.max_rows / self.buckets_per_window()).max(1)
-    }
-
-    fn bucket_at(&mut self, now_ms: i64) -> usize {
-        let step = self.options.step_ms.max(1);
-        let start = now_ms - now_ms.rem_euclid(step);
-        if self.buckets.back().is_none_or(|b| b.start_ms < start) {
-            let rows = self
-                .reference
-                .columns
-                .iter()
-                .map(|c| match c {
-                    RefColumn::Numeric { .. } => Buf::Num(Vec::new()),
-                    RefColumn::Categorical { .. } => Buf::Cat(Vec::new()),
-                })
-                .collect();
-            self.buckets.push_back(Bucket {
-                start_ms: start,
-                seen: 0,
-                rows,
-                kept: 0,
-                scores: Vec::new(),
-            });
-        }
-        if self.next_eval_ms.is_none() {
-            self.next_eval_ms = Some(start + step);
-        }
-        self.buckets.len() - 1
-    }
-
     /// Counts one served row's data quality and offers it to the window's sample. `values`
     /// come in the reference's column order; `score` is the model's score for the row with its
     /// track ([`LiveMonitor::score_track`]).
@@ -299,21 +250,12 @@ impl LiveMonitor {
         score: Option<(usize, f64)>,
     ) {
         self.rows_seen += 1;
-        let cap = self.bucket_cap();
-        let b = self.bucket_at(now_ms);
-        // Reservoir sampling: the row takes slot `slot` (or none) of the bucket's sample.
-        let slot = {
-            let bucket = &mut self.buckets[b];
-            bucket.seen += 1;
-            if bucket.kept < cap {
-                bucket.kept += 1;
-                Some((bucket.kept - 1, true))
-            } else {
-                let j = self.rng.random_range(0..bucket.seen) as usize;
-                (j < cap).then_some((j, false))
-            }
-        };
-        let bucket = &mut self.buckets[b];
+        let key = self.rng.random::<u64>() >> 1;
+        let keep = self.window.admit(now_ms, key);
+        if self.next_eval_ms.is_none() {
+            self.next_eval_ms = Some(self.window.bucket_start(now_ms) + self.options.step_ms.max(1));
+        }
+        let mut bufs = if keep { Some(self.window.newest_rows()) } else { None };
         for (c, value) in values.into_iter().enumerate().take(self.quality.len()) {
             let q = &mut self.quality[c];
             let (num, text): (f64, Option<&str>) = match (&self.reference.columns[c], value) {
@@ -347,40 +289,16 @@ impl LiveMonitor {
                     (f64::NAN, None)
                 }
             };
-            if let Some((at, push)) = slot {
-                match &mut bucket.rows[c] {
-                    Buf::Num(v) if push => v.push(num),
-                    Buf::Num(v) => v[at] = num,
-                    Buf::Cat(v) if push => v.push(text.map(str::to_owned)),
-                    Buf::Cat(v) => v[at] = text.map(str::to_owned),
+            if let Some(bufs) = bufs.as_deref_mut() {
+                match &mut bufs[c] {
+                    Buf::Num(v) => v.push(num),
+                    Buf::Cat(v) => v.push(text.map(str::to_owned)),
                 }
             }
         }
-        // A row that carried fewer values than the reference has columns: pad its slot.
-        if let Some((_, true)) = slot {
-            let kept = bucket.kept;
-            for buf in &mut bucket.rows {
-                match buf {
-                    Buf::Num(v) if v.len() < kept => v.push(f64::NAN),
-                    Buf::Cat(v) if v.len() < kept => v.push(None),
-                    _ => {}
-                }
-            }
-        }
-        if let Some((track, s)) = score.filter(|(t, s)| s.is_finite() && *t < self.tracks.len()) {
-            if bucket.scores.len() <= track {
-                bucket.scores.resize_with(track + 1, Scores::default);
-            }
-            let r = &mut bucket.scores[track];
-            r.seen += 1;
-            if r.values.len() < cap {
-                r.values.push(s);
-            } else {
-                let j = self.rng.random_range(0..r.seen) as usize;
-                if j < cap {
-                    r.values[j] = s;
-                }
-            }
+        if keep {
+            let score = score.filter(|(t, s)| s.is_finite() && *t < self.tracks.len());
+            self.window.finish_row(key, score);
         }
     }
 
@@ -408,41 +326,9 @@ impl LiveMonitor {
     pub fn prepare(&mut self, now_ms: i64) -> Option<Evaluation> {
         let step = self.options.step_ms.max(1);
         self.next_eval_ms = Some(now_ms - now_ms.rem_euclid(step) + step);
-        let oldest = now_ms - self.options.window_ms;
-        while self.buckets.front().is_some_and(|b| b.start_ms + step <= oldest) {
-            self.buckets.pop_front();
-        }
-        let rows_seen: u64 = self.buckets.iter().map(|b| b.seen).sum();
-        let rows_kept: usize = self.buckets.iter().map(|b| b.kept).sum();
-        if (rows_seen as usize) < self.options.min_rows.max(1) || rows_kept == 0 {
-            return None;
-        }
-        let mut current: Vec<Buf> = self
-            .reference
-            .columns
-            .iter()
-            .map(|c| match c {
-                RefColumn::Numeric { .. } => Buf::Num(Vec::with_capacity(rows_kept)),
-                RefColumn::Categorical { .. } => Buf::Cat(Vec::with_capacity(rows_kept)),
-            })
-            .collect();
-        for bucket in &self.buckets {
-            for (into, from) in current.iter_mut().zip(&bucket.rows) {
-                match (into, from) {
-                    (Buf::Num(a), Buf::Num(b)) => a.extend_from_slice(b),
-                    (Buf::Cat(a), Buf::Cat(b)) => a.extend(b.iter().cloned()),
-                    _ => {}
-                }
-            }
-        }
+        let taken = self.window.take(now_ms, self.tracks.len(), self.options.min_rows)?;
         let mut scores = Vec::new();
-        for (t, track) in self.tracks.iter_mut().enumerate() {
-            let window: Vec<f64> = self
-                .buckets
-                .iter()
-                .filter_map(|b| b.scores.get(t))
-                .flat_map(|r| r.values.iter().copied())
-                .collect();
+        for (track, window) in self.tracks.iter_mut().zip(taken.scores) {
             if window.len() < self.options.min_rows.max(1) {
                 continue;
             }
@@ -461,9 +347,9 @@ impl LiveMonitor {
             at_ms: now_ms,
             window_ms: self.options.window_ms,
             reference: self.reference.clone(),
-            current,
-            rows_seen,
-            rows_kept: rows_kept as u64,
+            current: taken.columns,
+            rows_seen: taken.rows_seen,
+            rows_kept: taken.rows_kept,
             scores,
             options: self.options.drift.clone(),
         })

@@ -108,7 +108,7 @@ fn a_shifted_window_drifts_and_a_same_one_does_not() {
     );
     assert_eq!(
         m.score_tracks(),
-        vec![(PREDICTION.to_string(), Baseline::FirstWindow, Some(1_001))]
+        vec![(PREDICTION.to_string(), Baseline::FirstWindow, Some(3_001))]
     );
     // Later rows: x shifted by 60, the city mix changes, the score moves.
     for _ in 0..3_000 {
@@ -139,12 +139,104 @@ fn the_window_sample_is_bounded() {
     let mut m = LiveMonitor::new(reference(1_000), options());
     for i in 0..50_000 {
         m.observe_row(i / 10, [Observed::Number(1.0), Observed::Text("paris")], Some((0, 0.5)));
+        assert!(m.window.kept() <= 6_000, "kept {} after {i} rows", m.window.kept());
     }
-    let kept: usize = m.buckets.iter().map(|b| b.kept).sum();
-    assert!(kept <= 6_000, "kept {kept}");
+    let kept = m.window.kept();
+    assert!(kept >= 3_000, "the sample halves at most once per overflow: {kept}");
     let e = m.prepare(5_000).expect("rows");
     assert_eq!(e.rows_seen, 50_000);
-    assert_eq!(e.rows_kept as usize, kept);
+    assert_eq!(e.rows_kept as usize, kept, "one bucket: every kept row is compared");
+}
+
+fn x_values(e: &Evaluation) -> &[f64] {
+    match &e.current[0] {
+        Buf::Num(v) => v,
+        Buf::Cat(_) => panic!("x is numeric"),
+    }
+}
+
+#[test]
+fn a_burst_inside_a_long_window_of_short_steps_is_kept_whole() {
+    // One hour sliding by one second: 3,600 buckets. 120 rows served within a second are all
+    // compared (a fixed share per bucket kept 5 of them).
+    let mut m = LiveMonitor::new(
+        reference(1_000),
+        LiveOptions {
+            window_ms: 3_600_000,
+            step_ms: 1_000,
+            max_rows: 20_000,
+            min_rows: 40,
+            ..options()
+        },
+    );
+    for i in 0..120 {
+        let x = if i >= 80 { 300.0 + i as f64 } else { (i % 100) as f64 };
+        let city = if i % 2 == 0 { "paris" } else { "lyon" };
+        m.observe_row(5_000 + i, [Observed::Number(x), Observed::Text(city)], None);
+    }
+    let e = m.prepare(6_000).expect("enough rows");
+    assert_eq!((e.rows_seen, e.rows_kept), (120, 120));
+    let report = e.run().expect("drift");
+    assert_eq!(
+        report.features.drifted_columns,
+        vec!["x".to_string()],
+        "{:?}",
+        report.features
+    );
+}
+
+#[test]
+fn a_busy_bucket_weighs_by_its_rows_not_as_one_bucket() {
+    // 1,000 rows of 0 in one step, 9,000 rows of 1 in the next; 2,000 rows kept at most. A
+    // uniform sample of the window holds about 90 % ones (a fixed share per bucket held 50 %).
+    let mut m = LiveMonitor::new(
+        reference(1_000),
+        LiveOptions {
+            max_rows: 2_000,
+            ..options()
+        },
+    );
+    for _ in 0..1_000 {
+        m.observe_row(1_000, [Observed::Number(0.0), Observed::Text("paris")], None);
+    }
+    for _ in 0..9_000 {
+        m.observe_row(11_000, [Observed::Number(1.0), Observed::Text("paris")], None);
+    }
+    let e = m.prepare(20_000).expect("rows");
+    assert_eq!(e.rows_seen, 10_000);
+    let x = x_values(&e);
+    assert!((900..=2_000).contains(&x.len()), "compared {}", x.len());
+    let ones = x.iter().filter(|v| **v == 1.0).count() as f64 / x.len() as f64;
+    assert!((0.86..=0.94).contains(&ones), "share of the busy bucket's rows: {ones}");
+    // Once the busy bucket has left the window (60 s after its step ended), new rows fill the
+    // sample up again.
+    for _ in 0..3_000 {
+        m.observe_row(85_000, [Observed::Number(2.0), Observed::Text("paris")], None);
+    }
+    let e = m.prepare(90_000).expect("rows");
+    assert_eq!(e.rows_seen, 3_000);
+    assert!(e.rows_kept >= 1_000, "a quiet window refills: {}", e.rows_kept);
+    assert!(x_values(&e).iter().all(|v| *v == 2.0));
+}
+
+#[test]
+fn the_same_seed_and_rows_give_the_same_sample() {
+    let run = || {
+        let mut m = LiveMonitor::new(
+            reference(1_000),
+            LiveOptions {
+                max_rows: 500,
+                ..options()
+            },
+        );
+        for i in 0..5_000 {
+            m.observe_row(i, [Observed::Number((i % 97) as f64), Observed::Text("paris")], None);
+        }
+        x_values(&m.prepare(6_000).expect("rows")).to_vec()
+    };
+    let a = run();
+    assert!(!a.is_empty() && a.len() <= 500);
+    assert_eq!(a, run());
 }
 
 #[test]
@@ -182,11 +274,12 @@ fn score_tracks_compare_with_the_reference_scores_each_on_its_own() {
     assert!(by_name["prediction[b]"].drift.drifted, "{:?}", by_name["prediction[b]"]);
     assert_eq!(by_name["prediction[a]"].baseline, Baseline::Reference);
     assert_eq!(by_name["prediction[a]"].drift.reference_values, 2_000);
+    // c's first window is its scores in the window's sample (15,000 rows served, 6,000 kept at
+    // most: about a fifth of c's 3,000).
     let tracks = m.score_tracks();
-    assert_eq!(
-        tracks[2],
-        ("prediction[c]".to_string(), Baseline::FirstWindow, Some(1_000))
-    );
+    let (name, kind, held) = &tracks[2];
+    assert_eq!((name.as_str(), *kind), ("prediction[c]", Baseline::FirstWindow));
+    assert!(held.is_some_and(|n| (300..=1_500).contains(&n)), "{held:?}");
     let signals: HashMap<String, f64> = report.signals().into_iter().collect();
     assert!(signals["prediction[b]"] > signals["prediction[a]"]);
 }
