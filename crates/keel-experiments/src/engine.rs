@@ -163,7 +163,7 @@ impl Deployment {
     /// The report of a deployment rebuilt from its log, read-only.
     pub fn offline_report(name: &str, spec: &DeploymentSpec, revision: i64, dir: &Path) -> Result<crate::Report> {
         let r = Deployment::replay(name, spec, revision, dir, true)?;
-        let waiting = r.inner.waiting.values().filter(|w| w.reward().is_none()).count();
+        let waiting = r.inner.waiting.unrewarded();
         Ok(crate::report::build(name, &r.inner, waiting))
     }
 
@@ -450,7 +450,7 @@ impl Deployment {
     /// Decisions inside their attribution window that have no reward yet.
     pub fn waiting(&self) -> Result<usize> {
         self.serving()?;
-        self.with_inner(|i| i.waiting.values().filter(|w| w.reward().is_none()).count())
+        self.with_inner(|i| i.waiting.unrewarded())
     }
 
     /// Stops the log writer after flushing it, then snapshots the state (so the next start,

@@ -143,11 +143,8 @@ impl Deployment {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
             let mut closed = 0;
             let mut last = 0;
-            while let Some((expires, id)) = inner.expiry.front().copied() {
-                if expires > now {
-                    break;
-                }
-                inner.expiry.pop_front();
+            let window = inner.window_ms();
+            while let Some(id) = inner.waiting.next_expired(now, window) {
                 let Some(w) = inner.waiting.get(&id) else { continue };
                 closed += 1;
                 match (w.reward(), inner.spec.reward.default) {
@@ -175,10 +172,7 @@ impl Deployment {
             }
             // Memory follows the open windows down, not only up: after a campaign's windows
             // close, a map sized for its peak is given back (rarely: amortised over the closes).
-            if inner.waiting.capacity() > 4096 && inner.waiting.len() * 4 < inner.waiting.capacity() {
-                inner.waiting.shrink_to_fit();
-                inner.expiry.shrink_to_fit();
-            }
+            inner.waiting.shrink();
             (closed, last, std::mem::take(&mut inner.notices))
         };
         if seq > 0 {

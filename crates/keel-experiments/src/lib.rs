@@ -56,6 +56,7 @@ pub mod stats;
 mod transition;
 mod upkeep;
 mod variants;
+mod waiting;
 pub mod wal;
 
 pub use batch::{RunDecision, UnitContext};

@@ -137,9 +137,8 @@ impl Deployment {
         let unseen = self.with_inner(|inner| {
             let (now, window) = (now_ms(), inner.window_ms());
             items.iter().any(|item| {
-                Uuid::parse_str(&item.decision_id).is_ok_and(|id| {
-                    !inner.waiting.contains_key(&id) && uuid_ms(&id).is_some_and(|ts| ts + window >= now)
-                })
+                Uuid::parse_str(&item.decision_id)
+                    .is_ok_and(|id| !inner.waiting.contains(&id) && uuid_ms(&id).is_some_and(|ts| ts + window >= now))
             })
         })?;
         if unseen {
@@ -198,11 +197,8 @@ impl Deployment {
         let mut closed = 0;
         {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
-            while let Some((expires, id)) = inner.expiry.front().copied() {
-                if expires > now {
-                    break;
-                }
-                inner.expiry.pop_front();
+            let window = inner.window_ms();
+            while let Some(id) = inner.waiting.next_expired(now, window) {
                 let Some(w) = inner.waiting.get(&id) else { continue };
                 match (w.reward(), inner.spec.reward.default) {
                     (None, Some(default)) => {
@@ -320,7 +316,7 @@ impl Deployment {
                 break;
             }
         }
-        let waiting = inner.waiting.values().filter(|w| w.reward().is_none()).count();
+        let waiting = inner.waiting.unrewarded();
         Ok(crate::report::build(name, &inner, waiting))
     }
 }

@@ -27,7 +27,6 @@
 //! previous snapshot or the whole log is used instead. A snapshot taken under another spec
 //! is not used either (the replay of a new spec from the log is what defines its state).
 
-use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,8 +37,9 @@ use uuid::Uuid;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::spec::DeploymentSpec;
-use crate::state::{Inner, Waiting};
+use crate::state::Inner;
 use crate::stats::Counters;
+use crate::waiting::{NewWaiting, WaitingSet};
 use crate::{DeploymentError, Result};
 
 const MAGIC: &[u8; 8] = b"KEELSNP1";
@@ -105,8 +105,8 @@ pub(crate) fn encode(inner: &Inner, last_rev: Option<i64>, taken_at: i64) -> Res
     let mut payload = Vec::with_capacity(4 + json.len() + inner.waiting.len() * 48);
     payload.extend_from_slice(&(json.len() as u32).to_le_bytes());
     payload.extend_from_slice(&json);
-    for (id, w) in &inner.waiting {
-        payload.extend_from_slice(&id.as_u128().to_le_bytes());
+    for (w, x, _) in inner.waiting.iter() {
+        payload.extend_from_slice(&WaitingSet::id_of(w).as_u128().to_le_bytes());
         payload.extend_from_slice(&w.variant().map_or(u32::MAX, |v| v as u32).to_le_bytes());
         payload.extend_from_slice(&w.arm().map_or(u32::MAX, |a| a as u32).to_le_bytes());
         payload.extend_from_slice(&w.ts.to_le_bytes());
@@ -115,8 +115,8 @@ pub(crate) fn encode(inner: &Inner, last_rev: Option<i64>, taken_at: i64) -> Res
         if let Some(r) = reward {
             payload.extend_from_slice(&r.to_le_bytes());
         }
-        payload.extend_from_slice(&(w.x.len() as u32).to_le_bytes());
-        for v in w.x.iter() {
+        payload.extend_from_slice(&(x.len() as u32).to_le_bytes());
+        for v in x {
             payload.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -202,7 +202,7 @@ fn prune(dir: &Path) {
 }
 
 /// Reads and checks one snapshot file: its header and its waiting decisions.
-fn decode(bytes: &[u8]) -> std::result::Result<(Header, HashMap<Uuid, Waiting>), String> {
+fn decode(bytes: &[u8]) -> std::result::Result<(Header, WaitingSet), String> {
     if bytes.len() < 24 || &bytes[..8] != MAGIC {
         return Err(format!(
             "not a keel snapshot ({} bytes, no KEELSNP1 header)",
@@ -225,23 +225,31 @@ fn decode(bytes: &[u8]) -> std::result::Result<(Header, HashMap<Uuid, Waiting>),
     let json_len = r.u32()? as usize;
     let header: Header =
         serde_json::from_slice(r.take(json_len)?).map_err(|e| format!("unreadable snapshot header: {e}"))?;
-    let mut waiting = HashMap::with_capacity(header.waiting as usize);
+    let mut decoded = Vec::with_capacity(header.waiting.min(1 << 24) as usize);
     for _ in 0..header.waiting {
         let id = Uuid::from_u128(u128::from_le_bytes(r.take(16)?.try_into().map_err(|_| "short id")?));
         let variant = r.u32()?;
-        let variant = (variant != u32::MAX).then_some(variant as usize);
         let arm = r.u32()?;
         let ts = r.i64()?;
         let flags = r.take(1)?[0];
         let reward = if flags & 2 != 0 { Some(r.f64()?) } else { None };
         let n = r.u32()? as usize;
         let x = (0..n).map(|_| r.f64()).collect::<std::result::Result<Vec<_>, _>>()?;
-        let arm = (arm != u32::MAX).then_some(arm as usize);
-        let mut w = Waiting::new(ts, variant, arm, flags & 1 != 0, x.into_boxed_slice());
-        if let Some(r) = reward {
-            w.set_reward(r);
-        }
-        waiting.insert(id, w);
+        let new = NewWaiting {
+            ts,
+            variant: (variant != u32::MAX).then_some(variant as usize),
+            arm: (arm != u32::MAX).then_some(arm as usize),
+            hold: flags & 1 != 0,
+            reward,
+        };
+        decoded.push((id, new, x));
+    }
+    // Windows close in time order (snapshots before the waiting set was a queue listed the
+    // decisions in a hash map's order).
+    decoded.sort_by_key(|(id, new, _)| (new.ts, *id));
+    let mut waiting = WaitingSet::default();
+    for (id, new, x) in decoded {
+        waiting.insert(id, new, &x);
     }
     if r.at != payload.len() {
         return Err(format!("{} bytes after the last decision", payload.len() - r.at));
@@ -376,22 +384,10 @@ pub(crate) fn restore_bytes(
 
 /// Puts a decoded snapshot's state into `inner`; `None` (and `inner` unchanged) when it was
 /// taken under a spec that learns differently; else the revision of its last `Revision`.
-fn install(
-    header: Header,
-    waiting: HashMap<Uuid, Waiting>,
-    spec: &DeploymentSpec,
-    inner: &mut Inner,
-) -> Option<Option<i64>> {
+fn install(header: Header, waiting: WaitingSet, spec: &DeploymentSpec, inner: &mut Inner) -> Option<Option<i64>> {
     if !reusable(&header.spec, spec) || header.paused.len() != spec.variants.len() {
         return None;
     }
-    let window = inner.window_ms();
-    let mut order: Vec<(i64, Uuid)> = waiting.iter().map(|(id, w)| (w.ts, *id)).collect();
-    order.sort_unstable();
-    inner.expiry = order
-        .into_iter()
-        .map(|(ts, id)| (ts + window, id))
-        .collect::<VecDeque<_>>();
     inner.waiting = waiting;
     inner.policy = header.policy;
     inner.counters = header.counters;
@@ -464,17 +460,16 @@ mod tests {
         for i in 0..50u128 {
             // Every fifth a unit of a no-action control group: no variant, no arm.
             let no_action = i % 5 == 0;
-            let mut w = Waiting::new(
-                1_000 + i as i64,
-                (!no_action).then_some((i % 2) as usize),
-                (!no_action).then_some((i % 2) as usize),
-                no_action || i % 7 == 0,
-                vec![0.5, -1.25].into_boxed_slice(),
-            );
-            if i % 3 == 0 {
-                w.set_reward(1.0);
-            }
-            inner.waiting.insert(Uuid::from_u128(i + 1), w);
+            let new = NewWaiting {
+                ts: 1_000 + i as i64,
+                variant: (!no_action).then_some((i % 2) as usize),
+                arm: (!no_action).then_some((i % 2) as usize),
+                hold: no_action || i % 7 == 0,
+                reward: (i % 3 == 0).then_some(1.0),
+            };
+            // A rewarded decision's context was spent by its reward.
+            let x: &[f64] = if i % 3 == 0 { &[] } else { &[0.5, -1.25] };
+            inner.waiting.insert(Uuid::from_u128(i + 1), new, x);
         }
         inner.counters.exposure(Some(1), false, 1_000);
         inner.counters.reward(Some(1), false, 1.0, false);
@@ -501,14 +496,9 @@ mod tests {
         assert_eq!(restored.counters, original.counters);
         assert_eq!(restored.paused, original.paused);
         assert_eq!(restored.seq, 77);
-        assert_eq!(restored.expiry.len(), 50);
-        assert!(
-            restored
-                .expiry
-                .iter()
-                .zip(restored.expiry.iter().skip(1))
-                .all(|(a, b)| a.0 <= b.0)
-        );
+        assert_eq!(restored.waiting.len(), 50);
+        let ts: Vec<i64> = restored.waiting.iter().map(|(w, _, _)| w.ts).collect();
+        assert!(ts.windows(2).all(|p| p[0] <= p[1]), "in the order windows close");
     }
 
     #[test]

@@ -1,85 +1,23 @@
 //! The in-memory state of one running deployment (policy, waiting decisions, counters,
 //! pauses, canary step), changed only by applying log events, live and on replay alike.
 
-use std::collections::{HashMap, VecDeque};
-
 use keel_bandit::{PolicyConfig, PolicyState};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use uuid::Uuid;
 
 use crate::Result;
 use crate::event::Event;
 use crate::notice::Notice;
 use crate::spec::DeploymentSpec;
 use crate::stats::Counters;
-
-/// A decision inside its attribution window. Kept small (48 bytes, plus the context's
-/// numbers while no reward has come): the map of these is what a deployment's memory grows
-/// with, and it holds only decisions whose window is still open.
-#[derive(Debug, Clone)]
-pub(crate) struct Waiting {
-    pub(crate) ts: i64,
-    /// The reward received, NaN while none has (rewards are finite: checked on the way in).
-    reward: f64,
-    /// The context, for the policy update when the reward comes; emptied once it has.
-    pub(crate) x: Box<[f64]>,
-    /// Index into the variants; `u32::MAX` for no action (a unit of a no-action control group).
-    variant: u32,
-    /// Index into the serving arms; `u32::MAX` for a variant that is not one (control).
-    arm: u32,
-    pub(crate) hold: bool,
-}
-
-impl PartialEq for Waiting {
-    fn eq(&self, other: &Waiting) -> bool {
-        // By the reward's bits: NaN (no reward yet) equals NaN here.
-        self.ts == other.ts
-            && self.reward.to_bits() == other.reward.to_bits()
-            && self.x == other.x
-            && self.variant == other.variant
-            && self.arm == other.arm
-            && self.hold == other.hold
-    }
-}
-
-impl Waiting {
-    pub(crate) fn new(ts: i64, variant: Option<usize>, arm: Option<usize>, hold: bool, x: Box<[f64]>) -> Waiting {
-        Waiting {
-            ts,
-            reward: f64::NAN,
-            x,
-            variant: variant.map_or(u32::MAX, |v| v as u32),
-            arm: arm.map_or(u32::MAX, |a| a as u32),
-            hold,
-        }
-    }
-
-    pub(crate) fn reward(&self) -> Option<f64> {
-        (!self.reward.is_nan()).then_some(self.reward)
-    }
-
-    pub(crate) fn set_reward(&mut self, r: f64) {
-        self.reward = r;
-    }
-
-    pub(crate) fn arm(&self) -> Option<usize> {
-        (self.arm != u32::MAX).then_some(self.arm as usize)
-    }
-
-    /// The variant decided; `None` for no action.
-    pub(crate) fn variant(&self) -> Option<usize> {
-        (self.variant != u32::MAX).then_some(self.variant as usize)
-    }
-}
+use crate::waiting::{NewWaiting, WaitingSet};
 
 pub(crate) struct Inner {
     pub(crate) spec: DeploymentSpec,
     pub(crate) revision: i64,
     pub(crate) policy: PolicyState,
     pub(crate) rng: ChaCha8Rng,
-    pub(crate) waiting: HashMap<Uuid, Waiting>,
-    pub(crate) expiry: VecDeque<(i64, Uuid)>,
+    pub(crate) waiting: WaitingSet,
     pub(crate) counters: Counters,
     pub(crate) paused: Vec<bool>,
     pub(crate) canary_step: usize,
@@ -120,8 +58,7 @@ impl Inner {
             policy,
             spec,
             revision,
-            waiting: HashMap::new(),
-            expiry: VecDeque::new(),
+            waiting: WaitingSet::default(),
             seq: 0,
             notices: Vec::new(),
         })
@@ -138,23 +75,25 @@ impl Inner {
             Event::Revision { .. } => {}
             Event::Decision { ts, id, v, hold, x, .. } => {
                 let arm = v.and_then(|v| self.spec.arms().iter().position(|a| *a == v));
-                self.waiting
-                    .insert(*id, Waiting::new(*ts, *v, arm, *hold, x.clone().into_boxed_slice()));
-                self.expiry.push_back((ts + self.window_ms(), *id));
+                let new = NewWaiting {
+                    ts: *ts,
+                    variant: *v,
+                    arm,
+                    hold: *hold,
+                    reward: None,
+                };
+                self.waiting.insert(*id, new, x);
                 self.counters.exposure(*v, *hold, *ts);
             }
             Event::Reward { id, r, default, .. } => {
-                let Some(w) = self.waiting.get_mut(id) else {
+                // The context is needed once, for this update.
+                let Some((w, x)) = self.waiting.reward(id, *r) else {
                     return Ok(());
                 };
-                w.set_reward(*r);
-                let (arm, variant, hold) = (w.arm(), w.variant(), w.hold);
-                // The context is needed once, for this update.
-                let x = std::mem::take(&mut w.x);
-                if let Some(arm) = arm {
-                    self.policy.update(arm, (!x.is_empty()).then_some(&x[..]), *r)?;
+                if let Some(arm) = w.arm() {
+                    self.policy.update(arm, (!x.is_empty()).then_some(x), *r)?;
                 }
-                self.counters.reward(variant, hold, *r, *default);
+                self.counters.reward(w.variant(), w.hold, *r, *default);
                 if *default {
                     self.waiting.remove(id);
                 }

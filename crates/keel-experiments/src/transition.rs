@@ -7,7 +7,8 @@
 
 use crate::Result;
 use crate::spec::DeploymentSpec;
-use crate::state::{Inner, Waiting, compatible};
+use crate::state::{Inner, compatible};
+use crate::waiting::{NewWaiting, WaitingSet};
 
 /// Whether a revision that changes the variants can keep the learned state of the previous
 /// one: the same kind of policy (shared or not), context and variants' features, and no
@@ -66,7 +67,7 @@ impl Inner {
                 next.paused[*new] = self.paused[old];
             }
         }
-        for (id, w) in &self.waiting {
+        for (w, x, passed) in self.waiting.iter() {
             let variant = match w.variant() {
                 None => None,
                 Some(old) => match map.get(old).copied().flatten() {
@@ -75,18 +76,20 @@ impl Inner {
                 },
             };
             let arm = variant.and_then(|v| new_arms.iter().position(|a| *a == v));
-            let mut moved = Waiting::new(w.ts, variant, arm, w.hold, w.x.clone());
-            if let Some(r) = w.reward() {
-                moved.set_reward(r);
+            let moved = NewWaiting {
+                ts: w.ts,
+                variant,
+                arm,
+                hold: w.hold,
+                reward: w.reward(),
+            };
+            let id = WaitingSet::id_of(w);
+            if passed {
+                next.waiting.insert_passed(id, moved, x);
+            } else {
+                next.waiting.insert(id, moved, x);
             }
-            next.waiting.insert(*id, moved);
         }
-        next.expiry = self
-            .expiry
-            .iter()
-            .filter(|(_, id)| next.waiting.contains_key(id))
-            .copied()
-            .collect();
         Ok(next)
     }
 }
