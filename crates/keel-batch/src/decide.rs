@@ -173,16 +173,12 @@ pub async fn decide(
 
     // What this run already did: decisions in the log, rows in the output.
     let written = written_units(ws, &output, &run_id).await?;
-    let run_for_log = run_id.clone();
-    let logged: HashMap<String, DecisionOut> = {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || engine.run_decisions(&run_for_log))
-            .await
-            .map_err(|e| BatchError::Internal(format!("reading the decision log failed: {e}")))??
-            .into_iter()
-            .map(|d| (d.unit, d.decision))
-            .collect()
-    };
+    let logged: HashMap<String, DecisionOut> = engine
+        .run_decisions(&run_id)
+        .await?
+        .into_iter()
+        .map(|d| (d.unit, d.decision))
+        .collect();
 
     let mut wanted = vec![job.unit_column.clone()];
     wanted.extend(features.iter().map(|f| match f {

@@ -90,9 +90,7 @@ pub async fn ingest(
         RewardKey::Decision { .. } => None,
         RewardKey::Unit { run, .. } => {
             let run = crate::columns::checked_run_id(run)?;
-            let decisions = tokio::task::spawn_blocking(move || engine.run_decisions(&run))
-                .await
-                .map_err(|e| BatchError::Internal(format!("reading the decision log failed: {e}")))??;
+            let decisions = engine.run_decisions(&run).await?;
             if decisions.is_empty() {
                 return Err(BatchError::Invalid(format!(
                     "deployment '{}' has no decision of a run {:?}: name the run keel batch decide reported (--run-id)",

@@ -84,53 +84,100 @@ impl Deployment {
         Ok(())
     }
 
-    /// Every decision the batch run `run` logged, in log order, read from the log on disk
-    /// (what a writer is appending meanwhile may be left out; a damaged log is an error).
-    pub fn run_decisions(&self, run: &str) -> Result<Vec<RunDecision>> {
-        let mut variants: Vec<String> =
-            self.with_inner(|i| i.spec.variants.iter().map(|v| v.name.clone()).collect())?;
-        let mut found = Vec::new();
-        let mut revision = 0;
-        let read = read_log(&self.dir, 0, |event| {
-            match event {
-                Event::Revision { rev, .. } => revision = rev,
-                // Variant indices are those of the spec in force when the decision was made.
-                Event::Spec { spec, .. } => variants = spec.variants.iter().map(|v| v.name.clone()).collect(),
-                Event::Decision {
-                    id,
-                    unit: Some(unit),
-                    run: Some(r),
-                    v,
-                    p,
-                    pv,
-                    hold,
-                    ..
-                } if r == run => found.push(RunDecision {
-                    unit,
-                    decision: DecisionOut {
-                        decision_id: id.to_string(),
-                        deployment: self.name.clone(),
-                        variant: v.map_or_else(String::new, |v| {
-                            variants.get(v).cloned().unwrap_or_else(|| format!("#{v}"))
-                        }),
-                        no_action: v.is_none(),
-                        propensity: p,
-                        policy_version: pv,
-                        revision,
-                        control: hold,
-                        prediction: None,
-                        prediction_id: None,
-                        fallback: None,
-                        response: None,
-                    },
-                }),
-                _ => {}
+    /// Every decision the batch run `run` logged, in log order, read from the log: the file on
+    /// disk, or the rows in PostgreSQL on a PostgreSQL store (what a writer is appending
+    /// meanwhile may be left out; a damaged log is an error).
+    pub async fn run_decisions(self: &std::sync::Arc<Self>, run: &str) -> Result<Vec<RunDecision>> {
+        let variants: Vec<String> = self.with_inner(|i| i.spec.variants.iter().map(|v| v.name.clone()).collect())?;
+        let mut scan = RunScan {
+            deployment: &self.name,
+            run,
+            variants,
+            revision: 0,
+            found: Vec::new(),
+        };
+        if let Some(pg) = self.wal.pg() {
+            let mut after = 0;
+            loop {
+                let rows = crate::pglog::read_rows(pg.pool(), &self.name, after).await?;
+                let n = rows.len();
+                for row in rows {
+                    after = row.seq;
+                    scan.event(row.event);
+                }
+                if n < crate::pglog::BATCH {
+                    return Ok(scan.found);
+                }
             }
-            Ok(())
-        })?;
-        if let Some((path, damage)) = read.damage() {
-            return Err(damaged(path, damage));
         }
-        Ok(found)
+        let (me, run) = (self.clone(), run.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let mut scan = RunScan {
+                deployment: &me.name,
+                run: &run,
+                variants: scan.variants,
+                revision: 0,
+                found: Vec::new(),
+            };
+            let read = read_log(&me.dir, 0, |event| {
+                scan.event(event);
+                Ok(())
+            })?;
+            if let Some((path, damage)) = read.damage() {
+                return Err(damaged(path, damage));
+            }
+            Ok(scan.found)
+        })
+        .await
+        .map_err(|e| crate::DeploymentError::Log(format!("reading the decision log stopped: {e}")))?
+    }
+}
+
+/// The decisions of one batch run, gathered from a log read in order.
+struct RunScan<'a> {
+    deployment: &'a str,
+    run: &'a str,
+    /// The variants of the spec in force (a decision's variant index is one of them).
+    variants: Vec<String>,
+    revision: i64,
+    found: Vec<RunDecision>,
+}
+
+impl RunScan<'_> {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Revision { rev, .. } => self.revision = rev,
+            // Variant indices are those of the spec in force when the decision was made.
+            Event::Spec { spec, .. } => self.variants = spec.variants.iter().map(|v| v.name.clone()).collect(),
+            Event::Decision {
+                id,
+                unit: Some(unit),
+                run: Some(r),
+                v,
+                p,
+                pv,
+                hold,
+                ..
+            } if r == self.run => self.found.push(RunDecision {
+                unit,
+                decision: DecisionOut {
+                    decision_id: id.to_string(),
+                    deployment: self.deployment.to_owned(),
+                    variant: v.map_or_else(String::new, |v| {
+                        self.variants.get(v).cloned().unwrap_or_else(|| format!("#{v}"))
+                    }),
+                    no_action: v.is_none(),
+                    propensity: p,
+                    policy_version: pv,
+                    revision: self.revision,
+                    control: hold,
+                    prediction: None,
+                    prediction_id: None,
+                    fallback: None,
+                    response: None,
+                },
+            }),
+            _ => {}
+        }
     }
 }

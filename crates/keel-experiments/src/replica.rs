@@ -28,6 +28,7 @@ use crate::pglog::{Outcome, PgLog, pg_err, read_rows};
 use crate::snapshot::FromBytes;
 use crate::spec::DeploymentSpec;
 use crate::state::{Applied, Inner, apply_replicated, compatible};
+use crate::transition::carryable;
 use crate::wal::LogOptions;
 use crate::{DeploymentError, Result};
 
@@ -78,7 +79,13 @@ impl Deployment {
             crate::pglog::flush(&pool).await?;
         }
         let applied = inner.seq;
-        let reset = last_rev.is_some() && last_rev != Some(revision) && !compatible(&inner.spec, &spec);
+        // After the replay the state is under the spec its log last recorded (its `Spec`
+        // records), so a revision that changes the variants keeps or carries the learning as
+        // it does on a file log. (Logs written before spec records replay under `spec`.)
+        let reset = last_rev.is_some()
+            && last_rev != Some(revision)
+            && !compatible(&inner.spec, &spec)
+            && !carryable(&inner.spec, &spec);
         let inner = Arc::new(Mutex::new(inner));
         let pg = PgLog::start(pool, name, inner.clone(), applied, last_rev);
         let deployment = Deployment {
@@ -102,6 +109,14 @@ impl Deployment {
                     ts: now_ms(),
                     rev: revision,
                     reset,
+                };
+                inner.commit(&deployment.wal, &event)?;
+                // The spec in force from here, applied (kept, carried or afresh) when the
+                // applier reaches it, and by every replica and restart at the same place.
+                let event = Event::Spec {
+                    seq: inner.next_seq(),
+                    ts: now_ms(),
+                    spec: Box::new(spec.clone()),
                 };
                 inner.commit(&deployment.wal, &event)
             })??;

@@ -247,7 +247,7 @@ async fn a_damaged_row_stops_the_deployment_loudly_and_is_kept() {
         .fetch_one(&mut c)
         .await
         .expect("count");
-    assert_eq!(rows, 21, "one revision and 20 decisions, all kept");
+    assert_eq!(rows, 22, "one revision, its spec and 20 decisions, all kept");
 
     // A missing row (a gap) is refused too.
     sqlx::query(
@@ -287,44 +287,45 @@ async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
     let pool = store.postgres_pool().expect("a PostgreSQL store");
     let clean = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
     assert!(clean.is_ok(), "{clean:?}");
-    assert_eq!((clean.rows, clean.valid, clean.head), (25, 25, 25), "{clean:?}");
+    assert_eq!((clean.rows, clean.valid, clean.head), (26, 26, 26), "{clean:?}");
 
-    // One byte of row 10 changed behind the log's back.
+    // One byte of row 11 (a decision: the revision and its spec, then decision, reward, ...)
+    // changed behind the log's back.
     let mut c = PgConnection::connect(&db.url).await.expect("connect");
     let (before,): (String,) =
-        sqlx::query_as("SELECT body FROM deployment_log WHERE deployment = 'promo' AND seq = 10")
+        sqlx::query_as("SELECT body FROM deployment_log WHERE deployment = 'promo' AND seq = 11")
             .fetch_one(&mut c)
             .await
-            .expect("row 10");
+            .expect("row 11");
     sqlx::query(
-        "UPDATE deployment_log SET body = replace(body, '\"p\":', '\"p\": ') WHERE deployment = 'promo' AND seq = 10",
+        "UPDATE deployment_log SET body = replace(body, '\"p\":', '\"p\": ') WHERE deployment = 'promo' AND seq = 11",
     )
     .execute(&mut c)
     .await
-    .expect("damage row 10");
+    .expect("damage row 11");
     let found = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
     assert!(!found.is_ok());
-    assert_eq!(found.first_damage(), Some(10), "{found:?}");
-    assert_eq!((found.problems, found.valid), (1, 24), "{found:?}");
+    assert_eq!(found.first_damage(), Some(11), "{found:?}");
+    assert_eq!((found.problems, found.valid), (1, 25), "{found:?}");
     assert!(found.damage[0].reason.contains("checksum"), "{found:?}");
 
     // The deployment refuses to start, naming the row.
     let b = replica(&db, &tmp.path().join("b")).await;
     let failed = b.failed();
     assert!(
-        failed.len() == 1 && failed[0].reason.contains("damaged at seq 10"),
+        failed.len() == 1 && failed[0].reason.contains("damaged at seq 11"),
         "{failed:?}"
     );
     b.close();
 
-    // Repair from seq 10: rows 10..25 move aside, exactly as they were, under one repair id;
-    // the rewards they logged too; the head goes back to 9; the change log says who did it.
-    let done = keel_experiments::pgcheck::repair(&store, "promo", 10, "ana")
+    // Repair from seq 11: rows 11..26 move aside, exactly as they were, under one repair id;
+    // the rewards they logged too; the head goes back to 10; the change log says who did it.
+    let done = keel_experiments::pgcheck::repair(&store, "promo", 11, "ana")
         .await
         .expect("repair");
     assert_eq!(
         (done.moved_rows, done.head_before, done.head_after),
-        (16, 25, 9),
+        (16, 26, 10),
         "{done:?}"
     );
     assert!(done.after.is_ok(), "{:?}", done.after);
@@ -338,10 +339,10 @@ async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
     .expect("moved rows");
     assert_eq!(
         aside.iter().map(|r| r.0).collect::<Vec<_>>(),
-        (10..=25).collect::<Vec<i64>>()
+        (11..=26).collect::<Vec<i64>>()
     );
     assert_eq!(aside[0].1, before.replace("\"p\":", "\"p\": "), "kept as damaged");
-    // Rows 2..=9 are 4 decisions and their 4 rewards; rows 10..=25 hold 8 rewards.
+    // Rows 3..=10 are 4 decisions and their 4 rewards; rows 11..=26 hold 8 rewards.
     assert_eq!(done.moved_rewards, 8, "{done:?}");
     let (rewards,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM deployment_rewards WHERE deployment = 'promo'")
         .fetch_one(&mut c)
@@ -354,12 +355,12 @@ async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
         .find(|c| c.kind == "deployment.log_repaired")
         .expect("repair recorded");
     assert_eq!(change.actor, "ana");
-    assert_eq!(change.details["from_seq"], json!(10));
+    assert_eq!(change.details["from_seq"], json!(11));
     assert_eq!(change.details["moved_rows"], json!(16));
     assert_eq!(change.details["repair_id"], json!(done.repair_id));
 
     // A cut beyond the end, or at 0, is refused and changes nothing.
-    for bad in [0, 11] {
+    for bad in [0, 12] {
         let err = keel_experiments::pgcheck::repair(&store, "promo", bad, "ana")
             .await
             .expect_err("refused");
@@ -372,7 +373,7 @@ async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
     assert_eq!(counts(&d).iter().map(|c| c.1).sum::<u64>(), 4);
     d.decide("promo", Some("after-repair"), None).await.expect("decide");
     let again = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
-    assert!(again.is_ok() && again.last_seq == Some(10), "{again:?}");
+    assert!(again.is_ok() && again.last_seq == Some(11), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,9 +424,9 @@ async fn concurrent_traffic_on_both_replicas_is_logged_once_in_order_and_converg
         .postgres_pool()
         .expect("PostgreSQL");
     let found = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
-    // The revision, then every acknowledged decision and reward once, gap-free.
+    // The revision and its spec, then every acknowledged decision and reward once, gap-free.
     assert!(found.is_ok(), "{found:?}");
-    assert_eq!((found.rows, found.head), (1 + 640 * 2, 1 + 640 * 2), "{found:?}");
+    assert_eq!((found.rows, found.head), (2 + 640 * 2, 2 + 640 * 2), "{found:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,11 +438,130 @@ async fn a_replica_shut_down_leaves_a_snapshot_so_the_next_start_replays_nothing
     for i in 0..30 {
         a.decide("promo", Some(&format!("u{i}")), None).await.expect("decide");
     }
-    // No periodic snapshot (options()): only the one taken at shutdown.
+    // No periodic snapshot (options()): only the one taken at shutdown (after the revision
+    // and spec records and the 30 decisions).
     assert!(a.shutdown(Duration::from_secs(30)).await);
     let b = replica(&db, &tmp.path().join("b")).await;
     let opened = b.get("promo").expect("engine").opened();
-    assert_eq!(opened.snapshot, Some(31), "{opened:?}");
+    assert_eq!(opened.snapshot, Some(32), "{opened:?}");
     assert_eq!(opened.replayed, 0, "{opened:?}");
     assert_eq!(counts(&b).iter().map(|c| c.1).sum::<u64>(), 30);
+}
+
+/// The policy's distribution over the variants, by name (epsilon-greedy: no random draw).
+fn distribution(exps: &Deployments) -> Vec<(String, f64)> {
+    exps.get("promo")
+        .expect("engine")
+        .distribution(None, None)
+        .expect("distribution")
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_that_removes_a_variant_keeps_what_the_others_learned_on_every_replica() {
+    let db = Database::new().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let spec = |variants: &[&str]| {
+        json!({
+            "variants": variants.iter().map(|v| json!({"name": v})).collect::<Vec<_>>(),
+            "policy": {"type": "epsilon_greedy", "epsilon": 0.1},
+            "reward": {"kind": "binary", "min": 0, "max": 1, "window_seconds": 3600},
+            "seed": 5
+        })
+    };
+    let a = replica(&db, &tmp.path().join("a")).await;
+    a.spawn_upkeep();
+    a.apply("promo", &spec(&["a", "b", "c"]), "tester", None)
+        .await
+        .expect("apply");
+    let b = replica(&db, &tmp.path().join("b")).await;
+    b.spawn_upkeep();
+    // Only c converts: c becomes the greedy choice.
+    for i in 0..200 {
+        let d = a.decide("promo", Some(&format!("u{i}")), None).await.expect("decide");
+        let reward = f64::from(u8::from(d.variant == "c"));
+        let r = b
+            .feedback(
+                "promo",
+                &[RewardIn {
+                    decision_id: d.decision_id,
+                    reward,
+                }],
+            )
+            .await
+            .expect("feedback");
+        assert!(r[0].as_ref().expect("counted").counted);
+    }
+    converged(&a, &b).await;
+    let greedy = |d: &[(String, f64)]| {
+        d.iter()
+            .max_by(|x, y| x.1.total_cmp(&y.1))
+            .map(|(n, _)| n.clone())
+            .expect("a variant")
+    };
+    assert_eq!(greedy(&distribution(&a)), "c", "{:?}", distribution(&a));
+
+    // b is removed: c keeps what it learned (its index moves from 2 to 1).
+    a.apply("promo", &spec(&["a", "c"]), "tester", None)
+        .await
+        .expect("revision");
+    let live = distribution(&a);
+    assert_eq!(live.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+    assert_eq!(greedy(&live), "c", "{live:?}");
+    // The other replica reloads the revision from the shared log and agrees.
+    let mut reloaded = Vec::new();
+    for _ in 0..300 {
+        reloaded = distribution(&b);
+        if reloaded == live {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reloaded, live, "replica b after reloading the revision");
+    // A replica started afresh replays the whole log (no snapshot: options()) and agrees: the
+    // spec records tell it which variants the older decisions named.
+    let c = replica(&db, &tmp.path().join("c")).await;
+    assert_eq!(c.get("promo").expect("engine").opened().snapshot, None);
+    assert_eq!(distribution(&c), live, "a replica that replayed the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_runs_decisions_are_read_back_from_postgresql_on_any_replica() {
+    let db = Database::new().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = replica(&db, &tmp.path().join("a")).await;
+    a.apply("promo", &spec(), "tester", None).await.expect("apply");
+    let b = replica(&db, &tmp.path().join("b")).await;
+    let units: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+    let rows: Vec<keel_experiments::UnitContext<'_>> = units
+        .iter()
+        .map(|unit| keel_experiments::UnitContext { unit, context: None })
+        .collect();
+    let decided = a
+        .decide_many_now("promo", &rows, Some("week-1"))
+        .expect("decide")
+        .durable(&a)
+        .await
+        .expect("durable");
+    // Another run's and an online decision are not part of it.
+    a.decide_many_now("promo", &rows[..3], Some("week-2"))
+        .expect("decide")
+        .durable(&a)
+        .await
+        .expect("durable");
+    a.decide("promo", Some("c0"), None).await.expect("decide");
+    for replica in [&a, &b] {
+        let found = replica
+            .get("promo")
+            .expect("engine")
+            .run_decisions("week-1")
+            .await
+            .expect("read back");
+        assert_eq!(found.len(), 50);
+        for ((f, unit), d) in found.iter().zip(&units).zip(&decided) {
+            let d = d.as_ref().expect("decided");
+            assert_eq!((&f.unit, &f.decision.decision_id), (unit, &d.decision_id));
+            assert_eq!((&f.decision.variant, f.decision.propensity), (&d.variant, d.propensity));
+        }
+    }
 }
