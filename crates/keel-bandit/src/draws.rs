@@ -16,24 +16,35 @@ const MC_SEED: u64 = 0x6b65_656c_2d62_616e;
 /// among the actions `ok` allows (the others get 0 and take no draw).
 pub(crate) fn matching(posterior: &[(f64, f64)], version: u64, ok: impl Fn(usize) -> bool) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(mc_seed(version));
-    let mut wins = vec![0u32; posterior.len()];
+    // The eligible actions' scores, in action order: each draw takes one normal per eligible
+    // action in that order (the stream every earlier version drew, so the same state and
+    // context give the same distribution), and the first of the largest wins (NaN never).
+    let eligible: Vec<(usize, f64, f64)> = posterior
+        .iter()
+        .enumerate()
+        .filter(|(a, _)| ok(*a))
+        .map(|(a, (m, s))| (a, *m, *s))
+        .collect();
+    // Wins counted in place of the shares (whole numbers are exact in f64).
+    let mut shares = vec![0.0; posterior.len()];
+    let first = eligible.first().map_or(0, |e| e.0);
     for _ in 0..LINEAR_THOMPSON_DRAWS {
-        let best = argmax_among(
-            posterior.iter().enumerate().map(|(a, (m, s))| {
-                if ok(a) {
-                    let z: f64 = rng.sample(StandardNormal);
-                    m + s * z
-                } else {
-                    f64::NEG_INFINITY
-                }
-            }),
-            &ok,
-        );
-        wins[best] += 1;
+        let mut best = first;
+        let mut best_value = f64::NEG_INFINITY;
+        for &(a, m, s) in &eligible {
+            let z: f64 = rng.sample(StandardNormal);
+            let value = m + s * z;
+            if value > best_value {
+                best = a;
+                best_value = value;
+            }
+        }
+        shares[best] += 1.0;
     }
-    wins.iter()
-        .map(|w| f64::from(*w) / LINEAR_THOMPSON_DRAWS as f64)
-        .collect()
+    for p in &mut shares {
+        *p /= LINEAR_THOMPSON_DRAWS as f64;
+    }
+    shares
 }
 
 pub(crate) fn mc_seed(version: u64) -> u64 {
@@ -63,4 +74,64 @@ pub(crate) fn argmax_among(values: impl Iterator<Item = f64>, ok: impl Fn(usize)
         }
     }
     best.unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Probability matching as keel 0.1 wrote it: the reference the faster loop must equal.
+    fn matching_reference(posterior: &[(f64, f64)], version: u64, ok: impl Fn(usize) -> bool) -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(mc_seed(version));
+        let mut wins = vec![0u32; posterior.len()];
+        for _ in 0..LINEAR_THOMPSON_DRAWS {
+            let best = argmax_among(
+                posterior.iter().enumerate().map(|(a, (m, s))| {
+                    if ok(a) {
+                        let z: f64 = rng.sample(StandardNormal);
+                        m + s * z
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                }),
+                &ok,
+            );
+            wins[best] += 1;
+        }
+        wins.iter()
+            .map(|w| f64::from(*w) / LINEAR_THOMPSON_DRAWS as f64)
+            .collect()
+    }
+
+    #[test]
+    fn matching_draws_the_same_distribution_as_before() {
+        let mut rng = ChaCha8Rng::seed_from_u64(23);
+        for case in 0..2000u64 {
+            let k = rng.random_range(1..9usize);
+            // Close means (the draws decide), far means (one action wins them all), zero
+            // spread, a NaN now and then, and ties (the first of the largest wins).
+            let mut posterior: Vec<(f64, f64)> = (0..k)
+                .map(|_| {
+                    let u: f64 = rng.random();
+                    let mean = if u < 0.05 {
+                        f64::NAN
+                    } else {
+                        rng.random_range(-2.0..2.0)
+                    };
+                    let sd = if u > 0.9 { 0.0 } else { rng.random_range(0.0..1.0) };
+                    (mean, sd)
+                })
+                .collect();
+            if case % 5 == 0 {
+                posterior = vec![(0.5, 0.0); k];
+            }
+            let mut eligible: Vec<bool> = (0..k).map(|_| rng.random::<f64>() < 0.7).collect();
+            if case % 2 == 0 {
+                eligible[rng.random_range(0..k)] = true;
+            }
+            let got = matching(&posterior, case, |a| eligible[a]);
+            let want = matching_reference(&posterior, case, |a| eligible[a]);
+            assert_eq!(got, want, "case {case}: {posterior:?} {eligible:?}");
+        }
+    }
 }

@@ -417,7 +417,7 @@ impl PolicyState {
                 (None, Some(l)) => (&l.mean, &l.cov),
                 (None, None) => return Err(BanditError::Numerical("shared policy without its model".into())),
             };
-            return Ok(crate::shared::scores(w, s, &x, af));
+            return Ok(crate::shared::scores(w, s, &x, af, ok));
         }
         let score = |a: usize| match (linear, logistic) {
             (Some(l), _) => Ok(l.mean_and_quad(a, &x)),
