@@ -24,6 +24,10 @@
 //!   the log-odds, so the argmax is the same) and follows the same contract: the logged
 //!   propensity is exactly the distribution sampled from, which estimates the Thompson
 //!   distribution with a standard error of at most `sqrt(0.25 / 64) = 0.0625` per action.
+//!   The draws of one version do not depend on the context (draw `r` over `n` eligible actions
+//!   takes the normals `r n .. (r + 1) n` of the version's stream), so the state keeps the
+//!   normals drawn so far until the next update and the decides of a version reuse them,
+//!   with the same result bit for bit (not saved: a restored state draws them again).
 //! - Logistic TS keeps, per action, a Gaussian posterior `N(m_a, S_a)` updated by an online
 //!   Laplace approximation (Chapelle & Li 2011, with a full covariance): the exact mode of the
 //!   old posterior times the new observation's likelihood (a one-dimensional Newton solve along
