@@ -17,11 +17,21 @@ const MC_SEED: u64 = 0x6b65_656c_2d62_616e;
 /// so with `n` eligible actions draw `r` takes the normals `r n .. (r + 1) n` of the stream
 /// whatever the context: every decide of a version reads the same prefix, and the result is
 /// the same bit for bit as drawing it anew. An update (a new version) starts a new stream.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Normals {
     version: u64,
     stream: Option<ChaCha8Rng>,
     z: Vec<f64>,
+}
+
+impl std::fmt::Debug for Normals {
+    // The version and how many are kept, not the numbers (a state's debug output stays short).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Normals")
+            .field("version", &self.version)
+            .field("kept", &self.z.len())
+            .finish()
+    }
 }
 
 impl Normals {
