@@ -8,6 +8,11 @@
 //! and eligible set (every action eligible with probability 0.8, at least one) from pre-drawn
 //! pools, so the measured loop only decides.
 //!
+//! A policy keeps the Thompson normals of its version between decides, so a decide right
+//! after an update draws them anew: the `*_after_update` rows update the policy (with the
+//! reward of the action it chose) before every decide and time the decides only, as a server
+//! whose feedback arrives as fast as its decisions would see.
+//!
 //! Run: `cargo bench -p keel-bandit --bench adf`. Criterion reports the time per decide; a
 //! table of decides per second and the ratio to the per-action policy is printed at the end.
 
@@ -119,6 +124,14 @@ fn policies() -> Vec<(&'static str, bool, bool)> {
     ]
 }
 
+/// The policies of the `*_after_update` rows: (name, shared); all with eligibility.
+fn after_update() -> Vec<(&'static str, bool)> {
+    vec![
+        ("per_action_eligible_after_update", false),
+        ("shared_eligible_after_update", true),
+    ]
+}
+
 fn warmed(shared: bool, s: &Shape, world: &World) -> PolicyState {
     let mut state = if shared {
         PolicyState::with_action_features(config(true), s.d, world.actions.clone()).expect("valid")
@@ -156,6 +169,27 @@ fn throughput(budget: Duration, mut f: impl FnMut(usize) -> usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Decides per second of decides that each follow an update (the updates not timed).
+fn throughput_after_update(budget: Duration, state: &mut PolicyState, world: &World, rng: &mut ChaCha8Rng) -> f64 {
+    let start = Instant::now();
+    let mut deciding = Duration::ZERO;
+    let mut n = 0usize;
+    let mut action = 0;
+    while start.elapsed() < budget {
+        for _ in 0..100 {
+            let x = &world.contexts[n % POOL];
+            state
+                .update(action, Some(x), world.rewards[n % POOL][action])
+                .expect("update");
+            let t = Instant::now();
+            action = black_box(decide(state, world, n + 1, true, rng));
+            deciding += t.elapsed();
+            n += 1;
+        }
+    }
+    n as f64 / deciding.as_secs_f64()
+}
+
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let worlds: Vec<World> = SHAPES.iter().map(World::new).collect();
@@ -183,13 +217,19 @@ fn main() {
             "\ndecides per second, {} (K = {}, d = {}, action features {}; one core)",
             s.name, s.k, s.d, s.m
         );
-        println!("{:<22} {:>14} {:>22}", "policy", "decides/s", "vs per_action");
+        println!("{:<32} {:>14} {:>14}", "policy", "decides/s", "vs per_action");
         let mut anchor = None;
         for (name, shared, eligible) in policies() {
             let mut state = warmed(shared, s, world);
             let rate = throughput(budget, |i| decide(&mut state, world, i, eligible, &mut rng));
             let base = *anchor.get_or_insert(rate);
-            println!("{name:<22} {rate:>14.0} {:>22.2}", rate / base);
+            println!("{name:<32} {rate:>14.0} {:>14.2}", rate / base);
+        }
+        for (name, shared) in after_update() {
+            let mut state = warmed(shared, s, world);
+            let rate = throughput_after_update(budget, &mut state, world, &mut rng);
+            let base = anchor.unwrap_or(rate);
+            println!("{name:<32} {rate:>14.0} {:>14.2}", rate / base);
         }
     }
 }

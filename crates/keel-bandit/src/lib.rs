@@ -24,6 +24,10 @@
 //!   the log-odds, so the argmax is the same) and follows the same contract: the logged
 //!   propensity is exactly the distribution sampled from, which estimates the Thompson
 //!   distribution with a standard error of at most `sqrt(0.25 / 64) = 0.0625` per action.
+//!   The draws of one version do not depend on the context (draw `r` over `n` eligible actions
+//!   takes the normals `r n .. (r + 1) n` of the version's stream), so the state keeps the
+//!   normals drawn so far until the next update and the decides of a version reuse them,
+//!   with the same result bit for bit (not saved: a restored state draws them again).
 //! - Logistic TS keeps, per action, a Gaussian posterior `N(m_a, S_a)` updated by an online
 //!   Laplace approximation (Chapelle & Li 2011, with a full covariance): the exact mode of the
 //!   old posterior times the new observation's likelihood (a one-dimensional Newton solve along
@@ -51,9 +55,12 @@
 //!   times the action's features (a leading 1, so the context's own effect is learned too), of
 //!   dimension `(d + 1)(m + 1)`. An action is only its features, so a new action scores from
 //!   what the others taught the model, and the state does not depend on the number of actions
-//!   ([`PolicyState::carry`] keeps it across a change of the action set). Scoring every action
-//!   costs one contraction of the covariance with the context, `(nnz(x)(m + 1))^2`, then
-//!   `(m + 1)^2` per action (`shared.rs`), instead of `K` quadratic forms of size `D^2`.
+//!   ([`PolicyState::carry`] keeps it across a change of the action set). Scoring the eligible
+//!   actions costs one contraction of the covariance with the context, `nnz(x)^2` per entry of
+//!   the `(m + 1) x (m + 1)` result that some eligible action needs (both of its features
+//!   non-zero: few for one-hot action features), then `nnz(a)^2` per action (`shared.rs`),
+//!   instead of `K` quadratic forms of size `D^2`; the result equals the dense contraction's
+//!   bit for bit.
 //! - Eligibility ([`PolicyState::probabilities_among`]): the policy decides among the eligible
 //!   actions as if the others did not exist, so the logged distribution is over that set.
 //! - [`sticky_unit`] hashes with XXH3-64 (a published, versioned spec), never with std's hasher,

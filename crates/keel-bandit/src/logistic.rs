@@ -88,36 +88,55 @@ impl LogisticModel {
     /// forgets towards the prior (precision `gamma P + (1 - gamma) P_0`, mean so that
     /// `P m` shrinks by `gamma`), which costs O(actions * dim^3). Unchanged on error.
     pub(crate) fn update(&mut self, action: usize, x: &[f64], y: f64, gamma: f64, prior_variance: f64) -> Result<()> {
+        if gamma < 1.0 {
+            // Forgetting changes every action before the observation can fail: on a copy.
+            let mut next = self.clone();
+            next.forget(gamma, prior_variance)?;
+            next.observe(action, x, y)?;
+            *self = next;
+            return Ok(());
+        }
+        // Every check comes before the first change, so no copy of the model is needed.
+        self.observe(action, x, y)
+    }
+
+    /// Discounts every action's posterior towards the prior (see [`update`](Self::update)).
+    fn forget(&mut self, gamma: f64, prior_variance: f64) -> Result<()> {
         let dim = self.dim;
         let n = dim * dim;
-        let mut next = self.clone();
-        if gamma < 1.0 {
-            let Some(precision) = next.precision.as_mut() else {
-                return Err(BanditError::Numerical(
-                    "discounted logistic model without its precision".into(),
-                ));
-            };
-            // b = P m per action, then both forget, then m = P^-1 b.
-            let mut b: Vec<f64> = (0..next.mean.len() / dim)
-                .flat_map(|k| {
-                    let p = &precision[k * n..(k + 1) * n];
-                    let m = &next.mean[k * dim..(k + 1) * dim];
-                    p.chunks_exact(dim).map(|row| dot(row, m)).collect::<Vec<_>>()
-                })
-                .collect();
-            forget(precision, &mut b, dim, gamma, 1.0 / prior_variance);
-            for k in 0..b.len() / dim {
-                let inv = spd_inverse(&precision[k * n..(k + 1) * n], dim)?;
-                for (mi, row) in next.mean[k * dim..(k + 1) * dim].iter_mut().zip(inv.chunks_exact(dim)) {
-                    *mi = dot(row, &b[k * dim..(k + 1) * dim]);
-                }
-                next.cov[k * n..(k + 1) * n].copy_from_slice(&inv);
+        let Some(precision) = self.precision.as_mut() else {
+            return Err(BanditError::Numerical(
+                "discounted logistic model without its precision".into(),
+            ));
+        };
+        // b = P m per action, then both forget, then m = P^-1 b.
+        let mut b: Vec<f64> = (0..self.mean.len() / dim)
+            .flat_map(|k| {
+                let p = &precision[k * n..(k + 1) * n];
+                let m = &self.mean[k * dim..(k + 1) * dim];
+                p.chunks_exact(dim).map(|row| dot(row, m)).collect::<Vec<_>>()
+            })
+            .collect();
+        forget(precision, &mut b, dim, gamma, 1.0 / prior_variance);
+        for k in 0..b.len() / dim {
+            let inv = spd_inverse(&precision[k * n..(k + 1) * n], dim)?;
+            for (mi, row) in self.mean[k * dim..(k + 1) * dim].iter_mut().zip(inv.chunks_exact(dim)) {
+                *mi = dot(row, &b[k * dim..(k + 1) * dim]);
             }
+            self.cov[k * n..(k + 1) * n].copy_from_slice(&inv);
         }
-        let cov = &mut next.cov[action * n..(action + 1) * n];
+        Ok(())
+    }
+
+    /// The Laplace step for one observation; checks everything before changing anything, so
+    /// the model is unchanged on error.
+    fn observe(&mut self, action: usize, x: &[f64], y: f64) -> Result<()> {
+        let dim = self.dim;
+        let n = dim * dim;
+        let cov = &mut self.cov[action * n..(action + 1) * n];
         let sx: Vec<f64> = cov.chunks_exact(dim).map(|row| dot(row, x)).collect();
         let s = dot(x, &sx).max(0.0);
-        let mean = &mut next.mean[action * dim..(action + 1) * dim];
+        let mean = &mut self.mean[action * dim..(action + 1) * dim];
         let eta0 = dot(mean, x);
         let eta = mode(eta0, s, y);
         let residual = y - sigmoid(eta);
@@ -135,14 +154,13 @@ impl LogisticModel {
                 *cell -= ui * uj;
             }
         }
-        if let Some(p) = next.precision.as_mut() {
+        if let Some(p) = self.precision.as_mut() {
             for (row, xi) in p[action * n..(action + 1) * n].chunks_exact_mut(dim).zip(x) {
                 for (cell, xj) in row.iter_mut().zip(x) {
                     *cell += curvature * xi * xj;
                 }
             }
         }
-        *self = next;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::PolicyConfig;
-use crate::draws::{argmax_among, matching};
+use crate::draws::{Normals, argmax_among, matching};
 use crate::error::{BanditError, Result};
 use crate::linear::LinearModel;
 use crate::logistic::LogisticModel;
@@ -104,6 +104,10 @@ pub struct PolicyState {
     /// Every action's features, for a policy whose one model is shared by every action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) action_features: Option<Vec<Vec<f64>>>,
+    /// The Thompson normals of the current version, kept between decides (not saved: a restored
+    /// state draws them again, the same ones).
+    #[serde(skip)]
+    pub(crate) normals: Normals,
 }
 
 /// The serialized form of [`PolicyState`], checked before use.
@@ -196,6 +200,7 @@ impl TryFrom<StateRepr> for PolicyState {
             logistic: r.logistic,
             sampled: r.sampled,
             action_features: r.action_features,
+            normals: Normals::default(),
         })
     }
 }
@@ -264,6 +269,7 @@ impl PolicyState {
             logistic,
             sampled: None,
             action_features,
+            normals: Normals::default(),
         };
         state.refresh_sampled(true)?;
         Ok(state)
@@ -383,7 +389,7 @@ impl PolicyState {
                     .into_iter()
                     .map(|(mean, quad)| (mean, v * quad.sqrt()))
                     .collect();
-                matching(&posterior, self.updates, ok)
+                matching(&posterior, self.updates, ok, &mut self.normals)
             }
             PolicyConfig::Contextual {} => {
                 return Err(BanditError::Numerical("'contextual' was not resolved".to_string()));
@@ -417,7 +423,7 @@ impl PolicyState {
                 (None, Some(l)) => (&l.mean, &l.cov),
                 (None, None) => return Err(BanditError::Numerical("shared policy without its model".into())),
             };
-            return Ok(crate::shared::scores(w, s, &x, af));
+            return Ok(crate::shared::scores(w, s, &x, af, ok));
         }
         let score = |a: usize| match (linear, logistic) {
             (Some(l), _) => Ok(l.mean_and_quad(a, &x)),

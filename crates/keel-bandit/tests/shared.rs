@@ -191,3 +191,36 @@ fn per_action_models_keep_the_actions_that_continue() {
         serde_json::from_str::<PolicyState>(&json).expect("a carried state is a valid state");
     }
 }
+
+#[test]
+fn decides_between_updates_give_what_a_fresh_state_gives() {
+    // A state keeps the Thompson normals of its version between decides; a state restored
+    // from its JSON keeps none and draws them again: every distribution must be the same,
+    // for any context and eligible set, before and after updates.
+    let actions = vec![
+        vec![1.0, 0.0, 0.2],
+        vec![0.0, 1.0, 0.2],
+        vec![1.0, 0.0, 0.0],
+        vec![0.0, 1.0, 0.7],
+    ];
+    let mut shared = PolicyState::with_action_features(logistic(true), 1, actions.clone()).expect("ok");
+    let mut per = PolicyState::new(logistic(false), actions.len(), 1).expect("ok");
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for state in [&mut shared, &mut per] {
+        train(state, &actions, 300, 4);
+        for round in 0..5 {
+            for _ in 0..40 {
+                let x = [rng.random_range(-1.0..1.0)];
+                let mut mask: Vec<bool> = (0..actions.len()).map(|_| rng.random::<f64>() < 0.6).collect();
+                mask[rng.random_range(0..actions.len())] = true;
+                let live = state.probabilities_among(Some(&x), Some(&mask)).expect("ok");
+                let json = serde_json::to_string(&*state).expect("ok");
+                let mut fresh: PolicyState = serde_json::from_str(&json).expect("ok");
+                let want = fresh.probabilities_among(Some(&x), Some(&mask)).expect("ok");
+                assert_eq!(live, want, "round {round}, context {x:?}, eligible {mask:?}");
+            }
+            let x = [rng.random_range(-1.0..1.0)];
+            state.update(round % actions.len(), Some(&x), 1.0).expect("ok");
+        }
+    }
+}
