@@ -471,20 +471,6 @@ pub(crate) fn read_log(
     Ok(read)
 }
 
-/// Every valid event of a deployment's log, from its first segment (offline readers: OPE);
-/// an error naming the file and offset if it is damaged.
-pub(crate) fn read_all_events(deployment_dir: &Path) -> Result<Vec<Event>> {
-    let mut events = Vec::new();
-    let read = read_log(deployment_dir, 0, |e| {
-        events.push(e);
-        Ok(())
-    })?;
-    match read.damage() {
-        Some((path, d)) => Err(damaged(path, d)),
-        None => Ok(events),
-    }
-}
-
 /// Checks the log at `path` without changing it (`keel deployment verify`).
 pub fn check(path: &Path) -> Result<LogCheck> {
     scan(path, |_| Ok(()))

@@ -111,18 +111,6 @@ impl std::fmt::Debug for Wal {
     }
 }
 
-/// Every valid event of a log as JSON values (offline readers: OPE); an error naming the
-/// offset if the log is damaged, with the byte length of the valid records. A torn tail is
-/// left out.
-pub fn read_events(deployment_dir: &Path) -> Result<Vec<serde_json::Value>> {
-    let events = crate::logfile::read_all_events(deployment_dir)?;
-    let values = events
-        .iter()
-        .map(|e| serde_json::to_value(e).map_err(|e| DeploymentError::Log(format!("encoding event: {e}"))))
-        .collect::<Result<_>>()?;
-    Ok(values)
-}
-
 /// How a deployment's log is kept: durability, segment size, snapshot cadence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOptions {

@@ -29,13 +29,21 @@ pub fn decision_log_dir(home: &Path, name: &str) -> PathBuf {
 /// feedback: rewarded decisions of the serving variants, with the propensity they were
 /// logged with and their encoded context.
 pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> Result<LoggedBandit> {
-    let events = crate::logfile::read_all_events(path)?;
-    logged_bandit(events, spec, path)
+    let mut scan = LogScan::new(spec);
+    let read = crate::logfile::read_log(path, 0, |event| {
+        scan.event(event);
+        Ok(())
+    })?;
+    if let Some((file, damage)) = read.damage() {
+        return Err(crate::logfile::damaged(file, damage).into());
+    }
+    scan.finish(path)
 }
 
 /// Deployment `name`'s decision log as logged bandit feedback, wherever it lives: in
 /// PostgreSQL when `store` is a PostgreSQL store (the log replicas share), else in the
-/// deployment's folder under `home` (see [`deployment_log`]).
+/// deployment's folder under `home` (see [`deployment_log`]). The log is read as a stream:
+/// memory holds the rewarded decisions, not the log.
 pub async fn deployment_log_in(
     store: &keel_store::Store,
     home: &Path,
@@ -44,8 +52,20 @@ pub async fn deployment_log_in(
 ) -> Result<LoggedBandit> {
     match store.postgres_pool() {
         Some(pool) => {
-            let events = crate::pglog::read_all(&pool, name).await?;
-            logged_bandit(events, spec, Path::new(&format!("postgres:deployment_log/{name}")))
+            let mut scan = LogScan::new(spec);
+            let mut after = 0;
+            loop {
+                let rows = crate::pglog::read_rows(&pool, name, after).await?;
+                let n = rows.len();
+                for row in rows {
+                    after = row.seq;
+                    scan.event(row.event);
+                }
+                if n < crate::pglog::BATCH {
+                    break;
+                }
+            }
+            scan.finish(Path::new(&format!("postgres:deployment_log/{name}")))
         }
         None => {
             let (dir, spec) = (decision_log_dir(home, name), spec.clone());
@@ -56,82 +76,123 @@ pub async fn deployment_log_in(
     }
 }
 
-fn logged_bandit(events: Vec<Event>, spec: &DeploymentSpec, path: &Path) -> Result<LoggedBandit> {
-    let arms = spec.arms();
-    // A variant of the spec a decision was logged under -> the arm of `spec` of the same name.
-    let mapping = |then: &DeploymentSpec| -> Vec<Option<usize>> {
+/// arm, propensity, context, eligible arms (empty: all)
+type Logged = (usize, f64, Vec<f64>, Vec<usize>);
+
+/// A log read in order into logged bandit feedback: rewarded decisions of the serving variants,
+/// each under the variants of the spec it was logged with, mapped to `spec`'s arms by name.
+struct LogScan<'a> {
+    spec: &'a DeploymentSpec,
+    arms: Vec<usize>,
+    /// A variant of the spec in force -> the arm of `spec` of the same name.
+    to_arm: Vec<Option<usize>>,
+    /// Arms that existed when the decision was made; empty: all of `spec`'s.
+    present: Vec<usize>,
+    decisions: HashMap<uuid::Uuid, Logged>,
+    /// The decision with its reward.
+    rounds: Vec<(f64, Logged)>,
+}
+
+impl<'a> LogScan<'a> {
+    fn new(spec: &'a DeploymentSpec) -> LogScan<'a> {
+        let arms = spec.arms();
+        let mut scan = LogScan {
+            spec,
+            arms,
+            to_arm: Vec::new(),
+            present: Vec::new(),
+            decisions: HashMap::new(),
+            rounds: Vec::new(),
+        };
+        // Logs without `Spec` events were written under one set of variants: `spec`'s.
+        scan.to_arm = scan.mapping(spec);
+        scan
+    }
+
+    fn mapping(&self, then: &DeploymentSpec) -> Vec<Option<usize>> {
         then.variants
             .iter()
             .map(|v| {
-                spec.variant_index(&v.name)
-                    .and_then(|i| arms.iter().position(|a| *a == i))
+                self.spec
+                    .variant_index(&v.name)
+                    .and_then(|i| self.arms.iter().position(|a| *a == i))
                     .filter(|_| !v.shadow)
             })
             .collect()
-    };
-    // Logs without `Spec` events were written under one set of variants: `spec`'s.
-    let mut to_arm = mapping(spec);
-    // Arms that existed when the decision was made; empty: all of `spec`'s.
-    let mut present: Vec<usize> = Vec::new();
-    // arm, propensity, context, eligible arms (empty: all)
-    type Logged = (usize, f64, Vec<f64>, Vec<usize>);
-    let mut decisions: HashMap<uuid::Uuid, Logged> = HashMap::new();
-    // the decision with its reward
-    let mut rounds: Vec<(f64, Logged)> = Vec::new();
-    for event in events {
+    }
+
+    fn event(&mut self, event: Event) {
         match event {
             Event::Spec { spec: then, .. } => {
-                to_arm = mapping(&then);
-                let mut now: Vec<usize> = then.arms().iter().filter_map(|v| to_arm[*v]).collect();
+                self.to_arm = self.mapping(&then);
+                let mut now: Vec<usize> = then.arms().iter().filter_map(|v| self.to_arm[*v]).collect();
                 now.sort_unstable();
                 // A decision made while some of today's variants did not exist was made among
                 // the others: that is its eligible set.
-                present = if now.len() == arms.len() { Vec::new() } else { now };
+                self.present = if now.len() == self.arms.len() { Vec::new() } else { now };
             }
             Event::Decision { id, v, p, x, el, .. } => {
                 // No-action decisions (a no-action control group) are not the logging
                 // policy's: they are left out, like decisions of non-serving variants and of
                 // variants `spec` no longer has.
-                if let Some(arm) = v.and_then(|v| to_arm.get(v).copied().flatten()) {
+                if let Some(arm) = v.and_then(|v| self.to_arm.get(v).copied().flatten()) {
                     // `el` holds variant indices; OPE works on arms (serving variants).
                     let mut eligible: Vec<usize> = el
                         .iter()
-                        .filter_map(|variant| to_arm.get(*variant).copied().flatten())
+                        .filter_map(|variant| self.to_arm.get(*variant).copied().flatten())
                         .collect();
                     if eligible.is_empty() {
-                        eligible.clone_from(&present);
+                        eligible.clone_from(&self.present);
                     }
-                    decisions.insert(id, (arm, p, x, eligible));
+                    self.decisions.insert(id, (arm, p, x, eligible));
                 }
             }
             Event::Reward { id, r, .. } => {
-                if let Some(decision) = decisions.remove(&id) {
-                    rounds.push((r, decision));
+                if let Some(decision) = self.decisions.remove(&id) {
+                    self.rounds.push((r, decision));
                 }
             }
             Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
         }
     }
-    if rounds.is_empty() {
-        return Err(OfflineError::NoRewardedDecisions {
-            path: path.to_path_buf(),
-        });
+
+    fn finish(self, path: &Path) -> Result<LoggedBandit> {
+        if self.rounds.is_empty() {
+            return Err(OfflineError::NoRewardedDecisions {
+                path: path.to_path_buf(),
+            });
+        }
+        let n = self.rounds.len();
+        let has_context = self.rounds.iter().all(|(_, d)| !d.2.is_empty());
+        let has_eligible = self.rounds.iter().any(|(_, d)| !d.3.is_empty());
+        let mut actions = Vec::with_capacity(n);
+        let mut rewards = Vec::with_capacity(n);
+        let mut propensities = Vec::with_capacity(n);
+        let mut contexts = Vec::with_capacity(if has_context { n } else { 0 });
+        let mut eligible = Vec::with_capacity(if has_eligible { n } else { 0 });
+        for (r, (arm, p, x, el)) in self.rounds {
+            actions.push(arm);
+            rewards.push(r);
+            propensities.push(p);
+            if has_context {
+                contexts.push(x);
+            }
+            if has_eligible {
+                eligible.push(el);
+            }
+        }
+        Ok(LoggedBandit {
+            n_actions: self.arms.len(),
+            actions,
+            rewards,
+            propensities,
+            positions: None,
+            contexts: has_context.then_some(contexts),
+            timestamps: None,
+            eligible: has_eligible.then_some(eligible),
+            action_features: self.spec.action_feature_rows()?,
+        })
     }
-    let has_context = rounds.iter().all(|(_, d)| !d.2.is_empty());
-    Ok(LoggedBandit {
-        n_actions: arms.len(),
-        actions: rounds.iter().map(|(_, d)| d.0).collect(),
-        rewards: rounds.iter().map(|(r, _)| *r).collect(),
-        propensities: rounds.iter().map(|(_, d)| d.1).collect(),
-        positions: None,
-        contexts: has_context.then(|| rounds.iter().map(|(_, d)| d.2.clone()).collect()),
-        timestamps: None,
-        eligible: rounds
-            .iter()
-            .any(|(_, d)| !d.3.is_empty())
-            .then(|| rounds.iter().map(|(_, d)| d.3.clone()).collect()),
-        action_features: spec.action_feature_rows()?,
-    })
 }
 
 /// A candidate's estimated value on the evaluated part of a log.

@@ -178,7 +178,8 @@ pub(super) fn rewarded_decisions<T>(
     let mut pending: HashMap<uuid::Uuid, T> = HashMap::new();
     let mut rewarded = Vec::new();
     let mut variants: Option<Vec<String>> = None;
-    for event in crate::logfile::read_all_events(dir)? {
+    // Read as a stream: memory holds the rewarded decisions kept, not the log.
+    let read = crate::logfile::read_log(dir, 0, |event| {
         match event {
             Event::Revision { reset: true, .. } => {
                 pending.clear();
@@ -208,6 +209,10 @@ pub(super) fn rewarded_decisions<T>(
             }
             Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
         }
+        Ok(())
+    })?;
+    if let Some((file, damage)) = read.damage() {
+        return Err(crate::logfile::damaged(file, damage).into());
     }
     Ok(rewarded)
 }

@@ -179,24 +179,6 @@ pub(crate) async fn read_range(pool: &PgPool, deployment: &str, after: u64, thro
     Ok(out)
 }
 
-/// Every event of deployment `deployment`'s log in PostgreSQL, checked, in order (offline
-/// readers: OPE); an error at the first damaged row.
-pub(crate) async fn read_all(pool: &PgPool, deployment: &str) -> Result<Vec<Event>> {
-    let mut events = Vec::new();
-    let mut after = 0;
-    loop {
-        let rows = read_rows(pool, deployment, after).await?;
-        let n = rows.len();
-        for row in rows {
-            after = row.seq;
-            events.push(row.event);
-        }
-        if n < BATCH {
-            return Ok(events);
-        }
-    }
-}
-
 /// Makes everything committed so far durable: a transaction that writes one WAL record (a
 /// transactional logical message, which no table keeps) and commits synchronously, so its
 /// commit waits until the WAL is flushed past its record, and so past every commit before it,
