@@ -109,7 +109,11 @@ fn logged_bandit(events: Vec<Event>, spec: &DeploymentSpec, path: &Path) -> Resu
                     rounds.push((r, decision));
                 }
             }
-            Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
+            Event::Revision { .. }
+            | Event::Pause { .. }
+            | Event::CanaryStep { .. }
+            | Event::Output { .. }
+            | Event::Metrics { .. } => {}
         }
     }
     if rounds.is_empty() {
