@@ -2,7 +2,7 @@
 //! connection is not held to one round trip per decision.
 //!
 //! `POST /v1/deployments/{name}/decide:batch` `{"requests": [decide body, ...]}` and
-//! `POST /v1/deployments/{name}/feedback:batch` `{"events": [{decision_id, reward}, ...]}`
+//! `POST /v1/deployments/{name}/feedback:batch` `{"events": [{decision_id, reward, metrics}, ...]}`
 //! answer one result per item, in order and carrying its `index`: the decision (or the
 //! reward's outcome), or the item's own `error` and `code`. A bad item never fails or loses the
 //! others. Every decision is logged durably before the answer, exactly as a single decide
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use keel_auth::Scope;
-use keel_experiments::{DecideRequest, DecisionOut, DeploymentError, Deployments, RewardIn, UnitContext};
+use keel_experiments::{DecideRequest, DecisionOut, DeploymentError, Deployments, FeedbackIn, UnitContext};
 use keel_types::{ErrorKind, KeelError};
 use serde_json::value::RawValue;
 
@@ -211,18 +211,18 @@ async fn deprecated_feedback_batch(State(s): State<BatchState>, Path(name): Path
 async fn feedback_items(experiments: &Deployments, name: &str, body: &[u8]) -> BatchResult<Response> {
     let raw = items(body, "events")?;
     experiments.get(name)?;
-    let parsed: Vec<Result<RewardIn, DeploymentError>> = raw
+    let parsed: Vec<Result<FeedbackIn, DeploymentError>> = raw
         .iter()
         .map(|r| {
-            serde_json::from_str::<RewardIn>(r.get()).map_err(|e| {
+            serde_json::from_str::<FeedbackIn>(r.get()).map_err(|e| {
                 DeploymentError::InvalidRequest(format!(
-                    "malformed feedback: {e}; send {{\"decision_id\": \"...\", \"reward\": 1.0}}"
+                    "malformed feedback: {e}; send {{\"decision_id\": \"...\", \"reward\": 1.0}} and/or \"metrics\": {{\"NAME\": VALUE}}"
                 ))
             })
         })
         .collect();
-    let good: Vec<RewardIn> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let mut outcomes = experiments.feedback(name, &good).await?.into_iter();
+    let good: Vec<FeedbackIn> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let mut outcomes = experiments.feedback_items(name, &good).await?.into_iter();
     let mut counted = 0;
     let mut results = Vec::with_capacity(parsed.len());
     for (index, item) in parsed.iter().enumerate() {

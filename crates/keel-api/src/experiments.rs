@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use keel_experiments::{DecideRequest, DeploymentError, Deployments, RewardIn};
+use keel_experiments::{DecideRequest, DeploymentError, Deployments, FeedbackIn};
 use keel_serving::metrics::Protocol;
 use serde::Deserialize;
 
@@ -176,8 +176,8 @@ pub(crate) fn decode_decide(body: &[u8]) -> Result<DecideRequest, DeploymentErro
 }
 
 async fn feedback(State(s): State<ExpState>, Path(name): Path<String>, req: Request) -> ExpResult<Response> {
-    let body: RewardIn = json_body(req, s.max_body).await?;
-    let mut results = s.experiments.feedback(&name, std::slice::from_ref(&body)).await?;
+    let body: FeedbackIn = json_body(req, s.max_body).await?;
+    let mut results = s.experiments.feedback_items(&name, std::slice::from_ref(&body)).await?;
     let one = results
         .pop()
         .ok_or_else(|| ApiError::from(DeploymentError::InvalidRequest("no feedback given".into())))?;

@@ -27,6 +27,20 @@ pub enum DeploymentError {
         "decision '{id}' already has reward {existing}; a different reward ({new}) is refused (send the same event again to retry safely)"
     )]
     ConflictingReward { id: String, existing: f64, new: f64 },
+    #[error(
+        "decision '{id}' already has {metric} = {existing}; a different value ({new}) is refused (send the same event again to retry safely)"
+    )]
+    ConflictingMetric {
+        id: String,
+        metric: String,
+        existing: f64,
+        new: f64,
+    },
+    /// Metrics other than the decision metric on a store that cannot keep them exactly once.
+    #[error(
+        "deployment '{deployment}' runs on a PostgreSQL store, whose replicas cannot yet keep metrics other than the decision metric exactly once; this feedback carries {metrics} and is refused (nothing was recorded). Send only \"reward\" there, or run the deployment on a file store"
+    )]
+    MetricsNotReplicated { deployment: String, metrics: String },
     #[error("the decision log could not be written: {0}")]
     Log(String),
     /// A deployment's log is damaged before its end: it does not start, and nothing is changed.
@@ -68,6 +82,8 @@ impl DeploymentError {
             DeploymentError::UnknownDecision(_) => "unknown_decision",
             DeploymentError::WindowClosed { .. } => "window_closed",
             DeploymentError::ConflictingReward { .. } => "conflicting_reward",
+            DeploymentError::ConflictingMetric { .. } => "conflicting_metric",
+            DeploymentError::MetricsNotReplicated { .. } => "metrics_not_replicated",
             DeploymentError::Log(_) => "decision_log",
             DeploymentError::LogDamaged { .. } => "decision_log_damaged",
             DeploymentError::NotServing { .. } => "deployment_not_serving",
@@ -86,7 +102,10 @@ impl DeploymentError {
                 K::InvalidArgument
             }
             DeploymentError::UnknownDeployment(_) | DeploymentError::UnknownDecision(_) => K::NotFound,
-            DeploymentError::WindowClosed { .. } | DeploymentError::ConflictingReward { .. } => K::Conflict,
+            DeploymentError::WindowClosed { .. }
+            | DeploymentError::ConflictingReward { .. }
+            | DeploymentError::ConflictingMetric { .. } => K::Conflict,
+            DeploymentError::MetricsNotReplicated { .. } => K::Unprocessable,
             DeploymentError::Log(_) | DeploymentError::LogDamaged { .. } | DeploymentError::NotServing { .. } => {
                 K::Unavailable
             }

@@ -57,6 +57,15 @@ pub enum Event {
         #[serde(skip_serializing_if = "std::ops::Not::not", default)]
         default: bool,
     },
+    /// Values of metrics other than the decision metric for one decision (those it did not
+    /// have yet: each (decision, metric) is counted once). Logs written before metrics existed
+    /// have none.
+    Metrics {
+        seq: u64,
+        ts: i64,
+        id: Uuid,
+        m: std::collections::BTreeMap<String, f64>,
+    },
     /// A variant paused by a guardrail (or a canary rolled back).
     Pause { seq: u64, ts: i64, v: usize, why: String },
     /// A canary moved to a step (index into `canary.steps`).
@@ -90,6 +99,7 @@ impl Event {
             Event::Revision { seq, .. }
             | Event::Decision { seq, .. }
             | Event::Reward { seq, .. }
+            | Event::Metrics { seq, .. }
             | Event::Pause { seq, .. }
             | Event::CanaryStep { seq, .. }
             | Event::Spec { seq, .. }
@@ -103,6 +113,7 @@ impl Event {
             Event::Revision { seq, .. }
             | Event::Decision { seq, .. }
             | Event::Reward { seq, .. }
+            | Event::Metrics { seq, .. }
             | Event::Pause { seq, .. }
             | Event::CanaryStep { seq, .. }
             | Event::Spec { seq, .. }

@@ -3,120 +3,31 @@
 
 use uuid::Uuid;
 
-use crate::engine::{Deployment, fmt_ms, now_ms, uuid_ms};
+use crate::engine::{Deployment, fmt_ms, uuid_ms};
 use crate::error::lock_err;
 use crate::event::Event;
 use crate::notice::Notice;
-use crate::outcome::{ClosedWindows, FeedbackOut, RewardIn};
+use crate::outcome::{ClosedWindows, FeedbackIn, FeedbackOut, RewardIn};
 use crate::spec::RewardKind;
 use crate::state::Inner;
+use crate::waiting::Waiting;
 use crate::{DeploymentError, Result};
 
 impl Deployment {
-    /// Records rewards; each is idempotent (the same reward again counts once).
+    /// Records rewards; each is idempotent (the same reward again counts once). The same as
+    /// [`Deployment::feedback_items`] with rewards only.
     pub async fn feedback(&self, items: &[RewardIn]) -> Result<(Vec<Result<FeedbackOut>>, Vec<Notice>)> {
-        self.serving()?;
-        if let Some(pg) = self.wal.pg() {
-            return self.feedback_pg(pg, items).await;
-        }
-        let (results, last_seq, notices) = {
-            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
-            let now = now_ms();
-            let mut results = Vec::with_capacity(items.len());
-            let mut last_seq = 0;
-            for item in items {
-                let r = self.one_reward(&mut inner, item, now);
-                if let Ok((_, Some(seq))) = &r {
-                    last_seq = *seq;
-                }
-                results.push(r.map(|(out, _)| out));
-            }
-            (results, last_seq, std::mem::take(&mut inner.notices))
-        };
-        if last_seq > 0 {
-            self.wal.notify();
-            self.wal.wait_durable(last_seq).await?;
-        }
-        Ok((results, notices))
-    }
-
-    fn one_reward(&self, inner: &mut Inner, item: &RewardIn, now: i64) -> Result<(FeedbackOut, Option<u64>)> {
-        let Some(id) = self.check_reward(inner, item, now)? else {
-            return Ok((
-                FeedbackOut {
-                    decision_id: item.decision_id.clone(),
-                    counted: false,
-                },
-                None,
-            ));
-        };
-        let variant = inner.waiting.get(&id).and_then(|w| w.variant());
-        let seq = inner.next_seq();
-        let event = Event::Reward {
-            seq,
-            ts: now,
-            id,
-            r: item.reward,
-            default: false,
-        };
-        inner.commit(&self.wal, &event)?;
-        if let Some(variant) = variant {
-            inner.check_guardrails(&self.wal, variant, now)?;
-        }
-        Ok((
-            FeedbackOut {
-                decision_id: item.decision_id.clone(),
-                counted: true,
-            },
-            Some(inner.seq),
-        ))
+        let items: Vec<FeedbackIn> = items.iter().map(FeedbackIn::from).collect();
+        self.feedback_items(&items).await
     }
 
     /// Checks a reward against the state: a decision id, a reward in range, a known decision
     /// whose window is open. `None`: the decision has this reward already (a duplicate);
     /// another reward is a conflict.
     pub(crate) fn check_reward(&self, inner: &mut Inner, item: &RewardIn, now: i64) -> Result<Option<Uuid>> {
-        let id = Uuid::parse_str(&item.decision_id).map_err(|_| {
-            DeploymentError::InvalidRequest(format!(
-                "decision_id '{}' is not a decision id (a UUID returned by decide)",
-                item.decision_id.escape_default()
-            ))
-        })?;
-        let spec = &inner.spec.reward;
-        if !item.reward.is_finite() || item.reward < spec.min || item.reward > spec.max {
-            return Err(DeploymentError::InvalidRequest(format!(
-                "reward {} is outside the declared range [{}, {}]{}",
-                item.reward,
-                spec.min,
-                spec.max,
-                if spec.kind == RewardKind::Binary {
-                    " (a conversion is 1, none is 0)"
-                } else {
-                    ""
-                }
-            )));
-        }
-        let window = inner.window_ms();
-        let Some(waiting) = inner.waiting.get(&id) else {
-            // Forgotten ids are those whose window closed: the id carries its creation time.
-            if let Some(ts) = uuid_ms(&id)
-                && ts + window < now
-            {
-                return Err(DeploymentError::WindowClosed {
-                    id: item.decision_id.clone(),
-                    closed_at: fmt_ms(ts + window),
-                    window_seconds: inner.spec.reward.window_seconds,
-                });
-            }
-            return Err(DeploymentError::UnknownDecision(item.decision_id.clone()));
-        };
-        if waiting.ts + window < now {
-            return Err(DeploymentError::WindowClosed {
-                id: item.decision_id.clone(),
-                closed_at: fmt_ms(waiting.ts + window),
-                window_seconds: inner.spec.reward.window_seconds,
-            });
-        }
+        let id = parse_decision_id(&item.decision_id)?;
+        check_reward_value(inner, item.reward)?;
+        let waiting = open_decision(inner, &id, &item.decision_id, now)?;
         if let Some(existing) = waiting.reward() {
             if existing == item.reward {
                 return Ok(None);
@@ -185,4 +96,59 @@ impl Deployment {
             notices,
         })
     }
+}
+
+/// The decision id of a feedback item.
+pub(crate) fn parse_decision_id(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|_| {
+        DeploymentError::InvalidRequest(format!(
+            "decision_id '{}' is not a decision id (a UUID returned by decide)",
+            text.escape_default()
+        ))
+    })
+}
+
+/// Checks a reward against the declared range.
+pub(crate) fn check_reward_value(inner: &Inner, reward: f64) -> Result<()> {
+    let spec = &inner.spec.reward;
+    if !reward.is_finite() || reward < spec.min || reward > spec.max {
+        return Err(DeploymentError::InvalidRequest(format!(
+            "reward {} is outside the declared range [{}, {}]{}",
+            reward,
+            spec.min,
+            spec.max,
+            if spec.kind == RewardKind::Binary {
+                " (a conversion is 1, none is 0)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// The waiting decision `id` (sent as `text`) whose window is open at `now`.
+pub(crate) fn open_decision(inner: &Inner, id: &Uuid, text: &str, now: i64) -> Result<Waiting> {
+    let window = inner.window_ms();
+    let Some(waiting) = inner.waiting.get(id) else {
+        // Forgotten ids are those whose window closed: the id carries its creation time.
+        if let Some(ts) = uuid_ms(id)
+            && ts + window < now
+        {
+            return Err(DeploymentError::WindowClosed {
+                id: text.to_string(),
+                closed_at: fmt_ms(ts + window),
+                window_seconds: inner.spec.reward.window_seconds,
+            });
+        }
+        return Err(DeploymentError::UnknownDecision(text.to_string()));
+    };
+    if waiting.ts + window < now {
+        return Err(DeploymentError::WindowClosed {
+            id: text.to_string(),
+            closed_at: fmt_ms(waiting.ts + window),
+            window_seconds: inner.spec.reward.window_seconds,
+        });
+    }
+    Ok(*waiting)
 }

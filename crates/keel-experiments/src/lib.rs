@@ -38,6 +38,9 @@ mod log;
 pub mod logdir;
 pub mod logfile;
 mod manager;
+pub mod metric_report;
+pub mod metric_spec;
+mod metrics_feedback;
 mod notice;
 pub mod offline;
 mod outcome;
@@ -70,7 +73,7 @@ pub use manager::{
     DecidedBatch, Deployments, FailedDeployment, PreparedRevision, prepare_revision, record_lineage, validate_name,
 };
 pub use notice::Notice;
-pub use outcome::{ClosedWindows, DecisionOut, FeedbackOut, RewardIn};
+pub use outcome::{ClosedWindows, DecisionOut, FeedbackIn, FeedbackOut, RewardIn};
 pub use report::Report;
 pub use safeguards::{AlertStatus, Health};
 pub use spec::{DeploymentSpec, OutputGuardsSpec};

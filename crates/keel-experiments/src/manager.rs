@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use crate::decide::DecideRequest;
 use crate::drift::ReferenceSource;
 use crate::engine::{Deployment, now_ms};
-use crate::outcome::{DecisionOut, FeedbackOut, RewardIn};
+use crate::outcome::{DecisionOut, FeedbackIn, FeedbackOut, RewardIn};
 use crate::report::{Report, build};
 use crate::running::RunningDeployment;
 use crate::safeguards::Health;
@@ -376,14 +376,25 @@ impl Deployments {
 
     /// Records rewards; each answers on its own.
     pub async fn feedback(&self, name: &str, items: &[RewardIn]) -> Result<Vec<Result<FeedbackOut>>> {
+        let items: Vec<FeedbackIn> = items.iter().map(FeedbackIn::from).collect();
+        self.feedback_items(name, &items).await
+    }
+
+    /// Records feedback: rewards, other declared metrics, or both; each item answers on its
+    /// own. Rewards counted go to the prediction log's feedback (metrics do not).
+    pub async fn feedback_items(&self, name: &str, items: &[FeedbackIn]) -> Result<Vec<Result<FeedbackOut>>> {
         let engine = self.get(name)?;
-        let (results, notices) = engine.feedback(items).await?;
+        let reward_name = engine.with_inner(|i| i.spec.reward_name().to_string())?;
+        let (results, notices) = engine.feedback_items(items).await?;
         self.services.record_notices(name, notices).await;
         let counted = results
             .iter()
             .zip(items)
             .filter(|(r, _)| matches!(r, Ok(out) if out.counted))
-            .map(|(_, item)| (item.decision_id.clone(), item.reward));
+            .filter_map(|(_, item)| {
+                let reward = item.reward.or_else(|| item.metrics.get(&reward_name).copied())?;
+                Some((item.decision_id.clone(), reward))
+            });
         self.services.log_feedback(name, counted);
         Ok(results)
     }

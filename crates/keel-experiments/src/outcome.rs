@@ -69,6 +69,28 @@ pub struct RewardIn {
     pub reward: f64,
 }
 
+/// One item of feedback: the decision metric (`reward`), other metrics, or both. A metric named
+/// after the decision metric (`reward.name`) is the reward.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct FeedbackIn {
+    pub decision_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward: Option<f64>,
+    /// Values of the deployment's declared metrics (`{"unsubscribe": 0, "items": 2}`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+impl From<&RewardIn> for FeedbackIn {
+    fn from(r: &RewardIn) -> FeedbackIn {
+        FeedbackIn {
+            decision_id: r.decision_id.clone(),
+            reward: Some(r.reward),
+            metrics: Default::default(),
+        }
+    }
+}
+
 /// What closing attribution windows did.
 #[derive(Debug, Default)]
 pub struct ClosedWindows {

@@ -45,6 +45,12 @@ pub struct VariantReport {
     /// The same lift with its anytime-valid 95% confidence sequence.
     #[serde(default)]
     pub lift_vs_control_cs: Option<(f64, f64, f64)>,
+    /// The variant's cost, in the decision metric's units (when the deployment declares costs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// `rate - cost`: what the policy maximises (when the deployment declares costs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_value: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,6 +143,13 @@ pub struct Report {
     /// (`--cuped`, `?cuped=`): computed from the decision log by [`crate::offline::cuped`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuped: Option<crate::offline::cuped::Cuped>,
+    /// The decision metric's name (`reward.name`), when the deployment declares other metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_name: Option<String>,
+    /// Every declared metric besides the decision metric, per variant, with guardrail verdicts
+    /// ([`crate::metric_report`]); absent when the deployment declares none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<crate::metric_report::MetricReport>,
 }
 
 fn interval(s: &Sums, kind: RewardKind) -> (f64, f64) {
@@ -213,6 +226,8 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
                 may_be_best: arms.iter().position(|a| *a == i).is_some_and(|k| contenders[k]),
                 lift_vs_control: baseline.and_then(|b| lift(&totals[i], b)),
                 lift_vs_control_cs: baseline.and_then(|b| lift_cs(&totals[i], b)),
+                cost: spec.has_costs().then(|| spec.cost(i)),
+                net_value: spec.has_costs().then(|| totals[i].mean() - spec.cost(i)),
             }
         })
         .collect();
@@ -260,6 +275,8 @@ pub(crate) fn build(name: &str, inner: &Inner, waiting: usize) -> Report {
         statistics: Statistics::default(),
         segments: None,
         cuped: None,
+        reward_name: (!spec.metrics.is_empty()).then(|| spec.reward_name().to_string()),
+        metrics: crate::metric_report::build(spec, c),
     }
 }
 

@@ -14,8 +14,10 @@
 //! payload: the length of a JSON header (u32 LE), the header (sequence, revision, the spec it
 //! was taken under, policy state, counters, pauses, canary step, how many decisions follow),
 //! then one binary record per waiting decision: id (16 bytes), variant (u32, `u32::MAX` for no
-//! action), arm (u32, `u32::MAX` for none), time (i64 ms), flags (u8: 1 hold, 2 rewarded), reward (f64, present
-//! when rewarded), the context's length (u32) and numbers (f64 each), all little-endian.
+//! action), arm (u32, `u32::MAX` for none), time (i64 ms), flags (u8: 1 hold, 2 rewarded, 4 has
+//! metrics), reward (f64, present when rewarded), the context's length (u32) and numbers (f64
+//! each), then, with flag 4, the number of metric values (u16) and each value's metric (u16, its
+//! position in the header's `metric_names`) and value (f64); all little-endian.
 //! JSON for the header because it is small and readable; binary for the decisions because
 //! there may be millions and JSON would triple the size and the time (no binary serde format
 //! is a dependency of the workspace, and this layout is twenty lines each way).
@@ -58,6 +60,10 @@ struct Header {
     paused: Vec<bool>,
     canary_step: usize,
     waiting: u64,
+    /// Names of the metrics the decisions' records refer to by position (absent before
+    /// metrics existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    metric_names: Vec<String>,
 }
 
 /// A snapshot read back.
@@ -100,7 +106,9 @@ pub(crate) fn encode(inner: &Inner, last_rev: Option<i64>, taken_at: i64) -> Res
         paused: inner.paused.clone(),
         canary_step: inner.canary_step,
         waiting: inner.waiting.len() as u64,
+        metric_names: inner.waiting.metric_table().0.to_vec(),
     };
+    let values = inner.waiting.metric_table().1;
     let json = serde_json::to_vec(&header).map_err(|e| DeploymentError::Log(format!("encoding a snapshot: {e}")))?;
     let mut payload = Vec::with_capacity(4 + json.len() + inner.waiting.len() * 48);
     payload.extend_from_slice(&(json.len() as u32).to_le_bytes());
@@ -111,13 +119,22 @@ pub(crate) fn encode(inner: &Inner, last_rev: Option<i64>, taken_at: i64) -> Res
         payload.extend_from_slice(&w.arm().map_or(u32::MAX, |a| a as u32).to_le_bytes());
         payload.extend_from_slice(&w.ts.to_le_bytes());
         let reward = w.reward();
-        payload.push(u8::from(w.hold) | if reward.is_some() { 2 } else { 0 });
+        let metrics = values.get(&WaitingSet::id_of(w)).filter(|m| !m.is_empty());
+        let flags = u8::from(w.hold) | (u8::from(reward.is_some()) << 1) | (u8::from(metrics.is_some()) << 2);
+        payload.push(flags);
         if let Some(r) = reward {
             payload.extend_from_slice(&r.to_le_bytes());
         }
         payload.extend_from_slice(&(x.len() as u32).to_le_bytes());
         for v in x {
             payload.extend_from_slice(&v.to_le_bytes());
+        }
+        if let Some(metrics) = metrics {
+            payload.extend_from_slice(&(metrics.len() as u16).to_le_bytes());
+            for (at, value) in metrics {
+                payload.extend_from_slice(&at.to_le_bytes());
+                payload.extend_from_slice(&value.to_le_bytes());
+            }
         }
     }
     let mut out = Vec::with_capacity(24 + payload.len());
@@ -226,6 +243,7 @@ fn decode(bytes: &[u8]) -> std::result::Result<(Header, WaitingSet), String> {
     let header: Header =
         serde_json::from_slice(r.take(json_len)?).map_err(|e| format!("unreadable snapshot header: {e}"))?;
     let mut decoded = Vec::with_capacity(header.waiting.min(1 << 24) as usize);
+    let mut metrics = Vec::new();
     for _ in 0..header.waiting {
         let id = Uuid::from_u128(u128::from_le_bytes(r.take(16)?.try_into().map_err(|_| "short id")?));
         let variant = r.u32()?;
@@ -235,6 +253,11 @@ fn decode(bytes: &[u8]) -> std::result::Result<(Header, WaitingSet), String> {
         let reward = if flags & 2 != 0 { Some(r.f64()?) } else { None };
         let n = r.u32()? as usize;
         let x = (0..n).map(|_| r.f64()).collect::<std::result::Result<Vec<_>, _>>()?;
+        if flags & 4 != 0 {
+            for _ in 0..r.u16()? {
+                metrics.push((id, r.u16()?, r.f64()?));
+            }
+        }
         let new = NewWaiting {
             ts,
             variant: (variant != u32::MAX).then_some(variant as usize),
@@ -250,6 +273,14 @@ fn decode(bytes: &[u8]) -> std::result::Result<(Header, WaitingSet), String> {
     let mut waiting = WaitingSet::default();
     for (id, new, x) in decoded {
         waiting.insert(id, new, &x);
+    }
+    waiting.restore_metric_names(header.metric_names.clone());
+    for (id, at, value) in metrics {
+        if !waiting.restore_metric(id, at, value) {
+            return Err(format!(
+                "decision {id} has a value of metric #{at}, which the header does not name"
+            ));
+        }
     }
     if r.at != payload.len() {
         return Err(format!("{} bytes after the last decision", payload.len() - r.at));
@@ -271,6 +302,9 @@ impl<'a> Reader<'a> {
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
+    }
+    fn u16(&mut self) -> std::result::Result<u16, String> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().map_err(|_| "short")?))
     }
     fn u32(&mut self) -> std::result::Result<u32, String> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "short")?))
@@ -475,6 +509,10 @@ mod tests {
         inner.counters.reward(Some(1), false, 1.0, false);
         inner.counters.exposure(None, true, 1_000);
         inner.counters.reward(None, true, 1.0, false);
+        inner.waiting.set_metric(&Uuid::from_u128(2), "revenue", 12.5);
+        inner.waiting.set_metric(&Uuid::from_u128(2), "unsubscribe", 0.0);
+        inner.waiting.set_metric(&Uuid::from_u128(4), "unsubscribe", 1.0);
+        inner.counters.metric("revenue", Some(1), false, 12.5);
         inner.paused[1] = true;
         inner.seq = 77;
         inner
@@ -497,6 +535,9 @@ mod tests {
         assert_eq!(restored.paused, original.paused);
         assert_eq!(restored.seq, 77);
         assert_eq!(restored.waiting.len(), 50);
+        assert_eq!(restored.waiting.metric(&Uuid::from_u128(2), "revenue"), Some(12.5));
+        assert_eq!(restored.waiting.metric(&Uuid::from_u128(4), "unsubscribe"), Some(1.0));
+        assert_eq!(restored.counters.metrics["revenue"].policy[1].reward_sum, 12.5);
         let ts: Vec<i64> = restored.waiting.iter().map(|(w, _, _)| w.ts).collect();
         assert!(ts.windows(2).all(|p| p[0] <= p[1]), "in the order windows close");
     }

@@ -5,6 +5,7 @@ use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
 pub use crate::control::{ControlArm, ControlPolicy, ControlSpec};
+pub use crate::metric_spec::{Better, MetricGuardrail, MetricKind, MetricSpec};
 use crate::{DeploymentError, Result};
 
 /// A deployment as a team writes it (JSON).
@@ -27,8 +28,13 @@ pub struct DeploymentSpec {
     /// to prove lift against the status quo: see [`ControlSpec`].
     #[serde(default)]
     pub control: Option<ControlSpec>,
+    /// The decision metric: what the policy learns from (minus the chosen variant's `cost`).
     #[serde(default)]
     pub reward: RewardSpec,
+    /// Metrics besides the decision metric (binary, count, continuous; some guardrails), each
+    /// reported per variant: see [`crate::metric_spec`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricSpec>,
     #[serde(default)]
     pub canary: Option<CanarySpec>,
     #[serde(default)]
@@ -72,6 +78,10 @@ pub struct VariantSpec {
     /// The variant's values of the deployment's `action_features` (numbers and category levels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What choosing this variant costs, in the decision metric's units (a free dessert costs
+    /// more than a voucher): the policy learns the decision metric minus it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +119,9 @@ pub enum RewardKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RewardSpec {
+    /// The decision metric's name in feedback and reports (default `reward`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub kind: RewardKind,
     pub min: f64,
     pub max: f64,
@@ -122,6 +135,7 @@ pub struct RewardSpec {
 impl Default for RewardSpec {
     fn default() -> Self {
         RewardSpec {
+            name: None,
             kind: RewardKind::Binary,
             min: 0.0,
             max: 1.0,
@@ -325,6 +339,7 @@ impl DeploymentSpec {
         if r.window_seconds == 0 {
             problems.push("reward.window_seconds must be at least 1".to_string());
         }
+        problems.extend(crate::metric_spec::problems(self));
         if let Some(c) = &self.control {
             match c.arm() {
                 Some(ControlArm::Variant(v)) => match self.variant_index(v) {

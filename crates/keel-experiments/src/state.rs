@@ -91,11 +91,25 @@ impl Inner {
                     return Ok(());
                 };
                 if let Some(arm) = w.arm() {
-                    self.policy.update(arm, (!x.is_empty()).then_some(x), *r)?;
+                    // The policy learns the decision metric minus the variant's cost (none
+                    // declared: the reward as it is).
+                    let cost = w.variant().and_then(|v| self.spec.variants.get(v)).and_then(|v| v.cost);
+                    let learned = cost.map_or(*r, |c| *r - c);
+                    self.policy.update(arm, (!x.is_empty()).then_some(x), learned)?;
                 }
                 self.counters.reward(w.variant(), w.hold, *r, *default);
                 if *default {
                     self.waiting.remove(id);
+                }
+            }
+            Event::Metrics { id, m, .. } => {
+                let Some(w) = self.waiting.get(id).copied() else {
+                    return Ok(());
+                };
+                for (name, value) in m {
+                    if self.waiting.set_metric(id, name, *value) {
+                        self.counters.metric(name, w.variant(), w.hold, *value);
+                    }
                 }
             }
             Event::Pause { v, .. } => {

@@ -129,6 +129,18 @@ pub struct Counters {
     step: Vec<u64>,
     bucket_ms: i64,
     pub(crate) buckets: BTreeMap<i64, Vec<u64>>,
+    /// Metrics other than the decision metric, by name (absent from snapshots taken before
+    /// metrics existed). In each [`Sums`], `rewards` counts the values received.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) metrics: BTreeMap<String, MetricSums>,
+}
+
+/// The sums of one metric other than the decision metric, split as the decision metric's are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricSums {
+    pub policy: Vec<Sums>,
+    pub control: Vec<Sums>,
+    pub no_action: Sums,
 }
 
 impl Counters {
@@ -140,7 +152,27 @@ impl Counters {
             step: vec![0; variants],
             bucket_ms: (bucket_seconds.max(1) as i64) * 1000,
             buckets: BTreeMap::new(),
+            metrics: BTreeMap::new(),
         }
+    }
+
+    /// Counts a value of metric `name` for a decision of `variant`, or of no action (`None`).
+    pub fn metric(&mut self, name: &str, variant: Option<usize>, hold: bool, value: f64) {
+        let n = self.policy.len();
+        if variant.is_some_and(|v| v >= n) {
+            return;
+        }
+        let sums = self.metrics.entry(name.to_string()).or_insert_with(|| MetricSums {
+            policy: vec![Sums::default(); n],
+            control: vec![Sums::default(); n],
+            no_action: Sums::default(),
+        });
+        let side = match variant {
+            None => &mut sums.no_action,
+            Some(v) if hold => &mut sums.control[v],
+            Some(v) => &mut sums.policy[v],
+        };
+        side.add_reward(value, false);
     }
 
     /// Counts a decision: of `variant`, or of no action (`None`).

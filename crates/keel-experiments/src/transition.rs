@@ -89,6 +89,10 @@ impl Inner {
             } else {
                 next.waiting.insert(id, moved, x);
             }
+            // The metrics it has stay received (a retry after the revision is a duplicate).
+            for (name, value) in self.waiting.metrics_of(&id) {
+                next.waiting.set_metric(&id, name, value);
+            }
         }
         Ok(next)
     }

@@ -81,7 +81,15 @@ pub(crate) struct WaitingSet {
     cursor: u64,
     /// Decisions in the map without a reward.
     unrewarded: usize,
+    /// Metrics other than the decision metric received for waiting decisions (only those that
+    /// got some have an entry, so a slot stays 56 bytes): for each, (metric, value), the metric
+    /// by its position in `metric_names`, which only grows.
+    metrics: HashMap<Uuid, MetricValues>,
+    metric_names: Vec<String>,
 }
+
+/// A waiting decision's metric values: (position of the metric's name, value).
+pub(crate) type MetricValues = Vec<(u16, f64)>;
 
 impl WaitingSet {
     pub(crate) fn len(&self) -> usize {
@@ -187,6 +195,7 @@ impl WaitingSet {
     /// Forgets `id`; its slot's memory goes with its chunk once the window has passed it.
     pub(crate) fn remove(&mut self, id: &Uuid) -> Option<Waiting> {
         let pos = self.index.remove(id)?;
+        self.metrics.remove(id);
         let w = self.slot_mut(pos);
         w.live = false;
         let w = *w;
@@ -266,11 +275,68 @@ impl WaitingSet {
         }
     }
 
+    /// The value of metric `name` received for `id`, if any.
+    pub(crate) fn metric(&self, id: &Uuid, name: &str) -> Option<f64> {
+        let at = self.metric_names.iter().position(|n| n == name)?;
+        let values = self.metrics.get(id)?;
+        values.iter().find(|(m, _)| usize::from(*m) == at).map(|(_, v)| *v)
+    }
+
+    /// Every metric received for `id`, by name.
+    pub(crate) fn metrics_of(&self, id: &Uuid) -> impl Iterator<Item = (&str, f64)> {
+        self.metrics
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|(m, v)| (self.metric_names[usize::from(*m)].as_str(), *v))
+    }
+
+    /// Records metric `name` of the waiting decision `id`; false (and nothing changed) when
+    /// `id` is not waiting or already has a value for it.
+    pub(crate) fn set_metric(&mut self, id: &Uuid, name: &str, value: f64) -> bool {
+        if !self.index.contains_key(id) || self.metric(id, name).is_some() {
+            return false;
+        }
+        let at = match self.metric_names.iter().position(|n| n == name) {
+            Some(at) => at,
+            None => {
+                self.metric_names.push(name.to_string());
+                self.metric_names.len() - 1
+            }
+        };
+        // Names come from specs, whose metrics are few; a deployment that ever declared more
+        // than 65,535 names keeps counting them, but forgets which decision had which.
+        let Ok(at) = u16::try_from(at) else { return true };
+        self.metrics.entry(*id).or_default().push((at, value));
+        true
+    }
+
+    /// Waiting decisions with metrics, for a snapshot: the metric names (by position) and
+    /// each decision's values.
+    pub(crate) fn metric_table(&self) -> (&[String], &HashMap<Uuid, MetricValues>) {
+        (&self.metric_names, &self.metrics)
+    }
+
+    /// Puts back a snapshot's metric names (before its values, [`WaitingSet::restore_metric`]).
+    pub(crate) fn restore_metric_names(&mut self, names: Vec<String>) {
+        self.metric_names = names;
+    }
+
+    /// Puts back one value of a snapshot; false when the metric's position is not a known name.
+    pub(crate) fn restore_metric(&mut self, id: Uuid, at: u16, value: f64) -> bool {
+        if usize::from(at) >= self.metric_names.len() || !self.index.contains_key(&id) {
+            return false;
+        }
+        self.metrics.entry(id).or_default().push((at, value));
+        true
+    }
+
     /// Gives back the map's memory after a campaign's windows closed (rarely: amortised).
     pub(crate) fn shrink(&mut self) {
         if self.index.capacity() > 4096 && self.index.len() * 4 < self.index.capacity() {
             self.index.shrink_to_fit();
             self.chunks.shrink_to_fit();
+            self.metrics.shrink_to_fit();
         }
     }
 }
@@ -289,6 +355,7 @@ impl PartialEq for WaitingSet {
                     && a.hold == b.hold
                     && xa == xb
                     && pa == pb
+                    && self.metrics_of(&a.id).collect::<Vec<_>>() == other.metrics_of(&b.id).collect::<Vec<_>>()
             })
     }
 }
@@ -327,6 +394,33 @@ mod tests {
         assert_eq!(set.remove(&id(2)).map(|w| w.ts), Some(20));
         assert_eq!((set.len(), set.unrewarded()), (1, 0));
         assert!(!set.contains(&id(2)) && set.contains(&id(1)));
+    }
+
+    #[test]
+    fn metrics_are_kept_once_per_decision_and_go_with_it() {
+        let mut set = WaitingSet::default();
+        set.insert(id(1), new(10), &[]);
+        set.insert(id(2), new(20), &[]);
+        assert!(set.set_metric(&id(1), "revenue", 12.5));
+        assert!(!set.set_metric(&id(1), "revenue", 3.0), "once per (decision, metric)");
+        assert!(set.set_metric(&id(1), "unsubscribe", 0.0));
+        assert!(set.set_metric(&id(2), "unsubscribe", 1.0));
+        assert!(!set.set_metric(&id(9), "revenue", 1.0), "not waiting");
+        assert_eq!(set.metric(&id(1), "revenue"), Some(12.5));
+        assert_eq!(set.metric(&id(2), "revenue"), None);
+        assert_eq!(
+            set.metrics_of(&id(1)).collect::<Vec<_>>(),
+            [("revenue", 12.5), ("unsubscribe", 0.0)]
+        );
+        set.remove(&id(1));
+        assert_eq!(set.metric(&id(1), "revenue"), None);
+        set.insert(id(1), new(30), &[]);
+        assert_eq!(
+            set.metrics_of(&id(1)).count(),
+            0,
+            "a new decision under the id starts bare"
+        );
+        assert_eq!(set.metric(&id(2), "unsubscribe"), Some(1.0));
     }
 
     #[test]

@@ -188,6 +188,134 @@ async fn deployments_decide_feedback_report_over_rest() {
     assert_eq!((status, list[0]["name"].clone()), (200, json!("promo")));
 }
 
+/// Several metrics over REST: feedback carries the decision metric and other metrics at
+/// different times, single and batched; conflicts are 409s; the report shows every metric.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_metrics_over_rest() {
+    let server = TestServer::start(&[]).await;
+    let spec = json!({
+        "variants": [{"name": "free_dessert", "cost": 4.5}, {"name": "voucher", "cost": 1.0}],
+        "policy": {"type": "epsilon_greedy", "epsilon": 0.2},
+        "reward": {"name": "revenue", "kind": "continuous", "min": 0, "max": 500, "default": 0, "window_seconds": 600},
+        "metrics": [
+            {"name": "conversion", "kind": "binary"},
+            {"name": "unsubscribe", "kind": "binary", "guardrail": {"better": "lower", "max_loss": 0.01}}
+        ]
+    });
+    let put = server
+        .client
+        .put(server.url("/v1/deployments/promo"))
+        .json(&json!({"spec": spec, "reason": "launch"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 200);
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let (status, d) = server
+            .post_json("/v1/deployments/promo/decide", &json!({"unit_id": format!("u{i}")}))
+            .await;
+        assert_eq!(status, 200, "{d}");
+        ids.push(d["decision_id"].as_str().expect("id").to_string());
+    }
+    let (status, f) = server
+        .post_json(
+            "/v1/deployments/promo/feedback",
+            &json!({"decision_id": ids[0], "metrics": {"conversion": 1, "unsubscribe": 0}}),
+        )
+        .await;
+    assert_eq!((status, f["counted"].clone()), (200, json!(true)), "{f}");
+    // Later, the revenue (the decision metric, by its name or as "reward").
+    let (status, f) = server
+        .post_json(
+            "/v1/deployments/promo/feedback",
+            &json!({"decision_id": ids[0], "metrics": {"revenue": 31.5}}),
+        )
+        .await;
+    assert_eq!((status, f["counted"].clone()), (200, json!(true)), "{f}");
+    let (status, f) = server
+        .post_json(
+            "/v1/deployments/promo/feedback",
+            &json!({"decision_id": ids[0], "reward": 31.5, "metrics": {"conversion": 1}}),
+        )
+        .await;
+    assert_eq!((status, f["counted"].clone()), (200, json!(false)), "a duplicate: {f}");
+    for (body, status, code, needle) in [
+        (
+            json!({"decision_id": ids[0], "metrics": {"unsubscribe": 1}}),
+            409,
+            "conflicting_metric",
+            "already has unsubscribe = 0",
+        ),
+        (
+            json!({"decision_id": ids[1], "metrics": {"clicks": 1}}),
+            400,
+            "invalid_request",
+            "its metrics: revenue, conversion, unsubscribe",
+        ),
+        (
+            json!({"decision_id": ids[1], "metrics": {"conversion": 2}}),
+            400,
+            "invalid_request",
+            "is binary",
+        ),
+        (json!({"decision_id": ids[1]}), 400, "invalid_request", "neither"),
+    ] {
+        let (got, response) = server.post_json("/v1/deployments/promo/feedback", &body).await;
+        assert_eq!(
+            (got, response["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {response}"
+        );
+        assert!(
+            response["error"].as_str().expect("error").contains(needle),
+            "{response}"
+        );
+    }
+    let events: Vec<serde_json::Value> = ids[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| json!({"decision_id": id, "metrics": {"unsubscribe": i % 2, "conversion": 0}}))
+        .chain([json!({"decision_id": ids[0], "metrics": {"conversion": 0}})])
+        .collect();
+    let (status, batch) = server
+        .post_json("/v1/deployments/promo/feedback/batch", &json!({"events": events}))
+        .await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(
+        (batch["counted"].clone(), batch["failed"].clone()),
+        (json!(9), json!(1)),
+        "{batch}"
+    );
+    assert_eq!(batch["results"][9]["code"], "conflicting_metric");
+
+    let (status, report) = server.get("/v1/deployments/promo/report").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["reward_name"], "revenue");
+    let metrics = report["metrics"].as_array().expect("metrics");
+    let n = |m: &serde_json::Value| -> u64 {
+        m["variants"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|v| v["n"].as_u64().expect("n"))
+            .sum()
+    };
+    assert_eq!((metrics[0]["name"].clone(), n(&metrics[0])), (json!("conversion"), 10));
+    assert_eq!((metrics[1]["name"].clone(), n(&metrics[1])), (json!("unsubscribe"), 10));
+    assert!(
+        metrics[1]["variants"][0]["guardrail"]["verdict"].is_string(),
+        "{report}"
+    );
+    let costs: Vec<f64> = report["variants"]
+        .as_array()
+        .expect("variants")
+        .iter()
+        .map(|v| v["cost"].as_f64().expect("cost"))
+        .collect();
+    assert_eq!(costs, [4.5, 1.0]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decide_and_feedback_over_grpc() {
     let server = TestServer::start(&[]).await;

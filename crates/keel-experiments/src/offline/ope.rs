@@ -152,7 +152,11 @@ impl<'a> LogScan<'a> {
                     self.rounds.push((r, decision));
                 }
             }
-            Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
+            Event::Revision { .. }
+            | Event::Pause { .. }
+            | Event::CanaryStep { .. }
+            | Event::Output { .. }
+            | Event::Metrics { .. } => {}
         }
     }
 

@@ -207,7 +207,11 @@ pub(super) fn rewarded_decisions<T>(
                     rewarded.push((kept, r));
                 }
             }
-            Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
+            Event::Revision { .. }
+            | Event::Pause { .. }
+            | Event::CanaryStep { .. }
+            | Event::Output { .. }
+            | Event::Metrics { .. } => {}
         }
         Ok(())
     })?;

@@ -271,7 +271,7 @@ impl Builder {
                     c.reward_sum += r;
                 }
             }
-            Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
+            Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } | Event::Metrics { .. } => {}
         }
         Ok(())
     }

@@ -204,6 +204,66 @@ fn pct(x: f64) -> String {
     format!("{:.2}%", x * 100.0)
 }
 
+/// Every metric besides the decision metric, a table each, with the guardrails' verdicts.
+fn print_metrics(r: &Report) {
+    if r.variants.iter().any(|v| v.cost.is_some()) {
+        let costs: Vec<String> = r
+            .variants
+            .iter()
+            .filter_map(|v| Some(format!("{} cost {} net {:.4}", v.name, v.cost?, v.net_value?)))
+            .collect();
+        println!(
+            "
+{} minus cost (what the policy maximises): {}",
+            r.reward_name.as_deref().unwrap_or("reward"),
+            costs.join("; ")
+        );
+    }
+    for m in &r.metrics {
+        let guard = m.guardrail.as_ref().map_or(String::new(), |g| {
+            format!(", guardrail: {:?} is better, max loss {}", g.better, g.max_loss).to_lowercase()
+        });
+        println!(
+            "
+metric {} ({:?}{guard}); compared with {}:",
+            m.name,
+            m.kind,
+            m.baseline.as_deref().unwrap_or("- (nothing yet)")
+        );
+        let rows: Vec<Vec<String>> = m
+            .variants
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    v.values.n.to_string(),
+                    format!("{:.4}", v.values.mean),
+                    format!("[{:.4}, {:.4}]", v.values.mean_ci.0, v.values.mean_ci.1),
+                    range_text(v.values.mean_cs),
+                    v.vs_baseline
+                        .as_ref()
+                        .map_or("-".into(), |l| format!("{:+.4}", l.difference.0)),
+                    v.guardrail
+                        .as_ref()
+                        .map_or("-".into(), |g| format!("{:?}", g.verdict).to_lowercase()),
+                ]
+            })
+            .collect();
+        output::table(
+            &[
+                "VARIANT",
+                "VALUES",
+                "MEAN",
+                "95% CI (FIXED)",
+                "95% CS (ANYTIME)",
+                "VS BASELINE",
+                "GUARDRAIL (ANYTIME)",
+            ],
+            &rows,
+        );
+    }
+}
+
 /// The lifts of the policy-driven traffic, one line each, with the counts they rest on.
 fn print_lifts(l: &keel_experiments::report::Lifts) {
     let lifts = [
@@ -409,6 +469,7 @@ pub fn print_report(r: &Report) {
         );
     }
     print_lifts(&r.lifts);
+    print_metrics(r);
     if let Some(s) = &r.segments {
         print_segments(s);
     }

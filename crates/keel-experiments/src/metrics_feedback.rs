@@ -1,0 +1,228 @@
+//! Feedback items that carry the decision metric (`reward`), other declared metrics, or both,
+//! at any time inside the decision's attribution window.
+//!
+//! Every value of an item is checked before anything is written (a known decision whose window
+//! is open, a known metric, a value of its kind in its range), so an item is taken whole or not
+//! at all. Each (decision, metric) counts once: the same value again is a duplicate (counted
+//! once, `counted: false` when nothing in the item was new), a different one a conflict
+//! (`conflicting_reward`, `conflicting_metric`). The reward is logged as a `Reward` event as
+//! before; the metrics new to the decision as one `Metrics` event.
+//!
+//! On a PostgreSQL store (replicas) only the decision metric is taken: its exactly-once rule
+//! across replicas is the `deployment_rewards` table, which metrics do not have yet, so an item
+//! with metrics is refused there (`metrics_not_replicated`) rather than risk a double count.
+
+use std::collections::BTreeMap;
+
+use crate::engine::{Deployment, now_ms};
+use crate::error::lock_err;
+use crate::event::Event;
+use crate::feedback::{check_reward_value, open_decision, parse_decision_id};
+use crate::notice::Notice;
+use crate::outcome::{FeedbackIn, FeedbackOut, RewardIn};
+use crate::state::Inner;
+use crate::{DeploymentError, Result};
+
+/// An item as recorded: a metric named after the decision metric is its reward.
+fn normalise(item: &FeedbackIn, reward_name: &str) -> Result<FeedbackIn> {
+    let mut out = item.clone();
+    if let Some(r) = out.metrics.remove(reward_name) {
+        match out.reward {
+            Some(given) if given != r => {
+                return Err(DeploymentError::InvalidRequest(format!(
+                    "the item gives the decision metric twice, as \"reward\": {given} and as metrics.{reward_name}: {r}; give it once"
+                )));
+            }
+            _ => out.reward = Some(r),
+        }
+    }
+    if out.reward.is_none() && out.metrics.is_empty() {
+        return Err(DeploymentError::InvalidRequest(format!(
+            "feedback for decision '{}' carries neither \"reward\" nor \"metrics\"",
+            item.decision_id.escape_default()
+        )));
+    }
+    Ok(out)
+}
+
+impl Deployment {
+    /// Records feedback items (rewards, other metrics, or both); each answers on its own, and
+    /// each (decision, metric) counts once (see the module).
+    pub async fn feedback_items(&self, items: &[FeedbackIn]) -> Result<(Vec<Result<FeedbackOut>>, Vec<Notice>)> {
+        self.serving()?;
+        let reward_name = self.with_inner(|i| i.spec.reward_name().to_string())?;
+        let items: Vec<Result<FeedbackIn>> = items.iter().map(|i| normalise(i, &reward_name)).collect();
+        if let Some(pg) = self.wal.pg() {
+            // Rewards only, through the replicated path; items with metrics are refused.
+            let mut rewards = Vec::new();
+            let mut results: Vec<Option<Result<FeedbackOut>>> = Vec::with_capacity(items.len());
+            for item in items {
+                results.push(match item {
+                    Err(e) => Some(Err(e)),
+                    Ok(f) if !f.metrics.is_empty() => Some(Err(DeploymentError::MetricsNotReplicated {
+                        deployment: self.name.clone(),
+                        metrics: f.metrics.keys().cloned().collect::<Vec<_>>().join(", "),
+                    })),
+                    Ok(f) => {
+                        rewards.push(RewardIn {
+                            decision_id: f.decision_id,
+                            reward: f.reward.unwrap_or_default(),
+                        });
+                        None
+                    }
+                });
+            }
+            let (outs, notices) = self.feedback_pg(pg, &rewards).await?;
+            let mut outs = outs.into_iter();
+            let results = results
+                .into_iter()
+                .map(|r| {
+                    r.or_else(|| outs.next())
+                        .unwrap_or_else(|| Err(DeploymentError::Log("no outcome was reported for this item".into())))
+                })
+                .collect();
+            return Ok((results, notices));
+        }
+        let (results, last_seq, notices) = {
+            let mut inner = self.inner.lock().map_err(|_| lock_err())?;
+            let now = now_ms();
+            let mut results = Vec::with_capacity(items.len());
+            let mut last_seq = 0;
+            for item in items {
+                let r = item.and_then(|item| self.one_item(&mut inner, &item, now));
+                if let Ok((_, Some(seq))) = &r {
+                    last_seq = *seq;
+                }
+                results.push(r.map(|(out, _)| out));
+            }
+            (results, last_seq, std::mem::take(&mut inner.notices))
+        };
+        if last_seq > 0 {
+            self.wal.notify();
+            self.wal.wait_durable(last_seq).await?;
+        }
+        Ok((results, notices))
+    }
+
+    /// Checks, then logs and applies, one normalised item; the sequence number of its last
+    /// event, if it logged any.
+    fn one_item(&self, inner: &mut Inner, item: &FeedbackIn, now: i64) -> Result<(FeedbackOut, Option<u64>)> {
+        let id = parse_decision_id(&item.decision_id)?;
+        if let Some(r) = item.reward {
+            check_reward_value(inner, r)?;
+        }
+        for (name, value) in &item.metrics {
+            let Some(metric) = inner.spec.metric(name) else {
+                let mut known: Vec<&str> = vec![inner.spec.reward_name()];
+                known.extend(inner.spec.metrics.iter().map(|m| m.name.as_str()));
+                return Err(DeploymentError::InvalidRequest(format!(
+                    "'{}' is not a metric of deployment '{}' (its metrics: {})",
+                    name.escape_default(),
+                    self.name,
+                    known.join(", ")
+                )));
+            };
+            if let Some(why) = metric.refuse(*value) {
+                return Err(DeploymentError::InvalidRequest(why));
+            }
+        }
+        let waiting = open_decision(inner, &id, &item.decision_id, now)?;
+        let reward = match (item.reward, waiting.reward()) {
+            (Some(r), Some(existing)) if existing == r => None,
+            (Some(r), Some(existing)) => {
+                return Err(DeploymentError::ConflictingReward {
+                    id: item.decision_id.clone(),
+                    existing,
+                    new: r,
+                });
+            }
+            (r, None) => r,
+            (None, Some(_)) => None,
+        };
+        let mut new = BTreeMap::new();
+        for (name, value) in &item.metrics {
+            match inner.waiting.metric(&id, name) {
+                Some(existing) if existing == *value => {}
+                Some(existing) => {
+                    return Err(DeploymentError::ConflictingMetric {
+                        id: item.decision_id.clone(),
+                        metric: name.clone(),
+                        existing,
+                        new: *value,
+                    });
+                }
+                None => {
+                    new.insert(name.clone(), *value);
+                }
+            }
+        }
+        let counted = reward.is_some() || !new.is_empty();
+        if let Some(r) = reward {
+            let seq = inner.next_seq();
+            let event = Event::Reward {
+                seq,
+                ts: now,
+                id,
+                r,
+                default: false,
+            };
+            inner.commit(&self.wal, &event)?;
+            if let Some(variant) = waiting.variant() {
+                inner.check_guardrails(&self.wal, variant, now)?;
+            }
+        }
+        if !new.is_empty() {
+            let seq = inner.next_seq();
+            let event = Event::Metrics {
+                seq,
+                ts: now,
+                id,
+                m: new,
+            };
+            inner.commit(&self.wal, &event)?;
+        }
+        let out = FeedbackOut {
+            decision_id: item.decision_id.clone(),
+            counted,
+        };
+        Ok((out, counted.then_some(inner.seq)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_named_after_the_decision_metric_is_the_reward() {
+        let item = FeedbackIn {
+            decision_id: "d".into(),
+            reward: None,
+            metrics: [("revenue".to_string(), 12.5), ("unsubscribe".to_string(), 0.0)].into(),
+        };
+        let n = normalise(&item, "revenue").expect("ok");
+        assert_eq!(n.reward, Some(12.5));
+        assert_eq!(n.metrics.keys().collect::<Vec<_>>(), ["unsubscribe"]);
+        let twice = FeedbackIn {
+            reward: Some(3.0),
+            ..item.clone()
+        };
+        let err = normalise(&twice, "revenue").expect_err("twice").to_string();
+        assert!(err.contains("gives the decision metric twice"), "{err}");
+        let same = FeedbackIn {
+            reward: Some(12.5),
+            ..item
+        };
+        assert_eq!(normalise(&same, "revenue").expect("same value").reward, Some(12.5));
+        let empty = FeedbackIn {
+            decision_id: "d".into(),
+            ..FeedbackIn::default()
+        };
+        assert!(
+            normalise(&empty, "reward")
+                .expect_err("empty")
+                .to_string()
+                .contains("neither")
+        );
+    }
+}
