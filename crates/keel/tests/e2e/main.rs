@@ -15,6 +15,7 @@ mod decision_log;
 mod jobs_grpc;
 mod lake_s3;
 mod learners;
+mod monitoring_api;
 mod plan;
 mod predlog;
 mod receiver;
