@@ -8,7 +8,9 @@
    Chromium (the `playwright` package driving Debian's `chromium`): the navigation's
    requestStart -> responseEnd (server time plus transfer) and loadEventEnd (the page shown),
    median and max; and the same page fetched RUNS times with `requests` as the anchor.
-4. `keel plan` and `keel apply --yes` of a folder of 20 deployments (created), then the same
+4. The deployment page after DECISIONS/100 more decisions (at once, and 6 s later), and after
+   a restart of the server (the first load and the next).
+5. `keel plan` and `keel apply --yes` of a folder of 20 deployments (created), then the same
    folder with every deployment's weights changed (updated): wall time of each command.
 
 Prints Markdown tables. Nothing is asserted: figures are reported (bench/README.md, console/).
@@ -142,6 +144,41 @@ def pages(base: str, token: str, runs: int, chromium: str) -> list[dict[str, Any
     return rows
 
 
+def deployment_after(base: str, token: str, what: str) -> dict[str, Any]:
+    """One load of the deployment page (plain GET with the console cookie), timed."""
+    s = requests.Session()
+    s.cookies.set("keel_console", token, path="/ui")
+    start = time.perf_counter()
+    r = s.get(f"{base}/ui/deployments/bench", headers={"accept": "text/html"}, timeout=600)
+    return {"what": what, "status": r.status_code, "ms": (time.perf_counter() - start) * 1000}
+
+
+def start_server(binary: str, keel: Keel, home: Path, http: int, grpc: int) -> subprocess.Popen[bytes]:
+    base = f"http://127.0.0.1:{http}"
+    log = open(home / "server.log", "a")
+    proc = subprocess.Popen([binary, "serve", "--http-addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc}",
+                             "--auth", "required"], env=keel.env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while True:
+        try:
+            if requests.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
+                return proc
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise SystemExit((home / "server.log").read_text())
+        time.sleep(0.2)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def plan_apply(keel: Keel, folder: Path) -> list[tuple[str, float]]:
     def write(weights: list[float]) -> None:
         (folder / "deployments").mkdir(parents=True, exist_ok=True)
@@ -189,19 +226,7 @@ def main() -> None:
                                     "--scope", "data:read", "--scope", "decide"))["token"]
         http, grpc = free_port(), free_port()
         base = f"http://127.0.0.1:{http}"
-        log = open(home / "server.log", "w")
-        proc = subprocess.Popen([args.bin, "serve", "--http-addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc}",
-                                 "--auth", "required"], env=keel.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while True:
-            try:
-                if requests.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise SystemExit((home / "server.log").read_text())
-            time.sleep(0.2)
+        proc = start_server(args.bin, keel, home, http, grpc)
         made, rewarded, took = fill(base, token, args.decisions, args.batch)
         print(f"filled: {made:,} decisions, {rewarded:,} rewards in {took:.1f} s ({made / took:,.0f} decisions/s)")
         log_bytes = sum(f.stat().st_size for f in (home / "experiments" / "bench").rglob("*") if f.is_file())
@@ -212,6 +237,27 @@ def main() -> None:
         for r in rows:
             print(f"| {r['page']} | `{r['path']}` | {r['status']} | {r['bytes']:,} | {r['cold_ms']:.0f} | {r['request_to_last_byte_ms']:.1f} | "
                   f"{r['max_ms']:.1f} | {r['load_event_ms']:.1f} | {r['requests_get_ms']:.1f} |")
+        # The deployment page while traffic goes on: what a load costs after more decisions
+        # (the server reads on the log every few seconds, and a load reads what is left), and
+        # the first load after a restart (the whole log is read once, in the background from
+        # the start; a load waits for that read) and the next one.
+        after = []
+        more = max(args.decisions // 100, args.batch)
+        fill(base, token, more, args.batch)
+        after.append(deployment_after(base, token, f"right after {more:,} more decisions"))
+        time.sleep(6)
+        after.append(deployment_after(base, token, "6 s later"))
+        stop_server(proc)
+        proc = None
+        started = time.perf_counter()
+        proc = start_server(args.bin, keel, home, http, grpc)
+        ready = time.perf_counter() - started
+        after.append(deployment_after(base, token, f"first load after a restart (ready after {ready:.1f} s)"))
+        after.append(deployment_after(base, token, "the next load"))
+        print("\n| deployment page `/ui/deployments/bench` (plain GET) | status | ms |")
+        print("|---|---|---|")
+        for a in after:
+            print(f"| {a['what']} | {a['status']} | {a['ms']:.0f} |")
         round_trip = plan_apply(keel, home / "declared")
         print("\n| plan/apply of 20 deployments (CLI, wall time) | seconds |")
         print("|---|---|")
@@ -222,12 +268,7 @@ def main() -> None:
         print(f"\nanchor: `{args.bin} --version` takes {keel.timed('--version'):.3f} s (process start)")
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
         if os.environ.get("KEEP_HOME") != "1":
             shutil.rmtree(home, ignore_errors=True)
         else:

@@ -271,7 +271,9 @@ pub fn data_routes(store: keel_store::Store, lake: AppLake, max_body_bytes: usiz
         keel_data::Workspace::new(keel_catalog::Catalog::new(store.clone()), lake.clone()),
         |kind| crate::error::http_status(kind).as_u16(),
     );
+    let ws = keel_data::Workspace::new(keel_catalog::Catalog::new(store.clone()), lake.clone());
     crate::data::router(keel_catalog::Catalog::new(store), lake, max_body_bytes)
+        .merge(crate::histograms::router(ws))
         .merge(crate::access::console(keel_console::data_routes(), Arc::new(console)))
 }
 

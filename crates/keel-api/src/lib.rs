@@ -19,6 +19,8 @@ pub mod gate;
 pub mod grpc;
 mod grpc_experiments;
 #[cfg(feature = "lake")]
+mod histograms;
+#[cfg(feature = "lake")]
 pub mod jobs;
 mod labels;
 mod metrics_endpoint;

@@ -69,7 +69,6 @@ pub fn router(
     match experiments {
         Some(e) => routes
             .merge(crate::batch_routes::deprecated_router(e.clone(), max_body))
-            .merge(crate::timeline::router(e.clone()))
             .merge(crate::experiments::router(e, max_body, references)),
         None => routes,
     }

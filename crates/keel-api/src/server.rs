@@ -92,16 +92,20 @@ impl Services {
         );
         // The web console (/ui/), over the same deployments and registry.
         let routes = match &self.experiments {
-            Some(deployments) => routes.merge(crate::access::console(
-                keel_console::routes(),
-                Arc::new(keel_console::Console::new(
+            Some(deployments) => {
+                let console = Arc::new(keel_console::Console::new(
                     deployments.clone(),
                     self.inference.registry().clone(),
                     self.access.auth.clone(),
                     self.access.required,
                     |kind| crate::error::http_status(kind).as_u16(),
-                )),
-            )),
+                ));
+                // One follower of the decision logs for the charts and the timeline route.
+                console.keep_timelines_current();
+                routes
+                    .merge(crate::timeline::router(deployments.clone(), console.timelines()))
+                    .merge(crate::access::console(keel_console::routes(), console))
+            }
             None => routes,
         };
         match self.extra_rest.clone() {

@@ -1,6 +1,7 @@
 //! `GET /v1/deployments/{name}/timeline?bucket=auto|30s|5m|1h|1d`: each variant's decisions,
 //! share and reward rate per bucket of time, from the deployment's decision log
-//! (`keel_experiments::offline::timeline`, the call the console's charts make too).
+//! (`keel_experiments::offline::timeline`, the call the console's charts make too, through the
+//! same [`Timelines`], which the console keeps current).
 
 use std::sync::Arc;
 
@@ -28,13 +29,10 @@ struct TimelineState {
     timelines: Arc<Timelines>,
 }
 
-pub(crate) fn router(experiments: Arc<Deployments>) -> Routes {
+pub(crate) fn router(experiments: Arc<Deployments>, timelines: Arc<Timelines>) -> Routes {
     Routes::new()
         .get("/v1/deployments/{name}/timeline", Need::Scope(Scope::View), timeline)
-        .with_state(TimelineState {
-            experiments,
-            timelines: Arc::new(Timelines::new()),
-        })
+        .with_state(TimelineState { experiments, timelines })
 }
 
 async fn timeline(

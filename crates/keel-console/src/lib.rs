@@ -72,7 +72,7 @@ pub struct Tls(pub bool);
 pub struct Console {
     pub(crate) deployments: Arc<Deployments>,
     /// The deployments' timelines (charts over time), followed as their logs grow.
-    pub(crate) timelines: keel_experiments::offline::timeline::Timelines,
+    pub(crate) timelines: Arc<keel_experiments::offline::timeline::Timelines>,
     pub(crate) registry: Registry,
     pub(crate) auth: Option<Arc<Authenticator>>,
     pub(crate) auth_required: bool,
@@ -90,12 +90,30 @@ impl Console {
     ) -> Console {
         Console {
             deployments,
-            timelines: keel_experiments::offline::timeline::Timelines::new(),
+            timelines: Arc::new(keel_experiments::offline::timeline::Timelines::new()),
             registry,
             auth,
             auth_required,
             status_of,
         }
+    }
+}
+
+/// How often the console reads on the logs of the deployments it follows.
+pub const TIMELINES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Console {
+    /// Keeps the charts over time current in the background (on the current runtime, until the
+    /// console is dropped): every [`TIMELINES_EVERY`] the logs of the running deployments are
+    /// read on from where they were left, so the first view of a deployment page after a start
+    /// or a burst of traffic does not read the whole log or the burst.
+    pub fn keep_timelines_current(&self) {
+        self.timelines.keep_current(self.deployments.clone(), TIMELINES_EVERY);
+    }
+
+    /// The timelines the charts read (the API's timeline route reads the same ones).
+    pub fn timelines(&self) -> Arc<keel_experiments::offline::timeline::Timelines> {
+        self.timelines.clone()
     }
 }
 

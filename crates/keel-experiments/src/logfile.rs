@@ -11,7 +11,7 @@
 //! crash, never acknowledged) and is dropped; otherwise it is damage, and nothing is dropped.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -183,13 +183,27 @@ pub(crate) fn scan_file(
     cont: &mut Continuity,
     skip_through: u64,
     active: bool,
+    each: impl FnMut(Event) -> Result<()>,
+) -> Result<LogCheck> {
+    scan_file_from(path, 0, cont, skip_through, active, each)
+}
+
+/// [`scan_file`] from byte `start`, where a record begins (a reader that stopped there before,
+/// with `cont` as it left it, goes on; `offline::timeline` follows logs so). `good_bytes` counts
+/// from the file's start; `bytes < start` says the file is no longer the one read before.
+pub(crate) fn scan_file_from(
+    path: &Path,
+    start: u64,
+    cont: &mut Continuity,
+    skip_through: u64,
+    active: bool,
     mut each: impl FnMut(Event) -> Result<()>,
 ) -> Result<LogCheck> {
     let mut check = LogCheck {
         path: path.to_path_buf(),
         ..LogCheck::default()
     };
-    let file = match File::open(path) {
+    let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(check),
         Err(e) => return Err(read_err(path, e)),
@@ -197,9 +211,16 @@ pub(crate) fn scan_file(
     // Only what was there when opened: a writer may be appending (and a device such as
     // /dev/full reads forever).
     check.bytes = file.metadata().map_err(|e| read_err(path, e))?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file.take(check.bytes));
+    if start > check.bytes {
+        return Ok(check);
+    }
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).map_err(|e| read_err(path, e))?;
+        check.good_bytes = start;
+    }
+    let mut reader = BufReader::with_capacity(1 << 20, file.take(check.bytes - start));
     let mut line = Vec::new();
-    let mut offset = 0u64;
+    let mut offset = start;
     let mut framed_seen = cont.framed_seen;
     let mut bad: Option<(u64, String)> = None;
     loop {

@@ -12,11 +12,12 @@
 //! whenever there are more than [`MAX_AUTO_BUCKETS`] of them, so merging is exact.
 //!
 //! The whole log is read (every revision); the revisions that started are listed with their
-//! time, so a reader sees where a new revision (and a counter reset) began.
+//! time, so a reader sees where a new revision (and a counter reset) began. A server follows
+//! each log ([`Timelines`], in `timeline_follow.rs`): after the first read, only the bytes
+//! appended since are read, and other bucket sizes are derived from a followed one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -297,16 +298,45 @@ impl Builder {
                     ),
                 });
             };
-            let factor = next / self.bucket_ms;
+            self.rebucket(next);
+        }
+        Ok(())
+    }
+
+    /// Merges the buckets into buckets of `to_ms` (a multiple of the present size), and
+    /// re-keys the decisions waiting for a reward: exact, as the keys are aligned to the epoch.
+    fn rebucket(&mut self, to_ms: i64) {
+        let factor = to_ms / self.bucket_ms;
+        if factor > 1 {
             for (key, row) in std::mem::take(&mut self.buckets) {
                 self.buckets.entry(key.div_euclid(factor)).or_default().merge(&row);
             }
             for (key, _) in self.pending.values_mut() {
                 *key = key.div_euclid(factor);
             }
-            self.bucket_ms = next;
         }
-        Ok(())
+        self.bucket_ms = to_ms;
+    }
+
+    /// This fold at another bucket size, when it can be had from this one exactly (what a
+    /// fresh read at `size` would hold): a fixed size that is a multiple of this one's, or
+    /// `auto` from a ladder size it starts from or has outgrown. `None` otherwise; an error
+    /// when `size` makes too many buckets (as a fresh read would say).
+    fn derive(&self, size: BucketSize) -> Option<Result<Builder>> {
+        let to = match size {
+            BucketSize::Fixed(ms) if ms >= self.bucket_ms && ms % self.bucket_ms == 0 => ms,
+            BucketSize::Auto
+                if LADDER.contains(&self.bucket_ms)
+                    && (self.bucket_ms == LADDER[0] || self.span_buckets() > MAX_AUTO_BUCKETS) =>
+            {
+                self.bucket_ms
+            }
+            BucketSize::Fixed(_) | BucketSize::Auto => return None,
+        };
+        let mut b = self.clone();
+        b.size = size;
+        b.rebucket(to);
+        Some(b.coarsen().map(|()| b))
     }
 
     /// How many buckets lie between the first and the last (a chart spans them all).
@@ -359,8 +389,9 @@ impl Builder {
     }
 }
 
-/// Reads the folder log `dir` from after record `after` into `b`; the last record read.
-fn read_file_log(dir: &Path, after: u64, b: &mut Builder) -> Result<u64> {
+/// Reads the folder log `dir` from after record `after` into `b`; what was read (an error if
+/// the log is damaged).
+fn read_file_log(dir: &Path, after: u64, b: &mut Builder) -> Result<crate::logfile::LogRead> {
     let mut failed = None;
     let read = crate::logfile::read_log(dir, after, |e| {
         b.event(e).map_err(|err| {
@@ -376,7 +407,7 @@ fn read_file_log(dir: &Path, after: u64, b: &mut Builder) -> Result<u64> {
     if let Some((path, d)) = read.damage() {
         return Err(crate::logfile::damaged(path, d).into());
     }
-    Ok(read.last_seq.unwrap_or(0))
+    Ok(read)
 }
 
 /// The timeline of the deployment whose decision log is the folder `dir` (every segment and
@@ -388,107 +419,10 @@ pub fn timeline(dir: &Path, deployment: &str, spec: &DeploymentSpec, size: Bucke
     Ok(b.finish(deployment, spec))
 }
 
-/// Where one followed log is kept (empty until first read, or after a failed read).
-type Slot = Arc<tokio::sync::Mutex<Option<Follower>>>;
+#[path = "timeline_follow.rs"]
+mod follow;
 
-/// One followed log: the fold so far and the last record it took.
-struct Follower {
-    builder: Builder,
-    last_seq: u64,
-}
-
-/// Timelines kept up to date as the logs grow: the first call for a deployment and bucket size
-/// reads its whole log, later ones only the records appended since (the figures are the same
-/// as a fresh read's: the fold takes one record at a time either way). The console and the
-/// API each hold one. At most [`FOLLOWED`] are kept; past that the oldest entry is dropped.
-#[derive(Default)]
-pub struct Timelines {
-    followed: std::sync::Mutex<Vec<((String, BucketSize), Slot)>>,
-}
-
-/// Logs followed by one [`Timelines`] at most.
-pub const FOLLOWED: usize = 32;
-
-impl Timelines {
-    pub fn new() -> Timelines {
-        Timelines::default()
-    }
-
-    fn entry(&self, name: &str, size: BucketSize) -> Slot {
-        let key = (name.to_owned(), size);
-        let Ok(mut all) = self.followed.lock() else {
-            return Arc::default();
-        };
-        if let Some((_, f)) = all.iter().find(|(k, _)| *k == key) {
-            return f.clone();
-        }
-        if all.len() >= FOLLOWED {
-            all.remove(0);
-        }
-        let f: Slot = Arc::default();
-        all.push((key, f.clone()));
-        f
-    }
-
-    /// The timeline of running deployment `name` (its current spec), from its log wherever it
-    /// lives: PostgreSQL when the store is PostgreSQL (read in pages), else its folder (on a
-    /// blocking thread).
-    pub async fn of_running(&self, deployments: &crate::Deployments, name: &str, size: BucketSize) -> Result<Timeline> {
-        let engine = deployments.get(name)?;
-        let spec = engine.with_inner(|inner| inner.spec.clone())?;
-        let entry = self.entry(name, size);
-        let mut slot = entry.lock().await;
-        let (mut builder, after) = match slot.take() {
-            Some(f) => (f.builder, f.last_seq),
-            None => (Builder::new(size), 0),
-        };
-        let last_seq = match deployments.store().postgres_pool() {
-            Some(pool) => {
-                let mut after = after;
-                loop {
-                    let rows = crate::pglog::read_rows(&pool, name, after).await?;
-                    let n = rows.len();
-                    for row in rows {
-                        after = row.seq;
-                        builder.event(row.event)?;
-                    }
-                    if n < crate::pglog::BATCH {
-                        break after;
-                    }
-                }
-            }
-            None => {
-                let dir = engine.log_path().parent().map(Path::to_path_buf).unwrap_or_default();
-                let (read, b) = tokio::task::spawn_blocking(move || {
-                    let mut b = builder;
-                    let read = read_file_log(&dir, after, &mut b);
-                    // A log that now ends before what was read (a new log under the same
-                    // name) is read again from its start.
-                    match read {
-                        Ok(last) if last < after => {
-                            let mut fresh = Builder::new(size);
-                            let read = read_file_log(&dir, 0, &mut fresh);
-                            (read, fresh)
-                        }
-                        other => (other, b),
-                    }
-                })
-                .await
-                .map_err(|_| OfflineError::Task("timeline"))?;
-                builder = b;
-                read?
-            }
-        };
-        let timeline = builder.finish(name, &spec);
-        *slot = Some(Follower { builder, last_seq });
-        Ok(timeline)
-    }
-}
-
-/// The timeline of running deployment `name`, read whole (see [`Timelines`] to follow it).
-pub async fn of_running(deployments: &crate::Deployments, name: &str, size: BucketSize) -> Result<Timeline> {
-    Timelines::new().of_running(deployments, name, size).await
-}
+pub use follow::{FOLLOWED, Timelines, of_running};
 
 #[cfg(test)]
 #[path = "timeline_tests.rs"]

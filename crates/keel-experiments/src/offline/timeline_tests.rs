@@ -216,13 +216,224 @@ fn following_a_growing_log_gives_a_fresh_reads_figures() {
     }
     let path = write_log(dir.path(), &events[..300]);
     let mut followed = Builder::new(BucketSize::Auto);
-    let last = read_file_log(&path, 0, &mut followed).expect("first read");
+    let last = read_file_log(&path, 0, &mut followed)
+        .expect("first read")
+        .last_seq
+        .unwrap_or(0);
     assert_eq!(last, 300);
     // the log grows; only what was appended is read
     let path = write_log(dir.path(), &events);
-    let last = read_file_log(&path, last, &mut followed).expect("second read");
-    assert_eq!(last, 800);
+    let last = read_file_log(&path, last, &mut followed).expect("second read").last_seq;
+    assert_eq!(last, Some(800));
     let fresh = timeline(&path, "d", &spec(), BucketSize::Auto).expect("fresh");
     assert_eq!(followed.finish("d", &spec()), fresh);
     assert_eq!(fresh.decisions, 400);
+}
+
+/// A log of `n` decisions, one every 3 s, and rewards (halves and quarters, so sums are exact
+/// in any order) for earlier decisions, after a revision and its spec; sequence numbers from 1.
+fn history(n: usize) -> Vec<Event> {
+    let mut events = vec![
+        Event::Revision {
+            seq: 1,
+            ts: T0,
+            rev: 1,
+            reset: true,
+        },
+        Event::Spec {
+            seq: 2,
+            ts: T0,
+            spec: Box::new(spec()),
+        },
+    ];
+    let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::new_v4()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let t = T0 + i as i64 * 3_000;
+        let seq = events.len() as u64 + 1;
+        events.push(decision(seq, t, *id, Some(i % 2), i % 7 == 0));
+        if i % 3 != 1 {
+            let seq = events.len() as u64 + 1;
+            events.push(reward(seq, t + 1, ids[i / 2], (i % 4) as f64 / 4.0));
+        }
+    }
+    events
+}
+
+fn framed(events: &[Event]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for e in events {
+        crate::logfile::frame(&mut bytes, e.seq(), &serde_json::to_vec(e).expect("json"));
+    }
+    bytes
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .expect("open");
+    f.write_all(bytes).expect("append");
+}
+
+/// Closes the active file into a segment named for its first record, as the log writer does.
+fn roll(dir: &Path, first_seq: u64) {
+    std::fs::create_dir_all(crate::logfile::segments_dir(dir)).expect("segments");
+    std::fs::rename(
+        crate::logfile::active_path(dir),
+        crate::logfile::segment_path(dir, first_seq),
+    )
+    .expect("roll");
+    std::fs::File::create(crate::logfile::active_path(dir)).expect("new active file");
+}
+
+fn followed(dir: &Path, size: BucketSize, known: Option<follow::Follower>) -> follow::Follower {
+    follow::follow_dir(dir, size, known).expect("follow")
+}
+
+#[test]
+fn a_followed_log_reads_only_the_bytes_appended_since() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = history(600);
+    let path = write_log(dir.path(), &events[..400]);
+    let active = crate::logfile::active_path(&path);
+    let first = followed(&path, BucketSize::Auto, None);
+    let mark = first.mark.expect("a mark");
+    assert_eq!(first.last_seq, 400);
+    // appended: read on from the byte after record 400
+    append(&active, &framed(&events[400..]));
+    let mut b = first.builder.clone();
+    let after = follow::read_after(&path, mark, &mut b)
+        .expect("read on")
+        .expect("the same log");
+    assert_eq!(
+        (after.offset, after.last_seq),
+        (std::fs::metadata(&active).expect("len").len(), events.len() as u64)
+    );
+    let fresh = timeline(&path, "d", &spec(), BucketSize::Auto).expect("fresh");
+    assert_eq!(b.finish("d", &spec()), fresh);
+    // nothing appended: nothing read, the same figures
+    let again = followed(
+        &path,
+        BucketSize::Auto,
+        Some(followed(&path, BucketSize::Auto, Some(first))),
+    );
+    assert_eq!(again.builder.finish("d", &spec()), fresh);
+    // a mark past the end of a shorter file is not followed
+    let shorter = follow::Mark {
+        offset: 1 << 30,
+        ..mark
+    };
+    let mut spoilt = Builder::new(BucketSize::Auto);
+    assert_eq!(follow::read_after(&path, shorter, &mut spoilt).expect("read"), None);
+}
+
+#[test]
+fn a_log_rolled_into_segments_between_reads_reads_as_a_fresh_log() {
+    for size in [BucketSize::Auto, BucketSize::Fixed(MINUTE)] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let events = history(900);
+        let path = write_log(dir.path(), &events[..300]);
+        let active = crate::logfile::active_path(&path);
+        let fresh = |path: &Path| timeline(path, "d", &spec(), size).expect("fresh");
+        let first = followed(&path, size, None);
+        assert_eq!(first.builder.finish("d", &spec()), fresh(&path));
+        // more records in the file the mark is in, then it is closed and two more begin
+        let (b, c) = (500, 700);
+        append(&active, &framed(&events[300..b]));
+        roll(&path, 1);
+        append(&active, &framed(&events[b..c]));
+        roll(&path, b as u64 + 1);
+        append(&active, &framed(&events[c..]));
+        let second = followed(&path, size, Some(first));
+        assert_eq!(second.last_seq, events.len() as u64);
+        assert_eq!(second.builder.finish("d", &spec()), fresh(&path));
+        // the mark is in the active file now; it is closed with nothing after it
+        roll(&path, c as u64 + 1);
+        let third = followed(&path, size, Some(second.clone()));
+        assert_eq!(third.mark, second.mark, "nothing new: the same place, now in a segment");
+        assert_eq!(third.builder.finish("d", &spec()), fresh(&path));
+        // and records arrive in the next active file
+        let more = history(1_000);
+        append(&active, &framed(&more[events.len()..]));
+        let fourth = followed(&path, size, Some(third));
+        assert_eq!(fourth.last_seq, more.len() as u64);
+        assert_eq!(fourth.builder.finish("d", &spec()), fresh(&path));
+    }
+}
+
+#[test]
+fn a_new_log_under_the_same_name_or_a_repaired_one_is_read_again_whole() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = history(500);
+    let path = write_log(dir.path(), &events);
+    let old = followed(&path, BucketSize::Auto, None);
+    // another log of the same shape and length: same sequence numbers at the same bytes
+    let other = history(500);
+    let path = write_log(dir.path(), &other);
+    let mut b = old.builder.clone();
+    assert_eq!(
+        follow::read_after(&path, old.mark.expect("mark"), &mut b).expect("read"),
+        None
+    );
+    let next = followed(&path, BucketSize::Auto, Some(old.clone()));
+    assert_eq!(
+        next.builder.finish("d", &spec()),
+        timeline(&path, "d", &spec(), BucketSize::Auto).expect("fresh")
+    );
+    // cut back (as `keel deployment repair` does) and grown again past the old end
+    let path = write_log(dir.path(), &other[..200]);
+    append(&crate::logfile::active_path(&path), &framed(&events[200..]));
+    let cut = followed(&path, BucketSize::Auto, Some(next));
+    assert_eq!(
+        cut.builder.finish("d", &spec()),
+        timeline(&path, "d", &spec(), BucketSize::Auto).expect("fresh")
+    );
+}
+
+#[test]
+fn a_torn_tail_is_left_for_the_next_read() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = history(300);
+    let path = write_log(dir.path(), &events[..200]);
+    let active = crate::logfile::active_path(&path);
+    let rest = framed(&events[200..]);
+    // half a record being written
+    append(&active, &rest[..40]);
+    let first = followed(&path, BucketSize::Auto, None);
+    assert_eq!(first.last_seq, 200);
+    append(&active, &rest[40..]);
+    let second = followed(&path, BucketSize::Auto, Some(first));
+    assert_eq!(second.last_seq, events.len() as u64);
+    assert_eq!(
+        second.builder.finish("d", &spec()),
+        timeline(&path, "d", &spec(), BucketSize::Auto).expect("fresh")
+    );
+}
+
+#[test]
+fn other_bucket_sizes_derive_exactly_from_a_followed_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // 3 s apart for 5,000 decisions: about 4 h
+    let path = write_log(dir.path(), &history(5_000));
+    let fresh = |size| timeline(&path, "d", &spec(), size).expect("fresh");
+    let auto = followed(&path, BucketSize::Auto, None).builder;
+    assert_eq!(auto.bucket_ms, 5 * MINUTE);
+    for ms in [5 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, DAY] {
+        let size = BucketSize::Fixed(ms);
+        let derived = auto.derive(size).expect("derivable").expect("few enough buckets");
+        assert_eq!(derived.finish("d", &spec()), fresh(size), "{ms}");
+    }
+    // not a multiple, or finer: read again
+    assert!(auto.derive(BucketSize::Fixed(7 * MINUTE)).is_none());
+    assert!(auto.derive(BucketSize::Fixed(MINUTE)).is_none());
+    // `auto` from a fine fixed size it outgrows, not from one it may not reach
+    let fine = followed(&path, BucketSize::Fixed(10 * SECOND), None).builder;
+    let derived = fine.derive(BucketSize::Auto).expect("derivable").expect("auto");
+    assert_eq!(derived.finish("d", &spec()), fresh(BucketSize::Auto));
+    let coarse = followed(&path, BucketSize::Fixed(HOUR), None).builder;
+    assert!(
+        coarse.derive(BucketSize::Auto).is_none(),
+        "auto is finer than an hour here"
+    );
 }

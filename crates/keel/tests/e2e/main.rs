@@ -16,6 +16,7 @@ mod jobs_grpc;
 mod lake_s3;
 mod learners;
 mod metrics;
+mod monitoring_api;
 mod plan;
 mod predlog;
 mod receiver;

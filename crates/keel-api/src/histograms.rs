@@ -1,0 +1,81 @@
+//! `GET /v1/deployments/{name}/histograms`: per monitored column, the reference table's and the
+//! monitor's current window's histograms over the same bins, with keel-monitor's drift on those
+//! very values (`keel_experiments::offline::histograms`, the call the console's monitoring page
+//! draws), behind the `lake` feature.
+//!
+//! Its gate is the timeline's (`view`). The figures are the contents of tables, so, like the
+//! monitoring page and `/v1/data`, the caller must also hold `data:read` and a read grant on
+//! the reference and on every prediction-log table read (checked and audited by the catalog as
+//! the person calling; a credential is needed even where authentication is off).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use keel_auth::{Credential, Principal, Scope};
+use keel_catalog::CatalogError;
+use keel_data::{Read, Workspace};
+use keel_experiments::offline::histograms::{histograms, tables_read};
+use keel_experiments::{DeploymentError, DeploymentSpec};
+use serde::Deserialize;
+
+use crate::access::{Need, Routes};
+use crate::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistogramsQuery {}
+
+pub(crate) fn router(ws: Workspace) -> Routes {
+    Routes::new()
+        .get("/v1/deployments/{name}/histograms", Need::Scope(Scope::View), handler)
+        .with_state(ws)
+}
+
+async fn handler(
+    State(ws): State<Workspace>,
+    Path(name): Path<String>,
+    query: Result<Query<HistogramsQuery>, QueryRejection>,
+    Extension(principal): Extension<Arc<Principal>>,
+) -> Result<Response, ApiError> {
+    query.map_err(|e| {
+        ApiError::from(DeploymentError::InvalidRequest(format!(
+            "{}; the histograms take no parameters",
+            e.body_text()
+        )))
+    })?;
+    if principal.credential == Credential::Anonymous {
+        return Err(CatalogError::Unauthenticated(
+            "the histograms are read as a person whose grants are checked per table: send `Authorization: Bearer <token>` \
+             (keel access token create NAME --scope view --scope data:read)"
+                .into(),
+        )
+        .into());
+    }
+    if !principal.scopes.allows(Scope::DataRead) {
+        return Err(CatalogError::Forbidden {
+            actor: principal.name.clone(),
+            what: format!("read the histograms of {name}"),
+            why: "they show the contents of its reference and prediction-log tables: the token needs the data:read scope too".into(),
+        }
+        .into());
+    }
+    let store = ws.catalog().store();
+    let current = store.get_deployment(&name).await?;
+    let spec = DeploymentSpec::from_json(&current.spec)?;
+    let lake = ws.lake();
+    let tables = tables_read(lake, &name, &spec).await?;
+    let caller = ws.api_caller(&principal.name).await?;
+    for t in &tables {
+        ws.check::<Read>(
+            &caller,
+            t,
+            "read",
+            serde_json::json!({"by": "api", "for": "histograms"}),
+        )
+        .await?;
+    }
+    let h = histograms(lake, &name, &spec, &tables, keel_predlog::now_us()).await?;
+    Ok(axum::Json(h).into_response())
+}
