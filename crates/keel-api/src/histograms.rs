@@ -3,10 +3,10 @@
 //! very values (`keel_experiments::offline::histograms`, the call the console's monitoring page
 //! draws), behind the `lake` feature.
 //!
-//! Its gate is the timeline's (`view`). The figures are the contents of tables, so, like the
-//! monitoring page and `/v1/data`, the caller must also hold `data:read` and a read grant on
-//! the reference and on every prediction-log table read (checked and audited by the catalog as
-//! the person calling; a credential is needed even where authentication is off).
+//! The figures are the contents of tables, so its gate is `/v1/data`'s (`data:read`), and the
+//! caller needs a read grant on the reference and on every prediction-log table read (checked
+//! and audited by the catalog as the person calling; a credential is needed even where
+//! authentication is off).
 
 use std::sync::Arc;
 
@@ -29,7 +29,13 @@ struct HistogramsQuery {}
 
 pub(crate) fn router(ws: Workspace) -> Routes {
     Routes::new()
-        .get("/v1/deployments/{name}/histograms", Need::Scope(Scope::View), handler)
+        // The figures are the contents of the reference and prediction-log tables: the data
+        // routes' scope, and a read grant on each table below.
+        .get(
+            "/v1/deployments/{name}/histograms",
+            Need::Scope(Scope::DataRead),
+            handler,
+        )
         .with_state(ws)
 }
 
@@ -48,17 +54,9 @@ async fn handler(
     if principal.credential == Credential::Anonymous {
         return Err(CatalogError::Unauthenticated(
             "the histograms are read as a person whose grants are checked per table: send `Authorization: Bearer <token>` \
-             (keel access token create NAME --scope view --scope data:read)"
+             (keel access token create NAME --scope data:read)"
                 .into(),
         )
-        .into());
-    }
-    if !principal.scopes.allows(Scope::DataRead) {
-        return Err(CatalogError::Forbidden {
-            actor: principal.name.clone(),
-            what: format!("read the histograms of {name}"),
-            why: "they show the contents of its reference and prediction-log tables: the token needs the data:read scope too".into(),
-        }
         .into());
     }
     let store = ws.catalog().store();
