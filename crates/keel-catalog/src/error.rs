@@ -11,7 +11,7 @@ pub enum CatalogError {
     /// The actor may not do this. The message is the same whether or not the table exists, so a
     /// denial never tells someone without access that a table is there.
     #[error(
-        "{actor} may not {action} table {table:?}: it does not exist or {actor} holds no {needed} grant on it; ask the table's owner team for a grant (keel access grant)"
+        "{actor} may not {action} table {table:?}: it does not exist or {actor} holds no {needed} grant on it; ask the table's owner team for a grant (keel access grant; a log table serving wrote is first catalogued by a workspace admin: keel data adopt)"
     )]
     Denied {
         actor: String,

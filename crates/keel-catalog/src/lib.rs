@@ -391,7 +391,7 @@ impl Catalog {
         self.check::<Admin>(actor, table, "grant", via, details).await?;
         if self.store.table_entry(table).await?.is_none() {
             return Err(CatalogError::Invalid(format!(
-                "table {table:?} is not in the catalog yet: write to it once (keel data ingest) before sharing it"
+                "table {table:?} is not in the catalog yet: a workspace admin catalogues it with `keel data adopt {table} --owner TEAM` (or write to it once with `keel data ingest`) before sharing it"
             )));
         }
         self.store.grant(table, team, permission.as_str(), &actor.name).await?;

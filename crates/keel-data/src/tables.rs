@@ -84,6 +84,48 @@ impl Workspace {
         Ok(hits)
     }
 
+    /// Catalogues a table that is in the lake but not in the catalog, with `owner` as its owner
+    /// team: the prediction, decision and feedback logs that serving writes, or a table written
+    /// before the catalog. Only then can its owners describe it and share it with other teams.
+    /// Workspace admins only (an uncatalogued table has no owner to ask); audited as `adopt`.
+    pub async fn adopt(&self, caller: &Caller, table: &str, owner: &str) -> Result<TableEntry> {
+        keel_lake::validate_table_name(table)?;
+        let store = self.catalog.store();
+        if let Some(entry) = store.table_entry(table).await? {
+            return Err(DataError::Invalid(format!(
+                "table {table:?} is already in the catalog, owned by team {:?}: share it with `keel access grant {table} TEAM read`",
+                entry.owner_team
+            )));
+        }
+        // An unknown table is the lake's not-found error, before any check is audited.
+        let newest = self
+            .lake
+            .history(table)
+            .await?
+            .iter()
+            .map(|v| v.version)
+            .max()
+            .unwrap_or(0);
+        let details = json!({ "owner": owner, "version": newest });
+        let pass = self
+            .catalog
+            .check_create(
+                &caller.actor,
+                table,
+                Some(owner),
+                true,
+                "adopt",
+                caller.via,
+                details.clone(),
+            )
+            .await?;
+        self.record_commit(&pass, newest, true, details).await?;
+        store
+            .table_entry(table)
+            .await?
+            .ok_or_else(|| DataError::Invalid(format!("table {table:?} was adopted but its catalog entry is missing")))
+    }
+
     /// Edits a catalogued table's description, tags or one column (needs write; audited as
     /// `write_catalog`). Returns the new entry and what changed.
     pub async fn describe(&self, caller: &Caller, edit: &Describe) -> Result<(Option<TableEntry>, Vec<&'static str>)> {

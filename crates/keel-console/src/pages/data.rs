@@ -186,7 +186,7 @@ async fn card(d: &DataConsole, table: &str, who: &Who) -> Result<String, Failure
             ("versions", count(card.versions.len() as u64)),
         ])),
         None => out
-            .push_str(r#"<p class="alert">This lake table is not in the catalog yet: its next write records it.</p>"#),
+            .push_str(r#"<p class="alert">This lake table is not in the catalog yet: its next write through keel data records it, or a workspace admin adopts it (<code>keel data adopt TABLE --owner TEAM</code>) to share it.</p>"#),
     }
     if let Some(e) = &card.catalog {
         out.push_str("<h2>Columns</h2>");

@@ -89,6 +89,16 @@ pub enum DataCommand {
     /// Set a table's description, tags, or a column's description and PII flag
     Describe(DescribeArgs),
     #[cfg(feature = "lake")]
+    /// Catalogue a lake table the catalog does not know yet (the prediction, decision and
+    /// feedback logs serving writes) with TEAM as its owner, so it can be described and shared
+    /// (workspace admins only)
+    Adopt {
+        table: String,
+        /// The owner team
+        #[arg(long)]
+        owner: String,
+    },
+    #[cfg(feature = "lake")]
     /// Upstream and downstream lineage of a table, model version or deployment
     /// (table/NAME, model/NAME/VERSION, deployment/NAME, decisions/DEPLOYMENT)
     Lineage { node: String },

@@ -69,6 +69,17 @@ pub async fn run(global: &Global, cmd: DataCommand) -> anyhow::Result<()> {
         #[cfg(feature = "lake")]
         DataCommand::Describe(args) => return catalogued::describe(global, args).await,
         #[cfg(feature = "lake")]
+        DataCommand::Adopt { table, owner } => {
+            let (ws, caller) = catalogued::open(global).await?;
+            let entry = ws.adopt(&caller, &table, &owner).await?;
+            return catalogued::print(global, &entry, |e| {
+                println!(
+                    "table {table} is in the catalog now, owned by team {}; share it with `keel access grant {table} TEAM read`",
+                    e.owner_team
+                )
+            });
+        }
+        #[cfg(feature = "lake")]
         DataCommand::Lineage { node } => return catalogued::lineage(global, &node).await,
         DataCommand::Drift(args) => {
             let method: keel_monitor::Method = args

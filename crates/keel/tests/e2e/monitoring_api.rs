@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Keel, eventually, items, repo_file};
+use crate::support::{Keel, assert_refused, eventually, items, repo_file};
 
 /// The first row of bc-lr's expected outputs (`fixtures/models/expected.json`): 30 features.
 fn bc_lr_features() -> Vec<f64> {
@@ -169,6 +169,70 @@ async fn the_histograms_route_gives_the_monitoring_pages_figures() {
         body.contains("bc_train") && body.contains("keel access grant"),
         "{body}"
     );
+
+    // Sharing both with bob's team: the reference was catalogued when it was ingested; the
+    // prediction log, written by serving, is catalogued by an admin first (`keel data adopt`).
+    keel.ok(&["access", "team", "create", "ml"]);
+    keel.ok(&["access", "team", "create", "analysts"]);
+    keel.ok(&["access", "team", "add", "analysts", "bob"]);
+    keel.ok(&["access", "grant", "bc_train", "analysts", "read"]);
+    let (status, body) = get(path, Some(&stranger)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("predictions_bc-lr") && body.contains("keel data adopt"),
+        "{body}"
+    );
+    let log = "predictions_bc-lr";
+    assert_refused(
+        &keel.run(&["access", "grant", log, "analysts", "read"]),
+        "keel data adopt predictions_bc-lr --owner TEAM",
+    );
+    let by_bob = keel
+        .command(&["data", "adopt", log, "--owner", "analysts"])
+        .env("KEEL_USER", "bob")
+        .output()
+        .expect("keel");
+    assert_refused(&by_bob, "bob may not adopt table \"predictions_bc-lr\"");
+    assert_refused(
+        &keel.run(&["data", "adopt", "no_such_table", "--owner", "ml"]),
+        "no_such_table",
+    );
+    assert_refused(
+        &keel.run(&["data", "adopt", log, "--owner", "nobody"]),
+        "team \"nobody\" does not exist",
+    );
+    let adopted = keel.json(&["data", "adopt", log, "--owner", "ml"]);
+    assert_eq!(adopted["owner_team"], "ml", "{adopted}");
+    let columns: Vec<&str> = items(&adopted["columns"])
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(columns.contains(&"input_0"), "{columns:?}");
+    assert_refused(
+        &keel.run(&["data", "adopt", log, "--owner", "ml"]),
+        "already in the catalog, owned by team \"ml\"",
+    );
+    keel.ok(&["access", "grant", log, "analysts", "read"]);
+    let (status, body) = get(path, Some(&stranger)).await;
+    assert_eq!(status, 200, "{body}");
+    let shared: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(shared["current_rows"], 60, "{shared}");
+    let audit = keel.json(&["access", "audit", "--table", log]);
+    let adopt: Vec<(&str, bool)> = items(&audit)
+        .iter()
+        .filter(|e| e["action"] == "adopt")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or(""),
+                e["allowed"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert!(
+        adopt.contains(&("bob", false)) && adopt.contains(&("ana", true)),
+        "{adopt:?}"
+    );
+
     let (status, body) = get("/v1/deployments/nope/histograms", Some(&reader)).await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = get(&format!("{path}?bins=5"), Some(&reader)).await;
