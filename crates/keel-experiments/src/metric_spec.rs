@@ -18,10 +18,18 @@
 //! control group when the deployment has one, otherwise the serving variant with the best mean
 //! of that metric (see [`crate::metric_report`]).
 
-use keel_bandit::{MAX_ABS_REWARD, PolicyConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{DeploymentSpec, RewardKind};
+/// What the decision metric's values are (the `reward` block's `kind`), and how the report
+/// summarises a metric (a rate for binary, a mean otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKind {
+    /// 0/1 conversions (fractions allowed).
+    Binary,
+    /// Real-valued rewards such as revenue.
+    Continuous,
+}
 
 /// The name of the decision metric when `reward.name` is not given.
 pub const DEFAULT_REWARD_NAME: &str = "reward";
@@ -115,28 +123,6 @@ impl MetricSpec {
     }
 }
 
-impl DeploymentSpec {
-    /// The decision metric's name (`reward.name`, else `reward`).
-    pub fn reward_name(&self) -> &str {
-        self.reward.name.as_deref().unwrap_or(DEFAULT_REWARD_NAME)
-    }
-
-    /// A declared metric other than the decision metric.
-    pub fn metric(&self, name: &str) -> Option<&MetricSpec> {
-        self.metrics.iter().find(|m| m.name == name)
-    }
-
-    /// The cost of choosing `variant` (0 when none is declared).
-    pub fn cost(&self, variant: usize) -> f64 {
-        self.variants.get(variant).and_then(|v| v.cost).unwrap_or(0.0)
-    }
-
-    /// Whether any variant declares a cost.
-    pub fn has_costs(&self) -> bool {
-        self.variants.iter().any(|v| v.cost.is_some())
-    }
-}
-
 fn name_problem(what: &str, name: &str) -> Option<String> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
@@ -151,14 +137,15 @@ fn name_problem(what: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Every problem of the metrics and costs of `spec`.
-pub(crate) fn problems(spec: &DeploymentSpec) -> Vec<String> {
+/// Every problem of the declared `metrics` beside a decision metric named `reward_name` (given
+/// as `reward.name`, or `None` for the default name).
+pub(crate) fn problems(reward_name: Option<&str>, metrics: &[MetricSpec]) -> Vec<String> {
     let mut problems = Vec::new();
-    let reward_name = spec.reward_name();
-    if let Some(n) = &spec.reward.name {
+    if let Some(n) = reward_name {
         problems.extend(name_problem("reward.name", n));
     }
-    for (i, m) in spec.metrics.iter().enumerate() {
+    let reward_name = reward_name.unwrap_or(DEFAULT_REWARD_NAME);
+    for (i, m) in metrics.iter().enumerate() {
         problems.extend(name_problem("metric", &m.name));
         if m.name == reward_name {
             problems.push(format!(
@@ -166,7 +153,7 @@ pub(crate) fn problems(spec: &DeploymentSpec) -> Vec<String> {
                 m.name
             ));
         }
-        if spec.metrics[..i].iter().any(|o| o.name == m.name) {
+        if metrics[..i].iter().any(|o| o.name == m.name) {
             problems.push(format!("metric '{}' appears twice", m.name));
         }
         for (what, v) in [("min", m.min), ("max", m.max)] {
@@ -199,43 +186,6 @@ pub(crate) fn problems(spec: &DeploymentSpec) -> Vec<String> {
             ));
         }
     }
-    if spec.has_costs() {
-        if spec.reward.kind != RewardKind::Continuous {
-            problems.push(format!(
-                "variant costs are in the decision metric's units and the policy learns '{reward_name}' minus the cost: \
-                 that needs \"reward\": {{\"kind\": \"continuous\", ...}} (a binary reward minus a cost is no longer 0 or 1)"
-            ));
-        }
-        if matches!(
-            spec.policy,
-            PolicyConfig::ThompsonBeta { .. } | PolicyConfig::LogisticThompson { .. }
-        ) {
-            problems.push(format!(
-                "variant costs need a policy that learns real-valued rewards: {} learns 0/1 rewards only",
-                spec.policy.name()
-            ));
-        }
-        for v in &spec.variants {
-            let Some(cost) = v.cost else { continue };
-            if !(cost.is_finite() && cost >= 0.0) {
-                problems.push(format!(
-                    "variant '{}': cost {cost} must be a finite number >= 0",
-                    v.name
-                ));
-            } else if spec.reward.min - cost < -MAX_ABS_REWARD || spec.reward.max - cost > MAX_ABS_REWARD {
-                problems.push(format!(
-                    "variant '{}': reward minus cost {cost} would leave the policies' range of ±{MAX_ABS_REWARD}",
-                    v.name
-                ));
-            }
-            if v.shadow {
-                problems.push(format!(
-                    "variant '{}' is a shadow (never chosen): it has no cost",
-                    v.name
-                ));
-            }
-        }
-    }
     problems
 }
 
@@ -243,6 +193,7 @@ pub(crate) fn problems(spec: &DeploymentSpec) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::DeploymentError;
+    use crate::spec::DeploymentSpec;
 
     fn problems_of(v: serde_json::Value) -> String {
         match DeploymentSpec::from_json(&v) {

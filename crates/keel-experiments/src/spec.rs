@@ -1,11 +1,11 @@
 //! The definition of a deployment: variants, traffic policy, context features, control group,
 //! reward, canary and guardrails. Validation reports every problem at once.
 
-use keel_bandit::PolicyConfig;
+use keel_bandit::{MAX_ABS_REWARD, PolicyConfig};
 use serde::{Deserialize, Serialize};
 
 pub use crate::control::{ControlArm, ControlPolicy, ControlSpec};
-pub use crate::metric_spec::{Better, MetricGuardrail, MetricKind, MetricSpec};
+pub use crate::metric_spec::{Better, DEFAULT_REWARD_NAME, MetricGuardrail, MetricKind, MetricSpec, RewardKind};
 use crate::{DeploymentError, Result};
 
 /// A deployment as a team writes it (JSON).
@@ -105,15 +105,6 @@ impl FeatureSpec {
             FeatureSpec::Categorical { levels, .. } => levels.len(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RewardKind {
-    /// 0/1 conversions (fractions allowed).
-    Binary,
-    /// Real-valued rewards such as revenue.
-    Continuous,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,7 +330,8 @@ impl DeploymentSpec {
         if r.window_seconds == 0 {
             problems.push("reward.window_seconds must be at least 1".to_string());
         }
-        problems.extend(crate::metric_spec::problems(self));
+        problems.extend(crate::metric_spec::problems(self.reward.name.as_deref(), &self.metrics));
+        problems.extend(self.cost_problems());
         if let Some(c) = &self.control {
             match c.arm() {
                 Some(ControlArm::Variant(v)) => match self.variant_index(v) {
@@ -472,6 +464,74 @@ impl DeploymentSpec {
         } else {
             Err(DeploymentError::InvalidSpec(problems))
         }
+    }
+}
+
+impl DeploymentSpec {
+    /// The decision metric's name (`reward.name`, else `reward`).
+    pub fn reward_name(&self) -> &str {
+        self.reward.name.as_deref().unwrap_or(DEFAULT_REWARD_NAME)
+    }
+
+    /// A declared metric other than the decision metric.
+    pub fn metric(&self, name: &str) -> Option<&MetricSpec> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+
+    /// The cost of choosing `variant` (0 when none is declared).
+    pub fn cost(&self, variant: usize) -> f64 {
+        self.variants.get(variant).and_then(|v| v.cost).unwrap_or(0.0)
+    }
+
+    /// Whether any variant declares a cost.
+    pub fn has_costs(&self) -> bool {
+        self.variants.iter().any(|v| v.cost.is_some())
+    }
+
+    /// Every problem of the variants' costs: they need a real-valued decision metric and a
+    /// policy that learns one, and the reward minus a cost must stay in the policies' range.
+    fn cost_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.has_costs() {
+            return problems;
+        }
+        let reward_name = self.reward_name();
+        if self.reward.kind != RewardKind::Continuous {
+            problems.push(format!(
+                "variant costs are in the decision metric's units and the policy learns '{reward_name}' minus the cost: \
+                 that needs \"reward\": {{\"kind\": \"continuous\", ...}} (a binary reward minus a cost is no longer 0 or 1)"
+            ));
+        }
+        if matches!(
+            self.policy,
+            PolicyConfig::ThompsonBeta { .. } | PolicyConfig::LogisticThompson { .. }
+        ) {
+            problems.push(format!(
+                "variant costs need a policy that learns real-valued rewards: {} learns 0/1 rewards only",
+                self.policy.name()
+            ));
+        }
+        for v in &self.variants {
+            let Some(cost) = v.cost else { continue };
+            if !(cost.is_finite() && cost >= 0.0) {
+                problems.push(format!(
+                    "variant '{}': cost {cost} must be a finite number >= 0",
+                    v.name
+                ));
+            } else if self.reward.min - cost < -MAX_ABS_REWARD || self.reward.max - cost > MAX_ABS_REWARD {
+                problems.push(format!(
+                    "variant '{}': reward minus cost {cost} would leave the policies' range of ±{MAX_ABS_REWARD}",
+                    v.name
+                ));
+            }
+            if v.shadow {
+                problems.push(format!(
+                    "variant '{}' is a shadow (never chosen): it has no cost",
+                    v.name
+                ));
+            }
+        }
+        problems
     }
 }
 
