@@ -20,7 +20,8 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 [[ -x "$KEEL_BIN" ]] || { echo "no keel binary at $KEEL_BIN: cargo build -p keel (--release)" >&2; exit 1; }
 "$PYTHON" -c 'import playwright, requests' 2>/dev/null || { echo "playwright/requests not importable by $PYTHON: scripts/python-env dev" >&2; exit 1; }
 
-PROFILE=debug; [[ "$KEEL_BIN" == */release/* ]] && PROFILE=release
+# The cargo profile is the name of the folder the binary was built into (debug, release, bench-lake).
+PROFILE=$(basename "$(dirname "$KEEL_BIN")")
 echo "keel: $KEEL_BIN ($PROFILE), commit $(git -C "$ROOT" rev-parse --short HEAD)"
 echo "machine: $(nproc) cores, $(uname -sr), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 exec "$PYTHON" "$ROOT/bench/console/pages.py" --bin "$KEEL_BIN" --decisions "${DECISIONS:-1000000}" \
