@@ -1,19 +1,20 @@
-//! `feedback ingest`: rewards in bulk from a lake table or a file, by decision id or by unit and
-//! the batch run that decided it, through the deployment's own feedback (the same checks as
-//! online: range, attribution window, conflicts; idempotent).
+//! `feedback ingest`: rewards and other declared metrics in bulk from a lake table or a file, by
+//! decision id or by unit and the batch run that decided it, through the deployment's own
+//! feedback (the same checks as online: range, attribution window, conflicts; idempotent per
+//! decision and metric).
 //!
 //! Every row gets an answer and a refused row never stops the others; the summary counts what
 //! was counted, what was a duplicate (the same reward already counted), what came after its
 //! window closed (late) and what was refused, with the first few examples of each reason.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use keel_data::{Caller, Workspace};
-use keel_experiments::{Deployments, FeedbackOut, RewardIn};
+use keel_experiments::{Deployments, FeedbackIn, FeedbackOut};
 use keel_lake::arrow::array::Array;
 use keel_lake::arrow::datatypes::{DataType as ArrowType, Schema};
 use serde::{Deserialize, Serialize};
@@ -38,8 +39,12 @@ pub struct IngestJob {
     /// A lake table (`conversions`, `conversions@v2`) or a `.parquet`/`.csv` file.
     pub from: String,
     pub key: RewardKey,
-    /// The column holding the reward (a number; booleans count as 0/1).
-    pub reward_column: String,
+    /// The column holding the reward, the decision metric (a number; booleans count as 0/1);
+    /// `None`: the rows carry other metrics only.
+    pub reward_column: Option<String>,
+    /// Other metrics the deployment declares: metric name -> the column holding its values
+    /// (numbers or booleans; a null leaves that metric out of that row).
+    pub metric_columns: BTreeMap<String, String>,
     /// Rewards per feedback call.
     pub batch_rows: usize,
     /// Whether `from` may be a local file (the command line; never a server job).
@@ -81,10 +86,39 @@ pub async fn ingest(
     let key_column = match &job.key {
         RewardKey::Decision { column } | RewardKey::Unit { column, .. } => column.clone(),
     };
+    if job.reward_column.is_none() && job.metric_columns.is_empty() {
+        return Err(BatchError::Invalid(
+            "nothing to ingest: name the reward column (--reward-column) or at least one metric (--metric NAME[=COLUMN])"
+                .into(),
+        ));
+    }
+    let declared = engine.metric_names()?;
+    let undeclared: Vec<&str> = job
+        .metric_columns
+        .keys()
+        .filter(|m| !declared.contains(m))
+        .map(String::as_str)
+        .collect();
+    if !undeclared.is_empty() {
+        return Err(BatchError::Invalid(format!(
+            "deployment '{}' declares no metric {}: its metrics are [{}] (the reward is --reward-column)",
+            job.deployment,
+            undeclared.join(", "),
+            declared.join(", ")
+        )));
+    }
     let details = serde_json::json!({ "job": "feedback ingest", "deployment": job.deployment });
-    let columns = vec![key_column.clone(), job.reward_column.clone()];
+    let mut columns = vec![key_column.clone()];
+    columns.extend(job.reward_column.iter().cloned());
+    columns.extend(job.metric_columns.values().cloned());
+    columns.dedup();
     let mut source = source::open(ws, caller, &job.from, &columns, job.files, "feedback_ingest", details).await?;
-    check_columns(&source.schema, &key_column, &job.reward_column)?;
+    check_columns(
+        &source.schema,
+        &key_column,
+        job.reward_column.as_deref(),
+        &job.metric_columns,
+    )?;
     // By unit: the run's decisions, read from the log.
     let by_unit: Option<HashMap<String, String>> = match &job.key {
         RewardKey::Decision { .. } => None,
@@ -122,13 +156,22 @@ pub async fn ingest(
         rows_per_second: 0.0,
     };
     let per_call = job.batch_rows.max(1);
-    let mut items: Vec<RewardIn> = Vec::with_capacity(per_call);
+    let mut items: Vec<FeedbackIn> = Vec::with_capacity(per_call);
     let mut in_flight = FuturesOrdered::new();
     let mut cancelled = false;
     'read: while let Some(batch) = source.batches.next().await {
         let batch = batch?;
         let keys = string_column(&batch, &key_column)?;
-        let rewards = float_column(&batch, &job.reward_column)?;
+        let rewards = job
+            .reward_column
+            .as_ref()
+            .map(|c| float_column(&batch, c))
+            .transpose()?;
+        let metrics = job
+            .metric_columns
+            .iter()
+            .map(|(name, column)| Ok((name, float_column(&batch, column)?)))
+            .collect::<Result<Vec<_>, BatchError>>()?;
         for i in 0..batch.num_rows() {
             report.rows += 1;
             if keys.is_null(i) {
@@ -141,11 +184,19 @@ pub async fn ingest(
                 continue;
             }
             let key = keys.value(i);
-            if rewards.is_null(i) {
+            let reward = rewards.as_ref().filter(|r| !r.is_null(i)).map(|r| r.value(i));
+            let values: BTreeMap<String, f64> = metrics
+                .iter()
+                .filter(|(_, m)| !m.is_null(i))
+                .map(|(name, m)| ((*name).clone(), m.value(i)))
+                .collect();
+            if reward.is_none() && values.is_empty() {
                 report.refused += 1;
-                report
-                    .refusals
-                    .add("null_reward", key, &format!("column {:?} is null", job.reward_column));
+                let what = match (&job.reward_column, job.metric_columns.is_empty()) {
+                    (Some(c), true) => format!("column {c:?} is null"),
+                    _ => format!("every value column ({}) is null", columns[1..].join(", ")),
+                };
+                report.refusals.add("null_reward", key, &what);
                 continue;
             }
             let decision_id = match &by_unit {
@@ -163,9 +214,10 @@ pub async fn ingest(
                     }
                 },
             };
-            items.push(RewardIn {
+            items.push(FeedbackIn {
                 decision_id,
-                reward: rewards.value(i),
+                reward,
+                metrics: values,
             });
             if items.len() >= per_call {
                 let chunk = std::mem::replace(&mut items, Vec::with_capacity(per_call));
@@ -209,14 +261,14 @@ pub async fn ingest(
     Ok(report)
 }
 
-type Sent = (Vec<RewardIn>, Vec<keel_experiments::Result<FeedbackOut>>);
+type Sent = (Vec<FeedbackIn>, Vec<keel_experiments::Result<FeedbackOut>>);
 
 /// One feedback call on the blocking pool (validation under the deployment's lock, then the
 /// durable wait).
-async fn send(deployments: Arc<Deployments>, name: String, items: Vec<RewardIn>) -> Result<Sent, BatchError> {
+async fn send(deployments: Arc<Deployments>, name: String, items: Vec<FeedbackIn>) -> Result<Sent, BatchError> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let results = handle.block_on(deployments.feedback(&name, &items))?;
+        let results = handle.block_on(deployments.feedback_items(&name, &items))?;
         Ok((items, results))
     })
     .await
@@ -240,7 +292,12 @@ fn tally((items, results): Sent, report: &mut IngestReport) {
     }
 }
 
-fn check_columns(schema: &Schema, key: &str, reward: &str) -> Result<(), BatchError> {
+fn check_columns(
+    schema: &Schema,
+    key: &str,
+    reward: Option<&str>,
+    metrics: &BTreeMap<String, String>,
+) -> Result<(), BatchError> {
     let present = || {
         schema
             .fields()
@@ -265,17 +322,24 @@ fn check_columns(schema: &Schema, key: &str, reward: &str) -> Result<(), BatchEr
             key_field.data_type()
         )));
     }
-    let reward_field = schema.field_with_name(reward).map_err(|_| {
-        BatchError::Invalid(format!(
-            "the input has no reward column {reward:?}; it has {}. Name it with --reward-column",
-            present()
-        ))
-    })?;
-    if !reward_field.data_type().is_numeric() && *reward_field.data_type() != ArrowType::Boolean {
-        return Err(BatchError::Invalid(format!(
-            "the reward column {reward:?} is {}; a reward is a number (or a boolean: 1 for true)",
-            reward_field.data_type()
-        )));
+    let values = reward.map(|c| ("the reward", c, "--reward-column")).into_iter().chain(
+        metrics
+            .values()
+            .map(|c| ("the metric", c.as_str(), "--metric NAME=COLUMN")),
+    );
+    for (what, column, flag) in values {
+        let field = schema.field_with_name(column).map_err(|_| {
+            BatchError::Invalid(format!(
+                "the input has no column {column:?} for {what}; it has {}. Name it with {flag}",
+                present()
+            ))
+        })?;
+        if !field.data_type().is_numeric() && *field.data_type() != ArrowType::Boolean {
+            return Err(BatchError::Invalid(format!(
+                "column {column:?} ({what}) is {}; a value is a number (or a boolean: 1 for true)",
+                field.data_type()
+            )));
+        }
     }
     Ok(())
 }

@@ -447,6 +447,11 @@ impl Deployment {
         self.with_inner(|i| i.spec.variant_index(name))
     }
 
+    /// The names of the metrics the deployment declares besides its decision metric.
+    pub fn metric_names(&self) -> Result<Vec<String>> {
+        self.with_inner(|i| i.spec.metrics.iter().map(|m| m.name.clone()).collect())
+    }
+
     /// Decisions inside their attribution window that have no reward yet.
     pub fn waiting(&self) -> Result<usize> {
         self.serving()?;

@@ -93,7 +93,8 @@ fn request(kind: Option<Kind>) -> Result<JobRequest, Status> {
             decision_column: optional(j.decision_column),
             unit_column: optional(j.unit_column),
             run_id: optional(j.run_id),
-            reward_column: required(j.reward_column, "reward_column", "feedback_ingest")?,
+            reward_column: optional(j.reward_column),
+            metrics: j.metrics.into_iter().collect(),
             batch_rows: rows(j.batch_rows),
         },
     })

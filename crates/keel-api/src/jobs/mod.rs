@@ -209,7 +209,12 @@ enum JobRequest {
         unit_column: Option<String>,
         #[serde(default)]
         run_id: Option<String>,
-        reward_column: String,
+        /// The reward's column; may be left out when `metrics` names other metrics.
+        #[serde(default)]
+        reward_column: Option<String>,
+        /// Other declared metrics: metric name -> column.
+        #[serde(default)]
+        metrics: std::collections::BTreeMap<String, String>,
         #[serde(default)]
         batch_rows: Option<usize>,
     },
@@ -410,6 +415,7 @@ async fn run(state: Jobs, job: Arc<Job>, caller: Caller) {
             unit_column,
             run_id,
             reward_column,
+            metrics,
             batch_rows,
         } => {
             let key = match (unit_column, run_id) {
@@ -426,6 +432,7 @@ async fn run(state: Jobs, job: Arc<Job>, caller: Caller) {
                 from: from.clone(),
                 key,
                 reward_column: reward_column.clone(),
+                metric_columns: metrics.clone(),
                 batch_rows: batch_rows.unwrap_or(8192),
                 files: false,
             };

@@ -52,9 +52,13 @@ pub struct FeedbackIngestArgs {
     /// The batch run (keel batch decide) whose decisions the units refer to
     #[arg(long, requires = "unit_column")]
     pub run_id: Option<String>,
-    /// The column holding the reward
-    #[arg(long)]
-    pub reward_column: String,
+    /// The column holding the reward (the decision metric)
+    #[arg(long, required_unless_present = "metrics")]
+    pub reward_column: Option<String>,
+    /// Another metric the deployment declares, from the column of that name or NAME=COLUMN
+    /// (repeat for several; a null leaves that metric out of that row)
+    #[arg(long = "metric", value_name = "NAME[=COLUMN]")]
+    pub metrics: Vec<String>,
     /// Rewards per feedback call
     #[arg(long, default_value_t = 8192)]
     pub batch_rows: usize,

@@ -24,6 +24,16 @@ async fn ingest(global: &Global, args: FeedbackIngestArgs) -> anyhow::Result<()>
             column: args.decision_column.clone().unwrap_or_else(|| "decision_id".into()),
         },
     };
+    let mut metric_columns = std::collections::BTreeMap::new();
+    for m in &args.metrics {
+        let (name, column) = m.split_once('=').unwrap_or((m.as_str(), m.as_str()));
+        if name.is_empty() || column.is_empty() {
+            anyhow::bail!("--metric {m:?}: write NAME or NAME=COLUMN");
+        }
+        if metric_columns.insert(name.to_owned(), column.to_owned()).is_some() {
+            anyhow::bail!("--metric {name} is given twice");
+        }
+    }
     if let Some(server) = &args.server {
         let body = serde_json::json!({
             "kind": "feedback_ingest",
@@ -33,6 +43,7 @@ async fn ingest(global: &Global, args: FeedbackIngestArgs) -> anyhow::Result<()>
             "unit_column": args.unit_column,
             "run_id": args.run_id,
             "reward_column": args.reward_column,
+            "metrics": metric_columns,
             "batch_rows": args.batch_rows,
         });
         let summary = run_remote(global, server, body, "ingesting").await?;
@@ -53,6 +64,7 @@ async fn ingest(global: &Global, args: FeedbackIngestArgs) -> anyhow::Result<()>
         from: args.from,
         key,
         reward_column: args.reward_column,
+        metric_columns,
         batch_rows: args.batch_rows,
         files: true,
     };
@@ -73,7 +85,7 @@ async fn ingest(global: &Global, args: FeedbackIngestArgs) -> anyhow::Result<()>
 
 pub(crate) fn print_ingest(r: &keel_batch::IngestReport) {
     println!(
-        "{} rewards from {} for {}: {} counted, {} duplicate, {} late (window closed), {} refused in {:.1} s ({:.0} rows/s)",
+        "{} rows of feedback from {} for {}: {} counted, {} duplicate, {} late (window closed), {} refused in {:.1} s ({:.0} rows/s)",
         r.rows, r.source, r.deployment, r.counted, r.duplicate, r.late, r.refused, r.seconds, r.rows_per_second
     );
     print_refusals(r.late + r.refused, &r.refusals);

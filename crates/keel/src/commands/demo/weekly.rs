@@ -113,7 +113,8 @@ async fn one_week(
             column: "customer_id".into(),
             run,
         },
-        reward_column: "converted".into(),
+        reward_column: Some("converted".into()),
+        metric_columns: Default::default(),
         batch_rows: 8192,
         files: false,
     };
