@@ -2,83 +2,15 @@
 //! `KEEL_TEST_POSTGRES_URL`): refused with a clear error, since replicas cannot yet keep them
 //! exactly once, while rewards go on as before; nothing of a refused item is recorded.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
-use keel_experiments::{Deployments, FeedbackIn, LogOptions};
-use keel_store::Store;
+use keel_experiments::FeedbackIn;
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-fn admin_url() -> String {
-    std::env::var("KEEL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A fresh database (dropped when the value is dropped) and its url.
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn new() -> Database {
-        let name = format!("keel_metrics_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("PostgreSQL for the replica tests");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let base = admin_url();
-        let server = &base[..base.rfind('/').expect("a database in the url")];
-        Database {
-            url: format!("{server}/{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (admin, name) = (admin_url(), self.name.clone());
-        // Dropped on a thread of its own: the test's runtime may be shutting down.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&admin).await {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                        .execute(&mut c)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn options() -> LogOptions {
-    LogOptions {
-        snapshot_every_records: u64::MAX,
-        snapshot_every: Duration::from_secs(3600),
-        ..LogOptions::default()
-    }
-}
-
-async fn replica(db: &Database, dir: &Path) -> Arc<Deployments> {
-    let store = Store::open(&db.url).await.expect("store");
-    Deployments::open(store, dir.to_path_buf(), options())
-        .await
-        .expect("open")
-}
+mod pg_support;
+use pg_support::{Database, replica};
 
 #[tokio::test]
 async fn metrics_are_refused_on_postgresql_and_rewards_still_count() {
-    let db = Database::new().await;
+    let db = Database::new("metrics").await;
     let dir = tempfile::tempdir().expect("dir");
     let exps = replica(&db, dir.path()).await;
     let spec = json!({

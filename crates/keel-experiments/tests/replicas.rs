@@ -4,80 +4,15 @@
 //! their reports agree; idempotency and conflicts hold across them; a restart restores from a
 //! snapshot in PostgreSQL plus the tail; a damaged row stops the deployment loudly.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use keel_experiments::{DeploymentError, Deployments, LogOptions, RewardIn};
+use keel_experiments::{DeploymentError, Deployments, RewardIn};
 use keel_store::Store;
 use serde_json::{Value, json};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 
-fn admin_url() -> String {
-    std::env::var("KEEL_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A fresh database (dropped when the value is dropped) and its url.
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn new() -> Database {
-        let name = format!("keel_replicas_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("PostgreSQL for the replica tests");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let base = admin_url();
-        let server = &base[..base.rfind('/').expect("a database in the url")];
-        Database {
-            url: format!("{server}/{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (admin, name) = (admin_url(), self.name.clone());
-        // Dropped on a thread of its own: the test's runtime may be shutting down.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&admin).await {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                        .execute(&mut c)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn options() -> LogOptions {
-    LogOptions {
-        snapshot_every_records: u64::MAX,
-        snapshot_every: Duration::from_secs(3600),
-        ..LogOptions::default()
-    }
-}
-
-/// One replica: its own store handle (pool) and its own local folder.
-async fn replica(db: &Database, dir: &Path) -> Arc<Deployments> {
-    let store = Store::open(&db.url).await.expect("store");
-    Deployments::open(store, dir.to_path_buf(), options())
-        .await
-        .expect("open")
-}
+mod pg_support;
+use pg_support::{Database, replica};
 
 fn spec() -> Value {
     json!({
@@ -118,7 +53,7 @@ async fn converged(a: &Deployments, b: &Deployments) -> Vec<(String, u64, u64, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decide_on_one_replica_reward_on_the_other_and_both_converge() {
-    let db = Database::new().await;
+    let db = Database::new("replicas").await;
     let tmp = tempfile::tempdir().expect("tmp");
     let a = replica(&db, &tmp.path().join("a")).await;
     a.apply("promo", &spec(), "tester", None).await.expect("apply");
@@ -216,7 +151,7 @@ async fn decide_on_one_replica_reward_on_the_other_and_both_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_row_stops_the_deployment_loudly_and_is_kept() {
-    let db = Database::new().await;
+    let db = Database::new("replicas").await;
     let tmp = tempfile::tempdir().expect("tmp");
     let a = replica(&db, &tmp.path().join("a")).await;
     a.apply("promo", &spec(), "tester", None).await.expect("apply");
@@ -270,7 +205,7 @@ async fn a_damaged_row_stops_the_deployment_loudly_and_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
-    let db = Database::new().await;
+    let db = Database::new("replicas").await;
     let tmp = tempfile::tempdir().expect("tmp");
     let a = replica(&db, &tmp.path().join("a")).await;
     a.apply("promo", &spec(), "tester", None).await.expect("apply");
@@ -378,7 +313,7 @@ async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_traffic_on_both_replicas_is_logged_once_in_order_and_converges() {
-    let db = Database::new().await;
+    let db = Database::new("replicas").await;
     let tmp = tempfile::tempdir().expect("tmp");
     let a = replica(&db, &tmp.path().join("a")).await;
     a.apply("promo", &spec(), "tester", None).await.expect("apply");
@@ -431,7 +366,7 @@ async fn concurrent_traffic_on_both_replicas_is_logged_once_in_order_and_converg
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_shut_down_leaves_a_snapshot_so_the_next_start_replays_nothing() {
-    let db = Database::new().await;
+    let db = Database::new("replicas").await;
     let tmp = tempfile::tempdir().expect("tmp");
     let a = replica(&db, &tmp.path().join("a")).await;
     a.apply("promo", &spec(), "tester", None).await.expect("apply");
@@ -459,7 +394,7 @@ fn distribution(exps: &Deployments) -> Vec<(String, f64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revision_that_removes_a_variant_keeps_what_the_others_learned_on_every_replica() {
-    let db = Database::new().await;
+    let db = Database::new("replicas").await;
     let tmp = tempfile::tempdir().expect("tmp");
     let spec = |variants: &[&str]| {
         json!({
@@ -527,7 +462,7 @@ async fn a_revision_that_removes_a_variant_keeps_what_the_others_learned_on_ever
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_runs_decisions_are_read_back_from_postgresql_on_any_replica() {
-    let db = Database::new().await;
+    let db = Database::new("replicas").await;
     let tmp = tempfile::tempdir().expect("tmp");
     let a = replica(&db, &tmp.path().join("a")).await;
     a.apply("promo", &spec(), "tester", None).await.expect("apply");
