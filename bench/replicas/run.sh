@@ -5,7 +5,8 @@
 #   which to create the bench's own), CONNECTIONS (default 64), DURATION (default 10 s),
 #   MODES (default "cross same": feedback on the other replica, or on the one that decided),
 #   PROFILE (cargo profile, default release; dev for a check of the script), FEATURES (default
-#   --no-default-features), CARGO_TARGET_DIR as usual.
+#   --no-default-features), CARGO_TARGET_DIR as usual; SKIP_BUILD=1 with KEEL_BIN and LOAD_BIN (the
+#   built http_load bench binary) runs binaries built earlier, without cargo.
 # Anchor, in the same run: the same load against one replica on the embedded (SQLite) store,
 # whose log is a local file.
 set -euo pipefail
@@ -14,11 +15,17 @@ root=$(cd "$here/../.." && pwd)
 cd "$root"
 profile=${PROFILE:-release}
 target=${CARGO_TARGET_DIR:-$root/target}
-# Serving and experiments only, no Delta Lake (FEATURES=" " builds the default features).
-cargo build -q --profile "$profile" -p keel ${FEATURES:---no-default-features}
-cargo bench -q --profile "$profile" -p keel-experiments --bench http_load --no-run 2>/dev/null
-bin="$target/$profile/keel"
-[ "$profile" = dev ] && bin="$target/debug/keel"
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  bin=${KEEL_BIN:?SKIP_BUILD=1 needs KEEL_BIN}
+  load_bin=${LOAD_BIN:?SKIP_BUILD=1 needs LOAD_BIN (target/PROFILE/deps/http_load-HASH)}
+else
+  # Serving and experiments only, no Delta Lake (FEATURES=" " builds the default features).
+  cargo build -q --profile "$profile" -p keel ${FEATURES:---no-default-features}
+  cargo bench -q --profile "$profile" -p keel-experiments --bench http_load --no-run 2>/dev/null
+  bin="$target/$profile/keel"
+  [ "$profile" = dev ] && bin="$target/debug/keel"
+  load_bin=""
+fi
 pg=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 db="keel_bench_$(date -u +%Y%m%dT%H%M%SZ | tr 'A-Z' 'a-z')"
 psql "$pg" -qtAc "CREATE DATABASE $db"
@@ -47,8 +54,12 @@ serve() { # home store ("": the embedded one) port -> starts a server, records i
   echo "server on $3 did not start" >&2; exit 1
 }
 load() { # mode url... -> JSON line
-  MODE=$1 CONNECTIONS=${CONNECTIONS:-64} DURATION=${DURATION:-10} \
+  export MODE=$1 CONNECTIONS=${CONNECTIONS:-64} DURATION=${DURATION:-10}
+  if [ -n "$load_bin" ]; then
+    "$load_bin" promo "${@:2}" --bench 2>/dev/null | tail -1
+  else
     cargo bench -q --profile "$profile" -p keel-experiments --bench http_load -- promo "${@:2}" 2>/dev/null | tail -1
+  fi
 }
 # Cumulative CPU ticks: "keel-servers postgres machine-busy machine-total" (what bounds the run).
 cpu() {
