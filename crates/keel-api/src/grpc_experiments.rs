@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use keel_experiments::{DecideRequest, DeploymentError, Deployments, RewardIn};
+use keel_experiments::{DecideRequest, DeploymentError, Deployments, FeedbackIn};
 use keel_serving::metrics::Protocol;
 use tonic::{Request, Response, Status};
 
@@ -13,6 +13,24 @@ use crate::grpc::{decode_request, encode_response};
 
 fn status(e: DeploymentError) -> Status {
     grpc_status(&e)
+}
+
+/// One gRPC feedback item: the reward, other declared metrics, or both. Without metrics an
+/// absent reward is 0, which is how proto3 carries a 0 from a client that predates `optional`.
+fn feedback_in(
+    decision_id: String,
+    reward: Option<f64>,
+    metrics: std::collections::HashMap<String, f64>,
+) -> FeedbackIn {
+    let reward = match metrics.is_empty() {
+        true => Some(reward.unwrap_or(0.0)),
+        false => reward,
+    };
+    FeedbackIn {
+        decision_id,
+        reward,
+        metrics: metrics.into_iter().collect(),
+    }
 }
 
 pub struct GrpcDeployments {
@@ -73,13 +91,10 @@ impl ExperimentsApi for GrpcDeployments {
 
     async fn feedback(&self, req: Request<pb::FeedbackRequest>) -> Result<Response<pb::FeedbackResponse>, Status> {
         let r = req.into_inner();
-        let item = RewardIn {
-            decision_id: r.decision_id,
-            reward: r.reward,
-        };
+        let item = feedback_in(r.decision_id, r.reward, r.metrics);
         let mut results = self
             .experiments
-            .feedback(&r.deployment, &[item])
+            .feedback_items(&r.deployment, &[item])
             .await
             .map_err(status)?;
         let out = results
@@ -98,15 +113,16 @@ impl ExperimentsApi for GrpcDeployments {
         req: Request<pb::FeedbackBatchRequest>,
     ) -> Result<Response<pb::FeedbackBatchResponse>, Status> {
         let r = req.into_inner();
-        let items: Vec<RewardIn> = r
+        let items: Vec<FeedbackIn> = r
             .events
             .into_iter()
-            .map(|e| RewardIn {
-                decision_id: e.decision_id,
-                reward: e.reward,
-            })
+            .map(|e| feedback_in(e.decision_id, e.reward, e.metrics))
             .collect();
-        let results = self.experiments.feedback(&r.deployment, &items).await.map_err(status)?;
+        let results = self
+            .experiments
+            .feedback_items(&r.deployment, &items)
+            .await
+            .map_err(status)?;
         let (mut counted, mut failed) = (0u64, 0u64);
         let results = results
             .into_iter()

@@ -373,7 +373,8 @@ async fn decide_and_feedback_over_grpc() {
         .feedback(FeedbackRequest {
             deployment: "promo".into(),
             decision_id: d.decision_id.clone(),
-            reward: 1.0,
+            reward: Some(1.0),
+            ..Default::default()
         })
         .await
         .expect("feedback")
@@ -385,7 +386,8 @@ async fn decide_and_feedback_over_grpc() {
             events: vec![FeedbackRequest {
                 deployment: String::new(),
                 decision_id: d.decision_id.clone(),
-                reward: 1.0,
+                reward: Some(1.0),
+                ..Default::default()
             }],
         })
         .await
@@ -407,7 +409,8 @@ async fn decide_and_feedback_over_grpc() {
         .feedback(FeedbackRequest {
             deployment: "nope".into(),
             decision_id: d.decision_id,
-            reward: 1.0,
+            reward: Some(1.0),
+            ..Default::default()
         })
         .await
         .expect_err("unknown deployment");
@@ -650,4 +653,107 @@ async fn guardrail_fallback_alert_webhook_and_automatic_rollback() {
         )
         .await;
     assert_eq!(d["variant"], "lr", "{d}");
+}
+
+/// gRPC feedback carries other metrics too, like REST: counted once per (decision, metric), a
+/// different value refused as a conflict, and an item without metrics whose reward is left out
+/// counts as a reward of 0 (what proto3 sends for 0 from clients built before `optional`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_metrics_over_grpc() {
+    let server = TestServer::start(&[]).await;
+    let spec = json!({
+        "variants": [{"name": "a"}, {"name": "b"}],
+        "policy": {"type": "fixed_weights", "weights": [1, 1]},
+        "reward": {"name": "revenue", "kind": "continuous", "min": 0, "max": 500, "window_seconds": 600},
+        "metrics": [{"name": "conversion", "kind": "binary"}, {"name": "unsubscribe", "kind": "binary"}]
+    });
+    let put = server
+        .client
+        .put(server.url("/v1/deployments/promo"))
+        .json(&json!({ "spec": spec }))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 200);
+    let mut client = ExperimentsClient::connect(format!("http://{}", server.grpc))
+        .await
+        .expect("connect");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let d = client
+            .decide(DecideRequest {
+                deployment: "promo".into(),
+                unit_id: format!("u{i}"),
+                ..Default::default()
+            })
+            .await
+            .expect("decide")
+            .into_inner();
+        ids.push(d.decision_id);
+    }
+    let item = |id: &str, reward: Option<f64>, metrics: &[(&str, f64)]| FeedbackRequest {
+        deployment: "promo".into(),
+        decision_id: id.to_owned(),
+        reward,
+        metrics: metrics.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+    };
+    let f = client
+        .feedback(item(&ids[0], None, &[("conversion", 1.0), ("unsubscribe", 0.0)]))
+        .await
+        .expect("metrics")
+        .into_inner();
+    assert!(f.counted);
+    let f = client
+        .feedback(item(&ids[0], Some(31.5), &[("conversion", 1.0)]))
+        .await
+        .expect("revenue later")
+        .into_inner();
+    assert!(f.counted, "the revenue is new, the conversion a duplicate");
+    let err = client
+        .feedback(item(&ids[0], None, &[("unsubscribe", 1.0)]))
+        .await
+        .expect_err("conflict");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err}");
+    assert!(err.message().contains("unsubscribe"), "{err}");
+    let err = client
+        .feedback(item(&ids[1], None, &[("clicks", 1.0)]))
+        .await
+        .expect_err("undeclared");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    // Without metrics and without a reward: a reward of 0.
+    let f = client
+        .feedback(item(&ids[1], None, &[]))
+        .await
+        .expect("zero")
+        .into_inner();
+    assert!(f.counted);
+    let batch = client
+        .feedback_batch(FeedbackBatchRequest {
+            deployment: "promo".into(),
+            events: vec![
+                item(&ids[2], None, &[("conversion", 0.0)]),
+                item(&ids[3], Some(12.0), &[("conversion", 1.0)]),
+                item(&ids[0], None, &[("conversion", 0.0)]),
+            ],
+        })
+        .await
+        .expect("batch")
+        .into_inner();
+    assert_eq!((batch.counted, batch.failed), (2, 1), "{batch:?}");
+    assert_eq!(batch.results[2].code, "conflicting_metric", "{batch:?}");
+
+    let (_, report) = server.get("/v1/deployments/promo/report").await;
+    let conversions: Vec<(u64, f64)> = report["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .filter(|m| m["name"] == "conversion")
+        .flat_map(|m| m["variants"].as_array().expect("rows").clone())
+        .map(|v| (v["n"].as_u64().expect("n"), v["mean"].as_f64().expect("mean")))
+        .collect();
+    let n: u64 = conversions.iter().map(|(n, _)| n).sum();
+    let sum: f64 = conversions.iter().map(|(n, m)| *n as f64 * m).sum();
+    assert_eq!((n, sum.round()), (3, 2.0), "{report}");
+    let rewards = report["treated_group"]["rewards"].as_u64().expect("rewards");
+    assert_eq!(rewards, 3, "31.5, the 0 and 12: {report}");
 }
