@@ -108,10 +108,13 @@ pub async fn ingest(
         )));
     }
     let details = serde_json::json!({ "job": "feedback ingest", "deployment": job.deployment });
+    // Each column read once, even when the reward and metrics (or several metrics) share one.
     let mut columns = vec![key_column.clone()];
-    columns.extend(job.reward_column.iter().cloned());
-    columns.extend(job.metric_columns.values().cloned());
-    columns.dedup();
+    for c in job.reward_column.iter().chain(job.metric_columns.values()) {
+        if !columns.contains(c) {
+            columns.push(c.clone());
+        }
+    }
     let mut source = source::open(ws, caller, &job.from, &columns, job.files, "feedback_ingest", details).await?;
     check_columns(
         &source.schema,
