@@ -98,14 +98,7 @@ impl Workspace {
             )));
         }
         // An unknown table is the lake's not-found error, before any check is audited.
-        let newest = self
-            .lake
-            .history(table)
-            .await?
-            .iter()
-            .map(|v| v.version)
-            .max()
-            .unwrap_or(0);
+        let newest = self.lake.latest_version(table).await?;
         let details = json!({ "owner": owner, "version": newest });
         let pass = self
             .catalog

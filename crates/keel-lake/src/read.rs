@@ -20,6 +20,13 @@ impl Lake {
         Ok(delta.snapshot()?.snapshot().arrow_schema())
     }
 
+    /// The table's latest version, from its log's last checkpoint and the commits after it
+    /// (not the whole history: [`Lake::history`] reads every commit).
+    pub async fn latest_version(&self, table: &str) -> Result<u64> {
+        let delta = self.load(table, None).await?;
+        Ok(delta.version().unwrap_or(0))
+    }
+
     /// The table's versions, newest first.
     pub async fn history(&self, table: &str) -> Result<Vec<VersionInfo>> {
         let delta = self.load(table, None).await?;

@@ -77,6 +77,11 @@ async fn ingest_csv_json_and_parquet() {
     let history = lake.history("people").await.unwrap();
     assert_eq!(history.iter().map(|h| h.version).collect::<Vec<_>>(), vec![2, 1, 0]);
     assert_eq!(history[0].rows_added, Some(3));
+    assert_eq!(lake.latest_version("people").await.unwrap(), 2);
+    assert!(
+        lake.latest_version("nobody").await.is_err(),
+        "an unknown table is an error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
