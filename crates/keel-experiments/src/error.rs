@@ -36,11 +36,6 @@ pub enum DeploymentError {
         existing: f64,
         new: f64,
     },
-    /// Metrics other than the decision metric on a store that cannot keep them exactly once.
-    #[error(
-        "deployment '{deployment}' runs on a PostgreSQL store, whose replicas cannot yet keep metrics other than the decision metric exactly once; this feedback carries {metrics} and is refused (nothing was recorded). Send only \"reward\" there, or run the deployment on a file store"
-    )]
-    MetricsNotReplicated { deployment: String, metrics: String },
     #[error("the decision log could not be written: {0}")]
     Log(String),
     /// A deployment's log is damaged before its end: it does not start, and nothing is changed.
@@ -83,7 +78,6 @@ impl DeploymentError {
             DeploymentError::WindowClosed { .. } => "window_closed",
             DeploymentError::ConflictingReward { .. } => "conflicting_reward",
             DeploymentError::ConflictingMetric { .. } => "conflicting_metric",
-            DeploymentError::MetricsNotReplicated { .. } => "metrics_not_replicated",
             DeploymentError::Log(_) => "decision_log",
             DeploymentError::LogDamaged { .. } => "decision_log_damaged",
             DeploymentError::NotServing { .. } => "deployment_not_serving",
@@ -105,7 +99,6 @@ impl DeploymentError {
             DeploymentError::WindowClosed { .. }
             | DeploymentError::ConflictingReward { .. }
             | DeploymentError::ConflictingMetric { .. } => K::Conflict,
-            DeploymentError::MetricsNotReplicated { .. } => K::Unprocessable,
             DeploymentError::Log(_) | DeploymentError::LogDamaged { .. } | DeploymentError::NotServing { .. } => {
                 K::Unavailable
             }

@@ -21,26 +21,6 @@ impl Deployment {
         self.feedback_items(&items).await
     }
 
-    /// Checks a reward against the state: a decision id, a reward in range, a known decision
-    /// whose window is open. `None`: the decision has this reward already (a duplicate);
-    /// another reward is a conflict.
-    pub(crate) fn check_reward(&self, inner: &mut Inner, item: &RewardIn, now: i64) -> Result<Option<Uuid>> {
-        let id = parse_decision_id(&item.decision_id)?;
-        check_reward_value(inner, item.reward)?;
-        let waiting = open_decision(inner, &id, &item.decision_id, now)?;
-        if let Some(existing) = waiting.reward() {
-            if existing == item.reward {
-                return Ok(None);
-            }
-            return Err(DeploymentError::ConflictingReward {
-                id: item.decision_id.clone(),
-                existing,
-                new: item.reward,
-            });
-        }
-        Ok(Some(id))
-    }
-
     /// Closes the windows that ended before `now`: applies the default reward to decisions
     /// that got none, forgets the others. Returns how many closed, the default rewards applied
     /// (decision id, reward) and the notices of guardrails they moved.

@@ -38,6 +38,7 @@ mod log;
 pub mod logdir;
 pub mod logfile;
 mod manager;
+mod metric_guard;
 pub mod metric_report;
 pub mod metric_spec;
 mod metrics_feedback;

@@ -16,6 +16,7 @@
 
 use crate::error::lock_err;
 use crate::event::Event;
+use crate::notice::Notice;
 use crate::pglog::PgLog;
 use crate::state::Inner;
 use crate::wal::Wal;
@@ -122,7 +123,19 @@ impl Inner {
 
     /// Guardrails and canary progression after a reward: emits pause / step events.
     pub(crate) fn check_guardrails(&mut self, log: &Log, variant: usize, now: i64) -> Result<()> {
-        let Some((mut event, notice)) = self.guardrail_move(variant, now) else {
+        let found = self.guardrail_move(variant, now);
+        self.log_move(log, found, variant)
+    }
+
+    /// The guardrail metrics after values of them for `variant`: a pause when one is breached.
+    pub(crate) fn check_metric_guardrails(&mut self, log: &Log, variant: usize, now: i64) -> Result<()> {
+        let found = self.metric_guardrail_move(variant, now);
+        self.log_move(log, found, variant)
+    }
+
+    /// Logs and applies a pause or a canary step, and keeps its notice.
+    fn log_move(&mut self, log: &Log, found: Option<(Event, Notice)>, variant: usize) -> Result<()> {
+        let Some((mut event, notice)) = found else {
             return Ok(());
         };
         event.set_seq(self.next_seq());

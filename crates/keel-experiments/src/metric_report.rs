@@ -187,7 +187,7 @@ fn verdict(g: &MetricGuardrail, lift: Option<&Lift>) -> GuardrailVerdict {
     }
 }
 
-fn one(spec: &DeploymentSpec, m: &MetricSpec, sums: &MetricSums) -> MetricReport {
+pub(crate) fn one(spec: &DeploymentSpec, m: &MetricSpec, sums: &MetricSums) -> MetricReport {
     let kind = m.report_kind();
     let arms = spec.arms();
     let at = |v: &[Sums], i: usize| v.get(i).cloned().unwrap_or_default();

@@ -49,7 +49,8 @@ pub struct MetricSpec {
     /// Largest value accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
-    /// Makes the metric a guardrail: the report gives each variant a verdict on it.
+    /// Makes the metric a guardrail: the report gives each variant a verdict on it, and a
+    /// breach pauses the variant unless `action` is `report`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrail: Option<MetricGuardrail>,
 }
@@ -73,6 +74,27 @@ pub struct MetricGuardrail {
     pub better: Better,
     /// The largest tolerated loss against the baseline, absolute, in the metric's units.
     pub max_loss: f64,
+    /// What a breach does: pause the variant (the default) or only report it.
+    #[serde(default, skip_serializing_if = "GuardrailAction::is_pause")]
+    pub action: GuardrailAction,
+}
+
+/// What a breached guardrail metric does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailAction {
+    /// Pauses the variant (a logged `Pause`, a notice, the change log, webhooks), as the
+    /// decision metric's guardrails do; never the baseline, never the last variant serving.
+    #[default]
+    Pause,
+    /// Reports the verdict only.
+    Report,
+}
+
+impl GuardrailAction {
+    fn is_pause(&self) -> bool {
+        *self == GuardrailAction::Pause
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

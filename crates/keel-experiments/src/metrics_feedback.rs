@@ -8,9 +8,10 @@
 //! (`conflicting_reward`, `conflicting_metric`). The reward is logged as a `Reward` event as
 //! before; the metrics new to the decision as one `Metrics` event.
 //!
-//! On a PostgreSQL store (replicas) only the decision metric is taken: its exactly-once rule
-//! across replicas is the `deployment_rewards` table, which metrics do not have yet, so an item
-//! with metrics is refused there (`metrics_not_replicated`) rather than risk a double count.
+//! On a PostgreSQL store (replicas) the same checks run against the replica's state, and
+//! which replica's value counts first is decided by PostgreSQL: the reward by
+//! `deployment_rewards`, each metric value by `deployment_metrics` (see [`crate::pglog`]), so
+//! the rules hold across replicas ([`Deployment::feedback_pg`]).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ use crate::error::lock_err;
 use crate::event::Event;
 use crate::feedback::{check_reward_value, open_decision, parse_decision_id};
 use crate::notice::Notice;
-use crate::outcome::{FeedbackIn, FeedbackOut, RewardIn};
+use crate::outcome::{FeedbackIn, FeedbackOut};
 use crate::state::Inner;
 use crate::{DeploymentError, Result};
 
@@ -53,35 +54,7 @@ impl Deployment {
         let reward_name = self.with_inner(|i| i.spec.reward_name().to_string())?;
         let items: Vec<Result<FeedbackIn>> = items.iter().map(|i| normalise(i, &reward_name)).collect();
         if let Some(pg) = self.wal.pg() {
-            // Rewards only, through the replicated path; items with metrics are refused.
-            let mut rewards = Vec::new();
-            let mut results: Vec<Option<Result<FeedbackOut>>> = Vec::with_capacity(items.len());
-            for item in items {
-                results.push(match item {
-                    Err(e) => Some(Err(e)),
-                    Ok(f) if !f.metrics.is_empty() => Some(Err(DeploymentError::MetricsNotReplicated {
-                        deployment: self.name.clone(),
-                        metrics: f.metrics.keys().cloned().collect::<Vec<_>>().join(", "),
-                    })),
-                    Ok(f) => {
-                        rewards.push(RewardIn {
-                            decision_id: f.decision_id,
-                            reward: f.reward.unwrap_or_default(),
-                        });
-                        None
-                    }
-                });
-            }
-            let (outs, notices) = self.feedback_pg(pg, &rewards).await?;
-            let mut outs = outs.into_iter();
-            let results = results
-                .into_iter()
-                .map(|r| {
-                    r.or_else(|| outs.next())
-                        .unwrap_or_else(|| Err(DeploymentError::Log("no outcome was reported for this item".into())))
-                })
-                .collect();
-            return Ok((results, notices));
+            return self.feedback_pg(pg, items).await;
         }
         let (results, last_seq, notices) = {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
@@ -107,6 +80,46 @@ impl Deployment {
     /// Checks, then logs and applies, one normalised item; the sequence number of its last
     /// event, if it logged any.
     fn one_item(&self, inner: &mut Inner, item: &FeedbackIn, now: i64) -> Result<(FeedbackOut, Option<u64>)> {
+        let checked = self.check_item(inner, item, now)?;
+        let counted = checked.counts();
+        if let Some(r) = checked.reward {
+            let seq = inner.next_seq();
+            let event = Event::Reward {
+                seq,
+                ts: now,
+                id: checked.id,
+                r,
+                default: false,
+            };
+            inner.commit(&self.wal, &event)?;
+            if let Some(variant) = checked.variant {
+                inner.check_guardrails(&self.wal, variant, now)?;
+            }
+        }
+        if !checked.metrics.is_empty() {
+            let seq = inner.next_seq();
+            let event = Event::Metrics {
+                seq,
+                ts: now,
+                id: checked.id,
+                m: checked.metrics,
+            };
+            inner.commit(&self.wal, &event)?;
+            if let Some(variant) = checked.variant {
+                inner.check_metric_guardrails(&self.wal, variant, now)?;
+            }
+        }
+        let out = FeedbackOut {
+            decision_id: item.decision_id.clone(),
+            counted,
+        };
+        Ok((out, counted.then_some(inner.seq)))
+    }
+
+    /// Checks a normalised item against the state: a decision id, values of known metrics in
+    /// their ranges, a known decision whose window is open, no value that conflicts with one
+    /// the decision has; what of it is new to the decision.
+    pub(crate) fn check_item(&self, inner: &Inner, item: &FeedbackIn, now: i64) -> Result<Checked> {
         let id = parse_decision_id(&item.decision_id)?;
         if let Some(r) = item.reward {
             check_reward_value(inner, r)?;
@@ -139,7 +152,7 @@ impl Deployment {
             (r, None) => r,
             (None, Some(_)) => None,
         };
-        let mut new = BTreeMap::new();
+        let mut metrics = BTreeMap::new();
         for (name, value) in &item.metrics {
             match inner.waiting.metric(&id, name) {
                 Some(existing) if existing == *value => {}
@@ -152,40 +165,33 @@ impl Deployment {
                     });
                 }
                 None => {
-                    new.insert(name.clone(), *value);
+                    metrics.insert(name.clone(), *value);
                 }
             }
         }
-        let counted = reward.is_some() || !new.is_empty();
-        if let Some(r) = reward {
-            let seq = inner.next_seq();
-            let event = Event::Reward {
-                seq,
-                ts: now,
-                id,
-                r,
-                default: false,
-            };
-            inner.commit(&self.wal, &event)?;
-            if let Some(variant) = waiting.variant() {
-                inner.check_guardrails(&self.wal, variant, now)?;
-            }
-        }
-        if !new.is_empty() {
-            let seq = inner.next_seq();
-            let event = Event::Metrics {
-                seq,
-                ts: now,
-                id,
-                m: new,
-            };
-            inner.commit(&self.wal, &event)?;
-        }
-        let out = FeedbackOut {
-            decision_id: item.decision_id.clone(),
-            counted,
-        };
-        Ok((out, counted.then_some(inner.seq)))
+        Ok(Checked {
+            id,
+            variant: waiting.variant(),
+            reward,
+            metrics,
+        })
+    }
+}
+
+/// What of a feedback item is new to its decision, once checked.
+pub(crate) struct Checked {
+    pub(crate) id: uuid::Uuid,
+    /// The variant the decision chose (none for a unit held back with no action).
+    pub(crate) variant: Option<usize>,
+    /// The reward, unless the decision has it already.
+    pub(crate) reward: Option<f64>,
+    /// The metric values the decision does not have yet.
+    pub(crate) metrics: BTreeMap<String, f64>,
+}
+
+impl Checked {
+    pub(crate) fn counts(&self) -> bool {
+        self.reward.is_some() || !self.metrics.is_empty()
     }
 }
 

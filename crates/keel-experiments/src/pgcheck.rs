@@ -10,7 +10,8 @@
 //!   no replica appends meanwhile) the rows from there on are moved into
 //!   `deployment_log_repaired`, the rewards they logged out of `deployment_rewards` into
 //!   `deployment_rewards_repaired` (so the same reward sent again counts, as the log no longer
-//!   holds it), the snapshots covering them into `deployment_snapshots_repaired`, all under one
+//!   holds it), the metric values they logged out of `deployment_metrics` into
+//!   `deployment_metrics_repaired` likewise, the snapshots covering them into `deployment_snapshots_repaired`, all under one
 //!   repair id, never deleted; the head goes back to the last row kept. The change log records
 //!   who repaired what. A replica still running with the cut records in memory stops at its
 //!   next commit (its head went back) and must be restarted.
@@ -221,6 +222,8 @@ pub struct PgRepair {
     pub moved_rows: u64,
     /// Rewards moved into `deployment_rewards_repaired`.
     pub moved_rewards: u64,
+    /// Metric values moved into `deployment_metrics_repaired`.
+    pub moved_metrics: u64,
     /// Snapshots moved into `deployment_snapshots_repaired`.
     pub moved_snapshots: u64,
     /// The log after the repair.
@@ -287,13 +290,20 @@ pub async fn repair(store: &keel_store::Store, deployment: &str, from_seq: u64, 
         .fetch_all(&mut *tx)
         .await
         .map_err(pg_err)?;
-    let rewarded: Vec<String> = bodies
-        .iter()
-        .filter_map(|(body,)| match serde_json::from_str::<Event>(body) {
-            Ok(Event::Reward { id, .. }) => Some(id.to_string()),
-            _ => None,
-        })
-        .collect();
+    let mut rewarded: Vec<String> = Vec::new();
+    let (mut measured, mut measured_names): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for (body,) in &bodies {
+        match serde_json::from_str::<Event>(body) {
+            Ok(Event::Reward { id, .. }) => rewarded.push(id.to_string()),
+            Ok(Event::Metrics { id, m, .. }) => {
+                for name in m.into_keys() {
+                    measured.push(id.to_string());
+                    measured_names.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
     let moved_rewards = sqlx::query(
         "INSERT INTO deployment_rewards_repaired (repair_id, deployment, decision_id, reward) \
          SELECT $1, deployment, decision_id, reward FROM deployment_rewards \
@@ -312,6 +322,31 @@ pub async fn repair(store: &keel_store::Store, deployment: &str, from_seq: u64, 
         .execute(&mut *tx)
         .await
         .map_err(pg_err)?;
+    // The metric values the moved rows logged, likewise.
+    let moved_metrics = sqlx::query(
+        "INSERT INTO deployment_metrics_repaired (repair_id, deployment, decision_id, metric, value) \
+         SELECT $1, m.deployment, m.decision_id, m.metric, m.value FROM deployment_metrics m \
+         JOIN UNNEST($3::text[], $4::text[]) AS t(d, n) ON m.decision_id = t.d::uuid AND m.metric = t.n \
+         WHERE m.deployment = $2",
+    )
+    .bind(&repair_id)
+    .bind(deployment)
+    .bind(&measured)
+    .bind(&measured_names)
+    .execute(&mut *tx)
+    .await
+    .map_err(pg_err)?
+    .rows_affected();
+    sqlx::query(
+        "DELETE FROM deployment_metrics m USING UNNEST($2::text[], $3::text[]) AS t(d, n) \
+         WHERE m.deployment = $1 AND m.decision_id = t.d::uuid AND m.metric = t.n",
+    )
+    .bind(deployment)
+    .bind(&measured)
+    .bind(&measured_names)
+    .execute(&mut *tx)
+    .await
+    .map_err(pg_err)?;
     let moved_snapshots = sqlx::query(
         "INSERT INTO deployment_snapshots_repaired (repair_id, deployment, seq, replica, taken_at, body) \
          SELECT $1, deployment, seq, replica, taken_at, body FROM deployment_snapshots WHERE deployment = $2 AND seq >= $3",
@@ -349,6 +384,7 @@ pub async fn repair(store: &keel_store::Store, deployment: &str, from_seq: u64, 
         "moved_rows": moved,
         "moved_rows_to": "deployment_log_repaired",
         "moved_rewards": moved_rewards,
+        "moved_metrics": moved_metrics,
         "moved_snapshots": moved_snapshots,
     });
     store
@@ -369,6 +405,7 @@ pub async fn repair(store: &keel_store::Store, deployment: &str, from_seq: u64, 
         head_after: (from - 1) as u64,
         moved_rows: moved,
         moved_rewards,
+        moved_metrics,
         moved_snapshots,
         after,
     })

@@ -23,7 +23,7 @@ use crate::error::lock_err;
 use crate::event::Event;
 use crate::log::Log;
 use crate::notice::Notice;
-use crate::outcome::{ClosedWindows, FeedbackOut, RewardIn};
+use crate::outcome::{ClosedWindows, FeedbackIn, FeedbackOut};
 use crate::pglog::{Outcome, PgLog, pg_err, read_rows};
 use crate::snapshot::FromBytes;
 use crate::spec::DeploymentSpec;
@@ -140,18 +140,20 @@ impl Deployment {
         self.wal.pg().and_then(PgLog::newer_revision)
     }
 
-    /// Feedback on a replicated log: a reward for a decision this replica has not applied yet
-    /// (another replica made it a moment ago) catches up from PostgreSQL first; whether a
-    /// reward is new, a duplicate or a conflict is decided by PostgreSQL's unique constraint,
-    /// so it holds across replicas.
+    /// Feedback on a replicated log: an item for a decision this replica has not applied yet
+    /// (another replica made it a moment ago) catches up from PostgreSQL first; the item is
+    /// checked against this replica's state as on a file log, then whether its reward and each
+    /// metric value is new, a duplicate or a conflict is decided by PostgreSQL's unique
+    /// constraints (`deployment_rewards`, `deployment_metrics`), so the rules hold across
+    /// replicas.
     pub(crate) async fn feedback_pg(
         &self,
         pg: &PgLog,
-        items: &[RewardIn],
+        items: Vec<Result<FeedbackIn>>,
     ) -> Result<(Vec<Result<FeedbackOut>>, Vec<Notice>)> {
         let unseen = self.with_inner(|inner| {
             let (now, window) = (now_ms(), inner.window_ms());
-            items.iter().any(|item| {
+            items.iter().flatten().any(|item| {
                 Uuid::parse_str(&item.decision_id)
                     .is_ok_and(|id| !inner.waiting.contains(&id) && uuid_ms(&id).is_some_and(|ts| ts + window >= now))
             })
@@ -160,45 +162,95 @@ impl Deployment {
             pg.catch_up().await?;
         }
         let mut results: Vec<Result<FeedbackOut>> = Vec::with_capacity(items.len());
-        let mut staged = Vec::new();
+        // Per item staged: its place, decision id, reward, and the tickets of its reward and
+        // of its metrics event.
+        type Staged = (usize, String, Option<f64>, Option<u64>, Option<u64>);
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut last = None;
         {
             let mut inner = self.inner.lock().map_err(|_| lock_err())?;
             let now = now_ms();
-            for (i, item) in items.iter().enumerate() {
-                match self.check_reward(&mut inner, item, now) {
-                    Ok(Some(id)) => {
-                        let seq = inner.next_seq();
+            for (i, item) in items.into_iter().enumerate() {
+                let checked = item.and_then(|item| self.check_item(&inner, &item, now).map(|c| (item, c)));
+                let (item, checked) = match checked {
+                    Ok(c) => c,
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                };
+                results.push(Ok(FeedbackOut {
+                    decision_id: item.decision_id.clone(),
+                    counted: checked.counts(),
+                }));
+                if !checked.counts() {
+                    continue;
+                }
+                let reward = match checked.reward {
+                    Some(r) => {
                         let event = Event::Reward {
-                            seq,
+                            seq: inner.next_seq(),
                             ts: now,
-                            id,
-                            r: item.reward,
+                            id: checked.id,
+                            r,
                             default: false,
                         };
-                        staged.push((i, inner.commit(&self.wal, &event)?));
-                        results.push(Ok(counted(item, true)));
+                        Some(inner.commit(&self.wal, &event)?)
                     }
-                    Ok(None) => results.push(Ok(counted(item, false))),
-                    Err(e) => results.push(Err(e)),
-                }
+                    None => None,
+                };
+                let metrics = if checked.metrics.is_empty() {
+                    None
+                } else {
+                    let event = Event::Metrics {
+                        seq: inner.next_seq(),
+                        ts: now,
+                        id: checked.id,
+                        m: checked.metrics,
+                    };
+                    Some(inner.commit(&self.wal, &event)?)
+                };
+                last = metrics.or(reward);
+                staged.push((i, item.decision_id, item.reward, reward, metrics));
             }
         }
-        if let Some((_, last)) = staged.last() {
+        if let Some(last) = last {
             self.wal.notify();
-            self.wal.wait_durable(*last).await?;
+            self.wal.wait_durable(last).await?;
         }
-        for (i, ticket) in staged {
-            match pg.outcome(ticket) {
-                None => {}
-                Some(Outcome::Duplicate) => results[i] = Ok(counted(&items[i], false)),
-                Some(Outcome::Conflict(existing)) => {
-                    results[i] = Err(DeploymentError::ConflictingReward {
-                        id: items[i].decision_id.clone(),
-                        existing,
-                        new: items[i].reward,
-                    })
+        for (i, id, given, reward, metrics) in staged {
+            let mut logged = false;
+            let mut refusal = None;
+            for ticket in [reward, metrics].into_iter().flatten() {
+                match pg.outcome(ticket) {
+                    None => logged = true,
+                    Some(Outcome::Duplicate) => {}
+                    Some(Outcome::Conflict(existing)) => {
+                        refusal.get_or_insert(DeploymentError::ConflictingReward {
+                            id: id.clone(),
+                            existing,
+                            new: given.unwrap_or_default(),
+                        });
+                    }
+                    Some(Outcome::MetricConflict { metric, existing, new }) => {
+                        refusal.get_or_insert(DeploymentError::ConflictingMetric {
+                            id: id.clone(),
+                            metric,
+                            existing,
+                            new,
+                        });
+                    }
                 }
             }
+            // A value another replica recorded first refuses the item, even when another part
+            // of it was logged (each value is decided on its own).
+            results[i] = match refusal {
+                Some(e) => Err(e),
+                None => Ok(FeedbackOut {
+                    decision_id: id,
+                    counted: logged,
+                }),
+            };
         }
         let notices = self.with_inner(|inner| std::mem::take(&mut inner.notices))?;
         Ok((results, notices))
@@ -333,13 +385,6 @@ impl Deployment {
         }
         let waiting = inner.waiting.unrewarded();
         Ok(crate::report::build(name, &inner, waiting))
-    }
-}
-
-fn counted(item: &RewardIn, counted: bool) -> FeedbackOut {
-    FeedbackOut {
-        decision_id: item.decision_id.clone(),
-        counted,
     }
 }
 

@@ -190,7 +190,13 @@ impl Inner {
     /// rewards applied in the global order, so every replica derives it at the same place and
     /// none logs it; the replica whose reward caused it (`mine`) reports the notice.
     pub(crate) fn derive_guardrails(&mut self, variant: usize, ts: i64, mine: bool) -> Result<()> {
-        let Some((event, notice)) = self.guardrail_move(variant, ts) else {
+        let found = self.guardrail_move(variant, ts);
+        self.derive_move(found, variant, mine)
+    }
+
+    /// Applies a pause or canary step derived from the log (not logged; see above).
+    pub(crate) fn derive_move(&mut self, found: Option<(Event, Notice)>, variant: usize, mine: bool) -> Result<()> {
+        let Some((event, notice)) = found else {
             return Ok(());
         };
         let seq = self.seq;
@@ -326,6 +332,14 @@ pub(crate) fn apply_replicated(
             inner.apply(event)?;
             if let Some(Some(variant)) = variant {
                 inner.derive_guardrails(variant, *ts, mine)?;
+            }
+        }
+        Event::Metrics { id, ts, .. } => {
+            let variant = inner.waiting.get(id).and_then(|w| w.variant());
+            inner.apply(event)?;
+            if let Some(variant) = variant {
+                let found = inner.metric_guardrail_move(variant, *ts);
+                inner.derive_move(found, variant, mine)?;
             }
         }
         _ => inner.apply(event)?,

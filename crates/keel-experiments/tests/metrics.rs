@@ -343,3 +343,65 @@ async fn metric_counters_survive_snapshots_and_replay() {
     assert!(dessert["vs_baseline"]["difference_cs"].is_array(), "{dessert}");
     assert!(dessert["mean_cs"].is_array() && dessert["mean_ci"].is_array());
 }
+
+#[tokio::test]
+async fn a_breached_guardrail_metric_pauses_the_variant_unless_it_only_reports() {
+    for action in [None, Some("report")] {
+        let dir = tempfile::tempdir().expect("dir");
+        let exps = open(dir.path()).await;
+        let mut s = spec();
+        s["policy"] = json!({"type": "fixed_weights", "weights": [1, 1, 1]});
+        if let Some(a) = action {
+            s["metrics"][2]["guardrail"]["action"] = json!(a);
+        }
+        exps.apply("promo", &s, "ana", None).await.expect("apply");
+        traffic(&exps, 0, 6000).await;
+        let r = report(&exps);
+        let paused = |r: &Value, name: &str| {
+            r["variants"]
+                .as_array()
+                .expect("variants")
+                .iter()
+                .find(|v| v["name"] == name)
+                .map(|v| v["paused"].as_bool().expect("paused"))
+                .expect("row")
+        };
+        // 10% and 5% unsubscribes against the voucher's 2%, 1 point tolerated: both breach.
+        let pauses = action.is_none();
+        assert_eq!(paused(&r, "free_dessert"), pauses, "{action:?}: {}", r["variants"]);
+        assert_eq!(paused(&r, "nothing_special"), pauses, "{action:?}: {}", r["variants"]);
+        assert!(
+            !paused(&r, "voucher"),
+            "the baseline is never paused: {}",
+            r["variants"]
+        );
+        let next = decide(&exps, 20_000, 300).await;
+        assert_eq!(next.iter().all(|(_, v)| v == "voucher"), pauses, "{action:?}");
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("keel.db").display()))
+            .await
+            .expect("store");
+        let changes = store
+            .list_changes(50, Some("deployment/promo/guardrail"))
+            .await
+            .expect("changes");
+        let paused_changes: Vec<_> = changes.iter().filter(|c| c.kind == "experiment.pause").collect();
+        if pauses {
+            assert_eq!(paused_changes.len(), 2, "{changes:?}");
+            let details: Vec<String> = paused_changes.iter().map(|c| c.details.to_string()).collect();
+            assert!(
+                details.iter().any(|d| d.contains("free_dessert"))
+                    && details
+                        .iter()
+                        .all(|d| d.contains("guardrail metric 'unsubscribe' breached")),
+                "{details:?}"
+            );
+        } else {
+            assert!(paused_changes.is_empty(), "{changes:?}");
+        }
+        // The pause was logged: a restart (full replay) keeps it.
+        exps.close();
+        let exps = open(dir.path()).await;
+        assert_eq!(paused(&report(&exps), "free_dessert"), pauses);
+        exps.close();
+    }
+}

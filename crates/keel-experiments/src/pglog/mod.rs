@@ -9,7 +9,10 @@
 //!    transaction inserts the batch's rewards into `deployment_rewards` (primary key:
 //!    deployment and decision; in decision order so two replicas never deadlock: a reward
 //!    whose decision has one already is not logged, the same value is a duplicate, another a
-//!    conflict, whichever replica received the first), then takes the next sequence numbers
+//!    conflict, whichever replica received the first) and the values of its `Metrics` events
+//!    into `deployment_metrics` (primary key: deployment, decision and metric; the same rules
+//!    per value, an event with a conflicting value refused whole and none of its values kept),
+//!    then takes the next sequence numbers
 //!    from the deployment's row of `deployment_log_heads` (`UPDATE ... RETURNING`, which locks
 //!    the row) and inserts the events into `deployment_log` (one statement, `UNNEST` of
 //!    arrays), each with its XXH3 checksum seeded with its sequence number, as in the file log.
@@ -60,13 +63,16 @@ pub const POLL: Duration = Duration::from_millis(20);
 /// Most events committed in one transaction, and read in one query.
 pub(crate) const BATCH: usize = 8192;
 
-/// What became of a staged reward.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What became of a staged reward or metrics event that was not logged.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {
-    /// The decision had this reward already: counted once, not logged again.
+    /// The decision had this reward (or every one of these metric values) already: counted
+    /// once, not logged again.
     Duplicate,
     /// The decision had another reward already (the one given).
     Conflict(f64),
+    /// The decision had another value of this metric already: the whole event is refused.
+    MetricConflict { metric: String, existing: f64, new: f64 },
 }
 
 #[derive(Default)]
@@ -94,7 +100,7 @@ struct Shared {
     /// Polls asked for ([`PgLog::catch_up`]) and polls done.
     poll_asked: AtomicU64,
     polls: watch::Sender<u64>,
-    /// Rewards not logged, by ticket (taken by the caller that waits on it).
+    /// Rewards and metrics events not logged, by ticket (taken by the caller that waits on it).
     outcomes: Mutex<HashMap<u64, Outcome>>,
     failed: Mutex<Option<String>>,
     has_failed: AtomicBool,
@@ -289,7 +295,8 @@ impl PgLog {
         }
     }
 
-    /// What became of the staged reward of `ticket`, once applied: `None` when it was logged.
+    /// What became of the staged reward or metrics event of `ticket`, once applied: `None` when
+    /// it was logged.
     pub(crate) fn outcome(&self, ticket: u64) -> Option<Outcome> {
         self.shared.outcomes.lock().ok()?.remove(&ticket)
     }

@@ -243,10 +243,167 @@ fn split_rewards(batch: Vec<(u64, Event)>) -> Split {
     (first, outcomes, kept)
 }
 
+/// A metric value a batch proposes: the ticket of its `Metrics` event, the decision, the
+/// metric and the value.
+type MetricValue = (u64, Uuid, String, f64);
+
+/// The candidates, the answers, and the events to log of [`split_metrics`].
+type SplitMetrics = (Vec<MetricValue>, Vec<(u64, Outcome)>, Vec<(u64, Event)>);
+
+/// Metrics events: each (decision, metric) value first seen in this batch is a candidate (an
+/// event whose value differs from one earlier in the batch is refused whole, and a value equal
+/// to an earlier one is dropped from its event, which is a duplicate once it has none left).
+/// Returns the candidates, the answers, and the events to log. (An earlier event refused later
+/// by PostgreSQL's table leaves a later one in the batch judged against its value: a refusal
+/// the client may retry, never a value counted twice.)
+fn split_metrics(batch: Vec<(u64, Event)>) -> SplitMetrics {
+    let mut seen: HashMap<(Uuid, String), f64> = HashMap::new();
+    let mut candidates = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    for (ticket, mut event) in batch {
+        if let Event::Metrics { id, m, .. } = &mut event {
+            let conflict = m.iter().find_map(|(name, value)| {
+                seen.get(&(*id, name.clone()))
+                    .filter(|earlier| *earlier != value)
+                    .map(|earlier| Outcome::MetricConflict {
+                        metric: name.clone(),
+                        existing: *earlier,
+                        new: *value,
+                    })
+            });
+            if let Some(conflict) = conflict {
+                outcomes.push((ticket, conflict));
+                continue;
+            }
+            m.retain(|name, _| !seen.contains_key(&(*id, name.clone())));
+            if m.is_empty() {
+                outcomes.push((ticket, Outcome::Duplicate));
+                continue;
+            }
+            for (name, value) in m.iter() {
+                seen.insert((*id, name.clone()), *value);
+                candidates.push((ticket, *id, name.clone(), *value));
+            }
+        }
+        kept.push((ticket, event));
+    }
+    (candidates, outcomes, kept)
+}
+
+/// Records a batch's metric values in `deployment_metrics` inside its transaction: a value
+/// the decision has already is dropped from its event (a duplicate once nothing is left); an
+/// event with a value the decision has otherwise is refused whole, and the values it inserted
+/// are taken back, so the table holds exactly the values of the logged events.
+async fn record_metrics(
+    tx: &mut sqlx::PgConnection,
+    deployment: &str,
+    mut candidates: Vec<MetricValue>,
+    kept: &mut Vec<(u64, Event)>,
+    outcomes: &mut Vec<(u64, Outcome)>,
+) -> Result<()> {
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    // In key order, as rewards are, so two replicas never deadlock.
+    candidates.sort_unstable_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
+    let ids: Vec<String> = candidates.iter().map(|c| c.1.to_string()).collect();
+    let names: Vec<&str> = candidates.iter().map(|c| c.2.as_str()).collect();
+    let values: Vec<f64> = candidates.iter().map(|c| c.3).collect();
+    let inserted: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO deployment_metrics (deployment, decision_id, metric, value) \
+         SELECT $1, d::uuid, m, v FROM UNNEST($2::text[], $3::text[], $4::float8[]) AS t(d, m, v) \
+         ON CONFLICT DO NOTHING RETURNING decision_id::text, metric",
+    )
+    .bind(deployment)
+    .bind(&ids)
+    .bind(&names)
+    .bind(&values)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(pg_err)?;
+    if inserted.len() == candidates.len() {
+        return Ok(());
+    }
+    let inserted: HashSet<(String, String)> = inserted.into_iter().collect();
+    let others: Vec<usize> = (0..candidates.len())
+        .filter(|&i| !inserted.contains(&(ids[i].clone(), names[i].to_string())))
+        .collect();
+    let existing: Vec<(String, String, f64)> = sqlx::query_as(
+        "SELECT m.decision_id::text, m.metric, m.value FROM deployment_metrics m \
+         JOIN UNNEST($2::text[], $3::text[]) AS t(d, n) ON m.decision_id = t.d::uuid AND m.metric = t.n \
+         WHERE m.deployment = $1",
+    )
+    .bind(deployment)
+    .bind(others.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>())
+    .bind(others.iter().map(|&i| names[i]).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(pg_err)?;
+    let existing: HashMap<(String, String), f64> = existing.into_iter().map(|(d, m, v)| ((d, m), v)).collect();
+    let mut refused: HashMap<u64, Outcome> = HashMap::new();
+    let mut dropped: HashSet<(u64, String)> = HashSet::new();
+    for &i in &others {
+        let (ticket, _, name, value) = &candidates[i];
+        let Some(&earlier) = existing.get(&(ids[i].clone(), name.clone())) else {
+            return Err(DeploymentError::Log(format!(
+                "deployment_metrics refused the value of metric '{name}' for decision {} but holds none",
+                ids[i]
+            )));
+        };
+        if earlier == *value {
+            dropped.insert((*ticket, name.clone()));
+        } else {
+            refused.entry(*ticket).or_insert(Outcome::MetricConflict {
+                metric: name.clone(),
+                existing: earlier,
+                new: *value,
+            });
+        }
+    }
+    if !refused.is_empty() {
+        // Take back what the refused events inserted.
+        let back: Vec<usize> = (0..candidates.len())
+            .filter(|&i| {
+                refused.contains_key(&candidates[i].0) && inserted.contains(&(ids[i].clone(), names[i].to_string()))
+            })
+            .collect();
+        if !back.is_empty() {
+            sqlx::query(
+                "DELETE FROM deployment_metrics m USING UNNEST($2::text[], $3::text[]) AS t(d, n) \
+                 WHERE m.deployment = $1 AND m.decision_id = t.d::uuid AND m.metric = t.n",
+            )
+            .bind(deployment)
+            .bind(back.iter().map(|&i| ids[i].clone()).collect::<Vec<_>>())
+            .bind(back.iter().map(|&i| names[i]).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_err)?;
+        }
+    }
+    kept.retain_mut(|(ticket, event)| {
+        if refused.contains_key(ticket) {
+            return false;
+        }
+        if let Event::Metrics { m, .. } = event {
+            m.retain(|name, _| !dropped.contains(&(*ticket, name.clone())));
+            if m.is_empty() {
+                outcomes.push((*ticket, Outcome::Duplicate));
+                return false;
+            }
+        }
+        true
+    });
+    outcomes.extend(refused);
+    Ok(())
+}
+
 /// Commits one batch (see the module docs) without waiting for the WAL flush.
 async fn commit(shared: &Shared, batch: Vec<(u64, Event)>) -> Result<Committed> {
     let last_ticket = batch.last().map_or(0, |(t, _)| *t);
-    let (first, mut outcomes, mut kept) = split_rewards(batch);
+    let (first, mut outcomes, kept) = split_rewards(batch);
+    let (metric_values, metric_outcomes, mut kept) = split_metrics(kept);
+    outcomes.extend(metric_outcomes);
     // Durability comes from the applier's flush, before anyone is answered.
     let mut tx = shared
         .pool
@@ -298,6 +455,7 @@ async fn commit(shared: &Shared, batch: Vec<(u64, Event)>) -> Result<Committed> 
             outcomes.extend(refused);
         }
     }
+    record_metrics(&mut tx, &shared.deployment, metric_values, &mut kept, &mut outcomes).await?;
     let mut committed = Committed {
         base: 0,
         events: Vec::new(),

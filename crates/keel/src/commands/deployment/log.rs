@@ -71,11 +71,12 @@ pub(super) async fn repair(
             return output::json(&done);
         }
         println!(
-            "moved {} rows of {name}'s log from seq {} on into deployment_log_repaired (repair {}), {} rewards into deployment_rewards_repaired, {} snapshots into deployment_snapshots_repaired; the log now ends at seq {} (was {}); recorded in the change log as done by {by}. Restart the keel serve replicas so they reload it.",
+            "moved {} rows of {name}'s log from seq {} on into deployment_log_repaired (repair {}), {} rewards into deployment_rewards_repaired, {} metric values into deployment_metrics_repaired, {} snapshots into deployment_snapshots_repaired; the log now ends at seq {} (was {}); recorded in the change log as done by {by}. Restart the keel serve replicas so they reload it.",
             done.moved_rows,
             done.from_seq,
             done.repair_id,
             done.moved_rewards,
+            done.moved_metrics,
             done.moved_snapshots,
             done.head_after,
             done.head_before
