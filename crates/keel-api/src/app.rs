@@ -108,6 +108,14 @@ impl App {
         }
         let store = registry.store().clone();
         let inference = InferenceService::new(ModelRepository::new(registry, options));
+        // Before the deployments open: a start may read records archived there.
+        #[cfg(feature = "lake")]
+        if let Some(lake) = &lake {
+            keel_experiments::archive::register(
+                &config.deployments_dir,
+                Arc::new(keel_experiments::archive_lake::LakeArchive::new(lake.clone())),
+            );
+        }
         let deployments = Deployments::open_with_models(
             store.clone(),
             config.deployments_dir.clone(),

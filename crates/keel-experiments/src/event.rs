@@ -107,6 +107,45 @@ impl Event {
         }
     }
 
+    /// When the event was logged (milliseconds since the epoch).
+    pub(crate) fn ts(&self) -> i64 {
+        match self {
+            Event::Revision { ts, .. }
+            | Event::Decision { ts, .. }
+            | Event::Reward { ts, .. }
+            | Event::Metrics { ts, .. }
+            | Event::Pause { ts, .. }
+            | Event::CanaryStep { ts, .. }
+            | Event::Spec { ts, .. }
+            | Event::Output { ts, .. } => *ts,
+        }
+    }
+
+    /// The record's type, as its JSON tag `t` names it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Event::Revision { .. } => "revision",
+            Event::Decision { .. } => "decision",
+            Event::Reward { .. } => "reward",
+            Event::Metrics { .. } => "metrics",
+            Event::Pause { .. } => "pause",
+            Event::CanaryStep { .. } => "canary_step",
+            Event::Spec { .. } => "spec",
+            Event::Output { .. } => "output",
+        }
+    }
+
+    /// The decision the event is about, if any.
+    pub(crate) fn decision_id(&self) -> Option<Uuid> {
+        match self {
+            Event::Decision { id, .. }
+            | Event::Reward { id, .. }
+            | Event::Metrics { id, .. }
+            | Event::Output { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
     /// Gives the event its place in the log.
     pub(crate) fn set_seq(&mut self, to: u64) {
         match self {

@@ -23,6 +23,9 @@
 //!   predictions against its reference (lake feature), and OPE of a candidate on its decision log.
 
 pub mod anytime;
+pub mod archive;
+#[cfg(feature = "lake")]
+pub mod archive_lake;
 mod batch;
 mod checkpoint;
 pub mod control;

@@ -22,6 +22,11 @@ pub struct Verify {
     /// Each file read, oldest first (closed segments, then the active file).
     pub files: Vec<LogCheck>,
     pub snapshots: Vec<crate::snapshot::SnapshotCheck>,
+    /// The segments archived to the lake (`archive.json`), oldest first.
+    pub archived: Vec<crate::archive::Archived>,
+    /// Whether they were read back from the lake and checked (counts, sequence numbers,
+    /// checksums): only where this process has the lake.
+    pub archived_checked: bool,
 }
 
 /// Damage and the file it is in.
@@ -41,9 +46,15 @@ impl Verify {
 /// Checks a deployment's whole log (every segment, from the first record, every record
 /// decoded) and its snapshots, without changing anything.
 pub fn verify(deployment_dir: &Path) -> Result<Verify> {
-    let log = read_log(deployment_dir, 0, |_| Ok(()))?;
+    let manifest = crate::archive::Manifest::read(deployment_dir)?;
+    let checked = manifest.segments.is_empty() || crate::archive::store_for(deployment_dir).is_some();
+    let from = if checked { 0 } else { manifest.through() };
+    let log = read_log(deployment_dir, from, |_| Ok(()))?;
+    let archived_records: u64 = manifest.segments.iter().map(|s| s.records).sum();
     Ok(Verify {
-        records: log.files.iter().map(|f| f.records).sum(),
+        records: log.files.iter().map(|f| f.records).sum::<u64>() + archived_records,
+        archived: manifest.segments,
+        archived_checked: checked,
         last_seq: log.last_seq,
         damage: log.damage().map(|(file, d)| FileDamage {
             file: file.to_path_buf(),
@@ -126,7 +137,8 @@ fn repair_dir(deployment_dir: &Path, from: u64) -> Result<(Repair, Vec<PathBuf>,
             later.push(aside);
         }
     }
-    let last_kept = read_log(deployment_dir, 0, |_| Ok(()))?.last_seq.unwrap_or(0);
+    let archived = crate::archive::Manifest::read(deployment_dir)?.through();
+    let last_kept = read_log(deployment_dir, archived, |_| Ok(()))?.last_seq.unwrap_or(0);
     let snapshots = crate::snapshot::set_aside_after(deployment_dir, last_kept)?;
     Ok((done, later, snapshots))
 }

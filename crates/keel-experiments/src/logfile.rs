@@ -66,13 +66,13 @@ fn header(seq: u64, json: &[u8]) -> ([u8; 64], usize) {
 
 /// One record read back: its event, and whether it was written before framing.
 #[derive(Debug)]
-enum Decoded {
+pub(crate) enum Decoded {
     Framed(Event),
     Legacy(Event),
 }
 
 /// Decodes one line (with its `\n`), or says what is wrong with it.
-fn decode(line: &[u8]) -> std::result::Result<Decoded, String> {
+pub(crate) fn decode(line: &[u8]) -> std::result::Result<Decoded, String> {
     let Some(body) = line.strip_suffix(b"\n") else {
         return Err(format!("incomplete record ({} bytes, no end of line)", line.len()));
     };
@@ -156,7 +156,7 @@ impl LogCheck {
     }
 }
 
-fn read_err(path: &Path, e: std::io::Error) -> DeploymentError {
+pub(crate) fn read_err(path: &Path, e: std::io::Error) -> DeploymentError {
     DeploymentError::Log(format!("cannot read {}: {e}", path.display()))
 }
 
@@ -403,6 +403,8 @@ pub struct LogRead {
     pub applied: u64,
     /// The last valid sequence number of the log.
     pub last_seq: Option<u64>,
+    /// The last record archived to the lake (0: none), read from there when asked for.
+    pub archived_through: u64,
 }
 
 impl LogRead {
@@ -419,16 +421,30 @@ impl LogRead {
     }
 }
 
-/// Reads a deployment's log from its folder: the closed segments (only those holding records
-/// after `after_seq`), then the active file, checking that sequence numbers run on across
-/// files; records after `after_seq` go to `each`. Stops at the first damage (reported in the
-/// result, not as an error, so verify can show it).
+/// Reads a deployment's log from its folder: the archived records (read back from the lake:
+/// [`crate::archive`]) and the closed segments holding records after `after_seq`, then the
+/// active file, checking that sequence numbers run on across files; records after `after_seq`
+/// go to `each`. Stops at the first damage (reported in the result, not as an error, so verify
+/// can show it).
 pub(crate) fn read_log(
     deployment_dir: &Path,
     after_seq: u64,
     mut each: impl FnMut(Event) -> Result<()>,
 ) -> Result<LogRead> {
     let segments = segments(deployment_dir)?;
+    // The manifest after the listing: a segment archived meanwhile is in it already (it is
+    // written before the file is removed).
+    let manifest = crate::archive::Manifest::read(deployment_dir)?;
+    let archived = manifest.through();
+    let segments: Vec<(u64, PathBuf)> = segments.into_iter().filter(|(first, _)| *first > archived).collect();
+    let mut read = LogRead {
+        archived_through: archived,
+        ..LogRead::default()
+    };
+    if archived > after_seq {
+        read.applied += crate::archive::read_archived(deployment_dir, &manifest, after_seq, &mut each)?;
+    }
+    let after_seq = after_seq.max(archived);
     // The first segment needed: the last one starting at or before `after_seq + 1`.
     let start = segments
         .iter()
@@ -440,8 +456,10 @@ pub(crate) fn read_log(
     {
         cont.last_seq = Some(first - 1);
         cont.framed_seen = true;
+    } else if archived > 0 {
+        cont.last_seq = Some(archived);
+        cont.framed_seen = true;
     }
-    let mut read = LogRead::default();
     let mut files: Vec<(PathBuf, bool, Option<u64>)> = segments[start.min(segments.len())..]
         .iter()
         .map(|(first, p)| (p.clone(), false, Some(*first)))

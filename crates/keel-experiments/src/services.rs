@@ -29,6 +29,8 @@ pub(crate) struct Services {
     pub(crate) tasks: TaskTracker,
     /// Cancelled at shutdown: loops stop, one-shot tasks run to their end.
     pub(crate) cancel: CancellationToken,
+    /// Set while an archiving pass runs (one at a time).
+    pub(crate) archiving: std::sync::atomic::AtomicBool,
 }
 
 impl Services {
@@ -41,6 +43,7 @@ impl Services {
             references: OnceLock::new(),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            archiving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

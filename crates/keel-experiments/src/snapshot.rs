@@ -198,6 +198,12 @@ fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+/// The sequence number of the oldest snapshot kept (none: no snapshot): what a start may fall
+/// back to, so the log before it is never needed again.
+pub(crate) fn oldest_kept(deployment_dir: &Path) -> Result<Option<u64>> {
+    Ok(list(&dir_of(deployment_dir))?.first().map(|(seq, _)| *seq))
+}
+
 fn prune(dir: &Path) {
     let Ok(all) = list(dir) else { return };
     if all.len() <= KEEP {

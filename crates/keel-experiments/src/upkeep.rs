@@ -4,6 +4,7 @@
 //! shutdown drains it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use keel_guard::AlertEvent;
@@ -12,6 +13,9 @@ use crate::Result;
 use crate::engine::now_ms;
 use crate::manager::Deployments;
 use crate::running::RunningDeployment;
+
+/// Archiving passes run every this many upkeep ticks (seconds), and at start.
+const ARCHIVE_EVERY_TICKS: u64 = 60;
 
 impl Deployments {
     /// Starts the upkeep loop on this set's task tracker: every second it closes attribution
@@ -22,10 +26,15 @@ impl Deployments {
         let stop = self.services.cancel.clone();
         self.services.tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut ticks: u64 = 0;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {
+                        if ticks.is_multiple_of(ARCHIVE_EVERY_TICKS) {
+                            me.archive_tick();
+                        }
+                        ticks += 1;
                         if let Err(e) = me.close_windows().await {
                             tracing::error!(error = %e, "closing attribution windows failed");
                         }
@@ -54,6 +63,51 @@ impl Deployments {
             self.services.record_notices(&running.name, done.notices).await;
         }
         Ok(closed)
+    }
+
+    /// Starts an archiving pass ([`Deployments::archive_now`]) on the task tracker, unless one
+    /// is running or no lake is registered for this folder.
+    fn archive_tick(self: &Arc<Self>) {
+        let registered = self
+            .all_running()
+            .first()
+            .is_some_and(|r| crate::archive::store_for(&r.engine.dir).is_some());
+        if !registered || self.services.archiving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        self.services.tasks.spawn(async move {
+            if let Err(e) = me.archive_now().await {
+                tracing::error!(error = %e, "archiving closed log segments to the lake failed; they stay on local disk");
+            }
+            me.services.archiving.store(false, Ordering::Release);
+        });
+    }
+
+    /// Archives every deployment's closed log segments that are due (see [`crate::archive`])
+    /// to the lake registered for this folder; what was archived, summed. A deployment whose
+    /// pass fails is logged and left as it is; the others go on.
+    pub async fn archive_now(&self) -> Result<crate::archive::ArchiveDone> {
+        let mut all = crate::archive::ArchiveDone::default();
+        for running in self.all_running() {
+            let Some(store) = crate::archive::store_for(&running.engine.dir) else {
+                continue;
+            };
+            if running.engine.failure().is_some() {
+                continue;
+            }
+            match running.engine.archive(&store, now_ms()).await {
+                Ok(done) => {
+                    all.segments += done.segments;
+                    all.records += done.records;
+                    all.through_seq = all.through_seq.max(done.through_seq);
+                }
+                Err(e) => {
+                    tracing::error!(deployment = %running.name, error = %e, "archiving the deployment's closed log segments failed; they stay on local disk")
+                }
+            }
+        }
+        Ok(all)
     }
 
     /// Starts a snapshot of every deployment that has one due (enough records or time since

@@ -63,8 +63,8 @@
 //! run on across files, and reading checks they do. The state is snapshotted beside them
 //! ([`crate::snapshot`]); a start restores the newest good snapshot and reads only the
 //! segment holding the record after it and those that follow, so its cost is bounded by the
-//! snapshot interval, not by the history. Closed segments are kept (offline OPE and
-//! `verify` read them); archiving them to the lake is not done yet.
+//! snapshot interval, not by the history. Closed segments that a snapshot covers and whose
+//! windows have closed are archived to the lake ([`crate::archive`]) and read back from there.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};

@@ -139,6 +139,23 @@ impl Lake {
             .await
     }
 
+    /// Makes everything written to `table` so far durable: on a local lake every file and
+    /// folder of the table is synced to disk (Delta's commits and data files are written and
+    /// renamed, not synced); on an object store a write is durable once it returns, so there
+    /// is nothing to do. For writers that delete their own copy once the lake has it.
+    pub async fn sync_table(&self, table: &str) -> Result<()> {
+        let Some(root) = self.local_root() else {
+            return Ok(());
+        };
+        let dir = root.join(table);
+        tokio::task::spawn_blocking(move || sync_tree(&dir))
+            .await
+            .map_err(|e| LakeError::Io {
+                path: root.join(table),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+
     /// Replaces the rows of an existing `table` with `batches` as one new version (older
     /// versions stay readable); the schema must match.
     pub async fn overwrite(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
@@ -274,4 +291,35 @@ pub(crate) fn check_schema(table: &str, file: &Path, file_schema: &Schema, table
         file_schema: source::schema_string(file_schema),
         table_schema: source::schema_string(table_schema),
     })
+}
+
+/// Syncs every file under `dir`, then every folder (deepest first), then `dir` itself.
+fn sync_tree(dir: &std::path::Path) -> Result<()> {
+    let io = |path: &std::path::Path, source: std::io::Error| LakeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut folders = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < folders.len() {
+        let folder = folders[i].clone();
+        for entry in std::fs::read_dir(&folder).map_err(|e| io(&folder, e))? {
+            let entry = entry.map_err(|e| io(&folder, e))?;
+            let path = entry.path();
+            if entry.file_type().map_err(|e| io(&path, e))?.is_dir() {
+                folders.push(path);
+            } else {
+                std::fs::File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io(&path, e))?;
+            }
+        }
+        i += 1;
+    }
+    for folder in folders.iter().rev() {
+        std::fs::File::open(folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(folder, e))?;
+    }
+    Ok(())
 }

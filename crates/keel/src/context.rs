@@ -35,6 +35,13 @@ impl Context {
             .await
             .with_context(|| "cannot open the metadata store".to_string())?;
         let registry = Registry::open(store, &artifacts)?;
+        // Reading a deployment's log reads what was archived to the lake from there (the lake
+        // is opened only then).
+        #[cfg(feature = "lake")]
+        keel_experiments::archive::register(
+            &global.home.join("experiments"),
+            std::sync::Arc::new(keel_experiments::archive_lake::LakeArchive::at(lake_location(global))),
+        );
         Ok(Context {
             registry,
             home: global.home.clone(),
