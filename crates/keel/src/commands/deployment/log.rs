@@ -20,6 +20,20 @@ pub(super) async fn verify(global: &Global, ctx: &Context, name: String) -> anyh
     if global.json {
         output::json(&found)?;
     } else {
+        for a in &found.archived {
+            println!(
+                "records {}..={} ({}): archived to the lake table {}{}",
+                a.first_seq,
+                a.last_seq,
+                a.records,
+                keel_experiments::archive::TABLE,
+                if found.archived_checked {
+                    ", read back and checked"
+                } else {
+                    ", not checked (no lake here)"
+                }
+            );
+        }
         for check in &found.files {
             print_check(check);
         }
