@@ -405,3 +405,47 @@ async fn a_breached_guardrail_metric_pauses_the_variant_unless_it_only_reports()
         exps.close();
     }
 }
+
+#[tokio::test]
+async fn ope_reads_the_decision_metric_its_net_value_or_another_metric() {
+    use keel_experiments::offline::ope::{OpeOutcome, deployment_log_of};
+    let dir = tempfile::tempdir().expect("dir");
+    let exps = open(dir.path()).await;
+    let mut s = spec();
+    s["policy"] = json!({"type": "fixed_weights", "weights": [1, 1, 1]});
+    s["metrics"][2]["guardrail"]["action"] = json!("report");
+    exps.apply("promo", &s, "ana", None).await.expect("apply");
+    let decided = traffic(&exps, 0, 600).await;
+    let spec = keel_experiments::DeploymentSpec::from_json(&s).expect("spec");
+    let log_dir = dir.path().join("experiments/promo");
+    let cost = |variant: &str| match variant {
+        "free_dessert" => 4.5,
+        "voucher" => 1.0,
+        _ => 0.0,
+    };
+    // What traffic sent: a reward of i % 40 for every fifth unit, a conversion for every even one.
+    let rewarded: Vec<(f64, f64)> = decided
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i.is_multiple_of(5))
+        .map(|(i, (_, v))| ((i % 40) as f64, (i % 40) as f64 - cost(v)))
+        .collect();
+    let converted: Vec<f64> = (0..decided.len())
+        .filter(|i| i.is_multiple_of(2))
+        .map(|i| f64::from(i.is_multiple_of(7)))
+        .collect();
+
+    let reward = deployment_log_of(&log_dir, &spec, &OpeOutcome::Reward).expect("reward");
+    assert_eq!(reward.rewards, rewarded.iter().map(|r| r.0).collect::<Vec<_>>());
+    let net = deployment_log_of(&log_dir, &spec, &OpeOutcome::Net).expect("net");
+    assert_eq!(net.rewards, rewarded.iter().map(|r| r.1).collect::<Vec<_>>());
+    assert_eq!(net.actions, reward.actions);
+    let outcome = OpeOutcome::parse("conversion", &spec).expect("a metric");
+    assert_eq!(outcome, OpeOutcome::Metric("conversion".into()));
+    let conversion = deployment_log_of(&log_dir, &spec, &outcome).expect("conversion");
+    assert_eq!(conversion.rewards, converted);
+    assert_eq!(OpeOutcome::parse("revenue", &spec).expect("decision metric"), OpeOutcome::Reward);
+    let err = OpeOutcome::parse("clicks", &spec).expect_err("unknown").to_string();
+    assert!(err.contains("'clicks' is not an outcome") && err.contains("unsubscribe"), "{err}");
+    exps.close();
+}

@@ -9,6 +9,10 @@
 //! part, shrunk to the overall mean. Decisions made among an eligible set (`"eligible"` in
 //! decide) are evaluated over the same set: the candidate's distribution is restricted to it
 //! and renormalised, as decide does, and the logged propensity is already over it.
+//!
+//! A round's reward is the decision metric by default; [`OpeOutcome`] picks the decision
+//! metric net of the logged variant's cost (what a deployment with costs maximises) or another
+//! declared metric (the rounds are then the decisions that received a value of it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,11 +29,64 @@ pub fn decision_log_dir(home: &Path, name: &str) -> PathBuf {
     home.join("experiments").join(name)
 }
 
+/// What a logged round's reward is, for OPE on a deployment's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum OpeOutcome {
+    /// The decision metric (the `reward` block), as the policy sees it before costs.
+    #[default]
+    Reward,
+    /// The decision metric minus the logged variant's cost (the spec's costs): the value a
+    /// policy of a deployment that declares costs maximises.
+    Net,
+    /// Another declared metric: the rounds are the decisions that received a value of it.
+    Metric(String),
+}
+
+impl OpeOutcome {
+    /// Reads `reward`, `net` or a metric's name (the decision metric's name is `reward`),
+    /// checked against `spec`.
+    pub fn parse(text: &str, spec: &DeploymentSpec) -> Result<OpeOutcome> {
+        match text {
+            "reward" => Ok(OpeOutcome::Reward),
+            "net" => Ok(OpeOutcome::Net),
+            name if name == spec.reward_name() => Ok(OpeOutcome::Reward),
+            name if spec.metric(name).is_some() => Ok(OpeOutcome::Metric(name.to_string())),
+            other => {
+                let mut known = vec!["reward".to_string(), "net".to_string(), spec.reward_name().to_string()];
+                known.extend(spec.metrics.iter().map(|m| m.name.clone()));
+                known.dedup();
+                Err(OfflineError::InvalidArgument {
+                    name: "--outcome",
+                    reason: format!(
+                        "'{}' is not an outcome of this deployment: use one of {}",
+                        other.escape_default(),
+                        known.join(", ")
+                    ),
+                })
+            }
+        }
+    }
+
+    /// How reports name it.
+    pub fn label(&self, spec: &DeploymentSpec) -> String {
+        match self {
+            OpeOutcome::Reward => spec.reward_name().to_string(),
+            OpeOutcome::Net => format!("{} minus the variant's cost", spec.reward_name()),
+            OpeOutcome::Metric(name) => name.clone(),
+        }
+    }
+}
+
 /// keel's own decision log (the deployment folder `path`, every segment) as logged bandit
 /// feedback: rewarded decisions of the serving variants, with the propensity they were
 /// logged with and their encoded context.
 pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> Result<LoggedBandit> {
-    let mut scan = LogScan::new(spec);
+    deployment_log_of(path, spec, &OpeOutcome::Reward)
+}
+
+/// [`deployment_log`] with the rounds' rewards taken as `outcome` says.
+pub fn deployment_log_of(path: &Path, spec: &DeploymentSpec, outcome: &OpeOutcome) -> Result<LoggedBandit> {
+    let mut scan = LogScan::new(spec, outcome.clone());
     let read = crate::logfile::read_log(path, 0, |event| {
         scan.event(event);
         Ok(())
@@ -49,10 +106,11 @@ pub async fn deployment_log_in(
     home: &Path,
     name: &str,
     spec: &DeploymentSpec,
+    outcome: &OpeOutcome,
 ) -> Result<LoggedBandit> {
     match store.postgres_pool() {
         Some(pool) => {
-            let mut scan = LogScan::new(spec);
+            let mut scan = LogScan::new(spec, outcome.clone());
             let mut after = 0;
             loop {
                 let rows = crate::pglog::read_rows(&pool, name, after).await?;
@@ -68,8 +126,8 @@ pub async fn deployment_log_in(
             scan.finish(Path::new(&format!("postgres:deployment_log/{name}")))
         }
         None => {
-            let (dir, spec) = (decision_log_dir(home, name), spec.clone());
-            tokio::task::spawn_blocking(move || deployment_log(&dir, &spec))
+            let (dir, spec, outcome) = (decision_log_dir(home, name), spec.clone(), outcome.clone());
+            tokio::task::spawn_blocking(move || deployment_log_of(&dir, &spec, &outcome))
                 .await
                 .map_err(|e| crate::DeploymentError::Log(format!("reading the decision log stopped: {e}")))?
         }
@@ -91,13 +149,22 @@ struct LogScan<'a> {
     decisions: HashMap<uuid::Uuid, Logged>,
     /// The decision with its reward.
     rounds: Vec<(f64, Logged)>,
+    outcome: OpeOutcome,
+    /// Per arm: its variant's cost today (for [`OpeOutcome::Net`]).
+    costs: Vec<f64>,
 }
 
 impl<'a> LogScan<'a> {
-    fn new(spec: &'a DeploymentSpec) -> LogScan<'a> {
+    fn new(spec: &'a DeploymentSpec, outcome: OpeOutcome) -> LogScan<'a> {
         let arms = spec.arms();
+        let costs = arms
+            .iter()
+            .map(|v| spec.variants.get(*v).and_then(|v| v.cost).unwrap_or(0.0))
+            .collect();
         let mut scan = LogScan {
             spec,
+            outcome,
+            costs,
             arms,
             to_arm: Vec::new(),
             present: Vec::new(),
@@ -147,16 +214,29 @@ impl<'a> LogScan<'a> {
                     self.decisions.insert(id, (arm, p, x, eligible));
                 }
             }
-            Event::Reward { id, r, .. } => {
-                if let Some(decision) = self.decisions.remove(&id) {
-                    self.rounds.push((r, decision));
+            Event::Reward { id, r, .. } => match &self.outcome {
+                OpeOutcome::Reward => {
+                    if let Some(decision) = self.decisions.remove(&id) {
+                        self.rounds.push((r, decision));
+                    }
+                }
+                OpeOutcome::Net => {
+                    if let Some(decision) = self.decisions.remove(&id) {
+                        let cost = self.costs.get(decision.0).copied().unwrap_or(0.0);
+                        self.rounds.push((r - cost, decision));
+                    }
+                }
+                OpeOutcome::Metric(_) => {}
+            },
+            Event::Metrics { id, m, .. } => {
+                if let OpeOutcome::Metric(name) = &self.outcome
+                    && let Some(value) = m.get(name)
+                    && let Some(decision) = self.decisions.remove(&id)
+                {
+                    self.rounds.push((*value, decision));
                 }
             }
-            Event::Revision { .. }
-            | Event::Pause { .. }
-            | Event::CanaryStep { .. }
-            | Event::Output { .. }
-            | Event::Metrics { .. } => {}
+            Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
         }
     }
 

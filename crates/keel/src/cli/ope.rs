@@ -28,6 +28,10 @@ pub enum OpeCommand {
         candidate: String,
         #[arg(long, default_value_t = 0.5)]
         train_fraction: f64,
+        /// What a round's reward is: `reward` (the decision metric), `net` (minus the logged
+        /// variant's cost) or the name of another declared metric
+        #[arg(long, default_value = "reward")]
+        outcome: String,
         #[command(flatten)]
         estimators: OpeEstimatorArgs,
     },

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use keel_bandit::PolicyConfig;
 use keel_experiments::DeploymentSpec;
-use keel_experiments::offline::ope::{deployment_log_in, estimate_candidate};
+use keel_experiments::offline::ope::{OpeOutcome, deployment_log_in, estimate_candidate};
 use keel_ope::{Estimate, Settings, WeightStats, diagnostics, read_obd_csv};
 use serde_json::{Value, json};
 
@@ -38,6 +38,7 @@ pub async fn run(global: &Global, cmd: OpeCommand) -> anyhow::Result<()> {
             candidate,
             train_fraction,
             estimators,
+            ..
         } => (
             format!("deployment:{name}"),
             candidate.clone(),
@@ -51,6 +52,7 @@ pub async fn run(global: &Global, cmd: OpeCommand) -> anyhow::Result<()> {
     }
     let settings = settings(&args)?;
     let candidate = parse_candidate(&candidate_text)?;
+    let mut outcome_label = None;
     let log = match cmd {
         OpeCommand::Obd { file, .. } => {
             let file2 = file.clone();
@@ -59,11 +61,13 @@ pub async fn run(global: &Global, cmd: OpeCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", file.display()))?
                 .log
         }
-        OpeCommand::Deployment { name, .. } => {
+        OpeCommand::Deployment { name, outcome, .. } => {
             let ctx = Context::open(global).await?;
             let d = ctx.registry.store().get_deployment(&name).await?;
             let spec = DeploymentSpec::from_json(&d.spec)?;
-            deployment_log_in(ctx.registry.store(), &ctx.home, &name, &spec).await?
+            let outcome = OpeOutcome::parse(&outcome, &spec)?;
+            outcome_label = Some(outcome.label(&spec));
+            deployment_log_in(ctx.registry.store(), &ctx.home, &name, &spec, &outcome).await?
         }
     };
     let truth_rate = match truth {
@@ -86,6 +90,7 @@ pub async fn run(global: &Global, cmd: OpeCommand) -> anyhow::Result<()> {
     if global.json {
         return output::json(&json!({
             "source": source,
+            "outcome": outcome_label,
             "rounds_evaluated": result.rounds,
             "rounds_for_warm_up": result.train_rounds,
             "logging_policy_mean_reward": result.logged_mean,
@@ -97,6 +102,9 @@ pub async fn run(global: &Global, cmd: OpeCommand) -> anyhow::Result<()> {
             "verdict_thresholds": thresholds_json(),
             "estimates": result.estimates.iter().map(estimate_json).collect::<Vec<_>>(),
         }));
+    }
+    if let Some(label) = &outcome_label {
+        println!("outcome: {label}");
     }
     println!(
         "{source}: {} rounds evaluated after warming the candidate up on {}; logging policy's mean reward there {:.6}",
