@@ -444,8 +444,14 @@ async fn ope_reads_the_decision_metric_its_net_value_or_another_metric() {
     assert_eq!(outcome, OpeOutcome::Metric("conversion".into()));
     let conversion = deployment_log_of(&log_dir, &spec, &outcome).expect("conversion");
     assert_eq!(conversion.rewards, converted);
-    assert_eq!(OpeOutcome::parse("revenue", &spec).expect("decision metric"), OpeOutcome::Reward);
+    assert_eq!(
+        OpeOutcome::parse("revenue", &spec).expect("decision metric"),
+        OpeOutcome::Reward
+    );
     let err = OpeOutcome::parse("clicks", &spec).expect_err("unknown").to_string();
-    assert!(err.contains("'clicks' is not an outcome") && err.contains("unsubscribe"), "{err}");
+    assert!(
+        err.contains("'clicks' is not an outcome") && err.contains("unsubscribe"),
+        "{err}"
+    );
     exps.close();
 }
