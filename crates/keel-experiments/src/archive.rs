@@ -29,7 +29,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -37,14 +37,13 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::engine::Deployment;
 use crate::event::Event;
-use crate::logfile::{Decoded, decode, frame, read_err, segments};
+use crate::framing::frame;
 use crate::{DeploymentError, Result};
 
 /// The lake table archived records go to.
 pub const TABLE: &str = "decision_log";
-const MANIFEST: &str = "archive.json";
+pub(crate) const MANIFEST: &str = "archive.json";
 /// Records read back from the lake per query.
 const READ_CHUNK: u64 = 100_000;
 
@@ -103,7 +102,7 @@ impl Manifest {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
-            Err(e) => return Err(read_err(&path, e)),
+            Err(e) => return Err(DeploymentError::Log(format!("cannot read {}: {e}", path.display()))),
         };
         serde_json::from_slice(&bytes).map_err(|e| {
             DeploymentError::Log(format!(
@@ -119,7 +118,7 @@ impl Manifest {
         self.segments.last().map_or(0, |s| s.last_seq)
     }
 
-    fn write(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST);
         let tmp = dir.join(format!("{MANIFEST}.tmp"));
         let io = |what: &str, p: &Path, e: std::io::Error| {
@@ -142,7 +141,7 @@ impl Manifest {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| DeploymentError::Log(format!("cannot sync {}: {e}", dir.display())))
@@ -193,7 +192,7 @@ fn block_on<T: Send>(
 }
 
 /// The checksum of records as the log frames them.
-fn checksum(records: impl Iterator<Item = (u64, impl AsRef<[u8]>)>) -> String {
+pub(crate) fn checksum(records: impl Iterator<Item = (u64, impl AsRef<[u8]>)>) -> String {
     let mut framed = Vec::new();
     for (seq, json) in records {
         frame(&mut framed, seq, json.as_ref());
@@ -269,53 +268,6 @@ pub(crate) fn read_archived(
     Ok(passed)
 }
 
-/// One record of a closed segment as written: its event and its JSON bytes exactly.
-struct RawRecord {
-    event: Event,
-    json: Vec<u8>,
-}
-
-/// Every record of a closed segment, checked (checksums, sequence numbers running on); any
-/// damage is an error naming the file and offset (a closed segment has no torn tail).
-fn read_raw(path: &Path) -> Result<Vec<RawRecord>> {
-    let file = File::open(path).map_err(|e| read_err(path, e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let (mut line, mut out, mut offset) = (Vec::new(), Vec::<RawRecord>::new(), 0u64);
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|e| read_err(path, e))?;
-        if n == 0 {
-            return Ok(out);
-        }
-        let bad = |why: String| {
-            DeploymentError::Log(format!(
-                "{} is damaged at byte {offset}: {why}; `keel deployment verify` shows it",
-                path.display()
-            ))
-        };
-        let event = match decode(&line).map_err(bad)? {
-            Decoded::Framed(e) | Decoded::Legacy(e) => e,
-        };
-        let body = &line[..line.len() - 1];
-        // A framed record is `<seq> <hash> <len> <json>`; a legacy one is the JSON alone.
-        let json = if body.first() == Some(&b'{') {
-            body.to_vec()
-        } else {
-            body.splitn(4, |b| *b == b' ')
-                .nth(3)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default()
-        };
-        if let Some(prev) = out.last().map(|r| r.event.seq())
-            && event.seq() != prev + 1
-        {
-            return Err(bad(format!("record {} follows record {prev}", event.seq())));
-        }
-        offset += n as u64;
-        out.push(RawRecord { event, json });
-    }
-}
-
 /// What one archiving pass did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ArchiveDone {
@@ -324,105 +276,6 @@ pub struct ArchiveDone {
     pub records: u64,
     /// The last archived sequence number after the pass (0: none).
     pub through_seq: u64,
-}
-
-impl Deployment {
-    /// Archives the closed segments that are due (see the module docs) to `store`, oldest
-    /// first, stopping at the first that is not; a log in PostgreSQL has no segments.
-    pub async fn archive(&self, store: &Arc<dyn ArchiveStore>, now_ms: i64) -> Result<ArchiveDone> {
-        let mut done = ArchiveDone::default();
-        if self.wal.pg().is_some() {
-            return Ok(done);
-        }
-        let window = self.with_inner(|i| i.window_ms())?;
-        let dir = self.dir.clone();
-        let covered = crate::snapshot::oldest_kept(&dir)?.unwrap_or(0);
-        let mut manifest = Manifest::read(&dir)?;
-        manifest.table = TABLE.to_string();
-        done.through_seq = manifest.through();
-        for (first, path) in segments(&dir)? {
-            if first <= manifest.through() {
-                // Archived by a pass that stopped before removing it.
-                remove_segment(&path)?;
-                continue;
-            }
-            let read_path = path.clone();
-            let records = tokio::task::spawn_blocking(move || read_raw(&read_path))
-                .await
-                .map_err(|e| DeploymentError::Log(format!("reading a segment stopped: {e}")))??;
-            let (Some(head), Some(tail)) = (records.first(), records.last()) else {
-                break;
-            };
-            let (first_seq, last_seq) = (head.event.seq(), tail.event.seq());
-            let newest = records.iter().map(|r| r.event.ts()).max().unwrap_or(i64::MAX);
-            if first_seq != manifest.through() + 1 || last_seq > covered || newest.saturating_add(window) >= now_ms {
-                break;
-            }
-            let n = records.len() as u64;
-            let xxh3 = checksum(records.iter().map(|r| (r.event.seq(), r.json.as_slice())));
-            let found = store
-                .count(&self.name, first_seq, last_seq)
-                .await
-                .map_err(|e| DeploymentError::Log(format!("counting archived records of '{}': {e}", self.name)))?;
-            let lake_version = match found {
-                0 => {
-                    let rows = records
-                        .into_iter()
-                        .map(|r| ArchiveRow {
-                            seq: r.event.seq(),
-                            ts_ms: r.event.ts(),
-                            kind: r.event.kind(),
-                            decision_id: r.event.decision_id().map(|id| id.to_string()),
-                            record: String::from_utf8_lossy(&r.json).into_owned(),
-                        })
-                        .collect();
-                    let version = store
-                        .append(&self.name, rows)
-                        .await
-                        .map_err(|e| DeploymentError::Log(format!("archiving {} to the lake: {e}", path.display())))?;
-                    Some(version)
-                }
-                n_found if n_found == n => None,
-                other => {
-                    return Err(DeploymentError::Log(format!(
-                        "the lake table {TABLE} holds {other} of the {n} records {first_seq}..={last_seq} of deployment '{}' \
-                         ({}) without a manifest entry; archiving stops and nothing local is removed: compare them by hand",
-                        self.name,
-                        path.display()
-                    )));
-                }
-            };
-            manifest.segments.push(Archived {
-                first_seq,
-                last_seq,
-                records: n,
-                xxh3,
-                lake_version,
-                newest_ts_ms: newest,
-                archived_at_ms: now_ms,
-            });
-            manifest.write(&dir)?;
-            remove_segment(&path)?;
-            tracing::info!(deployment = %self.name, first_seq, last_seq, records = n, ?lake_version, "closed segment archived to the lake");
-            metrics::counter!("keel_deployment_log_archived_records_total").increment(n);
-            done.segments += 1;
-            done.records += n;
-            done.through_seq = last_seq;
-        }
-        Ok(done)
-    }
-}
-
-fn remove_segment(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(DeploymentError::Log(format!("cannot remove {}: {e}", path.display()))),
-    }
-    match path.parent() {
-        Some(dir) => sync_dir(dir),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod anytime;
 pub mod archive;
 #[cfg(feature = "lake")]
 pub mod archive_lake;
+mod archive_pass;
 mod batch;
 mod checkpoint;
 pub mod control;
@@ -36,6 +37,7 @@ mod error;
 mod event;
 mod features;
 mod feedback;
+mod framing;
 pub mod lift;
 mod log;
 pub mod logdir;

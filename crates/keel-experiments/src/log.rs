@@ -93,7 +93,7 @@ impl Inner {
                 let json =
                     serde_json::to_vec(event).map_err(|e| DeploymentError::Log(format!("encoding event: {e}")))?;
                 let mut pending = wal.pending().lock().map_err(|_| lock_err())?;
-                crate::logfile::frame(&mut pending.bytes, event.seq(), &json);
+                crate::framing::frame(&mut pending.bytes, event.seq(), &json);
                 pending.last_seq = event.seq();
                 Ok(event.seq())
             }

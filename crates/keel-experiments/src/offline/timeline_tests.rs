@@ -21,7 +21,7 @@ fn write_log(dir: &Path, events: &[Event]) -> PathBuf {
     std::fs::create_dir_all(&path).expect("dir");
     let mut bytes = Vec::new();
     for e in events {
-        crate::logfile::frame(&mut bytes, e.seq(), &serde_json::to_vec(e).expect("json"));
+        crate::framing::frame(&mut bytes, e.seq(), &serde_json::to_vec(e).expect("json"));
     }
     let mut f = std::fs::File::create(crate::logfile::active_path(&path)).expect("create");
     f.write_all(&bytes).expect("write");
@@ -262,7 +262,7 @@ fn history(n: usize) -> Vec<Event> {
 fn framed(events: &[Event]) -> Vec<u8> {
     let mut bytes = Vec::new();
     for e in events {
-        crate::logfile::frame(&mut bytes, e.seq(), &serde_json::to_vec(e).expect("json"));
+        crate::framing::frame(&mut bytes, e.seq(), &serde_json::to_vec(e).expect("json"));
     }
     bytes
 }
