@@ -83,17 +83,41 @@ async fn lake_rows(lake: &Lake) -> u64 {
     batches.iter().map(|b| b.num_rows() as u64).sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closed_segments_go_to_the_lake_and_the_whole_history_is_still_read() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
+/// A lake folder registered as the archive of `root`'s deployments, and deployment `promo`.
+struct Setup {
+    lake: Lake,
+    store: Arc<dyn archive::ArchiveStore>,
+    exps: Arc<Deployments>,
+    spec: DeploymentSpec,
+    dir: std::path::PathBuf,
+}
+
+async fn setup(root: &Path) -> Setup {
     let lake = Lake::open(&root.join("lake")).expect("lake");
     let store: Arc<dyn archive::ArchiveStore> = Arc::new(LakeArchive::new(lake.clone()));
     archive::register(&root.join("experiments"), store.clone());
     let exps = open(root).await;
     exps.apply("promo", &spec(), "ana", None).await.expect("apply");
-    let spec = DeploymentSpec::from_json(&spec()).expect("spec");
-    let dir = root.join("experiments/promo");
+    Setup {
+        lake,
+        store,
+        exps,
+        spec: DeploymentSpec::from_json(&spec()).expect("spec"),
+        dir: root.join("experiments/promo"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_segments_go_to_the_lake_and_the_whole_history_is_still_read() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let Setup {
+        lake,
+        store,
+        exps,
+        spec,
+        dir,
+    } = setup(root).await;
     traffic(&exps, 0, 1500).await;
     let engine = exps.get("promo").expect("running");
 
@@ -165,13 +189,13 @@ async fn closed_segments_go_to_the_lake_and_the_whole_history_is_still_read() {
 async fn a_pass_cut_short_after_the_commit_finds_its_rows_and_a_process_without_the_lake_says_so() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
-    let lake = Lake::open(&root.join("lake")).expect("lake");
-    let store: Arc<dyn archive::ArchiveStore> = Arc::new(LakeArchive::new(lake.clone()));
-    archive::register(&root.join("experiments"), store.clone());
-    let exps = open(root).await;
-    exps.apply("promo", &spec(), "ana", None).await.expect("apply");
-    let spec = DeploymentSpec::from_json(&spec()).expect("spec");
-    let dir = root.join("experiments/promo");
+    let Setup {
+        lake,
+        store,
+        exps,
+        spec,
+        dir,
+    } = setup(root).await;
     traffic(&exps, 0, 1200).await;
     let engine = exps.get("promo").expect("running");
     engine.snapshot().await.expect("snapshot");
