@@ -97,16 +97,36 @@ pub(crate) fn scan_file_from(
     cont: &mut Continuity,
     skip_through: u64,
     active: bool,
+    each: impl FnMut(Event) -> Result<()>,
+) -> Result<LogCheck> {
+    scan_opened(open_if_there(path)?, path, start, cont, skip_through, active, each)
+}
+
+/// `path` opened for reading; `None` when there is no such file.
+fn open_if_there(path: &Path) -> Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(read_err(path, e)),
+    }
+}
+
+/// [`scan_file_from`] on a file opened already (`None`: there was none, an empty log file).
+fn scan_opened(
+    file: Option<File>,
+    path: &Path,
+    start: u64,
+    cont: &mut Continuity,
+    skip_through: u64,
+    active: bool,
     mut each: impl FnMut(Event) -> Result<()>,
 ) -> Result<LogCheck> {
     let mut check = LogCheck {
         path: path.to_path_buf(),
         ..LogCheck::default()
     };
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(check),
-        Err(e) => return Err(read_err(path, e)),
+    let Some(mut file) = file else {
+        return Ok(check);
     };
     // Only what was there when opened: a writer may be appending (and a device such as
     // /dev/full reads forever).
@@ -299,6 +319,12 @@ impl LogRead {
     }
 }
 
+/// A file's identity (device and inode): the same file under another name after a rename.
+fn file_id(m: std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
 /// Reads a deployment's log from its folder: the archived records (read back from the lake:
 /// [`crate::archive`]) and the closed segments holding records after `after_seq`, then the
 /// active file, checking that sequence numbers run on across files; records after `after_seq`
@@ -309,7 +335,24 @@ pub(crate) fn read_log(
     after_seq: u64,
     mut each: impl FnMut(Event) -> Result<()>,
 ) -> Result<LogRead> {
-    let segments = segments(deployment_dir)?;
+    // The active file first: if the writer closes it into a segment while this reads, the
+    // handle still reads it whole, and that segment (and any after it) is left out of the
+    // listing below, so the read is a complete prefix of the log, never one with a hole.
+    let active_file = open_if_there(&active_path(deployment_dir))?;
+    let active_id = match &active_file {
+        Some(f) => Some(file_id(
+            f.metadata().map_err(|e| read_err(&active_path(deployment_dir), e))?,
+        )),
+        None => None,
+    };
+    let mut segments = segments(deployment_dir)?;
+    if let Some(id) = active_id
+        && let Some(rolled) = segments
+            .iter()
+            .position(|(_, p)| std::fs::metadata(p).is_ok_and(|m| file_id(m) == id))
+    {
+        segments.truncate(rolled);
+    }
     // The manifest after the listing: a segment archived meanwhile is in it already (it is
     // written before the file is removed).
     let manifest = crate::archive::Manifest::read(deployment_dir)?;
@@ -343,13 +386,19 @@ pub(crate) fn read_log(
         .map(|(first, p)| (p.clone(), false, Some(*first)))
         .collect();
     files.push((active_path(deployment_dir), true, None));
+    let mut active_file = active_file;
     for (path, active, named_first) in files {
         let mut applied = 0;
         let before = cont.last_seq;
-        let check = scan_file(&path, &mut cont, after_seq, active, |e| {
+        let count = |e| {
             applied += 1;
             each(e)
-        })?;
+        };
+        let check = if active {
+            scan_opened(active_file.take(), &path, 0, &mut cont, after_seq, true, count)?
+        } else {
+            scan_file(&path, &mut cont, after_seq, false, count)?
+        };
         read.applied += applied;
         if let (Some(named), Some(first)) = (named_first, check.first_seq)
             && named != first

@@ -455,3 +455,53 @@ async fn ope_reads_the_decision_metric_its_net_value_or_another_metric() {
     );
     exps.close();
 }
+
+/// A reader of the whole log while the writer keeps closing the active file into segments (16
+/// KiB each here): every read holds at least every reward acknowledged before it started. (A
+/// read that listed the segments before a roll and opened the active file after it used to
+/// miss the rolled records without a word.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_log_read_during_segment_rolls_misses_nothing_acknowledged() {
+    use keel_experiments::offline::ope::deployment_log;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().expect("dir");
+    let exps = open(dir.path()).await;
+    let mut s = spec();
+    s["policy"] = json!({"type": "fixed_weights", "weights": [1, 1, 1]});
+    exps.apply("promo", &s, "ana", None).await.expect("apply");
+    let spec = keel_experiments::DeploymentSpec::from_json(&s).expect("spec");
+    let log_dir = dir.path().join("experiments/promo");
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (exps, acknowledged) = (exps.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            for round in 0..40 {
+                let decided = decide(&exps, round * 50, 50).await;
+                let items: Vec<FeedbackIn> = decided.iter().map(|(id, _)| item(id, Some(1.0), &[])).collect();
+                exps.feedback_items("promo", &items).await.expect("feedback");
+                acknowledged.fetch_add(items.len(), Ordering::SeqCst);
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let before = acknowledged.load(Ordering::SeqCst);
+        let (dir, spec) = (log_dir.clone(), spec.clone());
+        let read = tokio::task::spawn_blocking(move || deployment_log(&dir, &spec))
+            .await
+            .expect("join");
+        if let Ok(log) = read {
+            assert!(
+                log.rewards.len() >= before,
+                "read {} rewards, {before} were acknowledged",
+                log.rewards.len()
+            );
+            reads += 1;
+        }
+    }
+    writer.await.expect("writer");
+    assert!(reads > 0);
+    let segments = std::fs::read_dir(log_dir.join("segments")).map_or(0, |d| d.count());
+    assert!(segments > 5, "the log rolled {segments} times");
+    exps.close();
+}
