@@ -80,30 +80,15 @@ impl Deployment {
     /// Checks, then logs and applies, one normalised item; the sequence number of its last
     /// event, if it logged any.
     fn one_item(&self, inner: &mut Inner, item: &FeedbackIn, now: i64) -> Result<(FeedbackOut, Option<u64>)> {
-        let checked = self.check_item(inner, item, now)?;
+        let mut checked = self.check_item(inner, item, now)?;
         let counted = checked.counts();
-        if let Some(r) = checked.reward {
-            let seq = inner.next_seq();
-            let event = Event::Reward {
-                seq,
-                ts: now,
-                id: checked.id,
-                r,
-                default: false,
-            };
+        if let Some(event) = checked.reward_event(inner, now) {
             inner.commit(&self.wal, &event)?;
             if let Some(variant) = checked.variant {
                 inner.check_guardrails(&self.wal, variant, now)?;
             }
         }
-        if !checked.metrics.is_empty() {
-            let seq = inner.next_seq();
-            let event = Event::Metrics {
-                seq,
-                ts: now,
-                id: checked.id,
-                m: checked.metrics,
-            };
+        if let Some(event) = checked.metrics_event(inner, now) {
             inner.commit(&self.wal, &event)?;
             if let Some(variant) = checked.variant {
                 inner.check_metric_guardrails(&self.wal, variant, now)?;
@@ -192,6 +177,30 @@ pub(crate) struct Checked {
 impl Checked {
     pub(crate) fn counts(&self) -> bool {
         self.reward.is_some() || !self.metrics.is_empty()
+    }
+
+    /// The `Reward` record of the item's new reward, numbered next in `inner`.
+    pub(crate) fn reward_event(&self, inner: &mut Inner, now: i64) -> Option<Event> {
+        self.reward.map(|r| Event::Reward {
+            seq: inner.next_seq(),
+            ts: now,
+            id: self.id,
+            r,
+            default: false,
+        })
+    }
+
+    /// The `Metrics` record of the item's new values (taken from it), numbered next in `inner`.
+    pub(crate) fn metrics_event(&mut self, inner: &mut Inner, now: i64) -> Option<Event> {
+        if self.metrics.is_empty() {
+            return None;
+        }
+        Some(Event::Metrics {
+            seq: inner.next_seq(),
+            ts: now,
+            id: self.id,
+            m: std::mem::take(&mut self.metrics),
+        })
     }
 }
 

@@ -172,7 +172,7 @@ impl Deployment {
             let now = now_ms();
             for (i, item) in items.into_iter().enumerate() {
                 let checked = item.and_then(|item| self.check_item(&inner, &item, now).map(|c| (item, c)));
-                let (item, checked) = match checked {
+                let (item, mut checked) = match checked {
                     Ok(c) => c,
                     Err(e) => {
                         results.push(Err(e));
@@ -186,29 +186,13 @@ impl Deployment {
                 if !checked.counts() {
                     continue;
                 }
-                let reward = match checked.reward {
-                    Some(r) => {
-                        let event = Event::Reward {
-                            seq: inner.next_seq(),
-                            ts: now,
-                            id: checked.id,
-                            r,
-                            default: false,
-                        };
-                        Some(inner.commit(&self.wal, &event)?)
-                    }
+                let reward = match checked.reward_event(&mut inner, now) {
+                    Some(event) => Some(inner.commit(&self.wal, &event)?),
                     None => None,
                 };
-                let metrics = if checked.metrics.is_empty() {
-                    None
-                } else {
-                    let event = Event::Metrics {
-                        seq: inner.next_seq(),
-                        ts: now,
-                        id: checked.id,
-                        m: checked.metrics,
-                    };
-                    Some(inner.commit(&self.wal, &event)?)
+                let metrics = match checked.metrics_event(&mut inner, now) {
+                    Some(event) => Some(inner.commit(&self.wal, &event)?),
+                    None => None,
                 };
                 last = metrics.or(reward);
                 staged.push((i, item.decision_id, item.reward, reward, metrics));
