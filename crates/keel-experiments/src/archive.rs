@@ -27,9 +27,7 @@
 //! behind) without the distributions, contexts and specs OPE and replays need; the archive
 //! must be the log itself.
 
-use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -38,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::event::Event;
+use crate::files::atomic_write;
 use crate::framing::frame;
 use crate::{DeploymentError, Result};
 
@@ -119,32 +118,10 @@ impl Manifest {
     }
 
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(MANIFEST);
-        let tmp = dir.join(format!("{MANIFEST}.tmp"));
-        let io = |what: &str, p: &Path, e: std::io::Error| {
-            DeploymentError::Log(format!("cannot {what} {}: {e}", p.display()))
-        };
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| DeploymentError::Log(format!("encoding the archive manifest: {e}")))?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| io("create", &tmp, e))?;
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io("write", &tmp, e))?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(|e| io("rename", &tmp, e))?;
-        sync_dir(dir)
+        atomic_write(&dir.join(MANIFEST), &bytes)
     }
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| DeploymentError::Log(format!("cannot sync {}: {e}", dir.display())))
 }
 
 /// Archive stores by the deployments folder they serve.
@@ -166,28 +143,31 @@ pub fn register(deployments_dir: &Path, store: Arc<dyn ArchiveStore>) {
     }
 }
 
+/// The archive registered for the deployments folder `deployments_dir`.
+pub(crate) fn registered(deployments_dir: &Path) -> Option<Arc<dyn ArchiveStore>> {
+    let dir = key(deployments_dir);
+    let stores = STORES.lock().ok()?;
+    stores.iter().find(|(d, _)| *d == dir).map(|(_, s)| s.clone())
+}
+
 /// The archive registered for the deployment folder `deployment_dir`.
 pub(crate) fn store_for(deployment_dir: &Path) -> Option<Arc<dyn ArchiveStore>> {
-    let parent = key(deployment_dir.parent()?);
-    let stores = STORES.lock().ok()?;
-    stores.iter().find(|(d, _)| *d == parent).map(|(_, s)| s.clone())
+    registered(deployment_dir.parent()?)
 }
 
 /// Runs `fut` to its end on a thread of its own (a current-thread runtime), so synchronous
 /// readers of a log, on any thread, can read the lake.
-fn block_on<T: Send>(
-    fut: impl Future<Output = std::result::Result<T, String>> + Send,
-) -> std::result::Result<T, String> {
+fn block_on<T: Send>(fut: impl Future<Output = Result<T>> + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start a runtime to read the lake: {e}"))?
+                .map_err(|e| DeploymentError::Log(format!("cannot start a runtime to read the lake: {e}")))?
                 .block_on(fut)
         })
         .join()
-        .unwrap_or_else(|_| Err("reading the lake stopped".into()))
+        .unwrap_or_else(|_| Err(DeploymentError::Log("reading the lake stopped".into())))
     })
 }
 
@@ -198,6 +178,58 @@ pub(crate) fn checksum(records: impl Iterator<Item = (u64, impl AsRef<[u8]>)>) -
         frame(&mut framed, seq, json.as_ref());
     }
     format!("{:016x}", xxh3_64(&framed))
+}
+
+/// The records of one archived segment of deployment `name`, read back from `store` and
+/// checked against what `manifest` (where the segment is recorded, for errors) says of it:
+/// their number, their sequence numbers and their checksum.
+pub(crate) async fn read_segment(
+    store: &dyn ArchiveStore,
+    name: &str,
+    seg: &Archived,
+    manifest: &str,
+) -> Result<Vec<(u64, String)>> {
+    let mut rows: Vec<(u64, String)> = Vec::with_capacity(seg.records as usize);
+    let mut from = seg.first_seq;
+    while from <= seg.last_seq {
+        let through = seg.last_seq.min(from + READ_CHUNK - 1);
+        let chunk = store
+            .read(name, from, through)
+            .await
+            .map_err(|e| DeploymentError::Log(format!("reading archived records of '{name}' from the lake: {e}")))?;
+        rows.extend(chunk);
+        from = through + 1;
+    }
+    let bad = |why: String| {
+        DeploymentError::Log(format!(
+            "the archived records {}..={} of deployment '{name}' in the lake table {TABLE} do not match {manifest}: {why}; \
+             nothing was changed (restore the table from a backup)",
+            seg.first_seq, seg.last_seq,
+        ))
+    };
+    if rows.len() as u64 != seg.records {
+        return Err(bad(format!("{} rows, the manifest says {}", rows.len(), seg.records)));
+    }
+    if let Some((i, (seq, _))) = rows
+        .iter()
+        .enumerate()
+        .find(|(i, (seq, _))| *seq != seg.first_seq + *i as u64)
+    {
+        return Err(bad(format!("row {i} has seq {seq}")));
+    }
+    if checksum(rows.iter().map(|(s, r)| (*s, r.as_bytes()))) != seg.xxh3 {
+        return Err(bad("checksum mismatch".into()));
+    }
+    Ok(rows)
+}
+
+/// The event of an archived record (checked by [`read_segment`] already).
+pub(crate) fn event_of(name: &str, seq: u64, record: &str) -> Result<Event> {
+    serde_json::from_str(record).map_err(|e| {
+        DeploymentError::Log(format!(
+            "the archived record {seq} of deployment '{name}' in the lake table {TABLE} is unreadable: {e}"
+        ))
+    })
 }
 
 /// Passes the archived records of the deployment folder `dir` after `after` (through the
@@ -213,59 +245,37 @@ pub(crate) fn read_archived(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let Some(store) = store_for(dir) else {
-        return Err(DeploymentError::Log(format!(
-            "records {}..={} of the decision log of deployment '{name}' were archived to the lake table {TABLE} ({}); \
-             this process has no lake to read them from: run it with the lake keel serve uses (--lake, or the home's lake folder)",
-            after + 1,
-            manifest.through(),
-            dir.join(MANIFEST).display()
-        )));
-    };
+    let path = dir.join(MANIFEST);
+    let store = store_or_err(dir, &name, after + 1, manifest.through(), &path.display().to_string())?;
     let mut passed = 0;
     for seg in manifest.segments.iter().filter(|s| s.last_seq > after) {
-        let mut rows: Vec<(u64, String)> = Vec::with_capacity(seg.records as usize);
-        let mut from = seg.first_seq;
-        while from <= seg.last_seq {
-            let through = seg.last_seq.min(from + READ_CHUNK - 1);
-            let chunk = block_on(store.read(&name, from, through)).map_err(|e| {
-                DeploymentError::Log(format!("reading archived records of '{name}' from the lake: {e}"))
-            })?;
-            rows.extend(chunk);
-            from = through + 1;
-        }
-        let bad = |why: String| {
-            DeploymentError::Log(format!(
-                "the archived records {}..={} of deployment '{name}' in the lake table {TABLE} do not match {}: {why}; \
-                 nothing was changed (restore the table from a backup)",
-                seg.first_seq,
-                seg.last_seq,
-                dir.join(MANIFEST).display()
-            ))
-        };
-        if rows.len() as u64 != seg.records {
-            return Err(bad(format!("{} rows, the manifest says {}", rows.len(), seg.records)));
-        }
-        if let Some((i, (seq, _))) = rows
-            .iter()
-            .enumerate()
-            .find(|(i, (seq, _))| *seq != seg.first_seq + *i as u64)
-        {
-            return Err(bad(format!("row {i} has seq {seq}")));
-        }
-        if checksum(rows.iter().map(|(s, r)| (*s, r.as_bytes()))) != seg.xxh3 {
-            return Err(bad("checksum mismatch".into()));
-        }
+        let rows = block_on(read_segment(store.as_ref(), &name, seg, &path.display().to_string()))?;
         for (seq, record) in rows {
             if seq <= after {
                 continue;
             }
-            let event: Event = serde_json::from_str(&record).map_err(|e| bad(format!("record {seq}: {e}")))?;
-            each(event)?;
+            each(event_of(&name, seq, &record)?)?;
             passed += 1;
         }
     }
     Ok(passed)
+}
+
+/// The archive registered for `dir`, or the error saying records `first..=last` of `name`
+/// (archived, as `manifest` records) cannot be read without it.
+pub(crate) fn store_or_err(
+    dir: &Path,
+    name: &str,
+    first: u64,
+    last: u64,
+    manifest: &str,
+) -> Result<Arc<dyn ArchiveStore>> {
+    store_for(dir).ok_or_else(|| {
+        DeploymentError::Log(format!(
+            "records {first}..={last} of the decision log of deployment '{name}' were archived to the lake table {TABLE} ({manifest}); \
+             this process has no lake to read them from: run it with the lake keel serve uses (--lake, or the home's lake folder)"
+        ))
+    })
 }
 
 /// What one archiving pass did.

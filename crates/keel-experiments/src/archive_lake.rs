@@ -59,7 +59,7 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
-fn seq_at(column: &dyn Array, i: usize) -> Option<u64> {
+fn u64_at(column: &dyn Array, i: usize) -> Option<u64> {
     if let Some(a) = column.as_any().downcast_ref::<Int64Array>() {
         return u64::try_from(a.value(i)).ok();
     }
@@ -99,14 +99,18 @@ impl ArchiveStore for LakeArchive {
                 return Ok(0);
             }
             let query = format!(
-                "SELECT seq FROM {TABLE} WHERE deployment = {} AND seq BETWEEN {first} AND {last}",
+                "SELECT COUNT(*) AS n FROM {TABLE} WHERE deployment = {} AND seq BETWEEN {first} AND {last}",
                 quoted(deployment)
             );
             let batches = lake
                 .sql_on(&query, &[TABLE.to_string()])
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+            let counted = batches
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .and_then(|b| u64_at(b.column(0).as_ref(), 0));
+            counted.ok_or_else(|| "counting the archive's rows gave no number".to_string())
         })
     }
 
@@ -131,7 +135,7 @@ impl ArchiveStore for LakeArchive {
                     .ok_or("the record column of the archive is not text")?;
                 for i in 0..batch.num_rows() {
                     let seq =
-                        seq_at(batch.column(0).as_ref(), i).ok_or("the seq column of the archive is not a number")?;
+                        u64_at(batch.column(0).as_ref(), i).ok_or("the seq column of the archive is not a number")?;
                     out.push((seq, records.value(i).to_string()));
                 }
             }

@@ -7,25 +7,21 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::archive::{ArchiveDone, ArchiveRow, ArchiveStore, Archived, Manifest, TABLE, checksum, sync_dir};
+use crate::archive::{ArchiveDone, ArchiveRow, ArchiveStore, Archived, Manifest, TABLE, checksum};
 use crate::engine::Deployment;
-use crate::event::Event;
-use crate::framing::{Decoded, decode};
+use crate::files::sync_dir;
+use crate::framing::{Decoded, decode, json_of};
 use crate::logfile::{read_err, segments};
 use crate::{DeploymentError, Result};
 
-/// One record of a closed segment as written: its event and its JSON bytes exactly.
-struct RawRecord {
-    event: Event,
-    json: Vec<u8>,
-}
-
-/// Every record of a closed segment, checked (checksums, sequence numbers running on); any
-/// damage is an error naming the file and offset (a closed segment has no torn tail).
-fn read_raw(path: &Path) -> Result<Vec<RawRecord>> {
+/// Every record of a closed segment as a row of the archive (its JSON exactly as written),
+/// checked on the way (checksums, sequence numbers running on); any damage is an error naming
+/// the file and offset (a closed segment has no torn tail). Each event is decoded only for its
+/// sequence number, time, kind and decision, and dropped: memory holds the rows.
+fn read_rows(path: &Path) -> Result<Vec<ArchiveRow>> {
     let file = File::open(path).map_err(|e| read_err(path, e))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let (mut line, mut out, mut offset) = (Vec::new(), Vec::<RawRecord>::new(), 0u64);
+    let (mut line, mut out, mut offset) = (Vec::new(), Vec::<ArchiveRow>::new(), 0u64);
     loop {
         line.clear();
         let n = reader.read_until(b'\n', &mut line).map_err(|e| read_err(path, e))?;
@@ -41,35 +37,33 @@ fn read_raw(path: &Path) -> Result<Vec<RawRecord>> {
         let event = match decode(&line).map_err(bad)? {
             Decoded::Framed(e) | Decoded::Legacy(e) => e,
         };
-        let body = &line[..line.len() - 1];
-        // A framed record is `<seq> <hash> <len> <json>`; a legacy one is the JSON alone.
-        let json = if body.first() == Some(&b'{') {
-            body.to_vec()
-        } else {
-            body.splitn(4, |b| *b == b' ')
-                .nth(3)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default()
-        };
-        if let Some(prev) = out.last().map(|r| r.event.seq())
+        if let Some(prev) = out.last().map(|r| r.seq)
             && event.seq() != prev + 1
         {
             return Err(bad(format!("record {} follows record {prev}", event.seq())));
         }
         offset += n as u64;
-        out.push(RawRecord { event, json });
+        out.push(ArchiveRow {
+            seq: event.seq(),
+            ts_ms: event.ts(),
+            kind: event.kind(),
+            decision_id: event.decision_id().map(|id| id.to_string()),
+            record: String::from_utf8_lossy(json_of(&line)).into_owned(),
+        });
     }
 }
 
 impl Deployment {
     /// Archives the closed segments that are due (see the module docs) to `store`, oldest
-    /// first, stopping at the first that is not; a log in PostgreSQL has no segments.
+    /// first, stopping at the first that is not; for a log in PostgreSQL, the ranges that are
+    /// due ([`crate::pglog::archive`]).
     pub async fn archive(&self, store: &Arc<dyn ArchiveStore>, now_ms: i64) -> Result<ArchiveDone> {
         let mut done = ArchiveDone::default();
-        if self.wal.pg().is_some() {
-            return Ok(done);
-        }
         let window = self.with_inner(|i| i.window_ms())?;
+        if let Some(pg) = self.wal.pg() {
+            let range_bytes = self.options.segment_bytes.max(1);
+            return crate::pglog::archive::archive(pg.pool(), &self.name, store, window, range_bytes, now_ms).await;
+        }
         let dir = self.dir.clone();
         let covered = crate::snapshot::oldest_kept(&dir)?.unwrap_or(0);
         let mut manifest = Manifest::read(&dir)?;
@@ -82,35 +76,25 @@ impl Deployment {
                 continue;
             }
             let read_path = path.clone();
-            let records = tokio::task::spawn_blocking(move || read_raw(&read_path))
+            let rows = tokio::task::spawn_blocking(move || read_rows(&read_path))
                 .await
                 .map_err(|e| DeploymentError::Log(format!("reading a segment stopped: {e}")))??;
-            let (Some(head), Some(tail)) = (records.first(), records.last()) else {
+            let (Some(head), Some(tail)) = (rows.first(), rows.last()) else {
                 break;
             };
-            let (first_seq, last_seq) = (head.event.seq(), tail.event.seq());
-            let newest = records.iter().map(|r| r.event.ts()).max().unwrap_or(i64::MAX);
+            let (first_seq, last_seq) = (head.seq, tail.seq);
+            let newest = rows.iter().map(|r| r.ts_ms).max().unwrap_or(i64::MAX);
             if first_seq != manifest.through() + 1 || last_seq > covered || newest.saturating_add(window) >= now_ms {
                 break;
             }
-            let n = records.len() as u64;
-            let xxh3 = checksum(records.iter().map(|r| (r.event.seq(), r.json.as_slice())));
+            let n = rows.len() as u64;
+            let xxh3 = checksum(rows.iter().map(|r| (r.seq, r.record.as_bytes())));
             let found = store
                 .count(&self.name, first_seq, last_seq)
                 .await
                 .map_err(|e| DeploymentError::Log(format!("counting archived records of '{}': {e}", self.name)))?;
             let lake_version = match found {
                 0 => {
-                    let rows = records
-                        .into_iter()
-                        .map(|r| ArchiveRow {
-                            seq: r.event.seq(),
-                            ts_ms: r.event.ts(),
-                            kind: r.event.kind(),
-                            decision_id: r.event.decision_id().map(|id| id.to_string()),
-                            record: String::from_utf8_lossy(&r.json).into_owned(),
-                        })
-                        .collect();
                     let version = store
                         .append(&self.name, rows)
                         .await

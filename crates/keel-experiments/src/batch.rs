@@ -97,18 +97,12 @@ impl Deployment {
             found: Vec::new(),
         };
         if let Some(pg) = self.wal.pg() {
-            let mut after = 0;
-            loop {
-                let rows = crate::pglog::read_rows(pg.pool(), &self.name, after).await?;
-                let n = rows.len();
-                for row in rows {
-                    after = row.seq;
-                    scan.event(row.event);
-                }
-                if n < crate::pglog::BATCH {
-                    return Ok(scan.found);
-                }
-            }
+            crate::pglog::archive::read_history(pg.pool(), &self.dir, &self.name, 0, |event| {
+                scan.event(event);
+                Ok(true)
+            })
+            .await?;
+            return Ok(scan.found);
         }
         let (me, run) = (self.clone(), run.to_owned());
         tokio::task::spawn_blocking(move || {

@@ -106,6 +106,16 @@ pub(crate) fn decode(line: &[u8]) -> std::result::Result<Decoded, String> {
     Ok(Decoded::Framed(event))
 }
 
+/// The JSON of a record line that [`decode`] accepted, exactly as logged: after the `seq hash
+/// len` header of a framed record, the whole line (without its `\n`) of a legacy one.
+pub(crate) fn json_of(line: &[u8]) -> &[u8] {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    if body.first() == Some(&b'{') {
+        return body;
+    }
+    body.splitn(4, |b| *b == b' ').nth(3).unwrap_or_default()
+}
+
 /// The sequence number of a framed record whose checksum holds, without decoding its JSON;
 /// `None` for anything else (decoded the slow way, which says what is wrong).
 pub(crate) fn framed_seq(line: &[u8]) -> Option<u64> {

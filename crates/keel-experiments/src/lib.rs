@@ -37,6 +37,7 @@ mod error;
 mod event;
 mod features;
 mod feedback;
+mod files;
 mod framing;
 pub mod lift;
 mod log;

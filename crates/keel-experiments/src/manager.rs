@@ -73,6 +73,11 @@ impl Deployments {
         Deployments::open_with_models(store, dir, log, None).await
     }
 
+    /// The folder the deployments' local state lives in (one subfolder each).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Opens every deployment; variants that are model versions run on `inference`.
     pub async fn open_with_models(
         store: Store,

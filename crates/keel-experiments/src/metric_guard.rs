@@ -39,17 +39,16 @@ impl Inner {
             let Some(sums) = self.counters.metrics.get(&m.name) else {
                 continue;
             };
-            let report = metric_report::one(&self.spec, m, sums);
-            let Some(row) = report.variants.iter().find(|r| &r.name == name) else {
+            let Some((verdict, baseline)) = metric_report::guardrail_of(&self.spec, m, sums, variant) else {
                 continue;
             };
-            let Some(verdict) = row.guardrail.as_ref().filter(|v| v.verdict == Verdict::Breached) else {
+            if verdict.verdict != Verdict::Breached {
                 continue;
-            };
+            }
             let why = format!(
                 "guardrail metric '{}' breached against {}: {}",
                 m.name,
-                report.baseline.as_deref().unwrap_or("the baseline"),
+                baseline.as_deref().unwrap_or("the baseline"),
                 verdict.why
             );
             let event = Event::Pause {

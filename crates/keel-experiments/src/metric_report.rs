@@ -187,77 +187,110 @@ fn verdict(g: &MetricGuardrail, lift: Option<&Lift>) -> GuardrailVerdict {
     }
 }
 
-pub(crate) fn one(spec: &DeploymentSpec, m: &MetricSpec, sums: &MetricSums) -> MetricReport {
-    let kind = m.report_kind();
-    let arms = spec.arms();
-    let at = |v: &[Sums], i: usize| v.get(i).cloned().unwrap_or_default();
-    let rows: Vec<(usize, Sums)> = arms.iter().map(|v| (*v, at(&sums.policy, *v))).collect();
+/// What a metric's variants are compared with: the control group when there is one, else the
+/// variant with the best mean; its estimate and its description.
+struct Baseline {
+    variant: Option<usize>,
+    estimate: Option<(String, MeanEstimate)>,
+    /// The control group's values, merged (no-action units included).
+    control: Option<Sums>,
+}
+
+fn at(v: &[Sums], i: usize) -> Sums {
+    v.get(i).cloned().unwrap_or_default()
+}
+
+fn baseline(spec: &DeploymentSpec, m: &MetricSpec, sums: &MetricSums) -> Baseline {
     let control = spec.control.as_ref().map(|_| {
         let mut parts: Vec<&Sums> = sums.control.iter().collect();
         parts.push(&sums.no_action);
         merged(&parts)
     });
     let better = m.guardrail.as_ref().map_or(Better::Higher, |g| g.better);
-    // (baseline variant, if a variant; its description and estimate)
-    let (base_variant, baseline): (Option<usize>, Option<(String, MeanEstimate)>) = match (&spec.control, &control) {
-        (Some(c), Some(s)) => (
-            None,
-            MeanEstimate::of(s).map(|e| (format!("control group: {}", c.describe()), e)),
-        ),
-        _ => {
-            let best = rows
-                .iter()
-                .filter_map(|(v, s)| MeanEstimate::of(s).map(|e| (*v, e)))
-                .fold(None::<(usize, MeanEstimate)>, |best, (v, e)| match best {
-                    Some((_, b))
-                        if (better == Better::Higher && b.mean >= e.mean)
-                            || (better == Better::Lower && b.mean <= e.mean) =>
-                    {
-                        best
-                    }
-                    _ => Some((v, e)),
-                });
-            let word = if better == Better::Higher { "highest" } else { "lowest" };
-            match best {
-                Some((v, e)) => (
-                    Some(v),
-                    Some((
-                        format!(
-                            "variant {} (the {word} mean of '{}'; no control group)",
-                            spec.variants[v].name, m.name
-                        ),
-                        e,
-                    )),
-                ),
-                None => (None, None),
-            }
-        }
-    };
-    let variants = rows
+    if let (Some(c), Some(s)) = (&spec.control, &control) {
+        return Baseline {
+            variant: None,
+            estimate: MeanEstimate::of(s).map(|e| (format!("control group: {}", c.describe()), e)),
+            control,
+        };
+    }
+    let best = spec
+        .arms()
         .iter()
-        .map(|(v, s)| {
-            let is_base = base_variant == Some(*v);
-            let vs_baseline = match (&baseline, MeanEstimate::of(s)) {
-                (Some((what, b)), Some(t)) if !is_base => Some(Lift::between(what.clone(), t, *b)),
-                _ => None,
-            };
-            let guardrail = m.guardrail.as_ref().map(|g| {
-                if is_base {
-                    GuardrailVerdict {
-                        verdict: Verdict::Baseline,
-                        loss: Some(0.0),
-                        loss_ci: None,
-                        loss_cs: None,
-                        max_loss: g.max_loss,
-                        why: "the baseline the other variants are compared with".into(),
-                    }
-                } else {
-                    verdict(g, vs_baseline.as_ref())
-                }
-            });
+        .filter_map(|v| MeanEstimate::of(&at(&sums.policy, *v)).map(|e| (*v, e)))
+        .fold(None::<(usize, MeanEstimate)>, |best, (v, e)| match best {
+            Some((_, b))
+                if (better == Better::Higher && b.mean >= e.mean) || (better == Better::Lower && b.mean <= e.mean) =>
+            {
+                best
+            }
+            _ => Some((v, e)),
+        });
+    let word = if better == Better::Higher { "highest" } else { "lowest" };
+    Baseline {
+        variant: best.map(|(v, _)| v),
+        estimate: best.map(|(v, e)| {
+            (
+                format!(
+                    "variant {} (the {word} mean of '{}'; no control group)",
+                    spec.variants[v].name, m.name
+                ),
+                e,
+            )
+        }),
+        control,
+    }
+}
+
+/// Variant `v`'s lift over the baseline and its guardrail verdict.
+fn compared(m: &MetricSpec, base: &Baseline, v: usize, s: &Sums) -> (Option<Lift>, Option<GuardrailVerdict>) {
+    let is_base = base.variant == Some(v);
+    let vs_baseline = match (&base.estimate, MeanEstimate::of(s)) {
+        (Some((what, b)), Some(t)) if !is_base => Some(Lift::between(what.clone(), t, *b)),
+        _ => None,
+    };
+    let guardrail = m.guardrail.as_ref().map(|g| {
+        if is_base {
+            GuardrailVerdict {
+                verdict: Verdict::Baseline,
+                loss: Some(0.0),
+                loss_ci: None,
+                loss_cs: None,
+                max_loss: g.max_loss,
+                why: "the baseline the other variants are compared with".into(),
+            }
+        } else {
+            verdict(g, vs_baseline.as_ref())
+        }
+    });
+    (vs_baseline, guardrail)
+}
+
+/// Variant `v`'s guardrail verdict on metric `m` and what it was compared with: what a
+/// guardrail check needs, without the rest of the report.
+pub(crate) fn guardrail_of(
+    spec: &DeploymentSpec,
+    m: &MetricSpec,
+    sums: &MetricSums,
+    v: usize,
+) -> Option<(GuardrailVerdict, Option<String>)> {
+    let base = baseline(spec, m, sums);
+    let (_, verdict) = compared(m, &base, v, &at(&sums.policy, v));
+    verdict.map(|g| (g, base.estimate.map(|(what, _)| what)))
+}
+
+pub(crate) fn one(spec: &DeploymentSpec, m: &MetricSpec, sums: &MetricSums) -> MetricReport {
+    let kind = m.report_kind();
+    let base = baseline(spec, m, sums);
+    let variants = spec
+        .arms()
+        .iter()
+        .map(|v| {
+            let s = at(&sums.policy, *v);
+            let (vs_baseline, guardrail) = compared(m, &base, *v, &s);
             MetricVariant {
                 name: spec.variants[*v].name.clone(),
-                values: group(s, kind),
+                values: group(&s, kind),
                 vs_baseline,
                 guardrail,
             }
@@ -267,9 +300,9 @@ pub(crate) fn one(spec: &DeploymentSpec, m: &MetricSpec, sums: &MetricSums) -> M
         name: m.name.clone(),
         kind: m.kind,
         guardrail: m.guardrail.clone(),
-        baseline: baseline.map(|(what, _)| what),
+        control_group: base.control.as_ref().map(|s| group(s, kind)),
+        baseline: base.estimate.map(|(what, _)| what),
         variants,
-        control_group: control.as_ref().map(|s| group(s, kind)),
     }
 }
 

@@ -49,6 +49,12 @@ pub struct PgVerify {
     pub snapshots: Vec<PgSnapshotCheck>,
     /// Rows moved aside by earlier repairs (`deployment_log_repaired`).
     pub repaired_rows: u64,
+    /// The ranges archived to the lake (`deployment_log_archived`), oldest first; the rows
+    /// checked start after them.
+    pub archived: Vec<crate::archive::Archived>,
+    /// Whether they were read back from the lake and checked (counts, sequence numbers,
+    /// checksums): only where this process has the lake.
+    pub archived_checked: bool,
 }
 
 /// One problem: a damaged row, or missing ones.
@@ -105,8 +111,9 @@ fn note(found: &mut PgVerify, seq: u64, replica: Option<String>, reason: String)
     }
 }
 
-/// Checks the log of `deployment` in PostgreSQL (see the module docs); changes nothing.
-pub async fn verify(pool: &PgPool, deployment: &str) -> Result<PgVerify> {
+/// Checks the log of `deployment` in PostgreSQL (see the module docs), and its ranges archived
+/// to the lake when one is registered for its local folder `dir`; changes nothing.
+pub async fn verify(pool: &PgPool, deployment: &str, dir: &std::path::Path) -> Result<PgVerify> {
     crate::validate_name(deployment)?;
     let head: Option<(i64,)> = sqlx::query_as("SELECT last_seq FROM deployment_log_heads WHERE deployment = $1")
         .bind(deployment)
@@ -130,8 +137,18 @@ pub async fn verify(pool: &PgPool, deployment: &str) -> Result<PgVerify> {
         problems: 0,
         snapshots: Vec::new(),
         repaired_rows: 0,
+        archived: crate::pglog::archive::archived(pool, deployment, 0).await?,
+        archived_checked: false,
     };
-    let mut prev: i64 = 0;
+    if let Some(store) = crate::archive::store_for(dir)
+        && !found.archived.is_empty()
+    {
+        for range in &found.archived {
+            crate::archive::read_segment(store.as_ref(), deployment, range, "deployment_log_archived").await?;
+        }
+        found.archived_checked = true;
+    }
+    let mut prev = found.archived.last().map_or(0, |r| r.last_seq as i64);
     loop {
         let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
             "SELECT seq, replica, hash, body FROM deployment_log WHERE deployment = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -256,6 +273,14 @@ pub async fn repair(store: &keel_store::Store, deployment: &str, from_seq: u64, 
             "deployment '{deployment}' has no decision log in PostgreSQL (no replica has served it yet)"
         )));
     };
+    let archived = crate::pglog::archive::archived_through(&pool, deployment).await?;
+    if from_seq <= archived {
+        return Err(DeploymentError::InvalidRequest(format!(
+            "records 1..={archived} of '{deployment}' are archived to the lake table {} and no longer in deployment_log: \
+             --from-seq must be above {archived}",
+            crate::archive::TABLE
+        )));
+    }
     let from = from_seq as i64;
     let (last_row,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM deployment_log WHERE deployment = $1")
         .bind(deployment)
@@ -396,7 +421,8 @@ pub async fn repair(store: &keel_store::Store, deployment: &str, from_seq: u64, 
         )
         .await?;
     tracing::warn!(deployment, by, %details, "decision log in PostgreSQL repaired");
-    let after = verify(&pool, deployment).await?;
+    // The rows left (the archived ranges are not read again: no lake is needed here).
+    let after = verify(&pool, deployment, std::path::Path::new("")).await?;
     Ok(PgRepair {
         deployment: deployment.to_string(),
         repair_id,

@@ -24,7 +24,8 @@ use crate::event::Event;
 use crate::log::Log;
 use crate::notice::Notice;
 use crate::outcome::{ClosedWindows, FeedbackIn, FeedbackOut};
-use crate::pglog::{Outcome, PgLog, pg_err, read_rows};
+use crate::pglog::archive::read_history;
+use crate::pglog::{Outcome, PgLog, pg_err};
 use crate::snapshot::FromBytes;
 use crate::spec::DeploymentSpec;
 use crate::state::{Applied, Inner, apply_replicated, compatible};
@@ -59,21 +60,17 @@ impl Deployment {
             None => (None, None),
         };
         let mut replayed = 0;
-        loop {
-            let rows = read_rows(&pool, name, inner.seq).await?;
-            let n = rows.len();
-            for row in rows {
-                if let Applied::NewerRevision(rev) = apply_replicated(&mut inner, &row.event, false, &mut last_rev)? {
-                    return Err(DeploymentError::Log(format!(
-                        "the log of deployment '{name}' has revision {rev}, newer than revision {revision} being opened; open the newest revision"
-                    )));
-                }
-                replayed += 1;
+        let from = inner.seq;
+        read_history(&pool, &dir.join(name), name, from, |event| {
+            if let Applied::NewerRevision(rev) = apply_replicated(&mut inner, &event, false, &mut last_rev)? {
+                return Err(DeploymentError::Log(format!(
+                    "the log of deployment '{name}' has revision {rev}, newer than revision {revision} being opened; open the newest revision"
+                )));
             }
-            if n < crate::pglog::BATCH {
-                break;
-            }
-        }
+            replayed += 1;
+            Ok(true)
+        })
+        .await?;
         if replayed > 0 {
             // What was read may be committed by another replica and not yet flushed.
             crate::pglog::flush(&pool).await?;
@@ -355,18 +352,14 @@ impl Deployment {
         let mut last_rev = restore_snapshot(&pool, name, spec, &mut inner)
             .await?
             .and_then(|(_, r)| r);
-        'read: loop {
-            let rows = read_rows(&pool, name, inner.seq).await?;
-            let n = rows.len();
-            for row in rows {
-                if let Applied::NewerRevision(_) = apply_replicated(&mut inner, &row.event, false, &mut last_rev)? {
-                    break 'read;
-                }
-            }
-            if n < crate::pglog::BATCH {
-                break;
-            }
-        }
+        let from = inner.seq;
+        read_history(&pool, &dir.join(name), name, from, |event| {
+            Ok(!matches!(
+                apply_replicated(&mut inner, &event, false, &mut last_rev)?,
+                Applied::NewerRevision(_)
+            ))
+        })
+        .await?;
         let waiting = inner.waiting.unrewarded();
         Ok(crate::report::build(name, &inner, waiting))
     }

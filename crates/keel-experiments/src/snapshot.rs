@@ -29,8 +29,6 @@
 //! previous snapshot or the whole log is used instead. A snapshot taken under another spec
 //! is not used either (the replay of a new spec from the log is what defines its state).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use keel_bandit::PolicyState;
@@ -38,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::files::{atomic_write, io_err};
 use crate::spec::DeploymentSpec;
 use crate::state::Inner;
 use crate::stats::Counters;
@@ -145,36 +144,12 @@ pub(crate) fn encode(inner: &Inner, last_rev: Option<i64>, taken_at: i64) -> Res
     Ok((inner.seq, out))
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> DeploymentError {
-    DeploymentError::Log(format!("cannot {what} {}: {e}", path.display()))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("sync", dir, e))
-}
-
 /// Writes a snapshot atomically and removes the older ones beyond the newest [`KEEP`].
 pub(crate) fn write(deployment_dir: &Path, seq: u64, bytes: &[u8]) -> Result<PathBuf> {
     let dir = dir_of(deployment_dir);
     std::fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, e))?;
     let path = dir.join(file_name(seq));
-    let tmp = dir.join(format!("{}.tmp", file_name(seq)));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| io_err("create", &tmp, e))?;
-    let written = file.write_all(bytes).and_then(|_| file.sync_all());
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err("write", &tmp, e));
-    }
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &tmp, e))?;
-    sync_dir(&dir)?;
+    atomic_write(&path, bytes)?;
     prune(&dir);
     Ok(path)
 }

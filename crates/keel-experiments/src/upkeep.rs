@@ -68,10 +68,7 @@ impl Deployments {
     /// Starts an archiving pass ([`Deployments::archive_now`]) on the task tracker, unless one
     /// is running or no lake is registered for this folder.
     fn archive_tick(self: &Arc<Self>) {
-        let registered = self
-            .all_running()
-            .first()
-            .is_some_and(|r| crate::archive::store_for(&r.engine.dir).is_some());
+        let registered = crate::archive::registered(self.dir()).is_some();
         if !registered || self.services.archiving.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -89,10 +86,10 @@ impl Deployments {
     /// pass fails is logged and left as it is; the others go on.
     pub async fn archive_now(&self) -> Result<crate::archive::ArchiveDone> {
         let mut all = crate::archive::ArchiveDone::default();
+        let Some(store) = crate::archive::registered(self.dir()) else {
+            return Ok(all);
+        };
         for running in self.all_running() {
-            let Some(store) = crate::archive::store_for(&running.engine.dir) else {
-                continue;
-            };
             if running.engine.failure().is_some() {
                 continue;
             }

@@ -220,7 +220,9 @@ async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
     a.close();
     let store = Store::open(&db.url).await.expect("store");
     let pool = store.postgres_pool().expect("a PostgreSQL store");
-    let clean = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
+    let clean = keel_experiments::pgcheck::verify(&pool, "promo", std::path::Path::new("promo"))
+        .await
+        .expect("verify");
     assert!(clean.is_ok(), "{clean:?}");
     assert_eq!((clean.rows, clean.valid, clean.head), (26, 26, 26), "{clean:?}");
 
@@ -238,7 +240,9 @@ async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
     .execute(&mut c)
     .await
     .expect("damage row 11");
-    let found = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
+    let found = keel_experiments::pgcheck::verify(&pool, "promo", std::path::Path::new("promo"))
+        .await
+        .expect("verify");
     assert!(!found.is_ok());
     assert_eq!(found.first_damage(), Some(11), "{found:?}");
     assert_eq!((found.problems, found.valid), (1, 25), "{found:?}");
@@ -307,7 +311,9 @@ async fn verify_names_a_damaged_row_and_repair_moves_it_aside_and_records_it() {
     assert!(d.failed().is_empty(), "{:?}", d.failed());
     assert_eq!(counts(&d).iter().map(|c| c.1).sum::<u64>(), 4);
     d.decide("promo", Some("after-repair"), None).await.expect("decide");
-    let again = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
+    let again = keel_experiments::pgcheck::verify(&pool, "promo", std::path::Path::new("promo"))
+        .await
+        .expect("verify");
     assert!(again.is_ok() && again.last_seq == Some(11), "{again:?}");
 }
 
@@ -358,7 +364,9 @@ async fn concurrent_traffic_on_both_replicas_is_logged_once_in_order_and_converg
         .expect("store")
         .postgres_pool()
         .expect("PostgreSQL");
-    let found = keel_experiments::pgcheck::verify(&pool, "promo").await.expect("verify");
+    let found = keel_experiments::pgcheck::verify(&pool, "promo", std::path::Path::new("promo"))
+        .await
+        .expect("verify");
     // The revision and its spec, then every acknowledged decision and reward once, gap-free.
     assert!(found.is_ok(), "{found:?}");
     assert_eq!((found.rows, found.head), (2 + 640 * 2, 2 + 640 * 2), "{found:?}");

@@ -16,12 +16,11 @@
 //! `θ` is estimated on the same data, which costs one degree of freedom: negligible at the
 //! sizes where the figures are read.
 
-use std::path::Path;
-
 use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
 use super::segments::{Value, rewarded_decisions, source, value_of};
+use super::source::LogSource;
 use super::{OfflineError, Result};
 use crate::DeploymentSpec;
 use crate::lift::{Lift, MeanEstimate};
@@ -106,8 +105,9 @@ fn estimate(values: &[f64], settled: bool) -> Option<MeanEstimate> {
     })
 }
 
-/// CUPED on the deployment whose log folder is `dir`, with `covariate` from the decide context.
-pub fn cuped(dir: &Path, spec: &DeploymentSpec, covariate: &str) -> Result<Cuped> {
+/// CUPED on the deployment whose decision log is `log` (its folder, or where it lives), with
+/// `covariate` from the decide context. Blocking: call it on a blocking thread.
+pub fn cuped(log: impl Into<LogSource>, spec: &DeploymentSpec, covariate: &str) -> Result<Cuped> {
     if !matches!(spec.policy, PolicyConfig::FixedWeights { .. }) {
         return Err(invalid(format!(
             "CUPED applies to fixed-weight A/B tests (randomised assignment); this deployment's policy is {}",
@@ -118,7 +118,7 @@ pub fn cuped(dir: &Path, spec: &DeploymentSpec, covariate: &str) -> Result<Cuped
     let n_variants = spec.variants.len();
     let mut rows: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n_variants];
     let mut missing = 0;
-    let treated = rewarded_decisions(dir, |v, hold, x, ctx| match v {
+    let treated = rewarded_decisions(&log.into(), |v, hold, x, ctx| match v {
         Some(v) if !hold && v < n_variants => {
             let value = match value_of(&source, covariate, x, ctx) {
                 Some(Value::Number(n)) => Some(n),
@@ -220,10 +220,9 @@ pub fn cuped(dir: &Path, spec: &DeploymentSpec, covariate: &str) -> Result<Cuped
     })
 }
 
-/// CUPED on running deployment `name` (see [`cuped`]; blocking file work).
+/// CUPED on running deployment `name` (see [`cuped`]; blocking work).
 pub fn of_running(deployments: &crate::Deployments, name: &str, covariate: &str) -> Result<Cuped> {
     let engine = deployments.get(name)?;
     let spec = engine.with_inner(|inner| inner.spec.clone())?;
-    let dir = engine.log_path().parent().map(Path::to_path_buf).unwrap_or_default();
-    cuped(&dir, &spec, covariate)
+    cuped(LogSource::of_running(&engine), &spec, covariate)
 }

@@ -16,6 +16,7 @@ pub mod ope;
 #[cfg(feature = "lake")]
 pub mod outcomes;
 pub mod segments;
+pub mod source;
 pub mod timeline;
 
 pub use error::{OfflineError, Result};

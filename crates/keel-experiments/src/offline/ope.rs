@@ -111,18 +111,11 @@ pub async fn deployment_log_in(
     match store.postgres_pool() {
         Some(pool) => {
             let mut scan = LogScan::new(spec, outcome.clone());
-            let mut after = 0;
-            loop {
-                let rows = crate::pglog::read_rows(&pool, name, after).await?;
-                let n = rows.len();
-                for row in rows {
-                    after = row.seq;
-                    scan.event(row.event);
-                }
-                if n < crate::pglog::BATCH {
-                    break;
-                }
-            }
+            crate::pglog::archive::read_history(&pool, &decision_log_dir(home, name), name, 0, |event| {
+                scan.event(event);
+                Ok(true)
+            })
+            .await?;
             scan.finish(Path::new(&format!("postgres:deployment_log/{name}")))
         }
         None => {

@@ -18,12 +18,12 @@
 //! adjusted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use keel_stats::sequential::NormalMixture;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
+use super::source::LogSource;
 use super::{OfflineError, Result};
 use crate::anytime::{ALPHA, TUNING_N, rate_cs};
 use crate::lift::{Lift, MeanEstimate};
@@ -172,14 +172,14 @@ fn add(s: &mut Sums, r: f64) {
 /// back, its features and context), or nothing to leave it out. The one pass over the log that
 /// segments and CUPED share.
 pub(super) fn rewarded_decisions<T>(
-    dir: &Path,
+    source: &LogSource,
     mut keep: impl FnMut(Option<usize>, bool, &[f64], Option<&serde_json::Value>) -> Option<T>,
 ) -> Result<Vec<(T, f64)>> {
     let mut pending: HashMap<uuid::Uuid, T> = HashMap::new();
     let mut rewarded = Vec::new();
     let mut variants: Option<Vec<String>> = None;
     // Read as a stream: memory holds the rewarded decisions kept, not the log.
-    let read = crate::logfile::read_log(dir, 0, |event| {
+    source.read(|event| {
         match event {
             Event::Revision { reset: true, .. } => {
                 pending.clear();
@@ -215,21 +215,20 @@ pub(super) fn rewarded_decisions<T>(
         }
         Ok(())
     })?;
-    if let Some((file, damage)) = read.damage() {
-        return Err(crate::logfile::damaged(file, damage).into());
-    }
     Ok(rewarded)
 }
 
-/// The segments of the deployment whose log folder is `dir`, by `feature`.
-pub fn segments(dir: &Path, spec: &DeploymentSpec, feature: &str) -> Result<Segments> {
+/// The segments of the deployment whose decision log is `log` (its folder, or where it lives),
+/// by `feature`. Blocking: call it on a blocking thread.
+pub fn segments(log: impl Into<LogSource>, spec: &DeploymentSpec, feature: &str) -> Result<Segments> {
     let source = source(spec, feature)?;
-    let rewarded: Vec<(Option<usize>, bool, Option<Value>, f64)> = rewarded_decisions(dir, |v, hold, x, ctx| {
-        Some((v, hold, value_of(&source, feature, x, ctx)))
-    })?
-    .into_iter()
-    .map(|((v, hold, value), r)| (v, hold, value, r))
-    .collect();
+    let rewarded: Vec<(Option<usize>, bool, Option<Value>, f64)> =
+        rewarded_decisions(&log.into(), |v, hold, x, ctx| {
+            Some((v, hold, value_of(&source, feature, x, ctx)))
+        })?
+        .into_iter()
+        .map(|((v, hold, value), r)| (v, hold, value, r))
+        .collect();
     let n_variants = spec.variants.len();
     if matches!(source, Source::Raw) && !rewarded.iter().any(|d| d.2.is_some()) {
         return Err(OfflineError::InvalidArgument {
@@ -400,11 +399,10 @@ fn merged(a: &Sums, b: &Sums) -> Sums {
 }
 
 /// The segments of running deployment `name` (its current spec, its decision log as written so
-/// far; a record being appended while this reads is left out as a torn tail). CPU and file
-/// work: call it on a blocking thread.
+/// far, in files or in PostgreSQL; a record being appended while this reads is left out).
+/// CPU, file and database work: call it on a blocking thread.
 pub fn of_running(deployments: &crate::Deployments, name: &str, feature: &str) -> Result<Segments> {
     let engine = deployments.get(name)?;
     let spec = engine.with_inner(|inner| inner.spec.clone())?;
-    let dir = engine.log_path().parent().map(Path::to_path_buf).unwrap_or_default();
-    segments(&dir, &spec, feature)
+    segments(LogSource::of_running(&engine), &spec, feature)
 }

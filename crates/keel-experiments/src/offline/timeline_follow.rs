@@ -304,20 +304,20 @@ impl Timelines {
         };
         let follower = match deployments.store().postgres_pool() {
             Some(pool) => {
-                let (mut builder, mut after) = match known {
+                let (mut builder, after) = match known {
                     Some(f) => (f.builder, f.last_seq),
                     None => (Builder::new(size), 0),
                 };
-                loop {
-                    let rows = crate::pglog::read_rows(&pool, name, after).await?;
-                    let n = rows.len();
-                    for row in rows {
-                        after = row.seq;
-                        builder.event(row.event)?;
+                let mut failed = None;
+                let after = crate::pglog::archive::read_history(&pool, &engine.dir, name, after, |event| {
+                    if let Err(e) = builder.event(event) {
+                        failed = Some(e);
                     }
-                    if n < crate::pglog::BATCH {
-                        break;
-                    }
+                    Ok(failed.is_none())
+                })
+                .await?;
+                if let Some(e) = failed {
+                    return Err(e);
                 }
                 Follower {
                     builder,

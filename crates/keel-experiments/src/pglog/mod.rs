@@ -41,6 +41,7 @@
 //! and the deployment refuses decisions and feedback with an error naming the row, as the file
 //! log refuses damage (`keel deployment verify` / `repair`: [`crate::pgcheck`]).
 
+pub(crate) mod archive;
 mod writer;
 
 use std::collections::HashMap;

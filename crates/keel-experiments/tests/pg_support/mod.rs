@@ -1,6 +1,9 @@
 //! A fresh PostgreSQL database per test (127.0.0.1:5432, or `KEEL_TEST_POSTGRES_URL`) and
 //! replicas of the deployments on it: shared by the tests that need PostgreSQL.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -164,30 +164,23 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
                     let d = ctx.registry.store().get_deployment(&name).await?;
                     let spec = DeploymentSpec::from_json(&d.spec)?;
                     let dir = ctx.home.join("experiments");
-                    let report = if ctx.registry.store().postgres_pool().is_some() {
-                        // The decision log is in PostgreSQL (replicas): the report is rebuilt
-                        // from it; segments and CUPED read the file log only, so far.
-                        if segment_by.is_some() || cuped.is_some() {
-                            anyhow::bail!(
-                                "--segment-by and --cuped read a decision log on local files; on a PostgreSQL store they are not available yet (drop them, or run on the embedded store)"
-                            );
-                        }
-                        Deployment::offline_report_in(ctx.registry.store(), &name, &spec, d.revision, &dir).await?
-                    } else {
-                        let log_dir = keel_experiments::offline::ope::decision_log_dir(&ctx.home, &name);
-                        tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
-                            let mut report = Deployment::offline_report(&name, &spec, d.revision, &dir)?;
-                            if let Some(feature) = &segment_by {
-                                report.segments = Some(segments::segments(&log_dir, &spec, feature)?);
-                            }
-                            if let Some(covariate) = &cuped {
-                                report.cuped =
-                                    Some(keel_experiments::offline::cuped::cuped(&log_dir, &spec, covariate)?);
-                            }
-                            Ok(report)
+                    let store = ctx.registry.store();
+                    let mut report = Deployment::offline_report_in(store, &name, &spec, d.revision, &dir).await?;
+                    if segment_by.is_some() || cuped.is_some() {
+                        // Read from the log wherever it lives (files or PostgreSQL, archived parts included).
+                        let log = keel_experiments::offline::source::LogSource::of(store, &dir, &name);
+                        let (segments, cuped) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                            let segments = segment_by
+                                .map(|f| segments::segments(log.clone(), &spec, &f))
+                                .transpose()?;
+                            let cuped = cuped
+                                .map(|c| keel_experiments::offline::cuped::cuped(log, &spec, &c))
+                                .transpose()?;
+                            Ok((segments, cuped))
                         })
-                        .await??
-                    };
+                        .await??;
+                        (report.segments, report.cuped) = (segments, cuped);
+                    }
                     if global.json {
                         return output::json(&report);
                     }

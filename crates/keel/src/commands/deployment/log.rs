@@ -8,11 +8,11 @@ use crate::output;
 pub(super) async fn verify(global: &Global, ctx: &Context, name: String) -> anyhow::Result<()> {
     let store = ctx.registry.store();
     keel_experiments::validate_name(&name)?;
+    let dir = keel_experiments::offline::ope::decision_log_dir(&ctx.home, &name);
     if let Some(pool) = store.postgres_pool() {
-        let found = keel_experiments::pgcheck::verify(&pool, &name).await?;
+        let found = keel_experiments::pgcheck::verify(&pool, &name, &dir).await?;
         return verify_pg(global, &found, &name);
     }
-    let dir = keel_experiments::offline::ope::decision_log_dir(&ctx.home, &name);
     if !dir.exists() {
         anyhow::bail!("deployment '{name}' has no decision log in {}", dir.display());
     }
@@ -20,20 +20,7 @@ pub(super) async fn verify(global: &Global, ctx: &Context, name: String) -> anyh
     if global.json {
         output::json(&found)?;
     } else {
-        for a in &found.archived {
-            println!(
-                "records {}..={} ({}): archived to the lake table {}{}",
-                a.first_seq,
-                a.last_seq,
-                a.records,
-                keel_experiments::archive::TABLE,
-                if found.archived_checked {
-                    ", read back and checked"
-                } else {
-                    ", not checked (no lake here)"
-                }
-            );
-        }
+        print_archived(&found.archived, found.archived_checked);
         for check in &found.files {
             print_check(check);
         }
@@ -124,6 +111,7 @@ fn verify_pg(global: &Global, found: &keel_experiments::pgcheck::PgVerify, name:
     if global.json {
         output::json(found)?;
     } else {
+        print_archived(&found.archived, found.archived_checked);
         print_pg_check(found);
         for snap in &found.snapshots {
             match &snap.problem {
@@ -206,5 +194,22 @@ fn print_check(check: &keel_experiments::logfile::LogCheck) {
             .next_valid
             .map_or_else(String::new, |n| format!("; valid records again from byte {n}"));
         println!("DAMAGED at byte {} ({}){next}", d.offset, d.reason);
+    }
+}
+
+fn print_archived(archived: &[keel_experiments::archive::Archived], checked: bool) {
+    for a in archived {
+        println!(
+            "records {}..={} ({}): archived to the lake table {}{}",
+            a.first_seq,
+            a.last_seq,
+            a.records,
+            keel_experiments::archive::TABLE,
+            if checked {
+                ", read back and checked"
+            } else {
+                ", not checked (no lake here)"
+            }
+        );
     }
 }
