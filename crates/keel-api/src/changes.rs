@@ -14,10 +14,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keel_auth::{Principal, Scope};
 use keel_experiments::Deployments;
-use keel_guard::webhook::Events;
 use keel_plan::PlanError;
-use keel_plan::approvals::{self, Gate, Proposal, Requester};
+use keel_plan::approvals::{self, Proposal, Requester};
+use keel_plan::changes;
 use keel_registry::Registry;
+use keel_store::PendingChange;
 use serde::Deserialize;
 
 use crate::access::{Need, Routes};
@@ -27,7 +28,6 @@ use crate::error::{ApiError, read_body};
 struct ChangesState {
     registry: Registry,
     deployments: Arc<Deployments>,
-    events: Events,
     max_body: usize,
 }
 
@@ -35,7 +35,6 @@ type ChangesResult<T> = std::result::Result<T, ApiError>;
 
 pub fn router(registry: Registry, deployments: Arc<Deployments>, max_body: usize) -> Routes {
     let view = Need::Scope(Scope::View);
-    let events = Events::new(registry.store().clone());
     Routes::new()
         .get("/v1/changes/pending", view, list)
         .get("/v1/changes/pending/{id}", view, show)
@@ -44,7 +43,6 @@ pub fn router(registry: Registry, deployments: Arc<Deployments>, max_body: usize
         .with_state(ChangesState {
             registry,
             deployments,
-            events,
             max_body,
         })
 }
@@ -55,20 +53,25 @@ pub(crate) async fn held(
     proposal: &Proposal,
     principal: &Principal,
 ) -> ChangesResult<Option<Response>> {
-    let who = Requester {
+    Ok(changes::gate(store, proposal, rest(principal))
+        .await?
+        .map(|c| held_answer(&c)))
+}
+
+/// Who asks, through REST.
+pub(crate) fn rest(principal: &Principal) -> Requester<'_> {
+    Requester {
         by: &principal.name,
         source: "rest",
         git_commit: None,
-    };
-    match approvals::gate(store, proposal, who).await? {
-        Gate::Proceed => Ok(None),
-        Gate::Held(change) => {
-            Events::new(store.clone()).change("change.pending", &change).await;
-            let message = approvals::held_message(&change);
-            let body = serde_json::json!({ "status": "pending", "change": change, "message": message });
-            Ok(Some((StatusCode::ACCEPTED, axum::Json(body)).into_response()))
-        }
     }
+}
+
+/// The answer to a change held for a second person: 202 with the change and what to do.
+pub(crate) fn held_answer(change: &PendingChange) -> Response {
+    let message = approvals::held_message(change);
+    let body = serde_json::json!({ "status": "pending", "change": change, "message": message });
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -126,11 +129,7 @@ async fn approve(
 ) -> ChangesResult<Response> {
     let change = s.registry.store().pending_change(id).await?;
     may_decide(&principal, &change)?;
-    let done = approvals::approve(&s.registry, Some(&s.deployments), id, &principal.name).await?;
-    s.events.change("change.approved", &done).await;
-    if let Some((event, data)) = approvals::event_of(&done) {
-        s.events.emit(event, data).await;
-    }
+    let done = changes::approve(&s.registry, Some(&s.deployments), id, &principal.name).await?;
     Ok(axum::Json(done).into_response())
 }
 
@@ -157,7 +156,6 @@ async fn reject(
     if change.requested_by != principal.name {
         may_decide(&principal, &change)?;
     }
-    let done = approvals::reject(&s.registry, id, &principal.name, &body.reason).await?;
-    s.events.change("change.rejected", &done).await;
+    let done = changes::reject(&s.registry, id, &principal.name, &body.reason).await?;
     Ok(axum::Json(done).into_response())
 }

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt as _;
 use keel_auth::{Principal, Scope};
+use keel_plan::changes::Outcome;
 use keel_registry::{PushRequest, Registry, RegistryError, UploadCheck, VersionSelector};
 use serde::Deserialize;
 
@@ -27,7 +28,6 @@ pub const SHA256_HEADER: &str = "x-keel-sha256";
 #[derive(Clone)]
 struct ModelsState {
     registry: Registry,
-    events: keel_guard::webhook::Events,
     max_body: usize,
     max_model_bytes: u64,
 }
@@ -51,7 +51,6 @@ pub fn router(registry: Registry, max_body: usize, max_model_bytes: u64) -> Rout
             axum::routing::delete(delete_alias),
         )
         .with_state(ModelsState {
-            events: keel_guard::webhook::Events::new(registry.store().clone()),
             registry,
             max_body,
             max_model_bytes,
@@ -141,35 +140,11 @@ async fn push(
             return ApiError::from(e).into_response();
         }
     };
-    s.events
-        .emit(
-            "model.pushed",
-            serde_json::json!({"model": version.model, "version": version.version, "content_hash": version.content_hash, "by": principal.name}),
-        )
-        .await;
-    for alias in aliases {
-        let proposal = keel_plan::approvals::Proposal::Alias {
-            model: version.model.clone(),
-            alias: alias.clone(),
-            version: Some(version.version),
-            reason: Some("set at push".into()),
-        };
-        match crate::changes::held(s.registry.store(), &proposal, &principal).await {
-            Ok(None) => {}
-            // The version is pushed either way; the alias waits for its approval.
-            Ok(Some(_)) => continue,
-            Err(e) => return e.into_response(),
-        }
-        let selector = VersionSelector::Number(version.version);
-        if let Err(e) = s
-            .registry
-            .set_alias(&version.model, &alias, &selector, &principal.name, Some("set at push"))
-            .await
-        {
-            return ApiError::from(e).into_response();
-        }
+    // Announced, and the aliases asked for set, through the approvals policy (as the CLI does).
+    match keel_plan::changes::pushed(&s.registry, &version, &aliases, crate::changes::rest(&principal)).await {
+        Ok(_) => (StatusCode::CREATED, axum::Json(version)).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
-    (StatusCode::CREATED, axum::Json(version)).into_response()
 }
 
 /// What a push is, from its path, query and headers, checked before a byte of the body is read.
@@ -263,32 +238,19 @@ async fn set_alias(
     };
     let alias = alias.trim_start_matches('@');
     let version = s.registry.resolve(&name, &selector).await?.version;
-    let proposal = keel_plan::approvals::Proposal::Alias {
-        model: name.clone(),
-        alias: alias.to_string(),
-        version: Some(version),
-        reason: body.reason.clone(),
-    };
-    if let Some(held) = crate::changes::held(s.registry.store(), &proposal, &principal).await? {
-        return Ok(held);
-    }
-    let moved = s
-        .registry
-        .set_alias(
-            &name,
-            alias,
-            &VersionSelector::Number(version),
-            &principal.name,
-            body.reason.as_deref(),
-        )
-        .await?;
-    s.events
-        .emit(
-            "alias.moved",
-            serde_json::json!({"model": name, "alias": alias, "version": moved.version, "by": principal.name, "reason": body.reason}),
-        )
-        .await;
-    Ok(axum::Json(moved).into_response())
+    let moved = keel_plan::changes::move_alias(
+        &s.registry,
+        &name,
+        alias,
+        Some(version),
+        body.reason.as_deref(),
+        crate::changes::rest(&principal),
+    )
+    .await?;
+    Ok(match moved {
+        Outcome::Held(change) => crate::changes::held_answer(&change),
+        Outcome::Done(alias) => axum::Json(alias).into_response(),
+    })
 }
 
 /// The optional body of an alias removal: why.
@@ -320,23 +282,17 @@ async fn delete_alias(
     };
     let reason = body.reason.or(query.reason);
     let alias = alias.trim_start_matches('@');
-    let proposal = keel_plan::approvals::Proposal::Alias {
-        model: name.clone(),
-        alias: alias.to_string(),
-        version: None,
-        reason: reason.clone(),
-    };
-    if let Some(held) = crate::changes::held(s.registry.store(), &proposal, &principal).await? {
-        return Ok(held);
+    let removed = keel_plan::changes::move_alias(
+        &s.registry,
+        &name,
+        alias,
+        None,
+        reason.as_deref(),
+        crate::changes::rest(&principal),
+    )
+    .await?;
+    if let Outcome::Held(change) = removed {
+        return Ok(crate::changes::held_answer(&change));
     }
-    s.registry
-        .delete_alias(&name, alias, &principal.name, reason.as_deref())
-        .await?;
-    s.events
-        .emit(
-            "alias.moved",
-            serde_json::json!({"model": name, "alias": alias, "version": null, "by": principal.name, "reason": reason}),
-        )
-        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

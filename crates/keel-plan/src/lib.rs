@@ -26,6 +26,7 @@
 //! (deployments are never deleted: their decision logs are history).
 
 pub mod approvals;
+pub mod changes;
 mod diff;
 mod error;
 mod files;
@@ -410,8 +411,8 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
                 source: "apply",
                 git_commit: source.git_commit.as_deref(),
             };
-            match approvals::gate(store, p, who).await {
-                Ok(approvals::Gate::Held(held)) => {
+            match changes::gate(store, p, who).await {
+                Ok(Some(held)) => {
                     done.push(Applied {
                         change: c.clone(),
                         error: None,
@@ -420,7 +421,7 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
                     });
                     continue;
                 }
-                Ok(approvals::Gate::Proceed) => {}
+                Ok(None) => {}
                 Err(e) => {
                     done.push(Applied {
                         change: c.clone(),
@@ -434,9 +435,9 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
         }
         let result: std::result::Result<(), String> = async {
             if let Some(p) = &proposal {
-                return approvals::execute(registry, None, p, by, Some(&reason))
-                    .await
-                    .map(|_| ());
+                let details = approvals::execute(registry, None, p, by, Some(&reason)).await?;
+                changes::applied(store, p, by, &details).await;
+                return Ok(());
             }
             match (c.kind, &c.action) {
                 ("alias", Action::Delete) => {

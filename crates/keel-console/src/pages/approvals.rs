@@ -16,8 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use keel_auth::{Principal, Scope};
-use keel_guard::webhook::Events;
-use keel_plan::approvals;
+use keel_plan::{approvals, changes};
 use serde::Deserialize;
 
 use super::{Who, viewer_of};
@@ -214,24 +213,12 @@ async fn decide(c: &Console, id: i64, headers: &HeaderMap, who: &Who, reason: Op
     {
         return refused(c, who, 403, &why).await;
     }
-    let events = Events::new(store.clone());
     let result = match reason {
-        None => approvals::approve(&c.registry, Some(&c.deployments), id, &principal.name).await,
-        Some(r) => approvals::reject(&c.registry, id, &principal.name, r).await,
+        None => changes::approve(&c.registry, Some(&c.deployments), id, &principal.name).await,
+        Some(r) => changes::reject(&c.registry, id, &principal.name, r).await,
     };
     match result {
-        Ok(done) => {
-            let event = if reason.is_none() {
-                "change.approved"
-            } else {
-                "change.rejected"
-            };
-            events.change(event, &done).await;
-            if reason.is_none()
-                && let Some((event, data)) = approvals::event_of(&done)
-            {
-                events.emit(event, data).await;
-            }
+        Ok(_) => {
             let word = if reason.is_none() { "approved" } else { "rejected" };
             redirect(&format!("/ui/changes/pending?done={word}&id={id}"))
         }

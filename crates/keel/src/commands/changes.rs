@@ -1,7 +1,8 @@
 //! `keel changes`: the change log; `keel changes pending`, `keel approve`, `keel reject`: changes
 //! held for a second person by the approvals policy.
 
-use keel_plan::approvals::{self, Gate, Proposal, Requester};
+use keel_plan::approvals::{self, Proposal, Requester};
+use keel_plan::changes;
 use keel_store::{PendingChange, Store};
 
 use crate::cli::{ApproveArgs, ChangesArgs, ChangesCommand, Global, PendingArgs, RejectArgs};
@@ -81,12 +82,7 @@ async fn pending(global: &Global, args: PendingArgs) -> anyhow::Result<()> {
 pub async fn approve(global: &Global, args: ApproveArgs) -> anyhow::Result<()> {
     let ctx = Context::open(global).await?;
     let by = principal(global);
-    let done = approvals::approve(&ctx.registry, None, args.id, &by).await?;
-    let hooks = keel_guard::webhook::Events::new(ctx.registry.store().clone());
-    hooks.change("change.approved", &done).await;
-    if let Some((event, data)) = approvals::event_of(&done) {
-        hooks.emit(event, data).await;
-    }
+    let done = changes::approve(&ctx.registry, None, args.id, &by).await?;
     if global.json {
         return output::json(&done);
     }
@@ -103,9 +99,7 @@ pub async fn approve(global: &Global, args: ApproveArgs) -> anyhow::Result<()> {
 pub async fn reject(global: &Global, args: RejectArgs) -> anyhow::Result<()> {
     let ctx = Context::open(global).await?;
     let by = principal(global);
-    let done = approvals::reject(&ctx.registry, args.id, &by, &args.reason).await?;
-    let hooks = keel_guard::webhook::Events::new(ctx.registry.store().clone());
-    hooks.change("change.rejected", &done).await;
+    let done = changes::reject(&ctx.registry, args.id, &by, &args.reason).await?;
     if global.json {
         return output::json(&done);
     }
@@ -116,7 +110,7 @@ pub async fn reject(global: &Global, args: RejectArgs) -> anyhow::Result<()> {
 /// Passes a command's change through the approvals policy: `true` when it was held (and
 /// reported), so the command must not apply it.
 pub async fn held(global: &Global, store: &Store, proposal: &Proposal, by: &str) -> anyhow::Result<bool> {
-    match gate(store, proposal, by).await? {
+    match changes::gate(store, proposal, cli(by)).await? {
         None => Ok(false),
         Some(change) => {
             report_held(global, &change)?;
@@ -125,25 +119,16 @@ pub async fn held(global: &Global, store: &Store, proposal: &Proposal, by: &str)
     }
 }
 
-/// The policy's verdict on a command's change: the held change (its event raised), if held.
-pub async fn gate(store: &Store, proposal: &Proposal, by: &str) -> anyhow::Result<Option<PendingChange>> {
-    let who = Requester {
+/// Who asks, on the command line.
+pub fn cli(by: &str) -> Requester<'_> {
+    Requester {
         by,
         source: "cli",
         git_commit: None,
-    };
-    match approvals::gate(store, proposal, who).await? {
-        Gate::Proceed => Ok(None),
-        Gate::Held(change) => {
-            keel_guard::webhook::Events::new(store.clone())
-                .change("change.pending", &change)
-                .await;
-            Ok(Some(*change))
-        }
     }
 }
 
-fn report_held(global: &Global, change: &PendingChange) -> anyhow::Result<()> {
+pub fn report_held(global: &Global, change: &PendingChange) -> anyhow::Result<()> {
     let message = approvals::held_message(change);
     if global.json {
         return output::json(&serde_json::json!({ "status": "pending", "change": change, "message": message }));

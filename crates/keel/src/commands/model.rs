@@ -3,7 +3,10 @@
 use anyhow::{Context as _, bail};
 use keel_registry::{PushRequest, Registry, VersionSelector};
 
+use keel_plan::changes::Outcome;
+
 use crate::cli::{AliasArgs, Global, ModelCommand, PushArgs};
+use crate::commands::changes::{cli, report_held};
 use crate::context::{Context, author};
 use crate::output;
 
@@ -34,40 +37,11 @@ pub async fn push_file(registry: &Registry, args: &PushArgs) -> anyhow::Result<k
     let refused = || format!("push of {} refused", args.file.display());
     let by = request.author.clone();
     let version = registry.push(request, bytes.into()).await.with_context(refused)?;
-    let events = keel_guard::webhook::Events::new(registry.store().clone());
-    events
-        .emit(
-            "model.pushed",
-            serde_json::json!({"model": version.model, "version": version.version, "content_hash": version.content_hash, "by": by}),
-        )
-        .await;
-    for alias in aliases {
-        let proposal = keel_plan::approvals::Proposal::Alias {
-            model: version.model.clone(),
-            alias: alias.clone(),
-            version: Some(version.version),
-            reason: Some("set at push".into()),
-        };
-        if let Some(change) = crate::commands::changes::gate(registry.store(), &proposal, &by).await? {
+    for (_, outcome) in keel_plan::changes::pushed(registry, &version, &aliases, cli(&by)).await? {
+        if let Outcome::Held(change) = outcome {
             // On stderr: stdout stays the pushed version (one JSON document with --json).
             eprintln!("{}", keel_plan::approvals::held_message(&change));
-            continue;
         }
-        registry
-            .set_alias(
-                &version.model,
-                &alias,
-                &VersionSelector::Number(version.version),
-                &by,
-                Some("set at push"),
-            )
-            .await?;
-        events
-            .emit(
-                "alias.moved",
-                serde_json::json!({"model": version.model, "alias": alias, "version": version.version, "by": by, "reason": "set at push"}),
-            )
-            .await;
     }
     Ok(version)
 }
@@ -210,41 +184,19 @@ async fn alias(global: &Global, registry: &Registry, args: AliasArgs) -> anyhow:
         (false, Some(v)) => Some(registry.resolve(&args.name, &VersionSelector::parse(v)?).await?.version),
         (false, None) => bail!("give the version to point at (a number, 'latest' or @alias), or --delete"),
     };
-    let proposal = keel_plan::approvals::Proposal::Alias {
-        model: args.name.clone(),
-        alias: alias.to_string(),
-        version,
-        reason: args.reason.clone(),
-    };
-    if crate::commands::changes::held(global, registry.store(), &proposal, &by).await? {
-        return Ok(());
-    }
-    if args.delete {
-        registry
-            .delete_alias(&args.name, alias, &by, args.reason.as_deref())
-            .await?;
-        keel_guard::webhook::Events::new(registry.store().clone())
-            .emit(
-                "alias.moved",
-                serde_json::json!({"model": args.name, "alias": alias, "version": null, "by": by, "reason": args.reason}),
-            )
-            .await;
-        if global.json {
-            return output::json(&serde_json::json!({ "model": args.name, "alias": alias, "deleted": true }));
+    let moved =
+        keel_plan::changes::move_alias(registry, &args.name, alias, version, args.reason.as_deref(), cli(&by)).await?;
+    let set = match moved {
+        Outcome::Held(change) => return report_held(global, &change),
+        Outcome::Done(None) => {
+            if global.json {
+                return output::json(&serde_json::json!({ "model": args.name, "alias": alias, "deleted": true }));
+            }
+            println!("deleted @{alias} of {}", args.name);
+            return Ok(());
         }
-        println!("deleted @{alias} of {}", args.name);
-        return Ok(());
-    }
-    let selector = VersionSelector::Number(version.unwrap_or_default());
-    let set = registry
-        .set_alias(&args.name, alias, &selector, &by, args.reason.as_deref())
-        .await?;
-    keel_guard::webhook::Events::new(registry.store().clone())
-        .emit(
-            "alias.moved",
-            serde_json::json!({"model": set.model, "alias": set.alias, "version": set.version, "by": by, "reason": args.reason}),
-        )
-        .await;
+        Outcome::Done(Some(set)) => set,
+    };
     if global.json {
         return output::json(&set);
     }

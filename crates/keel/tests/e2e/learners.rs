@@ -22,8 +22,11 @@ async fn the_default_learner_through_a_drifting_simulation() {
         "1500",
         "--policies",
         "uniform,contextual",
+        // One customer at a time: every decision sees every earlier reward, so the run is the
+        // same on a loaded machine (with several in flight, how far learning lags depends on
+        // the schedule, and under load the lift measured here varied from 1.2x to 2x).
         "--concurrency",
-        "4",
+        "1",
     ]);
     let rate = |policy: &str| {
         report["results"]
@@ -34,6 +37,11 @@ async fn the_default_learner_through_a_drifting_simulation() {
             .and_then(|r| r["expected_rate"].as_f64())
             .expect("an expected rate")
     };
+    eprintln!(
+        "expected conversion: contextual {} uniform {}",
+        rate("contextual"),
+        rate("uniform")
+    );
     assert!(
         rate("contextual") > rate("uniform") * 1.3,
         "contextual {} uniform {}",
