@@ -62,7 +62,15 @@ impl Deployment {
         let window = self.with_inner(|i| i.window_ms())?;
         if let Some(pg) = self.wal.pg() {
             let range_bytes = self.options.segment_bytes.max(1);
-            return crate::pglog::archive::archive(pg.pool(), &self.name, store, window, range_bytes, now_ms).await;
+            let pass = crate::pglog::archive::Pass {
+                pool: pg.pool(),
+                deployment: &self.name,
+                store,
+                window_ms: window,
+                range_bytes,
+                now_ms,
+            };
+            return pass.run().await;
         }
         let dir = self.dir.clone();
         let covered = crate::snapshot::oldest_kept(&dir)?.unwrap_or(0);

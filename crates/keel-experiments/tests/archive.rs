@@ -12,18 +12,12 @@ use keel_experiments::archive::{self, Manifest, TABLE};
 use keel_experiments::archive_lake::LakeArchive;
 use keel_experiments::offline::ope::deployment_log;
 use keel_experiments::offline::timeline::{BucketSize, timeline};
-use keel_experiments::{DeploymentSpec, Deployments, LogOptions, RewardIn, UnitContext};
+use keel_experiments::{DeploymentSpec, Deployments, LogOptions};
 use keel_lake::Lake;
 use keel_store::Store;
-use serde_json::json;
 
-const HOUR_MS: i64 = 3_600_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+mod archive_support;
+use archive_support::{HOUR_MS, lake_rows, now_ms, spec, traffic};
 
 async fn open(root: &Path) -> Arc<Deployments> {
     let store = Store::open(&format!("sqlite://{}", root.join("keel.db").display()))
@@ -40,47 +34,12 @@ async fn open(root: &Path) -> Arc<Deployments> {
         .expect("open")
 }
 
-fn spec() -> serde_json::Value {
-    json!({
-        "variants": [{"name": "dessert"}, {"name": "voucher"}, {"name": "plain"}],
-        "policy": {"type": "epsilon_greedy", "epsilon": 0.2},
-        "reward": {"kind": "binary", "min": 0, "max": 1, "default": 0, "window_seconds": 3600},
-        "seed": 11
-    })
-}
-
-/// `n` decisions from unit `from` on, a conversion for every third.
-async fn traffic(exps: &Deployments, from: usize, n: usize) {
-    let units: Vec<String> = (from..from + n).map(|i| format!("u{i}")).collect();
-    let rows: Vec<UnitContext<'_>> = units.iter().map(|u| UnitContext { unit: u, context: None }).collect();
-    let decided = exps.decide_many("promo", &rows, None).await.expect("decide");
-    let rewards: Vec<RewardIn> = decided
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| RewardIn {
-            decision_id: d.expect("decided").decision_id,
-            reward: f64::from((from + i).is_multiple_of(3)),
-        })
-        .collect();
-    for r in exps.feedback("promo", &rewards).await.expect("feedback") {
-        assert!(r.expect("counted").counted);
-    }
-}
-
 fn local_segments(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found: Vec<_> = std::fs::read_dir(dir.join("segments"))
         .map(|e| e.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     found.sort();
     found
-}
-
-async fn lake_rows(lake: &Lake) -> u64 {
-    let batches = lake
-        .sql(&format!("SELECT seq FROM {TABLE} WHERE deployment = 'promo'"))
-        .await
-        .expect("sql");
-    batches.iter().map(|b| b.num_rows() as u64).sum()
 }
 
 /// A lake folder registered as the archive of `root`'s deployments, and deployment `promo`.
@@ -118,7 +77,7 @@ async fn closed_segments_go_to_the_lake_and_the_whole_history_is_still_read() {
         spec,
         dir,
     } = setup(root).await;
-    traffic(&exps, 0, 1500).await;
+    traffic(&exps, 0, 1500, false).await;
     let engine = exps.get("promo").expect("running");
 
     // Nothing is due: no snapshot covers the segments, and their windows are open.
@@ -171,7 +130,7 @@ async fn closed_segments_go_to_the_lake_and_the_whole_history_is_still_read() {
     let exps = open(root).await;
     let report_after = serde_json::to_value(exps.report("promo").expect("report")).expect("json");
     assert_eq!(report_after["variants"], report_before["variants"]);
-    traffic(&exps, 1500, 100).await;
+    traffic(&exps, 1500, 100, false).await;
     exps.close();
 
     // The manifest is the archive's checksum: a changed one makes reading refuse.
@@ -196,7 +155,7 @@ async fn a_pass_cut_short_after_the_commit_finds_its_rows_and_a_process_without_
         spec,
         dir,
     } = setup(root).await;
-    traffic(&exps, 0, 1200).await;
+    traffic(&exps, 0, 1200, false).await;
     let engine = exps.get("promo").expect("running");
     engine.snapshot().await.expect("snapshot");
     let segments = local_segments(&dir);

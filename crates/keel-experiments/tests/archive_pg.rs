@@ -9,33 +9,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use keel_experiments::archive::{self, ArchiveStore, TABLE};
+use keel_experiments::archive::{self, ArchiveStore};
 use keel_experiments::archive_lake::LakeArchive;
 use keel_experiments::offline::ope::{OpeOutcome, deployment_log_in};
-use keel_experiments::{Deployment, DeploymentSpec, Deployments, LogOptions, RewardIn, UnitContext};
+use keel_experiments::{Deployment, DeploymentSpec, Deployments, LogOptions};
 use keel_lake::Lake;
 use keel_store::Store;
-use serde_json::json;
 
+mod archive_support;
 mod pg_support;
+use archive_support::{HOUR_MS, lake_rows, now_ms, spec, traffic};
 use pg_support::Database;
-
-const HOUR_MS: i64 = 3_600_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn spec() -> serde_json::Value {
-    json!({
-        "variants": [{"name": "dessert"}, {"name": "voucher"}, {"name": "plain"}],
-        "policy": {"type": "epsilon_greedy", "epsilon": 0.2},
-        "reward": {"kind": "binary", "min": 0, "max": 1, "default": 0, "window_seconds": 3600},
-        "seed": 11
-    })
-}
 
 /// A replica whose local folder is `home/experiments`, with the lake registered for it.
 async fn replica(db: &Database, home: &Path, store: &Arc<dyn ArchiveStore>) -> Arc<Deployments> {
@@ -52,46 +36,9 @@ async fn replica(db: &Database, home: &Path, store: &Arc<dyn ArchiveStore>) -> A
     Deployments::open(store, dir, options).await.expect("open")
 }
 
-/// `n` decisions from unit `from` on (region north or south), a conversion for every third.
-async fn traffic(exps: &Deployments, from: usize, n: usize) {
-    let units: Vec<String> = (from..from + n).map(|i| format!("u{i}")).collect();
-    let regions: Vec<serde_json::Map<String, serde_json::Value>> = ["north", "south"]
-        .iter()
-        .map(|r| json!({"region": r}).as_object().cloned().expect("object"))
-        .collect();
-    let rows: Vec<UnitContext<'_>> = units
-        .iter()
-        .enumerate()
-        .map(|(i, u)| UnitContext {
-            unit: u,
-            context: Some(&regions[i % 2]),
-        })
-        .collect();
-    let decided = exps.decide_many("promo", &rows, None).await.expect("decide");
-    let rewards: Vec<RewardIn> = decided
-        .into_iter()
-        .enumerate()
-        .map(|(i, d)| RewardIn {
-            decision_id: d.expect("decided").decision_id,
-            reward: f64::from((from + i).is_multiple_of(3)),
-        })
-        .collect();
-    for r in exps.feedback("promo", &rewards).await.expect("feedback") {
-        assert!(r.expect("counted").counted);
-    }
-}
-
 async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sql).fetch_one(pool).await.expect("count");
     n
-}
-
-async fn lake_rows(lake: &Lake) -> u64 {
-    let batches = lake
-        .sql(&format!("SELECT seq FROM {TABLE} WHERE deployment = 'promo'"))
-        .await
-        .expect("sql");
-    batches.iter().map(|b| b.num_rows() as u64).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +50,7 @@ async fn ranges_of_the_shared_log_go_to_the_lake_once_and_the_whole_history_is_s
     let (home_a, home_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let a = replica(&db, &home_a, &store).await;
     a.apply("promo", &spec(), "ana", None).await.expect("apply");
-    traffic(&a, 0, 1500).await;
+    traffic(&a, 0, 1500, true).await;
     let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
     let keel_store = Store::open(&db.url).await.expect("store");
     let parsed = DeploymentSpec::from_json(&spec()).expect("spec");
@@ -179,7 +126,7 @@ async fn ranges_of_the_shared_log_go_to_the_lake_once_and_the_whole_history_is_s
 
     // Both replicas serve on; a third starting with no snapshot replays from the lake and
     // agrees with the report rebuilt from the log.
-    traffic(&b, 1500, 100).await;
+    traffic(&b, 1500, 100, true).await;
     a.close();
     b.close();
     sqlx::query("DELETE FROM deployment_snapshots")

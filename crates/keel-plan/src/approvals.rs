@@ -411,21 +411,32 @@ pub async fn approve(
 /// The event (name and data) of the change an approval applied: `alias.moved` or
 /// `deployment.changed` (none for grants and the policy).
 pub fn event_of(done: &PendingChange) -> Option<(&'static str, Value)> {
-    let by = done.decided_by.clone();
-    match proposal_of(done).ok()? {
+    let (event, mut data) = event_for(&proposal_of(done).ok()?, done.decided_by.as_deref())?;
+    data.insert("approved_change".into(), json!(done.id));
+    Some((event, Value::Object(data)))
+}
+
+/// The event a change makes once applied by `by`, and its data: `alias.moved` (`version` null
+/// for a removal) or `deployment.changed`; none for grants and the policy.
+pub(crate) fn event_for(p: &Proposal, by: Option<&str>) -> Option<(&'static str, serde_json::Map<String, Value>)> {
+    let (event, data) = match p {
         Proposal::Alias {
             model,
             alias,
             version,
             reason,
-        } => Some((
+        } => (
             "alias.moved",
-            json!({"model": model, "alias": alias, "version": version, "by": by, "reason": reason, "approved_change": done.id}),
-        )),
-        Proposal::Deployment { name, reason, .. } => Some((
+            json!({"model": model, "alias": alias, "version": version, "by": by, "reason": reason}),
+        ),
+        Proposal::Deployment { name, reason, .. } => (
             "deployment.changed",
-            json!({"deployment": name, "by": by, "reason": reason, "approved_change": done.id}),
-        )),
+            json!({"deployment": name, "by": by, "reason": reason}),
+        ),
+        Proposal::Grant { .. } | Proposal::Policy { .. } => return None,
+    };
+    match data {
+        Value::Object(map) => Some((event, map)),
         _ => None,
     }
 }

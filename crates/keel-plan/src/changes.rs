@@ -68,12 +68,11 @@ pub async fn move_alias(
             None
         }
     };
-    Events::new(registry.store().clone())
-        .emit(
-            "alias.moved",
-            json!({"model": model, "alias": alias, "version": version, "by": by, "reason": reason}),
-        )
-        .await;
+    if let Some((event, data)) = approvals::event_for(&proposal, Some(&by)) {
+        Events::new(registry.store().clone())
+            .emit(event, Value::Object(data))
+            .await;
+    }
     Ok(Outcome::Done(moved))
 }
 
@@ -135,25 +134,13 @@ pub async fn reject(registry: &Registry, id: i64, by: &str, reason: &str) -> Res
 }
 
 /// Announces a change `keel apply` made through [`approvals::execute`] (`details`: what it
-/// answered): `alias.moved` or `deployment.changed`; grants and the policy have no event.
+/// answered, which names a deployment's new revision).
 pub(crate) async fn applied(store: &Store, p: &Proposal, by: &str, details: &Value) {
-    let event = match p {
-        Proposal::Alias {
-            model,
-            alias,
-            version,
-            reason,
-        } => Some((
-            "alias.moved",
-            json!({"model": model, "alias": alias, "version": version, "by": by, "reason": reason}),
-        )),
-        Proposal::Deployment { name, reason, .. } => Some((
-            "deployment.changed",
-            json!({"deployment": name, "revision": details["revision"], "by": by, "reason": reason}),
-        )),
-        _ => None,
+    let Some((event, mut data)) = approvals::event_for(p, Some(by)) else {
+        return;
     };
-    if let Some((event, data)) = event {
-        Events::new(store.clone()).emit(event, data).await;
+    if let Some(revision) = details.get("revision") {
+        data.insert("revision".into(), revision.clone());
     }
+    Events::new(store.clone()).emit(event, Value::Object(data)).await;
 }

@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use keel_plan::{Source, apply, export, live, plan, read_dir};
-use keel_registry::Registry;
+use keel_plan::{export, live, plan, read_dir};
 use serde_json::json;
-use support::{git, promo, push, registry, write};
+use support::{apply_dir, git, promo, push, registry, write};
 
 mod support;
 
@@ -279,12 +278,6 @@ async fn deployment_traffic_changes_are_held_and_export_writes_the_policy() {
         exported,
         json!({"approvals": {"aliases": ["production"], "deployment_traffic": ["*"]}})
     );
-}
-
-async fn apply_dir(reg: &Registry, dir: &Path, by: &str) -> Vec<keel_plan::Applied> {
-    let declared = read_dir(dir).expect("read");
-    let p = plan(&declared, &live(reg).await.expect("live"), false);
-    apply(&p, &declared, reg, &Source::of(dir, by)).await.expect("apply")
 }
 
 #[tokio::test]

@@ -7,10 +7,9 @@ use std::path::Path;
 
 use keel_plan::approvals::{POLICY, Requester};
 use keel_plan::changes::{self, Outcome};
-use keel_plan::{Source, apply, live, plan, read_dir};
 use keel_registry::Registry;
 use serde_json::{Value, json};
-use support::{push, registry, write};
+use support::{apply_dir, push, registry, write};
 
 mod support;
 
@@ -123,9 +122,7 @@ async fn every_door_announces_the_same_events() {
     let dir = folder.path();
     write(dir, "aliases.json", json!({"bc-lr": {"production": 1, "staging": 1}}));
     write(dir, "policy.json", json!({"approvals": {"aliases": ["production"]}}));
-    let declared = read_dir(dir).expect("read");
-    let p = plan(&declared, &live(&reg).await.expect("live"), false);
-    let applied = apply(&p, &declared, &reg, &Source::of(dir, "cy")).await.expect("apply");
+    let applied = apply_dir(&reg, dir, "cy").await;
     assert!(applied.iter().any(|a| a.pending.is_some()), "{applied:?}");
     let fresh = new_events(&reg, &mut seen).await;
     let staging = fresh

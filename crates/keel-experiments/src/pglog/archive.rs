@@ -24,7 +24,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{BATCH, check_row, pg_err, read_rows, replica_name};
+use super::{BATCH, check_row, page, pg_err, read_rows, replica_name};
 use crate::archive::{ArchiveDone, ArchiveRow, ArchiveStore, Archived, TABLE, checksum, event_of, read_segment};
 use crate::event::Event;
 use crate::{DeploymentError, Result};
@@ -130,113 +130,117 @@ pub(crate) async fn read_history(
     }
 }
 
-/// Archives the ranges of `deployment`'s log that are due (see the module docs) to `store`,
-/// oldest first, in ranges of at least `range_bytes`; another replica's pass running
-/// meanwhile makes this one do nothing.
-pub(crate) async fn archive(
-    pool: &PgPool,
-    deployment: &str,
-    store: &Arc<dyn ArchiveStore>,
-    window_ms: i64,
-    range_bytes: u64,
-    now_ms: i64,
-) -> Result<ArchiveDone> {
-    let mut conn = pool.acquire().await.map_err(pg_err)?;
-    let key = xxh3_64(format!("keel.archive.{deployment}").as_bytes()) as i64;
-    let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-        .bind(key)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(pg_err)?;
-    if !locked {
-        return Ok(ArchiveDone {
-            through_seq: archived_through(pool, deployment).await?,
-            ..ArchiveDone::default()
-        });
-    }
-    let done = archive_locked(pool, deployment, store, window_ms, range_bytes, now_ms).await;
-    // Released with the session too, should this fail.
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(key)
-        .execute(&mut *conn)
-        .await;
-    done
+/// One archiving pass over `deployment`'s log (see the module docs).
+pub(crate) struct Pass<'a> {
+    pub(crate) pool: &'a PgPool,
+    pub(crate) deployment: &'a str,
+    pub(crate) store: &'a Arc<dyn ArchiveStore>,
+    pub(crate) window_ms: i64,
+    /// The least a range holds (JSON bytes of its records).
+    pub(crate) range_bytes: u64,
+    pub(crate) now_ms: i64,
 }
 
-async fn archive_locked(
-    pool: &PgPool,
-    deployment: &str,
-    store: &Arc<dyn ArchiveStore>,
-    window_ms: i64,
-    range_bytes: u64,
-    now_ms: i64,
-) -> Result<ArchiveDone> {
-    let mut done = ArchiveDone {
-        through_seq: archived_through(pool, deployment).await?,
-        ..ArchiveDone::default()
-    };
-    let (covered,): (Option<i64>,) = sqlx::query_as("SELECT MIN(seq) FROM deployment_snapshots WHERE deployment = $1")
-        .bind(deployment)
-        .fetch_one(pool)
-        .await
-        .map_err(pg_err)?;
-    let Some(covered) = covered.map(|c| c as u64) else {
-        return Ok(done);
-    };
-    let before = now_ms.saturating_sub(window_ms);
-    while let Some(rows) = due_range(pool, deployment, done.through_seq, covered, before, range_bytes).await? {
-        let (Some(first), Some(last)) = (rows.first().map(|r| r.seq), rows.last().map(|r| r.seq)) else {
-            break;
-        };
-        let n = rows.len() as u64;
-        let xxh3 = checksum(rows.iter().map(|r| (r.seq, r.record.as_bytes())));
-        let newest = rows.iter().map(|r| r.ts_ms).max().unwrap_or(before);
-        let found = store
-            .count(deployment, first, last)
+impl Pass<'_> {
+    /// Archives the ranges that are due to the store, oldest first; another replica's pass
+    /// running meanwhile makes this one do nothing.
+    pub(crate) async fn run(&self) -> Result<ArchiveDone> {
+        let mut conn = self.pool.acquire().await.map_err(pg_err)?;
+        let key = xxh3_64(format!("keel.archive.{}", self.deployment).as_bytes()) as i64;
+        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
             .await
-            .map_err(|e| DeploymentError::Log(format!("counting archived records of '{deployment}': {e}")))?;
-        let lake_version = match found {
-            0 => Some(store.append(deployment, rows).await.map_err(|e| {
-                DeploymentError::Log(format!(
-                    "archiving records {first}..={last} of '{deployment}' to the lake: {e}"
-                ))
-            })?),
-            f if f == n => None,
-            other => {
-                return Err(DeploymentError::Log(format!(
-                    "the lake table {TABLE} holds {other} of the {n} records {first}..={last} of deployment '{deployment}' \
-                     without a row in {MANIFEST}; archiving stops and nothing is deleted: compare them by hand"
-                )));
-            }
+            .map_err(pg_err)?;
+        let done = if locked {
+            self.locked().await
+        } else {
+            Ok(ArchiveDone::default())
         };
-        record_range(
-            pool,
-            deployment,
-            &Archived {
-                first_seq: first,
-                last_seq: last,
-                records: n,
-                xxh3,
-                lake_version,
-                newest_ts_ms: newest,
-                archived_at_ms: now_ms,
-            },
-        )
-        .await?;
-        tracing::info!(
-            deployment,
-            first_seq = first,
-            last_seq = last,
-            records = n,
-            ?lake_version,
-            "decision log range in PostgreSQL archived to the lake"
-        );
-        metrics::counter!("keel_deployment_log_archived_records_total").increment(n);
-        done.segments += 1;
-        done.records += n;
-        done.through_seq = last;
+        if locked {
+            // Released with the session too, should this fail.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await;
+        }
+        let mut done = done?;
+        done.through_seq = done
+            .through_seq
+            .max(archived_through(self.pool, self.deployment).await?);
+        Ok(done)
     }
-    Ok(done)
+
+    async fn locked(&self) -> Result<ArchiveDone> {
+        let (pool, deployment, store) = (self.pool, self.deployment, self.store);
+        let mut done = ArchiveDone {
+            through_seq: archived_through(pool, deployment).await?,
+            ..ArchiveDone::default()
+        };
+        let (covered,): (Option<i64>,) =
+            sqlx::query_as("SELECT MIN(seq) FROM deployment_snapshots WHERE deployment = $1")
+                .bind(deployment)
+                .fetch_one(pool)
+                .await
+                .map_err(pg_err)?;
+        let Some(covered) = covered.map(|c| c as u64) else {
+            return Ok(done);
+        };
+        let before = self.now_ms.saturating_sub(self.window_ms);
+        while let Some(rows) = due_range(pool, deployment, done.through_seq, covered, before, self.range_bytes).await? {
+            let (Some(first), Some(last)) = (rows.first().map(|r| r.seq), rows.last().map(|r| r.seq)) else {
+                break;
+            };
+            let n = rows.len() as u64;
+            let xxh3 = checksum(rows.iter().map(|r| (r.seq, r.record.as_bytes())));
+            let newest = rows.iter().map(|r| r.ts_ms).max().unwrap_or(before);
+            let found = store
+                .count(deployment, first, last)
+                .await
+                .map_err(|e| DeploymentError::Log(format!("counting archived records of '{deployment}': {e}")))?;
+            let lake_version = match found {
+                0 => Some(store.append(deployment, rows).await.map_err(|e| {
+                    DeploymentError::Log(format!(
+                        "archiving records {first}..={last} of '{deployment}' to the lake: {e}"
+                    ))
+                })?),
+                f if f == n => None,
+                other => {
+                    return Err(DeploymentError::Log(format!(
+                        "the lake table {TABLE} holds {other} of the {n} records {first}..={last} of deployment '{deployment}' \
+                         without a row in {MANIFEST}; archiving stops and nothing is deleted: compare them by hand"
+                    )));
+                }
+            };
+            record_range(
+                pool,
+                deployment,
+                &Archived {
+                    first_seq: first,
+                    last_seq: last,
+                    records: n,
+                    xxh3,
+                    lake_version,
+                    newest_ts_ms: newest,
+                    archived_at_ms: self.now_ms,
+                },
+            )
+            .await?;
+            tracing::info!(
+                deployment,
+                first_seq = first,
+                last_seq = last,
+                records = n,
+                ?lake_version,
+                "decision log range in PostgreSQL archived to the lake"
+            );
+            metrics::counter!("keel_deployment_log_archived_records_total").increment(n);
+            done.segments += 1;
+            done.records += n;
+            done.through_seq = last;
+        }
+        Ok(done)
+    }
 }
 
 /// The next range after `through` that is due: records through `covered`, each older than
@@ -251,20 +255,11 @@ async fn due_range(
 ) -> Result<Option<Vec<ArchiveRow>>> {
     let (mut out, mut bytes, mut at) = (Vec::<ArchiveRow>::new(), 0u64, through);
     loop {
-        let page: Vec<(i64, String, i64, String)> = sqlx::query_as(
-            "SELECT seq, replica, hash, body FROM deployment_log WHERE deployment = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
-        )
-        .bind(deployment)
-        .bind(at as i64)
-        .bind(covered.min(i64::MAX as u64) as i64)
-        .bind(BATCH as i64)
-        .fetch_all(pool)
-        .await
-        .map_err(pg_err)?;
-        if page.is_empty() {
+        let rows = page(pool, deployment, at, covered).await?;
+        if rows.is_empty() {
             return Ok(None);
         }
-        for raw in page {
+        for raw in rows {
             let record = raw.3.clone();
             let row = check_row(deployment, at, raw)?;
             if row.event.ts() >= before {

@@ -126,11 +126,7 @@ pub(crate) struct Row {
 }
 
 /// Checks a row (its checksum, its place after `after`, its JSON) and decodes its event.
-pub(crate) fn check_row(
-    deployment: &str,
-    after: u64,
-    (seq, replica, hash, body): (i64, String, i64, String),
-) -> Result<Row> {
+pub(crate) fn check_row(deployment: &str, after: u64, (seq, replica, hash, body): RawRow) -> Result<Row> {
     let damaged = |what: String| {
         DeploymentError::Log(format!(
             "the decision log of deployment '{deployment}' in PostgreSQL is damaged at seq {seq} (table deployment_log, written by replica '{replica}'): {what}; \
@@ -164,18 +160,26 @@ pub(crate) async fn read_rows(pool: &PgPool, deployment: &str, after: u64) -> Re
     read_range(pool, deployment, after, i64::MAX as u64).await
 }
 
-/// Reads up to [`BATCH`] checked rows after `after`, through `through` at most.
-pub(crate) async fn read_range(pool: &PgPool, deployment: &str, after: u64, through: u64) -> Result<Vec<Row>> {
-    let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+/// A row of `deployment_log` as stored: sequence number, replica, checksum, JSON.
+pub(crate) type RawRow = (i64, String, i64, String);
+
+/// Up to [`BATCH`] rows after `after`, through `through` at most, unchecked.
+pub(crate) async fn page(pool: &PgPool, deployment: &str, after: u64, through: u64) -> Result<Vec<RawRow>> {
+    sqlx::query_as(
         "SELECT seq, replica, hash, body FROM deployment_log WHERE deployment = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
     )
     .bind(deployment)
-    .bind(after as i64)
+    .bind(after.min(i64::MAX as u64) as i64)
     .bind(through.min(i64::MAX as u64) as i64)
     .bind(BATCH as i64)
     .fetch_all(pool)
     .await
-    .map_err(pg_err)?;
+    .map_err(pg_err)
+}
+
+/// Reads up to [`BATCH`] checked rows after `after`, through `through` at most.
+pub(crate) async fn read_range(pool: &PgPool, deployment: &str, after: u64, through: u64) -> Result<Vec<Row>> {
+    let rows = page(pool, deployment, after, through).await?;
     let mut out = Vec::with_capacity(rows.len());
     let mut at = after;
     for row in rows {

@@ -56,3 +56,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Plans the folder `dir` against the live state and applies it as `by`.
+pub async fn apply_dir(reg: &Registry, dir: &Path, by: &str) -> Vec<keel_plan::Applied> {
+    let declared = keel_plan::read_dir(dir).expect("read");
+    let p = keel_plan::plan(&declared, &keel_plan::live(reg).await.expect("live"), false);
+    keel_plan::apply(&p, &declared, reg, &keel_plan::Source::of(dir, by))
+        .await
+        .expect("apply")
+}
