@@ -85,11 +85,10 @@ impl Plan {
             .collect();
         missing.dedup();
         if !missing.is_empty() {
-            let present: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             return Err(BatchError::Invalid(format!(
                 "the table has no column {}; it has {}. Name the model's inputs' columns with --features a,b,c or rename them (an [N, k] input INPUT reads INPUT_0..INPUT_{{k-1}})",
                 missing.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", "),
-                present.join(", ")
+                column_names(schema)
             )));
         }
         for column in plans.iter().flat_map(|p| p.columns.iter()) {
@@ -320,6 +319,44 @@ pub(crate) fn checked_run_id(id: &str) -> Result<String, BatchError> {
             "run id {id:?}: use letters, digits, '-', '_' and '.' (at most 200)"
         )))
     }
+}
+
+/// The names of a table's columns, for an error that says what the table has.
+pub(crate) fn column_names(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Column `name` of `batch` cast to `to`, as the array type `A` (`what` the values are, for
+/// the error).
+fn cast_column<A: Array + Clone + 'static>(
+    batch: &RecordBatch,
+    name: &str,
+    to: &ArrowType,
+    what: &str,
+) -> Result<A, BatchError> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| BatchError::Internal(format!("column {name:?} vanished from the input")))?;
+    let cast = cast(column, to).map_err(|e| BatchError::Invalid(format!("column {name:?}: {e}")))?;
+    cast.as_any()
+        .downcast_ref::<A>()
+        .cloned()
+        .ok_or_else(|| BatchError::Internal(format!("column {name:?} did not cast to {what}")))
+}
+
+/// A column of `batch` as strings (integers are written in decimal).
+pub(crate) fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray, BatchError> {
+    cast_column(batch, name, &ArrowType::Utf8, "strings")
+}
+
+/// A column of `batch` as float64.
+pub(crate) fn float_column(batch: &RecordBatch, name: &str) -> Result<Float64Array, BatchError> {
+    cast_column(batch, name, &ArrowType::Float64, "numbers")
 }
 
 #[cfg(test)]

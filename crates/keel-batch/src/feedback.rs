@@ -19,8 +19,8 @@ use keel_lake::arrow::array::Array;
 use keel_lake::arrow::datatypes::{DataType as ArrowType, Schema};
 use serde::{Deserialize, Serialize};
 
+use crate::columns::{column_names, float_column, string_column};
 use crate::control::{Control, Refusals};
-use crate::decide::{float_column, string_column};
 use crate::{BatchError, source};
 
 /// How rows name the decision they reward.
@@ -301,18 +301,10 @@ fn check_columns(
     reward: Option<&str>,
     metrics: &BTreeMap<String, String>,
 ) -> Result<(), BatchError> {
-    let present = || {
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let key_field = schema.field_with_name(key).map_err(|_| {
         BatchError::Invalid(format!(
             "the input has no column {key:?}; it has {}. Name it with --decision-column or --unit-column",
-            present()
+            column_names(schema)
         ))
     })?;
     if !matches!(
@@ -334,7 +326,7 @@ fn check_columns(
         let field = schema.field_with_name(column).map_err(|_| {
             BatchError::Invalid(format!(
                 "the input has no column {column:?} for {what}; it has {}. Name it with {flag}",
-                present()
+                column_names(schema)
             ))
         })?;
         if !field.data_type().is_numeric() && *field.data_type() != ArrowType::Boolean {

@@ -99,7 +99,7 @@ impl Deployment {
         if let Some(pg) = self.wal.pg() {
             crate::pglog::archive::read_history(pg.pool(), &self.dir, &self.name, 0, |event| {
                 scan.event(event);
-                Ok(true)
+                Ok::<_, crate::DeploymentError>(true)
             })
             .await?;
             return Ok(scan.found);

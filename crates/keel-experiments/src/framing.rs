@@ -59,6 +59,27 @@ pub(crate) enum Decoded {
     Legacy(Event),
 }
 
+/// A framed line's body (without its `\n`) cut into its four parts: `seq`, `xxh3`, `len`, JSON.
+fn parts(body: &[u8]) -> Option<[&[u8]; 4]> {
+    let mut parts = body.splitn(4, |b| *b == b' ');
+    Some([parts.next()?, parts.next()?, parts.next()?, parts.next()?])
+}
+
+/// A header number written exactly as the writer writes it (decimal, or 16 lowercase hex
+/// digits; no sign, no padding), so no changed byte of a header reads as the same number.
+fn number(b: &[u8], radix: u32) -> Option<u64> {
+    let digit = |c: &u8| c.is_ascii_digit() || (radix == 16 && (b'a'..=b'f').contains(c));
+    let width = if radix == 16 {
+        b.len() == 16
+    } else {
+        !b.is_empty() && b.len() <= 20
+    };
+    (width && b.iter().all(digit))
+        .then(|| std::str::from_utf8(b).ok())
+        .flatten()
+        .and_then(|s| u64::from_str_radix(s, radix).ok())
+}
+
 /// Decodes one line (with its `\n`), or says what is wrong with it.
 pub(crate) fn decode(line: &[u8]) -> std::result::Result<Decoded, String> {
     let Some(body) = line.strip_suffix(b"\n") else {
@@ -69,23 +90,8 @@ pub(crate) fn decode(line: &[u8]) -> std::result::Result<Decoded, String> {
             .map(Decoded::Legacy)
             .map_err(|e| format!("unreadable record: {e}"));
     }
-    let mut parts = body.splitn(4, |b| *b == b' ');
-    let (Some(seq), Some(hash), Some(len), Some(json)) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Some([seq, hash, len, json]) = parts(body) else {
         return Err("not a record (no `seq hash len` header)".into());
-    };
-    // Exactly the characters the writer uses (no sign, no upper-case hex), so no changed byte
-    // of a header reads as the same number.
-    let number = |b: &[u8], radix: u32| {
-        let digits = |c: &u8| c.is_ascii_digit() || (radix == 16 && (b'a'..=b'f').contains(c));
-        let width = radix != 16 || b.len() == 16;
-        (width && !b.is_empty() && b.iter().all(digits))
-            .then(|| {
-                std::str::from_utf8(b)
-                    .ok()
-                    .and_then(|s| u64::from_str_radix(s, radix).ok())
-            })
-            .flatten()
     };
     let (Some(seq), Some(hash), Some(len)) = (number(seq, 10), number(hash, 16), number(len, 10)) else {
         return Err("not a record (unreadable `seq hash len` header)".into());
@@ -113,28 +119,14 @@ pub(crate) fn json_of(line: &[u8]) -> &[u8] {
     if body.first() == Some(&b'{') {
         return body;
     }
-    body.splitn(4, |b| *b == b' ').nth(3).unwrap_or_default()
+    parts(body).map_or(&[][..], |[_, _, _, json]| json)
 }
 
 /// The sequence number of a framed record whose checksum holds, without decoding its JSON;
 /// `None` for anything else (decoded the slow way, which says what is wrong).
 pub(crate) fn framed_seq(line: &[u8]) -> Option<u64> {
-    let body = line.strip_suffix(b"\n")?;
-    let mut parts = body.splitn(4, |b| *b == b' ');
-    let (seq, hash, len, json) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let num = |b: &[u8], radix: u32| {
-        let digit = |c: &u8| c.is_ascii_digit() || (radix == 16 && (b'a'..=b'f').contains(c));
-        let width = if radix == 16 {
-            b.len() == 16
-        } else {
-            !b.is_empty() && b.len() <= 20
-        };
-        (width && b.iter().all(digit))
-            .then(|| std::str::from_utf8(b).ok())
-            .flatten()
-            .and_then(|s| u64::from_str_radix(s, radix).ok())
-    };
-    let (seq, hash, len) = (num(seq, 10)?, num(hash, 16)?, num(len, 10)?);
+    let [seq, hash, len, json] = parts(line.strip_suffix(b"\n")?)?;
+    let (seq, hash, len) = (number(seq, 10)?, number(hash, 16)?, number(len, 10)?);
     (json.len() as u64 == len && xxh3_64_with_seed(json, seq) == hash).then_some(seq)
 }
 

@@ -354,7 +354,7 @@ impl Deployment {
             .and_then(|(_, r)| r);
         let from = inner.seq;
         read_history(&pool, &dir.join(name), name, from, |event| {
-            Ok(!matches!(
+            Ok::<_, DeploymentError>(!matches!(
                 apply_replicated(&mut inner, &event, false, &mut last_rev)?,
                 Applied::NewerRevision(_)
             ))

@@ -7,11 +7,11 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use keel_experiments::UnitContext;
 use keel_lake::arrow::array::{Array, Float64Array, RecordBatch, StringArray};
-use keel_lake::arrow::compute::cast;
 use keel_lake::arrow::datatypes::{DataType as ArrowType, Schema};
 use serde_json::{Map, Value};
 
 use crate::BatchError;
+use crate::columns::{column_names, float_column, string_column};
 
 /// How a unit column or a context feature is read from the input.
 #[derive(Debug, Clone)]
@@ -124,18 +124,10 @@ impl Pending {
 /// The unit column and every context feature exist with a usable type, checked before any
 /// decision.
 pub(super) fn check_columns(schema: &Schema, unit: &str, features: &[Feature]) -> Result<(), BatchError> {
-    let present = || {
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let field = schema.field_with_name(unit).map_err(|_| {
         BatchError::Invalid(format!(
             "the table has no unit column {unit:?}; it has {}. Name it with --unit-column",
-            present()
+            column_names(schema)
         ))
     })?;
     if !is_text(field.data_type()) && !field.data_type().is_integer() {
@@ -170,7 +162,7 @@ pub(super) fn check_columns(schema: &Schema, unit: &str, features: &[Feature]) -
         return Err(BatchError::Invalid(format!(
             "the table has no column {} that the deployment's context names; it has {}",
             missing.join(", "),
-            present()
+            column_names(schema)
         )));
     }
     Ok(())
@@ -182,30 +174,6 @@ pub(super) fn is_text(dt: &ArrowType) -> bool {
         ArrowType::Dictionary(_, value) => is_text(value),
         _ => false,
     }
-}
-
-/// A column of `batch` as strings (integers are written in decimal).
-pub(crate) fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray, BatchError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| BatchError::Internal(format!("column {name:?} vanished from the input")))?;
-    let cast = cast(column, &ArrowType::Utf8).map_err(|e| BatchError::Invalid(format!("column {name:?}: {e}")))?;
-    cast.as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .ok_or_else(|| BatchError::Internal(format!("column {name:?} did not cast to strings")))
-}
-
-/// A column of `batch` as float64.
-pub(crate) fn float_column(batch: &RecordBatch, name: &str) -> Result<Float64Array, BatchError> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| BatchError::Internal(format!("column {name:?} vanished from the input")))?;
-    let cast = cast(column, &ArrowType::Float64).map_err(|e| BatchError::Invalid(format!("column {name:?}: {e}")))?;
-    cast.as_any()
-        .downcast_ref::<Float64Array>()
-        .cloned()
-        .ok_or_else(|| BatchError::Internal(format!("column {name:?} did not cast to numbers")))
 }
 
 pub(super) enum Values {

@@ -31,6 +31,7 @@ use keel_lake::VersionOrTimestamp;
 use keel_lake::arrow::array::Array;
 use serde::{Deserialize, Serialize};
 
+use crate::columns::string_column;
 use crate::control::{Control, Refusals};
 use crate::{BatchError, columns, split_table};
 
@@ -93,7 +94,6 @@ mod input;
 mod output;
 
 use input::{Feature, Pending, Seen, check_columns, feature_columns};
-pub(crate) use input::{float_column, string_column};
 use output::{Commits, OutRows, Writer};
 
 /// Decides every row of `job.from` with `job.deployment` into `job.into`, as `caller`.

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use keel_bandit::{PolicyConfig, PolicyState};
 use keel_ope::{ActionDist, Estimate, LoggedBandit, Settings, evaluate_with};
 
+use super::source::LogSource;
 use super::{OfflineError, Result};
 use crate::{DeploymentSpec, Event};
 
@@ -86,21 +87,23 @@ pub fn deployment_log(path: &Path, spec: &DeploymentSpec) -> Result<LoggedBandit
 
 /// [`deployment_log`] with the rounds' rewards taken as `outcome` says.
 pub fn deployment_log_of(path: &Path, spec: &DeploymentSpec, outcome: &OpeOutcome) -> Result<LoggedBandit> {
+    logged_bandit(&LogSource::Files(path.to_path_buf()), spec, outcome)
+}
+
+/// The log `source` as logged bandit feedback (blocking: see [`LogSource::read`]). Read as a
+/// stream: memory holds the rewarded decisions, not the log.
+fn logged_bandit(source: &LogSource, spec: &DeploymentSpec, outcome: &OpeOutcome) -> Result<LoggedBandit> {
     let mut scan = LogScan::new(spec, outcome.clone());
-    let read = crate::logfile::read_log(path, 0, |event| {
+    source.read(|event| {
         scan.event(event);
         Ok(())
     })?;
-    if let Some((file, damage)) = read.damage() {
-        return Err(crate::logfile::damaged(file, damage).into());
-    }
-    scan.finish(path)
+    scan.finish(&source.location())
 }
 
 /// Deployment `name`'s decision log as logged bandit feedback, wherever it lives: in
 /// PostgreSQL when `store` is a PostgreSQL store (the log replicas share), else in the
-/// deployment's folder under `home` (see [`deployment_log`]). The log is read as a stream:
-/// memory holds the rewarded decisions, not the log.
+/// deployment's folder under `home` (see [`deployment_log`]); archived parts included.
 pub async fn deployment_log_in(
     store: &keel_store::Store,
     home: &Path,
@@ -108,23 +111,11 @@ pub async fn deployment_log_in(
     spec: &DeploymentSpec,
     outcome: &OpeOutcome,
 ) -> Result<LoggedBandit> {
-    match store.postgres_pool() {
-        Some(pool) => {
-            let mut scan = LogScan::new(spec, outcome.clone());
-            crate::pglog::archive::read_history(&pool, &decision_log_dir(home, name), name, 0, |event| {
-                scan.event(event);
-                Ok(true)
-            })
-            .await?;
-            scan.finish(Path::new(&format!("postgres:deployment_log/{name}")))
-        }
-        None => {
-            let (dir, spec, outcome) = (decision_log_dir(home, name), spec.clone(), outcome.clone());
-            tokio::task::spawn_blocking(move || deployment_log_of(&dir, &spec, &outcome))
-                .await
-                .map_err(|e| crate::DeploymentError::Log(format!("reading the decision log stopped: {e}")))?
-        }
-    }
+    let source = LogSource::of(store, &home.join("experiments"), name);
+    let (spec, outcome) = (spec.clone(), outcome.clone());
+    tokio::task::spawn_blocking(move || logged_bandit(&source, &spec, &outcome))
+        .await
+        .map_err(|e| crate::DeploymentError::Log(format!("reading the decision log stopped: {e}")))?
 }
 
 /// arm, propensity, context, eligible arms (empty: all)

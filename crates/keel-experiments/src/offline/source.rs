@@ -57,6 +57,14 @@ impl LogSource {
         }
     }
 
+    /// Where the log is, as errors name it: the folder, or `postgres:deployment_log/NAME`.
+    pub fn location(&self) -> PathBuf {
+        match self {
+            LogSource::Files(dir) => dir.clone(),
+            LogSource::Postgres { name, .. } => PathBuf::from(format!("postgres:deployment_log/{name}")),
+        }
+    }
+
     /// Passes every event of the log to `each`, in order; a damaged log is an error. Blocking
     /// (file reads, or PostgreSQL through the runtime this thread belongs to): call it on a
     /// blocking thread.
@@ -76,7 +84,7 @@ impl LogSource {
                 handle
                     .block_on(crate::pglog::archive::read_history(pool, dir, name, 0, |event| {
                         each(event)?;
-                        Ok(true)
+                        Ok::<_, DeploymentError>(true)
                     }))
                     .map(|_| ())
             }

@@ -308,17 +308,11 @@ impl Timelines {
                     Some(f) => (f.builder, f.last_seq),
                     None => (Builder::new(size), 0),
                 };
-                let mut failed = None;
                 let after = crate::pglog::archive::read_history(&pool, &engine.dir, name, after, |event| {
-                    if let Err(e) = builder.event(event) {
-                        failed = Some(e);
-                    }
-                    Ok(failed.is_none())
+                    builder.event(event)?;
+                    Ok::<_, OfflineError>(true)
                 })
                 .await?;
-                if let Some(e) = failed {
-                    return Err(e);
-                }
                 Follower {
                     builder,
                     last_seq: after,

@@ -74,15 +74,15 @@ pub(crate) async fn archived_through(pool: &PgPool, deployment: &str) -> Result<
 /// Passes every event of `deployment`'s log after `after` to `each`, in order, wherever it
 /// is: the archived ranges read back from the lake registered for the deployment folder
 /// `dir` (checked against `deployment_log_archived`), then the rows of `deployment_log`, in
-/// pages, each checked. `each` returns false to stop. The last sequence number passed (`after`
-/// when none was).
-pub(crate) async fn read_history(
+/// pages, each checked. `each` returns false to stop; its errors (of the caller's own type)
+/// end the read. The last sequence number passed (`after` when none was).
+pub(crate) async fn read_history<E: From<DeploymentError>>(
     pool: &PgPool,
     dir: &Path,
     deployment: &str,
     after: u64,
-    mut each: impl FnMut(Event) -> Result<bool>,
-) -> Result<u64> {
+    mut each: impl FnMut(Event) -> std::result::Result<bool, E>,
+) -> std::result::Result<u64, E> {
     let mut at = after;
     'ranges: loop {
         for range in archived(pool, deployment, at + 1).await? {
@@ -92,7 +92,8 @@ pub(crate) async fn read_history(
                     "records {}..={} of the decision log of deployment '{deployment}' are neither in {MANIFEST} nor in deployment_log",
                     at + 1,
                     range.first_seq - 1
-                )));
+                ))
+                .into());
             }
             for (seq, record) in read_segment(store.as_ref(), deployment, &range, MANIFEST).await? {
                 if seq <= at {
@@ -113,7 +114,7 @@ pub(crate) async fn read_history(
                     if archived_through(pool, deployment).await? > at {
                         continue 'ranges;
                     }
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             let n = rows.len();
