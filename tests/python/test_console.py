@@ -535,9 +535,17 @@ def test_the_deployment_page_shows_the_apis_anytime_figures(tmp_path: Path, brow
         assert cmp["adjusted_difference"][2] - cmp["adjusted_difference"][1] < cmp["difference"][2] - cmp["difference"][1]
         status, err = s.api("GET", "/v1/deployments/ab/report?cuped=region")
         assert status == 400 and "numeric 'region'" in err["error"], err
+        # What the breakdowns compare: the decision metric by name, or a refusal naming the
+        # outcomes the deployment has.
+        status, named = s.api("GET", "/v1/deployments/ab/report?segment_by=region&outcome=reward")
+        assert status == 200 and named["segments"] == seg["segments"], named
+        status, err = s.api("GET", "/v1/deployments/ab/report?segment_by=region&outcome=refunds")
+        assert status == 400 and "net" in err["error"] and "refunds" in err["error"], err
+        status, err = s.api("GET", "/v1/deployments/ab/report?outcome=reward")
+        assert status == 400 and "segment_by" in err["error"], err
         out = s.cli("experiment", "report", "ab", "--url", s.url, "--segment-by", "region", "--cuped", "before")
-        assert "CUPED by before" in out and "VARIANCE REMOVED" in out, out
-        assert "by region (categorical; 6000 rewarded decisions" in out and "Bonferroni" in out, out
+        assert "CUPED of reward by before" in out and "VARIANCE REMOVED" in out, out
+        assert "reward by region (categorical; 6000 decisions with a value" in out and "Bonferroni" in out, out
         assert "FIXED: valid when the report is read once" in out and "95% CS (ANYTIME)" in out, out
     finally:
         s.stop()

@@ -208,6 +208,9 @@ struct ReportQuery {
     segment_by: Option<String>,
     /// `?cuped=FEATURE`: a fixed-weight test's differences adjusted by a pre-period covariate.
     cuped: Option<String>,
+    /// `?outcome=NAME`: what the segments and CUPED compare (`reward`, the default; `net`; or
+    /// another declared metric).
+    outcome: Option<String>,
 }
 
 async fn report(
@@ -217,16 +220,23 @@ async fn report(
 ) -> ExpResult<Response> {
     let axum::extract::Query(query) = query.map_err(|e| {
         ApiError::from(DeploymentError::InvalidRequest(format!(
-            "{}; the report takes only ?segment_by=FEATURE and ?cuped=FEATURE",
+            "{}; the report takes only ?segment_by=FEATURE, ?cuped=FEATURE and ?outcome=NAME",
             e.body_text()
         )))
     })?;
+    if query.outcome.is_some() && query.segment_by.is_none() && query.cuped.is_none() {
+        return Err(ApiError::from(DeploymentError::InvalidRequest(
+            "?outcome chooses what ?segment_by and ?cuped compare; give one of them (the report itself shows every metric)"
+                .to_string(),
+        )));
+    }
     let mut report = s.experiments.report(&name)?;
     let name_for_cuped = name.clone();
+    let outcome_for_cuped = query.outcome.clone();
     if let Some(feature) = query.segment_by {
         let experiments = s.experiments.clone();
         let segments = tokio::task::spawn_blocking(move || {
-            keel_experiments::offline::segments::of_running(&experiments, &name, &feature)
+            keel_experiments::offline::segments::of_running(&experiments, &name, &feature, query.outcome.as_deref())
         })
         .await
         .map_err(|e| ApiError::from(DeploymentError::Log(format!("the segment breakdown failed: {e}"))))??;
@@ -235,7 +245,12 @@ async fn report(
     if let Some(covariate) = query.cuped {
         let experiments = s.experiments.clone();
         let cuped = tokio::task::spawn_blocking(move || {
-            keel_experiments::offline::cuped::of_running(&experiments, &name_for_cuped, &covariate)
+            keel_experiments::offline::cuped::of_running(
+                &experiments,
+                &name_for_cuped,
+                &covariate,
+                outcome_for_cuped.as_deref(),
+            )
         })
         .await
         .map_err(|e| ApiError::from(DeploymentError::Log(format!("the CUPED adjustment failed: {e}"))))??;

@@ -152,11 +152,12 @@ async fn ranges_of_the_shared_log_go_to_the_lake_once_and_the_whole_history_is_s
     assert_eq!(decisions(&report_c), decisions(&report_before) + 100);
     // The segment breakdown reads the same whole history, archived part included.
     let exps = c.clone();
-    let segments =
-        tokio::task::spawn_blocking(move || keel_experiments::offline::segments::of_running(&exps, "promo", "region"))
-            .await
-            .expect("join")
-            .expect("segments on PostgreSQL");
+    let segments = tokio::task::spawn_blocking(move || {
+        keel_experiments::offline::segments::of_running(&exps, "promo", "region", None)
+    })
+    .await
+    .expect("join")
+    .expect("segments on PostgreSQL");
     assert_eq!(segments.rewards, 1600);
     assert_eq!(segments.segments.len(), 2);
     assert_eq!(segments.segments.iter().map(|s| s.rewards).sum::<u64>(), 1600);

@@ -2,15 +2,17 @@
 //! and a numeric context feature are decided and rewarded, then the breakdown read back from
 //! the decision log (the offline reader) equals counts kept by the test, each segment's lift
 //! over the control group has its Bonferroni-adjusted interval (at 1 - 0.05/m, by hand), and
-//! unknown features are refused with what the deployment has.
+//! unknown features are refused with what the deployment has. Segments and CUPED compare any
+//! declared metric, or the decision metric net of the variants' costs, as well.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use keel_experiments::offline::ope::OpeOutcome;
 use keel_experiments::offline::segments::{of_running, segments};
 use keel_experiments::stats::Sums;
-use keel_experiments::{DeploymentSpec, Deployments, Durability, RewardIn};
+use keel_experiments::{DeploymentSpec, Deployments, Durability, FeedbackIn, RewardIn};
 use keel_store::Store;
 use serde_json::json;
 
@@ -74,7 +76,7 @@ async fn segments_by_a_categorical_and_a_numeric_feature_from_the_log() {
             add(&mut e.0[usize::from(d.variant == "b")], r);
         }
     }
-    let s = of_running(&exps, "promo", "device").expect("segments");
+    let s = of_running(&exps, "promo", "device", None).expect("segments");
     assert_eq!(
         (s.kind.as_str(), s.rewards, s.missing, s.comparisons),
         ("categorical", 1500, 0, 3)
@@ -123,7 +125,7 @@ async fn segments_by_a_categorical_and_a_numeric_feature_from_the_log() {
     // A numeric feature with 40 values: by quartile, each decision in one.
     let spec = DeploymentSpec::from_json(&raw).expect("spec");
     let logdir = dir.path().join("experiments").join("promo");
-    let q = segments(&logdir, &spec, "spend").expect("spend");
+    let q = segments(&logdir, &spec, "spend", &OpeOutcome::Reward).expect("spend");
     assert_eq!(q.kind, "numeric quartiles");
     assert_eq!(
         q.segments.len(),
@@ -134,7 +136,7 @@ async fn segments_by_a_categorical_and_a_numeric_feature_from_the_log() {
     assert_eq!(q.segments.iter().map(|g| g.rewards).sum::<u64>(), 1500);
     assert!(q.segments[0].value.starts_with('<') && q.segments[3].value.starts_with(">="));
 
-    let e = segments(&logdir, &spec, "country").expect_err("unknown feature");
+    let e = segments(&logdir, &spec, "country", &OpeOutcome::Reward).expect_err("unknown feature");
     assert!(
         e.to_string().contains("device") && e.to_string().contains("spend"),
         "{e}"
@@ -174,7 +176,7 @@ async fn cuped_adjusts_a_fixed_weight_test_by_a_pre_period_covariate() {
         exps.feedback("ab", &[fb]).await.expect("feedback");
         kept[b].push((x, y));
     }
-    let c = of_running(&exps, "ab", "spend_before").expect("cuped");
+    let c = of_running(&exps, "ab", "spend_before", None).expect("cuped");
     // theta by the test's own arithmetic
     let all: Vec<(f64, f64)> = kept.iter().flatten().copied().collect();
     let n = all.len() as f64;
@@ -210,7 +212,7 @@ async fn cuped_adjusts_a_fixed_weight_test_by_a_pre_period_covariate() {
 
     let spec = DeploymentSpec::from_json(&raw).expect("spec");
     let logdir = dir.path().join("experiments").join("ab");
-    let e = cuped(&logdir, &spec, "country").expect_err("unknown covariate");
+    let e = cuped(&logdir, &spec, "country", &OpeOutcome::Reward).expect_err("unknown covariate");
     assert!(e.to_string().contains("spend_before"), "{e}");
     let mut bandit = raw.clone();
     bandit["policy"] = json!({"type": "thompson_gaussian"});
@@ -218,8 +220,118 @@ async fn cuped_adjusts_a_fixed_weight_test_by_a_pre_period_covariate() {
         &logdir,
         &DeploymentSpec::from_json(&bandit).expect("spec"),
         "spend_before",
+        &OpeOutcome::Reward,
     )
     .expect_err("bandit");
     assert!(e.to_string().contains("fixed-weight"), "{e}");
+    exps.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_and_cuped_compare_any_declared_metric_or_the_net_value() {
+    use keel_experiments::offline::cuped;
+    let dir = tempfile::tempdir().expect("dir");
+    let exps = open(dir.path()).await;
+    let raw = json!({
+        "variants": [{"name": "a", "cost": 0.5}, {"name": "b", "cost": 0.1}],
+        "policy": {"type": "fixed_weights", "weights": [1, 1]},
+        "context": [{"name": "region", "type": "categorical", "levels": ["north", "south"]},
+                    {"name": "spend", "type": "numeric"}],
+        "reward": {"kind": "continuous", "min": 0, "max": 1, "window_seconds": 3600},
+        "metrics": [{"name": "revenue", "kind": "continuous", "min": 0, "max": 1000}],
+        "seed": 5
+    });
+    exps.apply("promo", &raw, "ana", None).await.expect("apply");
+    // (region, variant) -> revenue values, and conversion net of the variant's cost
+    let mut revenue: BTreeMap<(&str, usize), Sums> = BTreeMap::new();
+    let mut net: BTreeMap<(&str, usize), Sums> = BTreeMap::new();
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    for i in 0..1200u64 {
+        let region = ["north", "south"][(i % 2) as usize];
+        let spend = 10.0 + (i * 37 % 90) as f64;
+        let ctx = json!({"region": region, "spend": spend});
+        let d = exps
+            .decide("promo", Some(&format!("u{i}")), ctx.as_object())
+            .await
+            .expect("decide");
+        let b = usize::from(d.variant == "b");
+        let converted = f64::from(i % 4 == 0);
+        // Revenue arrives for one decision in three, later than the conversion.
+        let mut items = vec![FeedbackIn {
+            decision_id: d.decision_id.clone(),
+            reward: Some(converted),
+            metrics: BTreeMap::new(),
+        }];
+        if i % 3 == 0 {
+            let value = 0.5 * spend + 3.0 * b as f64 + ((i * 7919) % 5) as f64;
+            items.push(FeedbackIn {
+                decision_id: d.decision_id.clone(),
+                reward: None,
+                metrics: BTreeMap::from([("revenue".to_string(), value)]),
+            });
+            add(revenue.entry((region, b)).or_default(), value);
+            pairs.push((spend, value));
+        }
+        for out in exps.feedback_items("promo", &items).await.expect("feedback") {
+            out.expect("counted");
+        }
+        add(net.entry((region, b)).or_default(), converted - [0.5, 0.1][b]);
+    }
+
+    // By region, on revenue: only the decisions that got a revenue value, summarised as means
+    // (a normal interval, not a rate's).
+    let s = of_running(&exps, "promo", "region", Some("revenue")).expect("segments on revenue");
+    assert_eq!((s.outcome.as_str(), s.rewards), ("revenue", 400));
+    for g in &s.segments {
+        for (b, v) in g.variants.iter().enumerate() {
+            let want = &revenue[&(g.value.as_str(), b)];
+            assert_eq!(v.rewards, want.rewards, "{} {}", g.value, v.name);
+            assert!(
+                (v.rate - want.mean()).abs() < 1e-9,
+                "{} {} {}",
+                g.value,
+                v.rate,
+                want.mean()
+            );
+            assert!(
+                v.rate_ci.0 < v.rate && v.rate < v.rate_ci.1 && v.rate_ci.1 > 1.0,
+                "{:?}",
+                v.rate_ci
+            );
+        }
+    }
+    // Net of costs: every rewarded decision, its conversion minus its variant's cost.
+    let spec = DeploymentSpec::from_json(&raw).expect("spec");
+    let logdir = dir.path().join("experiments").join("promo");
+    let n = segments(&logdir, &spec, "region", &OpeOutcome::Net).expect("net");
+    assert!(n.outcome.contains("minus the variant's cost"), "{}", n.outcome);
+    assert_eq!(n.rewards, 1200);
+    for g in &n.segments {
+        for (b, v) in g.variants.iter().enumerate() {
+            let want = &net[&(g.value.as_str(), b)];
+            assert_eq!(v.rewards, want.rewards);
+            assert!((v.rate - want.mean()).abs() < 1e-9, "{} {}", v.rate, want.mean());
+        }
+    }
+
+    // CUPED on revenue, by last month's spend: theta by the test's own arithmetic.
+    let c = cuped::of_running(&exps, "promo", "spend", Some("revenue")).expect("cuped on revenue");
+    assert_eq!((c.outcome.as_str(), c.rewards), ("revenue", 400));
+    let k = pairs.len() as f64;
+    let (mx, my) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / k,
+        pairs.iter().map(|p| p.1).sum::<f64>() / k,
+    );
+    let sxy: f64 = pairs.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = pairs.iter().map(|(x, _)| (x - mx) * (x - mx)).sum();
+    assert!((c.theta - sxy / sxx).abs() < 1e-9, "{} {}", c.theta, sxy / sxx);
+    assert!(c.comparisons[0].variance_reduction > 0.5, "{:?}", c.comparisons);
+
+    // An outcome the deployment does not declare is refused with the ones it has.
+    let e = of_running(&exps, "promo", "region", Some("refunds")).expect_err("unknown outcome");
+    assert!(
+        e.to_string().contains("revenue") && e.to_string().contains("net"),
+        "{e}"
+    );
     exps.close();
 }

@@ -19,6 +19,7 @@
 use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
+use super::ope::OpeOutcome;
 use super::segments::{Value, rewarded_decisions, source, value_of};
 use super::source::LogSource;
 use super::{OfflineError, Result};
@@ -56,6 +57,9 @@ pub struct CupedComparison {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Cuped {
     pub covariate: String,
+    /// What is adjusted: the decision metric's name, "NAME minus the variant's cost", or
+    /// another declared metric's name (its values count as that metric's `rewards`).
+    pub outcome: String,
     /// `cov(x, y) / var(x)` over every decision used.
     pub theta: f64,
     /// The correlation of the covariate and the reward.
@@ -106,8 +110,9 @@ fn estimate(values: &[f64], settled: bool) -> Option<MeanEstimate> {
 }
 
 /// CUPED on the deployment whose decision log is `log` (its folder, or where it lives), with
-/// `covariate` from the decide context. Blocking: call it on a blocking thread.
-pub fn cuped(log: impl Into<LogSource>, spec: &DeploymentSpec, covariate: &str) -> Result<Cuped> {
+/// `covariate` from the decide context, on `outcome` (the decision metric, net of costs, or
+/// another declared metric). Blocking: call it on a blocking thread.
+pub fn cuped(log: impl Into<LogSource>, spec: &DeploymentSpec, covariate: &str, outcome: &OpeOutcome) -> Result<Cuped> {
     if !matches!(spec.policy, PolicyConfig::FixedWeights { .. }) {
         return Err(invalid(format!(
             "CUPED applies to fixed-weight A/B tests (randomised assignment); this deployment's policy is {}",
@@ -118,7 +123,7 @@ pub fn cuped(log: impl Into<LogSource>, spec: &DeploymentSpec, covariate: &str) 
     let n_variants = spec.variants.len();
     let mut rows: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n_variants];
     let mut missing = 0;
-    let treated = rewarded_decisions(&log.into(), |v, hold, x, ctx| match v {
+    let treated = rewarded_decisions(&log.into(), spec, outcome, |v, hold, x, ctx| match v {
         Some(v) if !hold && v < n_variants => {
             let value = match value_of(&source, covariate, x, ctx) {
                 Some(Value::Number(n)) => Some(n),
@@ -137,7 +142,8 @@ pub fn cuped(log: impl Into<LogSource>, spec: &DeploymentSpec, covariate: &str) 
     let all: Vec<(f64, f64)> = rows.iter().flatten().copied().collect();
     if all.len() < 4 {
         return Err(invalid(format!(
-            "fewer than 4 rewarded decisions have a numeric '{covariate}' in their context ({missing} without it)"
+            "fewer than 4 decisions with a value of {} have a numeric '{covariate}' in their context ({missing} without it)",
+            outcome.label(spec)
         )));
     }
     let (mx, _, sxx, syy, sxy) = moments(&all);
@@ -206,6 +212,7 @@ pub fn cuped(log: impl Into<LogSource>, spec: &DeploymentSpec, covariate: &str) 
         .collect();
     Ok(Cuped {
         covariate: covariate.to_string(),
+        outcome: outcome.label(spec),
         theta,
         correlation,
         rewards: all.len() as u64,
@@ -220,9 +227,16 @@ pub fn cuped(log: impl Into<LogSource>, spec: &DeploymentSpec, covariate: &str) 
     })
 }
 
-/// CUPED on running deployment `name` (see [`cuped`]; blocking work).
-pub fn of_running(deployments: &crate::Deployments, name: &str, covariate: &str) -> Result<Cuped> {
+/// CUPED on running deployment `name` (see [`cuped`]; `outcome`: a name [`OpeOutcome::parse`]
+/// reads, none for the decision metric; blocking work).
+pub fn of_running(
+    deployments: &crate::Deployments,
+    name: &str,
+    covariate: &str,
+    outcome: Option<&str>,
+) -> Result<Cuped> {
     let engine = deployments.get(name)?;
     let spec = engine.with_inner(|inner| inner.spec.clone())?;
-    cuped(LogSource::of_running(&engine), &spec, covariate)
+    let outcome = outcome.map_or(Ok(OpeOutcome::Reward), |o| OpeOutcome::parse(o, &spec))?;
+    cuped(LogSource::of_running(&engine), &spec, covariate, &outcome)
 }

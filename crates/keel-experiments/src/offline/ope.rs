@@ -22,6 +22,7 @@ use keel_ope::{ActionDist, Estimate, LoggedBandit, Settings, evaluate_with};
 
 use super::source::LogSource;
 use super::{OfflineError, Result};
+use crate::spec::{MetricKind, RewardKind};
 use crate::{DeploymentSpec, Event};
 
 /// The folder of deployment `name`'s decision log (its segments, active file and snapshots)
@@ -30,7 +31,8 @@ pub fn decision_log_dir(home: &Path, name: &str) -> PathBuf {
     home.join("experiments").join(name)
 }
 
-/// What a logged round's reward is, for OPE on a deployment's log.
+/// Which outcome of a logged decision an offline reading of the log takes: OPE's rewards, and
+/// the values the segment breakdown and CUPED compare.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum OpeOutcome {
     /// The decision metric (the `reward` block), as the policy sees it before costs.
@@ -74,6 +76,28 @@ impl OpeOutcome {
             OpeOutcome::Reward => spec.reward_name().to_string(),
             OpeOutcome::Net => format!("{} minus the variant's cost", spec.reward_name()),
             OpeOutcome::Metric(name) => name.clone(),
+        }
+    }
+
+    /// The decision `event` gives a value of this outcome, and the value: a reward (before the
+    /// variant's cost, for `Net`), or this metric's value in a `Metrics` event.
+    pub(crate) fn value_in(&self, event: &Event) -> Option<(uuid::Uuid, f64)> {
+        match (self, event) {
+            (OpeOutcome::Reward | OpeOutcome::Net, Event::Reward { id, r, .. }) => Some((*id, *r)),
+            (OpeOutcome::Metric(name), Event::Metrics { id, m, .. }) => m.get(name).map(|v| (*id, *v)),
+            _ => None,
+        }
+    }
+
+    /// Whether its values are summarised as a rate (binary: Wilson intervals) or a mean.
+    pub fn kind(&self, spec: &DeploymentSpec) -> RewardKind {
+        match self {
+            OpeOutcome::Reward => spec.reward.kind,
+            OpeOutcome::Net => RewardKind::Continuous,
+            OpeOutcome::Metric(name) => match spec.metric(name).map(|m| m.kind) {
+                Some(MetricKind::Binary) => RewardKind::Binary,
+                _ => RewardKind::Continuous,
+            },
         }
     }
 }
@@ -198,26 +222,15 @@ impl<'a> LogScan<'a> {
                     self.decisions.insert(id, (arm, p, x, eligible));
                 }
             }
-            Event::Reward { id, r, .. } => match &self.outcome {
-                OpeOutcome::Reward => {
-                    if let Some(decision) = self.decisions.remove(&id) {
-                        self.rounds.push((r, decision));
-                    }
-                }
-                OpeOutcome::Net => {
-                    if let Some(decision) = self.decisions.remove(&id) {
-                        let cost = self.costs.get(decision.0).copied().unwrap_or(0.0);
-                        self.rounds.push((r - cost, decision));
-                    }
-                }
-                OpeOutcome::Metric(_) => {}
-            },
-            Event::Metrics { id, m, .. } => {
-                if let OpeOutcome::Metric(name) = &self.outcome
-                    && let Some(value) = m.get(name)
+            Event::Reward { .. } | Event::Metrics { .. } => {
+                if let Some((id, value)) = self.outcome.value_in(&event)
                     && let Some(decision) = self.decisions.remove(&id)
                 {
-                    self.rounds.push((*value, decision));
+                    let cost = match self.outcome {
+                        OpeOutcome::Net => self.costs.get(decision.0).copied().unwrap_or(0.0),
+                        _ => 0.0,
+                    };
+                    self.rounds.push((value - cost, decision));
                 }
             }
             Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}

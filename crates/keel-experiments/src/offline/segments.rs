@@ -23,6 +23,7 @@ use keel_stats::sequential::NormalMixture;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
+use super::ope::OpeOutcome;
 use super::source::LogSource;
 use super::{OfflineError, Result};
 use crate::anytime::{ALPHA, TUNING_N, rate_cs};
@@ -80,6 +81,9 @@ pub struct Segment {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Segments {
     pub feature: String,
+    /// What the segments compare: the decision metric's name, "NAME minus the variant's cost",
+    /// or another declared metric's name (its values count as that metric's `rewards`).
+    pub outcome: String,
     /// `categorical`, `numeric values` or `numeric quartiles`.
     pub kind: String,
     /// Rewarded decisions read from the log (since the last revision that reset the counters).
@@ -167,20 +171,23 @@ fn add(s: &mut Sums, r: f64) {
     s.reward_sq_sum += r * r;
 }
 
-/// Every rewarded decision since the last revision that reset the counters, in log order, with
-/// its reward: what `keep` takes from the decision (its variant or no action, whether it was held
-/// back, its features and context), or nothing to leave it out. The one pass over the log that
-/// segments and CUPED share.
+/// Every decision given a value of `outcome` since the last revision that reset the counters,
+/// in log order, with that value (a reward, net of the variant's cost for `Net`, or a
+/// metric's value): what `keep` takes from the decision (its variant or no action, whether it
+/// was held back, its features and context), or nothing to leave it out. The one pass over the
+/// log that segments and CUPED share.
 pub(super) fn rewarded_decisions<T>(
     source: &LogSource,
+    spec: &DeploymentSpec,
+    outcome: &OpeOutcome,
     mut keep: impl FnMut(Option<usize>, bool, &[f64], Option<&serde_json::Value>) -> Option<T>,
 ) -> Result<Vec<(T, f64)>> {
-    let mut pending: HashMap<uuid::Uuid, T> = HashMap::new();
+    let mut pending: HashMap<uuid::Uuid, (T, Option<usize>)> = HashMap::new();
     let mut rewarded = Vec::new();
     let mut variants: Option<Vec<String>> = None;
     // Read as a stream: memory holds the rewarded decisions kept, not the log.
     source.read(|event| {
-        match event {
+        match &event {
             Event::Revision { reset: true, .. } => {
                 pending.clear();
                 rewarded.clear();
@@ -198,20 +205,22 @@ pub(super) fn rewarded_decisions<T>(
             Event::Decision {
                 id, v, hold, x, ctx, ..
             } => {
-                if let Some(kept) = keep(v, hold, &x, ctx.as_ref()) {
-                    pending.insert(id, kept);
+                if let Some(kept) = keep(*v, *hold, x, ctx.as_ref()) {
+                    pending.insert(*id, (kept, *v));
                 }
             }
-            Event::Reward { id, r, .. } => {
-                if let Some(kept) = pending.remove(&id) {
-                    rewarded.push((kept, r));
+            Event::Reward { .. } | Event::Metrics { .. } => {
+                if let Some((id, value)) = outcome.value_in(&event)
+                    && let Some((kept, v)) = pending.remove(&id)
+                {
+                    let cost = match (outcome, v) {
+                        (OpeOutcome::Net, Some(v)) => spec.cost(v),
+                        _ => 0.0,
+                    };
+                    rewarded.push((kept, value - cost));
                 }
             }
-            Event::Revision { .. }
-            | Event::Pause { .. }
-            | Event::CanaryStep { .. }
-            | Event::Output { .. }
-            | Event::Metrics { .. } => {}
+            Event::Revision { .. } | Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } => {}
         }
         Ok(())
     })?;
@@ -219,11 +228,17 @@ pub(super) fn rewarded_decisions<T>(
 }
 
 /// The segments of the deployment whose decision log is `log` (its folder, or where it lives),
-/// by `feature`. Blocking: call it on a blocking thread.
-pub fn segments(log: impl Into<LogSource>, spec: &DeploymentSpec, feature: &str) -> Result<Segments> {
+/// by `feature`, comparing `outcome` (the decision metric, net of costs, or another declared
+/// metric). Blocking: call it on a blocking thread.
+pub fn segments(
+    log: impl Into<LogSource>,
+    spec: &DeploymentSpec,
+    feature: &str,
+    outcome: &OpeOutcome,
+) -> Result<Segments> {
     let source = source(spec, feature)?;
     let rewarded: Vec<(Option<usize>, bool, Option<Value>, f64)> =
-        rewarded_decisions(&log.into(), |v, hold, x, ctx| {
+        rewarded_decisions(&log.into(), spec, outcome, |v, hold, x, ctx| {
             Some((v, hold, value_of(&source, feature, x, ctx)))
         })?
         .into_iter()
@@ -233,7 +248,10 @@ pub fn segments(log: impl Into<LogSource>, spec: &DeploymentSpec, feature: &str)
     if matches!(source, Source::Raw) && !rewarded.iter().any(|d| d.2.is_some()) {
         return Err(OfflineError::InvalidArgument {
             name: "segment_by",
-            reason: format!("no rewarded decision has '{feature}' in its context"),
+            reason: format!(
+                "no decision with a value of {} has '{feature}' in its context",
+                outcome.label(spec)
+            ),
         });
     }
     // Numeric values: by value when few, else by quartile.
@@ -311,7 +329,7 @@ pub fn segments(log: impl Into<LogSource>, spec: &DeploymentSpec, feature: &str)
     let level = ALPHA / m as f64;
     let z = Normal::standard().inverse_cdf(1.0 - level / 2.0);
     let mixture = NormalMixture::tuned(level, TUNING_N);
-    let kind = spec.reward.kind;
+    let kind = outcome.kind(spec);
     let segments = cells
         .into_iter()
         .map(|((_, value), cell)| {
@@ -364,6 +382,7 @@ pub fn segments(log: impl Into<LogSource>, spec: &DeploymentSpec, feature: &str)
         .collect::<Vec<_>>();
     Ok(Segments {
         feature: feature.to_string(),
+        outcome: outcome.label(spec),
         kind: match (numbers.is_empty(), by_value) {
             (true, _) => "categorical",
             (false, true) => "numeric values",
@@ -399,10 +418,17 @@ fn merged(a: &Sums, b: &Sums) -> Sums {
 }
 
 /// The segments of running deployment `name` (its current spec, its decision log as written so
-/// far, in files or in PostgreSQL; a record being appended while this reads is left out).
+/// far, in files or in PostgreSQL; a record being appended while this reads is left out),
+/// comparing `outcome` (a name [`OpeOutcome::parse`] reads; none: the decision metric).
 /// CPU, file and database work: call it on a blocking thread.
-pub fn of_running(deployments: &crate::Deployments, name: &str, feature: &str) -> Result<Segments> {
+pub fn of_running(
+    deployments: &crate::Deployments,
+    name: &str,
+    feature: &str,
+    outcome: Option<&str>,
+) -> Result<Segments> {
     let engine = deployments.get(name)?;
     let spec = engine.with_inner(|inner| inner.spec.clone())?;
-    segments(LogSource::of_running(&engine), &spec, feature)
+    let outcome = outcome.map_or(Ok(OpeOutcome::Reward), |o| OpeOutcome::parse(o, &spec))?;
+    segments(LogSource::of_running(&engine), &spec, feature, &outcome)
 }

@@ -305,6 +305,10 @@ pub enum ExperimentCommand {
         /// covariate of the decide context (CUPED), from the decision log
         #[arg(long, value_name = "FEATURE")]
         cuped: Option<String>,
+        /// What --segment-by and --cuped compare: the decision metric (`reward`, the default),
+        /// `net` (minus the variants' costs) or another declared metric's name
+        #[arg(long, value_name = "OUTCOME")]
+        outcome: Option<String>,
     },
 }
 

@@ -1,6 +1,7 @@
 //! `keel deployment ...` and `keel experiment report`.
 
 use anyhow::Context as _;
+use keel_experiments::offline::ope::OpeOutcome;
 use keel_experiments::offline::segments;
 use keel_experiments::{Deployment, DeploymentSpec, Report};
 
@@ -134,7 +135,13 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
             url,
             segment_by,
             cuped,
+            outcome,
         } => {
+            if outcome.is_some() && segment_by.is_none() && cuped.is_none() {
+                anyhow::bail!(
+                    "--outcome chooses what --segment-by and --cuped compare; give one of them (the report itself shows every metric)"
+                );
+            }
             let report: Report = match url {
                 Some(url) => {
                     let url = format!("{}/v1/deployments/{name}/report", url.trim_end_matches('/'));
@@ -144,6 +151,9 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
                     }
                     if let Some(covariate) = &cuped {
                         request = request.query(&[("cuped", covariate)]);
+                    }
+                    if let Some(outcome) = &outcome {
+                        request = request.query(&[("outcome", outcome)]);
                     }
                     if let Some(token) = &global.token {
                         request = request.bearer_auth(token);
@@ -169,12 +179,16 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
                     if segment_by.is_some() || cuped.is_some() {
                         // Read from the log wherever it lives (files or PostgreSQL, archived parts included).
                         let log = keel_experiments::offline::source::LogSource::of(store, &dir, &name);
+                        let outcome = match &outcome {
+                            Some(text) => OpeOutcome::parse(text, &spec)?,
+                            None => OpeOutcome::Reward,
+                        };
                         let (segments, cuped) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                             let segments = segment_by
-                                .map(|f| segments::segments(log.clone(), &spec, &f))
+                                .map(|f| segments::segments(log.clone(), &spec, &f, &outcome))
                                 .transpose()?;
                             let cuped = cuped
-                                .map(|c| keel_experiments::offline::cuped::cuped(log, &spec, &c))
+                                .map(|c| keel_experiments::offline::cuped::cuped(log, &spec, &c, &outcome))
                                 .transpose()?;
                             Ok((segments, cuped))
                         })
@@ -294,8 +308,8 @@ fn print_lifts(l: &keel_experiments::report::Lifts) {
 /// Bonferroni-adjusted figures.
 fn print_segments(s: &segments::Segments) {
     println!(
-        "\nby {} ({}; {} rewarded decisions, {} without the feature):",
-        s.feature, s.kind, s.rewards, s.missing
+        "\n{} by {} ({}; {} decisions with a value, {} without the feature):",
+        s.outcome, s.feature, s.kind, s.rewards, s.missing
     );
     let mut headers = vec!["SEGMENT".to_string(), "REWARDS".to_string()];
     headers.extend(s.segments.first().map_or(Vec::new(), |g| {
@@ -346,8 +360,8 @@ fn print_segments(s: &segments::Segments) {
 /// The CUPED-adjusted differences beside the raw ones, with the variance removed.
 fn print_cuped(c: &keel_experiments::offline::cuped::Cuped) {
     println!(
-        "\nCUPED by {} (theta {:.4}, correlation {:.3}; {} rewarded decisions, {} without it): each variant against {}",
-        c.covariate, c.theta, c.correlation, c.rewards, c.missing, c.baseline
+        "\nCUPED of {} by {} (theta {:.4}, correlation {:.3}; {} decisions with a value, {} without the covariate): each variant against {}",
+        c.outcome, c.covariate, c.theta, c.correlation, c.rewards, c.missing, c.baseline
     );
     let span = |x: (f64, f64, f64)| format!("{:+.4} [{:+.4}, {:+.4}]", x.0, x.1, x.2);
     let rows: Vec<Vec<String>> = c
