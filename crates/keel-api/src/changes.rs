@@ -1,6 +1,6 @@
 //! REST routes of approvals (`/v1/changes/...`): the changes the approvals policy holds for a
-//! second person, and approving or rejecting them. Also the one helper every route that makes
-//! an approvable change calls first ([`held`]), which answers 202 with the held change.
+//! second person, and approving or rejecting them. Also the answer every route that makes an
+//! approvable change gives when the policy holds it ([`held_answer`]: 202 with the change).
 //!
 //! Who may approve: a person who could make the change themselves (the `registry` scope for an
 //! alias, `deploy` for a deployment, `admin` for a grant or the policy) and who did not request
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use keel_auth::{Principal, Scope};
 use keel_experiments::Deployments;
 use keel_plan::PlanError;
-use keel_plan::approvals::{self, Proposal, Requester};
+use keel_plan::approvals::{self, Requester};
 use keel_plan::changes;
 use keel_registry::Registry;
 use keel_store::PendingChange;
@@ -45,17 +45,6 @@ pub fn router(registry: Registry, deployments: Arc<Deployments>, max_body: usize
             deployments,
             max_body,
         })
-}
-
-/// Passes a route's change through the approvals policy: `Some(202 answer)` when it is held.
-pub(crate) async fn held(
-    store: &keel_store::Store,
-    proposal: &Proposal,
-    principal: &Principal,
-) -> ChangesResult<Option<Response>> {
-    Ok(changes::gate(store, proposal, rest(principal))
-        .await?
-        .map(|c| held_answer(&c)))
 }
 
 /// Who asks, through REST.

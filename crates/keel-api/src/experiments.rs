@@ -107,26 +107,20 @@ async fn apply(
     {
         references.check(&principal.name, table, &name).await?;
     }
-    let proposal = keel_plan::approvals::Proposal::Deployment {
-        name: name.clone(),
-        spec: body.spec.clone(),
-        reason: body.reason.clone(),
-    };
     // A spec that would not apply is refused now, not after someone approved it.
     keel_experiments::DeploymentSpec::from_json(&body.spec)?;
-    if let Some(held) = crate::changes::held(s.experiments.store(), &proposal, &principal).await? {
-        return Ok(held);
-    }
-    let revision = s
-        .experiments
-        .apply(&name, &body.spec, &principal.name, body.reason.as_deref())
-        .await?;
-    keel_guard::webhook::Events::new(s.experiments.store().clone())
-        .emit(
-            "deployment.changed",
-            serde_json::json!({"deployment": name, "revision": revision.revision, "by": principal.name, "reason": body.reason}),
-        )
-        .await;
+    let revision = match keel_plan::changes::revise_deployment(
+        keel_plan::approvals::Revise::Live(&s.experiments),
+        &name,
+        &body.spec,
+        body.reason.as_deref(),
+        crate::changes::rest(&principal),
+    )
+    .await?
+    {
+        keel_plan::changes::Outcome::Held(change) => return Ok(crate::changes::held_answer(&change)),
+        keel_plan::changes::Outcome::Done(revision) => revision,
+    };
     Ok((StatusCode::OK, axum::Json(revision)).into_response())
 }
 

@@ -19,7 +19,7 @@
 
 use keel_experiments::Deployments;
 use keel_registry::{Registry, VersionSelector};
-use keel_store::{ApprovalOutcome, NewPendingChange, PendingChange, Store, StoreError};
+use keel_store::{ApprovalOutcome, DeploymentRevision, NewPendingChange, PendingChange, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -321,18 +321,11 @@ pub async fn execute(
             .await
             .map(|()| json!({ "removed": true }))
             .map_err(|e| e.to_string()),
-        Proposal::Deployment { name, spec, .. } => {
-            let revision = match live {
-                Some(d) => d.apply(name, spec, by, reason).await.map_err(|e| e.to_string())?,
-                None => keel_experiments::prepare_revision(registry, name, spec.clone())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .record(store, by, reason)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            };
-            Ok(json!({ "revision": revision.revision }))
-        }
+        Proposal::Deployment { name, spec, .. } => Revise::of(registry, live)
+            .revision(name, spec, by, reason)
+            .await
+            .map(|revision| json!({ "revision": revision.revision }))
+            .map_err(|e| e.to_string()),
         Proposal::Grant {
             table,
             team,
@@ -404,6 +397,48 @@ pub async fn approve(
                 .finish_approval(id, approver, &ApprovalOutcome::Failed { error: error.clone() })
                 .await?;
             Err(PlanError::Failed(format!("change #{id} could not be applied: {error}")))
+        }
+    }
+}
+
+/// Where a deployment's next revision goes.
+#[derive(Clone, Copy)]
+pub enum Revise<'a> {
+    /// Switched live on a running server's deployments.
+    Live(&'a Deployments),
+    /// Recorded (its models resolved in the registry) for the next start.
+    Record(&'a Registry),
+}
+
+impl<'a> Revise<'a> {
+    /// `live` when there is one, else recorded through `registry`.
+    pub fn of(registry: &'a Registry, live: Option<&'a Deployments>) -> Self {
+        live.map_or(Revise::Record(registry), Revise::Live)
+    }
+
+    pub fn store(&self) -> &'a Store {
+        match self {
+            Revise::Live(d) => d.store(),
+            Revise::Record(r) => r.store(),
+        }
+    }
+
+    /// Deployment `name`'s next revision, `spec`, made by `by`.
+    pub async fn revision(
+        self,
+        name: &str,
+        spec: &Value,
+        by: &str,
+        reason: Option<&str>,
+    ) -> keel_experiments::Result<DeploymentRevision> {
+        match self {
+            Revise::Live(d) => d.apply(name, spec, by, reason).await,
+            Revise::Record(registry) => {
+                keel_experiments::prepare_revision(registry, name, spec.clone())
+                    .await?
+                    .record(registry.store(), by, reason)
+                    .await
+            }
         }
     }
 }

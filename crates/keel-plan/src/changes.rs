@@ -10,11 +10,11 @@
 use keel_experiments::Deployments;
 use keel_guard::webhook::Events;
 use keel_registry::{Alias, ModelVersion, Registry, VersionSelector};
-use keel_store::{PendingChange, Store};
+use keel_store::{DeploymentRevision, PendingChange, Store};
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::approvals::{self, Gate, Proposal, Requester};
+use crate::approvals::{self, Gate, Proposal, Requester, Revise};
 
 /// What became of a change: held for a second person, or done.
 #[derive(Debug)]
@@ -74,6 +74,30 @@ pub async fn move_alias(
             .await;
     }
     Ok(Outcome::Done(moved))
+}
+
+/// Makes `spec` deployment `name`'s next revision as `who`, with `reason`: held when the policy
+/// names it; else made where `to` says (live, or recorded for the next start) and announced
+/// (`deployment.changed`, with the new revision).
+pub async fn revise_deployment(
+    to: Revise<'_>,
+    name: &str,
+    spec: &Value,
+    reason: Option<&str>,
+    who: Requester<'_>,
+) -> Result<Outcome<DeploymentRevision>> {
+    let proposal = Proposal::Deployment {
+        name: name.to_string(),
+        spec: spec.clone(),
+        reason: reason.map(str::to_string),
+    };
+    let by = who.by.to_string();
+    if let Some(held) = gate(to.store(), &proposal, who).await? {
+        return Ok(Outcome::Held(held));
+    }
+    let revision = to.revision(name, spec, &by, reason).await?;
+    applied(to.store(), &proposal, &by, &json!({ "revision": revision.revision })).await;
+    Ok(Outcome::Done(revision))
 }
 
 /// Announces a version just pushed by `who` (`model.pushed`) and points the aliases asked for

@@ -26,6 +26,9 @@ pub enum PlanError {
     Store(#[from] keel_store::StoreError),
     #[error(transparent)]
     Registry(#[from] keel_registry::RegistryError),
+    /// A deployment spec that does not apply, or a deployment that cannot take it.
+    #[error(transparent)]
+    Deployment(#[from] keel_experiments::DeploymentError),
 }
 
 impl KeelError for PlanError {
@@ -36,6 +39,7 @@ impl KeelError for PlanError {
             PlanError::Forbidden(_) => ErrorKind::PermissionDenied,
             PlanError::Store(e) => e.kind(),
             PlanError::Registry(e) => e.kind(),
+            PlanError::Deployment(e) => e.kind(),
         }
     }
 
@@ -49,6 +53,7 @@ impl KeelError for PlanError {
             PlanError::Failed(_) => "change.failed",
             PlanError::Store(e) => e.code(),
             PlanError::Registry(e) => e.code(),
+            PlanError::Deployment(e) => e.code(),
         }
     }
 }

@@ -1,15 +1,16 @@
 //! Every door announces the same events (`keel_plan::changes`), on a real registry (SQLite, an
 //! artifacts folder, the fixture models) with a webhook subscribed to everything: a push with
-//! aliases, an alias move held by the policy and approved by a second person, a removal, and
-//! `keel apply` (held changes and applied ones alike) all reach the outbox with who did them.
+//! aliases, an alias move held by the policy and approved by a second person, a removal, a
+//! deployment revised (as `keel deployment apply` and `PUT /v1/deployments` do) and `keel apply`
+//! (held changes and applied ones alike) all reach the outbox with who did them.
 
 use std::path::Path;
 
-use keel_plan::approvals::{POLICY, Requester};
+use keel_plan::approvals::{POLICY, Requester, Revise};
 use keel_plan::changes::{self, Outcome};
 use keel_registry::Registry;
 use serde_json::{Value, json};
-use support::{apply_dir, push, registry, write};
+use support::{apply_dir, promo, push, registry, write};
 
 mod support;
 
@@ -115,6 +116,51 @@ async fn every_door_announces_the_same_events() {
     assert_eq!(fresh.len(), 1);
     assert_eq!(fresh[0].0, "alias.moved");
     assert_eq!(fresh[0].1["version"], Value::Null);
+
+    // A deployment revised directly (the CLI's `deployment apply` and REST's PUT): recorded
+    // and announced with its revision; once the policy names deployment traffic, held.
+    let spec = promo(json!({"type": "thompson_beta"}));
+    let done = changes::revise_deployment(Revise::Record(&reg), "promo", &spec, Some("launch"), who("ana"))
+        .await
+        .expect("revised");
+    let Outcome::Done(revision) = done else {
+        panic!("no policy names deployments yet: {done:?}")
+    };
+    assert_eq!((revision.revision, revision.created_by.as_str()), (1, "ana"));
+    let fresh = new_events(&reg, &mut seen).await;
+    assert_eq!(
+        fresh,
+        [(
+            "deployment.changed".to_string(),
+            json!({"deployment": "promo", "revision": 1, "by": "ana", "reason": "launch"})
+        )]
+    );
+    reg.store()
+        .put_policy(
+            POLICY,
+            Some(&json!({"aliases": ["production"], "deployment_traffic": ["*"]})),
+            "admin",
+        )
+        .await
+        .expect("policy");
+    let held = changes::revise_deployment(
+        Revise::Record(&reg),
+        "promo",
+        &promo(json!({"type": "epsilon_greedy", "epsilon": 0.1})),
+        None,
+        who("ana"),
+    )
+    .await
+    .expect("gated");
+    assert!(matches!(held, Outcome::Held(_)), "{held:?}");
+    let fresh = new_events(&reg, &mut seen).await;
+    let names: Vec<&str> = fresh.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["change.pending"]);
+    assert_eq!(reg.store().get_deployment("promo").await.expect("rev").revision, 1);
+    reg.store()
+        .put_policy(POLICY, Some(&json!({"aliases": ["production"]})), "admin")
+        .await
+        .expect("policy");
 
     // `keel apply`: a staging alias applied (announced as who applied it) and a production move
     // held (announced as pending), as from every other door.

@@ -24,26 +24,25 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let spec: serde_json::Value =
                 serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
-            let prepared = keel_experiments::prepare_revision(&ctx.registry, &name, spec).await?;
+            let prepared = keel_experiments::prepare_revision(&ctx.registry, &name, spec.clone()).await?;
             if let Some(monitor) = &prepared.spec.monitor {
                 check_reference(global, &ctx, &name, &monitor.reference).await?;
             }
             let by = author(&by);
-            let proposal = keel_plan::approvals::Proposal::Deployment {
-                name: name.clone(),
-                spec: serde_json::from_str(&text)?,
-                reason: reason.clone(),
+            let revision = match keel_plan::changes::revise_deployment(
+                keel_plan::approvals::Revise::Record(&ctx.registry),
+                &name,
+                &spec,
+                reason.as_deref(),
+                crate::commands::changes::cli(&by),
+            )
+            .await?
+            {
+                keel_plan::changes::Outcome::Held(change) => {
+                    return crate::commands::changes::report_held(global, &change);
+                }
+                keel_plan::changes::Outcome::Done(revision) => revision,
             };
-            if crate::commands::changes::held(global, store, &proposal, &by).await? {
-                return Ok(());
-            }
-            let revision = prepared.record(store, &by, reason.as_deref()).await?;
-            keel_guard::webhook::Events::new(store.clone())
-                .emit(
-                    "deployment.changed",
-                    serde_json::json!({"deployment": revision.name, "revision": revision.revision, "by": by, "reason": reason}),
-                )
-                .await;
             if global.json {
                 return output::json(&revision);
             }
