@@ -84,7 +84,7 @@ impl Deployment {
             && !compatible(&inner.spec, &spec)
             && !carryable(&inner.spec, &spec);
         let inner = Arc::new(Mutex::new(inner));
-        let pg = PgLog::start(pool, name, inner.clone(), applied, last_rev);
+        let pg = PgLog::start(pool, name, dir.join(name), inner.clone(), applied, last_rev);
         let deployment = Deployment {
             name: name.to_string(),
             inner,

@@ -16,7 +16,9 @@
 //! at a time (a replica that finds it taken skips its turn). Readers of the whole history
 //! ([`read_history`]) read the archived ranges back from the lake, checked against
 //! `deployment_log_archived`, then the rows; a range archived while they read is found and
-//! read from the lake instead of being taken for missing rows.
+//! read from the lake instead of being taken for missing rows. So is a range archived past a
+//! replica that fell behind (stalled for longer than the attribution window while another
+//! replica archived): its writer reads the range back ([`read_archived`]) and catches up.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{BATCH, check_row, page, pg_err, read_rows, replica_name};
+use super::{BATCH, Row, check_row, page, pg_err, read_rows, replica_name};
 use crate::archive::{ArchiveDone, ArchiveRow, ArchiveStore, Archived, TABLE, checksum, event_of, read_segment};
 use crate::event::Event;
 use crate::{DeploymentError, Result};
@@ -69,6 +71,43 @@ pub(crate) async fn archived_through(pool: &PgPool, deployment: &str) -> Result<
             .await
             .map_err(pg_err)?;
     Ok(through.unwrap_or(0) as u64)
+}
+
+/// The records of the archived range that holds `after + 1`, through `through` at most, read
+/// back from the lake registered for the deployment folder `dir` (none when no archived range
+/// holds it): how a replica that fell behind the archive (stalled for longer than the
+/// attribution window while another replica archived past its position) catches up.
+pub(crate) async fn read_archived(
+    pool: &PgPool,
+    dir: &Path,
+    deployment: &str,
+    after: u64,
+    through: u64,
+) -> Result<Vec<Row>> {
+    let Some(range) = archived(pool, deployment, after + 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|r| r.first_seq <= after + 1)
+    else {
+        return Ok(Vec::new());
+    };
+    let last = range.last_seq.min(through);
+    let mut rows = Vec::with_capacity(last.saturating_sub(after).min(range.records) as usize);
+    read_history(pool, dir, deployment, after, |event| {
+        let seq = event.seq();
+        if seq > last {
+            return Ok::<_, DeploymentError>(false);
+        }
+        rows.push(Row {
+            seq,
+            replica: String::new(),
+            event,
+        });
+        Ok(seq < last)
+    })
+    .await?;
+    Ok(rows)
 }
 
 /// Passes every event of `deployment`'s log after `after` to `each`, in order, wherever it

@@ -45,6 +45,7 @@ pub(crate) mod archive;
 mod writer;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,6 +88,8 @@ struct Shared {
     deployment: String,
     replica: String,
     pool: PgPool,
+    /// The deployment's folder: where its log's lake archive is registered.
+    dir: PathBuf,
     inner: Arc<Mutex<Inner>>,
     staged: Mutex<Staged>,
     wake: Notify,
@@ -121,6 +124,8 @@ pub(crate) struct PgLog {
 /// A row of `deployment_log` read back and checked.
 pub(crate) struct Row {
     pub(crate) seq: u64,
+    /// The replica that wrote it (empty for a record read back from the lake archive, which
+    /// does not keep it).
     pub(crate) replica: String,
     pub(crate) event: Event,
 }
@@ -227,11 +232,13 @@ pub(crate) fn replica_name() -> String {
 }
 
 impl PgLog {
-    /// Starts the writer of `deployment`, whose state `inner` has applied the log through
-    /// `applied` (the revision of the last `Revision` applied: `last_rev`).
+    /// Starts the writer of `deployment` (its folder: `dir`, where the lake archive of its log
+    /// is registered), whose state `inner` has applied the log through `applied` (the revision
+    /// of the last `Revision` applied: `last_rev`).
     pub(crate) fn start(
         pool: PgPool,
         deployment: &str,
+        dir: PathBuf,
         inner: Arc<Mutex<Inner>>,
         applied: u64,
         last_rev: Option<i64>,
@@ -240,6 +247,7 @@ impl PgLog {
             deployment: deployment.to_string(),
             replica: replica_name(),
             pool,
+            dir,
             inner,
             staged: Mutex::new(Staged {
                 events: Vec::new(),

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::{BATCH, Outcome, POLL, Shared, flush, pg_err, read_range, read_rows};
+use super::{BATCH, Outcome, POLL, Row, Shared, archive, flush, pg_err, read_range};
 use crate::error::lock_err;
 use crate::event::Event;
 use crate::{DeploymentError, Result};
@@ -140,11 +140,38 @@ async fn finish(shared: &Shared, work: Vec<Work>) -> Result<()> {
     Ok(())
 }
 
+/// Up to [`BATCH`] rows after `after`, through `through` at most (`u64::MAX`: to the end of
+/// the log, where finding none is no gap), and whether they came from the lake: records the
+/// archive moved there while this replica was behind (stalled for longer than the attribution
+/// window while another replica archived past its position) are read back from it, not taken
+/// for missing rows.
+async fn read_behind(shared: &Shared, after: u64, through: u64) -> Result<(Vec<Row>, bool)> {
+    let live = read_range(&shared.pool, &shared.deployment, after, through).await;
+    match &live {
+        Ok(rows) if !rows.is_empty() || through == u64::MAX => return Ok((live?, false)),
+        _ => {}
+    }
+    if archive::archived_through(&shared.pool, &shared.deployment).await? <= after {
+        return Ok((live?, false));
+    }
+    let rows = archive::read_archived(&shared.pool, &shared.dir, &shared.deployment, after, through).await?;
+    if rows.is_empty() {
+        return Ok((live?, false));
+    }
+    tracing::warn!(
+        deployment = %shared.deployment,
+        from_seq = after + 1,
+        records = rows.len(),
+        "this replica fell behind the log's archive; reading the archived records back from the lake"
+    );
+    Ok((rows, true))
+}
+
 /// Applies every replica's events committed since the last one applied, once durable.
 async fn poll(shared: &Shared) -> Result<()> {
     loop {
         let after = shared.applied.load(Ordering::Acquire);
-        let rows = read_rows(&shared.pool, &shared.deployment, after).await?;
+        let (rows, archived) = read_behind(shared, after, u64::MAX).await?;
         let n = rows.len();
         if n == 0 {
             return Ok(());
@@ -157,7 +184,7 @@ async fn poll(shared: &Shared) -> Result<()> {
             rows.into_iter().map(|r| (r.seq, r.event, r.replica == shared.replica)),
             u64::MAX,
         )?;
-        if n < BATCH {
+        if n < BATCH && !archived {
             return Ok(());
         }
     }
@@ -168,7 +195,7 @@ async fn poll(shared: &Shared) -> Result<()> {
 async fn catch_up_to(shared: &Shared, base: u64) -> Result<()> {
     while shared.applied.load(Ordering::Acquire) < base {
         let after = shared.applied.load(Ordering::Acquire);
-        let rows = read_range(&shared.pool, &shared.deployment, after, base).await?;
+        let (rows, _) = read_behind(shared, after, base).await?;
         if rows.is_empty() {
             return Err(DeploymentError::Log(format!(
                 "the decision log of deployment '{}' in PostgreSQL has no record {} although a batch after it was committed",
