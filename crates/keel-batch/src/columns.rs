@@ -354,6 +354,16 @@ pub(crate) fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArr
     cast_column(batch, name, &ArrowType::Utf8, "strings")
 }
 
+/// Whether a column of this type holds text (plain or dictionary-encoded strings), as unit and
+/// decision-id columns must (or integers).
+pub(crate) fn is_text(dt: &ArrowType) -> bool {
+    match dt {
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => true,
+        ArrowType::Dictionary(_, value) => is_text(value),
+        _ => false,
+    }
+}
+
 /// A column of `batch` as float64.
 pub(crate) fn float_column(batch: &RecordBatch, name: &str) -> Result<Float64Array, BatchError> {
     cast_column(batch, name, &ArrowType::Float64, "numbers")

@@ -19,7 +19,7 @@ use keel_lake::arrow::array::Array;
 use keel_lake::arrow::datatypes::{DataType as ArrowType, Schema};
 use serde::{Deserialize, Serialize};
 
-use crate::columns::{column_names, float_column, string_column};
+use crate::columns::{column_names, float_column, is_text, string_column};
 use crate::control::{Control, Refusals};
 use crate::{BatchError, source};
 
@@ -195,11 +195,14 @@ pub async fn ingest(
                 .collect();
             if reward.is_none() && values.is_empty() {
                 report.refused += 1;
-                let what = match (&job.reward_column, job.metric_columns.is_empty()) {
-                    (Some(c), true) => format!("column {c:?} is null"),
-                    _ => format!("every value column ({}) is null", columns[1..].join(", ")),
+                let (reason, what) = match (&job.reward_column, job.metric_columns.is_empty()) {
+                    (Some(c), true) => ("null_reward", format!("column {c:?} is null")),
+                    _ => (
+                        "null_values",
+                        format!("every value column ({}) is null", columns[1..].join(", ")),
+                    ),
                 };
-                report.refusals.add("null_reward", key, &what);
+                report.refusals.add(reason, key, &what);
                 continue;
             }
             let decision_id = match &by_unit {
@@ -307,11 +310,7 @@ fn check_columns(
             column_names(schema)
         ))
     })?;
-    if !matches!(
-        key_field.data_type(),
-        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
-    ) && !key_field.data_type().is_integer()
-    {
+    if !is_text(key_field.data_type()) && !key_field.data_type().is_integer() {
         return Err(BatchError::Invalid(format!(
             "column {key:?} is {}; decision ids and units are strings",
             key_field.data_type()
@@ -337,4 +336,39 @@ fn check_columns(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use keel_lake::arrow::array::{DictionaryArray, Float64Array, RecordBatch};
+    use keel_lake::arrow::datatypes::{Field, Int32Type};
+
+    use super::*;
+
+    /// Keys as a table written from pandas categoricals or by Spark often holds them:
+    /// dictionary-encoded strings, accepted as decide accepts them, and read as their text.
+    #[test]
+    fn dictionary_encoded_keys_are_text() {
+        let keys: DictionaryArray<Int32Type> = vec!["c1", "c2", "c1"].into_iter().collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer", keys.data_type().clone(), false),
+            Field::new("converted", ArrowType::Float64, false),
+        ]));
+        check_columns(&schema, "customer", Some("converted"), &BTreeMap::new()).expect("dictionary keys accepted");
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(keys), Arc::new(Float64Array::from(vec![1.0, 0.0, 1.0]))],
+        )
+        .expect("batch");
+        let text = string_column(&batch, "customer").expect("as text");
+        assert_eq!((0..3).map(|i| text.value(i)).collect::<Vec<_>>(), ["c1", "c2", "c1"]);
+
+        let dates = Schema::new(vec![Field::new("customer", ArrowType::Date32, false)]);
+        let err = check_columns(&dates, "customer", None, &BTreeMap::new())
+            .expect_err("dates are not keys")
+            .to_string();
+        assert!(err.contains("decision ids and units are strings"), "{err}");
+    }
 }

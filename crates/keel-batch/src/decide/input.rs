@@ -7,11 +7,11 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use keel_experiments::UnitContext;
 use keel_lake::arrow::array::{Array, Float64Array, RecordBatch, StringArray};
-use keel_lake::arrow::datatypes::{DataType as ArrowType, Schema};
+use keel_lake::arrow::datatypes::Schema;
 use serde_json::{Map, Value};
 
 use crate::BatchError;
-use crate::columns::{column_names, float_column, string_column};
+use crate::columns::{column_names, float_column, is_text, string_column};
 
 /// How a unit column or a context feature is read from the input.
 #[derive(Debug, Clone)]
@@ -166,14 +166,6 @@ pub(super) fn check_columns(schema: &Schema, unit: &str, features: &[Feature]) -
         )));
     }
     Ok(())
-}
-
-pub(super) fn is_text(dt: &ArrowType) -> bool {
-    match dt {
-        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => true,
-        ArrowType::Dictionary(_, value) => is_text(value),
-        _ => false,
-    }
 }
 
 pub(super) enum Values {
