@@ -17,14 +17,8 @@ async fn no_action_over_grpc_and_rest() {
         "control": {"policy": "none", "share": 0.25},
         "reward": {"kind": "binary", "min": 0, "max": 1, "window_seconds": 600}
     });
-    let put = server
-        .client
-        .put(server.url("/v1/deployments/promo"))
-        .json(&json!({ "spec": spec }))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 200);
+    let (put_status, put) = server.put_json("/v1/deployments/promo", &json!({ "spec": spec })).await;
+    assert_eq!(put_status, 200, "{put}");
     let mut client = ExperimentsClient::connect(format!("http://{}", server.grpc))
         .await
         .expect("connect");

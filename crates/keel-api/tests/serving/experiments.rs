@@ -22,16 +22,11 @@ fn spec() -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_decide_feedback_report_over_rest() {
     let server = TestServer::start(&[]).await;
-    let put = server
-        .client
-        .put(server.url("/v1/deployments/promo"))
-        .json(&json!({"spec": spec(), "reason": "launch"}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 200);
-    let rev: serde_json::Value = put.json().await.expect("json");
-    assert_eq!(rev["revision"], 1);
+    let (put_status, put) = server
+        .put_json("/v1/deployments/promo", &json!({"spec": spec(), "reason": "launch"}))
+        .await;
+    assert_eq!(put_status, 200, "{put}");
+    assert_eq!(put["revision"], 1);
 
     let ctx = json!({"spend": 42.0, "device": "ios"});
     let (status, d) = server
@@ -140,14 +135,13 @@ async fn deployments_decide_feedback_report_over_rest() {
         .post_raw("/v1/deployments/promo/feedback", b"{not json".to_vec())
         .await;
     assert_eq!(status, 400, "{response}");
-    let bad_spec = server
-        .client
-        .put(server.url("/v1/deployments/promo"))
-        .json(&json!({"spec": {"variants": [], "policy": {"type": "ucb1"}}}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(bad_spec.status().as_u16(), 400);
+    let (bad_spec_status, bad_spec) = server
+        .put_json(
+            "/v1/deployments/promo",
+            &json!({"spec": {"variants": [], "policy": {"type": "ucb1"}}}),
+        )
+        .await;
+    assert_eq!(bad_spec_status, 400, "{bad_spec}");
 
     // Batch feedback answers per item.
     let mut ids = Vec::new();
@@ -202,14 +196,10 @@ async fn several_metrics_over_rest() {
             {"name": "unsubscribe", "kind": "binary", "guardrail": {"better": "lower", "max_loss": 0.01}}
         ]
     });
-    let put = server
-        .client
-        .put(server.url("/v1/deployments/promo"))
-        .json(&json!({"spec": spec, "reason": "launch"}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 200);
+    let (put_status, put) = server
+        .put_json("/v1/deployments/promo", &json!({"spec": spec, "reason": "launch"}))
+        .await;
+    assert_eq!(put_status, 200, "{put}");
     let mut ids = Vec::new();
     for i in 0..10 {
         let (status, d) = server
@@ -319,13 +309,8 @@ async fn several_metrics_over_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decide_and_feedback_over_grpc() {
     let server = TestServer::start(&[]).await;
-    server
-        .client
-        .put(server.url("/v1/deployments/promo"))
-        .json(&json!({"spec": spec()}))
-        .send()
-        .await
-        .expect("put");
+    let (status, body) = server.put_json("/v1/deployments/promo", &json!({"spec": spec()})).await;
+    assert_eq!(status, 200, "{body}");
     let mut client = ExperimentsClient::connect(format!("http://{}", server.grpc))
         .await
         .expect("connect");
@@ -440,14 +425,8 @@ async fn model_variants_return_predictions_and_shadows_are_logged_only() {
         "policy": {"type": "fixed_weights", "weights": [1, 1]},
         "reward": {"kind": "binary", "min": 0, "max": 1, "default": 0, "window_seconds": 600}
     });
-    let put = server
-        .client
-        .put(server.url("/v1/deployments/models"))
-        .json(&json!({"spec": spec}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 200, "{}", put.text().await.unwrap_or_default());
+    let (put_status, put) = server.put_json("/v1/deployments/models", &json!({"spec": spec})).await;
+    assert_eq!(put_status, 200, "{put}");
     let inputs = crate::support::bc_request(1)["inputs"].clone();
     let mut seen = std::collections::BTreeSet::new();
     let mut ids = Vec::new();
@@ -506,14 +485,10 @@ async fn model_variants_return_predictions_and_shadows_are_logged_only() {
     }
     // A deployment naming a model that does not exist is refused and not recorded.
     let bad_spec = json!({"variants": [{"name": "x", "model": "missing-model"}], "policy": {"type": "fixed_weights", "weights": [1]}});
-    let r = server
-        .client
-        .put(server.url("/v1/deployments/broken"))
-        .json(&json!({"spec": bad_spec}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(r.status().as_u16(), 404);
+    let (r_status, r) = server
+        .put_json("/v1/deployments/broken", &json!({"spec": bad_spec}))
+        .await;
+    assert_eq!(r_status, 404, "{r}");
     let (status, body) = server.get("/v1/deployments/broken").await;
     assert_eq!(status, 404, "{body}");
 }
@@ -556,31 +531,19 @@ async fn guardrail_fallback_alert_webhook_and_automatic_rollback() {
         "rollback": true
     }]);
     for spec in [&plain, &guarded] {
-        let put = server
-            .client
-            .put(server.url("/v1/deployments/guarded"))
-            .json(&json!({"spec": spec}))
-            .send()
-            .await
-            .expect("put");
-        assert_eq!(put.status().as_u16(), 200, "{}", put.text().await.unwrap_or_default());
+        let (put_status, put) = server.put_json("/v1/deployments/guarded", &json!({"spec": spec})).await;
+        assert_eq!(put_status, 200, "{put}");
     }
     // An invalid guardrail (unknown fallback) is refused with the reason.
     let mut bad = guarded.clone();
     bad["output_guardrails"]["fallback"] = json!("nope");
-    let put = server
-        .client
-        .put(server.url("/v1/deployments/guarded"))
-        .json(&json!({"spec": bad}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 400);
+    let (put_status, put) = server.put_json("/v1/deployments/guarded", &json!({"spec": bad})).await;
+    assert_eq!(put_status, 400, "{put}");
     assert!(
-        put.text()
-            .await
-            .unwrap_or_default()
-            .contains("fallback 'nope' is not a variant")
+        put["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("fallback 'nope' is not a variant")),
+        "{put}"
     );
 
     let inputs = crate::support::bc_request(1)["inputs"].clone();
@@ -667,14 +630,8 @@ async fn several_metrics_over_grpc() {
         "reward": {"name": "revenue", "kind": "continuous", "min": 0, "max": 500, "window_seconds": 600},
         "metrics": [{"name": "conversion", "kind": "binary"}, {"name": "unsubscribe", "kind": "binary"}]
     });
-    let put = server
-        .client
-        .put(server.url("/v1/deployments/promo"))
-        .json(&json!({ "spec": spec }))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 200);
+    let (put_status, put) = server.put_json("/v1/deployments/promo", &json!({ "spec": spec })).await;
+    assert_eq!(put_status, 200, "{put}");
     let mut client = ExperimentsClient::connect(format!("http://{}", server.grpc))
         .await
         .expect("connect");

@@ -145,6 +145,18 @@ impl TestServer {
         (status, r.json().await.expect("JSON response body"))
     }
 
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON response body"))
+    }
+
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         let r = self
             .client
