@@ -1,9 +1,10 @@
 //! The decision log in PostgreSQL (127.0.0.1:5432 or `KEEL_TEST_POSTGRES_URL`) archived to a
 //! real lake folder: only ranges a snapshot covers, whose windows closed, and that hold a full
 //! range of records; their rows deleted from `deployment_log` only with the range recorded in
-//! `deployment_log_archived`; two replicas' passes archive each range once; the whole history
-//! still read (offline OPE, the report rebuilt from the log, a replica starting without a
-//! snapshot) from the lake and checked; verify and repair know what was archived.
+//! `deployment_log_archived` (with their decisions' rows of `deployment_rewards`); two
+//! replicas' passes archive each range once; the whole history still read (offline OPE, the
+//! report rebuilt from the log, a replica starting without a snapshot) from the lake and
+//! checked; verify and repair know what was archived.
 #![cfg(feature = "lake")]
 
 use std::path::Path;
@@ -103,6 +104,29 @@ async fn ranges_of_the_shared_log_go_to_the_lake_once_and_the_whole_history_is_s
         .await
         .expect("first");
     assert_eq!(first, 1);
+    // The rows that answer a reward sent again went with their decisions' range: every
+    // decision still in deployment_log keeps its one, no archived decision does.
+    let archived_decisions = {
+        let batches = lake
+            .sql(&format!(
+                "SELECT COUNT(*) AS n FROM {} WHERE deployment = 'promo' AND kind = 'decision'",
+                archive::TABLE
+            ))
+            .await
+            .expect("sql");
+        batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<keel_lake::arrow::array::Int64Array>()
+            .expect("a count")
+            .value(0)
+    };
+    assert!(archived_decisions > 0);
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM deployment_rewards").await,
+        1500 - archived_decisions,
+        "the reward rows of archived decisions left deployment_rewards"
+    );
     let again = engine.archive(&store, later).await.expect("again");
     assert_eq!(again.segments, 0, "nothing more is due: {again:?}");
 
@@ -127,6 +151,11 @@ async fn ranges_of_the_shared_log_go_to_the_lake_once_and_the_whole_history_is_s
     // Both replicas serve on; a third starting with no snapshot replays from the lake and
     // agrees with the report rebuilt from the log.
     traffic(&b, 1500, 100, true).await;
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM deployment_rewards").await,
+        1600 - archived_decisions,
+        "new rewards are kept as before"
+    );
     a.close();
     b.close();
     sqlx::query("DELETE FROM deployment_snapshots")

@@ -3,14 +3,16 @@
 //!
 //! A range of `deployment_log` is archived once (1) the oldest snapshot in
 //! `deployment_snapshots` covers it, so no start needs it, (2) every record in it is older than
-//! the attribution window, so none of its decisions can still be rewarded, and (3) it holds at
-//! least [`LogOptions::segment_bytes`](crate::LogOptions) of records, as a closed segment does
-//! (the lake gets a few large files, not one per pass). Its records go to the lake table
-//! [`TABLE`] exactly as logged, in one commit made durable first; then one transaction records
-//! the range in `deployment_log_archived` (count, sequence numbers, checksum) and deletes its
-//! rows from `deployment_log`. A pass cut short between the two finds the rows in the lake
-//! (it counts the range there first) and does not append them twice; rows that disagree stop
-//! archiving loudly and delete nothing.
+//! the attribution window (and [`CLOCK_GRACE_MS`] more, for replicas' clocks), so none of its
+//! decisions can still be rewarded, and (3) it holds at least
+//! [`LogOptions::segment_bytes`](crate::LogOptions) of records, as a closed segment does (the
+//! lake gets a few large files, not one per pass). Its records go to the lake table [`TABLE`]
+//! exactly as logged, in one commit made durable first; then one transaction records the range
+//! in `deployment_log_archived` (count, sequence numbers, checksum) and deletes its rows from
+//! `deployment_log`, with the `deployment_rewards` and `deployment_metrics` rows of its
+//! decisions (they answer feedback sent again, which these decisions no longer take). A pass
+//! cut short between the two finds the rows in the lake (it counts the range there first) and
+//! does not append them twice; rows that disagree stop archiving loudly and delete nothing.
 //!
 //! Every replica runs passes; a session-level advisory lock per deployment lets one pass run
 //! at a time (a replica that finds it taken skips its turn). Readers of the whole history
@@ -33,6 +35,11 @@ use crate::{DeploymentError, Result};
 
 /// Where the archived ranges are recorded, as errors name it.
 const MANIFEST: &str = "the PostgreSQL table deployment_log_archived";
+
+/// How much older than the attribution window a range's newest record must be: replicas whose
+/// clocks disagree by less than this all refuse feedback for its decisions (`window_closed`),
+/// so the rows that answer duplicate rewards and metric values may go with the range.
+const CLOCK_GRACE_MS: i64 = 10 * 60 * 1000;
 
 type ArchivedRow = (i64, i64, i64, String, Option<i64>, i64, i64);
 
@@ -226,7 +233,10 @@ impl Pass<'_> {
         let Some(covered) = covered.map(|c| c as u64) else {
             return Ok(done);
         };
-        let before = self.now_ms.saturating_sub(self.window_ms);
+        let before = self
+            .now_ms
+            .saturating_sub(self.window_ms)
+            .saturating_sub(CLOCK_GRACE_MS);
         while let Some(rows) = due_range(pool, deployment, done.through_seq, covered, before, self.range_bytes).await? {
             let (Some(first), Some(last)) = (rows.first().map(|r| r.seq), rows.last().map(|r| r.seq)) else {
                 break;
@@ -234,6 +244,11 @@ impl Pass<'_> {
             let n = rows.len() as u64;
             let xxh3 = checksum(rows.iter().map(|r| (r.seq, r.record.as_bytes())));
             let newest = rows.iter().map(|r| r.ts_ms).max().unwrap_or(before);
+            let decisions: Vec<String> = rows
+                .iter()
+                .filter(|r| r.kind == "decision")
+                .filter_map(|r| r.decision_id.clone())
+                .collect();
             let found = store
                 .count(deployment, first, last)
                 .await
@@ -264,6 +279,7 @@ impl Pass<'_> {
                     newest_ts_ms: newest,
                     archived_at_ms: self.now_ms,
                 },
+                &decisions,
             )
             .await?;
             tracing::info!(
@@ -321,9 +337,13 @@ async fn due_range(
     }
 }
 
-/// Records an archived range and deletes its rows from `deployment_log`, in one transaction
-/// that commits only if every row of the range was there to delete.
-async fn record_range(pool: &PgPool, deployment: &str, range: &Archived) -> Result<()> {
+/// Records an archived range and deletes its rows from `deployment_log`, with the rows of
+/// `deployment_rewards` and `deployment_metrics` of the range's `decisions`, in one transaction
+/// that commits only if every row of the range was there to delete. (Those rows answer a
+/// reward or metric sent again, as a duplicate or a conflict, and only while the decision's
+/// window is open: every replica refuses feedback for these decisions as `window_closed`
+/// before it reaches them.)
+async fn record_range(pool: &PgPool, deployment: &str, range: &Archived, decisions: &[String]) -> Result<()> {
     let mut tx = pool.begin().await.map_err(pg_err)?;
     sqlx::query(
         "INSERT INTO deployment_log_archived \
@@ -357,6 +377,17 @@ async fn record_range(pool: &PgPool, deployment: &str, range: &Archived) -> Resu
              nothing was deleted and the range is archived again by the next pass",
             range.first_seq, range.last_seq, range.records
         )));
+    }
+    for sql in [
+        "DELETE FROM deployment_rewards WHERE deployment = $1 AND decision_id = ANY($2::text[]::uuid[])",
+        "DELETE FROM deployment_metrics WHERE deployment = $1 AND decision_id = ANY($2::text[]::uuid[])",
+    ] {
+        sqlx::query(sql)
+            .bind(deployment)
+            .bind(decisions)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_err)?;
     }
     tx.commit().await.map_err(pg_err)
 }
