@@ -156,6 +156,13 @@ def test_decide_and_feedback_single_and_batched(keel: Client) -> None:
     rewarded = sum(v["rewards"] for v in report["variants"])
     assert decided == 101, report
     assert rewarded == 100, report
+    # The breakdown by a context feature, on the decision metric named explicitly.
+    by_age = keel.report("promo", segment_by="age", outcome="reward")["segments"]
+    assert by_age["feature"] == "age" and by_age["outcome"] == "reward", by_age
+    assert sum(g["rewards"] for g in by_age["segments"]) == rewarded, by_age
+    with pytest.raises(InvalidRequestError) as unknown:
+        keel.report("promo", segment_by="age", outcome="refunds")
+    assert "net" in unknown.value.message and "refunds" in unknown.value.message
 
 
 def test_the_registry_push_streams_a_file_with_its_hash_and_aliases_record_who(

@@ -269,9 +269,23 @@ class Client:
             for r in answer["results"]
         ]
 
-    def report(self, deployment: str) -> Dict[str, Any]:
-        """The deployment's report: per variant traffic, rewards, intervals, P(best), lift."""
-        return self._request("GET", f"/v1/deployments/{self._seg(deployment)}/report")
+    def report(
+        self,
+        deployment: str,
+        *,
+        segment_by: Optional[str] = None,
+        cuped: Optional[str] = None,
+        outcome: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """The deployment's report: per variant traffic, rewards, intervals, P(best), lift.
+        ``segment_by`` adds the breakdown by a context feature (``report["segments"]``, with
+        Bonferroni-adjusted lifts); ``cuped`` adds a fixed-weight test's differences adjusted by
+        a pre-period covariate of the context (``report["cuped"]``); ``outcome`` names what
+        those two compare: ``"reward"`` (the default), ``"net"`` (minus the variants' costs) or
+        a declared metric."""
+        asked = (("segment_by", segment_by), ("cuped", cuped), ("outcome", outcome))
+        params = [(k, v) for k, v in asked if v is not None]
+        return self._request("GET", f"/v1/deployments/{self._seg(deployment)}/report", params=params)
 
     def deployments(self) -> List[Dict[str, Any]]:
         """Every deployment with its current revision."""
