@@ -523,6 +523,25 @@ def test_the_deployment_page_shows_the_apis_anytime_figures(tmp_path: Path, brow
         assert "Bonferroni" in by["note"]
         status, err = s.api("GET", "/v1/deployments/ab/report?segment_by=country")
         assert status == 400 and "country" in err["error"], err
+        # The deployment page's breakdown shows the same figures; an unknown feature is said in
+        # the section, and the rest of the page still serves.
+        b.open("/ui/deployments/ab?segment_by=region&outcome=reward", "deployment-segments")
+        assert page.locator("#segment-form [name=segment_by]").input_value() == "region"
+        for g in by["segments"]:
+            assert float(b.cell("segments", g["value"], "rewards")) == g["rewards"]
+            assert float(b.cell("segments", g["value"], "treated_rate")) == g["treated_rate"]
+            for key, figures in (("difference", g["lift_over_control"]["lift"]["difference"]),
+                                 ("difference_adjusted", g["lift_over_control"]["difference_adjusted"])):
+                lift = span("segments", g["value"], key)
+                assert [float(lift.get_attribute(a)) for a in ("data-value", "data-lo", "data-hi")] == figures
+            for v in g["variants"]:
+                ci = span("segment-variants", f'{g["value"]}/{v["name"]}', "rate_ci")
+                assert [float(ci.get_attribute("data-lo")), float(ci.get_attribute("data-hi"))] == v["rate_ci"]
+        assert "Bonferroni" in page.inner_text("#segments-note")
+        b.open("/ui/deployments/ab?segment_by=country", "deployment-segments-unknown")
+        assert "country" in page.inner_text("#segments-error")
+        assert page.locator("#variants").count() == 1
+        assert not b.problems, b.problems
         status, err = s.api("GET", "/v1/deployments/ab/report?segmentby=region")
         assert status == 400 and "segment_by" in err["error"], err
         # CUPED by the pre-period covariate: the same difference, less variance.

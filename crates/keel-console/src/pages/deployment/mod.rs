@@ -4,13 +4,15 @@
 //! over control, uniform and the best variant; the SRM
 //! check; canary and paused variants; decisions waiting for a reward), each variant's reward
 //! rate and traffic share over time as charts (`charts`, from the decision log), its safeguards
-//! (`safeguards`: SLO, output guards, alerts, the live monitor's drift, quality and AUC), and its
+//! (`safeguards`: SLO, output guards, alerts, the live monitor's drift, quality and AUC), the
+//! breakdown by a context feature when asked (`segments`, `?segment_by=F&outcome=O`), and its
 //! revisions with a diff between any two (`revisions`, `?diff=A..B`).
 
 mod charts;
 mod monitor;
 mod revisions;
 mod safeguards;
+mod segments;
 mod variants;
 
 use std::collections::BTreeMap;
@@ -36,6 +38,10 @@ pub(crate) struct DeploymentQuery {
     b: Option<String>,
     /// The width of the buckets over time: `auto` (the default), `30s`, `5m`, `1h`, `1d`.
     bucket: Option<String>,
+    /// The context feature to break the report down by (`segments`).
+    segment_by: Option<String>,
+    /// What the breakdown compares: `reward` (the default), `net` or a declared metric.
+    outcome: Option<String>,
 }
 
 pub(crate) async fn handler(
@@ -150,6 +156,17 @@ async fn render(c: &Console, name: &str, q: &DeploymentQuery) -> Result<String, 
         out.push_str(&variants::variants(r, &models));
         let over_time = c.timelines.of_running(&c.deployments, name, size).await;
         out.push_str(&charts::charts(r, over_time.as_ref().map_err(|e| e.to_string())));
+        out.push_str(
+            &segments::segments(
+                &c.deployments,
+                name,
+                &current.spec,
+                q.segment_by.as_deref(),
+                q.outcome.as_deref(),
+                q.bucket.as_deref(),
+            )
+            .await,
+        );
     }
     match &health {
         Ok(h) => out.push_str(&safeguards::safeguards(name, h)),

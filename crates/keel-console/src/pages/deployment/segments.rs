@@ -1,0 +1,229 @@
+//! The deployment page's breakdown by a context feature (`?segment_by=FEATURE&outcome=NAME`):
+//! a form to pick the feature and what to compare (the decision metric, net of the variants'
+//! costs, or another declared metric), then per segment the policy-driven traffic against the
+//! control group with the lift's 95% and Bonferroni-adjusted intervals, and each variant's rate
+//! in each segment. Read from the decision log on demand (`offline::segments`, what the REST
+//! report's `?segment_by=` gives), so the page stays fast when nobody asks for it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use keel_experiments::Deployments;
+use keel_experiments::offline::segments::{self, Segments};
+use serde_json::Value;
+
+use crate::html::{Cell, Table, count, esc, rate};
+
+/// What the form offers, from the running spec (its JSON).
+struct Choices {
+    /// The declared context features (none: the context is free-form, typed in).
+    features: Vec<String>,
+    /// `(value, label)` of each outcome.
+    outcomes: Vec<(String, String)>,
+}
+
+fn choices(spec: &Value) -> Choices {
+    let names = |key: &str| -> Vec<String> {
+        spec[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["name"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let reward = spec["reward"]["name"].as_str().unwrap_or("reward");
+    let mut outcomes = vec![("reward".to_owned(), format!("{reward} (the decision metric)"))];
+    let costs = spec["variants"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|x| x.get("cost").is_some_and(|c| !c.is_null())));
+    if costs {
+        outcomes.push(("net".to_owned(), format!("{reward} minus the variant's cost")));
+    }
+    outcomes.extend(names("metrics").into_iter().map(|m| (m.clone(), m)));
+    Choices {
+        features: names("context"),
+        outcomes,
+    }
+}
+
+fn form(c: &Choices, feature: Option<&str>, outcome: Option<&str>, bucket: Option<&str>) -> String {
+    let mut out = String::from(r#"<form method="get" id="segment-form" class="inline"><label>Break down by "#);
+    if c.features.is_empty() {
+        let _ = write!(
+            out,
+            r#"<input name="segment_by" placeholder="a context key" value="{}" required>"#,
+            esc(feature.unwrap_or(""))
+        );
+    } else {
+        out.push_str(r#"<select name="segment_by">"#);
+        for f in &c.features {
+            let selected = if Some(f.as_str()) == feature { " selected" } else { "" };
+            let _ = write!(out, r#"<option value="{0}"{selected}>{0}</option>"#, esc(f));
+        }
+        out.push_str("</select>");
+    }
+    out.push_str(r#"</label> <label>comparing <select name="outcome">"#);
+    for (value, label) in &c.outcomes {
+        let selected = if Some(value.as_str()) == outcome {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            r#"<option value="{}"{selected}>{}</option>"#,
+            esc(value),
+            esc(label)
+        );
+    }
+    out.push_str("</select></label>");
+    if let Some(b) = bucket {
+        let _ = write!(out, r#"<input type="hidden" name="bucket" value="{}">"#, esc(b));
+    }
+    out.push_str(r#" <button type="submit">Show</button></form>"#);
+    out
+}
+
+/// Whether `outcome`'s values are 0/1 (shown as rates in percent): the decision metric's kind,
+/// never for `net`, a declared metric's kind otherwise.
+fn binary(spec: &Value, outcome: Option<&str>) -> bool {
+    let reward = spec["reward"]["name"].as_str().unwrap_or("reward");
+    match outcome.unwrap_or("reward") {
+        "net" => false,
+        o if o == "reward" || o == reward => spec["reward"]["kind"].as_str().unwrap_or("binary") == "binary",
+        metric => spec["metrics"]
+            .as_array()
+            .and_then(|m| m.iter().find(|x| x["name"] == metric))
+            .is_some_and(|m| m["kind"] == "binary"),
+    }
+}
+
+/// A difference with its interval, the exact figures in `data-*`, or a dash.
+fn difference(d: Option<(f64, f64, f64)>) -> Cell {
+    match d {
+        Some((x, lo, hi)) => Cell::html(format!(
+            r#"<span class="lift" data-value="{x}" data-lo="{lo}" data-hi="{hi}">{}</span>"#,
+            esc(&format!("{x:+.4} ({lo:+.4} to {hi:+.4})"))
+        ))
+        .sort_by(x.to_string()),
+        None => Cell::text("—"),
+    }
+}
+
+fn tables(s: &Segments, binary: bool) -> String {
+    let mut out = format!(
+        r#"<p class="hint" id="segments-note">{} by {} ({}): {} decisions with a value, {} without the feature. {}</p>"#,
+        esc(&s.outcome),
+        esc(&s.feature),
+        esc(&s.kind),
+        count(s.rewards),
+        count(s.missing),
+        esc(&s.note)
+    );
+    let mut t = Table::new(
+        "segments",
+        &[
+            "Segment",
+            "Decisions with a value",
+            "Policy-driven",
+            "Control group",
+            "Difference over control (95%)",
+            "Difference over control (adjusted)",
+        ],
+    );
+    for g in &s.segments {
+        let lift = g.lift_over_control.as_ref();
+        t.named_row(
+            &g.value,
+            vec![
+                Cell::text(&g.value),
+                Cell::num(g.rewards as f64, count(g.rewards)).key("rewards"),
+                Cell::num(g.treated_rate, rate(g.treated_rate, binary)).key("treated_rate"),
+                match g.control_rate {
+                    Some(r) => Cell::num(r, rate(r, binary)).key("control_rate"),
+                    None => Cell::text("—"),
+                },
+                difference(lift.map(|l| l.lift.difference)).key("difference"),
+                difference(lift.map(|l| l.difference_adjusted)).key("difference_adjusted"),
+            ],
+        );
+    }
+    out.push_str(&t.render("no decision with a value falls in any segment yet"));
+    out.push_str("<h3>Each variant, by segment</h3>");
+    let mut v = Table::new(
+        "segment-variants",
+        &[
+            "Segment",
+            "Variant",
+            "Decisions with a value",
+            "Rate",
+            "95% interval (fixed-horizon)",
+        ],
+    );
+    for g in &s.segments {
+        for x in &g.variants {
+            v.named_row(
+                &format!("{}/{}", g.value, x.name),
+                vec![
+                    Cell::text(&g.value),
+                    Cell::text(&x.name),
+                    Cell::num(x.rewards as f64, count(x.rewards)).key("rewards"),
+                    Cell::num(x.rate, rate(x.rate, binary)).key("rate"),
+                    Cell::html(format!(
+                        r#"<span class="ci" data-lo="{}" data-hi="{}">{} – {}</span>"#,
+                        x.rate_ci.0,
+                        x.rate_ci.1,
+                        esc(&rate(x.rate_ci.0, binary)),
+                        esc(&rate(x.rate_ci.1, binary))
+                    ))
+                    .key("rate_ci"),
+                ],
+            );
+        }
+    }
+    out.push_str(&v.render(""));
+    out
+}
+
+/// The section: the form, and the breakdown when `feature` is asked for (an error says what
+/// was wrong, in the section, and leaves the rest of the page as it is).
+pub(super) async fn segments(
+    deployments: &Arc<Deployments>,
+    name: &str,
+    spec: &Value,
+    feature: Option<&str>,
+    outcome: Option<&str>,
+    bucket: Option<&str>,
+) -> String {
+    let c = choices(spec);
+    let mut out = String::from(
+        r#"<h2 id="segments-heading">Segments</h2><p class="hint">The report broken down by a context feature, read from the decision log when asked.</p>"#,
+    );
+    out.push_str(&form(&c, feature, outcome, bucket));
+    let Some(feature) = feature.filter(|f| !f.is_empty()) else {
+        return out;
+    };
+    let (d, n, f, o) = (
+        deployments.clone(),
+        name.to_owned(),
+        feature.to_owned(),
+        outcome.map(str::to_owned),
+    );
+    let found = tokio::task::spawn_blocking(move || segments::of_running(&d, &n, &f, o.as_deref())).await;
+    match found {
+        Ok(Ok(s)) => out.push_str(&tables(&s, binary(spec, outcome))),
+        Ok(Err(e)) => {
+            let _ = write!(
+                out,
+                r#"<p class="alert" id="segments-error">{}</p>"#,
+                esc(&e.to_string())
+            );
+        }
+        Err(e) => {
+            let _ = write!(
+                out,
+                r#"<p class="alert bad" id="segments-error">the breakdown stopped: {}</p>"#,
+                esc(&e.to_string())
+            );
+        }
+    }
+    out
+}
