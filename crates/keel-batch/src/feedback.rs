@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use futures::stream::FuturesOrdered;
 use keel_data::{Caller, Workspace};
 use keel_experiments::{Deployments, FeedbackIn, FeedbackOut};
 use keel_lake::arrow::array::Array;
@@ -21,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::columns::{column_names, float_column, is_text, string_column};
 use crate::control::{Control, Refusals};
+use crate::in_flight::InFlight;
 use crate::{BatchError, source};
 
 /// How rows name the decision they reward.
@@ -160,7 +160,7 @@ pub async fn ingest(
     };
     let per_call = job.batch_rows.max(1);
     let mut items: Vec<FeedbackIn> = Vec::with_capacity(per_call);
-    let mut in_flight = FuturesOrdered::new();
+    let mut in_flight = InFlight::new();
     let mut cancelled = false;
     'read: while let Some(batch) = source.batches.next().await {
         let batch = batch?;
@@ -227,12 +227,10 @@ pub async fn ingest(
             });
             if items.len() >= per_call {
                 let chunk = std::mem::replace(&mut items, Vec::with_capacity(per_call));
-                if in_flight.len() >= 2
-                    && let Some(done) = in_flight.next().await
-                {
+                if let Some(done) = in_flight.room().await {
                     tally(done?, &mut report);
                 }
-                in_flight.push_back(send(deployments.clone(), job.deployment.clone(), chunk));
+                in_flight.push(send(deployments.clone(), job.deployment.clone(), chunk));
                 control.set_rows(report.rows);
                 if control.is_cancelled() {
                     cancelled = true;
@@ -244,7 +242,7 @@ pub async fn ingest(
     }
     drop(source);
     if !cancelled && !items.is_empty() {
-        in_flight.push_back(send(deployments.clone(), job.deployment.clone(), items));
+        in_flight.push(send(deployments.clone(), job.deployment.clone(), items));
     }
     let mut failure = None;
     while let Some(done) = in_flight.next().await {

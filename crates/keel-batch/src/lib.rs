@@ -28,6 +28,7 @@ mod decide;
 mod engine;
 mod error;
 mod feedback;
+mod in_flight;
 mod source;
 
 use std::sync::Arc;

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use futures::stream::FuturesOrdered;
 use hashbrown::{HashMap, HashSet};
 use keel_data::{Caller, TablePass, Workspace, Write};
 use keel_experiments::{DecisionOut, DeploymentSpec, Deployments};
@@ -33,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::columns::string_column;
 use crate::control::{Control, Refusals};
+use crate::in_flight::InFlight;
 use crate::{BatchError, columns, split_table};
 
 /// Output rows appended per Delta commit (at most; the last commit holds the rest).
@@ -183,7 +183,7 @@ pub async fn decide(
     // Chunks decided, their buffers ready for another chunk.
     let mut spare: Vec<Pending> = Vec::new();
     let mut out_rows = OutRows::new();
-    let mut in_flight = FuturesOrdered::new();
+    let mut in_flight = InFlight::new();
     let mut turn: Option<Turn> = None;
     let mut commits = Commits::new(Writer {
         ws: ws.clone(),
@@ -232,9 +232,7 @@ pub async fn decide(
                         .pop()
                         .unwrap_or_else(|| Pending::new(rows_per_chunk, with_context));
                     let chunk = std::mem::replace(&mut pending, next);
-                    if in_flight.len() >= 2
-                        && let Some(done) = in_flight.next().await
-                    {
+                    if let Some(done) = in_flight.room().await {
                         collect(done?, &mut report, &mut out_rows, &mut spare);
                     }
                     let (acknowledged, next) = decide_chunk(
@@ -245,7 +243,7 @@ pub async fn decide(
                         turn.take(),
                     );
                     turn = Some(next);
-                    in_flight.push_back(acknowledged);
+                    in_flight.push(acknowledged);
                     if out_rows.len >= COMMIT_ROWS {
                         commits.start(&mut out_rows).await?;
                     }
@@ -267,7 +265,7 @@ pub async fn decide(
                 pending,
                 turn.take(),
             );
-            in_flight.push_back(acknowledged);
+            in_flight.push(acknowledged);
         }
         // Every decision made is durable in the log; write them all, even when cancelled.
         let mut failure = None;
