@@ -554,6 +554,15 @@ def test_the_deployment_page_shows_the_apis_anytime_figures(tmp_path: Path, brow
         assert cmp["adjusted_difference"][2] - cmp["adjusted_difference"][1] < cmp["difference"][2] - cmp["difference"][1]
         status, err = s.api("GET", "/v1/deployments/ab/report?cuped=region")
         assert status == 400 and "numeric 'region'" in err["error"], err
+        # The console's CUPED section shows the same figures, and says why it refuses.
+        b.open("/ui/deployments/ab?cuped=before", "deployment-cuped")
+        for key in ("difference", "adjusted_difference", "adjusted_difference_cs"):
+            lift = span("cuped", cmp["variant"], key)
+            assert [float(lift.get_attribute(a)) for a in ("data-value", "data-lo", "data-hi")] == cmp[key]
+        assert float(b.cell("cuped", cmp["variant"], "variance_reduction")) == cmp["variance_reduction"]
+        b.open("/ui/deployments/ab?cuped=region", "deployment-cuped-refused")
+        assert "numeric 'region'" in page.inner_text("#cuped-error")
+        assert not b.problems, b.problems
         # What the breakdowns compare: the decision metric by name, or a refusal naming the
         # outcomes the deployment has.
         status, named = s.api("GET", "/v1/deployments/ab/report?segment_by=region&outcome=reward")

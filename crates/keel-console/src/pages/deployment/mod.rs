@@ -5,10 +5,12 @@
 //! check; canary and paused variants; decisions waiting for a reward), each variant's reward
 //! rate and traffic share over time as charts (`charts`, from the decision log), its safeguards
 //! (`safeguards`: SLO, output guards, alerts, the live monitor's drift, quality and AUC), the
-//! breakdown by a context feature when asked (`segments`, `?segment_by=F&outcome=O`), and its
+//! breakdown by a context feature when asked (`segments`, `?segment_by=F&outcome=O`), a
+//! fixed-weight test's CUPED adjustment when asked (`cuped`, `?cuped=C&outcome=O`), and its
 //! revisions with a diff between any two (`revisions`, `?diff=A..B`).
 
 mod charts;
+mod cuped;
 mod monitor;
 mod revisions;
 mod safeguards;
@@ -40,7 +42,9 @@ pub(crate) struct DeploymentQuery {
     bucket: Option<String>,
     /// The context feature to break the report down by (`segments`).
     segment_by: Option<String>,
-    /// What the breakdown compares: `reward` (the default), `net` or a declared metric.
+    /// A fixed-weight test's pre-period covariate to adjust by (`cuped`).
+    cuped: Option<String>,
+    /// What the breakdown and CUPED compare: `reward` (the default), `net` or a declared metric.
     outcome: Option<String>,
 }
 
@@ -164,6 +168,16 @@ async fn render(c: &Console, name: &str, q: &DeploymentQuery) -> Result<String, 
                 q.segment_by.as_deref(),
                 q.outcome.as_deref(),
                 q.bucket.as_deref(),
+            )
+            .await,
+        );
+        out.push_str(
+            &cuped::cuped(
+                &c.deployments,
+                name,
+                &current.spec,
+                q.cuped.as_deref(),
+                q.outcome.as_deref(),
             )
             .await,
         );

@@ -14,34 +14,64 @@ use serde_json::Value;
 
 use crate::html::{Cell, Table, count, esc, rate};
 
-/// What the form offers, from the running spec (its JSON).
-struct Choices {
+/// What the forms offer, from the running spec (its JSON).
+pub(super) struct Choices {
     /// The declared context features (none: the context is free-form, typed in).
     features: Vec<String>,
+    /// Those of them that are numeric (CUPED's covariates).
+    pub(super) numeric: Vec<String>,
     /// `(value, label)` of each outcome.
     outcomes: Vec<(String, String)>,
 }
 
-fn choices(spec: &Value) -> Choices {
-    let names = |key: &str| -> Vec<String> {
-        spec[key]
+impl Choices {
+    pub(super) fn of(spec: &Value) -> Choices {
+        let named = |key: &str, keep: &dyn Fn(&Value) -> bool| -> Vec<String> {
+            spec[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|x| keep(x))
+                        .filter_map(|x| x["name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let reward = spec["reward"]["name"].as_str().unwrap_or("reward");
+        let mut outcomes = vec![("reward".to_owned(), format!("{reward} (the decision metric)"))];
+        let costs = spec["variants"]
             .as_array()
-            .map(|a| a.iter().filter_map(|x| x["name"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
-    };
-    let reward = spec["reward"]["name"].as_str().unwrap_or("reward");
-    let mut outcomes = vec![("reward".to_owned(), format!("{reward} (the decision metric)"))];
-    let costs = spec["variants"]
-        .as_array()
-        .is_some_and(|v| v.iter().any(|x| x.get("cost").is_some_and(|c| !c.is_null())));
-    if costs {
-        outcomes.push(("net".to_owned(), format!("{reward} minus the variant's cost")));
+            .is_some_and(|v| v.iter().any(|x| x.get("cost").is_some_and(|c| !c.is_null())));
+        if costs {
+            outcomes.push(("net".to_owned(), format!("{reward} minus the variant's cost")));
+        }
+        outcomes.extend(named("metrics", &|_| true).into_iter().map(|m| (m.clone(), m)));
+        Choices {
+            features: named("context", &|_| true),
+            numeric: named("context", &|x| x["type"] == "numeric"),
+            outcomes,
+        }
     }
-    outcomes.extend(names("metrics").into_iter().map(|m| (m.clone(), m)));
-    Choices {
-        features: names("context"),
-        outcomes,
+}
+
+/// The outcome picker (`name="outcome"`), `outcome` selected.
+pub(super) fn outcome_select(c: &Choices, outcome: Option<&str>) -> String {
+    let mut out = String::from(r#"<select name="outcome">"#);
+    for (value, label) in &c.outcomes {
+        let selected = if Some(value.as_str()) == outcome {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            r#"<option value="{}"{selected}>{}</option>"#,
+            esc(value),
+            esc(label)
+        );
     }
+    out.push_str("</select>");
+    out
 }
 
 fn form(c: &Choices, feature: Option<&str>, outcome: Option<&str>, bucket: Option<&str>) -> String {
@@ -60,21 +90,9 @@ fn form(c: &Choices, feature: Option<&str>, outcome: Option<&str>, bucket: Optio
         }
         out.push_str("</select>");
     }
-    out.push_str(r#"</label> <label>comparing <select name="outcome">"#);
-    for (value, label) in &c.outcomes {
-        let selected = if Some(value.as_str()) == outcome {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(
-            out,
-            r#"<option value="{}"{selected}>{}</option>"#,
-            esc(value),
-            esc(label)
-        );
-    }
-    out.push_str("</select></label>");
+    out.push_str(r#"</label> <label>comparing "#);
+    out.push_str(&outcome_select(c, outcome));
+    out.push_str("</label>");
     if let Some(b) = bucket {
         let _ = write!(out, r#"<input type="hidden" name="bucket" value="{}">"#, esc(b));
     }
@@ -97,7 +115,7 @@ fn binary(spec: &Value, outcome: Option<&str>) -> bool {
 }
 
 /// A difference with its interval, the exact figures in `data-*`, or a dash.
-fn difference(d: Option<(f64, f64, f64)>) -> Cell {
+pub(super) fn difference(d: Option<(f64, f64, f64)>) -> Cell {
     match d {
         Some((x, lo, hi)) => Cell::html(format!(
             r#"<span class="lift" data-value="{x}" data-lo="{lo}" data-hi="{hi}">{}</span>"#,
@@ -193,7 +211,7 @@ pub(super) async fn segments(
     outcome: Option<&str>,
     bucket: Option<&str>,
 ) -> String {
-    let c = choices(spec);
+    let c = Choices::of(spec);
     let mut out = String::from(
         r#"<h2 id="segments-heading">Segments</h2><p class="hint">The report broken down by a context feature, read from the decision log when asked.</p>"#,
     );
