@@ -3,33 +3,18 @@
 //! difference against the baseline variant, raw and adjusted, with the variance removed. Read
 //! from the decision log on demand (`offline::cuped`, what the REST report's `?cuped=` gives).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use keel_experiments::Deployments;
 use keel_experiments::offline::cuped::{self, Cuped};
 use serde_json::Value;
 
-use super::segments::{Choices, difference, outcome_select};
+use super::segments::{Choices, difference, feature_picker, from_log, outcome_select};
 use crate::html::{Cell, Table, count, esc, pct};
 
 fn form(c: &Choices, covariate: Option<&str>, outcome: Option<&str>) -> String {
     let mut out = String::from(r#"<form method="get" id="cuped-form" class="inline"><label>Adjust by "#);
-    let numeric: Vec<&String> = c.numeric.iter().collect();
-    if numeric.is_empty() {
-        let _ = write!(
-            out,
-            r#"<input name="cuped" placeholder="a numeric context key" value="{}" required>"#,
-            esc(covariate.unwrap_or(""))
-        );
-    } else {
-        out.push_str(r#"<select name="cuped">"#);
-        for f in numeric {
-            let selected = if Some(f.as_str()) == covariate { " selected" } else { "" };
-            let _ = write!(out, r#"<option value="{0}"{selected}>{0}</option>"#, esc(f));
-        }
-        out.push_str("</select>");
-    }
+    out.push_str(&feature_picker("cuped", &c.numeric, covariate, "a numeric context key"));
     out.push_str(r#"</label> <label>comparing "#);
     out.push_str(&outcome_select(c, outcome));
     out.push_str(r#"</label> <button type="submit">Adjust</button></form>"#);
@@ -99,18 +84,7 @@ pub(super) async fn cuped(
         covariate.to_owned(),
         outcome.map(str::to_owned),
     );
-    match tokio::task::spawn_blocking(move || cuped::of_running(&d, &n, &f, o.as_deref())).await {
-        Ok(Ok(c)) => out.push_str(&table(&c)),
-        Ok(Err(e)) => {
-            let _ = write!(out, r#"<p class="alert" id="cuped-error">{}</p>"#, esc(&e.to_string()));
-        }
-        Err(e) => {
-            let _ = write!(
-                out,
-                r#"<p class="alert bad" id="cuped-error">the adjustment stopped: {}</p>"#,
-                esc(&e.to_string())
-            );
-        }
-    }
+    let read = move || cuped::of_running(&d, &n, &f, o.as_deref());
+    out.push_str(&from_log("cuped", read, table).await);
     out
 }

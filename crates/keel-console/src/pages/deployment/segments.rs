@@ -74,22 +74,29 @@ pub(super) fn outcome_select(c: &Choices, outcome: Option<&str>) -> String {
     out
 }
 
+/// A picker named `name` over `options` (`chosen` selected), or a text box (`hint` as its
+/// placeholder) when there are none to offer (a free-form context).
+pub(super) fn feature_picker(name: &str, options: &[String], chosen: Option<&str>, hint: &str) -> String {
+    if options.is_empty() {
+        return format!(
+            r#"<input name="{}" placeholder="{}" value="{}" required>"#,
+            esc(name),
+            esc(hint),
+            esc(chosen.unwrap_or(""))
+        );
+    }
+    let mut out = format!(r#"<select name="{}">"#, esc(name));
+    for f in options {
+        let selected = if Some(f.as_str()) == chosen { " selected" } else { "" };
+        let _ = write!(out, r#"<option value="{0}"{selected}>{0}</option>"#, esc(f));
+    }
+    out.push_str("</select>");
+    out
+}
+
 fn form(c: &Choices, feature: Option<&str>, outcome: Option<&str>, bucket: Option<&str>) -> String {
     let mut out = String::from(r#"<form method="get" id="segment-form" class="inline"><label>Break down by "#);
-    if c.features.is_empty() {
-        let _ = write!(
-            out,
-            r#"<input name="segment_by" placeholder="a context key" value="{}" required>"#,
-            esc(feature.unwrap_or(""))
-        );
-    } else {
-        out.push_str(r#"<select name="segment_by">"#);
-        for f in &c.features {
-            let selected = if Some(f.as_str()) == feature { " selected" } else { "" };
-            let _ = write!(out, r#"<option value="{0}"{selected}>{0}</option>"#, esc(f));
-        }
-        out.push_str("</select>");
-    }
+    out.push_str(&feature_picker("segment_by", &c.features, feature, "a context key"));
     out.push_str(r#"</label> <label>comparing "#);
     out.push_str(&outcome_select(c, outcome));
     out.push_str("</label>");
@@ -111,6 +118,23 @@ fn binary(spec: &Value, outcome: Option<&str>) -> bool {
             .as_array()
             .and_then(|m| m.iter().find(|x| x["name"] == metric))
             .is_some_and(|m| m["kind"] == "binary"),
+    }
+}
+
+/// What `read` (a read of the decision log, on a blocking thread) found, shown by `show`; or,
+/// in an alert with the id `{section}-error`, why it could not (the rest of the page serves).
+pub(super) async fn from_log<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    section: &str,
+    read: impl FnOnce() -> Result<T, E> + Send + 'static,
+    show: impl FnOnce(&T) -> String,
+) -> String {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(found)) => show(&found),
+        Ok(Err(e)) => format!(r#"<p class="alert" id="{section}-error">{}</p>"#, esc(&e.to_string())),
+        Err(e) => format!(
+            r#"<p class="alert bad" id="{section}-error">reading the decision log stopped: {}</p>"#,
+            esc(&e.to_string())
+        ),
     }
 }
 
@@ -225,23 +249,7 @@ pub(super) async fn segments(
         feature.to_owned(),
         outcome.map(str::to_owned),
     );
-    let found = tokio::task::spawn_blocking(move || segments::of_running(&d, &n, &f, o.as_deref())).await;
-    match found {
-        Ok(Ok(s)) => out.push_str(&tables(&s, binary(spec, outcome))),
-        Ok(Err(e)) => {
-            let _ = write!(
-                out,
-                r#"<p class="alert" id="segments-error">{}</p>"#,
-                esc(&e.to_string())
-            );
-        }
-        Err(e) => {
-            let _ = write!(
-                out,
-                r#"<p class="alert bad" id="segments-error">the breakdown stopped: {}</p>"#,
-                esc(&e.to_string())
-            );
-        }
-    }
+    let read = move || segments::of_running(&d, &n, &f, o.as_deref());
+    out.push_str(&from_log("segments", read, |s| tables(s, binary(spec, outcome))).await);
     out
 }
