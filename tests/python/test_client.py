@@ -53,6 +53,7 @@ class Server:
             "policy": {"type": "thompson_beta"},
             "context": [{"type": "numeric", "name": "age"}],
             "reward": {"kind": "binary", "min": 0, "max": 1, "window_seconds": 3600},
+            "metrics": [{"name": "revenue", "kind": "continuous", "min": 0, "max": 1000}],
             "seed": 1,
         }
         (tmp / "promo.json").write_text(json.dumps(spec))
@@ -129,6 +130,13 @@ def test_decide_and_feedback_single_and_batched(keel: Client) -> None:
     assert isinstance(one, Decision) and one.variant in ("a", "b") and 0 < one.propensity <= 1
     assert keel.feedback("promo", one.decision_id, 1.0) == FeedbackResult(one.decision_id, True)
     assert keel.feedback("promo", one.decision_id, 1.0).counted is False
+    # Another declared metric, later and on its own: counted once, a different value refused.
+    assert keel.feedback("promo", one.decision_id, metrics={"revenue": 12.5}).counted is True
+    assert keel.feedback("promo", one.decision_id, metrics={"revenue": 12.5}).counted is False
+    with pytest.raises(ConflictError):
+        keel.feedback("promo", one.decision_id, metrics={"revenue": 99.0})
+    with pytest.raises(ValueError):
+        keel.feedback("promo", one.decision_id)
 
     items = [{"unit_id": f"u{i}", "context": {"age": i}} for i in range(100)]
     items[13] = {"unit_id": "u13", "context": {"age": "thirteen"}}
@@ -160,6 +168,8 @@ def test_decide_and_feedback_single_and_batched(keel: Client) -> None:
     by_age = keel.report("promo", segment_by="age", outcome="reward")["segments"]
     assert by_age["feature"] == "age" and by_age["outcome"] == "reward", by_age
     assert sum(g["rewards"] for g in by_age["segments"]) == rewarded, by_age
+    on_revenue = keel.report("promo", segment_by="age", outcome="revenue")["segments"]
+    assert (on_revenue["outcome"], on_revenue["rewards"]) == ("revenue", 1), on_revenue
     with pytest.raises(InvalidRequestError) as unknown:
         keel.report("promo", segment_by="age", outcome="refunds")
     assert "net" in unknown.value.message and "refunds" in unknown.value.message

@@ -245,15 +245,32 @@ class Client:
             for r in answer["results"]
         ]
 
-    def feedback(self, deployment: str, decision_id: str, reward: float) -> FeedbackResult:
-        """Records the reward of a decision (idempotent: the same reward again is not counted)."""
-        body = {"decision_id": decision_id, "reward": reward}
+    def feedback(
+        self,
+        deployment: str,
+        decision_id: str,
+        reward: Optional[float] = None,
+        *,
+        metrics: Optional[Mapping[str, float]] = None,
+    ) -> FeedbackResult:
+        """Records the reward of a decision (the decision metric) and/or values of the
+        deployment's other declared metrics (``metrics={"revenue": 23.5}``), which may arrive
+        at different times; at least one of them. Idempotent: the same values again are not
+        counted (``counted`` is false); a different one is refused as a conflict."""
+        if reward is None and not metrics:
+            raise ValueError("feedback needs a reward, metrics, or both")
+        body: Dict[str, Any] = {"decision_id": decision_id}
+        if reward is not None:
+            body["reward"] = reward
+        if metrics:
+            body["metrics"] = dict(metrics)
         answer = self._request("POST", f"/v1/deployments/{self._seg(deployment)}/feedback", json=body)
         return FeedbackResult(answer["decision_id"], bool(answer["counted"]))
 
     def feedback_batch(self, deployment: str, events: Iterable[FeedbackItem]) -> List[Union[FeedbackResult, ItemError]]:
         """Records many rewards in one call: ``(decision_id, reward)`` pairs or mappings with
-        those keys. One result per event, in order: a :class:`FeedbackResult`, or an
+        those keys (a mapping may carry ``metrics`` beside or instead of ``reward``, as
+        :meth:`feedback` does). One result per event, in order: a :class:`FeedbackResult`, or an
         :class:`ItemError` for an event the server refused (unknown decision, reward out of
         range...); the others are recorded."""
         bodies = [
