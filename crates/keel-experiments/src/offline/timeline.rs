@@ -191,6 +191,12 @@ impl Row {
     }
 }
 
+/// The number of decisions waiting for a reward below which a timeline never prunes them.
+const PRUNE_FROM: usize = 1 << 16;
+/// How long past its window a decision stays waiting (a replica whose clock lags may still
+/// accept its reward).
+const PRUNE_GRACE_MS: i64 = 10 * 60 * 1000;
+
 /// The fold over the log.
 #[derive(Clone)]
 struct Builder {
@@ -199,7 +205,15 @@ struct Builder {
     /// Bucket index (start / bucket_ms) -> its figures.
     buckets: BTreeMap<i64, Row>,
     /// Decisions waiting for their reward: bucket index and group (`None`: the holdout).
+    /// Under a spec without a default reward, those whose window has closed are dropped now
+    /// and then ([`Builder::prune`]): no reward is ever logged for them.
     pending: HashMap<uuid::Uuid, (i64, Option<u32>)>,
+    /// While the log's latest spec record names no default reward: the longest attribution
+    /// window its spec records have named. `None` otherwise (a default reward is logged for
+    /// every decision when its window closes, however late, so every one is kept until then).
+    window_ms: Option<i64>,
+    /// `pending`'s size at which it is pruned next.
+    prune_at: usize,
     decisions: u64,
     rewards: u64,
     revisions: Vec<RevisionMark>,
@@ -221,6 +235,8 @@ impl Builder {
             },
             buckets: BTreeMap::new(),
             pending: HashMap::new(),
+            window_ms: None,
+            prune_at: PRUNE_FROM,
             decisions: 0,
             rewards: 0,
             revisions: Vec::new(),
@@ -242,6 +258,11 @@ impl Builder {
                 reset,
             }),
             Event::Spec { spec, .. } => {
+                let window = i64::try_from(spec.reward.window_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+                self.window_ms = match spec.reward.default {
+                    None => Some(self.window_ms.map_or(window, |w| w.max(window))),
+                    Some(_) => None,
+                };
                 let mut map = Vec::with_capacity(spec.variants.len());
                 for variant in &spec.variants {
                     let at = match self.names.iter().position(|n| *n == variant.name) {
@@ -262,6 +283,9 @@ impl Builder {
                 self.buckets.entry(key).or_default().group(group).decisions += 1;
                 let group = group.and_then(|g| u32::try_from(g).ok());
                 self.pending.insert(id, (key, group));
+                if self.pending.len() >= self.prune_at {
+                    self.prune(ts);
+                }
                 self.coarsen()?;
             }
             Event::Reward { id, r, .. } => {
@@ -275,6 +299,19 @@ impl Builder {
             Event::Pause { .. } | Event::CanaryStep { .. } | Event::Output { .. } | Event::Metrics { .. } => {}
         }
         Ok(())
+    }
+
+    /// Drops the decisions whose window closed before `now_ms` (their whole bucket ended more
+    /// than the longest window, and [`PRUNE_GRACE_MS`] for replicas' clocks, ago: feedback for
+    /// them is refused, and the spec logs no default reward), and sets the next pruning at
+    /// twice what is left, so the work stays proportional to the decisions read.
+    fn prune(&mut self, now_ms: i64) {
+        if let Some(window) = self.window_ms {
+            let (bucket, keep) = (self.bucket_ms, window.saturating_add(PRUNE_GRACE_MS));
+            self.pending
+                .retain(|_, (key, _)| key.saturating_add(1).saturating_mul(bucket).saturating_add(keep) >= now_ms);
+        }
+        self.prune_at = self.pending.len().saturating_mul(2).max(PRUNE_FROM);
     }
 
     /// Keeps the number of buckets within bounds: `auto` moves up the ladder, a fixed size

@@ -437,3 +437,77 @@ fn other_bucket_sizes_derive_exactly_from_a_followed_one() {
         "auto is finer than an hour here"
     );
 }
+
+/// A deployment without a default reward: most decisions never get one. The decisions whose
+/// window (and its grace) closed are dropped, so what the timeline keeps stays bounded by the
+/// open windows, and a reward inside its window still counts in its decision's bucket. With a
+/// default reward nothing is dropped: the default comes when the window closes, however late.
+#[test]
+fn decisions_whose_window_closed_are_not_kept_waiting() {
+    let mut spec = spec();
+    spec.reward.default = None;
+    spec.reward.window_seconds = 60;
+    let started = |spec: &DeploymentSpec| {
+        let mut b = Builder::new(BucketSize::Auto);
+        b.event(Event::Spec {
+            seq: 1,
+            ts: T0,
+            spec: Box::new(spec.clone()),
+        })
+        .expect("spec");
+        b
+    };
+    // 400,000 decisions 10 ms apart (4,000 s: the window and its ten minutes of grace, about
+    // six times over), one in a thousand rewarded 1 s later.
+    let mut b = started(&spec);
+    // What may still be rewarded (window, grace and a bucket of up to 5 minutes, at 100
+    // decisions a second), at most twice over between prunings.
+    let open = ((60_000 + PRUNE_GRACE_MS + 5 * MINUTE) / 10) as usize;
+    let bound = 2 * open.max(PRUNE_FROM);
+    let (mut seq, mut rewarded) = (1, 0);
+    for i in 0..400_000i64 {
+        let (id, ts) = (uuid::Uuid::new_v4(), T0 + i * 10);
+        seq += 1;
+        b.event(decision(seq, ts, id, Some((i % 2) as usize), false))
+            .expect("decision");
+        if i % 1000 == 0 {
+            seq += 1;
+            b.event(reward(seq, ts + 1_000, id, 1.0)).expect("reward");
+            rewarded += 1;
+        }
+        assert!(b.pending.len() <= bound, "{} waiting at decision {i}", b.pending.len());
+    }
+    let t = b.finish("d", &spec);
+    assert_eq!((t.decisions, t.rewards), (400_000, rewarded));
+
+    // The first decision is dropped once its window and grace are long past.
+    let first = uuid::Uuid::new_v4();
+    let later = T0 + 60_000 + PRUNE_GRACE_MS + 2 * MINUTE;
+    let mut early = started(&spec);
+    early.event(decision(2, T0, first, Some(0), false)).expect("first");
+    for i in 1..=(PRUNE_FROM as i64) {
+        let id = uuid::Uuid::new_v4();
+        early
+            .event(decision(2 + i as u64, later + i, id, Some(1), false))
+            .expect("decision");
+    }
+    assert!(!early.pending.contains_key(&first), "its window closed 60 s after T0");
+
+    // With a default reward it waits for it, however late.
+    let mut defaulted = spec.clone();
+    defaulted.reward.default = Some(0.0);
+    let mut kept = started(&defaulted);
+    kept.event(decision(2, T0, first, Some(0), false)).expect("first");
+    for i in 1..=(PRUNE_FROM as i64) {
+        let id = uuid::Uuid::new_v4();
+        kept.event(decision(2 + i as u64, later + i, id, Some(1), false))
+            .expect("decision");
+    }
+    kept.event(reward(PRUNE_FROM as u64 + 3, later + DAY, first, 0.0))
+        .expect("default");
+    assert_eq!(
+        kept.finish("d", &defaulted).rewards,
+        1,
+        "the late default reward counts"
+    );
+}
