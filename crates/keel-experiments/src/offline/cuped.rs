@@ -237,6 +237,6 @@ pub fn of_running(
 ) -> Result<Cuped> {
     let engine = deployments.get(name)?;
     let spec = engine.with_inner(|inner| inner.spec.clone())?;
-    let outcome = outcome.map_or(Ok(OpeOutcome::Reward), |o| OpeOutcome::parse(o, &spec))?;
+    let outcome = OpeOutcome::named(outcome, &spec)?;
     cuped(LogSource::of_running(&engine), &spec, covariate, &outcome)
 }

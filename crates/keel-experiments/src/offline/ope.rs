@@ -70,6 +70,12 @@ impl OpeOutcome {
         }
     }
 
+    /// The outcome `text` names ([`OpeOutcome::parse`]), or the decision metric when none is
+    /// named.
+    pub fn named(text: Option<&str>, spec: &DeploymentSpec) -> Result<OpeOutcome> {
+        text.map_or(Ok(OpeOutcome::Reward), |t| OpeOutcome::parse(t, spec))
+    }
+
     /// How reports name it.
     pub fn label(&self, spec: &DeploymentSpec) -> String {
         match self {

@@ -429,6 +429,6 @@ pub fn of_running(
 ) -> Result<Segments> {
     let engine = deployments.get(name)?;
     let spec = engine.with_inner(|inner| inner.spec.clone())?;
-    let outcome = outcome.map_or(Ok(OpeOutcome::Reward), |o| OpeOutcome::parse(o, &spec))?;
+    let outcome = OpeOutcome::named(outcome, &spec)?;
     segments(LogSource::of_running(&engine), &spec, feature, &outcome)
 }

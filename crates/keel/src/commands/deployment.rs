@@ -178,10 +178,7 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
                     if segment_by.is_some() || cuped.is_some() {
                         // Read from the log wherever it lives (files or PostgreSQL, archived parts included).
                         let log = keel_experiments::offline::source::LogSource::of(store, &dir, &name);
-                        let outcome = match &outcome {
-                            Some(text) => OpeOutcome::parse(text, &spec)?,
-                            None => OpeOutcome::Reward,
-                        };
+                        let outcome = OpeOutcome::named(outcome.as_deref(), &spec)?;
                         let (segments, cuped) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                             let segments = segment_by
                                 .map(|f| segments::segments(log.clone(), &spec, &f, &outcome))

@@ -9,7 +9,8 @@ use keel_experiments::Deployments;
 use keel_experiments::offline::cuped::{self, Cuped};
 use serde_json::Value;
 
-use super::segments::{Choices, difference, feature_picker, from_log, outcome_select};
+use super::segments::{Choices, feature_picker, from_log, outcome_select};
+use super::variants::lift_cell;
 use crate::html::{Cell, Table, count, esc, pct};
 
 fn form(c: &Choices, covariate: Option<&str>, outcome: Option<&str>) -> String {
@@ -47,9 +48,9 @@ fn table(c: &Cuped) -> String {
             &x.variant,
             vec![
                 Cell::text(&x.variant),
-                difference(Some(x.difference)).key("difference"),
-                difference(Some(x.adjusted_difference)).key("adjusted_difference"),
-                difference(x.adjusted_difference_cs).key("adjusted_difference_cs"),
+                lift_cell(Some(x.difference), false).key("difference"),
+                lift_cell(Some(x.adjusted_difference), false).key("adjusted_difference"),
+                lift_cell(x.adjusted_difference_cs, false).key("adjusted_difference_cs"),
                 Cell::num(x.variance_reduction, pct(x.variance_reduction)).key("variance_reduction"),
             ],
         );

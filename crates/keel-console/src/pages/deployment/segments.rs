@@ -8,10 +8,14 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use keel_experiments::DeploymentSpec;
 use keel_experiments::Deployments;
+use keel_experiments::offline::ope::OpeOutcome;
 use keel_experiments::offline::segments::{self, Segments};
+use keel_experiments::spec::RewardKind;
 use serde_json::Value;
 
+use super::variants::lift_cell;
 use crate::html::{Cell, Table, count, esc, rate};
 
 /// What the forms offer, from the running spec (its JSON).
@@ -107,18 +111,13 @@ fn form(c: &Choices, feature: Option<&str>, outcome: Option<&str>, bucket: Optio
     out
 }
 
-/// Whether `outcome`'s values are 0/1 (shown as rates in percent): the decision metric's kind,
-/// never for `net`, a declared metric's kind otherwise.
+/// Whether `outcome`'s values are 0/1 (shown as rates in percent), as the breakdown itself
+/// judges it ([`OpeOutcome::kind`]).
 fn binary(spec: &Value, outcome: Option<&str>) -> bool {
-    let reward = spec["reward"]["name"].as_str().unwrap_or("reward");
-    match outcome.unwrap_or("reward") {
-        "net" => false,
-        o if o == "reward" || o == reward => spec["reward"]["kind"].as_str().unwrap_or("binary") == "binary",
-        metric => spec["metrics"]
-            .as_array()
-            .and_then(|m| m.iter().find(|x| x["name"] == metric))
-            .is_some_and(|m| m["kind"] == "binary"),
-    }
+    DeploymentSpec::from_json(spec)
+        .ok()
+        .and_then(|spec| Some(OpeOutcome::named(outcome, &spec).ok()?.kind(&spec) == RewardKind::Binary))
+        .unwrap_or(false)
 }
 
 /// What `read` (a read of the decision log, on a blocking thread) found, shown by `show`; or,
@@ -135,18 +134,6 @@ pub(super) async fn from_log<T: Send + 'static, E: std::fmt::Display + Send + 's
             r#"<p class="alert bad" id="{section}-error">reading the decision log stopped: {}</p>"#,
             esc(&e.to_string())
         ),
-    }
-}
-
-/// A difference with its interval, the exact figures in `data-*`, or a dash.
-pub(super) fn difference(d: Option<(f64, f64, f64)>) -> Cell {
-    match d {
-        Some((x, lo, hi)) => Cell::html(format!(
-            r#"<span class="lift" data-value="{x}" data-lo="{lo}" data-hi="{hi}">{}</span>"#,
-            esc(&format!("{x:+.4} ({lo:+.4} to {hi:+.4})"))
-        ))
-        .sort_by(x.to_string()),
-        None => Cell::text("—"),
     }
 }
 
@@ -183,8 +170,8 @@ fn tables(s: &Segments, binary: bool) -> String {
                     Some(r) => Cell::num(r, rate(r, binary)).key("control_rate"),
                     None => Cell::text("—"),
                 },
-                difference(lift.map(|l| l.lift.difference)).key("difference"),
-                difference(lift.map(|l| l.difference_adjusted)).key("difference_adjusted"),
+                lift_cell(lift.map(|l| l.lift.difference), false).key("difference"),
+                lift_cell(lift.map(|l| l.difference_adjusted), false).key("difference_adjusted"),
             ],
         );
     }

@@ -28,7 +28,7 @@ fn sequence_cell(cs: Option<(f64, f64)>, binary: bool) -> Cell {
 
 /// A relative lift (or a difference, `percent` false) with its interval, the exact figures in
 /// `data-*` attributes, or a dash.
-fn lift_cell(l: Option<(f64, f64, f64)>, percent: bool) -> Cell {
+pub(super) fn lift_cell(l: Option<(f64, f64, f64)>, percent: bool) -> Cell {
     match l {
         Some((x, lo, hi)) => {
             let shown = if percent {
