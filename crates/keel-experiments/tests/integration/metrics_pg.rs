@@ -7,8 +7,7 @@
 use keel_experiments::{DeploymentError, Deployments, FeedbackIn};
 use serde_json::{Value, json};
 
-mod pg_support;
-use pg_support::{Database, replica};
+use crate::pg_support::{Database, replica};
 
 fn spec() -> Value {
     json!({

@@ -4,14 +4,12 @@
 
 use std::path::Path;
 
-use keel_plan::{export, live, plan, read_dir};
-use serde_json::json;
-use support::{apply_dir, git, promo, push, registry, write};
-
-mod support;
-
 use keel_plan::PlanError;
 use keel_plan::approvals::{self, Gate, Proposal, Requester};
+use keel_plan::{export, live, plan, read_dir};
+use serde_json::json;
+
+use crate::support::{apply_dir, git, promo, push, registry, write};
 
 fn policy_file(dir: &Path) {
     write(

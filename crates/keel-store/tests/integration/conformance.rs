@@ -6,13 +6,10 @@
 //! (default `postgres://postgres@127.0.0.1:5432/test`); if it is unreachable
 //! the PostgreSQL tests fail, they never skip.
 
-mod suite;
-mod support;
-
 use keel_store::{Backend, Store};
 use sqlx::{Connection, SqliteConnection};
 
-use support::{new_version, push_all};
+use crate::support::{new_version, push_all};
 
 /// Instantiates every listed `group::test` once per backend, as
 /// `sqlite::test` and `postgres::test`.

@@ -17,10 +17,9 @@ use keel_experiments::{Deployment, DeploymentSpec, Deployments, LogOptions};
 use keel_lake::Lake;
 use keel_store::Store;
 
-mod archive_support;
-mod pg_support;
-use archive_support::{HOUR_MS, lake_rows, now_ms, spec, traffic};
-use pg_support::Database;
+use crate::archive_support::{HOUR_MS, lake_rows, now_ms, spec, traffic};
+use crate::pg_support::Database;
+use crate::support::exposures;
 
 /// A replica whose local folder is `home/experiments`, with the lake registered for it.
 async fn replica(db: &Database, home: &Path, store: &Arc<dyn ArchiveStore>) -> Arc<Deployments> {
@@ -209,17 +208,6 @@ fn on<T>(rt: &tokio::runtime::Runtime, f: impl std::future::Future<Output = T>) 
     tokio::task::block_in_place(|| rt.block_on(f))
 }
 
-/// Decisions served by `promo` on a replica, over its variants.
-fn exposures(exps: &Deployments) -> u64 {
-    let report = serde_json::to_value(exps.report("promo").expect("report")).expect("json");
-    report["variants"]
-        .as_array()
-        .expect("variants")
-        .iter()
-        .map(|v| v["exposures"].as_u64().expect("exposures"))
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_fell_behind_the_archive_reads_it_back_from_the_lake() {
     let db = Database::new("archive_behind").await;
@@ -237,7 +225,7 @@ async fn a_replica_that_fell_behind_the_archive_reads_it_back_from_the_lake() {
         .expect("runtime");
     let home_b = tmp.path().join("b");
     let b = on(&rt_b, replica(&db, &home_b, &store));
-    assert_eq!(exposures(&b), 0);
+    assert_eq!(exposures(&b, "promo"), 0);
 
     // While B is frozen, A serves, snapshots and archives past B's position (two hours on).
     traffic(&a, 0, 1500, false).await;
@@ -251,7 +239,7 @@ async fn a_replica_that_fell_behind_the_archive_reads_it_back_from_the_lake() {
         .await
         .expect("first live row");
     assert!(first_live > 2, "B's next records left deployment_log: {first_live}");
-    let served = exposures(&a);
+    let served = exposures(&a, "promo");
     assert_eq!(served, 1500);
     let variants = |exps: &Deployments| {
         serde_json::to_value(exps.report("promo").expect("report")).expect("json")["variants"].clone()
@@ -273,7 +261,7 @@ async fn a_replica_that_fell_behind_the_archive_reads_it_back_from_the_lake() {
     assert_eq!(engine_b.failure(), None, "B keeps serving");
     assert!(caught_up, "B: {} against A: {on_a}", variants(&b));
     on(&rt_b, traffic(&b, 1500, 100, false));
-    assert_eq!(exposures(&b), served + 100);
+    assert_eq!(exposures(&b, "promo"), served + 100);
     a.close();
     b.close();
     tokio::task::block_in_place(move || drop(rt_b));

@@ -16,8 +16,7 @@ use keel_experiments::{DeploymentSpec, Deployments, LogOptions};
 use keel_lake::Lake;
 use keel_store::Store;
 
-mod archive_support;
-use archive_support::{HOUR_MS, lake_rows, now_ms, spec, traffic};
+use crate::archive_support::{HOUR_MS, lake_rows, now_ms, spec, traffic};
 
 async fn open(root: &Path) -> Arc<Deployments> {
     let store = Store::open(&format!("sqlite://{}", root.join("keel.db").display()))

@@ -11,8 +11,7 @@ use keel_store::Store;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
-mod pg_support;
-use pg_support::{Database, replica};
+use crate::pg_support::{Database, replica};
 
 fn spec() -> Value {
     json!({

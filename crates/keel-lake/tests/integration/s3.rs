@@ -11,9 +11,7 @@ use deltalake::logstore::CommitOrBytes;
 use keel_lake::arrow::array::{Int64Array, RecordBatch};
 use keel_lake::{IngestOptions, Lake, LakeError, VersionOrTimestamp, WriteMode};
 
-#[path = "../../../tests/support/moto.rs"]
-mod moto;
-use moto::Moto;
+use crate::moto::Moto;
 
 fn config(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![

@@ -10,9 +10,8 @@ use keel_plan::approvals::{POLICY, Requester, Revise};
 use keel_plan::changes::{self, Outcome};
 use keel_registry::Registry;
 use serde_json::{Value, json};
-use support::{apply_dir, promo, push, registry, write};
 
-mod support;
+use crate::support::{apply_dir, promo, push, registry, write};
 
 fn who(by: &str) -> Requester<'_> {
     Requester {

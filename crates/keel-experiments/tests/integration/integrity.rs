@@ -13,6 +13,8 @@ use keel_store::Store;
 use keel_types::ErrorKind;
 use serde_json::json;
 
+use crate::support::exposures;
+
 async fn store(dir: &Path) -> Store {
     Store::open(&format!("sqlite://{}", dir.join("keel.db").display()))
         .await
@@ -68,16 +70,6 @@ async fn two_deployments(dir: &Path, n: usize) {
         }
     }
     exps.close();
-}
-
-fn exposures(exps: &Deployments, name: &str) -> u64 {
-    let report = serde_json::to_value(exps.report(name).expect("report")).expect("json");
-    report["variants"]
-        .as_array()
-        .expect("variants")
-        .iter()
-        .map(|v| v["exposures"].as_u64().expect("exposures"))
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,8 @@
 
 use keel_plan::{Action, Source, apply, export, live, plan, read_dir};
 use serde_json::json;
-use support::{git, promo, push, registry, write};
 
-mod support;
+use crate::support::{git, promo, push, registry, write};
 
 #[tokio::test]
 async fn a_folder_is_planned_applied_and_then_matches_the_live_state() {

@@ -1,0 +1,11 @@
+//! keel-lake's integration tests.
+//!
+//! One test binary for the crate (each file a module): linking a binary per file cost the
+//! test build a link of the whole dependency tree per file.
+
+#[path = "../../../../tests/support/moto.rs"]
+mod moto;
+
+mod lake;
+mod s3;
+mod stream_append;
