@@ -185,7 +185,7 @@ impl App {
                 metrics_open: self.access.metrics_open,
                 limits: self.access.limits,
                 audit: Some(self.store.clone()),
-                references: self.reference_access(),
+                tables: self.table_uses(),
             },
         };
         let shutdown = CancellationToken::new();
@@ -212,6 +212,7 @@ impl App {
             self.deployments.clone(),
             self.max_body_bytes,
             self.access.limits.model_bytes,
+            self.table_uses(),
         );
         match self.data_routes() {
             Some(data) => routes.merge(data),
@@ -220,13 +221,16 @@ impl App {
     }
 
     #[cfg(feature = "lake")]
-    fn reference_access(&self) -> Option<Arc<dyn crate::ReferenceAccess>> {
-        let (store, _) = self.data.clone()?;
-        Some(Arc::new(CatalogReferences(keel_catalog::Catalog::new(store))))
+    fn table_uses(&self) -> Option<Arc<dyn crate::TableUses>> {
+        let (store, lake) = self.data.clone()?;
+        Some(Arc::new(WorkspaceTables(keel_data::Workspace::new(
+            keel_catalog::Catalog::new(store),
+            lake,
+        ))))
     }
 
     #[cfg(not(feature = "lake"))]
-    fn reference_access(&self) -> Option<Arc<dyn crate::ReferenceAccess>> {
+    fn table_uses(&self) -> Option<Arc<dyn crate::TableUses>> {
         None
     }
 
@@ -264,8 +268,9 @@ pub fn client_routes(
     deployments: Arc<Deployments>,
     max_body_bytes: usize,
     max_model_bytes: u64,
+    tables: Option<Arc<dyn crate::TableUses>>,
 ) -> crate::access::Routes {
-    crate::models::router(registry.clone(), max_body_bytes, max_model_bytes)
+    crate::models::router(registry.clone(), max_body_bytes, max_model_bytes, tables)
         .merge(crate::webhooks::router(registry.store().clone(), max_body_bytes))
         .merge(crate::changes::router(registry, deployments.clone(), max_body_bytes))
         .merge(crate::batch_routes::router(deployments, max_body_bytes))
@@ -352,26 +357,47 @@ impl keel_experiments::ReferenceSource for LakeReferences {
     }
 }
 
-/// A principal applying a deployment over the API must be able to read its monitor's reference
-/// table, as on the command line.
+/// The tables requests name, checked by the data library as on the command line: a principal
+/// applying a monitored deployment must be able to read its reference table, and one pushing a
+/// model trained on a catalogued table must be able to read that.
 #[cfg(feature = "lake")]
-struct CatalogReferences(keel_catalog::Catalog);
+struct WorkspaceTables(keel_data::Workspace);
 
 #[cfg(feature = "lake")]
-impl crate::ReferenceAccess for CatalogReferences {
-    fn check<'a>(
+impl crate::TableUses for WorkspaceTables {
+    fn check_reference<'a>(
         &'a self,
         principal: &'a str,
         table: &'a str,
         deployment: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::ApiError>> + Send + 'a>> {
+    ) -> crate::experiments::Checked<'a, ()> {
         Box::pin(async move {
-            let actor = self.0.actor(principal).await?;
-            let details = serde_json::json!({ "deployment": deployment });
-            self.0
-                .check::<keel_catalog::Read>(&actor, table, "monitor_reference", keel_catalog::Via::Api, details)
-                .await?;
-            Ok(())
+            let caller = self.0.api_caller(principal).await?;
+            Ok(self.0.check_monitor_reference(&caller, table, deployment).await?)
+        })
+    }
+
+    fn training_source<'a>(
+        &'a self,
+        principal: &'a str,
+        reference: &'a str,
+    ) -> crate::experiments::Checked<'a, Option<String>> {
+        Box::pin(async move {
+            let caller = self.0.api_caller(principal).await?;
+            Ok(self.0.training_source(&caller, reference).await?)
+        })
+    }
+
+    fn record_trained_on<'a>(
+        &'a self,
+        principal: &'a str,
+        source: &'a str,
+        model: &'a str,
+        version: i64,
+    ) -> crate::experiments::Checked<'a, ()> {
+        Box::pin(async move {
+            let caller = self.0.api_caller(principal).await?;
+            Ok(self.0.record_trained_on(&caller, source, model, version).await?)
         })
     }
 }

@@ -17,24 +17,34 @@ use keel_auth::{Credential, Principal, Scope};
 struct ExpState {
     experiments: Arc<Deployments>,
     max_body: usize,
-    references: Option<Arc<dyn ReferenceAccess>>,
+    tables: Option<Arc<dyn TableUses>>,
 }
 
-/// Checks that a principal may read the table a deployment's monitor compares against (the
-/// monitor's reports reveal its distribution), as `keel deployment apply` does on the command
-/// line; `None` in a server without lake tables.
-pub trait ReferenceAccess: Send + Sync {
-    fn check<'a>(
+/// A future a [`TableUses`] check returns.
+pub type Checked<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ApiError>> + Send + 'a>>;
+
+/// The lake tables other requests name, checked by the data library
+/// (`keel_data::Workspace`, as on the command line); `None` in a server without lake tables.
+pub trait TableUses: Send + Sync {
+    /// A deployment's monitor reference: `principal` may read it (the monitor's reports reveal
+    /// its distribution) and it is a table of the lake.
+    fn check_reference<'a>(&'a self, principal: &'a str, table: &'a str, deployment: &'a str) -> Checked<'a, ()>;
+    /// A push's training data: when it names a catalogued table, `principal` may read it, and
+    /// the answer is its lineage node (`table/NAME@vN`).
+    fn training_source<'a>(&'a self, principal: &'a str, reference: &'a str) -> Checked<'a, Option<String>>;
+    /// Links a pushed version to its training data's node, as `principal`.
+    fn record_trained_on<'a>(
         &'a self,
         principal: &'a str,
-        table: &'a str,
-        deployment: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>;
+        source: &'a str,
+        model: &'a str,
+        version: i64,
+    ) -> Checked<'a, ()>;
 }
 
 type ExpResult<T> = std::result::Result<T, ApiError>;
 
-pub fn router(experiments: Arc<Deployments>, max_body: usize, references: Option<Arc<dyn ReferenceAccess>>) -> Routes {
+pub fn router(experiments: Arc<Deployments>, max_body: usize, tables: Option<Arc<dyn TableUses>>) -> Routes {
     let (view, deploy, decide_scope) = (
         Need::Scope(Scope::View),
         Need::Scope(Scope::Deploy),
@@ -52,7 +62,7 @@ pub fn router(experiments: Arc<Deployments>, max_body: usize, references: Option
         .with_state(ExpState {
             experiments,
             max_body,
-            references,
+            tables,
         })
 }
 
@@ -102,10 +112,10 @@ async fn apply(
         .get("monitor")
         .and_then(|m| m.get("reference"))
         .and_then(|t| t.as_str())
-        && let Some(references) = &s.references
+        && let Some(tables) = &s.tables
         && principal.credential != Credential::Anonymous
     {
-        references.check(&principal.name, table, &name).await?;
+        tables.check_reference(&principal.name, table, &name).await?;
     }
     // A spec that would not apply is refused now, not after someone approved it.
     keel_experiments::DeploymentSpec::from_json(&body.spec)?;

@@ -36,7 +36,7 @@ mod webhooks;
 
 pub use app::{App, AppConfig, AppError, AppLake, PredictionLogConfig, RunningApp};
 pub use error::{ApiError, BodyError, grpc_code, grpc_status, http_status, read_body};
-pub use experiments::ReferenceAccess;
+pub use experiments::TableUses;
 pub use metrics_endpoint::prometheus;
 pub use server::{BoundServer, ServeConfig, ServerAccess, Services};
 pub use trace::TRACE_TARGET;

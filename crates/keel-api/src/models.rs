@@ -14,7 +14,7 @@ use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt as _;
-use keel_auth::{Principal, Scope};
+use keel_auth::{Credential, Principal, Scope};
 use keel_plan::changes::Outcome;
 use keel_registry::{PushRequest, Registry, RegistryError, UploadCheck, VersionSelector};
 use serde::Deserialize;
@@ -30,12 +30,19 @@ struct ModelsState {
     registry: Registry,
     max_body: usize,
     max_model_bytes: u64,
+    /// Checks a push's training data and links it (a server with lake tables).
+    tables: Option<Arc<dyn crate::TableUses>>,
 }
 
 type ModelsResult<T> = std::result::Result<T, ApiError>;
 
 /// The registry's routes: reads need `view`, pushes and alias moves need `registry`.
-pub fn router(registry: Registry, max_body: usize, max_model_bytes: u64) -> Routes {
+pub fn router(
+    registry: Registry,
+    max_body: usize,
+    max_model_bytes: u64,
+    tables: Option<Arc<dyn crate::TableUses>>,
+) -> Routes {
     let (view, write) = (Need::Scope(Scope::View), Need::Scope(Scope::Registry));
     Routes::new()
         .get("/v1/models", view, list_models)
@@ -54,6 +61,7 @@ pub fn router(registry: Registry, max_body: usize, max_model_bytes: u64) -> Rout
             registry,
             max_body,
             max_model_bytes,
+            tables,
         })
 }
 
@@ -129,6 +137,18 @@ async fn push(
         Err(e) => return crate::gate::after_draining(req, s.max_body, e.into_response()).await,
     };
     let (request, aliases, check) = check;
+    // Training data naming a catalogued table: the pusher must be able to read it (as with
+    // `keel model push`); an anonymous caller (a server with authentication off) keeps it as
+    // text, as for a monitor's reference.
+    let trained_on = match (&s.tables, &request.training_data) {
+        (Some(tables), Some(reference)) if principal.credential != Credential::Anonymous => {
+            match tables.training_source(&principal.name, reference).await {
+                Ok(source) => source,
+                Err(e) => return crate::gate::after_draining(req, s.max_body, e.into_response()).await,
+            }
+        }
+        _ => None,
+    };
     let mut body = req.into_body().into_data_stream().map_err(|e| e.to_string());
     let pushed = s.registry.push_stream(request, &mut body, check).await;
     let version = match pushed {
@@ -140,6 +160,13 @@ async fn push(
             return ApiError::from(e).into_response();
         }
     };
+    if let (Some(tables), Some(source)) = (&s.tables, &trained_on)
+        && let Err(e) = tables
+            .record_trained_on(&principal.name, source, &version.model, version.version)
+            .await
+    {
+        return e.into_response();
+    }
     // Announced, and the aliases asked for set, through the approvals policy (as the CLI does).
     match keel_plan::changes::pushed(&s.registry, &version, &aliases, crate::changes::rest(&principal)).await {
         Ok(_) => (StatusCode::CREATED, axum::Json(version)).into_response(),

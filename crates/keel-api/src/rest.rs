@@ -39,7 +39,7 @@ pub fn router(
     experiments: Option<Arc<keel_experiments::Deployments>>,
     metrics: PrometheusHandle,
     max_body: usize,
-    references: Option<Arc<dyn crate::experiments::ReferenceAccess>>,
+    tables: Option<Arc<dyn crate::experiments::TableUses>>,
 ) -> Routes {
     let labels = crate::labels::router(service.prediction_log().cloned(), experiments.clone(), max_body);
     let state = AppState {
@@ -69,7 +69,7 @@ pub fn router(
     match experiments {
         Some(e) => routes
             .merge(crate::batch_routes::deprecated_router(e.clone(), max_body))
-            .merge(crate::experiments::router(e, max_body, references)),
+            .merge(crate::experiments::router(e, max_body, tables)),
         None => routes,
     }
 }

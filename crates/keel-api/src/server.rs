@@ -16,7 +16,7 @@ use keel_auth::Authenticator;
 use keel_store::Store;
 
 use crate::access::{RouteTable, Routes};
-use crate::experiments::ReferenceAccess;
+use crate::experiments::TableUses;
 use crate::experiments_proto::experiments_server::ExperimentsServer;
 use crate::gate::{Gate, GrpcLayer, Limits};
 use crate::grpc::GrpcService;
@@ -76,8 +76,9 @@ pub struct ServerAccess {
     pub limits: Limits,
     /// Where refused requests are audited.
     pub audit: Option<Store>,
-    /// Checks read access to monitors' reference tables when a deployment is applied.
-    pub references: Option<Arc<dyn ReferenceAccess>>,
+    /// Checks the lake tables requests name (a monitor's reference when a deployment is
+    /// applied, a push's training data).
+    pub tables: Option<Arc<dyn TableUses>>,
 }
 
 impl Services {
@@ -88,7 +89,7 @@ impl Services {
             self.experiments.clone(),
             crate::prometheus(),
             max_body_bytes,
-            self.access.references.clone(),
+            self.access.tables.clone(),
         );
         // The web console (/ui/), over the same deployments and registry.
         let routes = match &self.experiments {

@@ -3,9 +3,11 @@
 //! keel-data owns the operations on data that both transports offer: ingest a file into a
 //! table, SQL with a read check on every table it names, versions, rows, a table's card
 //! (schema, catalog entry, grants, lineage), listing, search, lineage, catalog edits and
-//! compaction, export to a CSV or Parquet file, drift between two tables or files and a table's feasibility assessment. The CLI (`keel data ...`) and the REST API (`/v1/data/...`) only turn flags or
-//! requests into a [`Caller`] and a call here, then format the answer: one operation, two
-//! transports.
+//! compaction, export to a CSV or Parquet file, drift between two tables or files, a table's
+//! feasibility assessment, and the checks on tables other operations name (a pushed model's
+//! training data, a monitor's reference: `uses`). The CLI (`keel data ...`) and the REST API
+//! (`/v1/data/...`) only turn flags or requests into a [`Caller`] and a call here, then format
+//! the answer: one operation, two transports.
 //!
 //! Every table operation takes a [`TablePass`] from keel-catalog, which only a check that wrote
 //! its audit record can produce: [`Workspace::check`] for an existing table, and
@@ -31,6 +33,7 @@ mod export;
 mod ingest;
 mod read;
 mod tables;
+mod uses;
 
 use keel_catalog::{Access, Actor, Catalog, Via};
 use keel_lake::Lake;

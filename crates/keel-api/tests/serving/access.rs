@@ -66,7 +66,7 @@ async fn secured() -> Secured {
         experiments: Some(experiments.clone()),
         // The registry's and the batch routes, and the data routes, as `keel serve` mounts them.
         extra_rest: Some({
-            let routes = keel_api::app::client_routes(registry.clone(), experiments, 1 << 20, 1 << 20);
+            let routes = keel_api::app::client_routes(registry.clone(), experiments, 1 << 20, 1 << 20, None);
             match data_routes(&catalog, dir.path()) {
                 Some(data) => routes.merge(data),
                 None => routes,

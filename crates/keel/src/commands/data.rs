@@ -8,7 +8,7 @@ use crate::cli::{AssessArgs, DataCommand, Global};
 use crate::output;
 
 #[cfg(feature = "lake")]
-mod catalogued;
+pub(crate) mod catalogued;
 #[cfg(feature = "lake")]
 mod export;
 

@@ -24,9 +24,10 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let spec: serde_json::Value =
                 serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
-            let prepared = keel_experiments::prepare_revision(&ctx.registry, &name, spec.clone()).await?;
-            if let Some(monitor) = &prepared.spec.monitor {
-                check_reference(global, &ctx, &name, &monitor.reference).await?;
+            // The whole revision (name, spec, model references) is prepared once, inside
+            // `revise_deployment`; here only the monitor's reference table needs the spec.
+            if let Some(monitor) = &DeploymentSpec::from_json(&spec)?.monitor {
+                check_reference(global, &name, &monitor.reference).await?;
             }
             let by = author(&by);
             let revision = match keel_plan::changes::revise_deployment(
@@ -529,25 +530,13 @@ pub fn print_report(r: &Report) {
 /// A monitored deployment's reference table must exist in the lake, and whoever applies the
 /// deployment must be allowed to read it (the server then reads it on their behalf).
 #[cfg(feature = "lake")]
-async fn check_reference(global: &Global, ctx: &Context, deployment: &str, table: &str) -> anyhow::Result<()> {
-    use keel_catalog::{Read, Via};
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&crate::context::principal(global)).await?;
-    let details = serde_json::json!({ "deployment": deployment });
-    catalog
-        .check::<Read>(&actor, table, "monitor_reference", Via::Cli, details)
-        .await?;
-    let lake = ctx.open_lake().await?;
-    if !lake.exists(table).await? {
-        anyhow::bail!(
-            "monitor.reference {table:?} is not a table of the lake: ingest the training data first (`keel data ingest FILE --table {table}`)"
-        );
-    }
-    Ok(())
+async fn check_reference(global: &Global, deployment: &str, table: &str) -> anyhow::Result<()> {
+    let (ws, caller) = crate::commands::data::catalogued::open(global).await?;
+    Ok(ws.check_monitor_reference(&caller, table, deployment).await?)
 }
 
 #[cfg(not(feature = "lake"))]
-async fn check_reference(_: &Global, _: &Context, _: &str, _: &str) -> anyhow::Result<()> {
+async fn check_reference(_: &Global, _: &str, _: &str) -> anyhow::Result<()> {
     anyhow::bail!(
         "this keel was built without the lake feature, so deployments cannot be monitored against a reference table"
     )

@@ -47,20 +47,21 @@ pub async fn push_file(registry: &Registry, args: &PushArgs) -> anyhow::Result<k
 }
 
 async fn push(global: &Global, registry: &Registry, args: PushArgs) -> anyhow::Result<()> {
+    // A catalogued training table is checked before the push and linked after it.
+    #[cfg(feature = "lake")]
     let trained_on = match &args.training_data {
-        Some(reference) => training_table(global, registry, reference).await?,
+        Some(reference) => {
+            let (ws, caller) = crate::commands::data::catalogued::open(global).await?;
+            ws.training_source(&caller, reference)
+                .await?
+                .map(|source| (ws, caller, source))
+        }
         None => None,
     };
     let version = push_file(registry, &args).await?;
-    if let Some(source) = trained_on {
-        registry
-            .store()
-            .add_lineage(
-                &source,
-                &format!("model/{}/{}", version.model, version.version),
-                "trained_on",
-                &author(&args.author),
-            )
+    #[cfg(feature = "lake")]
+    if let Some((ws, caller, source)) = trained_on {
+        ws.record_trained_on(&caller, &source, &version.model, version.version)
             .await?;
     }
     if global.json {
@@ -226,46 +227,4 @@ async fn history(global: &Global, registry: &Registry, name: &str, alias: Option
         .collect();
     output::table(&["WHEN (UTC)", "ALIAS", "FROM", "TO", "BY", "REASON"], &rows);
     Ok(())
-}
-
-/// When `--training-data` names a catalogued lake table (`NAME`, `NAME@vN`, `table/NAME[@vN]`),
-/// checks that the pusher may read it and returns the lineage node `table/NAME@vN` (the latest
-/// version when none is given). Other references (paths, queries) are kept as text only.
-async fn training_table(global: &Global, registry: &Registry, reference: &str) -> anyhow::Result<Option<String>> {
-    let bare = reference
-        .strip_prefix("table/")
-        .or_else(|| reference.strip_prefix("table:"))
-        .unwrap_or(reference);
-    let (table, version) = match bare.rsplit_once("@v") {
-        Some((t, v)) if v.parse::<u64>().is_ok() => (t, v.parse::<u64>().ok()),
-        _ => (bare, None),
-    };
-    let catalog = keel_catalog::Catalog::new(registry.store().clone());
-    if catalog.store().table_entry(table).await?.is_none() {
-        return Ok(None);
-    }
-    let actor = catalog.actor(&crate::context::principal(global)).await?;
-    catalog
-        .check::<keel_catalog::Read>(
-            &actor,
-            table,
-            "train",
-            keel_catalog::Via::Cli,
-            serde_json::json!({ "reference": reference }),
-        )
-        .await?;
-    #[cfg(feature = "lake")]
-    let version = match version {
-        Some(v) => Some(v),
-        None => crate::context::open_lake(global)
-            .await?
-            .history(table)
-            .await?
-            .first()
-            .map(|v| v.version),
-    };
-    Ok(Some(match version {
-        Some(v) => format!("table/{table}@v{v}"),
-        None => format!("table/{table}"),
-    }))
 }

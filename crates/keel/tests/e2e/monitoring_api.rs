@@ -239,3 +239,77 @@ async fn the_histograms_route_gives_the_monitoring_pages_figures() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("take no parameters"), "{body}");
 }
+
+/// Applying a monitored deployment over REST checks its reference table as `keel deployment
+/// apply` does (one check, in the data library): whoever applies it must be able to read the
+/// table, and it must be a table of the lake. A denial does not tell whether the table exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applying_a_monitored_deployment_over_rest_checks_its_reference_table() {
+    let keel = Keel::quiet().env("KEEL_USER", "ana");
+    keel.ok(&["model", "push", "bc-lr", &repo_file("fixtures/models/bc-lr.onnx")]);
+    let row = bc_lr_features();
+    let mut csv = (0..30).map(|j| format!("input_{j}")).collect::<Vec<_>>().join(",") + ",label\n";
+    for i in 0..20 {
+        let values: Vec<String> = row.iter().map(|x| (x * (1.0 + i as f64 / 100.0)).to_string()).collect();
+        csv += &format!("{},{}\n", values.join(","), i % 2);
+    }
+    keel.ok(&["data", "ingest", &keel.file("train.csv", csv), "--table", "bc_train"]);
+    let token = |who: &str| {
+        let created = keel.json(&["access", "token", "create", who, "--scope", "deploy", "--scope", "view"]);
+        created["token"].as_str().expect("token").to_owned()
+    };
+    let (ana, bob) = (token("ana"), token("bob"));
+    let server = keel.serve(&["--auth", "required"]).ready().await;
+    let put = async |name: &str, reference: &str, token: &str| {
+        let spec = json!({
+            "variants": [{"name": "lr", "model": "bc-lr"}],
+            "policy": {"type": "fixed_weights", "weights": [1]},
+            "monitor": {"reference": reference, "ignore": ["label"], "window_seconds": 3600}
+        });
+        let r = server
+            .client
+            .put(server.url(&format!("/v1/deployments/{name}")))
+            .bearer_auth(token)
+            .json(&json!({ "spec": spec }))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.text().await.expect("body"))
+    };
+
+    let (status, body) = put("scoring", "bc_train", &bob).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("bc_train"), "{body}");
+    let (status, denied) = put("scoring", "no_such_table", &bob).await;
+    assert_eq!(status, 403, "{denied}");
+    assert_eq!(
+        denied.replace("no_such_table", "T"),
+        body.replace("bc_train", "T"),
+        "a denial must not tell whether the table exists"
+    );
+    let (status, body) = put("scoring", "no_such_table", &ana).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a table of the lake"), "{body}");
+    assert!(
+        keel.json(&["deployment", "ls"]).as_array().is_some_and(Vec::is_empty),
+        "nothing was applied"
+    );
+    let (status, body) = put("scoring", "bc_train", &ana).await;
+    assert_eq!(status, 200, "{body}");
+    let audit = keel.json(&["access", "audit", "--table", "bc_train"]);
+    let checks: Vec<(&str, bool)> = items(&audit)
+        .iter()
+        .filter(|e| e["action"] == "monitor_reference")
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or(""),
+                e["allowed"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    assert!(
+        checks.contains(&("bob", false)) && checks.contains(&("ana", true)),
+        "{audit:#}"
+    );
+}

@@ -187,6 +187,78 @@ async fn a_ci_token_pushes_a_model_and_moves_an_alias_and_the_history_says_who()
     assert_eq!(set["actor"], "ci-bot", "{changes}");
 }
 
+/// Training data named at push, over REST as with `keel model push`: a catalogued table the
+/// pusher may read is linked to the pushed version in the lineage (at the table's current
+/// version); one they may not read refuses the push before anything is stored; a reference that
+/// names no catalogued table (a path) is kept as text only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_over_rest_links_a_catalogued_training_table_only_when_the_pusher_may_read_it() {
+    let keel = Keel::quiet();
+    keel.json(&["access", "team", "create", "growth"]);
+    let csv = keel.file("customers.csv", "id,spend\n1,10.5\n2,3.25\n");
+    keel.json(&["data", "ingest", &csv, "--table", "customers", "--owner", "growth"]);
+    keel.json(&["data", "ingest", &csv, "--table", "customers"]);
+    keel.json(&["access", "team", "add", "growth", "ci-bot"]);
+    let ci = token(&keel, "ci-bot", "registry view");
+    let outsider = token(&keel, "other-bot", "registry view");
+    let server = keel.serve(&["--auth", "required"]).ready().await;
+    let bytes = model_bytes("bc-lr");
+    let hash = keel_registry::content_hash(&bytes);
+    let trained = "?training_data=customers";
+
+    let (status, body) = push(&server, "churn", trained, bytes.clone(), Some(&hash), Some(&outsider)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("no read grant"),
+        "{body}"
+    );
+    assert!(items(&keel.json(&["model", "ls"])).is_empty(), "nothing was pushed");
+
+    let (status, pushed) = push(&server, "churn", trained, bytes.clone(), Some(&hash), Some(&ci)).await;
+    assert_eq!((status, pushed["version"].clone()), (201, json!(1)), "{pushed}");
+    assert_eq!(pushed["training_data"], "customers", "{pushed}");
+    let lineage = keel.json(&["data", "lineage", "table/customers"]);
+    let edges: Vec<(&str, &str, &str)> = items(&lineage["downstream"])
+        .iter()
+        .map(|e| {
+            (
+                e["source"].as_str().unwrap_or(""),
+                e["target"].as_str().unwrap_or(""),
+                e["created_by"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        vec![("table/customers@v1", "model/churn/1", "ci-bot")],
+        "{lineage}"
+    );
+    let audit = keel.json(&["access", "audit", "--table", "customers"]);
+    let train = |actor: &str, allowed: bool| {
+        items(&audit)
+            .iter()
+            .any(|e| e["actor"] == actor && e["action"] == "train" && e["allowed"] == allowed)
+    };
+    assert!(train("ci-bot", true) && train("other-bot", false), "{audit:#}");
+
+    // A path is no table of the catalog: kept as text, no lineage.
+    let forest = model_bytes("bc-rf");
+    let forest_hash = keel_registry::content_hash(&forest);
+    let (status, pushed) = push(
+        &server,
+        "churn",
+        "?training_data=exports/customers.parquet",
+        forest,
+        Some(&forest_hash),
+        Some(&ci),
+    )
+    .await;
+    assert_eq!((status, pushed["version"].clone()), (201, json!(2)), "{pushed}");
+    assert_eq!(pushed["training_data"], "exports/customers.parquet", "{pushed}");
+    let again = keel.json(&["data", "lineage", "table/customers"]);
+    assert_eq!(again["downstream"], lineage["downstream"], "{again}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_with_the_wrong_hash_or_too_many_bytes_leaves_nothing_behind() {
     let keel = Keel::quiet();
