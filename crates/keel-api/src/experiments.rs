@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use keel_experiments::offline::breakdown::Breakdown;
 use keel_experiments::{DecideRequest, DeploymentError, Deployments, FeedbackIn};
 use keel_serving::metrics::Protocol;
 use serde::Deserialize;
@@ -205,60 +206,30 @@ async fn server_health(State(s): State<ExpState>) -> ExpResult<Response> {
     .into_response())
 }
 
-/// `?segment_by=FEATURE`: the report broken down by a context feature (from the decision log).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReportQuery {
-    segment_by: Option<String>,
-    /// `?cuped=FEATURE`: a fixed-weight test's differences adjusted by a pre-period covariate.
-    cuped: Option<String>,
-    /// `?outcome=NAME`: what the segments and CUPED compare (`reward`, the default; `net`; or
-    /// another declared metric).
-    outcome: Option<String>,
-}
-
+/// The report, broken down when asked (`?segment_by=FEATURE`, `?cuped=COVARIATE`,
+/// `?outcome=NAME`: [`Breakdown`], read from the decision log).
 async fn report(
     State(s): State<ExpState>,
     Path(name): Path<String>,
-    query: Result<axum::extract::Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<axum::extract::Query<Breakdown>, axum::extract::rejection::QueryRejection>,
 ) -> ExpResult<Response> {
-    let axum::extract::Query(query) = query.map_err(|e| {
+    let axum::extract::Query(breakdown) = query.map_err(|e| {
         ApiError::from(DeploymentError::InvalidRequest(format!(
             "{}; the report takes only ?segment_by=FEATURE, ?cuped=FEATURE and ?outcome=NAME",
             e.body_text()
         )))
     })?;
-    if query.outcome.is_some() && query.segment_by.is_none() && query.cuped.is_none() {
-        return Err(ApiError::from(DeploymentError::InvalidRequest(
-            "?outcome chooses what ?segment_by and ?cuped compare; give one of them (the report itself shows every metric)"
-                .to_string(),
-        )));
-    }
+    breakdown.validate()?;
     let mut report = s.experiments.report(&name)?;
-    let name_for_cuped = name.clone();
-    let outcome_for_cuped = query.outcome.clone();
-    if let Some(feature) = query.segment_by {
+    if !breakdown.is_empty() {
         let experiments = s.experiments.clone();
-        let segments = tokio::task::spawn_blocking(move || {
-            keel_experiments::offline::segments::of_running(&experiments, &name, &feature, query.outcome.as_deref())
+        report = tokio::task::spawn_blocking(move || {
+            breakdown
+                .fill_running(&experiments, &name, &mut report)
+                .map(|()| report)
         })
         .await
-        .map_err(|e| ApiError::from(DeploymentError::Log(format!("the segment breakdown failed: {e}"))))??;
-        report.segments = Some(segments);
-    }
-    if let Some(covariate) = query.cuped {
-        let experiments = s.experiments.clone();
-        let cuped = tokio::task::spawn_blocking(move || {
-            keel_experiments::offline::cuped::of_running(
-                &experiments,
-                &name_for_cuped,
-                &covariate,
-                outcome_for_cuped.as_deref(),
-            )
-        })
-        .await
-        .map_err(|e| ApiError::from(DeploymentError::Log(format!("the CUPED adjustment failed: {e}"))))??;
-        report.cuped = Some(cuped);
+        .map_err(|e| ApiError::from(DeploymentError::Log(format!("reading the decision log failed: {e}"))))??;
     }
     Ok(axum::Json(report).into_response())
 }

@@ -209,6 +209,12 @@ impl OutputGuardsSpec {
 }
 
 impl DeploymentSpec {
+    /// Whether traffic is split by fixed weights (an A/B/n test: assignment never depends on
+    /// outcomes), which CUPED and a canary need.
+    pub fn has_fixed_weights(&self) -> bool {
+        matches!(self.policy, PolicyConfig::FixedWeights { .. })
+    }
+
     /// Parses and validates a JSON definition. `"policy": {"type": "contextual"}` becomes the
     /// learner keel recommends ([`PolicyConfig::resolved`]).
     pub fn from_json(value: &serde_json::Value) -> Result<DeploymentSpec> {
@@ -421,7 +427,7 @@ impl DeploymentSpec {
             }
         }
         if let Some(c) = &self.canary {
-            if !matches!(self.policy, PolicyConfig::FixedWeights { .. }) {
+            if !self.has_fixed_weights() {
                 problems.push("a canary needs the fixed_weights policy (its weights are ramped)".to_string());
             }
             if arms != 2 {

@@ -16,7 +16,6 @@
 //! `θ` is estimated on the same data, which costs one degree of freedom: negligible at the
 //! sizes where the figures are read.
 
-use keel_bandit::PolicyConfig;
 use serde::{Deserialize, Serialize};
 
 use super::ope::OpeOutcome;
@@ -113,7 +112,7 @@ fn estimate(values: &[f64], settled: bool) -> Option<MeanEstimate> {
 /// `covariate` from the decide context, on `outcome` (the decision metric, net of costs, or
 /// another declared metric). Blocking: call it on a blocking thread.
 pub fn cuped(log: impl Into<LogSource>, spec: &DeploymentSpec, covariate: &str, outcome: &OpeOutcome) -> Result<Cuped> {
-    if !matches!(spec.policy, PolicyConfig::FixedWeights { .. }) {
+    if !spec.has_fixed_weights() {
         return Err(invalid(format!(
             "CUPED applies to fixed-weight A/B tests (randomised assignment); this deployment's policy is {}",
             spec.policy.name()

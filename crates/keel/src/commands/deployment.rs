@@ -1,8 +1,9 @@
 //! `keel deployment ...` and `keel experiment report`.
 
 use anyhow::Context as _;
-use keel_experiments::offline::ope::OpeOutcome;
+use keel_experiments::offline::breakdown::Breakdown;
 use keel_experiments::offline::segments;
+use keel_experiments::offline::source::LogSource;
 use keel_experiments::{Deployment, DeploymentSpec, Report};
 
 use crate::cli::{DeploymentCommand, ExperimentCommand, Global};
@@ -137,24 +138,17 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
             cuped,
             outcome,
         } => {
-            if outcome.is_some() && segment_by.is_none() && cuped.is_none() {
-                anyhow::bail!(
-                    "--outcome chooses what --segment-by and --cuped compare; give one of them (the report itself shows every metric)"
-                );
-            }
+            let breakdown = Breakdown {
+                segment_by,
+                cuped,
+                outcome,
+            };
+            breakdown.validate()?;
             let report: Report = match url {
                 Some(url) => {
                     let url = format!("{}/v1/deployments/{name}/report", url.trim_end_matches('/'));
-                    let mut request = reqwest::Client::new().get(&url);
-                    if let Some(feature) = &segment_by {
-                        request = request.query(&[("segment_by", feature)]);
-                    }
-                    if let Some(covariate) = &cuped {
-                        request = request.query(&[("cuped", covariate)]);
-                    }
-                    if let Some(outcome) = &outcome {
-                        request = request.query(&[("outcome", outcome)]);
-                    }
+                    // the same fields, as the query (`None`s are left out)
+                    let mut request = reqwest::Client::new().get(&url).query(&breakdown);
                     if let Some(token) = &global.token {
                         request = request.bearer_auth(token);
                     }
@@ -175,23 +169,14 @@ pub async fn experiment(global: &Global, cmd: ExperimentCommand) -> anyhow::Resu
                     let spec = DeploymentSpec::from_json(&d.spec)?;
                     let dir = ctx.home.join("experiments");
                     let store = ctx.registry.store();
-                    let mut report = Deployment::offline_report_in(store, &name, &spec, d.revision, &dir).await?;
-                    if segment_by.is_some() || cuped.is_some() {
-                        // Read from the log wherever it lives (files or PostgreSQL, archived parts included).
-                        let log = keel_experiments::offline::source::LogSource::of(store, &dir, &name);
-                        let outcome = OpeOutcome::named(outcome.as_deref(), &spec)?;
-                        let (segments, cuped) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                            let segments = segment_by
-                                .map(|f| segments::segments(log.clone(), &spec, &f, &outcome))
-                                .transpose()?;
-                            let cuped = cuped
-                                .map(|c| keel_experiments::offline::cuped::cuped(log, &spec, &c, &outcome))
-                                .transpose()?;
-                            Ok((segments, cuped))
-                        })
-                        .await??;
-                        (report.segments, report.cuped) = (segments, cuped);
-                    }
+                    let report = Deployment::offline_report_in(store, &name, &spec, d.revision, &dir).await?;
+                    // Read from the log wherever it lives (files or PostgreSQL, archived parts included).
+                    let log = LogSource::of(store, &dir, &name);
+                    let report = tokio::task::spawn_blocking(move || {
+                        let mut report = report;
+                        breakdown.fill(log, &spec, &mut report).map(|()| report)
+                    })
+                    .await??;
                     if global.json {
                         return output::json(&report);
                     }

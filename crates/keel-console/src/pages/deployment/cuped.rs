@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use keel_experiments::Deployments;
 use keel_experiments::offline::cuped::{self, Cuped};
-use serde_json::Value;
+use keel_experiments::{DeploymentSpec, Deployments};
 
 use super::segments::{Choices, feature_picker, from_log, outcome_select};
 use super::variants::lift_cell;
@@ -64,11 +63,11 @@ fn table(c: &Cuped) -> String {
 pub(super) async fn cuped(
     deployments: &Arc<Deployments>,
     name: &str,
-    spec: &Value,
+    spec: &DeploymentSpec,
     covariate: Option<&str>,
     outcome: Option<&str>,
 ) -> String {
-    if spec["policy"]["type"] != "fixed_weights" {
+    if !spec.has_fixed_weights() {
         return String::new();
     }
     let c = Choices::of(spec);

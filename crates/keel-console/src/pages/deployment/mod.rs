@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use keel_experiments::DeploymentSpec;
 use keel_experiments::offline::timeline::BucketSize;
 use keel_experiments::report::Report;
 use serde::Deserialize;
@@ -160,27 +161,21 @@ async fn render(c: &Console, name: &str, q: &DeploymentQuery) -> Result<String, 
         out.push_str(&variants::variants(r, &models));
         let over_time = c.timelines.of_running(&c.deployments, name, size).await;
         out.push_str(&charts::charts(r, over_time.as_ref().map_err(|e| e.to_string())));
-        out.push_str(
-            &segments::segments(
-                &c.deployments,
-                name,
-                &current.spec,
-                q.segment_by.as_deref(),
-                q.outcome.as_deref(),
-                q.bucket.as_deref(),
-            )
-            .await,
-        );
-        out.push_str(
-            &cuped::cuped(
-                &c.deployments,
-                name,
-                &current.spec,
-                q.cuped.as_deref(),
-                q.outcome.as_deref(),
-            )
-            .await,
-        );
+        // The running revision's spec passed validation when it was applied.
+        if let Ok(spec) = DeploymentSpec::from_json(&current.spec) {
+            out.push_str(
+                &segments::segments(
+                    &c.deployments,
+                    name,
+                    &spec,
+                    q.segment_by.as_deref(),
+                    q.outcome.as_deref(),
+                    q.bucket.as_deref(),
+                )
+                .await,
+            );
+            out.push_str(&cuped::cuped(&c.deployments, name, &spec, q.cuped.as_deref(), q.outcome.as_deref()).await);
+        }
     }
     match &health {
         Ok(h) => out.push_str(&safeguards::safeguards(name, h)),

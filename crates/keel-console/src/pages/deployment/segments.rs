@@ -12,13 +12,12 @@ use keel_experiments::DeploymentSpec;
 use keel_experiments::Deployments;
 use keel_experiments::offline::ope::OpeOutcome;
 use keel_experiments::offline::segments::{self, Segments};
-use keel_experiments::spec::RewardKind;
-use serde_json::Value;
+use keel_experiments::spec::{DEFAULT_REWARD_NAME, FeatureSpec, RewardKind};
 
 use super::variants::lift_cell;
 use crate::html::{Cell, Table, count, esc, rate};
 
-/// What the forms offer, from the running spec (its JSON).
+/// What the forms offer, from the running spec.
 pub(super) struct Choices {
     /// The declared context features (none: the context is free-form, typed in).
     features: Vec<String>,
@@ -29,30 +28,21 @@ pub(super) struct Choices {
 }
 
 impl Choices {
-    pub(super) fn of(spec: &Value) -> Choices {
-        let named = |key: &str, keep: &dyn Fn(&Value) -> bool| -> Vec<String> {
-            spec[key]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|x| keep(x))
-                        .filter_map(|x| x["name"].as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let reward = spec["reward"]["name"].as_str().unwrap_or("reward");
+    pub(super) fn of(spec: &DeploymentSpec) -> Choices {
+        let reward = spec.reward.name.as_deref().unwrap_or(DEFAULT_REWARD_NAME);
         let mut outcomes = vec![("reward".to_owned(), format!("{reward} (the decision metric)"))];
-        let costs = spec["variants"]
-            .as_array()
-            .is_some_and(|v| v.iter().any(|x| x.get("cost").is_some_and(|c| !c.is_null())));
-        if costs {
+        if spec.variants.iter().any(|v| v.cost.is_some()) {
             outcomes.push(("net".to_owned(), format!("{reward} minus the variant's cost")));
         }
-        outcomes.extend(named("metrics", &|_| true).into_iter().map(|m| (m.clone(), m)));
+        outcomes.extend(spec.metrics.iter().map(|m| (m.name.clone(), m.name.clone())));
         Choices {
-            features: named("context", &|_| true),
-            numeric: named("context", &|x| x["type"] == "numeric"),
+            features: spec.context.iter().map(|f| f.name().to_owned()).collect(),
+            numeric: spec
+                .context
+                .iter()
+                .filter(|f| matches!(f, FeatureSpec::Numeric { .. }))
+                .map(|f| f.name().to_owned())
+                .collect(),
             outcomes,
         }
     }
@@ -113,11 +103,8 @@ fn form(c: &Choices, feature: Option<&str>, outcome: Option<&str>, bucket: Optio
 
 /// Whether `outcome`'s values are 0/1 (shown as rates in percent), as the breakdown itself
 /// judges it ([`OpeOutcome::kind`]).
-fn binary(spec: &Value, outcome: Option<&str>) -> bool {
-    DeploymentSpec::from_json(spec)
-        .ok()
-        .and_then(|spec| Some(OpeOutcome::named(outcome, &spec).ok()?.kind(&spec) == RewardKind::Binary))
-        .unwrap_or(false)
+fn binary(spec: &DeploymentSpec, outcome: Option<&str>) -> bool {
+    OpeOutcome::named(outcome, spec).is_ok_and(|o| o.kind(spec) == RewardKind::Binary)
 }
 
 /// What `read` (a read of the decision log, on a blocking thread) found, shown by `show`; or,
@@ -217,7 +204,7 @@ fn tables(s: &Segments, binary: bool) -> String {
 pub(super) async fn segments(
     deployments: &Arc<Deployments>,
     name: &str,
-    spec: &Value,
+    spec: &DeploymentSpec,
     feature: Option<&str>,
     outcome: Option<&str>,
     bucket: Option<&str>,
