@@ -32,6 +32,26 @@ pub enum RewardKey {
     Unit { column: String, run: String },
 }
 
+impl RewardKey {
+    /// The key from its columns as the transports name them: `decision_column` (default
+    /// `decision_id`), or `unit_column` with the batch run `run_id`; any other mix is refused.
+    pub fn from_columns(
+        decision_column: Option<String>,
+        unit_column: Option<String>,
+        run_id: Option<String>,
+    ) -> Result<RewardKey, BatchError> {
+        match (decision_column, unit_column, run_id) {
+            (decision, None, None) => Ok(RewardKey::Decision {
+                column: decision.unwrap_or_else(|| "decision_id".into()),
+            }),
+            (None, Some(column), Some(run)) => Ok(RewardKey::Unit { column, run }),
+            _ => Err(BatchError::Invalid(
+                "name the rewarded decisions either by decision_column, or by unit_column with run_id".into(),
+            )),
+        }
+    }
+}
+
 /// One bulk feedback run.
 #[derive(Debug, Clone)]
 pub struct IngestJob {

@@ -371,12 +371,8 @@ fn check_request(state: &Jobs, request: &JobRequest) -> Result<(), ApiError> {
         run_id,
         ..
     } = request
-        && (decision_column.is_some() && unit_column.is_some() || unit_column.is_some() != run_id.is_some())
     {
-        return Err(keel_batch::BatchError::Invalid(
-            "name the rewarded decisions either by decision_column, or by unit_column with run_id".into(),
-        )
-        .into());
+        RewardKey::from_columns(decision_column.clone(), unit_column.clone(), run_id.clone())?;
     }
     Ok(())
 }
@@ -418,27 +414,24 @@ async fn run(state: Jobs, job: Arc<Job>, caller: Caller) {
             metrics,
             batch_rows,
         } => {
-            let key = match (unit_column, run_id) {
-                (Some(column), Some(run)) => RewardKey::Unit {
-                    column: column.clone(),
-                    run: run.clone(),
-                },
-                _ => RewardKey::Decision {
-                    column: decision_column.clone().unwrap_or_else(|| "decision_id".into()),
-                },
-            };
-            let spec = keel_batch::IngestJob {
-                deployment: deployment.clone(),
-                from: from.clone(),
-                key,
-                reward_column: reward_column.clone(),
-                metric_columns: metrics.clone(),
-                batch_rows: batch_rows.unwrap_or(8192),
-                files: false,
-            };
-            keel_batch::ingest(&state.ws, &state.deployments, &caller, &spec, &job.control)
-                .await
-                .map(|r| json!(r))
+            // Checked before the job was queued (`check_request`).
+            match RewardKey::from_columns(decision_column.clone(), unit_column.clone(), run_id.clone()) {
+                Ok(key) => {
+                    let spec = keel_batch::IngestJob {
+                        deployment: deployment.clone(),
+                        from: from.clone(),
+                        key,
+                        reward_column: reward_column.clone(),
+                        metric_columns: metrics.clone(),
+                        batch_rows: batch_rows.unwrap_or(8192),
+                        files: false,
+                    };
+                    keel_batch::ingest(&state.ws, &state.deployments, &caller, &spec, &job.control)
+                        .await
+                        .map(|r| json!(r))
+                }
+                Err(e) => Err(e),
+            }
         }
         JobRequest::BatchScore {
             model,

@@ -15,15 +15,11 @@ pub async fn run(global: &Global, cmd: FeedbackCommand) -> anyhow::Result<()> {
 }
 
 async fn ingest(global: &Global, args: FeedbackIngestArgs) -> anyhow::Result<()> {
-    let key = match (&args.unit_column, &args.run_id) {
-        (Some(column), Some(run)) => keel_batch::RewardKey::Unit {
-            column: column.clone(),
-            run: run.clone(),
-        },
-        _ => keel_batch::RewardKey::Decision {
-            column: args.decision_column.clone().unwrap_or_else(|| "decision_id".into()),
-        },
-    };
+    let key = keel_batch::RewardKey::from_columns(
+        args.decision_column.clone(),
+        args.unit_column.clone(),
+        args.run_id.clone(),
+    )?;
     let mut metric_columns = std::collections::BTreeMap::new();
     for m in &args.metrics {
         let (name, column) = m.split_once('=').unwrap_or((m.as_str(), m.as_str()));
