@@ -8,7 +8,6 @@ use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use keel_auth::{Principal, Scope};
-use keel_guard::webhook::EVENTS;
 use keel_store::{Store, StoreError};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -67,24 +66,7 @@ async fn add(
             "malformed request JSON: {e}; send {{\"url\": \"https://...\", \"events\": [\"alias.moved\"], \"secret_env\": \"HOOK_SECRET\"}}"
         ))
     })?;
-    if !(body.url.starts_with("http://") || body.url.starts_with("https://")) {
-        return Err(invalid(
-            "url must be http(s): the address events are posted to".to_string(),
-        ));
-    }
-    if let Some(bad) = body.events.iter().find(|e| *e != "*" && !EVENTS.contains(&e.as_str())) {
-        return Err(invalid(format!(
-            "unknown event {bad:?}: use * or some of {}",
-            EVENTS.join(", ")
-        )));
-    }
-    if let Some(var) = &body.secret_env
-        && (var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-    {
-        return Err(invalid(
-            "secret_env is the NAME of the server's environment variable holding the secret (e.g. HOOK_SECRET), never the secret".to_string(),
-        ));
-    }
+    keel_guard::webhook::check_subscription(&body.url, &body.events, body.secret_env.as_deref())?;
     let hook = s
         .store
         .add_webhook(&body.url, &body.events, body.secret_env.as_deref(), &principal.name)
@@ -112,10 +94,6 @@ struct DeliveriesQuery {
 
 async fn deliveries(State(s): State<HooksState>, Query(q): Query<DeliveriesQuery>) -> HooksResult<Response> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let mut out = Vec::new();
-    for d in s.store.list_deliveries(q.webhook, limit).await? {
-        let attempts = s.store.delivery_attempts(d.id).await?;
-        out.push(serde_json::json!({ "delivery": d, "attempts": attempts }));
-    }
+    let out = keel_guard::webhook::deliveries(&s.store, q.webhook, limit).await?;
     Ok(axum::Json(out).into_response())
 }

@@ -39,6 +39,54 @@ pub const EVENTS: [&str; 8] = [
     "change.rejected",
 ];
 
+/// Refuses a subscription no delivery could honour: `url` must be http(s), every event one of
+/// [`EVENTS`] (or `*`), and `secret_env` the NAME of the server's environment variable holding
+/// the signing secret, never the secret. The one rule for the CLI (`keel webhook add`) and the
+/// API (`POST /v1/webhooks`).
+pub fn check_subscription(url: &str, events: &[String], secret_env: Option<&str>) -> crate::Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(crate::invalid(
+            "webhook",
+            format!(
+                "{} is not an http(s) URL: give the address events are posted to",
+                keel_store::redact_url(url)
+            ),
+        ));
+    }
+    if let Some(bad) = events.iter().find(|e| *e != "*" && !EVENTS.contains(&e.as_str())) {
+        return Err(crate::invalid(
+            "webhook",
+            format!("unknown event {bad:?}: use * or some of {}", EVENTS.join(", ")),
+        ));
+    }
+    if let Some(var) = secret_env
+        && (var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(crate::invalid(
+            "webhook",
+            "the secret's environment variable is given by its NAME (e.g. KEEL_HOOK_SECRET), never the secret itself",
+        ));
+    }
+    Ok(())
+}
+
+/// One delivery with every attempt made so far.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivered {
+    pub delivery: keel_store::Delivery,
+    pub attempts: Vec<keel_store::AttemptRecord>,
+}
+
+/// The newest `limit` deliveries (of `webhook`, or of every webhook), each with its attempts.
+pub async fn deliveries(store: &Store, webhook: Option<i64>, limit: i64) -> keel_store::Result<Vec<Delivered>> {
+    let mut out = Vec::new();
+    for delivery in store.list_deliveries(webhook, limit).await? {
+        let attempts = store.delivery_attempts(delivery.id).await?;
+        out.push(Delivered { delivery, attempts });
+    }
+    Ok(out)
+}
+
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// The `keel-signature` value of `body` sent at `timestamp` (Unix seconds).
@@ -310,6 +358,36 @@ fn keel_store_payload(payload: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subscription_no_delivery_could_honour_is_refused_saying_why() {
+        let events = |e: &[&str]| e.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let refused = |url: &str, e: &[&str], secret: Option<&str>| {
+            check_subscription(url, &events(e), secret)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(check_subscription("https://hooks.example/keel", &events(&["*"]), Some("KEEL_HOOK_SECRET")).is_ok());
+        assert!(check_subscription("http://127.0.0.1:9/x", &events(&["alias.moved", "alert.fired"]), None).is_ok());
+        // The URL is redacted in the message (it may carry a token).
+        let bad_url = refused("ftp://user:hunter2@hooks.example", &["*"], None);
+        assert!(
+            bad_url.contains("not an http(s) URL") && !bad_url.contains("hunter2"),
+            "{bad_url}"
+        );
+        let bad_event = refused("https://h.example", &["alias.moved", "model.deleted"], None);
+        assert!(
+            bad_event.contains("\"model.deleted\"") && bad_event.contains("alias.moved"),
+            "{bad_event}"
+        );
+        for secret in ["", "s3cr3t-value!", "export X=1"] {
+            let bad = refused("https://h.example", &["*"], Some(secret));
+            assert!(
+                bad.contains("by its NAME") && (secret.is_empty() || !bad.contains(secret)),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn signatures_verify_only_with_the_secret_the_body_and_a_fresh_time() {

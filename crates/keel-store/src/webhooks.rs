@@ -36,13 +36,19 @@ fn ser_redacted<S: serde::Serializer>(url: &str, s: S) -> std::result::Result<S:
 }
 
 /// A URL as shown to people: scheme, host and port only, since chat webhooks carry their secret
-/// in the path (`https://hooks.slack.com/…`).
+/// in the path (`https://hooks.slack.com/…`) and a URL may carry a password before the host
+/// (`https://user:secret@host`, shown as `https://…@host`).
 pub fn redact_url(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
-    match url[start..].find(['/', '?']) {
-        Some(end) if start + end + 1 < url.len() => format!("{}/…", &url[..start + end]),
-        _ => url.to_owned(),
-    }
+    let (scheme, rest) = url.split_at(start);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = match authority.rfind('@') {
+        Some(at) => format!("…@{}", &authority[at + 1..]),
+        None => authority.to_owned(),
+    };
+    let path = if path.len() > 1 { "/…" } else { path };
+    format!("{scheme}{host}{path}")
 }
 
 /// One event's delivery to one webhook.
@@ -453,4 +459,27 @@ impl Store {
 
 fn webhook_not_found(id: i64) -> StoreError {
     StoreError::not_found(format!("there is no webhook {id}; `keel webhook ls` lists them"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_redacted_url_keeps_only_the_scheme_host_and_port() {
+        for (url, shown) in [
+            (
+                "https://hooks.slack.com/services/T0/B0/XYZ",
+                "https://hooks.slack.com/…",
+            ),
+            ("http://127.0.0.1:9000/hook?token=abc", "http://127.0.0.1:9000/…"),
+            ("https://user:hunter2@example.com/x", "https://…@example.com/…"),
+            ("https://token@example.com", "https://…@example.com"),
+            ("https://example.com/", "https://example.com/"),
+            ("https://example.com", "https://example.com"),
+            ("ftp://a:b@host", "ftp://…@host"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
 }

@@ -1,8 +1,5 @@
 //! `keel webhook`: subscriptions to keel's events, and their deliveries.
 
-use anyhow::bail;
-use keel_guard::webhook::EVENTS;
-
 use crate::cli::{Global, WebhookCommand};
 use crate::context::{Context, principal};
 use crate::output;
@@ -12,22 +9,7 @@ pub async fn run(global: &Global, cmd: WebhookCommand) -> anyhow::Result<()> {
     let store = ctx.registry.store();
     match cmd {
         WebhookCommand::Add(args) => {
-            if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
-                bail!(
-                    "{} is not an http(s) URL; give the address events are posted to",
-                    keel_store::redact_url(&args.url)
-                );
-            }
-            for e in &args.events {
-                if e != "*" && !EVENTS.contains(&e.as_str()) {
-                    bail!("unknown event {e:?}: use * or some of {}", EVENTS.join(", "));
-                }
-            }
-            if let Some(var) = &args.secret_env
-                && (var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-            {
-                bail!("--secret-env takes the NAME of an environment variable (e.g. KEEL_HOOK_SECRET), not the secret");
-            }
+            keel_guard::webhook::check_subscription(&args.url, &args.events, args.secret_env.as_deref())?;
             let hook = store
                 .add_webhook(&args.url, &args.events, args.secret_env.as_deref(), &principal(global))
                 .await?;
@@ -72,15 +54,11 @@ pub async fn run(global: &Global, cmd: WebhookCommand) -> anyhow::Result<()> {
             println!("removed webhook {id}");
         }
         WebhookCommand::Deliveries(args) => {
-            let deliveries = store.list_deliveries(args.webhook, args.limit).await?;
             if global.json {
-                let mut out = Vec::new();
-                for d in deliveries {
-                    let attempts = store.delivery_attempts(d.id).await?;
-                    out.push(serde_json::json!({ "delivery": d, "attempts": attempts }));
-                }
+                let out = keel_guard::webhook::deliveries(store, args.webhook, args.limit).await?;
                 return output::json(&out);
             }
+            let deliveries = store.list_deliveries(args.webhook, args.limit).await?;
             let rows: Vec<Vec<String>> = deliveries
                 .iter()
                 .map(|d| {
