@@ -118,7 +118,14 @@ async fn approve(
 ) -> ChangesResult<Response> {
     let change = s.registry.store().pending_change(id).await?;
     may_decide(&principal, &change)?;
-    let done = changes::approve(&s.registry, Some(&s.deployments), id, &principal.name).await?;
+    let done = changes::approve(
+        &s.registry,
+        Some(&s.deployments),
+        id,
+        &principal.name,
+        keel_catalog::Via::Api,
+    )
+    .await?;
     Ok(axum::Json(done).into_response())
 }
 

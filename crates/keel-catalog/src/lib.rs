@@ -385,15 +385,30 @@ impl Catalog {
         Ok(())
     }
 
-    /// Grants `team` a permission on `table` (the actor needs `admin` on it).
-    pub async fn grant(&self, actor: &Actor, table: &str, team: &str, permission: Permission, via: Via) -> Result<()> {
+    /// Whether `actor` may grant `team` a permission on `table`: they need `admin` on it (the
+    /// check is audited) and the table must be in the catalog. Checked when a grant is asked for,
+    /// so one an approvals policy holds is refused at once, and again when it is made.
+    pub async fn check_grant(
+        &self,
+        actor: &Actor,
+        table: &str,
+        team: &str,
+        permission: Permission,
+        via: Via,
+    ) -> Result<TablePass<Admin>> {
         let details = json!({ "team": team, "permission": permission });
-        self.check::<Admin>(actor, table, "grant", via, details).await?;
+        let pass = self.check::<Admin>(actor, table, "grant", via, details).await?;
         if self.store.table_entry(table).await?.is_none() {
             return Err(CatalogError::Invalid(format!(
                 "table {table:?} is not in the catalog yet: a workspace admin catalogues it with `keel data adopt {table} --owner TEAM` (or write to it once with `keel data ingest`) before sharing it"
             )));
         }
+        Ok(pass)
+    }
+
+    /// Grants `team` a permission on `table` (the actor needs `admin` on it: [`check_grant`](Self::check_grant)).
+    pub async fn grant(&self, actor: &Actor, table: &str, team: &str, permission: Permission, via: Via) -> Result<()> {
+        self.check_grant(actor, table, team, permission, via).await?;
         self.store.grant(table, team, permission.as_str(), &actor.name).await?;
         Ok(())
     }

@@ -17,6 +17,9 @@
 //! While the policy holds anything, changing the policy itself is held too, so no one weakens
 //! it alone.
 
+/// Through which transport a change is made (the catalog audits grants with it).
+pub use keel_catalog::Via;
+use keel_catalog::{Catalog, Permission};
 use keel_experiments::Deployments;
 use keel_registry::{Registry, VersionSelector};
 use keel_store::{ApprovalOutcome, DeploymentRevision, NewPendingChange, PendingChange, Store, StoreError};
@@ -291,13 +294,15 @@ pub fn proposal_of(c: &PendingChange) -> Result<Proposal> {
         .map_err(|e| PlanError::Invalid(vec![format!("change #{} holds an unreadable proposal: {e}", c.id)]))
 }
 
-/// Makes the change, as `by` (no policy check: callers gate first, or approve).
+/// Makes the change, as `by` acting through `via` (no policy check: callers gate first, or
+/// approve). A grant is made through the catalog, so `by` needs `admin` on the table.
 pub async fn execute(
     registry: &Registry,
     live: Option<&Deployments>,
     p: &Proposal,
     by: &str,
     reason: Option<&str>,
+    via: Via,
 ) -> std::result::Result<Value, String> {
     let store = registry.store();
     match p {
@@ -330,11 +335,18 @@ pub async fn execute(
             table,
             team,
             permission,
-        } => store
-            .grant(table, team, permission, by)
-            .await
-            .map(|()| json!({ "permission": permission }))
-            .map_err(|e| e.to_string()),
+        } => {
+            let catalog = Catalog::new(store.clone());
+            let granted = async {
+                let actor = catalog.actor(by).await?;
+                let level: Permission = permission.parse()?;
+                catalog.grant(&actor, table, team, level, via).await
+            };
+            granted
+                .await
+                .map(|()| json!({ "permission": permission }))
+                .map_err(|e| e.to_string())
+        }
         Proposal::Policy { policy } => {
             let body = policy.as_ref().map(|p| json!(p));
             store
@@ -354,6 +366,7 @@ pub async fn approve(
     live: Option<&Deployments>,
     id: i64,
     approver: &str,
+    via: Via,
 ) -> Result<PendingChange> {
     let store = registry.store();
     let change = store.pending_change(id).await?;
@@ -368,6 +381,20 @@ pub async fn approve(
         )));
     }
     let p = proposal_of(&change)?;
+    // Approving makes the change as the approver: one who could not make it is refused before
+    // the change is claimed, so it stays pending for someone who can.
+    if let Proposal::Grant {
+        table,
+        team,
+        permission,
+    } = &p
+    {
+        let catalog = Catalog::new(store.clone());
+        let actor = catalog.actor(approver).await?;
+        catalog
+            .check_grant(&actor, table, team, permission.parse()?, via)
+            .await?;
+    }
     let change = store.claim_approval(id, approver).await?;
     let now = base_of(store, &p).await?;
     if now != change.base {
@@ -388,7 +415,7 @@ pub async fn approve(
         }
         _ => format!("approved change #{id} requested by {}", change.requested_by),
     };
-    match execute(registry, live, &p, approver, Some(&reason)).await {
+    match execute(registry, live, &p, approver, Some(&reason), via).await {
         Ok(details) => Ok(store
             .finish_approval(id, approver, &ApprovalOutcome::Applied { details })
             .await?),

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::Result;
 use crate::approvals::{self, Gate, Proposal, Requester, Revise};
+use keel_catalog::Via;
 
 /// What became of a change: held for a second person, or done.
 #[derive(Debug)]
@@ -131,15 +132,16 @@ pub async fn pushed(
     Ok(moved)
 }
 
-/// Approves change `id` as `approver` and applies it ([`approvals::approve`]), announcing the
-/// approval and the change it made.
+/// Approves change `id` as `approver` (acting through `via`) and applies it
+/// ([`approvals::approve`]), announcing the approval and the change it made.
 pub async fn approve(
     registry: &Registry,
     live: Option<&Deployments>,
     id: i64,
     approver: &str,
+    via: Via,
 ) -> Result<PendingChange> {
-    let done = approvals::approve(registry, live, id, approver).await?;
+    let done = approvals::approve(registry, live, id, approver, via).await?;
     let events = Events::new(registry.store().clone());
     events.change("change.approved", &done).await;
     if let Some((event, data)) = approvals::event_of(&done) {

@@ -29,6 +29,10 @@ pub enum PlanError {
     /// A deployment spec that does not apply, or a deployment that cannot take it.
     #[error(transparent)]
     Deployment(#[from] keel_experiments::DeploymentError),
+    /// The catalog refused a grant (the person may not administer the table, or it is not
+    /// catalogued).
+    #[error(transparent)]
+    Catalog(#[from] keel_catalog::CatalogError),
 }
 
 impl KeelError for PlanError {
@@ -40,6 +44,7 @@ impl KeelError for PlanError {
             PlanError::Store(e) => e.kind(),
             PlanError::Registry(e) => e.kind(),
             PlanError::Deployment(e) => e.kind(),
+            PlanError::Catalog(e) => e.kind(),
         }
     }
 
@@ -54,6 +59,7 @@ impl KeelError for PlanError {
             PlanError::Store(e) => e.code(),
             PlanError::Registry(e) => e.code(),
             PlanError::Deployment(e) => e.code(),
+            PlanError::Catalog(e) => e.code(),
         }
     }
 }

@@ -435,7 +435,7 @@ pub async fn apply(plan: &Plan, declared: &Declared, registry: &Registry, source
         }
         let result: std::result::Result<(), String> = async {
             if let Some(p) = &proposal {
-                let details = approvals::execute(registry, None, p, by, Some(&reason)).await?;
+                let details = approvals::execute(registry, None, p, by, Some(&reason), keel_catalog::Via::Cli).await?;
                 changes::applied(store, p, by, &details).await;
                 return Ok(());
             }

@@ -214,7 +214,16 @@ async fn decide(c: &Console, id: i64, headers: &HeaderMap, who: &Who, reason: Op
         return refused(c, who, 403, &why).await;
     }
     let result = match reason {
-        None => changes::approve(&c.registry, Some(&c.deployments), id, &principal.name).await,
+        None => {
+            changes::approve(
+                &c.registry,
+                Some(&c.deployments),
+                id,
+                &principal.name,
+                keel_plan::approvals::Via::Api,
+            )
+            .await
+        }
         Some(r) => changes::reject(&c.registry, id, &principal.name, r).await,
     };
     match result {

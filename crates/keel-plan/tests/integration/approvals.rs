@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use keel_plan::PlanError;
-use keel_plan::approvals::{self, Gate, Proposal, Requester};
+use keel_plan::approvals::{self, Gate, Proposal, Requester, Via};
 use keel_plan::{export, live, plan, read_dir};
 use serde_json::json;
 
@@ -79,12 +79,12 @@ async fn a_named_change_waits_for_a_second_person_and_applies_as_the_approver() 
     assert_eq!(pending.diff, vec!["version 1 -> 2"]);
     assert_eq!(pending.rule, "aliases: production");
 
-    let own = approvals::approve(&reg, None, held[0], "ana")
+    let own = approvals::approve(&reg, None, held[0], "ana", Via::Cli)
         .await
         .expect_err("own change");
     assert!(matches!(own, PlanError::Forbidden(_)), "{own}");
     assert!(own.to_string().contains("another person"), "{own}");
-    let anonymous = approvals::approve(&reg, None, held[0], "anonymous")
+    let anonymous = approvals::approve(&reg, None, held[0], "anonymous", Via::Cli)
         .await
         .expect_err("anonymous");
     assert!(matches!(anonymous, PlanError::Forbidden(_)), "{anonymous}");
@@ -97,7 +97,9 @@ async fn a_named_change_waits_for_a_second_person_and_applies_as_the_approver() 
         1
     );
 
-    let done = approvals::approve(&reg, None, held[0], "bob").await.expect("approve");
+    let done = approvals::approve(&reg, None, held[0], "bob", Via::Cli)
+        .await
+        .expect("approve");
     assert_eq!(
         (done.status.as_str(), done.decided_by.as_deref()),
         ("approved", Some("bob"))
@@ -135,7 +137,11 @@ async fn a_named_change_waits_for_a_second_person_and_applies_as_the_approver() 
     assert_eq!(approved.details["git_commit"], json!(commit));
     assert!(plan(&read_dir(dir).expect("read"), &live(&reg).await.expect("live"), false).is_empty());
     // Approved once: not again.
-    assert!(approvals::approve(&reg, None, held[0], "carol").await.is_err());
+    assert!(
+        approvals::approve(&reg, None, held[0], "carol", Via::Cli)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -152,9 +158,16 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
         aliases: vec!["bc-lr@production".into()],
         ..Default::default()
     };
-    approvals::execute(&reg, None, &Proposal::Policy { policy: Some(policy) }, "ana", None)
-        .await
-        .expect("policy");
+    approvals::execute(
+        &reg,
+        None,
+        &Proposal::Policy { policy: Some(policy) },
+        "ana",
+        None,
+        Via::Cli,
+    )
+    .await
+    .expect("policy");
     let who = Requester {
         by: "ana",
         source: "cli",
@@ -193,7 +206,7 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
         .set_alias("bc-lr", "production", 1, "carol", Some("rollback"))
         .await
         .expect("move");
-    let err = approvals::approve(&reg, None, stale.id, "bob").await;
+    let err = approvals::approve(&reg, None, stale.id, "bob", Via::Cli).await;
     // Same version as requested: the base matches again, so it applies.
     assert!(err.is_ok(), "{err:?}");
     let Gate::Held(again) = approvals::gate(reg.store(), &to(Some(1)), who).await.expect("gate") else {
@@ -203,7 +216,7 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
         .set_alias("bc-lr", "production", 1, "carol", Some("hotfix"))
         .await
         .expect("move");
-    let stale_err = approvals::approve(&reg, None, again.id, "bob")
+    let stale_err = approvals::approve(&reg, None, again.id, "bob", Via::Cli)
         .await
         .expect_err("stale");
     assert!(matches!(stale_err, PlanError::Stale(_)), "{stale_err}");
@@ -224,7 +237,11 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
         .await
         .expect("reject");
     assert_eq!(closed.status, "rejected");
-    assert!(approvals::approve(&reg, None, removal.id, "carol").await.is_err());
+    assert!(
+        approvals::approve(&reg, None, removal.id, "carol", Via::Cli)
+            .await
+            .is_err()
+    );
     assert!(reg.store().get_alias("bc-lr", "production").await.is_ok());
 
     // While the policy holds anything, weakening it is held too.
@@ -252,7 +269,9 @@ async fn deployment_traffic_changes_are_held_and_export_writes_the_policy() {
         .find_map(|a| a.pending)
         .expect("a new deployment takes traffic: held");
     assert!(reg.store().get_deployment("promo").await.is_err());
-    approvals::approve(&reg, None, id, "bob").await.expect("approve");
+    approvals::approve(&reg, None, id, "bob", Via::Cli)
+        .await
+        .expect("approve");
     let revision = reg.store().get_deployment("promo").await.expect("deployed");
     assert_eq!((revision.revision, revision.created_by.as_str()), (1, "bob"));
 
@@ -301,9 +320,16 @@ async fn grants_on_tables_with_personal_data_wait_and_others_do_not() {
         pii_grants: true,
         ..Default::default()
     };
-    approvals::execute(&reg, None, &Proposal::Policy { policy: Some(policy) }, "ana", None)
-        .await
-        .expect("policy");
+    approvals::execute(
+        &reg,
+        None,
+        &Proposal::Policy { policy: Some(policy) },
+        "ana",
+        None,
+        Via::Cli,
+    )
+    .await
+    .expect("policy");
     let who = Requester {
         by: "ana",
         source: "cli",
@@ -328,7 +354,17 @@ async fn grants_on_tables_with_personal_data_wait_and_others_do_not() {
     );
     assert_eq!(held.diff, vec!["marketing on customers: (none) -> read"]);
     assert!(store.list_grants().await.expect("grants").is_empty());
-    approvals::approve(&reg, None, held.id, "bob").await.expect("approve");
+    // Approving makes the grant as the approver, through the catalog: carol administers no
+    // table, so she is refused and the change still waits; bob administers the owning team.
+    let refused = approvals::approve(&reg, None, held.id, "carol", Via::Cli)
+        .await
+        .expect_err("carol may not grant on customers");
+    assert!(refused.to_string().contains("admin"), "{refused}");
+    assert_eq!(store.pending_change(held.id).await.expect("change").status, "pending");
+    store.add_member("data", "bob", "admin", "ana").await.expect("member");
+    approvals::approve(&reg, None, held.id, "bob", Via::Cli)
+        .await
+        .expect("approve");
     let grants = store.list_grants().await.expect("grants");
     assert_eq!(
         grants

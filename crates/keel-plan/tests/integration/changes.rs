@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use keel_plan::approvals::{POLICY, Requester, Revise};
+use keel_plan::approvals::{POLICY, Requester, Revise, Via};
 use keel_plan::changes::{self, Outcome};
 use keel_registry::Registry;
 use serde_json::{Value, json};
@@ -91,7 +91,9 @@ async fn every_door_announces_the_same_events() {
     assert_eq!(fresh.len(), 1);
     assert_eq!(fresh[0].0, "change.pending");
     assert_eq!(fresh[0].1["requested_by"], "ana");
-    changes::approve(&reg, None, change.id, "bo").await.expect("approve");
+    changes::approve(&reg, None, change.id, "bo", Via::Cli)
+        .await
+        .expect("approve");
     let fresh = new_events(&reg, &mut seen).await;
     let names: Vec<&str> = fresh.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(names, ["change.approved", "alias.moved"]);

@@ -71,6 +71,9 @@ pub async fn run(global: &Global, cmd: AccessCommand) -> anyhow::Result<()> {
             permission,
         } => {
             let permission: Permission = permission.parse()?;
+            // Refused now if the requester may not grant it, even when the policy would hold it
+            // for a second person (who is checked again when approving).
+            catalog.check_grant(&actor, &table, &team, permission, Via::Cli).await?;
             let proposal = keel_plan::approvals::Proposal::Grant {
                 table: table.clone(),
                 team: team.clone(),

@@ -82,7 +82,7 @@ async fn pending(global: &Global, args: PendingArgs) -> anyhow::Result<()> {
 pub async fn approve(global: &Global, args: ApproveArgs) -> anyhow::Result<()> {
     let ctx = Context::open(global).await?;
     let by = principal(global);
-    let done = changes::approve(&ctx.registry, None, args.id, &by).await?;
+    let done = changes::approve(&ctx.registry, None, args.id, &by, keel_catalog::Via::Cli).await?;
     if global.json {
         return output::json(&done);
     }
