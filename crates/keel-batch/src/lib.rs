@@ -288,18 +288,12 @@ async fn in_process(
 
 /// `table` or `table@vN`.
 pub(crate) fn split_table(from: &str) -> Result<(String, Option<u64>), BatchError> {
-    match from.rsplit_once("@v") {
-        Some((table, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok((
-            table.to_owned(),
-            Some(
-                v.parse()
-                    .map_err(|_| BatchError::Invalid(format!("version in {from:?} is too large")))?,
-            ),
-        )),
-        _ if from.contains('@') => Err(BatchError::Invalid(format!(
+    match keel_lake::split_version(from) {
+        Ok((table, version)) if !table.contains('@') => Ok((table.to_owned(), version)),
+        Ok(_) => Err(BatchError::Invalid(format!(
             "cannot read {from:?}: name a lake table, optionally at a version (customers@v3)"
         ))),
-        _ => Ok((from.to_owned(), None)),
+        Err(e) => Err(BatchError::Invalid(format!("cannot read {from:?}: {e}"))),
     }
 }
 

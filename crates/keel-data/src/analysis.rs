@@ -27,10 +27,8 @@ impl DriftInput {
     /// else as a table when it is a valid table name (with an optional `@vN`), else as a file.
     pub fn parse(arg: &str) -> DriftInput {
         let path = Path::new(arg);
-        let (table, version) = match arg.rsplit_once("@v") {
-            Some((t, v)) if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) => (t, v.parse::<u64>().ok()),
-            _ => (arg, None),
-        };
+        // A version past u64 is left to the file branch (no such table version can exist).
+        let (table, version) = keel_lake::split_version(arg).unwrap_or((arg, None));
         let looks_like_file = path.is_file() || arg.contains(std::path::MAIN_SEPARATOR) || is_parquet(path);
         if !looks_like_file && keel_lake::validate_table_name(table).is_ok() {
             DriftInput::Table {

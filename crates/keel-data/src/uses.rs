@@ -19,10 +19,7 @@ impl Workspace {
             .strip_prefix("table/")
             .or_else(|| reference.strip_prefix("table:"))
             .unwrap_or(reference);
-        let (table, version) = match bare.rsplit_once("@v") {
-            Some((t, v)) if v.parse::<u64>().is_ok() => (t, v.parse::<u64>().ok()),
-            _ => (bare, None),
-        };
+        let (table, version) = keel_lake::split_version(bare).unwrap_or((bare, None));
         if self.catalog.store().table_entry(table).await?.is_none() {
             return Ok(None);
         }

@@ -44,7 +44,7 @@ pub use read::{json_rows, pretty};
 pub use source::{Format, parse_schema};
 pub use stream_append::StreamAppend;
 pub use types::{
-    CompactReport, IngestOptions, IngestReport, TableFiles, VersionInfo, VersionOrTimestamp, WriteMode,
+    CompactReport, IngestOptions, IngestReport, TableFiles, VersionInfo, VersionOrTimestamp, WriteMode, split_version,
     validate_table_name,
 };
 
@@ -305,6 +305,19 @@ mod tests {
         for bad in ["", "../x", "a/b", "A", ".x", "-x", "a b", "a\\b", &"a".repeat(129)] {
             assert!(validate_table_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_table_reference_splits_into_the_table_and_its_version() {
+        assert_eq!(split_version("orders").expect("plain"), ("orders", None));
+        assert_eq!(split_version("orders@v3").expect("v3"), ("orders", Some(3)));
+        assert_eq!(split_version("a@v1@v20").expect("last"), ("a@v1", Some(20)));
+        // Not a version: part of the name (which validation then refuses).
+        for name in ["orders@v", "orders@vx", "orders@v-1", "orders@3"] {
+            assert_eq!(split_version(name).expect("name"), (name, None));
+        }
+        let past = split_version("orders@v99999999999999999999").expect_err("past u64");
+        assert!(past.to_string().contains("no version 99999999999999999999"), "{past}");
     }
 
     #[test]

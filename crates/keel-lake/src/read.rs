@@ -164,10 +164,7 @@ impl Lake {
         let mut names = BTreeSet::new();
         for reference in state.resolve_table_references(&statement)? {
             let name = reference.table();
-            let base = match name.rsplit_once("@v") {
-                Some((base, v)) if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) => base,
-                _ => name,
-            };
+            let (base, _) = crate::split_version(name)?;
             names.insert(base.to_owned());
         }
         Ok(names.into_iter().collect())

@@ -92,6 +92,23 @@ impl std::fmt::Display for VersionOrTimestamp {
     }
 }
 
+/// Splits a table reference, `NAME` or `NAME@vN` (`orders@v3`), into the table and the version
+/// asked for. `@v` followed by anything but digits stays part of the name (which then fails
+/// [`validate_table_name`] where a name is checked); a version past `u64` is a version the table
+/// does not have. The one parser of `@vN` for the CLI, the API, SQL and the jobs.
+pub fn split_version(reference: &str) -> Result<(&str, Option<u64>)> {
+    match reference.rsplit_once("@v") {
+        Some((table, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            let version = v.parse().map_err(|_| LakeError::VersionNotFound {
+                table: table.to_owned(),
+                at: v.to_owned(),
+            })?;
+            Ok((table, Some(version)))
+        }
+        _ => Ok((reference, None)),
+    }
+}
+
 /// Checks a table name against `[a-z0-9_][a-z0-9_.-]{0,127}` (so it can never hold a path).
 pub fn validate_table_name(name: &str) -> Result<()> {
     let bytes = name.as_bytes();

@@ -6,18 +6,9 @@ use crate::output;
 pub async fn run(global: &Global, args: ExportArgs) -> anyhow::Result<()> {
     let (ws, caller) = super::catalogued::open(global).await?;
     let format: keel_data::ExportFormat = args.format.parse()?;
-    let (table, version) = match args.table.rsplit_once("@v") {
-        Some((table, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => (
-            table.to_owned(),
-            Some(
-                v.parse::<u64>()
-                    .map_err(|_| anyhow::anyhow!("version in {:?} is too large", args.table))?,
-            ),
-        ),
-        _ => (args.table.clone(), None),
-    };
+    let (table, version) = keel_lake::split_version(&args.table)?;
     let done = ws
-        .export(&caller, &table, version, format, &args.file, args.force)
+        .export(&caller, table, version, format, &args.file, args.force)
         .await?;
     if global.json {
         return output::json(&done);
