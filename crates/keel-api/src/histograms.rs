@@ -15,9 +15,9 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use keel_auth::{Credential, Principal, Scope};
 use keel_catalog::CatalogError;
-use keel_data::{Read, Workspace};
-use keel_experiments::offline::histograms::{histograms, tables_read};
-use keel_experiments::{DeploymentError, DeploymentSpec};
+use keel_data::Workspace;
+use keel_experiments::DeploymentError;
+use keel_experiments::offline::histograms::of_deployment;
 use serde::Deserialize;
 
 use crate::access::{Need, Routes};
@@ -59,21 +59,7 @@ async fn handler(
         )
         .into());
     }
-    let store = ws.catalog().store();
-    let current = store.get_deployment(&name).await?;
-    let spec = DeploymentSpec::from_json(&current.spec)?;
-    let lake = ws.lake();
-    let tables = tables_read(lake, &name, &spec).await?;
     let caller = ws.api_caller(&principal.name).await?;
-    for t in &tables {
-        ws.check::<Read>(
-            &caller,
-            t,
-            "read",
-            serde_json::json!({"by": "api", "for": "histograms"}),
-        )
-        .await?;
-    }
-    let h = histograms(lake, &name, &spec, &tables, keel_predlog::now_us()).await?;
+    let h = of_deployment(&ws, &caller, &name, "api", keel_predlog::now_us()).await?;
     Ok(axum::Json(h).into_response())
 }

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use keel_data::Read;
-use keel_experiments::DeploymentSpec;
-use keel_experiments::offline::histograms::{histograms, tables_read};
+use keel_experiments::offline::histograms::of_deployment;
 use keel_predlog::performance::{Bucket, Group, PerformanceOptions, performance};
 use serde::Deserialize;
 
@@ -57,20 +56,10 @@ async fn monitoring(d: &DataConsole, name: &str, who: &Who) -> Result<String, Fa
     let here = format!("/ui/deployments/{}", segment(name));
     let back = (here.as_str(), "back to the deployment");
     let fail = |e: &dyn keel_types::KeelError, what: &str| Failure::from_error(d.status_of, e, what, back);
-    let store = d.ws.catalog().store();
-    let current = store
-        .get_deployment(name)
+    let caller = caller(d, who).await?;
+    let h = of_deployment(&d.ws, &caller, name, "console", keel_predlog::now_us())
         .await
-        .map_err(|e| fail(&e, &format!("Deployment {name:?}")))?;
-    let spec = DeploymentSpec::from_json(&current.spec).map_err(|e| fail(&e, "Its spec"))?;
-    let lake = d.ws.lake();
-    let tables = tables_read(lake, name, &spec)
-        .await
-        .map_err(|e| fail(&e, "Its monitor"))?;
-    may_read(d, who, &tables, "monitoring", back).await?;
-    let h = histograms(lake, name, &spec, &tables, keel_predlog::now_us())
-        .await
-        .map_err(|e| fail(&e, "Its logged inputs"))?;
+        .map_err(|e| fail(&e, &format!("Monitoring {name:?}")))?;
     let mut out = facts(&[
         ("deployment", link("/ui/deployments", name, name)),
         ("reference", link("/ui/data", &h.reference, &h.reference)),

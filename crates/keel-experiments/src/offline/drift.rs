@@ -99,6 +99,36 @@ fn quote(c: &str) -> String {
     format!("\"{}\"", c.replace('"', "\"\""))
 }
 
+/// The drift of `request.deployment` read as `caller`: its spec from the store, a read check
+/// (audited) on the reference (`drift_reference`) and on every prediction-log table
+/// (`drift_current`) before any row is read, then [`deployment_drift`]. What `keel monitor
+/// drift` runs.
+pub async fn of_deployment(
+    ws: &keel_data::Workspace,
+    caller: &keel_data::Caller,
+    repository: &keel_serving::ModelRepository,
+    request: &DriftRequest,
+    now_us: i64,
+) -> Result<DeploymentDrift> {
+    crate::validate_name(&request.deployment)?;
+    let details = serde_json::json!({ "deployment": request.deployment, "window_seconds": request.window_seconds });
+    ws.check::<keel_data::Read>(caller, &request.reference, "drift_reference", details.clone())
+        .await?;
+    let deployment = ws
+        .catalog()
+        .store()
+        .get_deployment(&request.deployment)
+        .await
+        .map_err(crate::DeploymentError::from)?;
+    let spec = DeploymentSpec::from_json(&deployment.spec)?;
+    let tables = logged_tables(ws.lake(), &request.deployment, &spec).await?;
+    for table in &tables {
+        ws.check::<keel_data::Read>(caller, table, "drift_current", details.clone())
+            .await?;
+    }
+    deployment_drift(ws.lake(), repository, &spec, &tables, request, now_us).await
+}
+
 /// The drift of `request.deployment` (whose prediction log is in `tables`, from
 /// [`logged_tables`]) against `request.reference`, as of `now_us` (microseconds since the epoch).
 /// Models are loaded from `repository` to score the reference.

@@ -75,6 +75,10 @@ pub enum OfflineError {
     /// A blocking computation could not finish (it panicked or was cancelled).
     #[error("the {0} task failed")]
     Task(&'static str),
+    /// A table the analysis reads was refused to the caller, or could not be read.
+    #[cfg(feature = "lake")]
+    #[error(transparent)]
+    Data(Box<keel_data::DataError>),
 }
 
 impl OfflineError {
@@ -90,6 +94,8 @@ impl OfflineError {
             OfflineError::NoLoggedPredictions { .. } => ErrorKind::NotFound,
             #[cfg(feature = "lake")]
             OfflineError::Lake(e) => e.kind(),
+            #[cfg(feature = "lake")]
+            OfflineError::Data(e) => e.kind(),
             OfflineError::NoRewardedDecisions { .. }
             | OfflineError::TooFewRounds { .. }
             | OfflineError::NoContexts
@@ -116,6 +122,8 @@ impl OfflineError {
             OfflineError::Drift(_) => "offline.drift",
             #[cfg(feature = "lake")]
             OfflineError::Lake(_) => "offline.lake",
+            #[cfg(feature = "lake")]
+            OfflineError::Data(e) => e.code(),
             OfflineError::Registry(_) => "offline.registry",
             OfflineError::Serving(_) => "offline.serving",
             OfflineError::NoLoggedPredictions { .. } => "offline.no_logged_predictions",
@@ -156,6 +164,8 @@ boxed_from!(
     Drift(keel_monitor::MonitorError),
     #[cfg(feature = "lake")]
     Lake(keel_lake::LakeError),
+    #[cfg(feature = "lake")]
+    Data(keel_data::DataError),
     Registry(keel_registry::RegistryError),
     Serving(keel_serving::ServingError),
 );

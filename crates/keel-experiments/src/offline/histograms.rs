@@ -1,8 +1,9 @@
 //! What a deployment's drift monitor compares, drawn: per compared column, the reference
 //! table's values and the window's logged inputs as two histograms over the same bins, with
 //! the drift test of keel-monitor run on exactly those values (so a chart and its verdict come
-//! from the same rows). The console's monitoring page shows it; the caller checks that the
-//! person may read the reference and the prediction-log tables first ([`tables_read`]).
+//! from the same rows). [`of_deployment`] is the one operation behind
+//! `GET /v1/deployments/NAME/histograms` and the console's monitoring page: it checks that the
+//! person may read the reference and every prediction-log table before reading a row.
 //!
 //! The columns, window and test are the deployment's `monitor` (its `columns`, else every
 //! reference column not `ignore`d; `window_seconds`; `method`, `threshold`). Values are read as
@@ -48,6 +49,31 @@ pub struct MonitorHistograms {
     pub columns: Vec<ColumnHistograms>,
     /// keel-monitor's drift on the same values; `None` when the window is empty.
     pub drift: Option<DriftReport>,
+}
+
+/// Deployment `name`'s monitor drawn ([`histograms`]), read as `caller`: its spec from the
+/// store, then a read check (audited, with `asked_by` in the record) on every table
+/// [`tables_read`] names before any row is read.
+pub async fn of_deployment(
+    ws: &keel_data::Workspace,
+    caller: &keel_data::Caller,
+    name: &str,
+    asked_by: &str,
+    now_us: i64,
+) -> Result<MonitorHistograms> {
+    let current = ws
+        .catalog()
+        .store()
+        .get_deployment(name)
+        .await
+        .map_err(crate::DeploymentError::from)?;
+    let spec = DeploymentSpec::from_json(&current.spec)?;
+    let tables = tables_read(ws.lake(), name, &spec).await?;
+    for table in &tables {
+        let details = serde_json::json!({ "for": "monitoring", "deployment": name, "by": asked_by });
+        ws.check::<keel_data::Read>(caller, table, "read", details).await?;
+    }
+    histograms(ws.lake(), name, &spec, &tables, now_us).await
 }
 
 /// The tables [`histograms`] reads (the reference, then the prediction-log tables), for the

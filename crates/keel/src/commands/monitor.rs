@@ -147,32 +147,11 @@ fn print_report(r: &PerformanceReport) {
     }
 }
 
-/// `keel monitor drift DEPLOYMENT --reference TABLE`: authorises the reference and the
-/// deployment's prediction-log tables, then prints `keel_experiments::offline::drift`'s report.
+/// `keel monitor drift DEPLOYMENT --reference TABLE`: `keel_experiments::offline::drift`'s
+/// report (it authorises the reference and the deployment's prediction-log tables first).
 pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftArgs) -> anyhow::Result<()> {
-    use keel_experiments::offline::drift::{DriftRequest, PredictionsBaseline, deployment_drift, logged_tables};
+    use keel_experiments::offline::drift::{DriftRequest, PredictionsBaseline, of_deployment};
 
-    keel_experiments::validate_name(&args.deployment)?;
-    let ctx = crate::context::Context::open(global).await?;
-    let catalog = ctx.catalog();
-    let actor = catalog.actor(&crate::context::principal(global)).await?;
-    let details = serde_json::json!({ "deployment": args.deployment, "window_seconds": args.window_seconds });
-    catalog
-        .check::<Read>(&actor, &args.reference, "drift_reference", Via::Cli, details.clone())
-        .await?;
-    let deployment = ctx
-        .registry
-        .store()
-        .get_deployment(&args.deployment)
-        .await
-        .with_context(|| format!("no deployment {:?}: see `keel deployment ls`", args.deployment))?;
-    let spec = keel_experiments::DeploymentSpec::from_json(&deployment.spec)?;
-    let tables = logged_tables(lake, &args.deployment, &spec).await?;
-    for table in &tables {
-        catalog
-            .check::<Read>(&actor, table, "drift_current", Via::Cli, details.clone())
-            .await?;
-    }
     let method: keel_monitor::Method = args
         .method
         .parse()
@@ -189,8 +168,11 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
             ..Default::default()
         },
     };
+    let ctx = crate::context::Context::open(global).await?;
+    let ws = keel_data::Workspace::new(ctx.catalog(), lake.clone());
+    let caller = ws.cli_caller(&crate::context::principal(global)).await?;
     let repository = keel_serving::ModelRepository::new(ctx.registry.clone(), keel_runtime::ModelOptions::default());
-    let report = deployment_drift(lake, &repository, &spec, &tables, &request, keel_predlog::now_us()).await?;
+    let report = of_deployment(&ws, &caller, &repository, &request, keel_predlog::now_us()).await?;
     if global.json {
         return output::json(&serde_json::json!({
             "deployment": args.deployment, "reference": args.reference, "tables": report.tables,
