@@ -173,10 +173,11 @@ impl Jobs {
     }
 }
 
-/// What a job was asked to do: the command's arguments.
+/// What a job is asked to do, the command's arguments: the body of `POST /v1/jobs` (and what a
+/// job's record shows). The CLI's `--server URL` sends this type, so the two cannot drift apart.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum JobRequest {
+pub enum JobRequest {
     BatchDecide {
         deployment: String,
         from: String,

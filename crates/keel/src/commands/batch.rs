@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use keel_api::jobs::JobRequest;
 use keel_experiments::{Deployments, Durability};
 
 use crate::cli::{BatchCommand, BatchDecideArgs, BatchScoreArgs, Global};
@@ -98,16 +99,15 @@ fn engine(engine: Option<&str>, _batch_rows: usize) -> anyhow::Result<Option<Box
 
 async fn decide(global: &Global, args: BatchDecideArgs) -> anyhow::Result<()> {
     if let Some(server) = &args.server {
-        let body = serde_json::json!({
-            "kind": "batch_decide",
-            "deployment": args.deployment,
-            "from": args.from,
-            "unit_column": args.unit_column,
-            "into": args.into,
-            "run_id": args.run_id,
-            "batch_rows": args.batch_rows,
-        });
-        let summary = run_remote(global, server, body, "deciding").await?;
+        let request = JobRequest::BatchDecide {
+            deployment: args.deployment.clone(),
+            from: args.from.clone(),
+            unit_column: args.unit_column.clone(),
+            into: args.into.clone(),
+            run_id: args.run_id.clone(),
+            batch_rows: Some(args.batch_rows),
+        };
+        let summary = run_remote(global, server, &request, "deciding").await?;
         if global.json {
             return output::json(&summary);
         }
@@ -256,7 +256,7 @@ pub(crate) async fn open_deployments(ctx: &Context, name: &str) -> anyhow::Resul
 pub(crate) async fn run_remote(
     global: &Global,
     url: &str,
-    body: serde_json::Value,
+    request: &JobRequest,
     what: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let base = url.trim_end_matches('/');
@@ -265,7 +265,7 @@ pub(crate) async fn run_remote(
         Some(token) => r.bearer_auth(token),
         None => r,
     };
-    let response = with_token(client.post(format!("{base}/v1/jobs")).json(&body))
+    let response = with_token(client.post(format!("{base}/v1/jobs")).json(request))
         .send()
         .await
         .with_context(|| format!("cannot reach {base}"))?;

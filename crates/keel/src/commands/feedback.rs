@@ -31,18 +31,17 @@ async fn ingest(global: &Global, args: FeedbackIngestArgs) -> anyhow::Result<()>
         }
     }
     if let Some(server) = &args.server {
-        let body = serde_json::json!({
-            "kind": "feedback_ingest",
-            "deployment": args.deployment,
-            "from": args.from,
-            "decision_column": match &key { keel_batch::RewardKey::Decision { column } => Some(column), _ => None },
-            "unit_column": args.unit_column,
-            "run_id": args.run_id,
-            "reward_column": args.reward_column,
-            "metrics": metric_columns,
-            "batch_rows": args.batch_rows,
-        });
-        let summary = run_remote(global, server, body, "ingesting").await?;
+        let request = keel_api::jobs::JobRequest::FeedbackIngest {
+            deployment: args.deployment,
+            from: args.from,
+            decision_column: args.decision_column,
+            unit_column: args.unit_column,
+            run_id: args.run_id,
+            reward_column: args.reward_column,
+            metrics: metric_columns,
+            batch_rows: Some(args.batch_rows),
+        };
+        let summary = run_remote(global, server, &request, "ingesting").await?;
         if global.json {
             return output::json(&summary);
         }
