@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use keel_data::Read;
 use keel_experiments::offline::histograms::of_deployment;
-use keel_predlog::performance::{Bucket, Group, PerformanceOptions, performance};
+use keel_predlog::performance::{Bucket, Group, PerformanceOptions};
 use serde::Deserialize;
 
 use super::data::{DataConsole, caller};
@@ -24,23 +23,6 @@ use crate::bars::{Side, histogram};
 use crate::html::{Cell, Table, count, esc, facts, link, segment};
 use crate::svg::{LineChart, Series, Unit, line_chart};
 use crate::{Failure, answer};
-
-/// Checks (and audits) that the signed-in person may read every table of `tables`.
-async fn may_read(
-    d: &DataConsole,
-    who: &Who,
-    tables: &[String],
-    what: &str,
-    back: (&str, &str),
-) -> Result<(), Failure> {
-    let caller = caller(d, who).await?;
-    for t in tables {
-        d.ws.check::<Read>(&caller, t, "read", serde_json::json!({"by": "console", "for": what}))
-            .await
-            .map_err(|e| Failure::from_error(d.status_of, &e, &format!("Table {t:?}"), back))?;
-    }
-    Ok(())
-}
 
 pub(crate) async fn monitoring_handler(
     State(d): State<Arc<DataConsole>>,
@@ -183,13 +165,12 @@ async fn model_performance(d: &DataConsole, name: &str, q: &PerformanceQuery, wh
         .unwrap_or("hour")
         .parse()
         .map_err(|e: keel_predlog::PredlogError| Failure::new(400, "Bad request", e.to_string(), back))?;
-    let table = keel_predlog::predictions_table(name);
-    may_read(d, who, std::slice::from_ref(&table), "performance", back).await?;
     let options = PerformanceOptions {
         bucket,
         ..PerformanceOptions::default()
     };
-    let r = performance(d.ws.lake(), name, &options)
+    let caller = caller(d, who).await?;
+    let r = keel_experiments::offline::performance::of_model(&d.ws, &caller, name, &options)
         .await
         .map_err(|e| Failure::from_error(d.status_of, &e, &format!("Predictions of {name:?}"), back))?;
     let mut out = format!(

@@ -79,6 +79,9 @@ pub enum OfflineError {
     #[cfg(feature = "lake")]
     #[error(transparent)]
     Data(Box<keel_data::DataError>),
+    /// Reading a prediction log or its labels failed.
+    #[error(transparent)]
+    Predlog(Box<keel_predlog::PredlogError>),
 }
 
 impl OfflineError {
@@ -96,6 +99,7 @@ impl OfflineError {
             OfflineError::Lake(e) => e.kind(),
             #[cfg(feature = "lake")]
             OfflineError::Data(e) => e.kind(),
+            OfflineError::Predlog(e) => e.kind(),
             OfflineError::NoRewardedDecisions { .. }
             | OfflineError::TooFewRounds { .. }
             | OfflineError::NoContexts
@@ -124,6 +128,7 @@ impl OfflineError {
             OfflineError::Lake(_) => "offline.lake",
             #[cfg(feature = "lake")]
             OfflineError::Data(e) => e.code(),
+            OfflineError::Predlog(e) => e.code(),
             OfflineError::Registry(_) => "offline.registry",
             OfflineError::Serving(_) => "offline.serving",
             OfflineError::NoLoggedPredictions { .. } => "offline.no_logged_predictions",
@@ -166,6 +171,7 @@ boxed_from!(
     Lake(keel_lake::LakeError),
     #[cfg(feature = "lake")]
     Data(keel_data::DataError),
+    Predlog(keel_predlog::PredlogError),
     Registry(keel_registry::RegistryError),
     Serving(keel_serving::ServingError),
 );

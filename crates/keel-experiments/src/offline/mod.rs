@@ -17,6 +17,8 @@ pub mod histograms;
 pub mod ope;
 #[cfg(feature = "lake")]
 pub mod outcomes;
+#[cfg(feature = "lake")]
+pub mod performance;
 pub mod segments;
 pub mod source;
 pub mod timeline;

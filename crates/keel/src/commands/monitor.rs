@@ -3,9 +3,9 @@
 use anyhow::Context as _;
 use keel_lake::Lake;
 use keel_predlog::Sink as _;
-use keel_predlog::performance::{PerformanceOptions, PerformanceReport, performance};
+use keel_predlog::performance::{PerformanceOptions, PerformanceReport};
 
-use keel_catalog::{Actor, Catalog, Read, Via, Write};
+use keel_catalog::{Actor, Catalog, Via, Write};
 
 use crate::cli::{Global, MonitorCommand};
 use crate::output;
@@ -15,28 +15,23 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
     // Log tables are lake tables like any other: the same grants apply (uncatalogued ones are
     // for workspace admins), and every use is audited.
     let (catalog, actor) = catalog_actor(global).await?;
-    let check = async |table: &str, write: bool, action: &str| -> anyhow::Result<()> {
-        let details = serde_json::json!({});
-        if write {
-            catalog.check::<Write>(&actor, table, action, Via::Cli, details).await?;
-        } else {
-            catalog.check::<Read>(&actor, table, action, Via::Cli, details).await?;
-        }
+    let check = async |table: &str, action: &str| -> anyhow::Result<()> {
+        catalog
+            .check::<Write>(&actor, table, action, Via::Cli, serde_json::json!({}))
+            .await?;
         Ok(())
     };
     match &cmd {
-        MonitorCommand::Label { .. } => check(keel_predlog::record::LABELS_TABLE, true, "write").await?,
-        MonitorCommand::Performance { model, .. } => {
-            check(&keel_predlog::predictions_table(model), false, "performance").await?
-        }
+        MonitorCommand::Label { .. } => check(keel_predlog::record::LABELS_TABLE, "write").await?,
         MonitorCommand::Retention { .. } => {
             for table in lake.tables().await? {
                 if keel_predlog::retention::is_log_table(&table) {
-                    check(&table, true, "retention").await?;
+                    check(&table, "retention").await?;
                 }
             }
         }
-        MonitorCommand::Drift(_) => {}
+        // These check their tables inside the library operation.
+        MonitorCommand::Performance { .. } | MonitorCommand::Drift(_) => {}
     }
     match cmd {
         MonitorCommand::Drift(args) => return drift(global, &lake, args).await,
@@ -90,7 +85,10 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
                 score,
                 ..PerformanceOptions::default()
             };
-            let report = performance(&lake, &model, &options).await?;
+            let ctx = crate::context::Context::open(global).await?;
+            let ws = keel_data::Workspace::new(ctx.catalog(), lake.clone());
+            let caller = ws.cli_caller(&crate::context::principal(global)).await?;
+            let report = keel_experiments::offline::performance::of_model(&ws, &caller, &model, &options).await?;
             if global.json {
                 return output::json(&report);
             }
