@@ -48,6 +48,9 @@ pub enum DeploymentError {
         reason: String,
         name: String,
     },
+    /// The decision log is held by another keel process (a running server on the same home).
+    #[error("{} is open in another keel process; one server per keel home (stop the other one)", path.display())]
+    LogHeld { path: std::path::PathBuf },
     /// A deployment that could not start (or whose log failed) answers this until fixed.
     #[error("deployment '{name}' is not serving: {reason}")]
     NotServing { name: String, reason: String },
@@ -81,6 +84,7 @@ impl DeploymentError {
             DeploymentError::Log(_) => "decision_log",
             DeploymentError::LogDamaged { .. } => "decision_log_damaged",
             DeploymentError::NotServing { .. } => "deployment_not_serving",
+            DeploymentError::LogHeld { .. } => "decision_log_held",
             DeploymentError::ModelReference { source, .. } => source.code(),
             DeploymentError::Policy(_) => "invalid_request",
             DeploymentError::Store(e) => e.code(),
@@ -99,9 +103,10 @@ impl DeploymentError {
             DeploymentError::WindowClosed { .. }
             | DeploymentError::ConflictingReward { .. }
             | DeploymentError::ConflictingMetric { .. } => K::Conflict,
-            DeploymentError::Log(_) | DeploymentError::LogDamaged { .. } | DeploymentError::NotServing { .. } => {
-                K::Unavailable
-            }
+            DeploymentError::Log(_)
+            | DeploymentError::LogDamaged { .. }
+            | DeploymentError::NotServing { .. }
+            | DeploymentError::LogHeld { .. } => K::Unavailable,
             DeploymentError::ModelReference { source, .. } => source.kind(),
             DeploymentError::Store(e) => e.kind(),
             DeploymentError::Serving(e) => e.kind(),

@@ -247,10 +247,9 @@ pub(crate) fn lock(deployment_dir: &Path) -> Result<Option<File>> {
         .map_err(|e| DeploymentError::Log(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(DeploymentError::Log(format!(
-            "{} is open in another keel process; one server per keel home (stop the other one)",
-            active_path(deployment_dir).display()
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DeploymentError::LogHeld {
+            path: active_path(deployment_dir),
+        }),
         Err(std::fs::TryLockError::Error(e)) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot lock the decision log; going on without the lock");
             Ok(None)

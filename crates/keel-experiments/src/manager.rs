@@ -56,8 +56,9 @@ pub struct Deployments {
     log: LogOptions,
     /// Per name: the running revision, replaced as a whole by a new one.
     running: RwLock<BTreeMap<String, Arc<RunningDeployment>>>,
-    /// Per name: why a deployment could not start (a damaged log); the others still serve.
-    failed: RwLock<BTreeMap<String, String>>,
+    /// Per name: why a deployment could not start (a damaged log), and whether its log is held
+    /// by another process; the others still serve.
+    failed: RwLock<BTreeMap<String, (String, bool)>>,
 }
 
 /// A deployment that is not serving, and why.
@@ -65,6 +66,10 @@ pub struct Deployments {
 pub struct FailedDeployment {
     pub name: String,
     pub reason: String,
+    /// Its decision log is open in another keel process (a server on the same home): a job on
+    /// it belongs in that server.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held_elsewhere: bool,
 }
 
 impl Deployments {
@@ -128,10 +133,10 @@ impl Deployments {
             Ok(engine) => engine,
             Err(e) => {
                 self.running.write().map_err(|_| poisoned())?.remove(&revision.name);
-                self.failed
-                    .write()
-                    .map_err(|_| poisoned())?
-                    .insert(revision.name.clone(), e.to_string());
+                self.failed.write().map_err(|_| poisoned())?.insert(
+                    revision.name.clone(),
+                    (e.to_string(), matches!(e, DeploymentError::LogHeld { .. })),
+                );
                 return Err(e);
             }
         };
@@ -166,7 +171,7 @@ impl Deployments {
         if let Some(running) = self.running.read().map_err(|_| poisoned())?.get(name) {
             return Ok(running.clone());
         }
-        if let Some(reason) = self.failed.read().map_err(|_| poisoned())?.get(name) {
+        if let Some((reason, _)) = self.failed.read().map_err(|_| poisoned())?.get(name) {
             return Err(DeploymentError::NotServing {
                 name: name.to_string(),
                 reason: reason.clone(),
@@ -183,9 +188,10 @@ impl Deployments {
             .read()
             .map(|m| {
                 m.iter()
-                    .map(|(name, reason)| FailedDeployment {
+                    .map(|(name, (reason, held_elsewhere))| FailedDeployment {
                         name: name.clone(),
                         reason: reason.clone(),
+                        held_elsewhere: *held_elsewhere,
                     })
                     .collect()
             })
@@ -195,6 +201,7 @@ impl Deployments {
                 out.push(FailedDeployment {
                     name: running.name.clone(),
                     reason,
+                    held_elsewhere: false,
                 });
             }
         }

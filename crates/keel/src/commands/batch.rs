@@ -243,7 +243,7 @@ pub(crate) async fn open_deployments(ctx: &Context, name: &str) -> anyhow::Resul
     )
     .await?;
     if let Some(failed) = deployments.failed().into_iter().find(|f| f.name == name) {
-        if failed.reason.contains("another keel process") {
+        if failed.held_elsewhere {
             return Err(held());
         }
         anyhow::bail!("deployment '{name}' cannot start: {}", failed.reason);
