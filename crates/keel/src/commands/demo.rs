@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use keel_api::selfcheck;
-use keel_registry::{PushRequest, VersionSelector};
+use keel_registry::PushRequest;
 
 use crate::cli::{DemoArgs, Global, ServeArgs};
 use crate::context::Context;
@@ -216,10 +216,16 @@ async fn register(ctx: &Context, dir: &Path, name: &str) -> anyhow::Result<()> {
         true => eprintln!("  pushed {name} version {}", v.version),
         false => eprintln!("  {name} already registered as version {}", v.version),
     }
-    let at = VersionSelector::Number(v.version);
-    ctx.registry
-        .set_alias(name, "production", &at, "keel-demo", Some("demo"))
-        .await?;
+    // Announced and gated like any push and alias move (a workspace whose approvals policy
+    // holds production moves stops the demo here, saying so).
+    let who = super::changes::cli("keel-demo");
+    if new {
+        keel_plan::changes::pushed(&ctx.registry, &v, &[], who).await?;
+    }
+    let moved = keel_plan::changes::move_alias(&ctx.registry, name, "production", Some(v.version), Some("demo"), who);
+    if let keel_plan::changes::Outcome::Held(change) = moved.await? {
+        bail!("{}", keel_plan::approvals::held_message(&change));
+    }
     Ok(())
 }
 
