@@ -11,6 +11,20 @@ use serde_json::json;
 
 use crate::support::{apply_dir, git, promo, push, registry, write};
 
+/// Sets the approvals policy as ana, the workspace's first principal.
+async fn set_policy(reg: &keel_registry::Registry, policy: approvals::Policy) {
+    approvals::execute(
+        reg,
+        None,
+        &Proposal::Policy { policy: Some(policy) },
+        "ana",
+        None,
+        Via::Cli,
+    )
+    .await
+    .expect("policy");
+}
+
 fn policy_file(dir: &Path) {
     write(
         dir,
@@ -158,16 +172,7 @@ async fn a_stale_change_is_refused_and_a_rejected_one_never_applies() {
         aliases: vec!["bc-lr@production".into()],
         ..Default::default()
     };
-    approvals::execute(
-        &reg,
-        None,
-        &Proposal::Policy { policy: Some(policy) },
-        "ana",
-        None,
-        Via::Cli,
-    )
-    .await
-    .expect("policy");
+    set_policy(&reg, policy).await;
     let who = Requester {
         by: "ana",
         source: "cli",
@@ -320,16 +325,7 @@ async fn grants_on_tables_with_personal_data_wait_and_others_do_not() {
         pii_grants: true,
         ..Default::default()
     };
-    approvals::execute(
-        &reg,
-        None,
-        &Proposal::Policy { policy: Some(policy) },
-        "ana",
-        None,
-        Via::Cli,
-    )
-    .await
-    .expect("policy");
+    set_policy(&reg, policy).await;
     let who = Requester {
         by: "ana",
         source: "cli",

@@ -19,6 +19,36 @@ fn bc_lr_features() -> Vec<f64> {
 }
 
 /// The value of attribute `name` in the HTML tag that starts at `tag`.
+/// bc-lr's fixture row with every feature scaled by 1 + (i mod 17) / 100.
+fn jittered(i: usize) -> Vec<f64> {
+    bc_lr_features()
+        .iter()
+        .map(|x| x * (1.0 + (i % 17) as f64 / 100.0))
+        .collect()
+}
+
+/// A reference table for bc-lr: `rows` jittered rows of its 30 inputs, and a label.
+fn reference_csv(rows: usize) -> String {
+    let mut csv = (0..30).map(|j| format!("input_{j}")).collect::<Vec<_>>().join(",") + ",label\n";
+    for i in 0..rows {
+        let values: Vec<String> = jittered(i).iter().map(f64::to_string).collect();
+        csv += &format!("{},{}\n", values.join(","), i % 2);
+    }
+    csv
+}
+
+/// `(actor, allowed)` of every audit record of `action` on `table`.
+fn audited(keel: &Keel, table: &str, action: &str) -> Vec<(String, bool)> {
+    items(&keel.json(&["access", "audit", "--table", table]))
+        .iter()
+        .filter(|e| e["action"] == action)
+        .map(|e| {
+            let actor = e["actor"].as_str().unwrap_or("").to_owned();
+            (actor, e["allowed"].as_bool().unwrap_or(true))
+        })
+        .collect()
+}
+
 fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
     let end = tag[at..].find('"')?;
@@ -62,13 +92,7 @@ async fn the_histograms_route_gives_the_monitoring_pages_figures() {
     let keel = Keel::quiet().env("KEEL_USER", "ana");
     keel.ok(&["model", "push", "bc-lr", &repo_file("fixtures/models/bc-lr.onnx")]);
     let row = bc_lr_features();
-    let jittered = |i: usize| -> Vec<f64> { row.iter().map(|x| x * (1.0 + (i % 17) as f64 / 100.0)).collect() };
-    let mut csv = (0..30).map(|j| format!("input_{j}")).collect::<Vec<_>>().join(",") + ",label\n";
-    for i in 0..200 {
-        let values: Vec<String> = jittered(i).iter().map(f64::to_string).collect();
-        csv += &format!("{},{}\n", values.join(","), i % 2);
-    }
-    let reference = keel.file("train.csv", csv);
+    let reference = keel.file("train.csv", reference_csv(200));
     keel.ok(&["data", "ingest", &reference, "--table", "bc_train"]);
     let spec = json!({
         "variants": [{"name": "lr", "model": "bc-lr"}],
@@ -217,19 +241,9 @@ async fn the_histograms_route_gives_the_monitoring_pages_figures() {
     assert_eq!(status, 200, "{body}");
     let shared: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(shared["current_rows"], 60, "{shared}");
-    let audit = keel.json(&["access", "audit", "--table", log]);
-    let adopt: Vec<(&str, bool)> = items(&audit)
-        .iter()
-        .filter(|e| e["action"] == "adopt")
-        .map(|e| {
-            (
-                e["actor"].as_str().unwrap_or(""),
-                e["allowed"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect();
+    let adopt = audited(&keel, log, "adopt");
     assert!(
-        adopt.contains(&("bob", false)) && adopt.contains(&("ana", true)),
+        adopt.contains(&("bob".into(), false)) && adopt.contains(&("ana".into(), true)),
         "{adopt:?}"
     );
 
@@ -247,13 +261,13 @@ async fn the_histograms_route_gives_the_monitoring_pages_figures() {
 async fn applying_a_monitored_deployment_over_rest_checks_its_reference_table() {
     let keel = Keel::quiet().env("KEEL_USER", "ana");
     keel.ok(&["model", "push", "bc-lr", &repo_file("fixtures/models/bc-lr.onnx")]);
-    let row = bc_lr_features();
-    let mut csv = (0..30).map(|j| format!("input_{j}")).collect::<Vec<_>>().join(",") + ",label\n";
-    for i in 0..20 {
-        let values: Vec<String> = row.iter().map(|x| (x * (1.0 + i as f64 / 100.0)).to_string()).collect();
-        csv += &format!("{},{}\n", values.join(","), i % 2);
-    }
-    keel.ok(&["data", "ingest", &keel.file("train.csv", csv), "--table", "bc_train"]);
+    keel.ok(&[
+        "data",
+        "ingest",
+        &keel.file("train.csv", reference_csv(20)),
+        "--table",
+        "bc_train",
+    ]);
     let token = |who: &str| {
         let created = keel.json(&["access", "token", "create", who, "--scope", "deploy", "--scope", "view"]);
         created["token"].as_str().expect("token").to_owned()
@@ -297,19 +311,9 @@ async fn applying_a_monitored_deployment_over_rest_checks_its_reference_table() 
     );
     let (status, body) = put("scoring", "bc_train", &ana).await;
     assert_eq!(status, 200, "{body}");
-    let audit = keel.json(&["access", "audit", "--table", "bc_train"]);
-    let checks: Vec<(&str, bool)> = items(&audit)
-        .iter()
-        .filter(|e| e["action"] == "monitor_reference")
-        .map(|e| {
-            (
-                e["actor"].as_str().unwrap_or(""),
-                e["allowed"].as_bool().unwrap_or(true),
-            )
-        })
-        .collect();
+    let checks = audited(&keel, "bc_train", "monitor_reference");
     assert!(
-        checks.contains(&("bob", false)) && checks.contains(&("ana", true)),
-        "{audit:#}"
+        checks.contains(&("bob".into(), false)) && checks.contains(&("ana".into(), true)),
+        "{checks:?}"
     );
 }
