@@ -74,12 +74,6 @@ fn lake_option(global: &Global) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Opens the lake the global options point at.
-#[cfg(feature = "lake")]
-pub async fn open_lake(global: &Global) -> anyhow::Result<keel_lake::Lake> {
-    open_lake_at(&global.home, lake_option(global).as_deref()).await
-}
-
 #[cfg(feature = "lake")]
 async fn open_lake_at(home: &std::path::Path, lake: Option<&str>) -> anyhow::Result<keel_lake::Lake> {
     Ok(match lake {

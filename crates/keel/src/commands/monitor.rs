@@ -1,24 +1,26 @@
-//! `keel monitor label` and `keel monitor performance`
+//! `keel monitor label`, `performance`, `retention` and `drift`: the log tables are checked for
+//! the person on the command line (label and retention here; performance and drift inside their
+//! library operations), then the answer is printed.
 
 use anyhow::Context as _;
-use keel_lake::Lake;
 use keel_predlog::Sink as _;
 use keel_predlog::performance::{PerformanceOptions, PerformanceReport};
 
-use keel_catalog::{Actor, Catalog, Via, Write};
+use keel_data::{Caller, Workspace, Write};
 
 use crate::cli::{Global, MonitorCommand};
+use crate::context::{Context, principal};
 use crate::output;
 
 pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
-    let lake = crate::context::open_lake(global).await?;
+    let ctx = Context::open(global).await?;
+    let lake = ctx.open_lake().await?;
     // Log tables are lake tables like any other: the same grants apply (uncatalogued ones are
     // for workspace admins), and every use is audited.
-    let (catalog, actor) = catalog_actor(global).await?;
+    let ws = Workspace::new(ctx.catalog(), lake.clone());
+    let caller = ws.cli_caller(&principal(global)).await?;
     let check = async |table: &str, action: &str| -> anyhow::Result<()> {
-        catalog
-            .check::<Write>(&actor, table, action, Via::Cli, serde_json::json!({}))
-            .await?;
+        ws.check::<Write>(&caller, table, action, serde_json::json!({})).await?;
         Ok(())
     };
     match &cmd {
@@ -34,7 +36,7 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
         MonitorCommand::Performance { .. } | MonitorCommand::Drift(_) => {}
     }
     match cmd {
-        MonitorCommand::Drift(args) => return drift(global, &lake, args).await,
+        MonitorCommand::Drift(args) => return drift(global, &ctx, &ws, &caller, args).await,
         MonitorCommand::Retention { days } => {
             let removed = keel_predlog::retention::apply(&lake, days, chrono::Utc::now()).await?;
             if global.json {
@@ -85,9 +87,6 @@ pub async fn run(global: &Global, cmd: MonitorCommand) -> anyhow::Result<()> {
                 score,
                 ..PerformanceOptions::default()
             };
-            let ctx = crate::context::Context::open(global).await?;
-            let ws = keel_data::Workspace::new(ctx.catalog(), lake.clone());
-            let caller = ws.cli_caller(&crate::context::principal(global)).await?;
             let report = keel_experiments::offline::performance::of_model(&ws, &caller, &model, &options).await?;
             if global.json {
                 return output::json(&report);
@@ -147,7 +146,13 @@ fn print_report(r: &PerformanceReport) {
 
 /// `keel monitor drift DEPLOYMENT --reference TABLE`: `keel_experiments::offline::drift`'s
 /// report (it authorises the reference and the deployment's prediction-log tables first).
-pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftArgs) -> anyhow::Result<()> {
+async fn drift(
+    global: &Global,
+    ctx: &Context,
+    ws: &Workspace,
+    caller: &Caller,
+    args: crate::cli::MonitorDriftArgs,
+) -> anyhow::Result<()> {
     use keel_experiments::offline::drift::{DriftRequest, PredictionsBaseline, of_deployment};
 
     let method: keel_monitor::Method = args
@@ -166,11 +171,8 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
             ..Default::default()
         },
     };
-    let ctx = crate::context::Context::open(global).await?;
-    let ws = keel_data::Workspace::new(ctx.catalog(), lake.clone());
-    let caller = ws.cli_caller(&crate::context::principal(global)).await?;
     let repository = keel_serving::ModelRepository::new(ctx.registry.clone(), keel_runtime::ModelOptions::default());
-    let report = of_deployment(&ws, &caller, &repository, &request, keel_predlog::now_us()).await?;
+    let report = of_deployment(ws, caller, &repository, &request, keel_predlog::now_us()).await?;
     if global.json {
         return output::json(&serde_json::json!({
             "deployment": args.deployment, "reference": args.reference, "tables": report.tables,
@@ -202,11 +204,4 @@ pub async fn drift(global: &Global, lake: &Lake, args: crate::cli::MonitorDriftA
         (None, _) => println!("\npredictions: {note}; no earlier window logged yet to compare with"),
     }
     Ok(())
-}
-
-/// The catalog of the workspace and the principal acting on the command line.
-async fn catalog_actor(global: &Global) -> anyhow::Result<(Catalog, Actor)> {
-    let catalog = crate::context::Context::open(global).await?.catalog();
-    let actor = catalog.actor(&crate::context::principal(global)).await?;
-    Ok((catalog, actor))
 }
