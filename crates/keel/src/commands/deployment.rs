@@ -28,7 +28,7 @@ pub async fn run(global: &Global, cmd: DeploymentCommand) -> anyhow::Result<()> 
             // The whole revision (name, spec, model references) is prepared once, inside
             // `revise_deployment`; here only the monitor's reference table needs the spec.
             if let Some(monitor) = &DeploymentSpec::from_json(&spec)?.monitor {
-                check_reference(global, &name, &monitor.reference).await?;
+                check_reference(global, &ctx, &name, &monitor.reference).await?;
             }
             let by = author(&by);
             let revision = match keel_plan::changes::revise_deployment(
@@ -515,13 +515,13 @@ pub fn print_report(r: &Report) {
 /// A monitored deployment's reference table must exist in the lake, and whoever applies the
 /// deployment must be allowed to read it (the server then reads it on their behalf).
 #[cfg(feature = "lake")]
-async fn check_reference(global: &Global, deployment: &str, table: &str) -> anyhow::Result<()> {
-    let (ws, caller) = crate::commands::data::catalogued::open(global).await?;
+async fn check_reference(global: &Global, ctx: &Context, deployment: &str, table: &str) -> anyhow::Result<()> {
+    let (ws, caller) = crate::commands::data::catalogued::workspace(global, ctx).await?;
     Ok(ws.check_monitor_reference(&caller, table, deployment).await?)
 }
 
 #[cfg(not(feature = "lake"))]
-async fn check_reference(_: &Global, _: &str, _: &str) -> anyhow::Result<()> {
+async fn check_reference(_: &Global, _: &Context, _: &str, _: &str) -> anyhow::Result<()> {
     anyhow::bail!(
         "this keel was built without the lake feature, so deployments cannot be monitored against a reference table"
     )

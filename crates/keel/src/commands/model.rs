@@ -13,7 +13,7 @@ use crate::output;
 pub async fn run(global: &Global, cmd: ModelCommand) -> anyhow::Result<()> {
     let ctx = Context::open(global).await?;
     match cmd {
-        ModelCommand::Push(args) => push(global, &ctx.registry, args).await,
+        ModelCommand::Push(args) => push(global, &ctx, args).await,
         ModelCommand::Ls => ls(global, &ctx.registry).await,
         ModelCommand::Show { reference } => show(global, &ctx.registry, &reference).await,
         ModelCommand::Alias(args) => alias(global, &ctx.registry, args).await,
@@ -46,12 +46,13 @@ pub async fn push_file(registry: &Registry, args: &PushArgs) -> anyhow::Result<k
     Ok(version)
 }
 
-async fn push(global: &Global, registry: &Registry, args: PushArgs) -> anyhow::Result<()> {
+async fn push(global: &Global, ctx: &Context, args: PushArgs) -> anyhow::Result<()> {
+    let registry = &ctx.registry;
     // A catalogued training table is checked before the push and linked after it.
     #[cfg(feature = "lake")]
     let trained_on = match &args.training_data {
         Some(reference) => {
-            let (ws, caller) = crate::commands::data::catalogued::open(global).await?;
+            let (ws, caller) = crate::commands::data::catalogued::workspace(global, ctx).await?;
             ws.training_source(&caller, reference)
                 .await?
                 .map(|source| (ws, caller, source))

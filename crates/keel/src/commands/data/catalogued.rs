@@ -16,7 +16,11 @@ use crate::output;
 
 /// The data workspace the global options point at, and the principal acting on it.
 pub async fn open(global: &Global) -> anyhow::Result<(Workspace, Caller)> {
-    let ctx = Context::open(global).await?;
+    workspace(global, &Context::open(global).await?).await
+}
+
+/// [`open`] for a command that already opened `ctx` (the store is not opened again).
+pub async fn workspace(global: &Global, ctx: &Context) -> anyhow::Result<(Workspace, Caller)> {
     let ws = Workspace::new(ctx.catalog(), ctx.open_lake().await?);
     let caller = ws.cli_caller(&principal(global)).await?;
     Ok((ws, caller))
